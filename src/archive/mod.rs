@@ -1,0 +1,8 @@
+//! The v1 archive: a manifest, then `data/…`, gzip-compressed, with a `.sha256` sidecar.
+
+pub mod manifest;
+pub mod pargz;
+pub mod reader;
+pub mod writer;
+
+pub use manifest::{FileEntry, Manifest, Mode, Source};

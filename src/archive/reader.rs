@@ -1,0 +1,557 @@
+//! Reads an archive in one streaming pass: the raw bytes are hashed for the `.sha256`
+//! sidecar while they are decompressed, every tar entry is checked before anything of it is
+//! used, and data files are hashed (and, for a restore, extracted into a private staging
+//! directory). Nothing outside the staging directory is ever written.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Manifest, FORMAT, FORMAT_VERSION, MANIFEST_MAX, MANIFEST_NAME};
+use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
+use crate::fsutil::{create_new, free_space, hex};
+use crate::progress::{Progress, Stage, Unit};
+use crate::sqlite;
+
+/// The checks, in the order they are reported.
+pub const CHECKS: [&str; 8] =
+    ["sidecar", "gzip", "tar", "manifest", "files", "integrity", "foreign_keys", "facts"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub archive: PathBuf,
+    pub ok: bool,
+    pub checks: Vec<Check>,
+    pub bytes: u64,
+    pub sha256: String,
+    #[serde(skip)]
+    pub manifest: Option<Manifest>,
+}
+
+impl Verdict {
+    pub fn failed(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status == Status::Fail)
+    }
+    fn set(&mut self, name: &'static str, status: Status, detail: impl Into<String>) {
+        let c = self.checks.iter_mut().find(|c| c.name == name).expect("known check");
+        c.status = status;
+        c.detail = detail.into();
+    }
+    fn status(&self, name: &str) -> Status {
+        self.checks.iter().find(|c| c.name == name).map(|c| c.status).unwrap_or(Status::Skip)
+    }
+}
+
+pub struct Options<'a> {
+    /// Run the SQLite checks (they need `extract_to`).
+    pub sqlite: bool,
+    /// Extract the data files here (an empty private directory).
+    pub extract_to: Option<&'a Path>,
+    /// The checksum the archive must have; otherwise the sidecar beside it, when present.
+    pub expected_sha256: Option<&'a str>,
+}
+
+/// Raw bytes: hashed, counted, shown on the bar.
+struct RawReader<'a> {
+    inner: File,
+    hash: Sha256,
+    bytes: u64,
+    stage: &'a dyn Stage,
+}
+
+impl Read for RawReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        self.stage.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// Remembers whether the gzip layer failed, to tell a gzip error from a tar error.
+struct GzWatch<R> {
+    inner: R,
+    failed: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for GzWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed.store(true, Ordering::SeqCst))
+    }
+}
+
+/// Checks an archive; `Err` only for trouble outside the archive (an unreadable file, a full
+/// staging disk, an interrupt). Problems with the archive itself are failed checks.
+pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result<Verdict> {
+    let file = match File::open(archive) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::usage(format!("archive {} does not exist", archive.display()))
+                .hint("pass the path of a .tar.gz that kfadmin backup wrote; `ls` its directory"))
+        }
+        Err(e) => return Err(Error::io("cannot read", archive, e).kind(Kind::Usage)),
+    };
+    let meta = file.metadata().ctx("cannot read", archive)?;
+    if !meta.is_file() {
+        return Err(Error::usage(format!("{} is not a file", archive.display())));
+    }
+    let mut v = Verdict {
+        archive: archive.to_path_buf(),
+        ok: false,
+        checks: CHECKS
+            .iter()
+            .map(|&name| Check { name, status: Status::Skip, detail: String::new() })
+            .collect(),
+        bytes: 0,
+        sha256: String::new(),
+        manifest: None,
+    };
+
+    let expected = match opts.expected_sha256 {
+        Some(h) => Some((h.to_string(), "the checksum computed while writing".to_string())),
+        None => read_sidecar(archive, &mut v),
+    };
+
+    let stage = progress.stage("verify", meta.len(), Unit::Bytes);
+    let gz_failed = Arc::new(AtomicBool::new(false));
+    let raw = RawReader { inner: file, hash: Sha256::new(), bytes: 0, stage: stage.as_ref() };
+    let gz = GzWatch {
+        inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw)),
+        failed: Arc::clone(&gz_failed),
+    };
+    let mut tar = tar::Archive::new(gz);
+    let walked = walk(&mut tar, opts, &mut v);
+    // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
+    let mut gz = tar.into_inner();
+    let drained = match &walked {
+        Ok(()) => io::copy(&mut gz, &mut io::sink()).map(|_| ()),
+        Err(_) => Ok(()),
+    };
+    let mut raw = gz.inner.into_inner().into_inner();
+    // Hash the rest of the file even when decoding stopped early, for the sidecar check.
+    io::copy(&mut raw, &mut io::sink()).ctx("cannot read", archive)?;
+    stage.finish();
+    v.bytes = raw.bytes;
+    v.sha256 = hex(&raw.hash.finalize());
+
+    match (walked, drained) {
+        (Err(Walk::Outside(e)), _) => return Err(e),
+        (Err(Walk::Archive(e)), _) | (Ok(()), Err(e)) => {
+            if gz_failed.load(Ordering::SeqCst) {
+                v.set("gzip", Status::Fail, format!("the gzip stream is damaged: {e}"));
+            } else {
+                v.set("gzip", Status::Pass, "");
+                v.set("tar", Status::Fail, format!("the tar stream is damaged: {e}"));
+            }
+        }
+        (Ok(()), Ok(())) => {
+            v.set("gzip", Status::Pass, "");
+        }
+    }
+    if v.status("tar") == Status::Skip
+        && v.status("gzip") == Status::Pass
+        && v.status("manifest") != Status::Skip
+    {
+        v.set("tar", Status::Pass, "");
+    }
+
+    if let Some((want, from)) = expected {
+        if want == v.sha256 {
+            v.set("sidecar", Status::Pass, format!("sha256 matches {from}"));
+        } else {
+            v.set("sidecar", Status::Fail, format!("sha256 is {} but {from} says {want}", v.sha256));
+        }
+    }
+
+    let files_ok = v.status("files") == Status::Pass;
+    if opts.sqlite && files_ok {
+        if let (Some(dir), Some(m)) = (opts.extract_to, v.manifest.clone()) {
+            sqlite_checks(&dir.join(sqlite::DB_FILE), &m, &mut v)?;
+        }
+    }
+    v.ok = v.checks.iter().all(|c| c.status != Status::Fail)
+        && ["gzip", "tar", "manifest", "files"].iter().all(|n| v.status(n) == Status::Pass)
+        && (!opts.sqlite
+            || ["integrity", "foreign_keys", "facts"].iter().all(|n| v.status(n) == Status::Pass));
+    Ok(v)
+}
+
+fn read_sidecar(archive: &Path, v: &mut Verdict) -> Option<(String, String)> {
+    let sidecar = PathBuf::from(format!("{}.sha256", archive.display()));
+    match std::fs::read_to_string(&sidecar) {
+        Err(_) => {
+            v.set("sidecar", Status::Skip, format!("no {} beside the archive", sidecar.display()));
+            None
+        }
+        Ok(text) => {
+            let word = text.split_whitespace().next().unwrap_or("");
+            if word.len() == 64 && word.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Some((word.to_ascii_lowercase(), sidecar.display().to_string()))
+            } else {
+                v.set("sidecar", Status::Fail, format!("{} is not in sha256sum format", sidecar.display()));
+                None
+            }
+        }
+    }
+}
+
+enum Walk {
+    /// The archive is damaged: reported as a failed gzip or tar check.
+    Archive(io::Error),
+    /// Trouble on our side (staging disk full, interrupt): the whole command fails.
+    Outside(Error),
+}
+
+impl From<io::Error> for Walk {
+    fn from(e: io::Error) -> Self {
+        Walk::Archive(e)
+    }
+}
+
+/// A path inside the archive as plain components, or why it is refused.
+fn safe_path(raw: &[u8]) -> std::result::Result<PathBuf, String> {
+    let text = String::from_utf8_lossy(raw);
+    if raw.is_empty() {
+        return Err("an entry has an empty name".into());
+    }
+    let path = Path::new(std::str::from_utf8(raw).map_err(|_| format!("the name {text:?} is not UTF-8"))?);
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => clean.push(p),
+            Component::RootDir | Component::Prefix(_) => return Err(format!("{text:?} is an absolute path")),
+            Component::ParentDir => return Err(format!("{text:?} climbs out with `..`")),
+            Component::CurDir => return Err(format!("{text:?} has a `.` component")),
+        }
+    }
+    Ok(clean)
+}
+
+fn walk<R: Read>(
+    tar: &mut tar::Archive<R>,
+    opts: &Options,
+    v: &mut Verdict,
+) -> std::result::Result<(), Walk> {
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut files_problems: Vec<String> = Vec::new();
+    let mut files_seen: HashSet<String> = HashSet::new();
+    let mut first = true;
+    let mut buf = vec![0u8; 1 << 20];
+    for entry in tar.entries()? {
+        check_interrupt().map_err(Walk::Outside)?;
+        let mut entry = entry?;
+        let kind = entry.header().entry_type();
+        let raw_path = entry.path_bytes().into_owned();
+        let path = match safe_path(&raw_path) {
+            Ok(p) => p,
+            Err(why) => {
+                v.set("tar", Status::Fail, format!("unsafe entry: {why}"));
+                return Ok(());
+            }
+        };
+        if !seen.insert(path.clone()) {
+            v.set("tar", Status::Fail, format!("{} appears twice", path.display()));
+            return Ok(());
+        }
+        let allowed = match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => true,
+            tar::EntryType::Directory => path.starts_with("data"),
+            _ => false,
+        };
+        if !allowed {
+            v.set(
+                "tar",
+                Status::Fail,
+                format!(
+                    "{} is a {}; kfadmin archives hold only regular files and directories",
+                    path.display(),
+                    kind_name(kind)
+                ),
+            );
+            return Ok(());
+        }
+        if first {
+            first = false;
+            if path != Path::new(MANIFEST_NAME) {
+                v.set(
+                    "manifest",
+                    Status::Fail,
+                    format!("the first entry is {}, not {MANIFEST_NAME}", path.display()),
+                );
+                return Ok(());
+            }
+            let size = entry.header().size()?;
+            if size > MANIFEST_MAX {
+                v.set(
+                    "manifest",
+                    Status::Fail,
+                    format!("{MANIFEST_NAME} is {size} bytes, more than the 1 MiB limit"),
+                );
+                return Ok(());
+            }
+            let mut json = Vec::with_capacity(size as usize);
+            (&mut entry).take(MANIFEST_MAX).read_to_end(&mut json)?;
+            let m: Manifest = match serde_json::from_slice(&json) {
+                Ok(m) => m,
+                Err(e) => {
+                    v.set("manifest", Status::Fail, format!("{MANIFEST_NAME} cannot be parsed: {e}"));
+                    return Ok(());
+                }
+            };
+            if m.format != FORMAT || m.format_version != FORMAT_VERSION {
+                v.set(
+                    "manifest",
+                    Status::Fail,
+                    format!(
+                        "format {} version {} is not known to kfadmin {} (it reads {FORMAT} version {FORMAT_VERSION}); use a newer kfadmin",
+                        m.format,
+                        m.format_version,
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                );
+                return Ok(());
+            }
+            if let Some(problem) = manifest_problem(&m) {
+                v.set("manifest", Status::Fail, problem);
+                return Ok(());
+            }
+            if let Some(dir) = opts.extract_to {
+                let need: u64 = m.files.iter().map(|f| f.size).sum();
+                if let Some(free) = free_space(dir) {
+                    if free < need + (16 << 20) {
+                        return Err(Walk::Outside(
+                            Error::failed(format!(
+                                "not enough space in {} to unpack the backup: {} MiB needed, {} MiB free",
+                                dir.display(),
+                                need >> 20,
+                                free >> 20
+                            ))
+                            .hint("free some space on that filesystem and run again"),
+                        ));
+                    }
+                }
+            }
+            v.set(
+                "manifest",
+                Status::Pass,
+                format!("format version {}, {} file(s)", m.format_version, m.files.len()),
+            );
+            v.manifest = Some(m);
+            continue;
+        }
+        if !path.starts_with("data") {
+            v.set("tar", Status::Fail, format!("{} is outside data/", path.display()));
+            return Ok(());
+        }
+        let m = v.manifest.as_ref().expect("manifest read first");
+        if kind == tar::EntryType::Directory {
+            if let Some(dir) = opts.extract_to {
+                if let Ok(rel) = path.strip_prefix("data") {
+                    if !rel.as_os_str().is_empty() {
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .create(dir.join(rel))
+                            .ctx("cannot create", &dir.join(rel))
+                            .map_err(Walk::Outside)?;
+                    }
+                }
+            }
+            continue;
+        }
+        let name = path.to_string_lossy().into_owned();
+        let Some(want) = m.file(&name).cloned() else {
+            files_problems.push(format!("{name} is in the archive but not in the manifest"));
+            continue;
+        };
+        let size = entry.header().size()?;
+        if size != want.size {
+            files_problems.push(format!("{name} is {size} bytes, the manifest says {}", want.size));
+            continue;
+        }
+        let mut out = match opts.extract_to {
+            Some(dir) => {
+                let rel = path.strip_prefix("data").expect("checked above");
+                let target = dir.join(rel);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).ctx("cannot create", parent).map_err(Walk::Outside)?;
+                }
+                Some((create_new(&target, 0o600).map_err(Walk::Outside)?, target))
+            }
+            None => None,
+        };
+        let mut h = Sha256::new();
+        let mut got = 0u64;
+        loop {
+            check_interrupt().map_err(Walk::Outside)?;
+            let n = entry.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            got += n as u64;
+            if let Some((f, target)) = out.as_mut() {
+                f.write_all(&buf[..n]).ctx("cannot write", target).map_err(Walk::Outside)?;
+            }
+        }
+        if let Some((f, target)) = out {
+            f.sync_all().ctx("cannot write", &target).map_err(Walk::Outside)?;
+        }
+        let sum = hex(&h.finalize());
+        if got != want.size {
+            files_problems.push(format!("{name} ends after {got} of {} bytes", want.size));
+        } else if sum != want.sha256 {
+            files_problems.push(format!("{name} has sha256 {sum}, the manifest says {}", want.sha256));
+        }
+        files_seen.insert(name);
+    }
+    let Some(m) = v.manifest.as_ref() else {
+        v.set(
+            "manifest",
+            Status::Fail,
+            format!("the archive holds no {MANIFEST_NAME}; is it a kfadmin archive?"),
+        );
+        return Ok(());
+    };
+    for f in &m.files {
+        if !files_seen.contains(&f.path) && !files_problems.iter().any(|p| p.starts_with(&f.path)) {
+            files_problems.push(format!("{} is in the manifest but missing from the archive", f.path));
+        }
+    }
+    if files_problems.is_empty() {
+        v.set("files", Status::Pass, format!("{} file(s), sizes and sha256 match", files_seen.len()));
+    } else {
+        v.set("files", Status::Fail, files_problems.join("; "));
+    }
+    Ok(())
+}
+
+/// What must hold in any manifest before its files are trusted.
+fn manifest_problem(m: &Manifest) -> Option<String> {
+    let db = format!("data/{}", sqlite::DB_FILE);
+    if m.file(&db).is_none() {
+        return Some(format!("the manifest lists no {db}"));
+    }
+    for f in &m.files {
+        match safe_path(f.path.as_bytes()) {
+            Ok(p) if p.starts_with("data") && p != Path::new("data") => {}
+            Ok(_) => return Some(format!("the manifest lists {:?}, outside data/", f.path)),
+            Err(why) => return Some(format!("the manifest lists an unsafe path: {why}")),
+        }
+        if f.path.ends_with("-shm") {
+            return Some(format!("the manifest lists {}; a -shm file is never archived", f.path));
+        }
+        if f.path.ends_with("-wal") && f.size > 0 {
+            return Some(format!(
+                "the manifest lists a non-empty {}; a backup never carries WAL frames",
+                f.path
+            ));
+        }
+    }
+    None
+}
+
+fn kind_name(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Symlink => "symbolic link",
+        tar::EntryType::Link => "hard link",
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "FIFO",
+        tar::EntryType::Directory => "directory outside data/",
+        _ => "special entry",
+    }
+}
+
+fn sqlite_checks(db: &Path, m: &Manifest, v: &mut Verdict) -> Result<()> {
+    let conn = match sqlite::open_immutable(db) {
+        Ok(c) => c,
+        Err(e) => {
+            v.set("integrity", Status::Fail, format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    match sqlite::check(&conn, true) {
+        Ok(p) if p.is_empty() => v.set("integrity", Status::Pass, "PRAGMA integrity_check: ok"),
+        Ok(p) => v.set("integrity", Status::Fail, p.join("; ")),
+        Err(e) => {
+            v.set("integrity", Status::Fail, format!("{e:#}"));
+            return Ok(());
+        }
+    }
+    match sqlite::foreign_key_check(&conn) {
+        Ok(p) if p.is_empty() => {
+            v.set("foreign_keys", Status::Pass, "PRAGMA foreign_key_check: no violations")
+        }
+        Ok(p) => v.set("foreign_keys", Status::Fail, p.join("; ")),
+        Err(e) => v.set("foreign_keys", Status::Fail, format!("{e:#}")),
+    }
+    match sqlite::facts(&conn, db) {
+        Ok(f) if f == m.database => v.set(
+            "facts",
+            Status::Pass,
+            format!(
+                "{} pages of {} bytes, {} tables, schema version {:?}",
+                f.page_count,
+                f.page_size,
+                f.tables.len(),
+                f.schema_version
+            ),
+        ),
+        Ok(f) => v.set("facts", Status::Fail, facts_diff(&m.database, &f)),
+        Err(e) => v.set("facts", Status::Fail, format!("{e:#}")),
+    }
+    Ok(())
+}
+
+fn facts_diff(want: &sqlite::DbFacts, got: &sqlite::DbFacts) -> String {
+    let mut d = Vec::new();
+    if want.page_size != got.page_size {
+        d.push(format!("page_size {} (manifest {})", got.page_size, want.page_size));
+    }
+    if want.page_count != got.page_count {
+        d.push(format!("page_count {} (manifest {})", got.page_count, want.page_count));
+    }
+    if want.journal_mode != got.journal_mode {
+        d.push(format!("journal_mode {:?} (manifest {:?})", got.journal_mode, want.journal_mode));
+    }
+    if want.user_version != got.user_version {
+        d.push(format!("user_version {} (manifest {})", got.user_version, want.user_version));
+    }
+    if want.schema_version != got.schema_version {
+        d.push(format!("schema version {:?} (manifest {:?})", got.schema_version, want.schema_version));
+    }
+    for (t, n) in &want.tables {
+        match got.tables.get(t) {
+            Some(g) if g == n => {}
+            Some(g) => d.push(format!("table {t} has {g} rows (manifest {n})")),
+            None => d.push(format!("table {t} is missing")),
+        }
+    }
+    for t in got.tables.keys().filter(|t| !want.tables.contains_key(*t)) {
+        d.push(format!("table {t} is not in the manifest"));
+    }
+    format!("the database does not match its manifest: {}", d.join(", "))
+}

@@ -1,0 +1,194 @@
+//! The command line: clap derive, shared flag groups flattened into each subcommand.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Back up, verify and restore a self-hosted Keyfount sync server";
+
+const LONG_ABOUT: &str = "\
+kfadmin backs up, verifies and restores the data of a self-hosted Keyfount sync server: one
+SQLite database in WAL mode (keyfount.db) that holds every user's synced vault metadata and the
+server's own long-term keys.
+
+An online backup takes a consistent snapshot while the server keeps serving. Every archive is
+a .tar.gz with a manifest and a .sha256 sidecar, is checked before it gets its final name, and
+is readable by the operator only (mode 0600).";
+
+const EXAMPLES: &str = "\
+Examples:
+  Take an online backup while the server runs:
+    kfadmin backup --online --db /srv/keyfount/data/keyfount.db --out /var/backups/keyfount
+
+  Check a backup completely (checksums, gzip, tar, SQLite integrity):
+    kfadmin verify /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz
+
+  Restore it into a data directory (the server must be stopped):
+    kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data
+
+Exit codes: 0 success, 1 failed (nothing half-done left), 2 usage or bad input,
+3 a backup failed verification, 4 a container was not brought back, 130 interrupted.";
+
+#[derive(Debug, Parser)]
+#[command(name = "kfadmin", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+#[command(propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output flags every subcommand takes.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// Print exactly one JSON object on stdout at the end, and nothing else there
+    #[arg(long, global = true, env = "KFADMIN_JSON")]
+    pub json: bool,
+    /// Print only errors and warnings (and the JSON report with --json)
+    #[arg(short, long, global = true, env = "KFADMIN_QUIET")]
+    pub quiet: bool,
+    /// Never draw progress bars (they are only drawn when stderr is a terminal anyway)
+    #[arg(long, global = true, env = "KFADMIN_NO_PROGRESS")]
+    pub no_progress: bool,
+    /// Say more about each step (repeat for more)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Backup(BackupArgs),
+    Verify(VerifyArgs),
+    Restore(RestoreArgs),
+    Completions(CompletionsArgs),
+}
+
+/// Take a consistent, checksummed, verified backup
+///
+/// --online copies the database through SQLite's online backup API while the server keeps
+/// writing: one read transaction is held for the whole copy, so it never restarts and never
+/// blocks the server (in WAL mode), and kfadmin never checkpoints the live database.
+///
+/// The archive is written as <name>-<UTC time>-online.tar.gz (mode 0600, its directory 0700)
+/// with a .sha256 sidecar. It is checked before it gets its final name: a file with a final
+/// name is always complete.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin backup --online --db /srv/keyfount/data/keyfount.db --out /var/backups/keyfount
+  kfadmin backup --online --db ./keyfount.db --out ./backups --json | jq -r .archive
+
+From cron, every night at 03:00:
+  0 3 * * *  root  kfadmin backup --online --db /srv/keyfount/data/keyfount.db --out /var/backups/keyfount --quiet")]
+pub struct BackupArgs {
+    /// Copy the database while the server keeps running (SQLite online backup API)
+    #[arg(long, required = true)]
+    pub online: bool,
+    /// The Keyfount database file on this host
+    #[arg(long, value_name = "PATH", env = "KFADMIN_DB")]
+    pub db: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Where and how archives are written.
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Directory for the archive (created with mode 0700 when missing)
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "DIR",
+        env = "KFADMIN_BACKUP_DIR",
+        default_value = "/var/backups/keyfount"
+    )]
+    pub out: PathBuf,
+    /// First part of the archive's name [default: the database file's name without .db]
+    #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
+    pub name: Option<String>,
+    /// gzip level, 1 (fastest) to 9 (smallest); Keyfount's vaults are encrypted and barely compress
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9), env = "KFADMIN_COMPRESSION_LEVEL")]
+    pub compression_level: u32,
+}
+
+/// Check archives: checksums, gzip, tar, manifest, SQLite integrity
+///
+/// Checks, in this order, each reported by name: the .sha256 sidecar (when present), the
+/// gzip stream, the tar entries (only regular files and directories under data/, no absolute
+/// path, no `..`, no links or devices, no duplicates), the manifest, every file's size and
+/// sha256, then PRAGMA integrity_check and foreign_key_check on the database and its facts
+/// against the manifest. Exit code 0 when every archive passes, 3 when any check fails.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin verify /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz
+  kfadmin verify --quick /var/backups/keyfount/*.tar.gz
+  kfadmin verify --json backup.tar.gz | jq '.archives[].checks[] | select(.status == \"fail\")'")]
+pub struct VerifyArgs {
+    /// The archives to check
+    #[arg(required = true, value_name = "ARCHIVE")]
+    pub archives: Vec<PathBuf>,
+    /// Stop before the SQLite checks (no need to unpack the database)
+    #[arg(long)]
+    pub quick: bool,
+    /// Where to unpack the database for the SQLite checks (a private directory is made there)
+    #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
+    pub tmp_dir: Option<PathBuf>,
+}
+
+/// Restore a backup into a data directory
+///
+/// Verifies the archive in full first and refuses one that fails. Refuses while the database
+/// is open in another process (the server must be stopped). Shows the plan and asks for
+/// confirmation (or takes --yes). The current files are moved into a safety directory inside
+/// the data directory, the restored files are swapped in with an atomic rename, stale
+/// keyfount.db-wal and -shm are removed, and the restored files get the owner and mode of the
+/// database they replace (or the ones recorded in the backup when there was none).
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data --dry-run
+  kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data --yes")]
+pub struct RestoreArgs {
+    /// The archive to restore
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: PathBuf,
+    /// Keyfount's data directory on this host (the one that holds keyfount.db)
+    #[arg(long, value_name = "DIR", env = "KFADMIN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+}
+
+/// Confirmation for commands that replace data.
+#[derive(Debug, Args, Clone)]
+pub struct ConfirmArgs {
+    /// Do not ask for confirmation (needed when stdin is not a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Verify and show the plan, then stop without changing anything
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Print a shell completion script to stdout
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin completions bash > /etc/bash_completion.d/kfadmin
+  kfadmin completions zsh > \"${fpath[1]}/_kfadmin\"
+  kfadmin completions fish > ~/.config/fish/completions/kfadmin.fish")]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}

@@ -1,0 +1,92 @@
+//! One module per subcommand: parse → plan → run → report. A command returns an [`Outcome`]
+//! (a human text and a JSON object); `main` prints whichever was asked for.
+
+use std::io::IsTerminal;
+
+use serde::Serialize;
+
+use crate::cli::{Command, Global};
+use crate::error::Result;
+use crate::progress::{Bars, Progress, Silent};
+
+pub mod backup;
+pub mod completions;
+pub mod restore;
+pub mod verify;
+
+/// What every command gets: how to report progress, and how the operator wants output.
+pub struct Ctx {
+    pub progress: Box<dyn Progress>,
+    pub json: bool,
+    pub quiet: bool,
+    pub verbose: u8,
+    /// Both stdin and stderr are terminals: prompts are possible.
+    pub interactive: bool,
+}
+
+impl Ctx {
+    pub fn new(g: &Global) -> Self {
+        let stderr_tty = std::io::stderr().is_terminal();
+        let bars = stderr_tty && !g.json && !g.quiet && !g.no_progress;
+        Ctx {
+            progress: if bars { Box::new(Bars::new()) } else { Box::new(Silent) },
+            json: g.json,
+            quiet: g.quiet,
+            verbose: g.verbose,
+            interactive: stderr_tty && std::io::stdin().is_terminal(),
+        }
+    }
+
+    /// A line on stderr (above any bars) unless `--quiet`.
+    pub fn note(&self, line: &str) {
+        if !self.quiet {
+            self.say(line);
+        }
+    }
+
+    /// A line on stderr that `--quiet` does not silence (warnings).
+    pub fn warn(&self, line: &str) {
+        self.say(&format!("warning: {line}"));
+    }
+
+    fn say(&self, line: &str) {
+        if self.progress_is_drawn() {
+            self.progress.log(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn progress_is_drawn(&self) -> bool {
+        std::io::stderr().is_terminal() && !self.json && !self.quiet
+    }
+}
+
+/// What a command produced.
+pub struct Outcome {
+    /// 0, or 3 when a verification failed.
+    pub code: u8,
+    pub human: String,
+    pub json: serde_json::Value,
+    /// Printed as is, whatever the output mode (completion scripts, man pages).
+    pub raw: Option<Vec<u8>>,
+}
+
+impl Outcome {
+    pub fn new(code: u8, human: String, report: &impl Serialize) -> Self {
+        Outcome { code, human, json: serde_json::to_value(report).expect("report serializes"), raw: None }
+    }
+}
+
+pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
+    match cmd {
+        Command::Backup(a) => backup::run(a, ctx),
+        Command::Verify(a) => verify::run(a, ctx),
+        Command::Restore(a) => restore::run(a, ctx),
+        Command::Completions(a) => completions::run(a),
+    }
+}
+
+pub(crate) fn human_bytes(n: u64) -> String {
+    indicatif::BinaryBytes(n).to_string()
+}

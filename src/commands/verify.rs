@@ -1,0 +1,88 @@
+//! `kfadmin verify ARCHIVE...`
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{Ctx, Outcome};
+use crate::archive::reader::{self, Options, Status, Verdict};
+use crate::cli::VerifyArgs;
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub quick: bool,
+    pub archives: Vec<Verdict>,
+}
+
+pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
+    for a in &args.archives {
+        if !a.exists() {
+            return Err(Error::usage(format!("archive {} does not exist", a.display()))
+                .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
+        }
+    }
+    let tmp_parent: PathBuf = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut archives = Vec::new();
+    for a in &args.archives {
+        let verdict = if args.quick {
+            reader::verify(
+                a,
+                &Options { sqlite: false, extract_to: None, expected_sha256: None },
+                ctx.progress.as_ref(),
+            )?
+        } else {
+            fsutil::ensure_private_dir(&tmp_parent)?;
+            let tmp = fsutil::staging_dir(&tmp_parent, ".kfadmin-verify-")?;
+            let opts = Options { sqlite: true, extract_to: Some(tmp.path()), expected_sha256: None };
+            reader::verify(a, &opts, ctx.progress.as_ref())?
+        };
+        archives.push(verdict);
+    }
+    let ok = archives.iter().all(|v| v.ok);
+    let report = VerifyReport { ok, quick: args.quick, archives };
+    Ok(Outcome::new(if ok { 0 } else { 3 }, human(&report), &report))
+}
+
+pub fn render(v: &Verdict, quick: bool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", v.archive.display());
+    for c in &v.checks {
+        let tag = match c.status {
+            Status::Pass => "ok  ",
+            Status::Fail => "FAIL",
+            Status::Skip => "skip",
+        };
+        let detail = if c.status == Status::Skip && c.detail.is_empty() {
+            if quick && ["integrity", "foreign_keys", "facts"].contains(&c.name) {
+                "not run (--quick)"
+            } else {
+                "not reached"
+            }
+        } else {
+            c.detail.as_str()
+        };
+        let _ = writeln!(s, "  {tag}  {:<13} {detail}", c.name);
+    }
+    let failed: Vec<&str> = v.failed().map(|c| c.name).collect();
+    if v.ok {
+        let _ = writeln!(s, "  => OK");
+    } else if failed.is_empty() {
+        let _ = writeln!(s, "  => FAILED (not every check could run)");
+    } else {
+        let _ = writeln!(s, "  => FAILED: {}", failed.join(", "));
+    }
+    s
+}
+
+fn human(r: &VerifyReport) -> String {
+    let mut s: String = r.archives.iter().map(|v| render(v, r.quick)).collect::<Vec<_>>().join("\n");
+    if r.archives.len() > 1 {
+        let bad = r.archives.iter().filter(|v| !v.ok).count();
+        let _ = writeln!(s, "\n{} of {} archive(s) passed", r.archives.len() - bad, r.archives.len());
+    }
+    s
+}

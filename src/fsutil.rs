@@ -1,0 +1,143 @@
+//! Small filesystem helpers shared by the commands: private directories, fsync, hashing,
+//! and a guard that removes a half-written file unless it was finished.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
+use crate::progress::Stage;
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Create `dir` (and its parents) when missing; a directory kfadmin creates is mode 0700.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if dir.exists() {
+        return Err(Error::usage(format!("{} exists and is not a directory", dir.display()))
+            .hint("choose another output directory"));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("cannot create the directory", dir, e).kind(Kind::Usage))
+}
+
+/// A 0700 staging directory inside `parent`, removed with everything in it when dropped.
+pub fn staging_dir(parent: &Path, prefix: &str) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent).map_err(|e| {
+        let usage = e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS);
+        let err = Error::io("cannot write in", parent, e);
+        if usage {
+            err.kind(Kind::Usage)
+        } else {
+            err
+        }
+    })?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+        .ctx("cannot set the mode of", dir.path())?;
+    Ok(dir)
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).ctx("cannot sync the directory", dir)
+}
+
+/// Create a new file with mode `mode`; never follows a symlink, never replaces a file.
+pub fn create_new(path: &Path, mode: u32) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .ctx("cannot create", path)
+}
+
+/// SHA-256 and length of a file, in 1 MiB reads.
+pub fn sha256_file(path: &Path, stage: Option<&dyn Stage>) -> Result<(String, u64)> {
+    let mut f = File::open(path).ctx("cannot read", path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        check_interrupt()?;
+        let k = f.read(&mut buf).ctx("cannot read", path)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+        if let Some(s) = stage {
+            s.inc(k as u64);
+        }
+    }
+    Ok((hex(&h.finalize()), n))
+}
+
+/// Removes its file when dropped, unless [`Partial::keep`] was called.
+pub struct Partial {
+    path: Option<PathBuf>,
+}
+
+impl Partial {
+    pub fn new(path: PathBuf) -> Self {
+        Partial { path: Some(path) }
+    }
+    pub fn path(&self) -> &Path {
+        self.path.as_deref().expect("partial still armed")
+    }
+    pub fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Write `contents` to `path` atomically: `<path>.partial`, fsync, rename. Mode `mode`.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let tmp = PathBuf::from(format!("{}.partial", path.display()));
+    let _ = std::fs::remove_file(&tmp);
+    let guard = Partial::new(tmp.clone());
+    let mut f = create_new(&tmp, mode)?;
+    f.write_all(contents).ctx("cannot write", &tmp)?;
+    f.sync_all().ctx("cannot write", &tmp)?;
+    drop(f);
+    std::fs::rename(&tmp, path).ctx("cannot rename into", path)?;
+    guard.keep();
+    if let Some(dir) = path.parent() {
+        fsync_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?;
+    }
+    Ok(())
+}
+
+/// Free bytes for an unprivileged writer on the filesystem that holds `path`.
+pub fn free_space(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: valid C string and a zeroed statvfs for the call to fill.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// The system's host name, for the manifest.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}

@@ -1,0 +1,14 @@
+//! kfadmin: the operator's toolkit for a self-hosted Keyfount sync server.
+//!
+//! The library does the work and never prints: operations report progress through
+//! [`progress::Progress`] and return reports; the binary (`src/main.rs`) owns all output.
+
+pub mod archive;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod fsutil;
+pub mod progress;
+pub mod sqlite;
+
+pub use error::{Error, Kind, Result};

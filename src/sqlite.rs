@@ -1,0 +1,384 @@
+//! Every SQLite call kfadmin makes: the online snapshot with a pinned read transaction, the
+//! checks, the facts recorded in a manifest, and the lock probe that tells whether a server
+//! has the database open.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_interrupt, Error, IoContext, Result};
+use crate::progress::{Progress, Unit};
+
+/// Keyfount's database file name inside its data directory.
+pub const DB_FILE: &str = "keyfount.db";
+const HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The sidecar files SQLite keeps beside a database in WAL mode.
+pub fn sidecars(db: &Path) -> [PathBuf; 2] {
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    [db.with_file_name(format!("{name}-wal")), db.with_file_name(format!("{name}-shm"))]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Journal {
+    Wal,
+    Rollback,
+}
+
+/// What kfadmin learns about a database file before it opens it.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub path: PathBuf,
+    pub size: u64,
+    pub journal: Journal,
+    pub page_size: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+}
+
+/// Check that `path` is an existing SQLite database file, from its header alone.
+pub fn inspect(path: &Path) -> Result<SourceInfo> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::usage(format!("database {} does not exist", path.display())).hint(
+                "check the path given with --db (Keyfount keeps its database at /data/keyfount.db in its container)",
+            ))
+        }
+        Err(e) => return Err(Error::io("cannot read", path, e).kind(crate::error::Kind::Usage)),
+    };
+    if meta.is_dir() {
+        return Err(Error::usage(format!("{} is a directory, not a database file", path.display()))
+            .hint(format!("pass the database file itself, e.g. --db {}", path.join(DB_FILE).display())));
+    }
+    if !meta.is_file() {
+        return Err(Error::usage(format!("{} is not a regular file", path.display())));
+    }
+    let mut header = [0u8; 100];
+    let n = File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut header))
+        .map_err(|e| Error::io("cannot read", path, e).kind(crate::error::Kind::Usage))?;
+    if n < 100 || &header[..16] != HEADER {
+        return Err(Error::usage(format!(
+            "{} is not a SQLite database (it does not start with the SQLite header)",
+            path.display()
+        ))
+        .hint("point --db at Keyfount's keyfount.db"));
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u32::from(n),
+    };
+    let journal = if header[18] == 2 && header[19] == 2 { Journal::Wal } else { Journal::Rollback };
+    Ok(SourceInfo {
+        path: path.to_path_buf(),
+        size: meta.len(),
+        journal,
+        page_size,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode() & 0o7777,
+    })
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// How the snapshot went.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotStats {
+    pub page_size: u32,
+    pub page_count: u32,
+    pub steps: u32,
+    /// Times the copy started over because the source changed under it: 0 with a pinned
+    /// read transaction, and reported so that a regression would show.
+    pub restarts: u32,
+    pub busy_retries: u32,
+    pub duration_ms: u64,
+}
+
+/// Pages copied per backup step: 8 MiB at 4 KiB pages. Large steps are fast; the pinned
+/// snapshot makes the step size irrelevant to consistency.
+const PAGES_PER_STEP: i32 = 2048;
+
+/// Copy `src` into a new file `dst` through SQLite's online backup API while other processes
+/// keep writing to `src`.
+///
+/// The source connection is read-only, never checkpoints (not even on close), and holds ONE
+/// read transaction for the whole copy, so every step reads the same snapshot and the copy
+/// never restarts. In WAL mode that does not block the writers.
+pub fn snapshot(src: &Path, dst: &Path, progress: &dyn Progress) -> Result<SnapshotStats> {
+    let started = Instant::now();
+    let guard = SidecarOwners::record(src);
+    let result = snapshot_inner(src, dst, progress, started);
+    guard.restore()?;
+    result
+}
+
+fn snapshot_inner(
+    src: &Path,
+    dst: &Path,
+    progress: &dyn Progress,
+    started: Instant,
+) -> Result<SnapshotStats> {
+    let source = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| sql_err(e, "cannot open the database", src))?;
+    source.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    source.busy_timeout(Duration::from_secs(10))?;
+    // BEGIN is deferred: the first read is what pins the snapshot.
+    source.execute_batch("BEGIN")?;
+    source
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| sql_err(e, "cannot read the database", src))?;
+
+    let mut dest = Connection::open(dst).map_err(|e| sql_err(e, "cannot create the snapshot", dst))?;
+    // The staging copy is thrown away after archiving: no journal, no syncs.
+    dest.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
+
+    let mut stats =
+        SnapshotStats { page_size: 0, page_count: 0, steps: 0, restarts: 0, busy_retries: 0, duration_ms: 0 };
+    {
+        let backup = Backup::new(&source, &mut dest)?;
+        let stage = progress.stage("snapshot", 0, Unit::Pages);
+        let mut last_remaining = i32::MAX;
+        loop {
+            check_interrupt()?;
+            let step = backup.step(PAGES_PER_STEP).map_err(|e| sql_err(e, "the snapshot failed", dst))?;
+            stats.steps += 1;
+            let p = backup.progress();
+            if p.remaining > last_remaining {
+                stats.restarts += 1;
+            }
+            last_remaining = p.remaining;
+            stage.set_total(p.pagecount as u64);
+            stage.set((p.pagecount - p.remaining) as u64);
+            match step {
+                StepResult::Done => {
+                    stats.page_count = p.pagecount as u32;
+                    break;
+                }
+                StepResult::More => {}
+                StepResult::Busy | StepResult::Locked => {
+                    stats.busy_retries += 1;
+                    if stats.busy_retries > 1000 {
+                        return Err(Error::failed(format!(
+                            "the database {} stayed locked for more than 10 s",
+                            src.display()
+                        ))
+                        .hint("another process holds an exclusive lock; try again when it is done"));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => {}
+            }
+        }
+        stage.finish();
+    }
+    source.execute_batch("COMMIT")?;
+    source.close().map_err(|(_, e)| sql_err(e, "cannot close the database", src))?;
+    stats.page_size = dest.query_row("PRAGMA page_size", [], |r| r.get::<_, u32>(0))?;
+    dest.close().map_err(|(_, e)| sql_err(e, "cannot close the snapshot", dst))?;
+    stats.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(stats)
+}
+
+/// Turn a SQLite error on `path` into an operator-facing error, keeping disk-full visible.
+pub fn sql_err(e: rusqlite::Error, what: &str, path: &Path) -> Error {
+    let code = e.sqlite_error_code();
+    let mut err = Error::failed(format!("{what} {}", path.display())).source(e);
+    match code {
+        Some(rusqlite::ErrorCode::DiskFull) => {
+            err = err.hint(format!("the disk that holds {} is full; free some space", path.display()))
+        }
+        Some(rusqlite::ErrorCode::NotADatabase) => {
+            err = err
+                .kind(crate::error::Kind::Usage)
+                .hint("the file is not a SQLite database, or it is damaged")
+        }
+        Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::PermissionDenied) => {
+            err = err.hint("check that kfadmin may read the file and write beside it (run it as root)")
+        }
+        _ => {}
+    }
+    err
+}
+
+/// Remembers which of a database's `-wal`/`-shm` existed before kfadmin opened it, and hands
+/// any that kfadmin's own connection created to the database file's owner, with its mode.
+/// A root-owned `-shm` left beside a database locks out a server running as uid 1000.
+pub struct SidecarOwners {
+    db: PathBuf,
+    existed: [bool; 2],
+}
+
+impl SidecarOwners {
+    pub fn record(db: &Path) -> Self {
+        let existed = sidecars(db).map(|p| p.symlink_metadata().is_ok());
+        SidecarOwners { db: db.to_path_buf(), existed }
+    }
+
+    pub fn restore(&self) -> Result<()> {
+        let Ok(meta) = std::fs::metadata(&self.db) else { return Ok(()) };
+        for (path, existed) in sidecars(&self.db).iter().zip(self.existed) {
+            let Ok(side) = path.symlink_metadata() else { continue };
+            if existed || !side.is_file() {
+                continue;
+            }
+            if side.uid() != meta.uid() || side.gid() != meta.gid() {
+                std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
+                    .ctx("cannot give back the owner of", path)?;
+            }
+            if side.mode() & 0o777 != meta.mode() & 0o777 {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o777))
+                    .ctx("cannot set the mode of", path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Open a file that no other process uses (a staged snapshot, an extracted backup) read-only
+/// and immutable: no locks, no `-wal` or `-shm` created.
+pub fn open_immutable(path: &Path) -> Result<Connection> {
+    let uri = format!("file:{}?immutable=1", uri_escape(path));
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_err(e, "cannot open", path))?;
+    Ok(conn)
+}
+
+fn uri_escape(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut s = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// `PRAGMA quick_check` (or `integrity_check` when `full`): the problems found, empty when ok.
+pub fn check(conn: &Connection, full: bool) -> Result<Vec<String>> {
+    let sql = if full { "PRAGMA integrity_check" } else { "PRAGMA quick_check" };
+    let mut stmt = conn.prepare(sql)?;
+    let rows: Vec<String> =
+        stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(rows.into_iter().filter(|r| r != "ok").collect())
+}
+
+/// `PRAGMA foreign_key_check`: one line per violation.
+pub fn foreign_key_check(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    let rows = stmt
+        .query_map([], |r| {
+            let table: String = r.get(0)?;
+            let rowid: Option<i64> = r.get(1)?;
+            let parent: String = r.get(2)?;
+            Ok(format!("{table} row {} references a missing row in {parent}", rowid.unwrap_or(-1)))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// The facts about a database that a manifest records and `verify` checks again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbFacts {
+    pub page_size: u64,
+    pub page_count: u64,
+    pub journal_mode: Journal,
+    pub user_version: i64,
+    /// Highest `schema_migrations.version`, when that table exists.
+    pub schema_version: Option<i64>,
+    /// Rows per table (SQLite's internal tables excepted).
+    pub tables: BTreeMap<String, u64>,
+}
+
+pub fn facts(conn: &Connection, path: &Path) -> Result<DbFacts> {
+    let journal_mode = inspect(path)?.journal;
+    let page_size = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
+    let page_count = conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64;
+    let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut tables = BTreeMap::new();
+    for name in &names {
+        let quoted = name.replace('"', "\"\"");
+        let n =
+            conn.query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| r.get::<_, i64>(0))? as u64;
+        tables.insert(name.clone(), n);
+    }
+    let schema_version = if names.iter().any(|n| n == "schema_migrations") {
+        conn.query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get::<_, Option<i64>>(0))?
+    } else {
+        None
+    };
+    Ok(DbFacts { page_size, page_count, journal_mode, user_version, schema_version, tables })
+}
+
+/// A process that has the database open, found through SQLite's own file locks.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub pid: i32,
+    pub file: PathBuf,
+}
+
+/// Whether another process has `db` open: in WAL mode every connection holds a shared lock on
+/// the `-shm` file's "dead man switch" byte for as long as it is open; in rollback mode a
+/// connection locks the database file's lock bytes while it reads or writes.
+pub fn in_use(db: &Path) -> Result<Option<Holder>> {
+    const PENDING_BYTE: i64 = 0x4000_0000;
+    const SHM_DMS: i64 = 120 + 8;
+    let [_, shm] = sidecars(db);
+    for (file, start, len) in [(shm, SHM_DMS, 1), (db.to_path_buf(), PENDING_BYTE, 512)] {
+        let f = match File::open(&file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("cannot check the locks on", &file, e)),
+        };
+        // SAFETY: a zeroed flock is a valid argument; F_GETLK only writes into it.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as _;
+        fl.l_whence = libc::SEEK_SET as _;
+        fl.l_start = start;
+        fl.l_len = len;
+        // SAFETY: valid fd and pointer to a flock for the duration of the call.
+        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
+        if rc != 0 {
+            return Err(Error::io("cannot check the locks on", &file, std::io::Error::last_os_error()));
+        }
+        if i32::from(fl.l_type) != libc::F_UNLCK {
+            return Ok(Some(Holder { pid: fl.l_pid, file }));
+        }
+    }
+    Ok(None)
+}
