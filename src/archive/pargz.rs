@@ -6,8 +6,9 @@
 //!
 //! Keyfount's vaults are encrypted, so most of a database is random bytes that deflate cannot
 //! shrink, only spend time on. Within a block, runs of 64 KiB chunks whose byte entropy says
-//! "random" are written as stored deflate blocks (no match search), and the other runs are
-//! compressed at the chosen level.
+//! "mostly random" are deflated with the RLE strategy (no match search; zlib falls back to
+//! stored blocks where coding does not pay), and the other runs with the default strategy at
+//! the chosen level (level 9 uses the default strategy everywhere).
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -15,8 +16,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use zlib_rs::{compress_bound, compress_slice, DeflateConfig, Method, ReturnCode, Strategy};
 
 /// 1 MiB blocks: each starts without a dictionary, which costs well under 0.1 % in size.
 pub const BLOCK: usize = 1 << 20;
@@ -33,87 +33,69 @@ pub struct ParGzWriter<W: Write> {
     wrote_any: bool,
 }
 
-/// A chunk whose order-0 entropy is above this many bits per byte (deflate could save less
-/// than about 2.5 %) is stored, not compressed; at level 9 only chunks above 7.99 bits are.
-fn random_bits(level: u32) -> f64 {
-    if level >= 9 {
-        7.99
-    } else {
-        7.8
-    }
-}
+/// Above this many bits per byte a chunk is mostly random (encrypted vault bytes): deflate's
+/// match search finds nothing there, so it gets the RLE strategy, which still catches the
+/// zero padding of SQLite pages at a fraction of the cost.
+const RANDOM_BITS: f64 = 7.0;
 const CHUNK: usize = 64 * 1024;
 
-fn looks_random(chunk: &[u8], threshold: f64) -> bool {
-    if chunk.len() < 4096 {
-        return false;
-    }
+fn entropy(chunk: &[u8]) -> f64 {
     let mut hist = [0u32; 256];
     for &b in chunk {
         hist[b as usize] += 1;
     }
     let n = chunk.len() as f64;
-    let bits: f64 = hist
-        .iter()
+    hist.iter()
         .filter(|&&c| c > 0)
         .map(|&c| {
             let p = c as f64 / n;
             -p * p.log2()
         })
-        .sum();
-    bits > threshold
+        .sum()
 }
 
-/// One block as gzip members: one per run of chunks of the same kind.
+fn strategy(chunk: &[u8], level: u32) -> Strategy {
+    if level < 9 && chunk.len() >= 4096 && entropy(chunk) > RANDOM_BITS {
+        Strategy::Rle
+    } else {
+        Strategy::Default
+    }
+}
+
+/// One block as gzip members: one per run of chunks that take the same strategy.
 fn compress_block(block: &[u8], level: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(block.len() + block.len() / 64 + 64);
-    let mut start = 0;
-    let mut run_random = None;
-    let mut pos = 0;
-    while pos < block.len() || start < pos {
-        let kind = (pos < block.len())
-            .then(|| looks_random(&block[pos..(pos + CHUNK).min(block.len())], random_bits(level)));
-        if run_random.is_some() && kind != run_random {
-            member(&block[start..pos], if run_random == Some(true) { 0 } else { level }, &mut out);
-            start = pos;
-        }
-        if kind.is_none() {
-            break;
-        }
-        run_random = kind;
-        pos = (pos + CHUNK).min(block.len());
-    }
     if block.is_empty() {
-        member(&[], level, &mut out);
+        member(block, level, Strategy::Default, &mut out);
+        return out;
+    }
+    let kinds: Vec<Strategy> = block.chunks(CHUNK).map(|c| strategy(c, level)).collect();
+    let mut start = 0;
+    for (i, k) in kinds.iter().enumerate() {
+        if i + 1 == kinds.len() || kinds[i + 1] != *k {
+            let end = ((i + 1) * CHUNK).min(block.len());
+            member(&block[start..end], level, *k, &mut out);
+            start = end;
+        }
     }
     out
 }
 
-/// A complete gzip member: header, deflate data, CRC-32 and length.
-fn member(data: &[u8], level: u32, out: &mut Vec<u8>) {
-    if level == 0 {
-        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-        if data.is_empty() {
-            out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
-        }
-        let mut chunks = data.chunks(0xffff).peekable();
-        while let Some(c) = chunks.next() {
-            out.push(u8::from(chunks.peek().is_none()));
-            let len = c.len() as u16;
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&(!len).to_le_bytes());
-            out.extend_from_slice(c);
-        }
-        let mut crc = flate2::Crc::new();
-        crc.update(data);
-        out.extend_from_slice(&crc.sum().to_le_bytes());
-        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    } else {
-        let mut enc = GzEncoder::new(out, Compression::new(level));
-        // Writing into a Vec cannot fail.
-        let _ = enc.write_all(data);
-        let _ = enc.finish();
-    }
+/// A complete gzip member (window_bits 31: deflate with a gzip header and trailer).
+fn member(data: &[u8], level: u32, strategy: Strategy, out: &mut Vec<u8>) {
+    let config = DeflateConfig {
+        level: level as i32,
+        method: Method::Deflated,
+        window_bits: 31,
+        mem_level: 8,
+        strategy,
+    };
+    let at = out.len();
+    out.resize(at + compress_bound(data.len()) + 64, 0);
+    let (written, rc) = compress_slice(&mut out[at..], data, config);
+    assert_eq!(rc, ReturnCode::Ok, "deflate into a buffer of compress_bound bytes cannot fail");
+    let n = written.len();
+    out.truncate(at + n);
 }
 
 impl<W: Write> ParGzWriter<W> {
