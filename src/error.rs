@@ -96,38 +96,22 @@ impl Error {
 
     /// An I/O error on `path`, with a hint chosen by what went wrong.
     pub fn io(what: &str, path: &Path, e: std::io::Error) -> Self {
-        let hint = match e.raw_os_error() {
-            Some(libc::ENOSPC) | Some(libc::EDQUOT) => Some(format!(
-                "free some space on the filesystem that holds {}, or choose another directory",
+        use std::io::ErrorKind as K;
+        let hint = match (e.kind(), e.raw_os_error()) {
+            (K::StorageFull | K::QuotaExceeded, _) | (_, Some(libc::ENOSPC | libc::EDQUOT)) => Some(format!(
+                "the disk is full: free some space on the filesystem that holds {}, or choose another directory",
                 path.display()
             )),
-            Some(libc::EACCES) | Some(libc::EPERM) => Some(
-                "run kfadmin as a user that may read and write there (usually root), or choose another path"
-                    .to_string(),
-            ),
-            Some(libc::EROFS) => {
-                Some("that filesystem is mounted read-only; choose another path".to_string())
+            (K::PermissionDenied, _) => {
+                Some("run kfadmin as a user that may read and write there (usually root), or choose another path".to_string())
             }
+            (K::ReadOnlyFilesystem, _) => Some("that filesystem is mounted read-only; choose another path".to_string()),
             _ => None,
         };
         let kind = if e.kind() == std::io::ErrorKind::Interrupted { Kind::Interrupted } else { Kind::Failed };
         let mut err = Error::new(kind, format!("{what} {}", path.display())).source(e);
         err.hint = hint;
         err
-    }
-
-    pub fn is_no_space(&self) -> bool {
-        let mut cur: Option<&(dyn std::error::Error + 'static)> =
-            self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
-        while let Some(e) = cur {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
-                    return true;
-                }
-            }
-            cur = e.source();
-        }
-        false
     }
 }
 

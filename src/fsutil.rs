@@ -34,7 +34,12 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
 /// A 0700 staging directory inside `parent`, removed with everything in it when dropped.
 pub fn staging_dir(parent: &Path, prefix: &str) -> Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new().prefix(prefix).tempdir_in(parent).map_err(|e| {
-        let usage = e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS);
+        let usage = matches!(
+            e.kind(),
+            io::ErrorKind::PermissionDenied
+                | io::ErrorKind::ReadOnlyFilesystem
+                | io::ErrorKind::NotADirectory
+        );
         let err = Error::io("cannot write in", parent, e);
         if usage {
             err.kind(Kind::Usage)

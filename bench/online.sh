@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Benchmark `kfadmin backup --online` against what an operator would otherwise use
+# (sqlite3's VACUUM INTO and .backup, tar czf), in one run. See docs/benchmarks.md.
+#
+#   bench/online.sh                  # work dir under /var/tmp
+#   BENCH_DIR=/srv/tmp bench/online.sh
+#   BENCH_KEEP=1 bench/online.sh     # keep the work dir (databases, logs) for inspection
+#
+# Prints the machine, then a Markdown table with each criterion, the numbers, the ratio and
+# PASS/FAIL. Exit status: 0 when every criterion passes, 1 when any fails, 2 on a setup error.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LIB="$REPO/bench/benchlib.py"
+BENCH_DIR=${BENCH_DIR:-/var/tmp}
+SIZE_MB=${BENCH_SIZE_MB:-300}     # criteria 1-3
+BIG_MB=${BENCH_BIG_MB:-1024}      # criterion 4
+SQ_TIMEOUT=60                     # seconds given to `sqlite3 .backup` under load
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+now() { date +%s.%N; }
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+py() { python3 "$LIB" "$@"; }
+
+# ---------------------------------------------------------------- tools and binaries
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+need_pkgs=()
+command -v sqlite3 >/dev/null 2>&1 || need_pkgs+=(sqlite3)
+[ -x /usr/bin/time ] || need_pkgs+=(time)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "installing ${need_pkgs[*]} with apt-get"
+    as_root apt-get update >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_pkgs[@]}" >&2
+fi
+command -v python3 >/dev/null 2>&1 || die "python3 is needed"
+
+log "building release binaries"
+(cd "$REPO" && cargo build --release --workspace >&2) || die "cargo build failed"
+KF="$REPO/target/release/kfadmin"
+SIM="$REPO/target/release/keyfount-sim"
+
+# ---------------------------------------------------------------- work dir and cleanup
+mkdir -p "$BENCH_DIR"
+WORK=$(mktemp -d "$BENCH_DIR/kfadmin-bench.XXXXXX")
+WRITER_PID=""
+SAMPLER_PID=""
+cleanup() {
+    local rc=$?
+    [ -n "$SAMPLER_PID" ] && kill -TERM "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
+    [ -n "$WRITER_PID" ] && kill -TERM "$WRITER_PID" 2>/dev/null && wait "$WRITER_PID" 2>/dev/null
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+DB="$WORK/db/keyfount.db"
+RES="$WORK/results.txt"
+: >"$RES"
+put() { printf '%s=%s\n' "$1" "$2" >>"$RES"; }
+warm() { cat "$1" "$1-wal" >/dev/null 2>&1 || true; }   # same page cache for every tool
+
+start_writer() {  # start_writer RATE STATUS_FILE
+    "$SIM" run --db "$DB" --rate "$1" --status-file "$2" >>"$WORK/writer.log" 2>&1 &
+    WRITER_PID=$!
+    for _ in $(seq 100); do [ -s "$2" ] && return 0; sleep 0.05; done
+    die "keyfount-sim run did not write its status file"
+}
+stop_writer() {
+    local rc=0
+    kill -TERM "$WRITER_PID"
+    wait "$WRITER_PID" || rc=$?
+    WRITER_PID=""
+    [ "$rc" -eq 0 ] || die "keyfount-sim run exited $rc (see $WORK/writer.log)"
+}
+kfadmin_backup() {  # kfadmin_backup OUTDIR JSONFILE -> sets KF_RC, KF_T0, KF_T1
+    KF_RC=0
+    KF_T0=$(now)
+    "$KF" backup --online --db "$DB" --out "$1" --json --no-progress >"$2" 2>>"$WORK/kfadmin.log" || KF_RC=$?
+    KF_T1=$(now)
+}
+
+# ---------------------------------------------------------------- the machine
+fs_type=$(df -T "$WORK" | awk 'NR == 2 { print $2 }')
+fs_dev=$(df -T "$WORK" | awk 'NR == 2 { print $1 }')
+cat <<EOF
+## Machine
+
+| | |
+|---|---|
+| date | $(date -u +%Y-%m-%dT%H:%MZ) |
+| CPU | $(nproc) × $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo) |
+| memory | $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) |
+| kernel | $(uname -sr) |
+| BENCH_DIR | $BENCH_DIR ($fs_type on $fs_dev) |
+| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |
+| sqlite3 | $(sqlite3 --version | cut -d' ' -f1-2) |
+| kfadmin | $("$KF" --version) ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ', dirty')) |
+
+EOF
+
+# ---------------------------------------------------------------- database
+log "creating a ${SIZE_MB} MiB database"
+"$SIM" init --db "$DB" --size-mb "$SIZE_MB" >&2
+put db_bytes "$(stat -c %s "$DB")"
+
+# ---------------------------------------------------------------- 1 + 3: idle, median of 3
+# Interleaved: naive pipeline, then kfadmin, three times. The page cache is warmed with the
+# database before each timed command so every tool starts from the same state.
+snap=() check=() arch=() verify=() kfwall=() vac=() tarms=() naive=()
+for i in 1 2 3; do
+    log "idle run $i/3: VACUUM INTO + tar czf"
+    rm -f "$WORK/copy.db" "$WORK/out.tgz"
+    warm "$DB"
+    t0=$(now)
+    sqlite3 "$DB" "VACUUM INTO '$WORK/copy.db'"
+    t1=$(now)
+    tar czf "$WORK/out.tgz" -C "$WORK" copy.db
+    t2=$(now)
+    vac+=("$(ms_between "$t0" "$t1")"); tarms+=("$(ms_between "$t1" "$t2")"); naive+=("$(ms_between "$t0" "$t2")")
+    put tar_bytes "$(stat -c %s "$WORK/out.tgz")"
+    rm -f "$WORK/copy.db" "$WORK/out.tgz"
+
+    log "idle run $i/3: kfadmin backup --online"
+    rm -rf "$WORK/out"
+    warm "$DB"
+    kfadmin_backup "$WORK/out" "$WORK/idle$i.json"
+    [ "$KF_RC" -eq 0 ] || die "kfadmin backup (idle) exited $KF_RC (see $WORK/kfadmin.log)"
+    kfwall+=("$(ms_between "$KF_T0" "$KF_T1")")
+    snap+=("$(py get "$WORK/idle$i.json" timings.snapshot_ms)")
+    check+=("$(py get "$WORK/idle$i.json" timings.check_ms)")
+    arch+=("$(py get "$WORK/idle$i.json" timings.archive_ms)")
+    verify+=("$(py get "$WORK/idle$i.json" timings.verify_ms)")
+    put kf_bytes "$(py get "$WORK/idle$i.json" bytes)"
+    rm -rf "$WORK/out"
+done
+med() { py median "$@" | awk '{ printf "%d", $1 }'; }
+runs() { local IFS=/; echo "$*"; }
+put snap_ms_med "$(med "${snap[@]}")";     put snap_ms_runs "$(runs "${snap[@]}")"
+put vacuum_ms_med "$(med "${vac[@]}")";    put vacuum_ms_runs "$(runs "${vac[@]}")"
+put check_ms_med "$(med "${check[@]}")"
+put archive_ms_med "$(med "${arch[@]}")"
+put verify_ms_med "$(med "${verify[@]}")"
+put tar_ms_med "$(med "${tarms[@]}")"
+put kf_wall_med "$(med "${kfwall[@]}")";   put kf_wall_runs "$(runs "${kfwall[@]}")"
+put naive_med "$(med "${naive[@]}")";      put naive_runs "$(runs "${naive[@]}")"
+
+# ---------------------------------------------------------------- 2c: writer at max rate
+# The writer commits as fast as it can; a sampler records its status file every 20 ms. The
+# rate during the backup is commits/elapsed between the status read just before kfadmin
+# starts and just after it exits; the rates without a backup come from equal-length windows
+# right before the backup and 0.5 s after it.
+est=$(awk -v m="$(med "${kfwall[@]}")" 'BEGIN { printf "%.1f", m / 1000 * 1.5 + 1.5 }')
+log "writer at max rate: ${est} s without a backup, then kfadmin, then the same again"
+ST="$WORK/status-max.json"
+start_writer 0 "$ST"
+python3 "$LIB" sample "$ST" "$WORK/samples-max.txt" &
+SAMPLER_PID=$!
+sleep "$est"
+warm "$DB"
+read -r c0 e0 < <(py status "$ST")
+kfadmin_backup "$WORK/out" "$WORK/max.json"
+read -r c1 e1 < <(py status "$ST")
+put max_wal_bytes "$(stat -c %s "$DB-wal" 2>/dev/null || echo 0)"
+[ "$KF_RC" -eq 0 ] || die "kfadmin backup (writer at max rate) exited $KF_RC (see $WORK/kfadmin.log)"
+win_s=$(awk -v a="$e0" -v b="$e1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')
+sleep "$(awk -v w="$win_s" 'BEGIN { print w + 0.8 }')"
+kill -TERM "$SAMPLER_PID"; wait "$SAMPLER_PID" || true; SAMPLER_PID=""
+stop_writer
+put max_win_ms "$((e1 - e0))"
+put max_during "$(awk -v c="$((c1 - c0))" -v e="$((e1 - e0))" 'BEGIN { printf "%.1f", c * 1000 / e }')"
+pre_end=$(awk -v t="$KF_T0" 'BEGIN { printf "%.6f", t - 0.05 }')
+pre_start=$(awk -v t="$pre_end" -v w="$win_s" 'BEGIN { printf "%.6f", t - w }')
+post_start=$(awk -v t="$KF_T1" 'BEGIN { printf "%.6f", t + 0.5 }')
+post_end=$(awk -v t="$post_start" -v w="$win_s" 'BEGIN { printf "%.6f", t + w }')
+pre=$(py window "$WORK/samples-max.txt" "$pre_start" "$pre_end" | awk '{ print $3 }')
+post=$(py window "$WORK/samples-max.txt" "$post_start" "$post_end" | awk '{ print $3 }')
+put max_pre "$pre"
+put max_post "$post"
+put max_base "$(awk -v a="$pre" -v b="$post" 'BEGIN { printf "%.1f", (a + b) / 2 }')"
+put max_phases "$(py phases "$WORK/samples-max.txt" "$KF_T0" "$WORK/max.json")"
+put max_kf_ms "$(ms_between "$KF_T0" "$KF_T1")"
+put max_kf_snap_ms "$(py get "$WORK/max.json" timings.snapshot_ms)"
+put max_kf_restarts "$(py get "$WORK/max.json" snapshot.restarts)"
+rm -rf "$WORK/out"
+
+# ---------------------------------------------------------------- 2a, 2b, 2d: writer at 500/s
+log "writer at 500 commits/s: kfadmin, then sqlite3 .backup (timeout ${SQ_TIMEOUT} s)"
+ST="$WORK/status-500.json"
+start_writer 500 "$ST"
+sleep 2
+warm "$DB"
+read -r c0 e0 < <(py status "$ST")
+seq0=$(py get "$ST" last_seq)
+kfadmin_backup "$WORK/out" "$WORK/500.json"
+read -r c1 e1 < <(py status "$ST")
+put kf500_rc "$KF_RC"
+put kf500_ms "$(ms_between "$KF_T0" "$KF_T1")"
+put kf500_rate "$(awk -v c="$((c1 - c0))" -v e="$((e1 - e0))" 'BEGIN { printf "%.1f", c * 1000 / e }')"
+if [ "$KF_RC" -eq 0 ]; then
+    put kf500_steps "$(py get "$WORK/500.json" snapshot.steps)"
+    put kf500_restarts "$(py get "$WORK/500.json" snapshot.restarts)"
+    # The archived database must hold a consistent snapshot at least as new as the backup's start.
+    mkdir -p "$WORK/extract"
+    tar xzf "$(py get "$WORK/500.json" archive)" -C "$WORK/extract"
+    if "$SIM" check --db "$WORK/extract/data/keyfount.db" --min-seq "$seq0" >"$WORK/check500.json" 2>&1; then
+        put kf500_check ok
+    else
+        put kf500_check failed
+    fi
+    rm -rf "$WORK/extract" "$WORK/out"
+else
+    put kf500_steps "-"; put kf500_restarts "-"; put kf500_check "no archive"
+fi
+
+warm "$DB"
+read -r c0 e0 < <(py status "$ST")
+sq_rc=0
+t0=$(now)
+timeout "$SQ_TIMEOUT" sqlite3 "$DB" ".backup '$WORK/sq.db'" >>"$WORK/sqlite3.log" 2>&1 || sq_rc=$?
+t1=$(now)
+read -r c1 e1 < <(py status "$ST")
+stop_writer
+put sq500_rc "$sq_rc"
+put sq500_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
+put sq500_rate "$(awk -v c="$((c1 - c0))" -v e="$((e1 - e0))" 'BEGIN { printf "%.0f", c * 1000 / e }')"
+rm -f "$WORK/sq.db"
+
+# ---------------------------------------------------------------- 4: peak memory, 1 GiB
+rm -rf "$WORK/db"
+log "creating a ${BIG_MB} MiB database; peak RSS of kfadmin backup"
+"$SIM" init --db "$DB" --size-mb "$BIG_MB" >&2
+put big_db_bytes "$(stat -c %s "$DB")"
+warm "$DB"
+big_rc=0
+t0=$(now)
+/usr/bin/time -f %M -o "$WORK/rss.txt" \
+    "$KF" backup --online --db "$DB" --out "$WORK/out" --json --no-progress >"$WORK/big.json" 2>>"$WORK/kfadmin.log" || big_rc=$?
+t1=$(now)
+put big_rc "$big_rc"
+put big_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
+put rss_kb "$(tail -n 1 "$WORK/rss.txt")"
+rm -rf "$WORK/out" "$WORK/db"
+
+# ---------------------------------------------------------------- results
+echo "## Results"
+echo
+rc=0
+py report "$RES" || rc=$?
+exit "$rc"

@@ -1,0 +1,272 @@
+//! Corrupt and hostile archives: `verify` exits 3 naming the failed check, and `restore`
+//! refuses with the data directory unchanged and nothing written outside it.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+/// A real archive's manifest and database bytes, to build fixtures from.
+struct Parts {
+    manifest: Vec<u8>,
+    db: Vec<u8>,
+}
+
+fn real_archive(env: &Env) -> (PathBuf, Parts) {
+    let data = env.data_dir("src", 2);
+    let report = backup(&data.join("keyfount.db"), &env.path("good"));
+    let path = PathBuf::from(report["archive"].as_str().unwrap());
+    let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap()));
+    let mut manifest = Vec::new();
+    let mut db = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let p = e.path().unwrap().into_owned();
+        if p == Path::new("kfadmin-manifest.json") {
+            e.read_to_end(&mut manifest).unwrap();
+        } else if p == Path::new("data/keyfount.db") {
+            e.read_to_end(&mut db).unwrap();
+        }
+    }
+    assert!(!manifest.is_empty() && !db.is_empty());
+    (path, Parts { manifest, db })
+}
+
+enum Kind {
+    File(Vec<u8>),
+    Dir,
+    Symlink(&'static str),
+    HardLink(&'static str),
+    CharDevice,
+}
+
+/// A tar.gz built header by header, so names the tar crate would refuse can be written.
+fn craft(entries: Vec<(Vec<u8>, Kind)>) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(&name);
+        h.set_mode(0o600);
+        h.set_mtime(1_700_000_000);
+        let data: Vec<u8> = match kind {
+            Kind::File(d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                d
+            }
+            Kind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                vec![]
+            }
+            Kind::Symlink(t) | Kind::HardLink(t) => {
+                h.set_entry_type(if matches!(kind, Kind::Symlink(_)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                });
+                h.as_old_mut().linkname[..t.len()].copy_from_slice(t.as_bytes());
+                vec![]
+            }
+            Kind::CharDevice => {
+                h.set_entry_type(tar::EntryType::Char);
+                h.set_device_major(1).unwrap();
+                h.set_device_minor(3).unwrap();
+                vec![]
+            }
+        };
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+fn file(name: &str, data: &[u8]) -> (Vec<u8>, Kind) {
+    (name.as_bytes().to_vec(), Kind::File(data.to_vec()))
+}
+
+/// Each fixture, and the check that must name it.
+fn fixtures(env: &Env, good: &Path, p: &Parts) -> Vec<(&'static str, PathBuf, &'static [&'static str])> {
+    let dir = env.path("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(good).unwrap();
+    let sidecar = std::fs::read_to_string(format!("{}.sha256", good.display())).unwrap();
+    let evil_abs = format!("/tmp/kfadmin-evil-{}", std::process::id());
+    let mut out = Vec::new();
+    let mut put =
+        |name: &'static str, data: Vec<u8>, with_sidecar: Option<String>, checks: &'static [&'static str]| {
+            let path = dir.join(format!("{name}.tar.gz"));
+            std::fs::write(&path, data).unwrap();
+            if let Some(s) = with_sidecar {
+                std::fs::write(format!("{}.sha256", path.display()), s).unwrap();
+            }
+            out.push((name, path, checks));
+        };
+    put("truncated", bytes[..bytes.len() / 2].to_vec(), Some(sidecar.clone()), &["gzip"]);
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x40;
+    put("flipped", flipped, Some(sidecar.clone()), &["gzip", "files"]);
+    put("wrong-checksum", bytes.clone(), Some(format!("{}  x.tar.gz\n", "0".repeat(64))), &["sidecar"]);
+    put(
+        "no-manifest",
+        craft(vec![(b"data/".to_vec(), Kind::Dir), file("data/keyfount.db", &p.db)]),
+        None,
+        &["manifest"],
+    );
+    let mut huge = p.manifest.clone();
+    huge.extend(std::iter::repeat_n(b' ', 2 << 20));
+    put(
+        "huge-manifest",
+        craft(vec![file("kfadmin-manifest.json", &huge), file("data/keyfount.db", &p.db)]),
+        None,
+        &["manifest"],
+    );
+    put(
+        "dotdot",
+        craft(vec![
+            file("kfadmin-manifest.json", &p.manifest),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/../../kfadmin-evil", b"pwned"),
+            file("data/keyfount.db", &p.db),
+        ]),
+        None,
+        &["tar"],
+    );
+    put(
+        "absolute",
+        craft(vec![
+            file("kfadmin-manifest.json", &p.manifest),
+            (evil_abs.as_bytes().to_vec(), Kind::File(b"pwned".to_vec())),
+            file("data/keyfount.db", &p.db),
+        ]),
+        None,
+        &["tar"],
+    );
+    put(
+        "symlink",
+        craft(vec![
+            file("kfadmin-manifest.json", &p.manifest),
+            (b"data/".to_vec(), Kind::Dir),
+            (b"data/keyfount.db".to_vec(), Kind::Symlink("/etc/passwd")),
+        ]),
+        None,
+        &["tar"],
+    );
+    put(
+        "hardlink",
+        craft(vec![
+            file("kfadmin-manifest.json", &p.manifest),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+            (b"data/keyfount.db-wal".to_vec(), Kind::HardLink("/etc/passwd")),
+        ]),
+        None,
+        &["tar"],
+    );
+    put(
+        "device",
+        craft(vec![
+            file("kfadmin-manifest.json", &p.manifest),
+            (b"data/".to_vec(), Kind::Dir),
+            (b"data/keyfount.db".to_vec(), Kind::CharDevice),
+        ]),
+        None,
+        &["tar"],
+    );
+    let mut noise = vec![0u8; 4096];
+    for (i, b) in noise.iter_mut().enumerate() {
+        *b = (i * 131 % 251) as u8;
+    }
+    put("not-an-archive", noise, None, &["gzip"]);
+    put("text-file", b"hello, I am a shopping list\n".to_vec(), None, &["gzip"]);
+    out
+}
+
+#[test]
+fn corrupt_and_hostile_archives_fail_verification_and_restore_changes_nothing() {
+    let env = Env::new();
+    let (good, parts) = real_archive(&env);
+    let target = env.data_dir("target", 1);
+    let fixtures = fixtures(&env, &good, &parts);
+    // Everything under the test's directory, which holds the data directory and the parent
+    // that a `../` entry would climb into.
+    let before = snapshot_tree(env.dir.path());
+    for (name, path, checks) in fixtures {
+        // verify: exit 3, the failed check named in text and JSON.
+        let r = kfadmin(["verify".as_ref(), path.as_os_str()]);
+        r.code(3);
+        assert!(r.stdout.contains("FAIL"), "{name}: {}", r.stdout);
+        let r = kfadmin(["verify".as_ref(), "--json".as_ref(), path.as_os_str()]);
+        r.code(3);
+        let j = r.json();
+        assert_eq!(j["ok"], false, "{name}");
+        let failed: Vec<String> = j["archives"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            failed.iter().any(|f| checks.contains(&f.as_str())),
+            "{name}: expected a failed {checks:?}, got {failed:?}"
+        );
+
+        // restore: refused, the data directory and everything around it unchanged.
+        let r = kfadmin([
+            "restore".as_ref(),
+            path.as_os_str(),
+            "--data-dir".as_ref(),
+            target.as_os_str(),
+            "--yes".as_ref(),
+        ]);
+        r.code(3).stdout_has("Nothing in");
+        // A restore into a directory that does not exist yet leaves none behind.
+        let fresh = env.path("fresh");
+        kfadmin([
+            "restore".as_ref(),
+            path.as_os_str(),
+            "--data-dir".as_ref(),
+            fresh.as_os_str(),
+            "--yes".as_ref(),
+        ])
+        .code(3);
+        assert!(!fresh.exists(), "{name}: a refused restore left {} behind", fresh.display());
+        assert_eq!(snapshot_tree(env.dir.path()), before, "{name}: files changed");
+        assert!(!Path::new(&format!("/tmp/kfadmin-evil-{}", std::process::id())).exists());
+        assert!(!env.dir.path().parent().unwrap().join("kfadmin-evil").exists());
+    }
+}
+
+#[test]
+fn a_good_archive_passes_every_check_and_gnu_tar_reads_it() {
+    let env = Env::new();
+    let (good, _) = real_archive(&env);
+    let r = kfadmin(["verify".as_ref(), "--json".as_ref(), good.as_os_str()]);
+    r.ok();
+    let j = r.json();
+    let checks = j["archives"][0]["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["sidecar", "gzip", "tar", "manifest", "files", "integrity", "foreign_keys", "facts"]);
+    assert!(checks.iter().all(|c| c["status"] == "pass"), "{j}");
+
+    // --quick stops before SQLite and says so.
+    let r = kfadmin(["verify".as_ref(), "--quick".as_ref(), good.as_os_str()]);
+    r.ok().stdout_has("not run (--quick)");
+
+    // The format is plain: GNU tar lists the manifest first, then data/.
+    let out = std::process::Command::new("tar").arg("tzf").arg(&good).output().unwrap();
+    assert!(out.status.success());
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = listing.lines().collect();
+    assert_eq!(names, ["kfadmin-manifest.json", "data/", "data/keyfount.db"]);
+}
+
+#[test]
+fn verify_of_a_missing_archive_is_bad_input() {
+    let env = Env::new();
+    kfadmin(["verify".as_ref(), env.path("nope.tar.gz").as_os_str()]).code(2).stderr_has("does not exist");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real kfadmin binary, a real Keyfount-like writer process
+//! (`tests/keyfount-sim`), real SQLite files, real filesystems (tmpfs for a full disk).
+
+mod util;
+
+mod archives;
+mod backup;
+mod cli;
+mod restore;

@@ -1,0 +1,145 @@
+//! `kfadmin restore ARCHIVE --data-dir DIR`
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use crate::util::*;
+
+fn restore(archive: &str, dir: &std::path::Path, extra: &[&str]) -> Run {
+    let mut args = vec!["restore", archive, "--data-dir", dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    kfadmin(args)
+}
+
+#[test]
+fn restore_refuses_while_the_server_has_the_database_open() {
+    let env = Env::new();
+    let data = env.data_dir("data", 4);
+    let db = data.join("keyfount.db");
+    let report = backup(&db, &env.path("b"));
+    let writer = env.start_writer(&db, 100, false);
+    writer.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 5);
+    let r = restore(report["archive"].as_str().unwrap(), &data, &["--yes"]);
+    r.code(2)
+        .stderr_has("is open in process")
+        .stderr_has(&writer.pid().to_string())
+        .stderr_has("stop the Keyfount server");
+    assert!(ls(&data).iter().all(|n| !n.starts_with(".kfadmin")), "left {:?}", ls(&data));
+    writer.wait_for(|s| s["commits"].as_i64().unwrap() >= 20);
+    let st = writer.stop();
+    check_db(&db, st["last_seq"].as_i64().unwrap());
+}
+
+/// The server was SIGKILLed: its database has WAL frames. The restore moves the stale
+/// -wal/-shm aside with the old database (a consistent safety copy) and leaves none beside
+/// the restored one.
+#[test]
+fn restore_removes_a_stale_wal_and_keeps_a_consistent_safety_copy() {
+    let env = Env::new();
+    let data = env.data_dir("data", 4);
+    let db = data.join("keyfount.db");
+    let report = backup(&db, &env.path("b"));
+    let backed_up = report["database"]["tables"]["audit_log"].as_i64().unwrap();
+    let writer = env.start_writer(&db, 0, false);
+    writer.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 300);
+    writer.kill();
+    let wal = data.join("keyfount.db-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0, "SIGKILL leaves WAL frames");
+    let live_seq = check_db(&db, 0)["last_seq"].as_i64().unwrap();
+
+    let r = restore(report["archive"].as_str().unwrap(), &data, &["--yes", "--json"]);
+    r.ok();
+    let j = r.json();
+    assert!(!wal.exists() && !data.join("keyfount.db-shm").exists(), "stale WAL left: {:?}", ls(&data));
+    let restored = check_db(&db, 0);
+    assert_eq!(restored["last_seq"].as_i64().unwrap(), backed_up);
+
+    let safety = PathBuf::from(j["safety_dir"].as_str().unwrap());
+    assert!(safety.starts_with(&data));
+    let mut kept = ls(&safety);
+    kept.retain(|n| n != "keyfount.db-shm");
+    assert_eq!(kept, ["keyfount.db", "keyfount.db-wal"]);
+    // The safety copy, database and WAL together, still holds everything the server committed.
+    let copy = env.path("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for n in ["keyfount.db", "keyfount.db-wal"] {
+        std::fs::copy(safety.join(n), copy.join(n)).unwrap();
+    }
+    assert_eq!(check_db(&copy.join("keyfount.db"), live_seq)["last_seq"].as_i64().unwrap(), live_seq);
+}
+
+/// Restored files take the owner and mode of the database they replace, not the archive's.
+#[test]
+fn restore_keeps_the_owner_and_mode_of_the_replaced_database() {
+    assert!(is_root(), "runs kfadmin as root, as operators do (CI runs as root)");
+    let env = Env::new();
+    // An archive whose manifest says 0:0 and 0644.
+    let other = env.data_dir("other", 2);
+    std::fs::set_permissions(other.join("keyfount.db"), std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .unwrap();
+    let report = backup(&other.join("keyfount.db"), &env.path("b"));
+    assert_eq!(report["files"][0]["uid"], 0);
+
+    let data = env.data_dir("data", 2);
+    env.give_to_app(&data);
+    let db = data.join("keyfount.db");
+    let writer = env.start_writer(&db, 100, true);
+    writer.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 5);
+    writer.stop();
+    restore(report["archive"].as_str().unwrap(), &data, &["--yes"])
+        .ok()
+        .stdout_has("from the replaced database");
+    let m = std::fs::metadata(&db).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (APP_UID, APP_UID, 0o600));
+    for (name, (uid, gid, _)) in owners(&data) {
+        if !name.starts_with(".kfadmin-pre-restore-") {
+            assert_eq!((uid, gid), (APP_UID, APP_UID), "{name}");
+        }
+    }
+    // The server, as uid 1000, runs on the restored database.
+    let again = env.start_writer(&db, 100, true);
+    again.wait_for(|s| s["commits"].as_i64().unwrap() >= 10);
+    let st = again.stop();
+    check_db(&db, st["last_seq"].as_i64().unwrap());
+}
+
+#[test]
+fn restore_into_a_new_directory_uses_the_manifest_owner() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let report = backup(&data.join("keyfount.db"), &env.path("b"));
+    let fresh = env.path("fresh/data");
+    // The parent must exist; the data directory itself is created 0700.
+    restore(report["archive"].as_str().unwrap(), &fresh, &["--yes"]).code(2).stderr_has("does not exist");
+    std::fs::create_dir(env.path("fresh")).unwrap();
+    restore(report["archive"].as_str().unwrap(), &fresh, &["--yes"]).ok().stdout_has("from the manifest");
+    assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(fresh.join("keyfount.db")).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(ls(&fresh), ["keyfount.db"]);
+    check_db(&fresh.join("keyfount.db"), 0);
+}
+
+#[test]
+fn dry_run_shows_the_plan_and_changes_nothing() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let report = backup(&data.join("keyfount.db"), &env.path("b"));
+    let before = snapshot_tree(&data);
+    let r = restore(report["archive"].as_str().unwrap(), &data, &["--dry-run"]);
+    r.ok().stdout_has("Restore plan").stdout_has("replace").stdout_has("Dry run: nothing was changed");
+    assert_eq!(snapshot_tree(&data), before);
+    let j = restore(report["archive"].as_str().unwrap(), &data, &["--dry-run", "--json"]).json();
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["restored"], false);
+    assert_eq!(snapshot_tree(&data), before);
+}
+
+#[test]
+fn restore_without_a_terminal_needs_yes() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let report = backup(&data.join("keyfount.db"), &env.path("b"));
+    let before = snapshot_tree(&data);
+    restore(report["archive"].as_str().unwrap(), &data, &[]).code(2).stderr_has("--yes");
+    assert_eq!(snapshot_tree(&data), before);
+}

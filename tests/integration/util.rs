@@ -1,0 +1,352 @@
+//! The test environment: a private directory per test, the writer process, and helpers to
+//! run kfadmin and read what it printed.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The unprivileged user Keyfount's image runs as.
+pub const APP_UID: u32 = 1000;
+
+pub fn kfadmin_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kfadmin"))
+}
+
+/// The writer binary, built beside kfadmin by `cargo test --workspace`; built here when a
+/// narrower `cargo test` did not.
+pub fn sim_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = kfadmin_bin().with_file_name("keyfount-sim");
+        if !bin.exists() {
+            let release = kfadmin_bin().parent().unwrap().ends_with("release");
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["build", "-p", "keyfount-sim"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cmd.arg("--release");
+            }
+            assert!(cmd.status().expect("cargo runs").success(), "building keyfount-sim failed");
+        }
+        bin
+    })
+    .clone()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// What kfadmin printed and how it exited.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        let lines: Vec<&str> = self.stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "--json must print exactly one line on stdout, got:\n{}", self.stdout);
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "kfadmin failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+    pub fn code(&self, want: i32) -> &Self {
+        assert_eq!(self.code, want, "wrong exit code\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}:\n{}", self.stderr);
+        self
+    }
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}:\n{}", self.stdout);
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run kfadmin with no stdin (as cron and CI do).
+pub fn kfadmin<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(kfadmin_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("KFADMIN_BACKUP_DIR")
+        .output()
+        .expect("kfadmin runs")
+        .into()
+}
+
+/// A private directory for one test, removed at the end.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = tempfile::Builder::new().prefix("kfadmin-test-").tempdir_in(base).unwrap();
+        // Reachable by the unprivileged writer.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Env { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A data directory with a new Keyfount-like database of about `size_mb` MB.
+    pub fn data_dir(&self, rel: &str, size_mb: u32) -> PathBuf {
+        let dir = self.path(rel);
+        let db = dir.join("keyfount.db");
+        let out = Command::new(sim_bin())
+            .args(["init", "--db"])
+            .arg(&db)
+            .args(["--size-mb", &size_mb.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    }
+
+    /// Hand a data directory and everything in it to uid/gid `APP_UID`, as in the image.
+    pub fn give_to_app(&self, dir: &Path) {
+        chown_tree(dir, APP_UID, APP_UID);
+    }
+
+    pub fn start_writer(&self, db: &Path, rate: u32, as_app: bool) -> Writer {
+        // Writable by the unprivileged writer too.
+        let status_dir = self.dir.path().join("status");
+        if !status_dir.exists() {
+            std::fs::create_dir(&status_dir).unwrap();
+            std::fs::set_permissions(&status_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        }
+        let status = status_dir.join(format!(
+            "writer-{}-{}.json",
+            db.parent().unwrap().file_name().unwrap().to_string_lossy(),
+            std::process::id() as u128 * 1000 + Instant::now().elapsed().as_nanos()
+        ));
+        let mut cmd = Command::new(sim_bin());
+        cmd.args(["run", "--db"]).arg(db).args(["--rate", &rate.to_string(), "--status-file"]).arg(&status);
+        if as_app {
+            cmd.args(["--uid", &APP_UID.to_string(), "--gid", &APP_UID.to_string()]);
+        }
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // Wait for "ready".
+        let mut stdout = child.stdout.take().unwrap();
+        let mut buf = [0u8; 6];
+        use std::io::Read;
+        stdout.read_exact(&mut buf).expect("writer says ready");
+        assert_eq!(&buf, b"ready\n");
+        let w = Writer { child: Some(child), status };
+        w.wait_for(|s| s["last_seq"].as_i64().unwrap_or(-1) >= 0);
+        w
+    }
+}
+
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+/// (uid, gid, mode) of every entry in `dir`, by name.
+pub fn owners(dir: &Path) -> BTreeMap<String, (u32, u32, u32)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.path().symlink_metadata().unwrap();
+            (e.file_name().to_string_lossy().into_owned(), (m.uid(), m.gid(), m.mode() & 0o7777))
+        })
+        .collect()
+}
+
+/// Name → sha256 of every regular file in `dir`, recursively: "nothing changed" checks.
+pub fn snapshot_tree(dir: &Path) -> BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    let mut out = BTreeMap::new();
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let m = p.symlink_metadata().unwrap();
+            if m.is_dir() {
+                out.insert(format!("{rel}/"), String::new());
+                walk(base, &p, out);
+            } else if m.is_file() {
+                let data = std::fs::read(&p).unwrap();
+                out.insert(rel, format!("{:x}", Sha256::digest(&data)));
+            } else {
+                out.insert(rel, "special".into());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A running keyfount-sim writer; killed when dropped.
+pub struct Writer {
+    child: Option<Child>,
+    pub status: PathBuf,
+}
+
+impl Writer {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn status(&self) -> Value {
+        for _ in 0..50 {
+            if let Ok(text) = std::fs::read_to_string(&self.status) {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    return v;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("writer status {} unreadable", self.status.display());
+    }
+
+    pub fn last_seq(&self) -> i64 {
+        self.status()["last_seq"].as_i64().unwrap()
+    }
+
+    pub fn commits(&self) -> i64 {
+        self.status()["commits"].as_i64().unwrap()
+    }
+
+    pub fn wait_for(&self, f: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.status.exists() && f(&self.status()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("writer never reached the expected state: {}", self.status());
+    }
+
+    /// SIGTERM, wait, and require a clean exit with no failed transaction.
+    pub fn stop(mut self) -> Value {
+        let child = self.child.take().unwrap();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        let status = self.status();
+        assert!(
+            out.status.success(),
+            "the writer saw errors ({}): {}\n{}",
+            out.status,
+            status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(status["errors"], 0, "writer errors: {status}");
+        status
+    }
+
+    /// SIGKILL: committed transactions stay in the -wal only.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `keyfount-sim check`: integrity and the writer's invariants, on any copy.
+pub fn check_db(db: &Path, min_seq: i64) -> Value {
+    let out = Command::new(sim_bin())
+        .args(["check", "--db"])
+        .arg(db)
+        .args(["--min-seq", &min_seq.to_string()])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("check printed no JSON: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success() && v["ok"] == true, "check failed on {}: {v}", db.display());
+    v
+}
+
+/// Take an online backup of `db` into `out`; returns the JSON report.
+pub fn backup(db: &Path, out: &Path) -> Value {
+    let r = kfadmin([
+        "backup".as_ref(),
+        "--online".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    r.ok();
+    r.json()
+}
+
+/// Files in a directory, sorted.
+pub fn ls(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => vec![],
+    };
+    v.sort();
+    v
+}
+
+/// A small tmpfs mounted at `dir` (root only), unmounted when dropped.
+pub struct Tmpfs {
+    pub dir: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str, read_only: bool) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let opts = if read_only { format!("size={size},ro") } else { format!("size={size},mode=0700") };
+        let st = Command::new("mount").args(["-t", "tmpfs", "-o", &opts, "tmpfs"]).arg(dir).status().unwrap();
+        assert!(st.success(), "mounting a tmpfs at {} failed (tests run as root in CI)", dir.display());
+        Tmpfs { dir: dir.to_path_buf() }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
