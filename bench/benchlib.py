@@ -155,11 +155,11 @@ def cmd_report(path):
               f"finished in {float(r['sq500_s']):.2f} s (exit {r['sq500_rc']}); writer meanwhile {r['sq500_rate']}/s")
     row("2b. `sqlite3 .backup` under the same 500 commits/s writer",
         "—", theirs, "—", "does not finish in 60 s", timed_out)
-    ratio = f("max_during") / f("max_base")
-    row("2c. Writer at max rate: commits/s during kfadmin's backup vs without",
+    ratio = f("max_ratio")
+    row("2c. Writer at max rate: commits/s during kfadmin's backup vs without (median of 3)",
         f"{f('max_during'):.0f}/s during ({fmt_s(r['max_win_ms'])} window)",
         f"{f('max_base'):.0f}/s without (before {f('max_pre'):.0f}, after {f('max_post'):.0f})",
-        f"{ratio:.2f}", "≥ 0.80", ratio >= 0.8)
+        f"{ratio:.2f} (runs {r['max_ratio_runs']})", "≥ 0.80", ratio >= 0.8)
     ratio = f("kf500_rate") / 500.0
     row("2d. Writer limited to 500/s: achieved during kfadmin's backup",
         f"{f('kf500_rate'):.0f}/s", "500/s target", f"{ratio:.2f}", "≥ 0.80", ratio >= 0.8)
@@ -191,9 +191,9 @@ def cmd_report(path):
     print(f"- kfadmin idle phases (median of 3): snapshot {r['snap_ms_med']} ms, check "
           f"{r['check_ms_med']} ms, archive {r['archive_ms_med']} ms, verify {r['verify_ms_med']} ms; "
           f"naive pipeline: `VACUUM INTO` {r['vacuum_ms_med']} ms + `tar czf` {r['tar_ms_med']} ms")
-    print(f"- writer at max rate, by kfadmin phase: {r['max_phases']}")
-    print(f"- kfadmin at max rate: {fmt_s(r['max_kf_ms'])} (snapshot {r['max_kf_snap_ms']} ms, "
-          f"{r['max_kf_restarts']} restarts); -wal after the backup: {fmt_mb(r['max_wal_bytes'])}")
+    for i in (1, 2, 3):
+        print(f"- writer at max rate, backup {i}: {r[f'max_run{i}']}")
+    print(f"- -wal size right after the first max-rate backup: {fmt_mb(r['max_wal_bytes'])}")
     print(f"- databases: {fmt_mb(r['db_bytes'])} (criteria 1–3), {fmt_mb(r['big_db_bytes'])} (criterion 4)")
     print()
     if failed:

@@ -70,26 +70,57 @@ pub enum Command {
 /// writing: one read transaction is held for the whole copy, so it never restarts and never
 /// blocks the server (in WAL mode), and kfadmin never checkpoints the live database.
 ///
-/// The archive is written as <name>-<UTC time>-online.tar.gz (mode 0600, its directory 0700)
+/// --cold stops the container gracefully (SIGTERM, then its stop timeout), folds any WAL
+/// frames an unclean stop left into the database, copies the data directory aside, starts the
+/// container again at once, and only then compresses and verifies. The container is started
+/// again on every way out; the downtime is measured and reported.
+///
+/// The archive is written as <name>-<UTC time>-<mode>.tar.gz (mode 0600, its directory 0700)
 /// with a .sha256 sidecar. It is checked before it gets its final name: a file with a final
 /// name is always complete.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
+  kfadmin backup --online --container keyfount --out /var/backups/keyfount
   kfadmin backup --online --db /srv/keyfount/data/keyfount.db --out /var/backups/keyfount
-  kfadmin backup --online --db ./keyfount.db --out ./backups --json | jq -r .archive
+  kfadmin backup --cold --container keyfount --out /var/backups/keyfount
+  kfadmin backup --online --container keyfount --json | jq -r .archive
 
 From cron, every night at 03:00:
-  0 3 * * *  root  kfadmin backup --online --db /srv/keyfount/data/keyfount.db --out /var/backups/keyfount --quiet")]
+  0 3 * * *  root  kfadmin backup --online --container keyfount --out /var/backups/keyfount --quiet")]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["online", "cold"])))]
 pub struct BackupArgs {
     /// Copy the database while the server keeps running (SQLite online backup API)
-    #[arg(long, required = true)]
+    #[arg(long)]
     pub online: bool,
-    /// The Keyfount database file on this host
-    #[arg(long, value_name = "PATH", env = "KFADMIN_DB")]
-    pub db: PathBuf,
+    /// Stop the container, copy its data directory, start it again (needs --container)
+    #[arg(long)]
+    pub cold: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Seconds between SIGTERM and SIGKILL when stopping [default: the container's own stop timeout, or 10]
+    #[arg(long, value_name = "SECS", env = "KFADMIN_STOP_TIMEOUT")]
+    pub stop_timeout: Option<u32>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Which Keyfount: a database file on this host, or a container.
+#[derive(Debug, Args, Clone)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["db", "container"])))]
+pub struct TargetArgs {
+    /// The Keyfount database file on this host
+    #[arg(long, value_name = "PATH", env = "KFADMIN_DB")]
+    pub db: Option<PathBuf>,
+    /// The Keyfount container: a name, an id, or a Compose service name
+    #[arg(long, short = 'c', value_name = "NAME", env = "KFADMIN_CONTAINER")]
+    pub container: Option<String>,
+    /// With --container: the Compose project, when several projects have that service
+    #[arg(long, value_name = "PROJECT", env = "KFADMIN_COMPOSE_PROJECT", requires = "container")]
+    pub compose_project: Option<String>,
+    /// With --container: the database's path inside the container
+    #[arg(long, value_name = "PATH", env = "KFADMIN_DB_PATH", default_value = "/data/keyfount.db")]
+    pub db_path: PathBuf,
 }
 
 /// Where and how archives are written.
@@ -137,26 +168,64 @@ pub struct VerifyArgs {
     pub tmp_dir: Option<PathBuf>,
 }
 
-/// Restore a backup into a data directory
+/// Restore a backup into a container or a data directory
 ///
-/// Verifies the archive in full first and refuses one that fails. Refuses while the database
-/// is open in another process (the server must be stopped). Shows the plan and asks for
-/// confirmation (or takes --yes). The current files are moved into a safety directory inside
-/// the data directory, the restored files are swapped in with an atomic rename, stale
-/// keyfount.db-wal and -shm are removed, and the restored files get the owner and mode of the
-/// database they replace (or the ones recorded in the backup when there was none).
+/// Verifies the archive in full first and refuses one that fails, shows the plan and asks for
+/// confirmation (or takes --yes).
+///
+/// With --container: stops the container, keeps the current data as a pre-restore cold
+/// archive in the backup directory, swaps the restored files in with an atomic rename, removes
+/// stale keyfount.db-wal and -shm, gives the files the owner and mode of the current database
+/// (Keyfount's image runs as uid 1000), starts the container and waits until it stays up (or
+/// is healthy, when it has a healthcheck). If it does not come up, the previous data is put
+/// back and the container started again (unless --no-rollback).
+///
+/// With --data-dir: refuses while the database is open in another process (stop the server
+/// first); the current files are kept in a .kfadmin-pre-restore-<time> directory inside it.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data --dry-run
+  kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --container keyfount --dry-run
+  kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --container keyfount
   kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data --yes")]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["data_dir", "container"])))]
 pub struct RestoreArgs {
     /// The archive to restore
     #[arg(value_name = "ARCHIVE")]
     pub archive: PathBuf,
     /// Keyfount's data directory on this host (the one that holds keyfount.db)
     #[arg(long, value_name = "DIR", env = "KFADMIN_DATA_DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// The Keyfount container: a name, an id, or a Compose service name
+    #[arg(long, short = 'c', value_name = "NAME", env = "KFADMIN_CONTAINER")]
+    pub container: Option<String>,
+    /// With --container: the Compose project, when several projects have that service
+    #[arg(long, value_name = "PROJECT", env = "KFADMIN_COMPOSE_PROJECT", requires = "container")]
+    pub compose_project: Option<String>,
+    /// With --container: the database's path inside the container
+    #[arg(long, value_name = "PATH", env = "KFADMIN_DB_PATH", default_value = "/data/keyfount.db")]
+    pub db_path: PathBuf,
+    /// With --container: where the pre-restore safety archive goes
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "DIR",
+        env = "KFADMIN_BACKUP_DIR",
+        default_value = "/var/backups/keyfount"
+    )]
+    pub out: PathBuf,
+    /// Seconds between SIGTERM and SIGKILL when stopping [default: the container's own stop timeout, or 10]
+    #[arg(long, value_name = "SECS", env = "KFADMIN_STOP_TIMEOUT")]
+    pub stop_timeout: Option<u32>,
+    /// How long the container must stay running to count as up (without a healthcheck)
+    #[arg(long, value_name = "SECS", default_value_t = 5, env = "KFADMIN_SETTLE")]
+    pub settle: u32,
+    /// How long to wait for a healthcheck to report healthy
+    #[arg(long, value_name = "SECS", default_value_t = 120, env = "KFADMIN_HEALTH_TIMEOUT")]
+    pub health_timeout: u32,
+    /// Keep the restored data even if the container does not come up on it
+    #[arg(long, env = "KFADMIN_NO_ROLLBACK")]
+    pub no_rollback: bool,
     #[command(flatten)]
     pub confirm: ConfirmArgs,
 }

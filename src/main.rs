@@ -5,15 +5,27 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use kfadmin::cli::Cli;
+use kfadmin::cli::{Cli, Command};
 use kfadmin::commands::{self, Ctx};
 use kfadmin::error::interrupt;
+
+/// A container that an earlier, killed kfadmin run left stopped is started before anything
+/// else; when that is impossible the operator hears it now (exit 4).
+fn recover(cmd: &Command) -> kfadmin::Result<()> {
+    if matches!(cmd, Command::Completions(_)) {
+        return Ok(());
+    }
+    for line in kfadmin::docker::recover_journal()? {
+        eprintln!("warning: {line}");
+    }
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     interrupt::install();
     let ctx = Ctx::new(&cli.global);
-    let result = commands::run(cli.command, &ctx);
+    let result = recover(&cli.command).and_then(|()| commands::run(cli.command, &ctx));
     let mut out = std::io::stdout().lock();
     let printed = match &result {
         Ok(o) => {

@@ -382,3 +382,57 @@ pub fn in_use(db: &Path) -> Result<Option<Holder>> {
     }
     Ok(None)
 }
+
+/// Fold the frames that an unclean stop left in `-wal` into the database, with
+/// `PRAGMA wal_checkpoint(TRUNCATE)`, on a database no process has open (a stopped
+/// container's). Returns how many frames there were; the `-wal` is empty or gone afterwards.
+pub fn fold_wal(db: &Path) -> Result<u64> {
+    let [wal, _] = sidecars(db);
+    let size = match std::fs::metadata(&wal) {
+        Ok(m) => m.len(),
+        Err(_) => return Ok(0),
+    };
+    if size == 0 {
+        return Ok(0);
+    }
+    if let Some(h) = in_use(db)? {
+        return Err(Error::failed(format!(
+            "{} is still open in process {} after the container stopped",
+            db.display(),
+            h.pid
+        ))
+        .hint("another process uses the database; stop it, then run kfadmin again"));
+    }
+    let page_size = u64::from(inspect(db)?.page_size);
+    let owners = SidecarOwners::record(db);
+    let result = (|| -> Result<()> {
+        let conn = Connection::open_with_flags(
+            db,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql_err(e, "cannot open", db))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let (busy, log, done): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| sql_err(e, "cannot checkpoint the WAL of", db))?;
+        if busy != 0 {
+            return Err(Error::failed(format!(
+                "the WAL of {} could not be checkpointed (busy={busy}, log={log}, checkpointed={done})",
+                db.display()
+            ))
+            .hint("another process holds the database open; stop it and run kfadmin again"));
+        }
+        conn.close().map_err(|(_, e)| sql_err(e, "cannot close", db))?;
+        Ok(())
+    })();
+    owners.restore()?;
+    result?;
+    let left = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    if left != 0 {
+        return Err(Error::failed(format!(
+            "{} still holds {left} bytes after the checkpoint",
+            wal.display()
+        )));
+    }
+    Ok(size.saturating_sub(32) / (page_size + 24))
+}

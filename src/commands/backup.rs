@@ -1,4 +1,6 @@
-//! `kfadmin backup --online --db PATH`: plan, snapshot, check, archive, verify, report.
+//! `kfadmin backup`: `--online` from a database file or a container's data, `--cold` from a
+//! stopped container. Each path stages the files, then [`finish`] checks, hashes, archives and
+//! verifies them.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -6,15 +8,18 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{human_bytes, Ctx, Outcome};
+use crate::archive::manifest::ContainerRef;
 use crate::archive::reader::{self, Options};
-use crate::archive::writer::{self, Compression};
+use crate::archive::writer::{self, Compression, Written};
 use crate::archive::{FileEntry, Manifest, Mode, Source};
-use crate::cli::{BackupArgs, OutputArgs};
-use crate::error::{Error, Kind, Result};
-use crate::fsutil;
-use crate::sqlite::{self, DbFacts, Journal, SnapshotStats, SourceInfo};
+use crate::cli::{BackupArgs, OutputArgs, TargetArgs};
+use crate::docker::{self, Container, Engine, StopGuard, Stopped};
+use crate::error::{check_interrupt, Error, Kind, Result};
+use crate::fsutil::{self, Copied};
+use crate::progress::Unit;
+use crate::sqlite::{self, DbFacts, Journal, SnapshotStats};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Timings {
     pub snapshot_ms: u64,
     pub check_ms: u64,
@@ -34,36 +39,21 @@ pub struct BackupReport {
     pub created: String,
     pub source: Source,
     pub duration_ms: u64,
+    /// Cold backups of a running container: from the stop request to the start call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stopped>,
+    /// WAL frames an unclean stop had left, folded into the database before copying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_frames_folded: Option<u64>,
     pub timings: Timings,
     pub verified: bool,
-    pub snapshot: SnapshotStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotStats>,
     pub database: DbFacts,
     pub files: Vec<FileEntry>,
     pub warnings: Vec<String>,
-}
-
-/// A checked plan: everything resolved before any work starts.
-struct Plan {
-    source: SourceInfo,
-    out: PathBuf,
-    name: String,
-    compression: Compression,
-}
-
-fn plan(args: &BackupArgs) -> Result<Plan> {
-    let source = sqlite::inspect(&args.db)?;
-    let source =
-        SourceInfo { path: std::path::absolute(&source.path).unwrap_or(source.path.clone()), ..source };
-    let name = match &args.output.name {
-        Some(n) => check_name(n)?,
-        None => source
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "keyfount".into()),
-    };
-    Ok(Plan { source, out: args.output.out.clone(), name, compression: compression(&args.output) })
 }
 
 pub fn compression(o: &OutputArgs) -> Compression {
@@ -73,8 +63,8 @@ pub fn compression(o: &OutputArgs) -> Compression {
 fn check_name(n: &str) -> Result<String> {
     if n.is_empty()
         || n.len() > 100
-        || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         || n.starts_with('.')
+        || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     {
         return Err(Error::usage(format!("--name {n:?} is not a usable archive name"))
             .hint("use letters, digits, '-', '_' and '.', not starting with '.'"));
@@ -82,110 +72,292 @@ fn check_name(n: &str) -> Result<String> {
     Ok(n.to_string())
 }
 
+/// A Keyfount found through `--container`.
+pub struct Found {
+    pub engine: Engine,
+    pub container: Container,
+    pub location: docker::DataLocation,
+}
+
+pub fn find_container(name: &str, project: Option<&str>, db_path: &Path) -> Result<Found> {
+    if !db_path.is_absolute() {
+        return Err(Error::usage(format!(
+            "--db-path {} must be an absolute path inside the container",
+            db_path.display()
+        )));
+    }
+    let engine = Engine::connect()?;
+    let container = engine.find(name, project)?;
+    let location = docker::data_location(&container, db_path)?;
+    Ok(Found { engine, container, location })
+}
+
+pub fn container_source(f: &Found) -> Source {
+    Source {
+        kind: "container".into(),
+        path: f.location.host_db.display().to_string(),
+        host: fsutil::hostname(),
+        container: Some(ContainerRef {
+            name: f.container.name.clone(),
+            id: f.container.id.clone(),
+            image: f.container.image.clone(),
+        }),
+    }
+}
+
 pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
-    let plan = plan(&args)?;
+    let report = match (&args.target, args.cold) {
+        (TargetArgs { container: Some(name), .. }, true) => cold(&args, name, ctx, started)?,
+        (_, true) => {
+            return Err(Error::usage("--cold stops a container and needs --container NAME")
+                .hint("for a database file on this host, take an --online backup"))
+        }
+        (_, false) => online(&args, ctx, started)?,
+    };
+    let human = human(&report);
+    Ok(Outcome::new(0, human, &report))
+}
+
+fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
+    let (db, source, default_name) = match (&args.target.db, &args.target.container) {
+        (Some(db), _) => {
+            let db = std::path::absolute(db).unwrap_or(db.clone());
+            let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty());
+            let source = Source {
+                kind: "path".into(),
+                path: db.display().to_string(),
+                host: fsutil::hostname(),
+                container: None,
+            };
+            (db, source, stem.unwrap_or_else(|| "keyfount".into()))
+        }
+        (None, Some(name)) => {
+            let f = find_container(name, args.target.compose_project.as_deref(), &args.target.db_path)?;
+            (f.location.host_db.clone(), container_source(&f), f.container.name.clone())
+        }
+        (None, None) => unreachable!("clap requires --db or --container"),
+    };
+    let info = sqlite::inspect(&db)?;
+    let name = args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(default_name);
     let mut warnings = Vec::new();
-    if plan.source.journal == Journal::Rollback {
-        let w = format!(
-            "{} is in rollback-journal mode, not WAL: the server's writes wait while the copy runs",
-            plan.source.path.display()
+    if info.journal == Journal::Rollback {
+        warn(
+            ctx,
+            &mut warnings,
+            format!(
+                "{} is in rollback-journal mode, not WAL: the server's writes wait while the copy runs",
+                db.display()
+            ),
         );
-        ctx.warn(&w);
-        warnings.push(w);
     }
-    fsutil::ensure_private_dir(&plan.out)?;
-    let staging = fsutil::staging_dir(&plan.out, ".kfadmin-staging-")?;
+    fsutil::ensure_private_dir(&args.output.out)?;
+    let staging = fsutil::staging_dir(&args.output.out, ".kfadmin-staging-")?;
+    let created = SystemTime::now();
+    ctx.note(&format!("Snapshotting {} ({})", db.display(), human_bytes(info.size)));
+    let snap = staging.path().join(sqlite::DB_FILE);
+    let stats = sqlite::snapshot(&db, &snap, ctx.progress.as_ref())?;
+    if stats.restarts > 0 {
+        warn(ctx, &mut warnings, format!("the snapshot restarted {} time(s)", stats.restarts));
+    }
+    let staged = vec![Copied {
+        rel: PathBuf::from(sqlite::DB_FILE),
+        staged: snap,
+        mode: info.mode & 0o777,
+        uid: info.uid,
+        gid: info.gid,
+        reflinked: false,
+    }];
+    let mut report = finish(ctx, &args.output, &name, Mode::Online, source, created, &staged, started)?;
+    report.timings.snapshot_ms = stats.duration_ms;
+    report.snapshot = Some(stats);
+    report.warnings.splice(0..0, warnings);
+    Ok(report)
+}
+
+fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
+    let f = find_container(name, args.target.compose_project.as_deref(), &args.target.db_path)?;
+    sqlite::inspect(&f.location.host_db)?;
+    let archive_name =
+        args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(f.container.name.clone());
+    fsutil::ensure_private_dir(&args.output.out)?;
+    let staging = fsutil::staging_dir(&args.output.out, ".kfadmin-staging-")?;
+    let timeout = args.stop_timeout.map(i64::from).or(f.container.stop_timeout).unwrap_or(10);
 
     let created = SystemTime::now();
-    let created_unix = created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    ctx.note(&format!("Snapshotting {} ({})", plan.source.path.display(), human_bytes(plan.source.size)));
-    let snap = staging.path().join(sqlite::DB_FILE);
-    let stats = sqlite::snapshot(&plan.source.path, &snap, ctx.progress.as_ref())?;
-    if stats.restarts > 0 {
-        let w = format!("the snapshot restarted {} time(s)", stats.restarts);
-        ctx.warn(&w);
-        warnings.push(w);
+    let mut guard = StopGuard::new(&f.engine, f.container.clone());
+    if guard.was_running() {
+        ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", f.container.name));
+    }
+    let t0 = Instant::now();
+    let copied = (|| -> Result<_> {
+        let stopped = guard.stop(timeout, "kfadmin backup --cold")?;
+        check_interrupt()?;
+        let folded = sqlite::fold_wal(&f.location.host_db)?;
+        check_interrupt()?;
+        let (files, warnings) = fsutil::copy_data_dir(&f.location.host_dir, staging.path())?;
+        check_interrupt()?;
+        Ok((stopped, folded, files, warnings))
+    })();
+    let restarted = guard.restart();
+    let downtime_ms = guard.was_running().then(|| t0.elapsed().as_millis() as u64);
+    let (stopped, folded, files, copy_warnings) = settle(copied, restarted)?;
+    if let Some(ms) = downtime_ms {
+        ctx.note(&format!(
+            "Container {} is running again after {:.2} s of downtime",
+            f.container.name,
+            ms as f64 / 1000.0
+        ));
     }
 
+    let mut warnings = Vec::new();
+    if let Some(s) = &stopped {
+        if s.oom_killed {
+            warn(
+                ctx,
+                &mut warnings,
+                format!("container {} was killed for lack of memory while stopping", f.container.name),
+            );
+        } else if s.exit_code == Some(137) {
+            warn(
+                ctx,
+                &mut warnings,
+                format!(
+                    "container {} did not stop within its stop timeout of {timeout} s and was killed (exit code 137); its unfinished WAL was folded in",
+                    f.container.name
+                ),
+            );
+        }
+    }
+    if folded > 0 {
+        warn(
+            ctx,
+            &mut warnings,
+            format!(
+                "{folded} WAL frame(s) left by an unclean stop were checkpointed into {}",
+                f.location.host_db.display()
+            ),
+        );
+    }
+    for w in copy_warnings {
+        warn(ctx, &mut warnings, w);
+    }
+    let db_rel = Path::new(sqlite::DB_FILE);
+    let mut files = files;
+    files.sort_by_key(|c| (c.rel != db_rel, c.rel.clone()));
+    if files.first().map(|c| c.rel.as_path()) != Some(db_rel) {
+        return Err(Error::failed(format!(
+            "{} disappeared while the container was stopped",
+            f.location.host_db.display()
+        )));
+    }
+    let mut report =
+        finish(ctx, &args.output, &archive_name, Mode::Cold, container_source(&f), created, &files, started)?;
+    report.downtime_ms = downtime_ms;
+    report.stop = stopped;
+    report.wal_frames_folded = Some(folded);
+    report.warnings.splice(0..0, warnings);
+    Ok(report)
+}
+
+/// The outcome of work done while a container was stopped, and of starting it again: a
+/// container that cannot be started again outranks every other error (exit 4).
+pub fn settle<T>(work: Result<T>, restarted: Result<()>) -> Result<T> {
+    match (work, restarted) {
+        (Ok(x), Ok(())) => Ok(x),
+        (Err(e), Ok(())) => Err(e),
+        (Ok(_), Err(r)) => Err(r),
+        (Err(e), Err(r)) => {
+            Err(Error::new(Kind::ContainerState, format!("{}; then: {}", e.chain(), r.message))
+                .hint(r.hint.unwrap_or_default()))
+        }
+    }
+}
+
+fn warn(ctx: &Ctx, warnings: &mut Vec<String>, w: String) {
+    ctx.warn(&w);
+    warnings.push(w);
+}
+
+/// Check, hash, archive and verify staged files (the database first).
+#[allow(clippy::too_many_arguments)]
+pub fn finish(
+    ctx: &Ctx,
+    output: &OutputArgs,
+    name: &str,
+    mode: Mode,
+    source: Source,
+    created: SystemTime,
+    staged: &[Copied],
+    started: Instant,
+) -> Result<BackupReport> {
+    let created_unix = created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let t = Instant::now();
-    let (database, entry) = check_snapshot(&snap, &plan.source, ctx)?;
+    let db = &staged[0];
+    let conn = sqlite::open_immutable(&db.staged)?;
+    let problems = sqlite::check(&conn, false)?;
+    if !problems.is_empty() {
+        return Err(Error::verification(format!(
+            "the copy of {} fails PRAGMA quick_check: {}",
+            source.path,
+            problems.join("; ")
+        ))
+        .hint("the database itself is damaged: check it with `sqlite3 keyfount.db 'PRAGMA integrity_check'` and keep your older backups"));
+    }
+    let database = sqlite::facts(&conn, &db.staged)?;
+    drop(conn);
+    let total: u64 = staged.iter().map(|c| std::fs::metadata(&c.staged).map(|m| m.len()).unwrap_or(0)).sum();
+    let stage = ctx.progress.stage("checksum", total, Unit::Bytes);
+    let mut files = Vec::new();
+    for c in staged {
+        let (sha256, size) = fsutil::sha256_file(&c.staged, Some(stage.as_ref()))?;
+        files.push(FileEntry {
+            path: format!("data/{}", c.rel.display()),
+            size,
+            sha256,
+            mode: c.mode & 0o777,
+            uid: c.uid,
+            gid: c.gid,
+        });
+    }
+    stage.finish();
     let check_ms = t.elapsed().as_millis() as u64;
 
-    let source = Source {
-        kind: "path".into(),
-        path: plan.source.path.display().to_string(),
-        host: fsutil::hostname(),
-        container: None,
-    };
     let manifest = Manifest {
         format: crate::archive::manifest::FORMAT.into(),
         format_version: crate::archive::manifest::FORMAT_VERSION,
         kfadmin_version: env!("CARGO_PKG_VERSION").into(),
         created: humantime::format_rfc3339_seconds(created).to_string(),
         created_unix,
-        mode: Mode::Online,
+        mode,
         source: source.clone(),
-        files: vec![entry],
+        files: files.clone(),
         database: database.clone(),
     };
-    let file_name = writer::file_name(&plan.name, created_unix, Mode::Online.as_str());
+    let file_name = writer::file_name(name, created_unix, mode.as_str());
+    let paths: Vec<PathBuf> = staged.iter().map(|c| c.staged.clone()).collect();
     let (written, archive_ms, verify_ms) =
-        write_and_verify(&plan.out, &file_name, &manifest, &[snap], plan.compression, ctx)?;
-    drop(staging);
-
-    let report = BackupReport {
+        write_and_verify(&output.out, &file_name, &manifest, &paths, compression(output), ctx)?;
+    Ok(BackupReport {
         ok: true,
         archive: written.path.clone(),
         sidecar: written.sidecar.clone(),
         sha256: written.sha256.clone(),
         bytes: written.bytes,
-        mode: Mode::Online,
+        mode,
         created: manifest.created.clone(),
         source,
         duration_ms: started.elapsed().as_millis() as u64,
-        timings: Timings { snapshot_ms: stats.duration_ms, check_ms, archive_ms, verify_ms },
+        downtime_ms: None,
+        stop: None,
+        wal_frames_folded: None,
+        timings: Timings { snapshot_ms: 0, check_ms, archive_ms, verify_ms },
         verified: true,
-        snapshot: stats,
+        snapshot: None,
         database,
-        files: manifest.files.clone(),
-        warnings,
-    };
-    let human = human(&report);
-    Ok(Outcome::new(0, human, &report))
-}
-
-/// `quick_check`, facts and sha256 of a staged database; its manifest entry keeps the
-/// original file's owner and mode.
-pub fn check_snapshot(snap: &Path, original: &SourceInfo, ctx: &Ctx) -> Result<(DbFacts, FileEntry)> {
-    let conn = sqlite::open_immutable(snap)?;
-    let problems = sqlite::check(&conn, false)?;
-    if !problems.is_empty() {
-        return Err(Error::verification(format!(
-            "the snapshot of {} fails PRAGMA quick_check: {}",
-            original.path.display(),
-            problems.join("; ")
-        ))
-        .hint("the live database itself is damaged: run `sqlite3 keyfount.db 'PRAGMA integrity_check'` and keep your older backups"));
-    }
-    let facts = sqlite::facts(&conn, snap)?;
-    drop(conn);
-    let stage = ctx.progress.stage(
-        "checksum",
-        std::fs::metadata(snap).map(|m| m.len()).unwrap_or(0),
-        crate::progress::Unit::Bytes,
-    );
-    let (sha256, size) = fsutil::sha256_file(snap, Some(stage.as_ref()))?;
-    stage.finish();
-    let entry = FileEntry {
-        path: format!("data/{}", sqlite::DB_FILE),
-        size,
-        sha256,
-        mode: original.mode & 0o777,
-        uid: original.uid,
-        gid: original.gid,
-    };
-    Ok((facts, entry))
+        files,
+        warnings: Vec::new(),
+    })
 }
 
 /// Write the archive and verify the `.partial` (gzip, tar, manifest, every file's sha256)
@@ -197,7 +369,7 @@ pub fn write_and_verify(
     files: &[PathBuf],
     compression: Compression,
     ctx: &Ctx,
-) -> Result<(writer::Written, u64, u64)> {
+) -> Result<(Written, u64, u64)> {
     let t = Instant::now();
     let mut verify_ms = 0;
     let written = writer::write(
@@ -227,19 +399,27 @@ pub fn write_and_verify(
 }
 
 fn human(r: &BackupReport) -> String {
-    let tables: u64 = r.database.tables.values().sum();
-    format!(
+    let rows: u64 = r.database.tables.values().sum();
+    let mut s = format!(
         "Backup written and verified: {}\n  sha256   {}\n  size     {} (database {}, {} rows in {} tables, schema version {})\n  time     {:.2} s (snapshot {:.2} s, archive {:.2} s, verify {:.2} s)\n",
         r.archive.display(),
         r.sha256,
         human_bytes(r.bytes),
         human_bytes(r.database.page_size * r.database.page_count),
-        tables,
+        rows,
         r.database.tables.len(),
         r.database.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
         r.duration_ms as f64 / 1000.0,
         r.timings.snapshot_ms as f64 / 1000.0,
         r.timings.archive_ms as f64 / 1000.0,
         r.timings.verify_ms as f64 / 1000.0,
-    )
+    );
+    if let Some(d) = r.downtime_ms {
+        s.push_str(&format!(
+            "  downtime {:.2} s (container {})\n",
+            d as f64 / 1000.0,
+            r.source.container.as_ref().map(|c| c.name.as_str()).unwrap_or("")
+        ));
+    }
+    s
 }

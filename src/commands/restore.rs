@@ -1,17 +1,20 @@
-//! `kfadmin restore ARCHIVE --data-dir DIR`: verify in full, plan, confirm, swap atomically,
-//! keep a safety copy, give the files their owner and mode back.
+//! `kfadmin restore ARCHIVE (--container NAME | --data-dir DIR)`: verify in full, plan,
+//! confirm, keep a safety copy, swap atomically, give the files their owner and mode back,
+//! and (for a container) start it and roll back if it does not come up.
 
 use std::fmt::Write as _;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use super::backup::{self, find_container, Found};
 use super::{verify::render, Ctx, Outcome};
 use crate::archive::reader::{self, Options, Verdict};
-use crate::archive::Manifest;
-use crate::cli::RestoreArgs;
+use crate::archive::{Manifest, Mode};
+use crate::cli::{OutputArgs, RestoreArgs};
+use crate::docker::StopGuard;
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsutil;
 use crate::sqlite::{self, DB_FILE};
@@ -23,12 +26,20 @@ pub struct RestoreReport {
     pub restored: bool,
     pub archive: PathBuf,
     pub data_dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     pub backup_created: Option<String>,
     pub files: Vec<PathBuf>,
-    /// Where the replaced files were kept (absent when nothing was replaced).
+    /// Where the replaced files were kept (`--data-dir`; absent when nothing was replaced).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub safety_dir: Option<PathBuf>,
+    /// The pre-restore cold archive of the data that was replaced (`--container`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safety_archive: Option<PathBuf>,
     pub moved_aside: Vec<PathBuf>,
     pub owner: Owner,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
     pub duration_ms: u64,
     pub verification: Verdict,
 }
@@ -46,8 +57,10 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
     let confirm = &args.confirm;
     if !confirm.yes && !confirm.dry_run && !ctx.interactive {
-        return Err(Error::usage("restore replaces the data in the data directory and needs a confirmation, but there is no terminal to ask on")
-            .hint("pass --yes to confirm from a script, or --dry-run to see the plan"));
+        return Err(Error::usage(
+            "restore replaces Keyfount's data and needs a confirmation, but there is no terminal to ask on",
+        )
+        .hint("pass --yes to confirm from a script, or --dry-run to see the plan"));
     }
     if !args.archive.is_file() {
         return Err(Error::usage(format!(
@@ -56,13 +69,33 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         ))
         .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
     }
-    let dir = std::path::absolute(&args.data_dir).unwrap_or(args.data_dir.clone());
+    let found = match &args.container {
+        Some(name) => Some(find_container(name, args.compose_project.as_deref(), &args.db_path)?),
+        None => None,
+    };
+    let dir = match (&found, &args.data_dir) {
+        (Some(f), _) => {
+            if f.location.host_db.file_name() != Some(DB_FILE.as_ref()) {
+                return Err(Error::usage(format!(
+                    "the database in container {} is {}; kfadmin restores {DB_FILE}",
+                    f.container.name,
+                    args.db_path.display()
+                )));
+            }
+            f.location.host_dir.clone()
+        }
+        (None, Some(d)) => std::path::absolute(d).unwrap_or(d.clone()),
+        (None, None) => unreachable!("clap requires --data-dir or --container"),
+    };
     if dir.exists() && !dir.is_dir() {
         return Err(Error::usage(format!("{} is not a directory", dir.display()))
             .hint("--data-dir takes Keyfount's data directory, the one that holds keyfount.db"));
     }
     let db = dir.join(DB_FILE);
-    refuse_if_in_use(&db)?;
+    // A running container holds its own database open; anything else that does is refused.
+    if !found.as_ref().is_some_and(|f| f.container.running) {
+        refuse_if_in_use(&db)?;
+    }
 
     // A data directory that does not exist yet is created for the restore, and removed again
     // if the restore stops before the swap.
@@ -73,7 +106,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             return Err(Error::usage(format!("{} does not exist", parent.display()))
                 .hint("create the parent directory of the data directory first"));
         }
-        std::fs::DirBuilder::new().mode_0700().create(&dir).ctx("cannot create the data directory", &dir)?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).ctx("cannot create the data directory", &dir)?;
     }
     let mut dir_guard = DirGuard { dir: created_dir.then(|| dir.clone()) };
 
@@ -89,11 +122,10 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             "Refusing to restore a backup that fails verification. Nothing in {} was changed.",
             dir.display()
         );
-        let report = failed_report(&args.archive, &dir, verdict, started);
+        let report = failed_report(&args, &dir, verdict, started);
         return Ok(Outcome::new(Kind::Verification.code(), human, &report));
     }
     let manifest = verdict.manifest.clone().expect("a verified archive has a manifest");
-
     let owner = owner_for(&db, &manifest)?;
     let targets: Vec<(PathBuf, PathBuf)> = manifest
         .files
@@ -106,36 +138,35 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             (staging.path().join(&rel), dir.join(&rel))
         })
         .collect();
-    let stale: Vec<PathBuf> =
-        sqlite::sidecars(&db).into_iter().filter(|p| p.symlink_metadata().is_ok()).collect();
-    let replaced: Vec<PathBuf> = targets.iter().map(|(_, t)| t.clone()).filter(|t| t.exists()).collect();
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
-    let safety = (!replaced.is_empty() || !stale.is_empty())
-        .then(|| dir.join(format!(".kfadmin-pre-restore-{stamp}")));
+    let safety = dir.join(format!(".kfadmin-pre-restore-{stamp}"));
 
-    let plan =
-        plan_text(&args.archive, &manifest, &dir, &targets, &replaced, &stale, safety.as_deref(), owner);
+    let plan = plan_text(&args, &manifest, &dir, &targets, &safety, owner, found.as_ref());
+    let mut report = RestoreReport {
+        ok: true,
+        dry_run: confirm.dry_run,
+        restored: false,
+        archive: args.archive.clone(),
+        data_dir: dir.clone(),
+        container: found.as_ref().map(|f| f.container.name.clone()),
+        backup_created: Some(manifest.created.clone()),
+        files: targets.iter().map(|(_, t)| t.clone()).collect(),
+        safety_dir: None,
+        safety_archive: None,
+        moved_aside: vec![],
+        owner,
+        downtime_ms: None,
+        duration_ms: 0,
+        verification: verdict,
+    };
     if confirm.dry_run {
-        let report = RestoreReport {
-            ok: true,
-            dry_run: true,
-            restored: false,
-            archive: args.archive.clone(),
-            data_dir: dir.clone(),
-            backup_created: Some(manifest.created.clone()),
-            files: targets.iter().map(|(_, t)| t.clone()).collect(),
-            safety_dir: safety,
-            moved_aside: replaced.iter().chain(&stale).cloned().collect(),
-            owner,
-            duration_ms: started.elapsed().as_millis() as u64,
-            verification: verdict,
-        };
+        report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(Outcome::new(0, format!("{plan}Dry run: nothing was changed.\n"), &report));
     }
     if !confirm.yes {
         ctx.note(&plan);
         let yes = dialoguer::Confirm::new()
-            .with_prompt(format!("Replace the database in {}?", dir.display()))
+            .with_prompt(format!("Replace Keyfount's data in {}?", dir.display()))
             .default(false)
             .interact_on(&dialoguer::console::Term::stderr())
             .map_err(|e| Error::failed("cannot read the answer").source(e))?;
@@ -143,7 +174,6 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             return Err(Error::failed("restore cancelled; nothing was changed"));
         }
     }
-    refuse_if_in_use(&db)?;
 
     // Owner and mode first, while the files are still private to the staging directory.
     for (staged, _) in &targets {
@@ -151,7 +181,16 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         std::fs::File::open(staged).and_then(|f| f.sync_all()).ctx("cannot sync", staged)?;
     }
     fsutil::fsync_dir(staging.path())?;
-    let moved = swap(&targets, &replaced, &stale, safety.as_deref(), &dir, owner)?;
+
+    match &found {
+        None => {
+            refuse_if_in_use(&db)?;
+            let swapped = Swap::apply(&targets, &db, &dir, &safety, owner)?;
+            report.safety_dir = swapped.safety.clone();
+            report.moved_aside = swapped.kept.iter().map(|(_, orig)| orig.clone()).collect();
+        }
+        Some(f) => restore_container(&args, ctx, f, &targets, &db, &dir, &safety, owner, &mut report)?,
+    }
     if created_dir {
         std::os::unix::fs::chown(&dir, Some(owner.uid), Some(owner.gid))
             .ctx("cannot set the owner of", &dir)?;
@@ -159,45 +198,159 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     dir_guard.dir = None;
     drop(staging);
     fsutil::fsync_dir(&dir)?;
+    report.restored = true;
+    report.duration_ms = started.elapsed().as_millis() as u64;
 
-    let report = RestoreReport {
-        ok: true,
-        dry_run: false,
-        restored: true,
-        archive: args.archive.clone(),
-        data_dir: dir.clone(),
-        backup_created: Some(manifest.created.clone()),
-        files: targets.iter().map(|(_, t)| t.clone()).collect(),
-        safety_dir: safety.clone(),
-        moved_aside: moved,
-        owner,
-        duration_ms: started.elapsed().as_millis() as u64,
-        verification: verdict,
-    };
     let mut human = format!(
         "Restored {} (backup of {}) into {}\n  owner {}:{} mode {:o} (from the {})\n",
         args.archive.display(),
         manifest.created,
-        dir.display(),
+        report
+            .container
+            .as_deref()
+            .map(|c| format!("container {c} ({})", dir.display()))
+            .unwrap_or(dir.display().to_string()),
         owner.uid,
         owner.gid,
         owner.mode,
         owner.from
     );
-    if let Some(s) = &safety {
+    if let Some(a) = &report.safety_archive {
+        let _ = writeln!(human, "  the data it replaced is kept in {}", a.display());
+    }
+    if let Some(d) = report.downtime_ms {
+        let _ = writeln!(human, "  the container is up again after {:.1} s", d as f64 / 1000.0);
+    }
+    if let Some(s) = &report.safety_dir {
         let _ = writeln!(human, "  the replaced files are kept in {}", s.display());
         let _ = writeln!(human, "  remove that directory once the server runs well on the restored data");
     }
     Ok(Outcome::new(0, human, &report))
 }
 
-trait Mode0700 {
-    fn mode_0700(&mut self) -> &mut Self;
-}
-impl Mode0700 for std::fs::DirBuilder {
-    fn mode_0700(&mut self) -> &mut Self {
-        use std::os::unix::fs::DirBuilderExt;
-        self.mode(0o700)
+/// Stop, keep a pre-restore archive, swap, start, wait until up; roll back when it is not.
+#[allow(clippy::too_many_arguments)]
+fn restore_container(
+    args: &RestoreArgs,
+    ctx: &Ctx,
+    f: &Found,
+    targets: &[(PathBuf, PathBuf)],
+    db: &Path,
+    dir: &Path,
+    safety: &Path,
+    owner: Owner,
+    report: &mut RestoreReport,
+) -> Result<()> {
+    let c = &f.container;
+    let timeout = args.stop_timeout.map(i64::from).or(c.stop_timeout).unwrap_or(10);
+    let output = OutputArgs { out: args.out.clone(), name: Some(c.name.clone()), compression_level: 6 };
+    fsutil::ensure_private_dir(&output.out)?;
+    let mut guard = StopGuard::new(&f.engine, c.clone());
+    if c.running {
+        ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", c.name));
+    }
+    let t0 = Instant::now();
+    let work = (|| -> Result<(PathBuf, Swap)> {
+        guard.stop(timeout, "kfadmin restore")?;
+        refuse_if_in_use(db)?;
+        // The data being replaced, as a cold archive: fold an unclean stop's WAL first.
+        sqlite::fold_wal(db)?;
+        let copy = fsutil::staging_dir(&output.out, ".kfadmin-staging-")?;
+        let (mut files, _) = fsutil::copy_data_dir(dir, copy.path())?;
+        files.sort_by_key(|c| (c.rel != Path::new(DB_FILE), c.rel.clone()));
+        let archive = if files.first().is_some_and(|c| c.rel == Path::new(DB_FILE)) {
+            ctx.note("Keeping the current data as a pre-restore archive");
+            let r = backup::finish(
+                ctx,
+                &output,
+                &c.name,
+                Mode::PreRestore,
+                backup::container_source(f),
+                SystemTime::now(),
+                &files,
+                Instant::now(),
+            )?;
+            r.archive
+        } else {
+            PathBuf::new()
+        };
+        drop(copy);
+        let swapped = Swap::apply(targets, db, dir, safety, owner)?;
+        Ok((archive, swapped))
+    })();
+    let (archive, swapped) = match work {
+        Ok(x) => x,
+        Err(e) => return backup::settle(Err(e), guard.restart()),
+    };
+    report.safety_archive = (!archive.as_os_str().is_empty()).then_some(archive);
+    report.moved_aside = swapped.kept.iter().map(|(_, orig)| orig.clone()).collect();
+
+    if !guard.was_running() {
+        // A container that was not running is left as it was.
+        report.safety_dir = swapped.safety.clone();
+        ctx.note(&format!("Container {} was not running; it was left stopped", c.name));
+        return Ok(());
+    }
+    ctx.note(&format!("Starting container {} on the restored data", c.name));
+    guard.restart()?;
+    let settle = Duration::from_secs(u64::from(args.settle));
+    let up = f.engine.wait_up(c, settle, Duration::from_secs(u64::from(args.health_timeout)))?;
+    report.downtime_ms = Some(t0.elapsed().as_millis() as u64);
+    let why = match up {
+        Ok(_) => {
+            // The pre-restore archive is the safety copy; the in-place links are not needed.
+            if report.safety_archive.is_some() {
+                if let Some(s) = &swapped.safety {
+                    let _ = std::fs::remove_dir_all(s);
+                }
+            } else {
+                report.safety_dir = swapped.safety.clone();
+            }
+            return Ok(());
+        }
+        Err(why) => why,
+    };
+    let kept = report.safety_archive.as_ref().map(|a| a.display().to_string()).unwrap_or_default();
+    if args.no_rollback {
+        report.safety_dir = swapped.safety.clone();
+        return Err(Error::failed(format!(
+            "container {} did not come up on the restored data: {why}; the restored data was kept (--no-rollback)",
+            c.name
+        ))
+        .hint(format!("see `docker logs {}`; the previous data is in {kept}", c.name)));
+    }
+    ctx.warn(&format!("container {} did not come up on the restored data: {why}; rolling back", c.name));
+    let now = f.engine.inspect(&c.id)?;
+    if now.running {
+        f.engine.stop(&now, timeout)?;
+    }
+    swapped.rollback(db)?;
+    f.engine.start(c).map_err(|e| {
+        Error::new(
+            Kind::ContainerState,
+            format!(
+                "the rollback put the previous data back, but container {} cannot be started: {}",
+                c.name,
+                e.chain()
+            ),
+        )
+        .hint(format!("start it now: `docker start {}`", c.name))
+    })?;
+    match f.engine.wait_up(c, settle, Duration::from_secs(u64::from(args.health_timeout)))? {
+        Ok(_) => Err(Error::failed(format!(
+            "container {} did not come up on the restored data ({why}); the previous data was put back and the container runs on it again",
+            c.name
+        ))
+        .hint(format!(
+            "see `docker logs {}` for why the restored data was refused; the restored files are in {}",
+            c.name,
+            safety.join("failed-restore").display()
+        ))),
+        Err(again) => Err(Error::new(
+            Kind::ContainerState,
+            format!("container {} did not come up on the restored data ({why}), nor on its previous data after the rollback ({again})", c.name),
+        )
+        .hint(format!("act now: see `docker logs {}`; the previous data is also in {kept}", c.name))),
     }
 }
 
@@ -248,86 +401,141 @@ fn set_owner(path: &Path, o: Owner) -> Result<()> {
         .ctx("cannot set the mode of", path)
 }
 
-/// Keep the current files in `safety` (hard links for the files being replaced, renames for
-/// the stale `-wal`/`-shm`), then rename each staged file over its target. Any failure puts
-/// everything back as it was.
-fn swap(
-    targets: &[(PathBuf, PathBuf)],
-    replaced: &[PathBuf],
-    stale: &[PathBuf],
-    safety: Option<&Path>,
-    dir: &Path,
-    owner: Owner,
-) -> Result<Vec<PathBuf>> {
-    let mut undo: Vec<(PathBuf, PathBuf)> = Vec::new(); // (kept copy, original place)
-    let mut linked: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let result = (|| -> Result<()> {
-        if let Some(safety) = safety {
-            std::fs::DirBuilder::new()
-                .mode_0700()
-                .create(safety)
-                .ctx("cannot create the safety directory", safety)?;
-            std::os::unix::fs::chown(safety, Some(owner.uid), Some(owner.gid))
-                .ctx("cannot set the owner of", safety)?;
-            for t in replaced {
-                let keep = safety.join(t.strip_prefix(dir).unwrap_or(t));
-                if let Some(p) = keep.parent() {
+/// The swap of restored files into place, and how to undo it.
+struct Swap {
+    /// The directory that keeps what was replaced (None when nothing was).
+    safety: Option<PathBuf>,
+    /// (kept copy, original place): hard links of replaced files, and the moved `-wal`/`-shm`.
+    kept: Vec<(PathBuf, PathBuf)>,
+    /// Targets that did not exist before.
+    created: Vec<PathBuf>,
+}
+
+impl Swap {
+    /// Keep the current files in `safety` (hard links for the files being replaced, renames for
+    /// the stale `-wal`/`-shm`), then rename each staged file over its target. Any failure puts
+    /// everything back as it was.
+    fn apply(
+        targets: &[(PathBuf, PathBuf)],
+        db: &Path,
+        dir: &Path,
+        safety: &Path,
+        owner: Owner,
+    ) -> Result<Swap> {
+        let replaced: Vec<&PathBuf> = targets.iter().map(|(_, t)| t).filter(|t| t.exists()).collect();
+        let stale: Vec<PathBuf> =
+            sqlite::sidecars(db).into_iter().filter(|p| p.symlink_metadata().is_ok()).collect();
+        let mut swap = Swap {
+            safety: (!replaced.is_empty() || !stale.is_empty()).then(|| safety.to_path_buf()),
+            kept: Vec::new(),
+            created: targets.iter().map(|(_, t)| t.clone()).filter(|t| !t.exists()).collect(),
+        };
+        let result = (|| -> Result<()> {
+            if swap.safety.is_some() {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(safety)
+                    .ctx("cannot create the safety directory", safety)?;
+                std::os::unix::fs::chown(safety, Some(owner.uid), Some(owner.gid))
+                    .ctx("cannot set the owner of", safety)?;
+                for t in &replaced {
+                    let keep = safety.join(t.strip_prefix(dir).unwrap_or(t));
+                    if let Some(p) = keep.parent() {
+                        std::fs::create_dir_all(p).ctx("cannot create", p)?;
+                    }
+                    std::fs::hard_link(t, &keep).ctx("cannot keep a safety copy of", t)?;
+                    swap.kept.push((keep, (*t).clone()));
+                }
+                // The old WAL must go before the new database arrives: SQLite would replay it.
+                for s in &stale {
+                    let keep = safety.join(s.file_name().expect("sidecar has a name"));
+                    std::fs::rename(s, &keep).ctx("cannot move aside", s)?;
+                    swap.kept.push((keep, s.clone()));
+                }
+                fsutil::fsync_dir(safety)?;
+            }
+            for (staged, target) in targets {
+                if let Some(p) = target.parent() {
                     std::fs::create_dir_all(p).ctx("cannot create", p)?;
                 }
-                std::fs::hard_link(t, &keep).ctx("cannot keep a safety copy of", t)?;
-                linked.push((keep, t.clone()));
+                std::fs::rename(staged, target).ctx("cannot move the restored file into", target)?;
             }
-            // The old WAL must go before the new database arrives: SQLite would replay it.
-            for s in stale {
-                let keep = safety.join(s.file_name().expect("sidecar has a name"));
-                std::fs::rename(s, &keep).ctx("cannot move aside", s)?;
-                undo.push((keep, s.clone()));
+            fsutil::fsync_dir(dir)
+        })();
+        match result {
+            Ok(()) => Ok(swap),
+            Err(e) => {
+                let _ = swap.rollback(db);
+                Err(Error::failed(format!("{}; the data directory was put back as it was", e.message))
+                    .hint(
+                        e.hint
+                            .clone()
+                            .unwrap_or_else(|| "fix the cause above and run the restore again".into()),
+                    )
+                    .source(e))
             }
-            fsutil::fsync_dir(safety)?;
         }
-        for (staged, target) in targets {
-            if let Some(p) = target.parent() {
-                std::fs::create_dir_all(p).ctx("cannot create", p)?;
+    }
+
+    /// Put the replaced files back. What the restore placed (and any `-wal`/`-shm` a server
+    /// made beside it) goes into `<safety>/failed-restore/`, not away.
+    fn rollback(&self, db: &Path) -> Result<()> {
+        let failed = self.safety.as_ref().map(|s| s.join("failed-restore"));
+        if let Some(f) = &failed {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(f).ctx("cannot create", f)?;
+        }
+        let aside = |p: &Path| -> Result<()> {
+            if p.symlink_metadata().is_err() {
+                return Ok(());
             }
-            std::fs::rename(staged, target).ctx("cannot move the restored file into", target)?;
+            match &failed {
+                Some(f) => {
+                    std::fs::rename(p, f.join(p.file_name().expect("a file"))).ctx("cannot move aside", p)
+                }
+                None => std::fs::remove_file(p).ctx("cannot remove", p),
+            }
+        };
+        for s in sqlite::sidecars(db) {
+            aside(&s)?;
+        }
+        for c in &self.created {
+            aside(c)?;
+        }
+        for (keep, orig) in self.kept.iter().rev() {
+            if let Some(f) = &failed {
+                if orig.exists()
+                    && !orig.to_string_lossy().ends_with("-wal")
+                    && !orig.to_string_lossy().ends_with("-shm")
+                {
+                    // Keep the restored file for a post-mortem before the old one takes its name.
+                    let _ = std::fs::hard_link(orig, f.join(orig.file_name().expect("a file")));
+                }
+            }
+            std::fs::rename(keep, orig).ctx("cannot put back", orig)?;
+        }
+        if let Some(dir) = db.parent() {
+            fsutil::fsync_dir(dir)?;
         }
         Ok(())
-    })();
-    match result {
-        Ok(()) => Ok(replaced.iter().chain(stale).cloned().collect()),
-        Err(e) => {
-            // Roll back: the kept inodes go back to their names, atomically each.
-            for (keep, orig) in linked.iter().chain(undo.iter()).rev() {
-                let _ = std::fs::rename(keep, orig);
-            }
-            let _ = fsutil::fsync_dir(dir);
-            Err(Error::failed(format!("{e}; the data directory was put back as it was"))
-                .hint(
-                    e.hint.clone().unwrap_or_else(|| "fix the cause above and run the restore again".into()),
-                )
-                .source(e))
-        }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn plan_text(
-    archive: &Path,
+    args: &RestoreArgs,
     m: &Manifest,
     dir: &Path,
     targets: &[(PathBuf, PathBuf)],
-    replaced: &[PathBuf],
-    stale: &[PathBuf],
-    safety: Option<&Path>,
+    safety: &Path,
     owner: Owner,
+    found: Option<&Found>,
 ) -> String {
     let mut s = String::new();
-    let tables: u64 = m.database.tables.values().sum();
+    let rows: u64 = m.database.tables.values().sum();
     let _ = writeln!(s, "Restore plan");
     let _ = writeln!(
         s,
         "  from     {} ({} backup of {}, taken {})",
-        archive.display(),
+        args.archive.display(),
         m.mode.as_str(),
         m.source.container.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| m.source.path.clone()),
         m.created
@@ -335,38 +543,66 @@ fn plan_text(
     let _ = writeln!(
         s,
         "  contents {} rows in {} tables, schema version {}",
-        tables,
+        rows,
         m.database.tables.len(),
         m.database.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
     );
-    let _ = writeln!(s, "  into     {}", dir.display());
+    if let Some(f) = found {
+        let _ = writeln!(
+            s,
+            "  into     container {} ({}), data in {}",
+            f.container.name,
+            if f.container.running { "running: it will be stopped" } else { "not running" },
+            dir.display()
+        );
+    } else {
+        let _ = writeln!(s, "  into     {}", dir.display());
+    }
     for (_, t) in targets {
-        let verb = if replaced.contains(t) { "replace" } else { "create " };
+        let verb = if t.exists() { "replace" } else { "create " };
         let _ = writeln!(s, "    {verb} {}", t.display());
     }
-    for st in stale {
-        let _ = writeln!(s, "    remove  {} (stale)", st.display());
+    for st in sqlite::sidecars(&dir.join(DB_FILE)) {
+        if st.exists() {
+            let _ = writeln!(s, "    remove  {} (stale once the database is replaced)", st.display());
+        }
     }
-    if let Some(safety) = safety {
-        let _ = writeln!(s, "  keep     the current files in {}", safety.display());
+    match found {
+        Some(f) => {
+            let _ =
+                writeln!(s, "  keep     the current data as a pre-restore archive in {}", args.out.display());
+            let _ = writeln!(
+                s,
+                "  then     start {} and wait until it {}; roll back if it does not{}",
+                f.container.name,
+                if f.container.health.is_some() { "is healthy" } else { &"stays running" },
+                if args.no_rollback { " (--no-rollback: keep the restored data)" } else { "" }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  keep     the current files in {}", safety.display());
+        }
     }
     let _ =
         writeln!(s, "  owner    {}:{} mode {:o} (from the {})", owner.uid, owner.gid, owner.mode, owner.from);
     s
 }
 
-fn failed_report(archive: &Path, dir: &Path, verdict: Verdict, started: Instant) -> RestoreReport {
+fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Instant) -> RestoreReport {
     RestoreReport {
         ok: false,
-        dry_run: false,
+        dry_run: args.confirm.dry_run,
         restored: false,
-        archive: archive.to_path_buf(),
+        archive: args.archive.clone(),
         data_dir: dir.to_path_buf(),
+        container: args.container.clone(),
         backup_created: verdict.manifest.as_ref().map(|m| m.created.clone()),
         files: vec![],
         safety_dir: None,
+        safety_archive: None,
         moved_aside: vec![],
         owner: Owner { uid: 0, gid: 0, mode: 0, from: "manifest" },
+        downtime_ms: None,
         duration_ms: started.elapsed().as_millis() as u64,
         verification: verdict,
     }
