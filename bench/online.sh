@@ -249,7 +249,7 @@ stop_writer
 put sq500_rc "$sq_rc"
 put sq500_s "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
 put sq500_rate "$(awk -v c="$((c1 - c0))" -v e="$((e1 - e0))" 'BEGIN { printf "%.0f", c * 1000 / e }')"
-rm -f "$WORK/sq.db"
+rm -f "$WORK/sq.db" "$WORK/sq.db-journal"
 
 # ---------------------------------------------------------------- 4: peak memory, 1 GiB
 rm -rf "$WORK/db"

@@ -11,17 +11,40 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-# Debian packages the tests use: sqlite3 (baselines), mount/umount (util-linux), sha256sum.
+# Debian packages the tests use: sqlite3 (baselines), mount/umount (util-linux), sha256sum,
+# the Docker engine (docker.io), and musl-gcc to build the static writer for the test image.
 missing=()
 command -v sqlite3 >/dev/null || missing+=(sqlite3)
 command -v mount >/dev/null || missing+=(mount)
 command -v sha256sum >/dev/null || missing+=(coreutils)
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v curl >/dev/null || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
+    echo "scripts/test.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add x86_64-unknown-linux-musl >/dev/null
+
+# A running Docker engine: the Docker tests fail (never skip) without one.
+sock=/var/run/docker.sock
+if ! curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; then
+    echo "scripts/test.sh: starting dockerd" >&2
+    log=/var/log/kfadmin-test-dockerd.log
+    setsid nohup dockerd >"$log" 2>&1 </dev/null &
+    for _ in $(seq 1 120); do
+        curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    if ! curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; then
+        echo "scripts/test.sh: dockerd did not come up; its log:" >&2
+        tail -n 30 "$log" >&2
+        exit 1
+    fi
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -6,4 +6,6 @@ mod util;
 mod archives;
 mod backup;
 mod cli;
+mod dock;
+mod docker;
 mod restore;

@@ -223,3 +223,10 @@ fn build(a: &InitArgs) -> Result<u64, Fail> {
     }
     Ok(blobs)
 }
+
+impl InitArgs {
+    /// Defaults, as `init --db DB --size-mb SIZE_MB`.
+    pub fn new(db: PathBuf, size_mb: u64) -> Self {
+        InitArgs { db, size_mb, users: 50, blob_kib: 4 }
+    }
+}

@@ -46,7 +46,18 @@ pub struct RunArgs {
     #[arg(long, value_name = "ITEMS", default_value_t = 32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub items: u32,
+    /// Create the database first (as `init --size-mb N`) when it does not exist: a server
+    /// starting on an empty volume.
+    #[arg(long, value_name = "N")]
+    pub init_size_mb: Option<u64>,
+    /// Ignore SIGTERM (an app that `docker stop` can only kill); SIGINT still stops it.
+    #[arg(long)]
+    pub ignore_sigterm: bool,
 }
+
+/// The schema version this "server" runs on; any other is refused at start (exit 3), as a
+/// server refuses a database from an incompatible release.
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Counters shared with the status-file thread.
 struct Shared {
@@ -196,10 +207,18 @@ pub fn run(a: &RunArgs) -> Result<ExitCode, Fail> {
     // signal while stopping exits at once (like a SIGKILL: the WAL stays).
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if sig == signal_hook::consts::SIGTERM && a.ignore_sigterm {
+            // Registered but ignored: as PID 1 in a container, an unhandled SIGTERM is ignored too.
+            signal_hook::flag::register(sig, Arc::new(AtomicBool::new(false)))?;
+            continue;
+        }
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))?;
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
 
+    if let (Some(size_mb), Err(_)) = (a.init_size_mb, std::fs::symlink_metadata(&a.db)) {
+        crate::init::init(&crate::init::InitArgs::new(a.db.clone(), size_mb))?;
+    }
     require_existing(&a.db)?;
     let flags =
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
@@ -207,6 +226,14 @@ pub fn run(a: &RunArgs) -> Result<ExitCode, Fail> {
         .map_err(|e| Fail::op(format!("cannot open {}: {e}", a.db.display())))?;
     apply_keyfount_pragmas(&conn)?;
     conn.set_prepared_statement_cache_capacity(16);
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        eprintln!(
+            "keyfount-sim: {} has schema version {version}; this server runs version {SCHEMA_VERSION} only",
+            a.db.display()
+        );
+        return Ok(ExitCode::from(3));
+    }
 
     let users: Vec<i64> = conn
         .prepare("SELECT id FROM users ORDER BY id")?
