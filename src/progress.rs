@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
     Bytes,
-    Pages,
+    Items,
 }
 
 pub trait Progress: Send + Sync {
@@ -95,7 +95,7 @@ impl Progress for Bars {
             Unit::Bytes => {
                 "{prefix:>10.bold} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta}"
             }
-            Unit::Pages => "{prefix:>10.bold} [{bar:30}] {human_pos:>9}/{human_len:<9} pages {per_sec:>14} ETA {eta}",
+            Unit::Items => "{prefix:>10.bold} [{bar:30}] {human_pos:>9}/{human_len:<9} ETA {eta}",
         };
         let style =
             ProgressStyle::with_template(template).expect("valid progress template").progress_chars("=> ");

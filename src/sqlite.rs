@@ -153,6 +153,7 @@ fn snapshot_inner(
         .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
         .map_err(|e| sql_err(e, "cannot read the database", src))?;
 
+    let page_bytes = source.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64;
     let mut dest = Connection::open(dst).map_err(|e| sql_err(e, "cannot create the snapshot", dst))?;
     // The staging copy is thrown away after archiving: no journal, no syncs.
     dest.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;")?;
@@ -161,7 +162,7 @@ fn snapshot_inner(
         SnapshotStats { page_size: 0, page_count: 0, steps: 0, restarts: 0, busy_retries: 0, duration_ms: 0 };
     {
         let backup = Backup::new(&source, &mut dest)?;
-        let stage = progress.stage("snapshot", 0, Unit::Pages);
+        let stage = progress.stage("snapshot", 0, Unit::Bytes);
         let mut last_remaining = i32::MAX;
         loop {
             check_interrupt()?;
@@ -172,8 +173,8 @@ fn snapshot_inner(
                 stats.restarts += 1;
             }
             last_remaining = p.remaining;
-            stage.set_total(p.pagecount as u64);
-            stage.set((p.pagecount - p.remaining) as u64);
+            stage.set_total(p.pagecount as u64 * page_bytes);
+            stage.set((p.pagecount - p.remaining) as u64 * page_bytes);
             match step {
                 StepResult::Done => {
                     stats.page_count = p.pagecount as u32;
