@@ -61,7 +61,13 @@ pub enum Command {
     Backup(BackupArgs),
     Verify(VerifyArgs),
     Restore(RestoreArgs),
+    List(ListArgs),
+    Prune(PruneArgs),
+    Status(StatusArgs),
     Completions(CompletionsArgs),
+    /// Write the man pages (kfadmin.1 and one per subcommand) into a directory
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
 }
 
 /// Take a consistent, checksummed, verified backup
@@ -103,6 +109,19 @@ pub struct BackupArgs {
     pub stop_timeout: Option<u32>,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// Telling a monitor how the backup went.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MonitorArgs {
+    /// Write Prometheus textfile-collector metrics here (atomically), success or failure
+    #[arg(long, value_name = "PATH", env = "KFADMIN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure
+    #[arg(long, value_name = "URL", env = "KFADMIN_PING_URL")]
+    pub ping_url: Option<String>,
 }
 
 /// Which Keyfount: a database file on this host, or a container.
@@ -239,6 +258,89 @@ pub struct ConfirmArgs {
     /// Verify and show the plan, then stop without changing anything
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// List the kfadmin archives in a backup directory, newest first
+///
+/// Shows each archive's time, mode (online, cold, or a pre-restore safety copy), source, size
+/// and database size. Files that are not kfadmin archives are ignored. --check also checks
+/// every archive against its .sha256 sidecar.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin list /var/backups/keyfount
+  kfadmin list --check
+  kfadmin list --json | jq -r '.archives[0].path'")]
+pub struct ListArgs {
+    /// The backup directory
+    #[arg(value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
+    pub dir: PathBuf,
+    /// Check every archive against its .sha256 sidecar (reads every archive in full)
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Remove old archives by grandfather-father-son retention (as restic's forget)
+///
+/// Archives are grouped by name (container or database), and within a group each rule keeps
+/// the newest archive of each of the last N hours/days/weeks/months that have one; an archive
+/// that any rule keeps is kept. The newest archive of each group that verifies is always kept,
+/// archives that fail their sidecar check never count toward a rule and are never removed,
+/// nothing is removed without a --keep-* rule, and files that are not kfadmin archives are
+/// never touched. An archive is removed together with its .sha256.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin prune /var/backups/keyfount --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
+  kfadmin prune --keep-last 3 --keep-daily 14")]
+pub struct PruneArgs {
+    /// The backup directory
+    #[arg(value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
+    pub dir: PathBuf,
+    /// Keep the N newest archives
+    #[arg(long, value_name = "N", env = "KFADMIN_KEEP_LAST")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest archive of each of the last N days that have one
+    #[arg(long, value_name = "N", env = "KFADMIN_KEEP_DAILY")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest archive of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N", env = "KFADMIN_KEEP_WEEKLY")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest archive of each of the last N months that have one
+    #[arg(long, value_name = "N", env = "KFADMIN_KEEP_MONTHLY")]
+    pub keep_monthly: Option<u32>,
+    /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// How a Keyfount server and its backups stand; exit 1 when the last backup is too old
+///
+/// Shows the container's state and health, the database's size, its WAL's size and journal
+/// mode, the free space in the backup directory against the size of the last archive, and
+/// the last backup and its age. Exits 1 when there is no backup, or the last one is older than
+/// --max-age, so a monitor can run it.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin status --container keyfount --backup-dir /var/backups/keyfount
+  kfadmin status --db /srv/keyfount/data/keyfount.db --max-age 26h --json")]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The backup directory
+    #[arg(long, value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
+    pub backup_dir: PathBuf,
+    /// The oldest the last backup may be (e.g. 26h, 2d, 90m)
+    #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_AGE", default_value = "26h", value_parser = humantime::parse_duration)]
+    pub max_age: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ManpagesArgs {
+    /// Directory to write the pages into
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// Print a shell completion script to stdout

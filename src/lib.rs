@@ -9,6 +9,7 @@ pub mod commands;
 pub mod docker;
 pub mod error;
 pub mod fsutil;
+pub mod monitor;
 pub mod progress;
 pub mod sqlite;
 

@@ -1,5 +1,6 @@
 //! The v1 archive: a manifest, then `data/…`, gzip-compressed, with a `.sha256` sidecar.
 
+pub mod catalog;
 pub mod manifest;
 pub mod pargz;
 pub mod reader;

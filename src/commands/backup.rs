@@ -16,6 +16,7 @@ use crate::cli::{BackupArgs, OutputArgs, TargetArgs};
 use crate::docker::{self, Container, Engine, StopGuard, Stopped};
 use crate::error::{check_interrupt, Error, Kind, Result};
 use crate::fsutil::{self, Copied};
+use crate::monitor;
 use crate::progress::Unit;
 use crate::sqlite::{self, DbFacts, Journal, SnapshotStats};
 
@@ -107,16 +108,68 @@ pub fn container_source(f: &Found) -> Source {
 
 pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
-    let report = match (&args.target, args.cold) {
-        (TargetArgs { container: Some(name), .. }, true) => cold(&args, name, ctx, started)?,
-        (_, true) => {
-            return Err(Error::usage("--cold stops a container and needs --container NAME")
-                .hint("for a database file on this host, take an --online backup"))
+    let mon = &args.monitor;
+    if let Some(url) = &mon.ping_url {
+        if let Some(w) = monitor::ping(url, monitor::Ping::Start, "") {
+            ctx.warn(&w);
         }
-        (_, false) => online(&args, ctx, started)?,
+    }
+    let result = match (&args.target, args.cold) {
+        (TargetArgs { container: Some(name), .. }, true) => cold(&args, name, ctx, started),
+        (_, true) => Err(Error::usage("--cold stops a container and needs --container NAME")
+            .hint("for a database file on this host, take an --online backup")),
+        (_, false) => online(&args, ctx, started),
     };
+    report_to_monitor(&args, ctx, &result, started);
+    let report = result?;
     let human = human(&report);
     Ok(Outcome::new(0, human, &report))
+}
+
+/// Metrics file and ping, success or failure; a monitor that is down only warns.
+fn report_to_monitor(args: &BackupArgs, ctx: &Ctx, result: &Result<BackupReport>, started: Instant) {
+    let mon = &args.monitor;
+    if mon.metrics_file.is_none() && mon.ping_url.is_none() {
+        return;
+    }
+    let name = match result {
+        Ok(r) => r
+            .archive
+            .file_name()
+            .and_then(|n| crate::archive::catalog::parse_name(&n.to_string_lossy()))
+            .map(|p| p.0),
+        Err(_) => None,
+    }
+    .or(args.output.name.clone())
+    .or(args.target.container.clone())
+    .or(args.target.db.as_ref().and_then(|d| d.file_stem()).map(|s| s.to_string_lossy().into_owned()))
+    .unwrap_or_else(|| "keyfount".into());
+    let facts = monitor::RunFacts {
+        name,
+        mode: if args.cold { "cold" } else { "online" }.into(),
+        exit_code: result.as_ref().map(|_| 0).unwrap_or_else(|e| e.kind.code()),
+        duration_s: started.elapsed().as_secs_f64(),
+        bytes: result.as_ref().ok().map(|r| r.bytes),
+        database_bytes: result.as_ref().ok().map(|r| r.database.page_size * r.database.page_count),
+        downtime_s: result.as_ref().ok().and_then(|r| r.downtime_ms).map(|ms| ms as f64 / 1000.0),
+    };
+    if let Some(path) = &mon.metrics_file {
+        if let Some(w) = monitor::write_metrics(path, &facts) {
+            ctx.warn(&w);
+        }
+    }
+    if let Some(url) = &mon.ping_url {
+        let (which, body) = match result {
+            Ok(r) => (
+                monitor::Ping::Success,
+                format!("{} {} bytes sha256 {}", r.archive.display(), r.bytes, r.sha256),
+            ),
+            Err(e) => (monitor::Ping::Fail, format!("exit {}: {}", e.kind.code(), e.chain())),
+        };
+        if let Some(w) = monitor::ping(url, which, &body) {
+            ctx.warn(&w);
+        }
+    }
 }
 
 fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport> {

@@ -11,7 +11,10 @@ use crate::progress::{Bars, Progress, Silent};
 
 pub mod backup;
 pub mod completions;
+pub mod list;
+pub mod prune;
 pub mod restore;
+pub mod status;
 pub mod verify;
 
 /// What every command gets: how to report progress, and how the operator wants output.
@@ -83,7 +86,11 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::Backup(a) => backup::run(a, ctx),
         Command::Verify(a) => verify::run(a, ctx),
         Command::Restore(a) => restore::run(a, ctx),
+        Command::List(a) => list::run(a, ctx),
+        Command::Prune(a) => prune::run(a, ctx),
+        Command::Status(a) => status::run(a, ctx),
         Command::Completions(a) => completions::run(a),
+        Command::Manpages(a) => completions::manpages(a),
     }
 }
 

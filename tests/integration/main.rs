@@ -8,4 +8,5 @@ mod backup;
 mod cli;
 mod dock;
 mod docker;
+mod monitor;
 mod restore;

@@ -1,0 +1,208 @@
+//! `kfadmin list [DIR] [--check]`: the kfadmin archives in a backup directory, newest first.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{human_bytes, Ctx, Outcome};
+use crate::archive::catalog::{self, Entry};
+use crate::archive::{Manifest, Mode};
+use crate::cli::ListArgs;
+use crate::error::{check_interrupt, Result};
+use crate::progress::Unit;
+
+/// What the `.sha256` beside an archive says about it (only with `--check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sidecar {
+    Ok,
+    Mismatch,
+    Missing,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    pub path: PathBuf,
+    pub file_name: String,
+    pub name: String,
+    pub created: String,
+    pub created_unix: u64,
+    pub mode: Mode,
+    pub bytes: u64,
+    /// page_size × page_count from the manifest; None when the manifest cannot be read.
+    pub database_bytes: Option<u64>,
+    /// The container's name, else the database's path; None when the manifest cannot be read.
+    pub source: Option<String>,
+    /// None when not checked (no `--check`).
+    pub sidecar: Option<Sidecar>,
+}
+
+/// The `--json` report of `kfadmin list`.
+#[derive(Debug, Serialize)]
+pub struct ListReport {
+    /// False only when `--check` found a sidecar that does not match.
+    pub ok: bool,
+    pub dir: PathBuf,
+    pub checked: bool,
+    pub archives: Vec<Listed>,
+}
+
+pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
+    let entries = catalog::scan(&args.dir)?;
+    let sidecars = if args.check { Some(check_sidecars(&entries, ctx)?) } else { None };
+    let archives: Vec<Listed> = entries
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let manifest = e.manifest();
+            Listed {
+                source: manifest.as_ref().map(source_of),
+                database_bytes: manifest.as_ref().map(|m| m.database.page_size * m.database.page_count),
+                sidecar: sidecars.as_ref().map(|s| s[i]),
+                path: e.path,
+                file_name: e.file_name,
+                name: e.name,
+                created: e.created,
+                created_unix: e.created_unix,
+                mode: e.mode,
+                bytes: e.bytes,
+            }
+        })
+        .collect();
+    let mismatches = archives.iter().filter(|a| a.sidecar == Some(Sidecar::Mismatch)).count();
+    for a in archives.iter().filter(|a| a.sidecar == Some(Sidecar::Mismatch)) {
+        ctx.warn(&format!(
+            "{} does not match its .sha256: it is damaged; run `kfadmin verify` on it, and do not restore it",
+            a.path.display()
+        ));
+    }
+    let report = ListReport { ok: mismatches == 0, dir: args.dir, checked: args.check, archives };
+    Ok(Outcome::new(if report.ok { 0 } else { 3 }, human(&report), &report))
+}
+
+/// Hash every archive and compare with its sidecar, one bar over all the bytes.
+fn check_sidecars(entries: &[Entry], ctx: &Ctx) -> Result<Vec<Sidecar>> {
+    let total = entries.iter().filter(|e| e.sidecar.is_some()).map(|e| e.bytes).sum();
+    let stage = ctx.progress.stage("checking", total, Unit::Bytes);
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        check_interrupt()?;
+        out.push(match e.sidecar_matches()? {
+            Some(true) => Sidecar::Ok,
+            Some(false) => Sidecar::Mismatch,
+            None => Sidecar::Missing,
+        });
+        if e.sidecar.is_some() {
+            stage.inc(e.bytes);
+        }
+    }
+    stage.finish();
+    Ok(out)
+}
+
+/// The container's name when it came from a container, else the database's path on its host.
+pub(crate) fn source_of(m: &Manifest) -> String {
+    match &m.source.container {
+        Some(c) => c.name.clone(),
+        None => m.source.path.clone(),
+    }
+}
+
+/// `2026-11-26T03:00:00Z` → `2026-11-26 03:00:00`.
+pub(crate) fn when(created: &str) -> String {
+    created.trim_end_matches('Z').replacen('T', " ", 1)
+}
+
+fn human(r: &ListReport) -> String {
+    if r.archives.is_empty() {
+        return format!("No kfadmin archives in {}\n", r.dir.display());
+    }
+    let mut header = vec!["TIME (UTC)", "MODE", "SOURCE", "SIZE", "DATABASE"];
+    if r.checked {
+        header.push("SHA256");
+    }
+    header.push("FILE");
+    let rows: Vec<Vec<String>> = r
+        .archives
+        .iter()
+        .map(|a| {
+            let mut row = vec![
+                when(&a.created),
+                a.mode.as_str().to_string(),
+                a.source.clone().unwrap_or_else(|| "?".into()),
+                human_bytes(a.bytes),
+                a.database_bytes.map(human_bytes).unwrap_or_else(|| "?".into()),
+            ];
+            if r.checked {
+                row.push(
+                    match a.sidecar {
+                        Some(Sidecar::Ok) => "ok",
+                        Some(Sidecar::Mismatch) => "MISMATCH",
+                        Some(Sidecar::Missing) | None => "no sidecar",
+                    }
+                    .to_string(),
+                );
+            }
+            row.push(a.file_name.clone());
+            row
+        })
+        .collect();
+    // Sizes right-aligned, everything else left-aligned.
+    let right = [3, 4];
+    let mut s = table(&header, &rows, &right);
+    let total: u64 = r.archives.iter().map(|a| a.bytes).sum();
+    let n = r.archives.len();
+    let _ = write!(s, "{n} archive{} in {}, {} in total", plural(n), r.dir.display(), human_bytes(total));
+    if r.checked {
+        let count = |want: Sidecar| r.archives.iter().filter(|a| a.sidecar == Some(want)).count();
+        let _ = write!(
+            s,
+            "; sidecars: {} ok, {} MISMATCH, {} missing",
+            count(Sidecar::Ok),
+            count(Sidecar::Mismatch),
+            count(Sidecar::Missing)
+        );
+    }
+    s.push('\n');
+    s
+}
+
+pub(crate) fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Columns padded to their widest cell (two spaces between); the last column is not padded.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let cols = header.len();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            width[i] = width[i].max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if i + 1 == cols {
+                line.push_str(cell);
+            } else if right.contains(&i) {
+                let _ = write!(line, "{cell:>w$}", w = width[i]);
+            } else {
+                let _ = write!(line, "{cell:<w$}", w = width[i]);
+            }
+        }
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}

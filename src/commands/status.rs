@@ -1,0 +1,207 @@
+//! `kfadmin status (--container NAME | --db PATH)`: how the server and its backups stand;
+//! exit 1 when the last backup is missing or older than `--max-age`, for a monitor.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::backup::find_container;
+use super::{human_bytes, Ctx, Outcome};
+use crate::archive::catalog;
+use crate::cli::StatusArgs;
+use crate::error::Result;
+use crate::fsutil;
+use crate::sqlite::{self, Journal};
+
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub ok: bool,
+    pub problems: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerState>,
+    pub database: DatabaseState,
+    pub backups: BackupState,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ContainerState {
+    pub name: String,
+    pub id: String,
+    pub image: String,
+    pub status: String,
+    pub running: bool,
+    pub health: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatabaseState {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub wal_bytes: u64,
+    pub journal_mode: Journal,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackupState {
+    pub dir: PathBuf,
+    /// Archives of this server (by name) in the directory.
+    pub count: usize,
+    pub last: Option<LastBackup>,
+    pub max_age_seconds: u64,
+    pub free_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastBackup {
+    pub path: PathBuf,
+    pub created: String,
+    pub age_seconds: u64,
+    pub mode: crate::archive::Mode,
+    pub bytes: u64,
+}
+
+pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
+    let t = &args.target;
+    let (db, name, container) = match (&t.db, &t.container) {
+        (Some(db), _) => {
+            let name =
+                db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "keyfount".into());
+            (std::path::absolute(db).unwrap_or(db.clone()), name, None)
+        }
+        (None, Some(n)) => {
+            let f = find_container(n, t.compose_project.as_deref(), &t.db_path)?;
+            let c = &f.container;
+            let state = ContainerState {
+                name: c.name.clone(),
+                id: c.id.clone(),
+                image: c.image.clone(),
+                status: c.status.clone(),
+                running: c.running,
+                health: c.health.clone(),
+            };
+            (f.location.host_db.clone(), c.name.clone(), Some(state))
+        }
+        (None, None) => unreachable!("clap requires --db or --container"),
+    };
+    let info = sqlite::inspect(&db)?;
+    let [wal, _] = sqlite::sidecars(&db);
+    let database = DatabaseState {
+        path: db.clone(),
+        bytes: info.size,
+        wal_bytes: std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+        journal_mode: info.journal,
+    };
+
+    let mut problems = Vec::new();
+    if let Some(c) = &container {
+        if !c.running {
+            problems.push(format!("container {} is {}", c.name, c.status));
+        } else if c.health.as_deref() == Some("unhealthy") {
+            problems.push(format!("container {} is unhealthy", c.name));
+        }
+    }
+    let archives: Vec<catalog::Entry> = match catalog::scan(&args.backup_dir) {
+        Ok(all) => all.into_iter().filter(|e| e.name == name).collect(),
+        Err(e) => {
+            problems.push(e.message.clone());
+            Vec::new()
+        }
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let last = archives.first().map(|e| LastBackup {
+        path: e.path.clone(),
+        created: e.created.clone(),
+        age_seconds: now.saturating_sub(e.created_unix),
+        mode: e.mode,
+        bytes: e.bytes,
+    });
+    let max_age = args.max_age.as_secs();
+    match &last {
+        None => problems.push(format!("there is no backup of {name} in {}", args.backup_dir.display())),
+        Some(l) if l.age_seconds > max_age => problems.push(format!(
+            "the last backup is {} old, more than --max-age {}",
+            humantime::format_duration(std::time::Duration::from_secs(l.age_seconds)),
+            humantime::format_duration(args.max_age)
+        )),
+        Some(_) => {}
+    }
+    let free = fsutil::free_space(&args.backup_dir);
+    if let (Some(free), Some(l)) = (free, &last) {
+        if free < l.bytes.saturating_mul(2) {
+            problems.push(format!(
+                "only {} free in {}: fewer than two more backups of {} fit",
+                human_bytes(free),
+                args.backup_dir.display(),
+                human_bytes(l.bytes)
+            ));
+        }
+    }
+    let report = StatusReport {
+        ok: problems.is_empty(),
+        problems,
+        container,
+        database,
+        backups: BackupState {
+            dir: args.backup_dir.clone(),
+            count: archives.len(),
+            last,
+            max_age_seconds: max_age,
+            free_bytes: free,
+        },
+    };
+    let code = if report.ok { 0 } else { 1 };
+    Ok(Outcome::new(code, human(&report), &report))
+}
+
+fn human(r: &StatusReport) -> String {
+    let mut s = String::new();
+    if let Some(c) = &r.container {
+        let health = c.health.as_deref().map(|h| format!(", {h}")).unwrap_or_default();
+        let _ = writeln!(s, "container  {} ({}{health}), image {}", c.name, c.status, c.image);
+    }
+    let d = &r.database;
+    let _ = writeln!(
+        s,
+        "database   {} ({}, WAL {}, journal mode {})",
+        d.path.display(),
+        human_bytes(d.bytes),
+        human_bytes(d.wal_bytes),
+        match d.journal_mode {
+            Journal::Wal => "wal",
+            Journal::Rollback => "rollback",
+        }
+    );
+    let b = &r.backups;
+    match &b.last {
+        Some(l) => {
+            let _ = writeln!(
+                s,
+                "last       {} ({}, {} ago, {})",
+                l.path.display(),
+                l.mode.as_str(),
+                humantime::format_duration(std::time::Duration::from_secs(l.age_seconds)),
+                human_bytes(l.bytes)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "last       no backup in {}", b.dir.display());
+        }
+    }
+    let _ = writeln!(
+        s,
+        "backups    {} in {}, {} free",
+        b.count,
+        b.dir.display(),
+        b.free_bytes.map(human_bytes).unwrap_or_else(|| "?".into())
+    );
+    if r.ok {
+        let _ = writeln!(s, "=> OK");
+    } else {
+        for p in &r.problems {
+            let _ = writeln!(s, "PROBLEM: {p}");
+        }
+    }
+    s
+}
