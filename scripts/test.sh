@@ -20,6 +20,8 @@ command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v musl-gcc >/dev/null || missing+=(musl-tools)
 command -v curl >/dev/null || missing+=(curl)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v tmux >/dev/null || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -46,6 +48,26 @@ if ! curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; the
     fi
 fi
 
+shellcheck install.sh scripts/*.sh .ci/run bench/*.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# install.sh into a temporary prefix, twice (it is idempotent), then the installed binary runs.
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+./install.sh --prefix "$prefix"
+./install.sh --prefix "$prefix"
+"$prefix/bin/kfadmin" --version
+test -s "$prefix/share/man/man1/kfadmin-backup.1"
+test -s "$prefix/share/bash-completion/completions/kfadmin"
+# It refuses to replace a file that is not kfadmin, unless --force.
+printf '#!/bin/sh\necho other\n' >"$prefix/bin/kfadmin"
+chmod +x "$prefix/bin/kfadmin"
+if ./install.sh --prefix "$prefix" 2>/dev/null; then
+    echo "install.sh replaced a different binary without --force" >&2
+    exit 1
+fi
+./install.sh --prefix "$prefix" --force
+"$prefix/bin/kfadmin" --version
+echo "install.sh: ok"

@@ -1,9 +1,527 @@
-//! `kfadmin prune` (being written).
+//! `kfadmin prune [DIR] --keep-*`: grandfather-father-son retention, as restic's `forget`.
+//!
+//! Plan first, then act: every archive is checked (sidecar, or a quick verify when it has
+//! none) and every decision made before the first file is removed, so an error on the way
+//! leaves everything in place.
 
-use super::{Ctx, Outcome};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::list::{plural, table, when};
+use super::{human_bytes, Ctx, Outcome};
+use crate::archive::catalog::{self, Entry};
+use crate::archive::reader::{self, Options};
+use crate::archive::Mode;
 use crate::cli::PruneArgs;
-use crate::error::{Error, Result};
+use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
+use crate::fsutil;
+use crate::progress::Unit;
 
-pub fn run(_args: PruneArgs, _ctx: &Ctx) -> Result<Outcome> {
-    Err(Error::failed("not written yet"))
+/// Why an archive that fails verification stays.
+pub const BAD: &str = "fails verification: not counted, not removed; remove it by hand";
+/// Why the newest archive of a group that verifies stays, whatever the rules say.
+pub const NEWEST: &str = "newest that verifies";
+
+/// How many archives each rule keeps; 0 turns a rule off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    pub last: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+}
+
+impl Policy {
+    pub fn is_empty(&self) -> bool {
+        self.counts().iter().all(|&n| n == 0)
+    }
+    fn counts(&self) -> [u32; 4] {
+        [self.last, self.daily, self.weekly, self.monthly]
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    Last,
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+/// In the order of [`Policy::counts`].
+const RULES: [Rule; 4] = [Rule::Last, Rule::Daily, Rule::Weekly, Rule::Monthly];
+
+impl Rule {
+    fn name(self) -> &'static str {
+        match self {
+            Rule::Last => "last",
+            Rule::Daily => "daily",
+            Rule::Weekly => "weekly",
+            Rule::Monthly => "monthly",
+        }
+    }
+
+    /// The bucket an archive falls in (UTC); `nr`, its place in the group, makes every
+    /// archive its own bucket for `last`.
+    fn bucket(self, unix: u64, nr: usize) -> String {
+        let days = (unix / 86_400) as i64;
+        match self {
+            Rule::Last => nr.to_string(),
+            Rule::Daily => {
+                let (y, m, d) = civil_from_days(days);
+                format!("{y:04}-{m:02}-{d:02}")
+            }
+            Rule::Weekly => {
+                let (y, w) = iso_week(days);
+                format!("{y:04}-W{w:02}")
+            }
+            Rule::Monthly => {
+                let (y, m, _) = civil_from_days(days);
+                format!("{y:04}-{m:02}")
+            }
+        }
+    }
+}
+
+/// What happens to one archive, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub keep: bool,
+    pub reasons: Vec<&'static str>,
+}
+
+/// Apply `policy` to one group, given newest first as (time from the file name, verifies).
+///
+/// restic's `forget`: for each archive in turn, each rule with a count left keeps it when its
+/// bucket differs from the bucket of the last archive that rule kept, and keeping uses up one
+/// of the rule's count. Buckets exist only for archives that exist, so a day without a backup
+/// does not use up a daily slot. On top of that: an archive that does not verify is neither
+/// counted nor removed, and the newest one that does verify is always kept.
+///
+/// (restic ≥ 0.16 also keeps the group's oldest snapshot while a rule has counts left; this
+/// follows the plain rule above, as rustic does.)
+pub fn decide(group: &[(u64, bool)], policy: &Policy) -> Vec<Decision> {
+    let mut left = policy.counts();
+    let mut last: [Option<String>; 4] = Default::default();
+    let mut newest_good = true;
+    group
+        .iter()
+        .enumerate()
+        .map(|(nr, &(unix, good))| {
+            if !good {
+                return Decision { keep: true, reasons: vec![BAD] };
+            }
+            let mut reasons = Vec::new();
+            for (i, rule) in RULES.iter().enumerate() {
+                if left[i] == 0 {
+                    continue;
+                }
+                let bucket = rule.bucket(unix, nr);
+                if last[i].as_deref() != Some(bucket.as_str()) {
+                    last[i] = Some(bucket);
+                    left[i] -= 1;
+                    reasons.push(rule.name());
+                }
+            }
+            if newest_good {
+                newest_good = false;
+                reasons.push(NEWEST);
+            }
+            Decision { keep: !reasons.is_empty(), reasons }
+        })
+        .collect()
+}
+
+/// (year, month, day) of a day counted from 1970-01-01 (Howard Hinnant's civil_from_days).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Day number (from 1970-01-01) of a date (Howard Hinnant's days_from_civil).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// ISO 8601 (year, week) of a day (`date +%G-W%V`): the week belongs to the year of its Thursday.
+fn iso_week(days: i64) -> (i64, u32) {
+    let weekday = (days + 3).rem_euclid(7); // 0 = Monday; 1970-01-01 was a Thursday
+    let thursday = days - weekday + 3;
+    let (year, _, _) = civil_from_days(thursday);
+    (year, ((thursday - days_from_civil(year, 1, 1)) / 7 + 1) as u32)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Keep,
+    Remove,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Pruned {
+    pub path: PathBuf,
+    pub file_name: String,
+    pub name: String,
+    pub created: String,
+    pub mode: Mode,
+    pub bytes: u64,
+    pub action: Action,
+    pub reasons: Vec<String>,
+    /// Its sidecar matches, or it has none and passes a quick verify.
+    pub good: bool,
+    /// What failed, when it does not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The `--json` report of `kfadmin prune`.
+#[derive(Debug, Serialize)]
+pub struct PruneReport {
+    pub ok: bool,
+    pub dry_run: bool,
+    pub dir: PathBuf,
+    pub policy: Policy,
+    pub archives: Vec<Pruned>,
+    /// Archives actually removed (0 with --dry-run).
+    pub removed: usize,
+    pub freed_bytes: u64,
+    /// What the plan removes (what --dry-run would remove).
+    pub planned_removals: usize,
+    pub planned_bytes: u64,
+}
+
+/// Identity of a file when it was checked, so a file replaced since then is left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Result<Stamp> {
+        let m = path.symlink_metadata().ctx("cannot read", path)?;
+        Ok(Stamp { dev: m.dev(), ino: m.ino(), len: m.len(), mtime: (m.mtime(), m.mtime_nsec()) })
+    }
+}
+
+struct Checked {
+    good: bool,
+    problem: Option<String>,
+    stamp: Stamp,
+}
+
+pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
+    let policy = Policy {
+        last: args.keep_last.unwrap_or(0),
+        daily: args.keep_daily.unwrap_or(0),
+        weekly: args.keep_weekly.unwrap_or(0),
+        monthly: args.keep_monthly.unwrap_or(0),
+    };
+    if policy.is_empty() {
+        return Err(Error::usage("no retention rule given: prune removes nothing without one").hint(
+            "pass at least one --keep-* rule, e.g. --keep-daily 7 --keep-weekly 4 --keep-monthly 12 \
+             (add --dry-run to see what it would remove)",
+        ));
+    }
+    let entries = catalog::scan(&args.dir)?;
+    let checked = check_all(&entries, ctx)?;
+
+    // Groups by name, each newest first (scan's order), groups in name order.
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        groups.entry(e.name.as_str()).or_default().push(i);
+    }
+    let mut archives = Vec::with_capacity(entries.len());
+    let mut stamps = Vec::with_capacity(entries.len());
+    for members in groups.values() {
+        let input: Vec<(u64, bool)> =
+            members.iter().map(|&i| (entries[i].created_unix, checked[i].good)).collect();
+        for (&i, d) in members.iter().zip(decide(&input, &policy)) {
+            let e = &entries[i];
+            archives.push(Pruned {
+                path: e.path.clone(),
+                file_name: e.file_name.clone(),
+                name: e.name.clone(),
+                created: e.created.clone(),
+                mode: e.mode,
+                bytes: e.bytes,
+                action: if d.keep { Action::Keep } else { Action::Remove },
+                reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
+                good: checked[i].good,
+                problem: checked[i].problem.clone(),
+            });
+            stamps.push((checked[i].stamp, e.sidecar.clone()));
+        }
+    }
+    for a in archives.iter().filter(|a| !a.good) {
+        ctx.warn(&format!(
+            "{}: {}; prune keeps it and does not count it (check it with `kfadmin verify`, then remove it by hand)",
+            a.path.display(),
+            a.problem.as_deref().unwrap_or("fails verification")
+        ));
+    }
+    let planned: Vec<usize> = (0..archives.len()).filter(|&i| archives[i].action == Action::Remove).collect();
+    let mut report = PruneReport {
+        ok: true,
+        dry_run: args.dry_run,
+        dir: args.dir.clone(),
+        policy,
+        planned_removals: planned.len(),
+        planned_bytes: planned.iter().map(|&i| archives[i].bytes).sum(),
+        archives,
+        removed: 0,
+        freed_bytes: 0,
+    };
+    if !args.dry_run && !planned.is_empty() {
+        let result = remove_planned(&mut report, &planned, &stamps, ctx);
+        // Whatever happened, make the removals that did happen durable.
+        let synced = fsutil::fsync_dir(&args.dir);
+        result?;
+        synced?;
+    }
+    Ok(Outcome::new(0, human(&report), &report))
+}
+
+/// Check every archive: its sidecar when it has one (a full read), else a quick verify.
+fn check_all(entries: &[Entry], ctx: &Ctx) -> Result<Vec<Checked>> {
+    let total = entries.iter().filter(|e| e.sidecar.is_some()).map(|e| e.bytes).sum();
+    let stage = ctx.progress.stage("verifying", total, Unit::Bytes);
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        check_interrupt()?;
+        let stamp = Stamp::of(&e.path)?;
+        let (good, problem) = match e.sidecar_matches()? {
+            Some(true) => (true, None),
+            Some(false) => (false, Some("does not match its .sha256 sidecar".to_string())),
+            None => {
+                let opts = Options { sqlite: false, extract_to: None, expected_sha256: None };
+                let v = reader::verify(&e.path, &opts, ctx.progress.as_ref())?;
+                let failed: Vec<&str> = v.failed().map(|c| c.name).collect();
+                let problem = (!v.ok).then(|| {
+                    if failed.is_empty() {
+                        "has no .sha256 sidecar and fails a quick verify".to_string()
+                    } else {
+                        format!("has no .sha256 sidecar and fails a quick verify ({})", failed.join(", "))
+                    }
+                });
+                (v.ok, problem)
+            }
+        };
+        if e.sidecar.is_some() {
+            stage.inc(e.bytes);
+        }
+        out.push(Checked { good, problem, stamp });
+    }
+    stage.finish();
+    Ok(out)
+}
+
+/// Remove the planned archives, each with its sidecar. A file that changed since it was
+/// checked is left alone (and reported as kept).
+fn remove_planned(
+    report: &mut PruneReport,
+    planned: &[usize],
+    stamps: &[(Stamp, Option<PathBuf>)],
+    ctx: &Ctx,
+) -> Result<()> {
+    let n = planned.len();
+    for &i in planned {
+        if crate::error::interrupt::requested() {
+            return Err(Error::new(
+                Kind::Interrupted,
+                format!(
+                    "interrupted after removing {} of {n} archives; the others are untouched",
+                    report.removed
+                ),
+            ));
+        }
+        let (stamp, sidecar) = &stamps[i];
+        let a = &mut report.archives[i];
+        match Stamp::of(&a.path) {
+            Ok(now) if now == *stamp => {}
+            Ok(_) => {
+                ctx.warn(&format!("{} changed since it was checked; left alone", a.path.display()));
+                a.action = Action::Keep;
+                a.reasons = vec!["changed since it was checked: left alone".into()];
+                continue;
+            }
+            Err(_) if !a.path.exists() => {
+                // Already gone (another prune?): nothing to do, nothing freed.
+                ctx.warn(&format!("{} disappeared before it could be removed", a.path.display()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        // The archive first, then its sidecar: a crash in between leaves a sidecar without an
+        // archive, which nothing reads (scan ignores it), never an archive without its sidecar.
+        std::fs::remove_file(&a.path).map_err(|e| {
+            Error::io(
+                &format!("removed {} of {n} archives, then could not remove", report.removed),
+                &a.path,
+                e,
+            )
+        })?;
+        if let Some(sc) = sidecar {
+            match std::fs::remove_file(sc) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => ctx.warn(&format!("removed {} but not its sidecar: {e}", a.path.display())),
+            }
+        }
+        report.removed += 1;
+        report.freed_bytes += a.bytes;
+        if ctx.verbose > 0 {
+            ctx.note(&format!("removed {}", a.path.display()));
+        }
+    }
+    Ok(())
+}
+
+fn human(r: &PruneReport) -> String {
+    if r.archives.is_empty() {
+        return format!("No kfadmin archives in {}; nothing to prune\n", r.dir.display());
+    }
+    let mut s = String::new();
+    let mut start = 0;
+    while start < r.archives.len() {
+        let name = &r.archives[start].name;
+        let end = start + r.archives[start..].iter().take_while(|a| &a.name == name).count();
+        let group = &r.archives[start..end];
+        let removing = group.iter().filter(|a| a.action == Action::Remove).count();
+        let _ = writeln!(
+            s,
+            "{name}: {} archive{}, keep {}, remove {}",
+            group.len(),
+            plural(group.len()),
+            group.len() - removing,
+            removing
+        );
+        let rows: Vec<Vec<String>> = group
+            .iter()
+            .map(|a| {
+                let mut why = a.reasons.join(", ");
+                if let Some(p) = &a.problem {
+                    let _ = write!(why, " ({p})");
+                }
+                vec![
+                    match a.action {
+                        Action::Keep => "KEEP".to_string(),
+                        Action::Remove => "REMOVE".to_string(),
+                    },
+                    when(&a.created),
+                    a.mode.as_str().to_string(),
+                    human_bytes(a.bytes),
+                    a.file_name.clone(),
+                    why,
+                ]
+            })
+            .collect();
+        let t = table(&["ACTION", "TIME (UTC)", "MODE", "SIZE", "FILE", "WHY"], &rows, &[3]);
+        for line in t.lines() {
+            let _ = writeln!(s, "  {line}");
+        }
+        s.push('\n');
+        start = end;
+    }
+    if r.dry_run {
+        let _ = writeln!(
+            s,
+            "Dry run: would remove {} archive{}, freeing {}; nothing was removed",
+            r.planned_removals,
+            plural(r.planned_removals),
+            human_bytes(r.planned_bytes)
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "Removed {} archive{}, freed {}",
+            r.removed,
+            plural(r.removed),
+            human_bytes(r.freed_bytes)
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(y: i64, m: u32, d: u32) -> i64 {
+        days_from_civil(y, m, d)
+    }
+
+    #[test]
+    fn calendar() {
+        assert_eq!(day(1970, 1, 1), 0);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(day(2024, 2, 29)), (2024, 2, 29));
+        assert_eq!(civil_from_days(day(2026, 11, 26)), (2026, 11, 26));
+        for d in -1000..40_000 {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+        }
+        // `date -u -d DAY +%G-W%V`
+        for (y, m, d, want) in [
+            (2020, 12, 31, (2020, 53)),
+            (2021, 1, 3, (2020, 53)),
+            (2021, 1, 4, (2021, 1)),
+            (2024, 12, 30, (2025, 1)),
+            (2026, 10, 26, (2026, 44)),
+            (2026, 11, 1, (2026, 44)),
+            (2026, 12, 28, (2026, 53)),
+            (2027, 1, 3, (2026, 53)),
+            (2027, 1, 4, (2027, 1)),
+        ] {
+            assert_eq!(iso_week(day(y, m, d)), want, "{y}-{m}-{d}");
+        }
+    }
+
+    fn at(y: i64, m: u32, d: u32, h: u64) -> u64 {
+        day(y, m, d) as u64 * 86_400 + h * 3600
+    }
+
+    #[test]
+    fn daily_skips_gaps_and_takes_the_newest_of_a_day() {
+        let group = [
+            (at(2026, 11, 5, 15), true),
+            (at(2026, 11, 5, 3), true),
+            (at(2026, 11, 3, 3), true),
+            (at(2026, 11, 1, 3), true),
+            (at(2026, 10, 31, 3), true),
+        ];
+        let p = Policy { daily: 3, ..Policy::default() };
+        let keep: Vec<bool> = decide(&group, &p).iter().map(|d| d.keep).collect();
+        assert_eq!(keep, [true, false, true, true, false]);
+    }
+
+    #[test]
+    fn bad_archives_are_kept_and_not_counted() {
+        let group = [(at(2026, 11, 5, 3), false), (at(2026, 11, 4, 3), true), (at(2026, 11, 3, 3), true)];
+        let d = decide(&group, &Policy { last: 1, ..Policy::default() });
+        assert_eq!(d[0], Decision { keep: true, reasons: vec![BAD] });
+        assert_eq!(d[1], Decision { keep: true, reasons: vec!["last", NEWEST] });
+        assert!(!d[2].keep);
+    }
 }

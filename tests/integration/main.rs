@@ -10,3 +10,4 @@ mod dock;
 mod docker;
 mod monitor;
 mod restore;
+mod terminal;

@@ -1,0 +1,211 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[kfadmin] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'kfadmin'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'kfadmin'= {
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand backup 'Take a consistent, checksummed, verified backup'
+            cand verify 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
+            cand restore 'Restore a backup into a container or a data directory'
+            cand list 'List the kfadmin archives in a backup directory, newest first'
+            cand prune 'Remove old archives by grandfather-father-son retention (as restic''s forget)'
+            cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+            cand completions 'Print a shell completion script to stdout'
+            cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'kfadmin;backup'= {
+            cand --db 'The Keyfount database file on this host'
+            cand -c 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --container 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --compose-project 'With --container: the Compose project, when several projects have that service'
+            cand --db-path 'With --container: the database''s path inside the container'
+            cand --stop-timeout 'Seconds between SIGTERM and SIGKILL when stopping [default: the container''s own stop timeout, or 10]'
+            cand -o 'Directory for the archive (created with mode 0700 when missing)'
+            cand --out 'Directory for the archive (created with mode 0700 when missing)'
+            cand --name 'First part of the archive''s name [default: the database file''s name without .db]'
+            cand --compression-level 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress'
+            cand --metrics-file 'Write Prometheus textfile-collector metrics here (atomically), success or failure'
+            cand --ping-url 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure'
+            cand --online 'Copy the database while the server keeps running (SQLite online backup API)'
+            cand --cold 'Stop the container, copy its data directory, start it again (needs --container)'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;verify'= {
+            cand --tmp-dir 'Where to unpack the database for the SQLite checks (a private directory is made there)'
+            cand --quick 'Stop before the SQLite checks (no need to unpack the database)'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;restore'= {
+            cand --data-dir 'Keyfount''s data directory on this host (the one that holds keyfount.db)'
+            cand -c 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --container 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --compose-project 'With --container: the Compose project, when several projects have that service'
+            cand --db-path 'With --container: the database''s path inside the container'
+            cand -o 'With --container: where the pre-restore safety archive goes'
+            cand --out 'With --container: where the pre-restore safety archive goes'
+            cand --stop-timeout 'Seconds between SIGTERM and SIGKILL when stopping [default: the container''s own stop timeout, or 10]'
+            cand --settle 'How long the container must stay running to count as up (without a healthcheck)'
+            cand --health-timeout 'How long to wait for a healthcheck to report healthy'
+            cand --no-rollback 'Keep the restored data even if the container does not come up on it'
+            cand -y 'Do not ask for confirmation (needed when stdin is not a terminal)'
+            cand --yes 'Do not ask for confirmation (needed when stdin is not a terminal)'
+            cand --dry-run 'Verify and show the plan, then stop without changing anything'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;list'= {
+            cand --check 'Check every archive against its .sha256 sidecar (reads every archive in full)'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;prune'= {
+            cand --keep-last 'Keep the N newest archives'
+            cand --keep-daily 'Keep the newest archive of each of the last N days that have one'
+            cand --keep-weekly 'Keep the newest archive of each of the last N ISO weeks that have one'
+            cand --keep-monthly 'Keep the newest archive of each of the last N months that have one'
+            cand --dry-run 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;status'= {
+            cand --db 'The Keyfount database file on this host'
+            cand -c 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --container 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --compose-project 'With --container: the Compose project, when several projects have that service'
+            cand --db-path 'With --container: the database''s path inside the container'
+            cand --backup-dir 'The backup directory'
+            cand --max-age 'The oldest the last backup may be (e.g. 26h, 2d, 90m)'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;completions'= {
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;manpages'= {
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;help'= {
+            cand backup 'Take a consistent, checksummed, verified backup'
+            cand verify 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
+            cand restore 'Restore a backup into a container or a data directory'
+            cand list 'List the kfadmin archives in a backup directory, newest first'
+            cand prune 'Remove old archives by grandfather-father-son retention (as restic''s forget)'
+            cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+            cand completions 'Print a shell completion script to stdout'
+            cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'kfadmin;help;backup'= {
+        }
+        &'kfadmin;help;verify'= {
+        }
+        &'kfadmin;help;restore'= {
+        }
+        &'kfadmin;help;list'= {
+        }
+        &'kfadmin;help;prune'= {
+        }
+        &'kfadmin;help;status'= {
+        }
+        &'kfadmin;help;completions'= {
+        }
+        &'kfadmin;help;manpages'= {
+        }
+        &'kfadmin;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

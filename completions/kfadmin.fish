@@ -1,0 +1,135 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_kfadmin_global_optspecs
+    string join \n json q/quiet no-progress v/verbose h/help V/version
+end
+
+function __fish_kfadmin_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_kfadmin_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_kfadmin_using_subcommand
+    set -l cmd (__fish_kfadmin_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "restore" -d 'Restore a backup into a container or a data directory'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "list" -d 'List the kfadmin archives in a backup directory, newest first'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l db -d 'The Keyfount database file on this host' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s o -l out -d 'Directory for the archive (created with mode 0700 when missing)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l name -d 'First part of the archive\'s name [default: the database file\'s name without .db]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compression-level -d 'gzip level, 1 (fastest) to 9 (smallest); Keyfount\'s vaults are encrypted and barely compress' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l online -d 'Copy the database while the server keeps running (SQLite online backup API)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l cold -d 'Stop the container, copy its data directory, start it again (needs --container)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l tmp-dir -d 'Where to unpack the database for the SQLite checks (a private directory is made there)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l quick -d 'Stop before the SQLite checks (no need to unpack the database)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l data-dir -d 'Keyfount\'s data directory on this host (the one that holds keyfount.db)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s o -l out -d 'With --container: where the pre-restore safety archive goes' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l settle -d 'How long the container must stay running to count as up (without a healthcheck)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l health-timeout -d 'How long to wait for a healthcheck to report healthy' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-rollback -d 'Keep the restored data even if the container does not come up on it'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s y -l yes -d 'Do not ask for confirmation (needed when stdin is not a terminal)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l dry-run -d 'Verify and show the plan, then stop without changing anything'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l check -d 'Check every archive against its .sha256 sidecar (reads every archive in full)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-last -d 'Keep the N newest archives' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-daily -d 'Keep the newest archive of each of the last N days that have one' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-weekly -d 'Keep the newest archive of each of the last N ISO weeks that have one' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-monthly -d 'Keep the newest archive of each of the last N months that have one' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l dry-run -d 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db -d 'The Keyfount database file on this host' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l backup-dir -d 'The backup directory' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'The oldest the last backup may be (e.g. 26h, 2d, 90m)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s h -l help -d 'Print help'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory, newest first'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,158 @@
+//! kfadmin on a real terminal (tmux): progress bars while a backup runs, the restore prompt
+//! answered with keys; and off a terminal (a pipe): no bars, no control characters.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str) -> Tmux {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let socket = format!(
+            "kfadmin-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let st = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "150", "-y", "40", "sh", "-c", cmd])
+            .env_remove("NO_COLOR")
+            .status()
+            .expect("tmux is installed (scripts/test.sh installs it)");
+        assert!(st.success());
+        // Keep the pane after the command ends, so its last screen can be read.
+        Command::new("tmux")
+            .args(["-L", &socket, "set-option", "-g", "remain-on-exit", "on"])
+            .status()
+            .unwrap();
+        Tmux { socket }
+    }
+
+    fn screen(&self) -> String {
+        let out =
+            Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p", "-J"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the screen never showed {what:?}:\n{s}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["-L", &self.socket, "send-keys", "-t", "0"];
+        args.extend_from_slice(keys);
+        assert!(Command::new("tmux").args(args).status().unwrap().success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+#[test]
+fn progress_bars_on_a_terminal_and_the_restore_prompt() {
+    let env = Env::new();
+    let data = env.data_dir("data", 64);
+    let out = env.path("backups");
+    let bin = kfadmin_bin();
+    let t = Tmux::start(&format!(
+        "{} backup --online --db {} --out {} --compression-level 9; echo EXIT=$?",
+        sh_quote(&bin),
+        sh_quote(&data.join("keyfount.db")),
+        sh_quote(&out)
+    ));
+    // While it runs: a bar with a size, a rate and an ETA.
+    let mut seen_bar = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let s = t.screen();
+        if let Some(line) = s.lines().find(|l| {
+            (l.contains("compress") || l.contains("checksum") || l.contains("snapshot")) && l.contains('[')
+        }) {
+            if line.contains("MiB") && line.contains("ETA") {
+                seen_bar = Some(line.to_string());
+                break;
+            }
+        }
+        if s.contains("EXIT=") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let bar = seen_bar.expect("no progress bar was drawn while the backup ran");
+    assert!(bar.contains("/s"), "the bar shows a rate: {bar}");
+    let done = t.wait_for("EXIT=", Duration::from_secs(180));
+    assert!(done.contains("EXIT=0") && done.contains("Backup written and verified"), "{done}");
+    drop(t);
+    let archive = ls(&out).into_iter().find(|n| n.ends_with(".tar.gz")).map(|n| out.join(n)).unwrap();
+
+    // The prompt defaults to no: answering "n" changes nothing and exits 1.
+    let target = env.data_dir("target", 1);
+    let before = snapshot_tree(&target);
+    let cmd = format!(
+        "{} restore {} --data-dir {}; echo EXIT=$?",
+        sh_quote(&bin),
+        sh_quote(&archive),
+        sh_quote(&target)
+    );
+    let t = Tmux::start(&cmd);
+    let s = t.wait_for("[y/N]", Duration::from_secs(60));
+    assert!(
+        s.contains("Restore plan") && s.contains("replace"),
+        "the plan is shown before the question:\n{s}"
+    );
+    t.keys(&["n"]);
+    let s = t.wait_for("EXIT=", Duration::from_secs(30));
+    assert!(s.contains("EXIT=1") && s.contains("cancelled"), "{s}");
+    assert_eq!(snapshot_tree(&target), before);
+    drop(t);
+
+    // Answering "y" restores.
+    let t = Tmux::start(&cmd);
+    t.wait_for("[y/N]", Duration::from_secs(60));
+    t.keys(&["y"]);
+    let s = t.wait_for("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0") && s.contains("Restored"), "{s}");
+    check_db(&target.join("keyfount.db"), 0);
+}
+
+#[test]
+fn a_piped_run_prints_no_control_characters() {
+    let env = Env::new();
+    let data = env.data_dir("data", 16);
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} backup --online --db {} --out {} 2>&1 | cat",
+            sh_quote(&kfadmin_bin()),
+            sh_quote(&data.join("keyfount.db")),
+            sh_quote(&env.path("b"))
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Backup written and verified"), "{text}");
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters in piped output: {text:?}"
+    );
+}
