@@ -66,3 +66,90 @@ fn committed_completions_and_man_pages_are_fresh() {
         assert!(now == committed, "man/{page} {stale}");
     }
 }
+
+/// Every `kfadmin …` command shown in README.md and docs/*.md parses with today's command line
+/// (the behaviour behind each is exercised by the integration tests of that command).
+#[test]
+fn every_command_in_the_docs_parses() {
+    use clap::Parser;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            files.push(p);
+        }
+    }
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap().replace("\\\n", " ");
+        let mut in_block = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                in_block = !in_block;
+                continue;
+            }
+            // Code: a fenced block's lines, and `inline code` spans elsewhere.
+            let spans: Vec<&str> =
+                if in_block { vec![line] } else { line.split('`').skip(1).step_by(2).collect() };
+            for span in spans {
+                for cmd in commands_in(span) {
+                    checked += 1;
+                    if let Err(e) = kfadmin::cli::Cli::try_parse_from(&cmd) {
+                        bad.push(format!("{}: `{}`: {}", f.display(), cmd.join(" "), e.kind()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} commands found in the docs");
+    assert!(bad.is_empty(), "commands in the docs that do not parse:\n{}", bad.join("\n"));
+}
+
+/// The kfadmin invocations in a line of shell: from a `kfadmin` word (or a path ending in
+/// `/kfadmin`) up to a pipe, `;`, `&&`, `||`, a redirection or a comment.
+fn commands_in(line: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i].trim_start_matches(['(', '\'', '"']);
+        let w = w.strip_prefix("ExecStart=").or_else(|| w.strip_prefix("ExecStartPost=")).unwrap_or(w);
+        if w == "kfadmin" || w.ends_with("/kfadmin") {
+            let mut cmd = vec!["kfadmin".to_string()];
+            let mut j = i + 1;
+            while j < words.len() {
+                let a = words[j];
+                if ["|", ";", "&&", "||", ">", "2>&1", "#"].contains(&a)
+                    || a.starts_with('>')
+                    || a.starts_with('#')
+                {
+                    break;
+                }
+                cmd.push(a.trim_matches(['\'', '"']).trim_end_matches([';', ')']).to_string());
+                j += 1;
+            }
+            // A prose mention ("kfadmin is …") is not a command.
+            let subs = [
+                "backup",
+                "verify",
+                "restore",
+                "list",
+                "prune",
+                "status",
+                "completions",
+                "manpages",
+                "--help",
+                "--version",
+            ];
+            if cmd.len() > 1 && subs.contains(&cmd[1].as_str()) {
+                out.push(cmd);
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}

@@ -8,6 +8,7 @@ mod backup;
 mod cli;
 mod dock;
 mod docker;
+mod manage;
 mod monitor;
 mod restore;
 mod terminal;
