@@ -283,7 +283,7 @@ pub struct ListArgs {
 /// Remove old archives by grandfather-father-son retention (as restic's forget)
 ///
 /// Archives are grouped by name (container or database), and within a group each rule keeps
-/// the newest archive of each of the last N hours/days/weeks/months that have one; an archive
+/// the newest archive of each of the last N days/weeks/months that have one; an archive
 /// that any rule keeps is kept. The newest archive of each group that verifies is always kept,
 /// archives that fail their sidecar check never count toward a rule and are never removed,
 /// nothing is removed without a --keep-* rule, and files that are not kfadmin archives are

@@ -25,6 +25,8 @@ use crate::progress::Unit;
 pub const BAD: &str = "fails verification: not counted, not removed; remove it by hand";
 /// Why the newest archive of a group that verifies stays, whatever the rules say.
 pub const NEWEST: &str = "newest that verifies";
+/// Why an archive goes.
+pub const NO_RULE: &str = "no rule keeps it";
 
 /// How many archives each rule keeps; 0 turns a rule off.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -131,7 +133,10 @@ pub fn decide(group: &[(u64, bool)], policy: &Policy) -> Vec<Decision> {
                 newest_good = false;
                 reasons.push(NEWEST);
             }
-            Decision { keep: !reasons.is_empty(), reasons }
+            if reasons.is_empty() {
+                return Decision { keep: false, reasons: vec![NO_RULE] };
+            }
+            Decision { keep: true, reasons }
         })
         .collect()
 }
@@ -522,6 +527,6 @@ mod tests {
         let d = decide(&group, &Policy { last: 1, ..Policy::default() });
         assert_eq!(d[0], Decision { keep: true, reasons: vec![BAD] });
         assert_eq!(d[1], Decision { keep: true, reasons: vec!["last", NEWEST] });
-        assert!(!d[2].keep);
+        assert_eq!(d[2], Decision { keep: false, reasons: vec![NO_RULE] });
     }
 }

@@ -81,7 +81,7 @@ fn decisions(report: &Value) -> BTreeMap<String, (String, String, bool)> {
         .collect()
 }
 
-const REMOVE: &str = "";
+const REMOVE: &str = "no rule keeps it";
 
 /// The retention fixture, newest first, with the decision worked out by hand for
 /// `--keep-last 2 --keep-daily 7 --keep-weekly 4 --keep-monthly 3` (REMOVE, or the reasons).
@@ -178,11 +178,8 @@ fn prune_keeps_exactly_the_hand_computed_gfs_set() {
     for (name, why) in RETENTION {
         let (action, reasons, good) = &got[*name];
         assert!(good, "{name} should verify");
-        if *why == REMOVE {
-            assert_eq!(action, "remove", "{name}: kept for {reasons:?}");
-        } else {
-            assert_eq!((action.as_str(), reasons.as_str()), ("keep", *why), "{name}");
-        }
+        let want = if *why == REMOVE { "remove" } else { "keep" };
+        assert_eq!((action.as_str(), reasons.as_str()), (want, *why), "{name}");
     }
     // The order of the report: groups by name, newest first within each.
     let order: Vec<String> = report["archives"]
@@ -201,7 +198,7 @@ fn prune_keeps_exactly_the_hand_computed_gfs_set() {
     let line = r.stdout.lines().find(|l| l.contains("keyfount-20260929T030000Z")).unwrap();
     assert!(line.trim_start().starts_with("KEEP") && line.ends_with("monthly"), "{line}");
     let line = r.stdout.lines().find(|l| l.contains("keyfount-20260928T030000Z")).unwrap();
-    assert!(line.trim_start().starts_with("REMOVE"), "{line}");
+    assert!(line.trim_start().starts_with("REMOVE") && line.ends_with("no rule keeps it"), "{line}");
     assert_eq!(snapshot_tree(&dir), before, "--dry-run changed the directory");
 
     // The real run removes exactly the REMOVE set, each with its sidecar.
@@ -343,8 +340,8 @@ fn prune_skips_archives_that_fail_verification_in_the_middle() {
         ("keyfount-20261105T030000Z-online.tar.gz", "keep", bad, false),
         ("keyfount-20261104T030000Z-online.tar.gz", "keep", bad, false),
         ("keyfount-20261103T030000Z-online.tar.gz", "keep", "last", true),
-        ("keyfount-20261102T030000Z-online.tar.gz", "remove", "", true),
-        ("keyfount-20261101T030000Z-online.tar.gz", "remove", "", true),
+        ("keyfount-20261102T030000Z-online.tar.gz", "remove", REMOVE, true),
+        ("keyfount-20261101T030000Z-online.tar.gz", "remove", REMOVE, true),
     ]
     .into_iter()
     .map(|(n, a, why, good)| (n.to_string(), (a.to_string(), why.to_string(), good)))
