@@ -43,16 +43,16 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Global {
     /// Print exactly one JSON object on stdout at the end, and nothing else there
-    #[arg(long, global = true, env = "KFADMIN_JSON")]
+    #[arg(long, global = true, env = "KFADMIN_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
     /// Print only errors and warnings (and the JSON report with --json)
-    #[arg(short, long, global = true, env = "KFADMIN_QUIET")]
+    #[arg(short, long, global = true, env = "KFADMIN_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     pub quiet: bool,
     /// Never draw progress bars (they are only drawn when stderr is a terminal anyway)
-    #[arg(long, global = true, env = "KFADMIN_NO_PROGRESS")]
+    #[arg(long, global = true, env = "KFADMIN_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
     /// Say more about each step (repeat for more)
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, action = ArgAction::Count, env = "KFADMIN_VERBOSE")]
     pub verbose: u8,
 }
 
@@ -97,10 +97,10 @@ From cron, every night at 03:00:
 #[command(group(clap::ArgGroup::new("how").required(true).args(["online", "cold"])))]
 pub struct BackupArgs {
     /// Copy the database while the server keeps running (SQLite online backup API)
-    #[arg(long)]
+    #[arg(long, env = "KFADMIN_ONLINE", value_parser = clap::builder::BoolishValueParser::new())]
     pub online: bool,
     /// Stop the container, copy its data directory, start it again (needs --container)
-    #[arg(long)]
+    #[arg(long, env = "KFADMIN_COLD", value_parser = clap::builder::BoolishValueParser::new())]
     pub cold: bool,
     #[command(flatten)]
     pub target: TargetArgs,
@@ -180,7 +180,7 @@ pub struct VerifyArgs {
     #[arg(required = true, value_name = "ARCHIVE")]
     pub archives: Vec<PathBuf>,
     /// Stop before the SQLite checks (no need to unpack the database)
-    #[arg(long)]
+    #[arg(long, env = "KFADMIN_QUICK", value_parser = clap::builder::BoolishValueParser::new())]
     pub quick: bool,
     /// Where to unpack the database for the SQLite checks (a private directory is made there)
     #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
@@ -243,7 +243,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "SECS", default_value_t = 120, env = "KFADMIN_HEALTH_TIMEOUT")]
     pub health_timeout: u32,
     /// Keep the restored data even if the container does not come up on it
-    #[arg(long, env = "KFADMIN_NO_ROLLBACK")]
+    #[arg(long, env = "KFADMIN_NO_ROLLBACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_rollback: bool,
     #[command(flatten)]
     pub confirm: ConfirmArgs,
@@ -253,10 +253,10 @@ pub struct RestoreArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ConfirmArgs {
     /// Do not ask for confirmation (needed when stdin is not a terminal)
-    #[arg(short, long)]
+    #[arg(short, long, env = "KFADMIN_YES", value_parser = clap::builder::BoolishValueParser::new())]
     pub yes: bool,
     /// Verify and show the plan, then stop without changing anything
-    #[arg(long)]
+    #[arg(long, env = "KFADMIN_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
 }
 
@@ -276,7 +276,7 @@ pub struct ListArgs {
     #[arg(value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
     pub dir: PathBuf,
     /// Check every archive against its .sha256 sidecar (reads every archive in full)
-    #[arg(long)]
+    #[arg(long, env = "KFADMIN_CHECK", value_parser = clap::builder::BoolishValueParser::new())]
     pub check: bool,
 }
 
@@ -310,7 +310,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "N", env = "KFADMIN_KEEP_MONTHLY")]
     pub keep_monthly: Option<u32>,
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
-    #[arg(long)]
+    #[arg(long, env = "KFADMIN_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
 }
 

@@ -210,6 +210,10 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
     ctx.note(&format!("Snapshotting {} ({})", db.display(), human_bytes(info.size)));
     let snap = staging.path().join(sqlite::DB_FILE);
     let stats = sqlite::snapshot(&db, &snap, ctx.progress.as_ref())?;
+    ctx.detail(&format!(
+        "snapshot: {} pages of {} bytes in {} steps, {} restarts, {} busy retries, {} ms",
+        stats.page_count, stats.page_size, stats.steps, stats.restarts, stats.busy_retries, stats.duration_ms
+    ));
     if stats.restarts > 0 {
         warn(ctx, &mut warnings, format!("the snapshot restarted {} time(s)", stats.restarts));
     }
@@ -255,6 +259,16 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     let restarted = guard.restart();
     let downtime_ms = guard.was_running().then(|| t0.elapsed().as_millis() as u64);
     let (stopped, folded, files, copy_warnings) = settle(copied, restarted)?;
+    if let Some(s) = &stopped {
+        ctx.detail(&format!(
+            "stop: {} ms, exit code {}",
+            s.duration_ms,
+            s.exit_code.map(|c| c.to_string()).unwrap_or("?".into())
+        ));
+    }
+    for f in &files {
+        ctx.detail(&format!("copied {} ({})", f.rel.display(), if f.reflinked { "reflink" } else { "copy" }));
+    }
     if let Some(ms) = downtime_ms {
         ctx.note(&format!(
             "Container {} is running again after {:.2} s of downtime",
@@ -391,6 +405,7 @@ pub fn finish(
     let paths: Vec<PathBuf> = staged.iter().map(|c| c.staged.clone()).collect();
     let (written, archive_ms, verify_ms) =
         write_and_verify(&output.out, &file_name, &manifest, &paths, compression(output), ctx)?;
+    ctx.detail(&format!("check and checksum {check_ms} ms, archive {archive_ms} ms, verify {verify_ms} ms"));
     Ok(BackupReport {
         ok: true,
         archive: written.path.clone(),

@@ -47,6 +47,13 @@ impl Ctx {
         }
     }
 
+    /// A line on stderr with `-v`: what a step did, how long it took.
+    pub fn detail(&self, line: &str) {
+        if self.verbose > 0 && !self.quiet {
+            self.say(line);
+        }
+    }
+
     /// A line on stderr that `--quiet` does not silence (warnings).
     pub fn warn(&self, line: &str) {
         self.say(&format!("warning: {line}"));

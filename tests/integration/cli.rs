@@ -153,3 +153,46 @@ fn commands_in(line: &str) -> Vec<Vec<String>> {
     }
     out
 }
+
+/// Every option of every command can also come from a `KFADMIN_…` (or `DOCKER_HOST`-style)
+/// environment variable, shown in --help.
+#[test]
+fn every_flag_has_an_environment_variable() {
+    let cmd = kfadmin::cli::Cli::command();
+    let mut missing = Vec::new();
+    let mut all: Vec<&clap::Command> = vec![&cmd];
+    all.extend(cmd.get_subcommands());
+    for c in all {
+        for a in c.get_arguments() {
+            let id = a.get_id().as_str();
+            if a.is_positional() || ["help", "version"].contains(&id) || c.get_name() == "manpages" {
+                continue;
+            }
+            match a.get_env() {
+                Some(e) if e.to_string_lossy().starts_with("KFADMIN_") => {}
+                _ => missing.push(format!("{} --{id}", c.get_name())),
+            }
+        }
+    }
+    assert!(missing.is_empty(), "flags without a KFADMIN_ environment variable: {missing:?}");
+    kfadmin(["backup", "--help"]).stdout_has("[env: KFADMIN_CONTAINER=]");
+}
+
+#[test]
+fn flags_from_the_environment_are_used() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let out = env.path("from-env");
+    let r: Run = std::process::Command::new(kfadmin_bin())
+        .args(["backup"])
+        .env("KFADMIN_ONLINE", "true")
+        .env("KFADMIN_DB", data.join("keyfount.db"))
+        .env("KFADMIN_BACKUP_DIR", &out)
+        .env("KFADMIN_JSON", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    r.ok();
+    assert!(r.json()["archive"].as_str().unwrap().starts_with(out.to_str().unwrap()));
+}
