@@ -194,6 +194,7 @@ def cmd_report(path):
     for i in (1, 2, 3):
         print(f"- writer at max rate, backup {i}: {r[f'max_run{i}']}")
     print(f"- -wal size right after the first max-rate backup: {fmt_mb(r['max_wal_bytes'])}")
+    print(f"- load average at the end: {r['load_end']} (other processes compete with the writer for the CPU)")
     print(f"- databases: {fmt_mb(r['db_bytes'])} (criteria 1–3), {fmt_mb(r['big_db_bytes'])} (criterion 4)")
     print()
     if failed:

@@ -200,7 +200,8 @@ done
 mid=$(py median "${ratios[@]}")
 for l in "${lines[@]}"; do
     IFS='|' read -r i ratio during base pre post win phases restarts <<<"$l"
-    put "max_run$i" "ratio $ratio: $(printf '%.0f' "$during")/s during ${win} ms, without $(printf '%.0f' "$base")/s (before $(printf '%.0f' "$pre"), after $(printf '%.0f' "$post")); $restarts restarts; by phase: $phases"
+    noisy=$(awk -v a="$pre" -v b="$post" 'BEGIN { d = a > b ? a - b : b - a; if (d > 0.15 * (a + b) / 2) print " NOISY: the two windows without a backup differ by more than 15 %, the machine was busy;" }')
+    put "max_run$i" "ratio $ratio: $(printf '%.0f' "$during")/s during ${win} ms, without $(printf '%.0f' "$base")/s (before $(printf '%.0f' "$pre"), after $(printf '%.0f' "$post"));$noisy $restarts restarts; by phase: $phases"
     if [ -z "${picked:-}" ] && awk -v a="$ratio" -v b="$mid" 'BEGIN { exit !(a == b) }'; then
         picked=1
         put max_ratio "$ratio"; put max_during "$during"; put max_base "$base"
@@ -268,6 +269,7 @@ put rss_kb "$(tail -n 1 "$WORK/rss.txt")"
 rm -rf "$WORK/out" "$WORK/db"
 
 # ---------------------------------------------------------------- results
+put load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "## Results"
 echo
 rc=0

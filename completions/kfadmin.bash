@@ -91,7 +91,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__backup)
-            opts="-c -o -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --out --name --compression-level --metrics-file --ping-url --json --quiet --no-progress --verbose --help --version"
+            opts="-c -o -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --out --name --compression-level --encrypt-to --recipients-file --passphrase --metrics-file --ping-url --json --quiet --no-progress --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -134,6 +134,14 @@ _kfadmin() {
                     return 0
                     ;;
                 --compression-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --encrypt-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipients-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -365,7 +373,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__restore)
-            opts="-c -o -y -q -v -h -V --data-dir --container --compose-project --db-path --out --stop-timeout --settle --health-timeout --no-rollback --yes --dry-run --json --quiet --no-progress --verbose --help --version"
+            opts="-c -o -i -y -q -v -h -V --data-dir --container --compose-project --db-path --out --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -408,6 +416,14 @@ _kfadmin() {
                     return 0
                     ;;
                 --health-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -461,13 +477,21 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__verify)
-            opts="-q -v -h -V --quick --tmp-dir --json --quiet --no-progress --verbose --help --version"
+            opts="-i -q -v -h -V --quick --tmp-dir --identity --json --quiet --no-progress --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --tmp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -47,10 +47,13 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l stop-timeout 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s o -l out -d 'Directory for the archive (created with mode 0700 when missing)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l name -d 'First part of the archive\'s name [default: the database file\'s name without .db]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compression-level -d 'gzip level, 1 (fastest) to 9 (smallest); Keyfount\'s vaults are encrypted and barely compress' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l encrypt-to -d 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l recipients-file -d 'Encrypt to every recipient listed in FILE (one a line, # comments)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l online -d 'Copy the database while the server keeps running (SQLite online backup API)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l cold -d 'Stop the container, copy its data directory, start it again (needs --container)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -58,6 +61,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s v -l verbose 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l tmp-dir -d 'Where to unpack the database for the SQLite checks (a private directory is made there)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l quick -d 'Stop before the SQLite checks (no need to unpack the database)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -73,6 +77,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s o -l out -d 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l settle -d 'How long the container must stay running to count as up (without a healthcheck)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l health-timeout -d 'How long to wait for a healthcheck to report healthy' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-rollback -d 'Keep the restored data even if the container does not come up on it'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s y -l yes -d 'Do not ask for confirmation (needed when stdin is not a terminal)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l dry-run -d 'Verify and show the plan, then stop without changing anything'

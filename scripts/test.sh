@@ -22,6 +22,8 @@ command -v musl-gcc >/dev/null || missing+=(musl-tools)
 command -v curl >/dev/null || missing+=(curl)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v tmux >/dev/null || missing+=(tmux)
+command -v age >/dev/null || missing+=(age)
+command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

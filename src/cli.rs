@@ -91,6 +91,7 @@ Examples:
   kfadmin backup --online --db /srv/keyfount/data/keyfount.db --out /var/backups/keyfount
   kfadmin backup --cold --container keyfount --out /var/backups/keyfount
   kfadmin backup --online --container keyfount --json | jq -r .archive
+  kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt
 
 From cron, every night at 03:00:
   0 3 * * *  root  kfadmin backup --online --container keyfount --out /var/backups/keyfount --quiet")]
@@ -110,7 +111,32 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
+    pub encrypt: EncryptArgs,
+    #[command(flatten)]
     pub monitor: MonitorArgs,
+}
+
+/// Encrypting the archive with age, so the machine that stores it cannot read it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EncryptArgs {
+    /// Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable
+    #[arg(long, value_name = "RECIPIENT", env = "KFADMIN_ENCRYPT_TO", value_delimiter = ',')]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt to every recipient listed in FILE (one a line, # comments)
+    #[arg(long, value_name = "FILE", env = "KFADMIN_RECIPIENTS_FILE")]
+    pub recipients_file: Option<PathBuf>,
+    /// Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE
+    #[arg(long, env = "KFADMIN_USE_PASSPHRASE", conflicts_with_all = ["encrypt_to", "recipients_file"], value_parser = clap::builder::BoolishValueParser::new())]
+    pub passphrase: bool,
+}
+
+/// Decrypting encrypted archives.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DecryptArgs {
+    /// An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without
+    /// one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)
+    #[arg(long, short = 'i', value_name = "FILE", env = "KFADMIN_IDENTITY_FILE", value_delimiter = ',')]
+    pub identity: Vec<PathBuf>,
 }
 
 /// Telling a monitor how the backup went.
@@ -185,6 +211,8 @@ pub struct VerifyArgs {
     /// Where to unpack the database for the SQLite checks (a private directory is made there)
     #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
     pub tmp_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
 }
 
 /// Restore a backup into a container or a data directory
@@ -245,6 +273,8 @@ pub struct RestoreArgs {
     /// Keep the restored data even if the container does not come up on it
     #[arg(long, env = "KFADMIN_NO_ROLLBACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_rollback: bool,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
     #[command(flatten)]
     pub confirm: ConfirmArgs,
 }

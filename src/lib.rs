@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod cli;
 pub mod commands;
+pub mod crypto;
 pub mod docker;
 pub mod error;
 pub mod fsutil;

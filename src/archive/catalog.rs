@@ -24,6 +24,8 @@ pub struct Entry {
     pub created_unix: u64,
     pub created: String,
     pub mode: Mode,
+    /// Encrypted with age (`.tar.gz.age`).
+    pub encrypted: bool,
     pub bytes: u64,
     /// The `.sha256` beside it, when there is one.
     pub sidecar: Option<PathBuf>,
@@ -45,8 +47,9 @@ impl Entry {
     }
 }
 
-/// Parse `<name>-<YYYYMMDDTHHMMSSZ>-<mode>.tar.gz`.
+/// Parse `<name>-<YYYYMMDDTHHMMSSZ>-<mode>.tar.gz` (or `.tar.gz.age`, encrypted).
 pub fn parse_name(file_name: &str) -> Option<(String, u64, Mode)> {
+    let file_name = file_name.strip_suffix(".age").unwrap_or(file_name);
     let stem = file_name.strip_suffix(".tar.gz")?;
     let (rest, mode) = if let Some(r) = stem.strip_suffix("-pre-restore") {
         (r, Mode::PreRestore)
@@ -94,6 +97,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
         let e = e.ctx("cannot read the directory", dir)?;
         let file_name = e.file_name().to_string_lossy().into_owned();
         let Some((name, created_unix, mode)) = parse_name(&file_name) else { continue };
+        let encrypted = file_name.ends_with(".age");
         let path = e.path();
         let Ok(meta) = path.symlink_metadata() else { continue };
         if !meta.is_file() {
@@ -111,6 +115,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
             created_unix,
             created,
             mode,
+            encrypted,
             bytes: meta.len(),
             sidecar: sidecar.is_file().then_some(sidecar),
         });
@@ -144,9 +149,12 @@ mod tests {
         assert_eq!(t, 1795662000);
         assert_eq!(parse_name("my-kf-1-20261126T030000Z-pre-restore.tar.gz").unwrap().0, "my-kf-1");
         assert_eq!(parse_name("kf-20261126T030000Z-cold.tar.gz").unwrap().2, Mode::Cold);
+        assert_eq!(parse_name("kf-20261126T030000Z-online.tar.gz.age").unwrap().0, "kf");
         for bad in [
             "keyfount-20261126T030000Z-online.tar.gz.sha256",
             "keyfount-20261126T030000Z-online.tar.gz.partial",
+            "keyfount-20261126T030000Z-online.tar.gz.age.sha256",
+            "keyfount-20261126T030000Z-online.age",
             "keyfount-2026112T030000Z-online.tar.gz",
             "keyfount-20261126T030000Z-hot.tar.gz",
             "-20261126T030000Z-online.tar.gz",

@@ -3,10 +3,12 @@
 //! used, and data files are hashed (and, for a restore, extracted into a private staging
 //! directory). Nothing outside the staging directory is ever written.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -15,14 +17,15 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, FORMAT, FORMAT_VERSION, MANIFEST_MAX, MANIFEST_NAME};
+use crate::crypto::{self, Keys};
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
 use crate::fsutil::{create_new, free_space, hex};
 use crate::progress::{Progress, Stage, Unit};
 use crate::sqlite;
 
 /// The checks, in the order they are reported.
-pub const CHECKS: [&str; 8] =
-    ["sidecar", "gzip", "tar", "manifest", "files", "integrity", "foreign_keys", "facts"];
+pub const CHECKS: [&str; 9] =
+    ["sidecar", "decrypt", "gzip", "tar", "manifest", "files", "integrity", "foreign_keys", "facts"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,33 +74,41 @@ pub struct Options<'a> {
     pub extract_to: Option<&'a Path>,
     /// The checksum the archive must have; otherwise the sidecar beside it, when present.
     pub expected_sha256: Option<&'a str>,
+    /// What may decrypt an encrypted archive.
+    pub keys: Option<&'a Keys>,
 }
 
-/// Raw bytes: hashed, counted, shown on the bar.
-struct RawReader<'a> {
-    inner: File,
+/// Raw bytes: hashed, counted, shown on the bar. The state is shared so the hash survives the
+/// decoders that own the reader.
+struct RawState {
     hash: Sha256,
     bytes: u64,
+}
+
+struct RawReader<'a> {
+    inner: File,
+    state: Rc<RefCell<RawState>>,
     stage: &'a dyn Stage,
 }
 
 impl Read for RawReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
+        let mut st = self.state.borrow_mut();
+        st.hash.update(&buf[..n]);
+        st.bytes += n as u64;
         self.stage.inc(n as u64);
         Ok(n)
     }
 }
 
-/// Remembers whether the gzip layer failed, to tell a gzip error from a tar error.
-struct GzWatch<R> {
+/// Remembers whether a layer (decryption, gzip) failed, to tell which one an error came from.
+struct Watch<R> {
     inner: R,
     failed: Arc<AtomicBool>,
 }
 
-impl<R: Read> Read for GzWatch<R> {
+impl<R: Read> Read for Watch<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf).inspect_err(|_| self.failed.store(true, Ordering::SeqCst))
     }
@@ -136,41 +147,75 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     };
 
     let stage = progress.stage("verify", meta.len(), Unit::Bytes);
-    let gz_failed = Arc::new(AtomicBool::new(false));
-    let raw = RawReader { inner: file, hash: Sha256::new(), bytes: 0, stage: stage.as_ref() };
-    let gz = GzWatch {
-        inner: MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw)),
-        failed: Arc::clone(&gz_failed),
-    };
-    let mut tar = tar::Archive::new(gz);
-    let walked = walk(&mut tar, opts, &mut v);
-    // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
-    let mut gz = tar.into_inner();
-    let drained = match &walked {
-        Ok(()) => io::copy(&mut gz, &mut io::sink()).map(|_| ()),
-        Err(_) => Ok(()),
-    };
-    let mut raw = gz.inner.into_inner().into_inner();
-    // Hash the rest of the file even when decoding stopped early, for the sidecar check.
-    io::copy(&mut raw, &mut io::sink()).ctx("cannot read", archive)?;
-    stage.finish();
-    v.bytes = raw.bytes;
-    v.sha256 = hex(&raw.hash.finalize());
-
-    match (walked, drained) {
-        (Err(Walk::Outside(e)), _) => return Err(e),
-        (Err(Walk::Archive(e)), _) | (Ok(()), Err(e)) => {
-            if gz_failed.load(Ordering::SeqCst) {
-                v.set("gzip", Status::Fail, format!("the gzip stream is damaged: {e}"));
-            } else {
-                v.set("gzip", Status::Pass, "");
-                v.set("tar", Status::Fail, format!("the tar stream is damaged: {e}"));
+    let encrypted = crypto::is_encrypted(archive);
+    let raw_state = Rc::new(RefCell::new(RawState { hash: Sha256::new(), bytes: 0 }));
+    let raw = RawReader { inner: file, state: Rc::clone(&raw_state), stage: stage.as_ref() };
+    let buffered = BufReader::with_capacity(1 << 20, raw);
+    let dec_failed = Arc::new(AtomicBool::new(false));
+    let no_keys = Keys::default();
+    let keys = opts.keys.unwrap_or(&no_keys);
+    let plain: Option<Box<dyn Read + '_>> = if !encrypted {
+        v.set("decrypt", Status::Skip, "not encrypted");
+        Some(Box::new(buffered))
+    } else {
+        match keys.decrypt(buffered) {
+            Ok(stream) => {
+                v.set("decrypt", Status::Pass, "age: the header and every chunk authenticate");
+                Some(Box::new(Watch { inner: stream, failed: Arc::clone(&dec_failed) }))
+            }
+            Err(why) if keys.is_empty() && !opts.sqlite => {
+                v.set("decrypt", Status::Skip, format!("{why}; the contents were not checked"));
+                None
+            }
+            Err(why) => {
+                v.set("decrypt", Status::Fail, why);
+                None
             }
         }
-        (Ok(()), Ok(())) => {
-            v.set("gzip", Status::Pass, format!("{} bytes, every member's CRC-32 matches", raw.bytes));
+    };
+    if let Some(plain) = plain {
+        let gz_failed = Arc::new(AtomicBool::new(false));
+        let gz = Watch { inner: MultiGzDecoder::new(plain), failed: Arc::clone(&gz_failed) };
+        let mut tar = tar::Archive::new(gz);
+        let walked = walk(&mut tar, opts, &mut v);
+        // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
+        let mut gz = tar.into_inner();
+        let drained = match &walked {
+            Ok(()) => io::copy(&mut gz, &mut io::sink()).map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        match (walked, drained) {
+            (Err(Walk::Outside(e)), _) => return Err(e),
+            (Err(Walk::Archive(e)), _) | (Ok(()), Err(e)) => {
+                if dec_failed.load(Ordering::SeqCst) {
+                    v.set(
+                        "decrypt",
+                        Status::Fail,
+                        format!("the encrypted stream is damaged or truncated: {e}"),
+                    );
+                } else if gz_failed.load(Ordering::SeqCst) {
+                    v.set("gzip", Status::Fail, format!("the gzip stream is damaged: {e}"));
+                } else {
+                    v.set("gzip", Status::Pass, "");
+                    v.set("tar", Status::Fail, format!("the tar stream is damaged: {e}"));
+                }
+            }
+            (Ok(()), Ok(())) => {
+                v.set("gzip", Status::Pass, "every member's CRC-32 matches");
+            }
         }
     }
+    // Hash the rest of the file even when decoding stopped early, for the sidecar check.
+    let done = raw_state.borrow().bytes;
+    let mut rest = File::open(archive).ctx("cannot read", archive)?;
+    io::Seek::seek(&mut rest, io::SeekFrom::Start(done)).ctx("cannot read", archive)?;
+    let mut tail = RawReader { inner: rest, state: Rc::clone(&raw_state), stage: stage.as_ref() };
+    io::copy(&mut tail, &mut io::sink()).ctx("cannot read", archive)?;
+    stage.finish();
+    let state = raw_state.replace(RawState { hash: Sha256::new(), bytes: 0 });
+    v.bytes = state.bytes;
+    v.sha256 = hex(&state.hash.finalize());
+
     if v.status("tar") == Status::Skip
         && v.status("gzip") == Status::Pass
         && v.status("manifest") != Status::Skip
@@ -192,10 +237,16 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
             sqlite_checks(&dir.join(sqlite::DB_FILE), &m, &mut v)?;
         }
     }
-    v.ok = v.checks.iter().all(|c| c.status != Status::Fail)
-        && ["gzip", "tar", "manifest", "files"].iter().all(|n| v.status(n) == Status::Pass)
-        && (!opts.sqlite
-            || ["integrity", "foreign_keys", "facts"].iter().all(|n| v.status(n) == Status::Pass));
+    let no_fail = v.checks.iter().all(|c| c.status != Status::Fail);
+    v.ok = if encrypted && v.status("decrypt") == Status::Skip {
+        // Encrypted and no key given to a quick check: the sidecar is all that can be checked.
+        no_fail && v.status("sidecar") == Status::Pass
+    } else {
+        no_fail
+            && ["gzip", "tar", "manifest", "files"].iter().all(|n| v.status(n) == Status::Pass)
+            && (!opts.sqlite
+                || ["integrity", "foreign_keys", "facts"].iter().all(|n| v.status(n) == Status::Pass))
+    };
     Ok(v)
 }
 
@@ -513,11 +564,11 @@ fn sqlite_checks(db: &Path, m: &Manifest, v: &mut Verdict) -> Result<()> {
             "facts",
             Status::Pass,
             format!(
-                "{} pages of {} bytes, {} tables, schema version {:?}",
+                "{} pages of {} bytes, {} tables, schema version {}",
                 f.page_count,
                 f.page_size,
                 f.tables.len(),
-                f.schema_version
+                f.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
             ),
         ),
         Ok(f) => v.set("facts", Status::Fail, facts_diff(&m.database, &f)),

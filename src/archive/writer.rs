@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, MANIFEST_NAME};
 use super::pargz::ParGzWriter;
+use crate::crypto::Encryption;
 use crate::error::{check_interrupt, Error, IoContext, Result};
 use crate::fsutil::{create_new, fsync_dir, hex, write_atomic, Partial};
 use crate::progress::{Progress, Stage, Unit};
@@ -37,14 +38,44 @@ impl Default for Compression {
     }
 }
 
-/// `<name>-<UTC YYYYMMDDTHHMMSSZ>-<mode>.tar.gz`
-pub fn file_name(name: &str, created_unix: u64, mode: &str) -> String {
+/// `<name>-<UTC YYYYMMDDTHHMMSSZ>-<mode>.tar.gz`, with `.age` when encrypted.
+pub fn file_name(name: &str, created_unix: u64, mode: &str, encrypted: bool) -> String {
     let stamp = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(created_unix),
     )
     .to_string()
     .replace(['-', ':'], "");
-    format!("{name}-{stamp}-{mode}.tar.gz")
+    format!("{name}-{stamp}-{mode}.tar.gz{}", if encrypted { ".age" } else { "" })
+}
+
+/// Where the gzip stream goes: the file, or an age stream into the file.
+enum Sink {
+    Plain(HashWriter<File>),
+    Age(age::stream::StreamWriter<HashWriter<File>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(data),
+            Sink::Age(w) => w.write(data),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn finish(self) -> io::Result<HashWriter<File>> {
+        match self {
+            Sink::Plain(w) => Ok(w),
+            Sink::Age(w) => w.finish(),
+        }
+    }
 }
 
 /// Hashes and counts what goes to the file.
@@ -102,6 +133,7 @@ pub fn write(
     manifest: &Manifest,
     files: &[PathBuf],
     compression: Compression,
+    encryption: &Encryption,
     progress: &dyn Progress,
     check: impl FnOnce(&Path, &str) -> Result<()>,
 ) -> Result<Written> {
@@ -112,7 +144,8 @@ pub fn write(
     }
     let partial = Partial::new(out_dir.join(format!("{file_name}.partial")));
     let file = create_new(partial.path(), 0o600)?;
-    let (sha256, bytes) = write_tar(file, partial.path(), manifest, files, compression, progress)?;
+    let (sha256, bytes) =
+        write_tar(file, partial.path(), manifest, files, compression, encryption, progress)?;
     check(partial.path(), &sha256)?;
 
     std::fs::hard_link(partial.path(), &final_path)
@@ -140,11 +173,16 @@ fn write_tar(
     manifest: &Manifest,
     files: &[PathBuf],
     compression: Compression,
+    encryption: &Encryption,
     progress: &dyn Progress,
 ) -> Result<(String, u64)> {
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
-    let stage = progress.stage("compress", total, Unit::Bytes);
-    let sink = HashWriter { inner: file, hash: Sha256::new(), bytes: 0 };
+    let stage = progress.stage(if encryption.is_some() { "encrypt" } else { "compress" }, total, Unit::Bytes);
+    let hashed = HashWriter { inner: file, hash: Sha256::new(), bytes: 0 };
+    let sink = match encryption.encryptor()? {
+        None => Sink::Plain(hashed),
+        Some(enc) => Sink::Age(enc.wrap_output(hashed).ctx("cannot write", path)?),
+    };
     let gz = ParGzWriter::new(sink, compression.level, compression.threads);
     let mut tar = tar::Builder::new(Tick { inner: gz, stage: stage.as_ref() });
 
@@ -174,7 +212,8 @@ fn write_tar(
     }
     let tick = tar.into_inner().map_err(|e| tar_err(e, path))?;
     stage.finish();
-    let mut sink = tick.inner.finish().map_err(|e| tar_err(e, path))?;
+    let sink = tick.inner.finish().map_err(|e| tar_err(e, path))?;
+    let mut sink = sink.finish().map_err(|e| tar_err(e, path))?;
     sink.flush().ctx("cannot write", path)?;
     sink.inner.sync_all().ctx("cannot write", path)?;
     Ok((hex(&sink.hash.finalize()), sink.bytes))

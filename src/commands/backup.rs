@@ -12,7 +12,8 @@ use crate::archive::manifest::ContainerRef;
 use crate::archive::reader::{self, Options};
 use crate::archive::writer::{self, Compression, Written};
 use crate::archive::{FileEntry, Manifest, Mode, Source};
-use crate::cli::{BackupArgs, OutputArgs, TargetArgs};
+use crate::cli::{BackupArgs, EncryptArgs, OutputArgs, TargetArgs};
+use crate::crypto::{self, Encryption};
 use crate::docker::{self, Container, Engine, StopGuard, Stopped};
 use crate::error::{check_interrupt, Error, Kind, Result};
 use crate::fsutil::{self, Copied};
@@ -32,6 +33,11 @@ pub struct Timings {
 #[derive(Debug, Serialize)]
 pub struct BackupReport {
     pub ok: bool,
+    /// Encrypted with age (the file ends in .age).
+    pub encrypted: bool,
+    /// Who can decrypt it: the recipients as given, or "passphrase (scrypt)".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     pub archive: PathBuf,
     pub sidecar: PathBuf,
     pub sha256: String,
@@ -172,7 +178,28 @@ fn report_to_monitor(args: &BackupArgs, ctx: &Ctx, result: &Result<BackupReport>
     }
 }
 
+/// The encryption asked for, checked before any work (a bad recipient is bad input).
+pub fn encryption(args: &EncryptArgs, ctx: &Ctx) -> Result<Encryption> {
+    if args.passphrase {
+        return Ok(Encryption::Passphrase(crypto::passphrase(ctx.interactive, true)?));
+    }
+    let mut recipients = Vec::new();
+    let mut described = Vec::new();
+    for r in &args.encrypt_to {
+        recipients.push(crypto::parse_recipient(r)?);
+        described.push(r.trim().to_string());
+    }
+    if let Some(f) = &args.recipients_file {
+        for (r, d) in crypto::read_recipients_file(f)? {
+            recipients.push(r);
+            described.push(d);
+        }
+    }
+    Ok(if recipients.is_empty() { Encryption::None } else { Encryption::recipients(recipients, described) })
+}
+
 fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
+    let encryption = encryption(&args.encrypt, ctx)?;
     let (db, source, default_name) = match (&args.target.db, &args.target.container) {
         (Some(db), _) => {
             let db = std::path::absolute(db).unwrap_or(db.clone());
@@ -225,7 +252,8 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
         gid: info.gid,
         reflinked: false,
     }];
-    let mut report = finish(ctx, &args.output, &name, Mode::Online, source, created, &staged, started)?;
+    let mut report =
+        finish(ctx, &args.output, &encryption, &name, Mode::Online, source, created, &staged, started)?;
     report.timings.snapshot_ms = stats.duration_ms;
     report.snapshot = Some(stats);
     report.warnings.splice(0..0, warnings);
@@ -233,6 +261,7 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
 }
 
 fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
+    let encryption = encryption(&args.encrypt, ctx)?;
     let f = find_container(name, args.target.compose_project.as_deref(), &args.target.db_path)?;
     sqlite::inspect(&f.location.host_db)?;
     let archive_name =
@@ -318,8 +347,17 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
             f.location.host_db.display()
         )));
     }
-    let mut report =
-        finish(ctx, &args.output, &archive_name, Mode::Cold, container_source(&f), created, &files, started)?;
+    let mut report = finish(
+        ctx,
+        &args.output,
+        &encryption,
+        &archive_name,
+        Mode::Cold,
+        container_source(&f),
+        created,
+        &files,
+        started,
+    )?;
     report.downtime_ms = downtime_ms;
     report.stop = stopped;
     report.wal_frames_folded = Some(folded);
@@ -351,6 +389,7 @@ fn warn(ctx: &Ctx, warnings: &mut Vec<String>, w: String) {
 pub fn finish(
     ctx: &Ctx,
     output: &OutputArgs,
+    encryption: &Encryption,
     name: &str,
     mode: Mode,
     source: Source,
@@ -401,13 +440,15 @@ pub fn finish(
         files: files.clone(),
         database: database.clone(),
     };
-    let file_name = writer::file_name(name, created_unix, mode.as_str());
+    let file_name = writer::file_name(name, created_unix, mode.as_str(), encryption.is_some());
     let paths: Vec<PathBuf> = staged.iter().map(|c| c.staged.clone()).collect();
     let (written, archive_ms, verify_ms) =
-        write_and_verify(&output.out, &file_name, &manifest, &paths, compression(output), ctx)?;
+        write_and_verify(&output.out, &file_name, &manifest, &paths, compression(output), encryption, ctx)?;
     ctx.detail(&format!("check and checksum {check_ms} ms, archive {archive_ms} ms, verify {verify_ms} ms"));
     Ok(BackupReport {
         ok: true,
+        encrypted: encryption.is_some(),
+        recipients: encryption.describe(),
         archive: written.path.clone(),
         sidecar: written.sidecar.clone(),
         sha256: written.sha256.clone(),
@@ -436,20 +477,29 @@ pub fn write_and_verify(
     manifest: &Manifest,
     files: &[PathBuf],
     compression: Compression,
+    encryption: &Encryption,
     ctx: &Ctx,
 ) -> Result<(Written, u64, u64)> {
     let t = Instant::now();
     let mut verify_ms = 0;
+    // An encrypted archive is read back with the one-time key (or the passphrase).
+    let check_keys = encryption.check_keys();
     let written = writer::write(
         out,
         file_name,
         manifest,
         files,
         compression,
+        encryption,
         ctx.progress.as_ref(),
         |partial, sha| {
             let t = Instant::now();
-            let opts = Options { sqlite: false, extract_to: None, expected_sha256: Some(sha) };
+            let opts = Options {
+                sqlite: false,
+                extract_to: None,
+                expected_sha256: Some(sha),
+                keys: Some(&check_keys),
+            };
             let verdict = reader::verify(partial, &opts, ctx.progress.as_ref())?;
             verify_ms = t.elapsed().as_millis() as u64;
             if verdict.ok {

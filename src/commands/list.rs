@@ -29,6 +29,8 @@ pub struct Listed {
     pub created: String,
     pub created_unix: u64,
     pub mode: Mode,
+    /// Encrypted with age: source and database size are inside, unreadable without a key.
+    pub encrypted: bool,
     pub bytes: u64,
     /// page_size × page_count from the manifest; None when the manifest cannot be read.
     pub database_bytes: Option<u64>,
@@ -55,7 +57,8 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
-            let manifest = e.manifest();
+            // An encrypted archive's manifest is encrypted too: not read here.
+            let manifest = if e.encrypted { None } else { e.manifest() };
             Listed {
                 source: manifest.as_ref().map(source_of),
                 database_bytes: manifest.as_ref().map(|m| m.database.page_size * m.database.page_count),
@@ -66,6 +69,7 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
                 created: e.created,
                 created_unix: e.created_unix,
                 mode: e.mode,
+                encrypted: e.encrypted,
                 bytes: e.bytes,
             }
         })
@@ -129,10 +133,12 @@ fn human(r: &ListReport) -> String {
         .map(|a| {
             let mut row = vec![
                 when(&a.created),
-                a.mode.as_str().to_string(),
-                a.source.clone().unwrap_or_else(|| "?".into()),
+                if a.encrypted { format!("{} (age)", a.mode.as_str()) } else { a.mode.as_str().to_string() },
+                a.source.clone().unwrap_or_else(|| if a.encrypted { "(encrypted)" } else { "?" }.into()),
                 human_bytes(a.bytes),
-                a.database_bytes.map(human_bytes).unwrap_or_else(|| "?".into()),
+                a.database_bytes
+                    .map(human_bytes)
+                    .unwrap_or_else(|| if a.encrypted { "-" } else { "?" }.into()),
             ];
             if r.checked {
                 row.push(

@@ -320,7 +320,7 @@ fn check_all(entries: &[Entry], ctx: &Ctx) -> Result<Vec<Checked>> {
             Some(true) => (true, None),
             Some(false) => (false, Some("does not match its .sha256 sidecar".to_string())),
             None => {
-                let opts = Options { sqlite: false, extract_to: None, expected_sha256: None };
+                let opts = Options { sqlite: false, extract_to: None, expected_sha256: None, keys: None };
                 let v = reader::verify(&e.path, &opts, ctx.progress.as_ref())?;
                 let failed: Vec<&str> = v.failed().map(|c| c.name).collect();
                 let problem = (!v.ok).then(|| {

@@ -112,7 +112,9 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
 
     let staging = fsutil::staging_dir(&dir, ".kfadmin-restore-")?;
     ctx.note(&format!("Verifying {}", args.archive.display()));
-    let opts = Options { sqlite: true, extract_to: Some(staging.path()), expected_sha256: None };
+    let keys = crate::crypto::keys_for(&args.archive, &args.decrypt.identity, ctx.interactive)?;
+    let opts =
+        Options { sqlite: true, extract_to: Some(staging.path()), expected_sha256: None, keys: Some(&keys) };
     let verdict = reader::verify(&args.archive, &opts, ctx.progress.as_ref())?;
     if !verdict.ok {
         drop(staging);
@@ -263,6 +265,7 @@ fn restore_container(
             let r = backup::finish(
                 ctx,
                 &output,
+                &crate::crypto::Encryption::None,
                 &c.name,
                 Mode::PreRestore,
                 backup::container_source(f),

@@ -26,18 +26,26 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         }
     }
     let tmp_parent: PathBuf = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    // The keys once for all archives: a passphrase is asked at most once.
+    let first_encrypted = args.archives.iter().find(|a| crate::crypto::is_encrypted(a));
+    let keys = match first_encrypted {
+        Some(a) => crate::crypto::keys_for(a, &args.decrypt.identity, ctx.interactive)?,
+        None => crate::crypto::Keys::from_files(&args.decrypt.identity)?,
+    };
     let mut archives = Vec::new();
     for a in &args.archives {
         let verdict = if args.quick {
-            reader::verify(
-                a,
-                &Options { sqlite: false, extract_to: None, expected_sha256: None },
-                ctx.progress.as_ref(),
-            )?
+            let opts = Options { sqlite: false, extract_to: None, expected_sha256: None, keys: Some(&keys) };
+            reader::verify(a, &opts, ctx.progress.as_ref())?
         } else {
             fsutil::ensure_private_dir(&tmp_parent)?;
             let tmp = fsutil::staging_dir(&tmp_parent, ".kfadmin-verify-")?;
-            let opts = Options { sqlite: true, extract_to: Some(tmp.path()), expected_sha256: None };
+            let opts = Options {
+                sqlite: true,
+                extract_to: Some(tmp.path()),
+                expected_sha256: None,
+                keys: Some(&keys),
+            };
             reader::verify(a, &opts, ctx.progress.as_ref())?
         };
         archives.push(verdict);
@@ -68,7 +76,16 @@ pub fn render(v: &Verdict, quick: bool) -> String {
         let _ = writeln!(s, "  {tag}  {:<13} {detail}", c.name);
     }
     let failed: Vec<&str> = v.failed().map(|c| c.name).collect();
-    if v.ok {
+    let unread = v
+        .checks
+        .iter()
+        .any(|c| c.name == "decrypt" && c.status == Status::Skip && c.detail.contains("not checked"));
+    if v.ok && unread {
+        let _ = writeln!(
+            s,
+            "  => OK, the checksum only: the encrypted contents were not checked (pass --identity)"
+        );
+    } else if v.ok {
         let _ = writeln!(s, "  => OK");
     } else if failed.is_empty() {
         let _ = writeln!(s, "  => FAILED (not every check could run)");

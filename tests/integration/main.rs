@@ -8,6 +8,7 @@ mod backup;
 mod cli;
 mod dock;
 mod docker;
+mod encrypt;
 mod manage;
 mod monitor;
 mod restore;
