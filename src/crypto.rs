@@ -275,10 +275,9 @@ pub fn passphrase(interactive: bool, confirm: bool) -> Result<SecretString> {
 /// the reader then reports that the contents could not be checked.
 pub fn keys_for(archive: &Path, identity_files: &[PathBuf], interactive: bool) -> Result<Keys> {
     let mut keys = Keys::from_files(identity_files)?;
-    if keys.is_empty() && is_encrypted(archive) && is_scrypt(archive) {
-        if std::env::var_os("KFADMIN_PASSPHRASE").is_some() || interactive {
-            keys.passphrase = Some(passphrase(interactive, false)?);
-        }
+    let can_ask = std::env::var_os("KFADMIN_PASSPHRASE").is_some() || interactive;
+    if keys.is_empty() && can_ask && is_encrypted(archive) && is_scrypt(archive) {
+        keys.passphrase = Some(passphrase(interactive, false)?);
     }
     Ok(keys)
 }

@@ -127,6 +127,7 @@ fn tar_err(e: io::Error, path: &Path) -> Error {
 /// Write `manifest` and then `files` (archive path, file on disk) into `out_dir/file_name`.
 /// `check` runs on the fsynced `.partial` before it gets its final name; an error from it
 /// removes the partial.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     out_dir: &Path,
     file_name: &str,

@@ -156,3 +156,36 @@ fn a_piped_run_prints_no_control_characters() {
         "control characters in piped output: {text:?}"
     );
 }
+
+/// --passphrase on a terminal asks twice (and refuses two different answers); verify asks once.
+#[test]
+fn the_passphrase_is_asked_on_the_terminal() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let out = env.path("b");
+    let bin = kfadmin_bin();
+    let backup = format!(
+        "env -u KFADMIN_PASSPHRASE {} backup --online --passphrase --db {} --out {}; echo EXIT=$?",
+        sh_quote(&bin),
+        sh_quote(&data.join("keyfount.db")),
+        sh_quote(&out)
+    );
+    let t = Tmux::start(&backup);
+    t.wait_for("Passphrase for the archive", Duration::from_secs(30));
+    t.keys(&["open sesame", "Enter"]);
+    t.wait_for("Repeat the passphrase", Duration::from_secs(10));
+    t.keys(&["open sesame", "Enter"]);
+    let s = t.wait_for("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0") && s.contains(".tar.gz.age"), "{s}");
+    assert!(!s.contains("open sesame"), "the passphrase was echoed:\n{s}");
+    drop(t);
+    let archive = ls(&out).into_iter().find(|n| n.ends_with(".age")).map(|n| out.join(n)).unwrap();
+
+    let verify =
+        format!("env -u KFADMIN_PASSPHRASE {} verify {}; echo EXIT=$?", sh_quote(&bin), sh_quote(&archive));
+    let t = Tmux::start(&verify);
+    t.wait_for("Passphrase for the archive", Duration::from_secs(30));
+    t.keys(&["open sesame", "Enter"]);
+    let s = t.wait_for("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0") && s.contains("ok    decrypt"), "{s}");
+}
