@@ -3,13 +3,12 @@
 //! used, and data files are hashed (and, for a restore, extracted into a private staging
 //! directory). Nothing outside the staging directory is ever written.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
@@ -78,26 +77,130 @@ pub struct Options<'a> {
     pub keys: Option<&'a Keys>,
 }
 
-/// Raw bytes: hashed, counted, shown on the bar. The state is shared so the hash survives the
-/// decoders that own the reader.
-struct RawState {
+/// What the reader thread sends.
+enum Msg {
+    /// Encrypted archives first: whether the age header could be opened with the keys.
+    Header(std::result::Result<(), String>),
+    Data(Vec<u8>),
+    /// Decryption (or reading) failed at this point of the stream.
+    Failed(io::Error),
+}
+
+impl Msg {
+    fn header(self) -> std::result::Result<(), String> {
+        match self {
+            Msg::Header(h) => h,
+            _ => Err("the reader sent no header".into()),
+        }
+    }
+}
+
+/// Raw bytes of the file: hashed, counted, shown on the bar; a read error is kept, since it
+/// is trouble on this machine, not in the archive.
+struct HashRead<'a> {
+    inner: File,
     hash: Sha256,
     bytes: u64,
-}
-
-struct RawReader<'a> {
-    inner: File,
-    state: Rc<RefCell<RawState>>,
     stage: &'a dyn Stage,
+    error: Option<io::ErrorKind>,
 }
 
-impl Read for RawReader<'_> {
+impl Read for HashRead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let mut st = self.state.borrow_mut();
-        st.hash.update(&buf[..n]);
-        st.bytes += n as u64;
+        let n = self.inner.read(buf).inspect_err(|e| self.error = Some(e.kind()))?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
         self.stage.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// The reader thread: read and hash the whole file, decrypt when it is encrypted, and send
+/// the (plain) gzip stream in chunks. Returns the file's sha256 and length.
+fn produce(
+    file: File,
+    encrypted: bool,
+    keys: &Keys,
+    stage: &dyn Stage,
+    tx: SyncSender<Msg>,
+) -> io::Result<(String, u64)> {
+    let raw = HashRead { inner: file, hash: Sha256::new(), bytes: 0, stage, error: None };
+    let mut buffered = BufReader::with_capacity(1 << 20, raw);
+    if encrypted {
+        match keys.decrypt(&mut buffered) {
+            Ok(stream) => {
+                let _ = tx.send(Msg::Header(Ok(())));
+                pump(stream, &tx);
+            }
+            Err(why) => {
+                let _ = tx.send(Msg::Header(Err(why)));
+            }
+        }
+    } else {
+        pump(&mut buffered, &tx);
+    }
+    drop(tx);
+    // The rest of the file, even when decoding stopped early, for the sidecar check.
+    let mut chunk = vec![0u8; 1 << 20];
+    while !crate::error::interrupt::requested() {
+        if buffered.read(&mut chunk)? == 0 {
+            break;
+        }
+    }
+    let raw = buffered.into_inner();
+    if let Some(kind) = raw.error {
+        return Err(io::Error::from(kind));
+    }
+    Ok((hex(&raw.hash.finalize()), raw.bytes))
+}
+
+fn pump(mut from: impl Read, tx: &SyncSender<Msg>) {
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        match from.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => {
+                chunk.truncate(n);
+                if tx.send(Msg::Data(chunk)).is_err() {
+                    return; // the decoder stopped
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = tx.send(Msg::Failed(e));
+                return;
+            }
+        }
+    }
+}
+
+/// The decoder's end of the channel.
+struct ChanReader {
+    rx: Receiver<Msg>,
+    chunk: Vec<u8>,
+    pos: usize,
+    failed: Arc<AtomicBool>,
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Msg::Data(c)) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Ok(Msg::Failed(e)) => {
+                    self.failed.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+                Ok(Msg::Header(_)) => {}
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
@@ -148,73 +251,84 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
 
     let stage = progress.stage("verify", meta.len(), Unit::Bytes);
     let encrypted = crypto::is_encrypted(archive);
-    let raw_state = Rc::new(RefCell::new(RawState { hash: Sha256::new(), bytes: 0 }));
-    let raw = RawReader { inner: file, state: Rc::clone(&raw_state), stage: stage.as_ref() };
-    let buffered = BufReader::with_capacity(1 << 20, raw);
-    let dec_failed = Arc::new(AtomicBool::new(false));
     let no_keys = Keys::default();
     let keys = opts.keys.unwrap_or(&no_keys);
-    let plain: Option<Box<dyn Read + '_>> = if !encrypted {
-        v.set("decrypt", Status::Skip, "not encrypted");
-        Some(Box::new(buffered))
-    } else {
-        match keys.decrypt(buffered) {
-            Ok(stream) => {
-                v.set("decrypt", Status::Pass, "age: the header and every chunk authenticate");
-                Some(Box::new(Watch { inner: stream, failed: Arc::clone(&dec_failed) }))
-            }
-            Err(why) if keys.is_empty() && !opts.sqlite => {
-                v.set("decrypt", Status::Skip, format!("{why}; the contents were not checked"));
-                None
-            }
-            Err(why) => {
-                v.set("decrypt", Status::Fail, why);
-                None
-            }
-        }
-    };
-    if let Some(plain) = plain {
-        let gz_failed = Arc::new(AtomicBool::new(false));
-        let gz = Watch { inner: MultiGzDecoder::new(plain), failed: Arc::clone(&gz_failed) };
-        let mut tar = tar::Archive::new(gz);
-        let walked = walk(&mut tar, opts, &mut v);
-        // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
-        let mut gz = tar.into_inner();
-        let drained = match &walked {
-            Ok(()) => io::copy(&mut gz, &mut io::sink()).map(|_| ()),
-            Err(_) => Ok(()),
+    let stage_ref: &dyn Stage = stage.as_ref();
+    // Two threads: one reads the file, hashes it for the sidecar and decrypts; this one
+    // decompresses, walks the tar and hashes the files.
+    let produced = std::thread::scope(|scope| -> Result<(String, u64)> {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
+        let producer = scope.spawn(move || produce(file, encrypted, keys, stage_ref, tx));
+        let header = if encrypted {
+            Some(rx.recv().map_or(Err("the reader stopped".to_string()), |m| m.header()))
+        } else {
+            None
         };
-        match (walked, drained) {
-            (Err(Walk::Outside(e)), _) => return Err(e),
-            (Err(Walk::Archive(e)), _) | (Ok(()), Err(e)) => {
-                if dec_failed.load(Ordering::SeqCst) {
-                    v.set(
-                        "decrypt",
-                        Status::Fail,
-                        format!("the encrypted stream is damaged or truncated: {e}"),
-                    );
-                } else if gz_failed.load(Ordering::SeqCst) {
-                    v.set("gzip", Status::Fail, format!("the gzip stream is damaged: {e}"));
-                } else {
-                    v.set("gzip", Status::Pass, "");
-                    v.set("tar", Status::Fail, format!("the tar stream is damaged: {e}"));
+        let proceed = match header {
+            None => {
+                v.set("decrypt", Status::Skip, "not encrypted");
+                true
+            }
+            Some(Ok(())) => {
+                v.set("decrypt", Status::Pass, "age: the header and every chunk authenticate");
+                true
+            }
+            Some(Err(why)) if keys.is_empty() && !opts.sqlite => {
+                v.set("decrypt", Status::Skip, format!("{why}; the contents were not checked"));
+                false
+            }
+            Some(Err(why)) => {
+                v.set("decrypt", Status::Fail, why);
+                false
+            }
+        };
+        let mut outside = None;
+        if proceed {
+            let dec_failed = Arc::new(AtomicBool::new(false));
+            let gz_failed = Arc::new(AtomicBool::new(false));
+            let chan = ChanReader { rx, chunk: Vec::new(), pos: 0, failed: Arc::clone(&dec_failed) };
+            let gz = Watch { inner: MultiGzDecoder::new(chan), failed: Arc::clone(&gz_failed) };
+            let mut tar = tar::Archive::new(gz);
+            let walked = walk(&mut tar, opts, &mut v);
+            // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
+            let mut gz = tar.into_inner();
+            let drained = match &walked {
+                Ok(()) => io::copy(&mut gz, &mut io::sink()).map(|_| ()),
+                Err(_) => Ok(()),
+            };
+            drop(gz); // lets the reader thread stop decrypting and finish hashing
+            match (walked, drained) {
+                (Err(Walk::Outside(e)), _) => outside = Some(e),
+                (Err(Walk::Archive(e)), _) | (Ok(()), Err(e)) => {
+                    if dec_failed.load(Ordering::SeqCst) && encrypted {
+                        v.set(
+                            "decrypt",
+                            Status::Fail,
+                            format!("the encrypted stream is damaged or truncated: {e}"),
+                        );
+                    } else if gz_failed.load(Ordering::SeqCst) {
+                        v.set("gzip", Status::Fail, format!("the gzip stream is damaged: {e}"));
+                    } else {
+                        v.set("gzip", Status::Pass, "");
+                        v.set("tar", Status::Fail, format!("the tar stream is damaged: {e}"));
+                    }
                 }
+                (Ok(()), Ok(())) => v.set("gzip", Status::Pass, "every member's CRC-32 matches"),
             }
-            (Ok(()), Ok(())) => {
-                v.set("gzip", Status::Pass, "every member's CRC-32 matches");
-            }
+        } else {
+            drop(rx);
         }
-    }
-    // Hash the rest of the file even when decoding stopped early, for the sidecar check.
-    let done = raw_state.borrow().bytes;
-    let mut rest = File::open(archive).ctx("cannot read", archive)?;
-    io::Seek::seek(&mut rest, io::SeekFrom::Start(done)).ctx("cannot read", archive)?;
-    let mut tail = RawReader { inner: rest, state: Rc::clone(&raw_state), stage: stage.as_ref() };
-    io::copy(&mut tail, &mut io::sink()).ctx("cannot read", archive)?;
+        let hashed =
+            producer.join().expect("the reader thread does not panic").ctx("cannot read", archive)?;
+        match outside {
+            Some(e) => Err(e),
+            None => Ok(hashed),
+        }
+    });
+    let (sha256, bytes) = produced?;
     stage.finish();
-    let state = raw_state.replace(RawState { hash: Sha256::new(), bytes: 0 });
-    v.bytes = state.bytes;
-    v.sha256 = hex(&state.hash.finalize());
+    v.bytes = bytes;
+    v.sha256 = sha256;
 
     if v.status("tar") == Status::Skip
         && v.status("gzip") == Status::Pass
