@@ -78,6 +78,65 @@ impl Sink {
     }
 }
 
+/// Hands the compressed stream to a thread that encrypts (when asked) and writes it, so
+/// encryption and the disk overlap with compression.
+struct Threaded {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<io::Result<Sink>>>,
+}
+
+impl Threaded {
+    fn spawn(mut sink: Sink) -> Threaded {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let thread = std::thread::spawn(move || {
+            for chunk in rx {
+                sink.write_all(&chunk)?;
+            }
+            Ok(sink)
+        });
+        Threaded { tx: Some(tx), thread: Some(thread) }
+    }
+
+    /// The writing thread's error, once it has stopped.
+    fn failure(&mut self) -> io::Error {
+        self.tx.take();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Err(e))) => e,
+            _ => io::Error::other("the archive writer stopped"),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<Sink> {
+        self.tx.take();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            _ => Err(io::Error::other("the archive writer stopped")),
+        }
+    }
+}
+
+impl Write for Threaded {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("the archive writer stopped"))?;
+        if tx.send(data.to_vec()).is_err() {
+            return Err(self.failure());
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Threaded {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Hashes and counts what goes to the file.
 struct HashWriter<W> {
     inner: W,
@@ -184,7 +243,7 @@ fn write_tar(
         None => Sink::Plain(hashed),
         Some(enc) => Sink::Age(enc.wrap_output(hashed).ctx("cannot write", path)?),
     };
-    let gz = ParGzWriter::new(sink, compression.level, compression.threads);
+    let gz = ParGzWriter::new(Threaded::spawn(sink), compression.level, compression.threads);
     let mut tar = tar::Builder::new(Tick { inner: gz, stage: stage.as_ref() });
 
     let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
@@ -213,7 +272,8 @@ fn write_tar(
     }
     let tick = tar.into_inner().map_err(|e| tar_err(e, path))?;
     stage.finish();
-    let sink = tick.inner.finish().map_err(|e| tar_err(e, path))?;
+    let threaded = tick.inner.finish().map_err(|e| tar_err(e, path))?;
+    let sink = threaded.finish().map_err(|e| tar_err(e, path))?;
     let mut sink = sink.finish().map_err(|e| tar_err(e, path))?;
     sink.flush().ctx("cannot write", path)?;
     sink.inner.sync_all().ctx("cannot write", path)?;
