@@ -157,6 +157,13 @@ pub struct TargetArgs {
     /// The Keyfount database file on this host
     #[arg(long, value_name = "PATH", env = "KFADMIN_DB")]
     pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub docker: ContainerArgs,
+}
+
+/// A Keyfount container and where its database is inside it.
+#[derive(Debug, Args, Clone)]
+pub struct ContainerArgs {
     /// The Keyfount container: a name, an id, or a Compose service name
     #[arg(long, short = 'c', value_name = "NAME", env = "KFADMIN_CONTAINER")]
     pub container: Option<String>,
@@ -243,15 +250,8 @@ pub struct RestoreArgs {
     /// Keyfount's data directory on this host (the one that holds keyfount.db)
     #[arg(long, value_name = "DIR", env = "KFADMIN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The Keyfount container: a name, an id, or a Compose service name
-    #[arg(long, short = 'c', value_name = "NAME", env = "KFADMIN_CONTAINER")]
-    pub container: Option<String>,
-    /// With --container: the Compose project, when several projects have that service
-    #[arg(long, value_name = "PROJECT", env = "KFADMIN_COMPOSE_PROJECT", requires = "container")]
-    pub compose_project: Option<String>,
-    /// With --container: the database's path inside the container
-    #[arg(long, value_name = "PATH", env = "KFADMIN_DB_PATH", default_value = "/data/keyfount.db")]
-    pub db_path: PathBuf,
+    #[command(flatten)]
+    pub docker: ContainerArgs,
     /// With --container: where the pre-restore safety archive goes
     #[arg(
         long,

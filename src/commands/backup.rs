@@ -12,7 +12,7 @@ use crate::archive::manifest::ContainerRef;
 use crate::archive::reader::{self, Options};
 use crate::archive::writer::{self, Compression, Written};
 use crate::archive::{FileEntry, Manifest, Mode, Source};
-use crate::cli::{BackupArgs, EncryptArgs, OutputArgs, TargetArgs};
+use crate::cli::{BackupArgs, ContainerArgs, EncryptArgs, OutputArgs};
 use crate::crypto::{self, Encryption};
 use crate::docker::{self, Container, Engine, StopGuard, Stopped};
 use crate::error::{check_interrupt, Error, Kind, Result};
@@ -86,7 +86,9 @@ pub struct Found {
     pub location: docker::DataLocation,
 }
 
-pub fn find_container(name: &str, project: Option<&str>, db_path: &Path) -> Result<Found> {
+/// The container `--container` names (and `--compose-project`, `--db-path`).
+pub fn find_container(name: &str, args: &ContainerArgs) -> Result<Found> {
+    let (project, db_path) = (args.compose_project.as_deref(), args.db_path.as_path());
     if !db_path.is_absolute() {
         return Err(Error::usage(format!(
             "--db-path {} must be an absolute path inside the container",
@@ -120,8 +122,8 @@ pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
             ctx.warn(&w);
         }
     }
-    let result = match (&args.target, args.cold) {
-        (TargetArgs { container: Some(name), .. }, true) => cold(&args, name, ctx, started),
+    let result = match (&args.target.docker.container, args.cold) {
+        (Some(name), true) => cold(&args, name, ctx, started),
         (_, true) => Err(Error::usage("--cold stops a container and needs --container NAME")
             .hint("for a database file on this host, take an --online backup")),
         (_, false) => online(&args, ctx, started),
@@ -147,7 +149,7 @@ fn report_to_monitor(args: &BackupArgs, ctx: &Ctx, result: &Result<BackupReport>
         Err(_) => None,
     }
     .or(args.output.name.clone())
-    .or(args.target.container.clone())
+    .or(args.target.docker.container.clone())
     .or(args.target.db.as_ref().and_then(|d| d.file_stem()).map(|s| s.to_string_lossy().into_owned()))
     .unwrap_or_else(|| "keyfount".into());
     let facts = monitor::RunFacts {
@@ -200,7 +202,7 @@ pub fn encryption(args: &EncryptArgs, ctx: &Ctx) -> Result<Encryption> {
 
 fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
     let encryption = encryption(&args.encrypt, ctx)?;
-    let (db, source, default_name) = match (&args.target.db, &args.target.container) {
+    let (db, source, default_name) = match (&args.target.db, &args.target.docker.container) {
         (Some(db), _) => {
             let db = std::path::absolute(db).unwrap_or(db.clone());
             let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty());
@@ -213,7 +215,7 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
             (db, source, stem.unwrap_or_else(|| "keyfount".into()))
         }
         (None, Some(name)) => {
-            let f = find_container(name, args.target.compose_project.as_deref(), &args.target.db_path)?;
+            let f = find_container(name, &args.target.docker)?;
             (f.location.host_db.clone(), container_source(&f), f.container.name.clone())
         }
         (None, None) => unreachable!("clap requires --db or --container"),
@@ -262,7 +264,7 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
 
 fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
     let encryption = encryption(&args.encrypt, ctx)?;
-    let f = find_container(name, args.target.compose_project.as_deref(), &args.target.db_path)?;
+    let f = find_container(name, &args.target.docker)?;
     sqlite::inspect(&f.location.host_db)?;
     let archive_name =
         args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(f.container.name.clone());

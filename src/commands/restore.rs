@@ -69,8 +69,8 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         ))
         .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
     }
-    let found = match &args.container {
-        Some(name) => Some(find_container(name, args.compose_project.as_deref(), &args.db_path)?),
+    let found = match &args.docker.container {
+        Some(name) => Some(find_container(name, &args.docker)?),
         None => None,
     };
     let dir = match (&found, &args.data_dir) {
@@ -79,7 +79,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                 return Err(Error::usage(format!(
                     "the database in container {} is {}; kfadmin restores {DB_FILE}",
                     f.container.name,
-                    args.db_path.display()
+                    args.docker.db_path.display()
                 )));
             }
             f.location.host_dir.clone()
@@ -598,7 +598,7 @@ fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Inst
         restored: false,
         archive: args.archive.clone(),
         data_dir: dir.to_path_buf(),
-        container: args.container.clone(),
+        container: args.docker.container.clone(),
         backup_created: verdict.manifest.as_ref().map(|m| m.created.clone()),
         files: vec![],
         safety_dir: None,

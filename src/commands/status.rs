@@ -64,14 +64,14 @@ pub struct LastBackup {
 
 pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
     let t = &args.target;
-    let (db, name, container) = match (&t.db, &t.container) {
+    let (db, name, container) = match (&t.db, &t.docker.container) {
         (Some(db), _) => {
             let name =
                 db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "keyfount".into());
             (std::path::absolute(db).unwrap_or(db.clone()), name, None)
         }
         (None, Some(n)) => {
-            let f = find_container(n, t.compose_project.as_deref(), &t.db_path)?;
+            let f = find_container(n, &t.docker)?;
             let c = &f.container;
             let state = ContainerState {
                 name: c.name.clone(),
