@@ -21,6 +21,8 @@ pub trait Progress: Send + Sync {
 }
 
 pub trait Stage: Send + Sync {
+    /// A short note shown after the bar (e.g. pages copied).
+    fn message(&self, _msg: String) {}
     fn set(&self, pos: u64);
     fn inc(&self, delta: u64);
     fn set_total(&self, total: u64);
@@ -67,6 +69,9 @@ impl Bars {
 struct BarStage(ProgressBar);
 
 impl Stage for BarStage {
+    fn message(&self, msg: String) {
+        self.0.set_message(msg);
+    }
     fn set(&self, pos: u64) {
         self.0.set_position(pos);
     }
@@ -93,7 +98,7 @@ impl Progress for Bars {
     fn stage(&self, name: &str, total: u64, unit: Unit) -> Box<dyn Stage> {
         let template = match unit {
             Unit::Bytes => {
-                "{prefix:>10.bold} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta}"
+                "{prefix:>10.bold} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} ETA {eta} {msg}"
             }
             Unit::Items => "{prefix:>10.bold} [{bar:30}] {human_pos:>9}/{human_len:<9} ETA {eta}",
         };

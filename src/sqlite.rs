@@ -175,6 +175,7 @@ fn snapshot_inner(
             last_remaining = p.remaining;
             stage.set_total(p.pagecount as u64 * page_bytes);
             stage.set((p.pagecount - p.remaining) as u64 * page_bytes);
+            stage.message(format!("{}/{} pages", p.pagecount - p.remaining, p.pagecount));
             match step {
                 StepResult::Done => {
                     stats.page_count = p.pagecount as u32;

@@ -40,6 +40,9 @@ pub struct RestoreReport {
     pub owner: Owner,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downtime_ms: Option<u64>,
+    /// `--container`: how it came up: "healthy" (its healthcheck) or "running for N s".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up: Option<String>,
     pub duration_ms: u64,
     pub verification: Verdict,
 }
@@ -158,6 +161,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         moved_aside: vec![],
         owner,
         downtime_ms: None,
+        up: None,
         duration_ms: 0,
         verification: verdict,
     };
@@ -220,8 +224,12 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if let Some(a) = &report.safety_archive {
         let _ = writeln!(human, "  the data it replaced is kept in {}", a.display());
     }
-    if let Some(d) = report.downtime_ms {
-        let _ = writeln!(human, "  the container is up again after {:.1} s", d as f64 / 1000.0);
+    if let (Some(d), Some(up)) = (report.downtime_ms, &report.up) {
+        let _ = writeln!(
+            human,
+            "  the container is up again ({up}) {:.1} s after it was stopped",
+            d as f64 / 1000.0
+        );
     }
     if let Some(s) = &report.safety_dir {
         let _ = writeln!(human, "  the replaced files are kept in {}", s.display());
@@ -300,7 +308,11 @@ fn restore_container(
     let up = f.engine.wait_up(c, settle, Duration::from_secs(u64::from(args.health_timeout)))?;
     report.downtime_ms = Some(t0.elapsed().as_millis() as u64);
     let why = match up {
-        Ok(_) => {
+        Ok(now) => {
+            report.up = Some(match now.health.as_deref() {
+                Some(h) => h.to_string(),
+                None => format!("running for {} s", settle.as_secs()),
+            });
             // The pre-restore archive is the safety copy; the in-place links are not needed.
             if report.safety_archive.is_some() {
                 if let Some(s) = &swapped.safety {
@@ -606,6 +618,7 @@ fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Inst
         moved_aside: vec![],
         owner: Owner { uid: 0, gid: 0, mode: 0, from: "manifest" },
         downtime_ms: None,
+        up: None,
         duration_ms: started.elapsed().as_millis() as u64,
         verification: verdict,
     }

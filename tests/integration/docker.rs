@@ -320,7 +320,8 @@ fn online_backup_of_a_running_container() {
 #[test]
 fn restore_into_a_container_replaces_the_data_and_the_writer_resumes() {
     let env = Env::new();
-    let c = Kf::start(&env, "restore", Spec { rate: 200, ..Spec::default() });
+    // With a healthcheck: kfadmin waits until the container reports healthy.
+    let c = Kf::start(&env, "restore", Spec { rate: 200, healthcheck: true, ..Spec::default() });
     c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 20);
     let out = env.path("backups");
     let r =
@@ -354,6 +355,7 @@ fn restore_into_a_container_replaces_the_data_and_the_writer_resumes() {
     r.ok();
     let j = r.json();
     assert_eq!(j["restored"], true);
+    assert_eq!(j["up"], "healthy", "{j}");
     assert!(c.running());
     let data = c.host_data();
     let m = std::fs::metadata(data.join("keyfount.db")).unwrap();
