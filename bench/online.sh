@@ -45,6 +45,7 @@ mkdir -p "$BENCH_DIR"
 WORK=$(mktemp -d "$BENCH_DIR/kfadmin-bench.XXXXXX")
 WRITER_PID=""
 SAMPLER_PID=""
+# shellcheck disable=SC2317  # called from the EXIT trap
 cleanup() {
     local rc=$?
     [ -n "$SAMPLER_PID" ] && kill -TERM "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
@@ -188,7 +189,11 @@ stop_writer
 ratios=() lines=()
 for i in 1 2 3; do
     w=$(awk -v e="${mx_win[i]}" 'BEGIN { printf "%.3f", e / 1000 }')
-    pre=$(py window "$SAMPLES" "$(awk -v t="${mx_t0[i]}" -v w="$w" 'BEGIN { printf "%.6f", t - 0.05 - w }')" \
+    # (Should a backup take much longer than the one before it, its "before" window is cut
+    # short so that it starts no earlier than 0.5 s after the previous backup.)
+    prev_end=$([ "$i" -gt 1 ] && echo "${mx_t1[i - 1]}" || echo 0)
+    pre=$(py window "$SAMPLES" "$(awk -v t="${mx_t0[i]}" -v w="$w" -v p="$prev_end" \
+        'BEGIN { s = t - 0.05 - w; if (s < p + 0.5) s = p + 0.5; printf "%.6f", s }')" \
         "$(awk -v t="${mx_t0[i]}" 'BEGIN { printf "%.6f", t - 0.05 }')" | awk '{ print $3 }')
     post=$(py window "$SAMPLES" "$(awk -v t="${mx_t1[i]}" 'BEGIN { printf "%.6f", t + 0.5 }')" \
         "$(awk -v t="${mx_t1[i]}" -v w="$w" 'BEGIN { printf "%.6f", t + 0.5 + w }')" | awk '{ print $3 }')
