@@ -52,6 +52,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Directory for the archive (created with mode 0700 when missing)')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Directory for the archive (created with mode 0700 when missing)')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'First part of the archive''s name [default: the database file''s name without .db]')
+            [CompletionResult]::new('--nice', '--nice', [CompletionResultType]::ParameterName, 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority')
             [CompletionResult]::new('--compression-level', '--compression-level', [CompletionResultType]::ParameterName, 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress')
             [CompletionResult]::new('--encrypt-to', '--encrypt-to', [CompletionResultType]::ParameterName, 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable')
             [CompletionResult]::new('--recipients-file', '--recipients-file', [CompletionResultType]::ParameterName, 'Encrypt to every recipient listed in FILE (one a line, # comments)')

@@ -48,6 +48,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -o 'Directory for the archive (created with mode 0700 when missing)'
             cand --out 'Directory for the archive (created with mode 0700 when missing)'
             cand --name 'First part of the archive''s name [default: the database file''s name without .db]'
+            cand --nice 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority'
             cand --compression-level 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress'
             cand --encrypt-to 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable'
             cand --recipients-file 'Encrypt to every recipient listed in FILE (one a line, # comments)'

@@ -190,6 +190,10 @@ pub struct OutputArgs {
     /// First part of the archive's name [default: the database file's name without .db]
     #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
     pub name: Option<String>,
+    /// CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken
+    /// or the container runs again: the server keeps its speed; 0 keeps kfadmin's own priority
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19), env = "KFADMIN_NICE")]
+    pub nice: u8,
     /// gzip level, 1 (fastest) to 9 (smallest); Keyfount's vaults are encrypted and barely compress
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9), env = "KFADMIN_COMPRESSION_LEVEL")]
     pub compression_level: u32,

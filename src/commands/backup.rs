@@ -381,6 +381,21 @@ pub fn settle<T>(work: Result<T>, restarted: Result<()>) -> Result<T> {
     }
 }
 
+/// Raise this thread's nice value (Linux: per thread; the compression and verification threads
+/// started after this inherit it). Best effort: a failure leaves the priority as it was.
+fn lower_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: plain syscalls on the calling thread.
+    unsafe {
+        let now = libc::getpriority(libc::PRIO_PROCESS as _, 0);
+        if now < i32::from(nice) {
+            libc::setpriority(libc::PRIO_PROCESS as _, 0, i32::from(nice));
+        }
+    }
+}
+
 fn warn(ctx: &Ctx, warnings: &mut Vec<String>, w: String) {
     ctx.warn(&w);
     warnings.push(w);
@@ -400,6 +415,8 @@ pub fn finish(
     started: Instant,
 ) -> Result<BackupReport> {
     let created_unix = created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // From here on the work competes with the server for CPU, not for its data.
+    lower_priority(output.nice);
     let t = Instant::now();
     let db = &staged[0];
     let conn = sqlite::open_immutable(&db.staged)?;

@@ -253,7 +253,9 @@ fn restore_container(
 ) -> Result<()> {
     let c = &f.container;
     let timeout = args.stop_timeout.map(i64::from).or(c.stop_timeout).unwrap_or(10);
-    let output = OutputArgs { out: args.out.clone(), name: Some(c.name.clone()), compression_level: 6 };
+    // The server is down while this runs: no reason to give way.
+    let output =
+        OutputArgs { out: args.out.clone(), name: Some(c.name.clone()), compression_level: 6, nice: 0 };
     fsutil::ensure_private_dir(&output.out)?;
     let mut guard = StopGuard::new(&f.engine, c.clone());
     if c.running {
