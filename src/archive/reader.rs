@@ -514,7 +514,7 @@ fn walk<R: Read>(
                                 need >> 20,
                                 free >> 20
                             ))
-                            .hint("free some space on that filesystem and run again"),
+                            .hint("free some space there, or let verify unpack elsewhere with --tmp-dir DIR (KFADMIN_TMPDIR)"),
                         ));
                     }
                 }

@@ -40,7 +40,9 @@ pub fn manpages(args: crate::cli::ManpagesArgs) -> Result<Outcome> {
 
 /// (file name, troff text) of every man page.
 pub fn manpage_files() -> Vec<(String, Vec<u8>)> {
-    let cmd = Cli::command();
+    let mut cmd = Cli::command();
+    // Propagates the global flags (--json, --quiet, …) into every subcommand's page.
+    cmd.build();
     let mut pages = Vec::new();
     let mut top = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut top).expect("rendering into memory");
