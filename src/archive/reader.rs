@@ -514,7 +514,9 @@ fn walk<R: Read>(
                                 need >> 20,
                                 free >> 20
                             ))
-                            .hint("free some space there, or let verify unpack elsewhere with --tmp-dir DIR (KFADMIN_TMPDIR)"),
+                            .hint(
+                                "free some space there (kfadmin verify can unpack elsewhere: --tmp-dir DIR)",
+                            ),
                         ));
                     }
                 }
