@@ -440,3 +440,33 @@ fn bad_container_input_stops_nothing() {
     kfadmin(["backup", "--cold", "--db", "/tmp/x.db"]).code(2).stderr_has("--container");
     assert!(!out.exists() || ls(&out).is_empty());
 }
+
+/// A container that is not running stays stopped through a restore; its data is replaced and
+/// the replaced files are kept beside it.
+#[test]
+fn restore_into_a_stopped_container_leaves_it_stopped() {
+    let env = Env::new();
+    let c = Kf::start(&env, "stopped", Spec { rate: 200, ..Spec::default() });
+    c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 20);
+    let out = env.path("backups");
+    let r =
+        kf(&env, &["backup", "--online", "--container", &c.name, "--out", out.to_str().unwrap(), "--json"]);
+    let archive = r.json()["archive"].as_str().unwrap().to_string();
+    let backed_up = r.json()["database"]["tables"]["audit_log"].as_i64().unwrap();
+    c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= backed_up + 100);
+    c.stop();
+    c.wait_stopped();
+    let r = kf(
+        &env,
+        &["restore", &archive, "--container", &c.name, "--out", out.to_str().unwrap(), "--yes", "--json"],
+    );
+    r.ok().stderr_has("left stopped");
+    assert!(!c.running(), "a stopped container is not started by a restore");
+    let data = c.host_data();
+    assert_eq!(check_db(&data.join("keyfount.db"), 0)["last_seq"].as_i64().unwrap(), backed_up);
+    let m = std::fs::metadata(data.join("keyfount.db")).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (APP_UID, 0o600));
+    let j = r.json();
+    assert!(j["safety_archive"].as_str().unwrap().ends_with("-pre-restore.tar.gz"));
+    assert!(j["up"].is_null());
+}
