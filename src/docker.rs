@@ -496,3 +496,66 @@ fn process_alive(pid: u32) -> bool {
         .map(|c| String::from_utf8_lossy(&c).split('\0').next().is_some_and(|a| a.ends_with("kfadmin")))
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(mounts: Vec<(&str, &str)>) -> Container {
+        Container {
+            id: "abc".into(),
+            name: "keyfount".into(),
+            image: "keyfount:1".into(),
+            status: "running".into(),
+            running: true,
+            health: None,
+            stop_timeout: None,
+            exit_code: None,
+            oom_killed: false,
+            mounts: mounts
+                .into_iter()
+                .map(|(src, dst)| Mount {
+                    kind: "volume".into(),
+                    name: Some("kfdata".into()),
+                    source: PathBuf::from(src),
+                    destination: PathBuf::from(dst),
+                    rw: true,
+                })
+                .collect(),
+            labels: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_deepest_mount_holding_the_database_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("deep");
+        std::fs::create_dir(&deep).unwrap();
+        let c = container(vec![(dir.path().to_str().unwrap(), "/"), (deep.to_str().unwrap(), "/data")]);
+        let loc = data_location(&c, Path::new("/data/keyfount.db")).unwrap();
+        assert_eq!(loc.host_db, deep.join("keyfount.db"));
+        assert_eq!(loc.host_dir, deep);
+    }
+
+    #[test]
+    fn a_mount_path_that_is_not_on_this_machine_says_so() {
+        let c = container(vec![("/var/lib/docker/volumes/kfdata/_data-not-here", "/data")]);
+        let e = data_location(&c, Path::new("/data/keyfount.db")).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
+        assert!(e.message.contains("does not exist on this machine"), "{}", e.message);
+        assert!(e.message.contains("DOCKER_HOST"), "{}", e.message);
+        assert!(e.hint.unwrap().contains("machine that runs the Docker engine"));
+    }
+
+    #[test]
+    fn no_mount_for_the_database_is_bad_input() {
+        let c = container(vec![("/srv/logs", "/logs")]);
+        let e = data_location(&c, Path::new("/data/keyfount.db")).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
+        assert!(
+            e.message.contains("no volume or bind mount that holds /data/keyfount.db (its mounts: /logs)"),
+            "{}",
+            e.message
+        );
+    }
+}
