@@ -96,6 +96,8 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('--container', '--container', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
             [CompletionResult]::new('--compose-project', '--compose-project', [CompletionResultType]::ParameterName, 'With --container: the Compose project, when several projects have that service')
             [CompletionResult]::new('--db-path', '--db-path', [CompletionResultType]::ParameterName, 'With --container: the database''s path inside the container')
+            [CompletionResult]::new('--encrypt-to', '--encrypt-to', [CompletionResultType]::ParameterName, 'With --container: encrypt the pre-restore safety archive to this recipient (age1…, ssh-…); repeatable')
+            [CompletionResult]::new('--recipients-file', '--recipients-file', [CompletionResultType]::ParameterName, 'With --container: encrypt the pre-restore safety archive to every recipient in FILE')
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'With --container: where the pre-restore safety archive goes')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'With --container: where the pre-restore safety archive goes')
             [CompletionResult]::new('--stop-timeout', '--stop-timeout', [CompletionResultType]::ParameterName, 'Seconds between SIGTERM and SIGKILL when stopping [default: the container''s own stop timeout, or 10]')

@@ -377,7 +377,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__restore)
-            opts="-c -o -i -y -q -v -h -V --data-dir --container --compose-project --db-path --out --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --help --version"
+            opts="-c -o -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --out --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -400,6 +400,14 @@ _kfadmin() {
                     return 0
                     ;;
                 --db-path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --encrypt-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipients-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -90,6 +90,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --container 'The Keyfount container: a name, an id, or a Compose service name'
             cand --compose-project 'With --container: the Compose project, when several projects have that service'
             cand --db-path 'With --container: the database''s path inside the container'
+            cand --encrypt-to 'With --container: encrypt the pre-restore safety archive to this recipient (age1…, ssh-…); repeatable'
+            cand --recipients-file 'With --container: encrypt the pre-restore safety archive to every recipient in FILE'
             cand -o 'With --container: where the pre-restore safety archive goes'
             cand --out 'With --container: where the pre-restore safety archive goes'
             cand --stop-timeout 'Seconds between SIGTERM and SIGKILL when stopping [default: the container''s own stop timeout, or 10]'

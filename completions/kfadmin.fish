@@ -74,6 +74,8 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l data-dir -d 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l encrypt-to -d 'With --container: encrypt the pre-restore safety archive to this recipient (age1…, ssh-…); repeatable' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l recipients-file -d 'With --container: encrypt the pre-restore safety archive to every recipient in FILE' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s o -l out -d 'With --container: where the pre-restore safety archive goes' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l settle -d 'How long the container must stay running to count as up (without a healthcheck)' -r

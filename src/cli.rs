@@ -256,6 +256,12 @@ pub struct RestoreArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub docker: ContainerArgs,
+    /// With --container: encrypt the pre-restore safety archive to this recipient (age1…, ssh-…); repeatable
+    #[arg(long, value_name = "RECIPIENT", env = "KFADMIN_ENCRYPT_TO", value_delimiter = ',')]
+    pub encrypt_to: Vec<String>,
+    /// With --container: encrypt the pre-restore safety archive to every recipient in FILE
+    #[arg(long, value_name = "FILE", env = "KFADMIN_RECIPIENTS_FILE")]
+    pub recipients_file: Option<PathBuf>,
     /// With --container: where the pre-restore safety archive goes
     #[arg(
         long,

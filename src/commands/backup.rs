@@ -185,13 +185,18 @@ pub fn encryption(args: &EncryptArgs, ctx: &Ctx) -> Result<Encryption> {
     if args.passphrase {
         return Ok(Encryption::Passphrase(crypto::passphrase(ctx.interactive, true)?));
     }
+    recipients(&args.encrypt_to, args.recipients_file.as_deref())
+}
+
+/// Recipients from `--encrypt-to` and `--recipients-file` (no encryption when neither is given).
+pub fn recipients(encrypt_to: &[String], file: Option<&Path>) -> Result<Encryption> {
     let mut recipients = Vec::new();
     let mut described = Vec::new();
-    for r in &args.encrypt_to {
+    for r in encrypt_to {
         recipients.push(crypto::parse_recipient(r)?);
         described.push(r.trim().to_string());
     }
-    if let Some(f) = &args.recipients_file {
+    if let Some(f) = file {
         for (r, d) in crypto::read_recipients_file(f)? {
             recipients.push(r);
             described.push(d);

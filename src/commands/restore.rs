@@ -14,6 +14,7 @@ use super::{verify::render, Ctx, Outcome};
 use crate::archive::reader::{self, Options, Verdict};
 use crate::archive::{Manifest, Mode};
 use crate::cli::{OutputArgs, RestoreArgs};
+use crate::crypto::{Encryption, Keys};
 use crate::docker::StopGuard;
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsutil;
@@ -116,6 +117,8 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let staging = fsutil::staging_dir(&dir, ".kfadmin-restore-")?;
     ctx.note(&format!("Verifying {}", args.archive.display()));
     let keys = crate::crypto::keys_for(&args.archive, &args.decrypt.identity, ctx.interactive)?;
+    // Checked before any work: a bad recipient is bad input.
+    let protect = if found.is_some() { safety_encryption(&args, &keys, ctx)? } else { Encryption::None };
     let opts =
         Options { sqlite: true, extract_to: Some(staging.path()), expected_sha256: None, keys: Some(&keys) };
     let verdict = reader::verify(&args.archive, &opts, ctx.progress.as_ref())?;
@@ -195,7 +198,9 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
             report.safety_dir = swapped.safety.clone();
             report.moved_aside = swapped.kept.iter().map(|(_, orig)| orig.clone()).collect();
         }
-        Some(f) => restore_container(&args, ctx, f, &targets, &db, &dir, &safety, owner, &mut report)?,
+        Some(f) => {
+            restore_container(&args, ctx, f, &protect, &targets, &db, &dir, &safety, owner, &mut report)?
+        }
     }
     if created_dir {
         std::os::unix::fs::chown(&dir, Some(owner.uid), Some(owner.gid))
@@ -244,6 +249,7 @@ fn restore_container(
     args: &RestoreArgs,
     ctx: &Ctx,
     f: &Found,
+    protect: &Encryption,
     targets: &[(PathBuf, PathBuf)],
     db: &Path,
     dir: &Path,
@@ -275,7 +281,7 @@ fn restore_container(
             let r = backup::finish(
                 ctx,
                 &output,
-                &crate::crypto::Encryption::None,
+                protect,
                 &c.name,
                 Mode::PreRestore,
                 backup::container_source(f),
@@ -369,6 +375,26 @@ fn restore_container(
         )
         .hint(format!("act now: see `docker logs {}`; the previous data is also in {kept}", c.name))),
     }
+}
+
+/// How the pre-restore archive is encrypted: to `--encrypt-to`/`--recipients-file` when given;
+/// with the restored archive's own passphrase when it had one; otherwise not, and when the
+/// restored archive was encrypted the operator hears about it.
+fn safety_encryption(args: &RestoreArgs, keys: &Keys, ctx: &Ctx) -> Result<Encryption> {
+    let given = backup::recipients(&args.encrypt_to, args.recipients_file.as_deref())?;
+    if given.is_some() {
+        return Ok(given);
+    }
+    if crate::crypto::is_encrypted(&args.archive) {
+        if let Some(p) = &keys.passphrase {
+            return Ok(Encryption::Passphrase(p.clone()));
+        }
+        ctx.warn(
+            "the backup is encrypted but the pre-restore archive of the current data will not be: \
+             pass --encrypt-to or --recipients-file (or set KFADMIN_RECIPIENTS_FILE) to encrypt it too",
+        );
+    }
+    Ok(Encryption::None)
 }
 
 /// Removes a data directory this run created, unless the restore got that far.

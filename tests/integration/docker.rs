@@ -470,3 +470,75 @@ fn restore_into_a_stopped_container_leaves_it_stopped() {
     assert!(j["safety_archive"].as_str().unwrap().ends_with("-pre-restore.tar.gz"));
     assert!(j["up"].is_null());
 }
+
+/// Restoring an encrypted backup into a container: the pre-restore archive of the replaced
+/// data is encrypted too (recipients from the environment, as the backups use), so copying the
+/// backup directory offsite never ships the server's keys in the clear.
+#[test]
+fn the_pre_restore_archive_of_an_encrypted_restore_is_encrypted() {
+    let env = Env::new();
+    let c = Kf::start(&env, "encsafety", Spec { rate: 100, ..Spec::default() });
+    c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 10);
+    let key = env.path("ops.key");
+    assert!(std::process::Command::new("age-keygen").arg("-o").arg(&key).output().unwrap().status.success());
+    let recipient = std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(String::from))
+        .unwrap();
+    let recipients = env.path("recipients.txt");
+    std::fs::write(&recipients, format!("{recipient}\n")).unwrap();
+    let out = env.path("backups");
+    let envs = [("KFADMIN_STATE_DIR", env.path("state")), ("KFADMIN_RECIPIENTS_FILE", recipients.clone())];
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.to_str().unwrap())).collect();
+    let r = kfadmin_env(
+        &envs,
+        ["backup", "--online", "--container", &c.name, "--out", out.to_str().unwrap(), "--json"],
+    );
+    r.ok();
+    let archive = r.json()["archive"].as_str().unwrap().to_string();
+    assert!(archive.ends_with(".tar.gz.age"));
+    let r = kfadmin_env(
+        &envs,
+        [
+            "restore",
+            &archive,
+            "--container",
+            &c.name,
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            key.to_str().unwrap(),
+            "--yes",
+            "--settle",
+            "1",
+            "--json",
+        ],
+    );
+    r.ok();
+    let safety = r.json()["safety_archive"].as_str().unwrap().to_string();
+    assert!(safety.ends_with("-pre-restore.tar.gz.age"), "{safety}");
+    let bytes = std::fs::read(&safety).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    kfadmin(["verify", "--identity", key.to_str().unwrap(), &safety]).ok();
+    assert!(c.running());
+
+    // Without recipients for it, the operator is told the safety copy is not encrypted.
+    let r = kf(
+        &env,
+        &[
+            "restore",
+            &archive,
+            "--container",
+            &c.name,
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            key.to_str().unwrap(),
+            "--yes",
+            "--settle",
+            "1",
+        ],
+    );
+    r.ok().stderr_has("will not be");
+}
