@@ -64,11 +64,9 @@ impl Encryption {
     pub fn check_keys(&self) -> Keys {
         match self {
             Encryption::None => Keys::default(),
-            Encryption::Passphrase(p) => {
-                Keys { identities: vec![], passphrase: Some(p.clone()), files: vec![] }
-            }
+            Encryption::Passphrase(p) => Keys { passphrase: Some(p.clone()), ..Keys::default() },
             Encryption::Recipients { check_key, .. } => {
-                Keys { identities: vec![Box::new(check_key.clone())], passphrase: None, files: vec![] }
+                Keys { identities: vec![Box::new(check_key.clone())], ..Keys::default() }
             }
         }
     }
@@ -128,6 +126,8 @@ pub struct Keys {
     pub passphrase: Option<SecretString>,
     /// The identity files they came from, for messages.
     pub files: Vec<PathBuf>,
+    /// The public keys of the age X25519 identities, to encrypt to the same people.
+    pub own_recipients: Vec<String>,
 }
 
 impl Keys {
@@ -144,6 +144,11 @@ impl Keys {
                 .map_err(|e| Error::io("cannot read the identity file", p, e).kind(Kind::Usage))?;
             let text = String::from_utf8_lossy(&data);
             if text.contains("AGE-SECRET-KEY-") {
+                for line in text.lines().map(str::trim).filter(|l| l.starts_with("AGE-SECRET-KEY-")) {
+                    if let Ok(id) = line.parse::<age::x25519::Identity>() {
+                        keys.own_recipients.push(id.to_public().to_string());
+                    }
+                }
                 let ids = age::IdentityFile::from_buffer(BufReader::new(&data[..]))
                     .and_then(|f| f.into_identities().map_err(std::io::Error::other))
                     .map_err(|e| {

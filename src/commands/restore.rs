@@ -378,8 +378,8 @@ fn restore_container(
 }
 
 /// How the pre-restore archive is encrypted: to `--encrypt-to`/`--recipients-file` when given;
-/// with the restored archive's own passphrase when it had one; otherwise not, and when the
-/// restored archive was encrypted the operator hears about it.
+/// for an encrypted backup, with its own passphrase, or to the public keys of the age identities
+/// that decrypt it; otherwise not, and when the backup was encrypted the operator hears it.
 fn safety_encryption(args: &RestoreArgs, keys: &Keys, ctx: &Ctx) -> Result<Encryption> {
     let given = backup::recipients(&args.encrypt_to, args.recipients_file.as_deref())?;
     if given.is_some() {
@@ -389,9 +389,13 @@ fn safety_encryption(args: &RestoreArgs, keys: &Keys, ctx: &Ctx) -> Result<Encry
         if let Some(p) = &keys.passphrase {
             return Ok(Encryption::Passphrase(p.clone()));
         }
+        if !keys.own_recipients.is_empty() {
+            return backup::recipients(&keys.own_recipients, None);
+        }
         ctx.warn(
-            "the backup is encrypted but the pre-restore archive of the current data will not be: \
-             pass --encrypt-to or --recipients-file (or set KFADMIN_RECIPIENTS_FILE) to encrypt it too",
+            "the backup is encrypted but the pre-restore archive of the current data will not be (an SSH \
+             key gives kfadmin no recipient to encrypt to): pass --encrypt-to or --recipients-file \
+             (or set KFADMIN_RECIPIENTS_FILE) to encrypt it too",
         );
     }
     Ok(Encryption::None)

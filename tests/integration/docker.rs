@@ -523,7 +523,7 @@ fn the_pre_restore_archive_of_an_encrypted_restore_is_encrypted() {
     kfadmin(["verify", "--identity", key.to_str().unwrap(), &safety]).ok();
     assert!(c.running());
 
-    // Without recipients for it, the operator is told the safety copy is not encrypted.
+    // Without recipients in the environment, the age identity's own public key is used.
     let r = kf(
         &env,
         &[
@@ -538,7 +538,56 @@ fn the_pre_restore_archive_of_an_encrypted_restore_is_encrypted() {
             "--yes",
             "--settle",
             "1",
+            "--json",
+        ],
+    );
+    r.ok();
+    let safety = r.json()["safety_archive"].as_str().unwrap().to_string();
+    assert!(safety.ends_with("-pre-restore.tar.gz.age"), "{safety}");
+    kfadmin(["verify", "--identity", key.to_str().unwrap(), &safety]).ok();
+
+    // With an SSH key alone there is no recipient to derive: a warning, and a plain safety copy.
+    let ssh = env.path("id_ed25519");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&ssh)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pubkey = std::fs::read_to_string(ssh.with_extension("pub")).unwrap();
+    let r = kf(
+        &env,
+        &[
+            "backup",
+            "--online",
+            "--container",
+            &c.name,
+            "--out",
+            out.to_str().unwrap(),
+            "--encrypt-to",
+            pubkey.trim(),
+            "--json",
+        ],
+    );
+    r.ok();
+    let archive = r.json()["archive"].as_str().unwrap().to_string();
+    let r = kf(
+        &env,
+        &[
+            "restore",
+            &archive,
+            "--container",
+            &c.name,
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            ssh.to_str().unwrap(),
+            "--yes",
+            "--settle",
+            "1",
+            "--json",
         ],
     );
     r.ok().stderr_has("will not be");
+    assert!(r.json()["safety_archive"].as_str().unwrap().ends_with("-pre-restore.tar.gz"));
 }
