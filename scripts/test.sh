@@ -37,6 +37,18 @@ rustup target add x86_64-unknown-linux-musl >/dev/null
 sock=/var/run/docker.sock
 if ! curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; then
     echo "scripts/test.sh: starting dockerd" >&2
+    # A daemon killed without cleaning up (the machine's last session ended) leaves pid files
+    # behind that stop the next one from starting.
+    for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+        if [ -f "$pidfile" ]; then
+            pid=$(cat "$pidfile" 2>/dev/null || true)
+            comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+            case "$comm" in
+                dockerd | containerd) ;;
+                *) rm -f "$pidfile" ;;
+            esac
+        fi
+    done
     log=/var/log/kfadmin-test-dockerd.log
     setsid nohup dockerd >"$log" 2>&1 </dev/null &
     for _ in $(seq 1 120); do
