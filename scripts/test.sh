@@ -38,15 +38,22 @@ sock=/var/run/docker.sock
 if ! curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; then
     echo "scripts/test.sh: starting dockerd" >&2
     # A daemon killed without cleaning up (the machine's last session ended) leaves pid files
-    # behind that stop the next one from starting.
+    # behind that stop the next one from starting; a live daemon gets a moment to answer first.
+    alive() { # pid file -> 0 when it names a live (not zombie) dockerd or containerd
+        local pid state
+        pid=$(cat "$1" 2>/dev/null || true)
+        [ -n "$pid" ] || return 1
+        state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
+        [ -n "$state" ] && [ "$state" != Z ] && grep -qE '^(dockerd|containerd)$' "/proc/$pid/comm" 2>/dev/null
+    }
+    for _ in $(seq 1 20); do
+        alive /var/run/docker.pid || break
+        curl -fsS --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1 && break
+        sleep 0.5
+    done
     for pidfile in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
-        if [ -f "$pidfile" ]; then
-            pid=$(cat "$pidfile" 2>/dev/null || true)
-            comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
-            case "$comm" in
-                dockerd | containerd) ;;
-                *) rm -f "$pidfile" ;;
-            esac
+        if [ -f "$pidfile" ] && ! alive "$pidfile"; then
+            rm -f "$pidfile"
         fi
     done
     log=/var/log/kfadmin-test-dockerd.log
