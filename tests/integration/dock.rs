@@ -45,18 +45,7 @@ pub fn image() -> String {
     static TAG: OnceLock<String> = OnceLock::new();
     TAG.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = root.join("target/musl-sim");
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--locked", "-p", "keyfount-sim", "--target", "x86_64-unknown-linux-musl"])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(root)
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "building the static keyfount-sim failed: it needs `rustup target add x86_64-unknown-linux-musl` and Debian's musl-tools (scripts/test.sh installs both)"
-        );
-        let bin = std::fs::read(target.join("x86_64-unknown-linux-musl/release/keyfount-sim")).unwrap();
+        let bin = static_sim(root);
         use sha2::Digest;
         let tag = format!("kfadmin-test-sim:{}", &format!("{:x}", sha2::Sha256::digest(&bin))[..16]);
         let d = docker();
@@ -96,6 +85,31 @@ pub fn image() -> String {
         tag
     })
     .clone()
+}
+
+/// keyfount-sim as a static binary for a FROM-scratch image: the musl target (with Debian's
+/// musl-tools), or else glibc with `+crt-static`.
+fn static_sim(root: &Path) -> Vec<u8> {
+    let attempts: [(&str, &str, &str); 2] = [
+        ("x86_64-unknown-linux-musl", "target/musl-sim", ""),
+        ("x86_64-unknown-linux-gnu", "target/static-sim", "-C target-feature=+crt-static"),
+    ];
+    for (target, dir, flags) in attempts {
+        let target_dir = root.join(dir);
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--release", "--locked", "-p", "keyfount-sim", "--target", target])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(root);
+        if !flags.is_empty() {
+            cmd.env("RUSTFLAGS", flags);
+        }
+        if cmd.status().is_ok_and(|s| s.success()) {
+            return std::fs::read(target_dir.join(target).join("release/keyfount-sim")).unwrap();
+        }
+    }
+    panic!(
+        "building a static keyfount-sim failed for both the musl target (needs `rustup target add x86_64-unknown-linux-musl` and musl-tools) and static glibc"
+    );
 }
 
 /// Where the container's /data lives.
