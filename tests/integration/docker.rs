@@ -562,3 +562,51 @@ fn the_pre_restore_archive_of_an_encrypted_restore_is_encrypted() {
     r.stderr_has("will not be");
     assert!(r.json()["safety_archive"].as_str().unwrap().ends_with("-pre-restore.tar.gz"));
 }
+
+/// kfadmin was killed while the container was down, and the container can no longer start
+/// (its bind-mounted directory is gone): the next kfadmin run says so and exits 4, keeps the
+/// journal, and a later run starts the container once it can.
+#[test]
+fn a_container_that_cannot_be_started_again_is_exit_4_until_it_can() {
+    let env = Env::new();
+    let c = Kf::start(&env, "nostart", Spec { init_mb: 200, ..Spec::default() });
+    let out = env.path("backups");
+    let state = env.path("state");
+    for _attempt in 0..5 {
+        let started = c.started_at();
+        let mut child = std::process::Command::new(kfadmin_bin())
+            .args(["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()])
+            .env("KFADMIN_STATE_DIR", &state)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.running() && c.started_at() == started && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if c.running() {
+            continue;
+        }
+        // The container's /status bind source is now a file, not a directory: `docker start`
+        // fails (a missing source would just be created again).
+        let moved = c.status_dir.with_extension("away");
+        std::fs::rename(&c.status_dir, &moved).unwrap();
+        std::fs::write(&c.status_dir, b"not a directory").unwrap();
+        let r = kf(&env, &["verify", "--quick", "/nonexistent.tar.gz"]);
+        r.code(4).stderr_has("cannot start it again").stderr_has(&format!("docker start {}", c.name));
+        assert!(!c.running());
+        assert_eq!(ls(&state).len(), 1, "the journal stays until the container runs again");
+        // Once it can start, the next run does it.
+        std::fs::remove_file(&c.status_dir).unwrap();
+        std::fs::rename(&moved, &c.status_dir).unwrap();
+        kf(&env, &["verify", "--quick", "/nonexistent.tar.gz"]).stderr_has("kfadmin started it now");
+        assert!(c.running());
+        assert!(ls(&state).is_empty());
+        return;
+    }
+    panic!("never managed to kill kfadmin while the container was down");
+}
