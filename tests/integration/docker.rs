@@ -138,6 +138,28 @@ fn a_full_output_directory_mid_backup_leaves_the_container_running() {
     assert!(ls(&env.path("state")).is_empty());
 }
 
+/// Start `kfadmin backup --cold` on `c`, wait until the container is down (or 30 s), send
+/// `signal` to kfadmin and return what it printed. The window is short (the copy aside), so
+/// callers retry when the container is already running again.
+fn signal_while_down(c: &Kf, out: &std::path::Path, state: &std::path::Path, signal: i32) -> Run {
+    let started = c.started_at();
+    let child = std::process::Command::new(kfadmin_bin())
+        .args(["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()])
+        .env("KFADMIN_STATE_DIR", state)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.running() && c.started_at() == started && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    child.wait_with_output().unwrap().into()
+}
+
 /// Ctrl-C while the container is stopped: kfadmin starts it again and exits 130.
 #[test]
 fn ctrl_c_during_a_cold_backup_starts_the_container_again() {
@@ -147,23 +169,7 @@ fn ctrl_c_during_a_cold_backup_starts_the_container_again() {
     let state = env.path("state");
     // Retry until the signal lands while the container is down (the window is the copy).
     for attempt in 0..5 {
-        let started = c.started_at();
-        let child = std::process::Command::new(kfadmin_bin())
-            .args(["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()])
-            .env("KFADMIN_STATE_DIR", &state)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while c.running() && c.started_at() == started && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(pid, libc::SIGINT) };
-        let run: Run = child.wait_with_output().unwrap().into();
+        let run = signal_while_down(&c, &out, &state, libc::SIGINT);
         assert!(c.running(), "attempt {attempt}: the container was left stopped\n{}", run.stderr);
         if run.code == 130 {
             run.stderr_has("interrupted");
@@ -196,21 +202,7 @@ fn a_killed_kfadmin_leaves_a_journal_and_the_next_run_starts_the_container() {
     let out = env.path("backups");
     let state = env.path("state");
     for attempt in 0..5 {
-        let started = c.started_at();
-        let mut child = std::process::Command::new(kfadmin_bin())
-            .args(["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()])
-            .env("KFADMIN_STATE_DIR", &state)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while c.running() && c.started_at() == started && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        signal_while_down(&c, &out, &state, libc::SIGKILL);
         if c.running() {
             continue; // too late: kfadmin had started it already
         }
@@ -573,21 +565,7 @@ fn a_container_that_cannot_be_started_again_is_exit_4_until_it_can() {
     let out = env.path("backups");
     let state = env.path("state");
     for _attempt in 0..5 {
-        let started = c.started_at();
-        let mut child = std::process::Command::new(kfadmin_bin())
-            .args(["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()])
-            .env("KFADMIN_STATE_DIR", &state)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while c.running() && c.started_at() == started && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        signal_while_down(&c, &out, &state, libc::SIGKILL);
         if c.running() {
             continue;
         }
