@@ -194,6 +194,10 @@ pub struct OutputArgs {
     /// or the container runs again: the server keeps its speed; 0 keeps kfadmin's own priority
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=19), env = "KFADMIN_NICE")]
     pub nice: u8,
+    /// Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied
+    /// when kfadmin ends) [default: the state directory's staging/, /var/lib/kfadmin/staging]
+    #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
+    pub tmp_dir: Option<PathBuf>,
     /// gzip level, 1 (fastest) to 9 (smallest); Keyfount's vaults are encrypted and barely compress
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9), env = "KFADMIN_COMPRESSION_LEVEL")]
     pub compression_level: u32,
@@ -271,6 +275,10 @@ pub struct RestoreArgs {
         default_value = "/var/backups/keyfount"
     )]
     pub out: PathBuf,
+    /// Where kfadmin unpacks and checks the backup before it swaps it in (created 0700, emptied
+    /// when kfadmin ends) [default: the state directory's staging/, /var/lib/kfadmin/staging]
+    #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
+    pub tmp_dir: Option<PathBuf>,
     /// Seconds between SIGTERM and SIGKILL when stopping [default: the container's own stop timeout, or 10]
     #[arg(long, value_name = "SECS", env = "KFADMIN_STOP_TIMEOUT")]
     pub stop_timeout: Option<u32>,

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
 use crate::progress::Stage;
+use crate::safedir::{self, Dir};
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -29,6 +30,13 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| Error::io("cannot create the directory", dir, e).kind(Kind::Usage))
+}
+
+/// Refuse (exit 2) a directory kfadmin cannot write in: read-only, or not permitted. Checked
+/// before any work, so that a mistyped `--out` costs nothing.
+pub fn ensure_writable(dir: &Path) -> Result<()> {
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
+        .map_err(|e| Error::io("cannot write in", dir, io::Error::from(e)).kind(Kind::Usage))
 }
 
 /// A 0700 staging directory inside `parent`, removed with everything in it when dropped.
@@ -147,91 +155,136 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
-/// Copy `src` to a new file `dst` (mode 0600): a reflink where the filesystem can share
-/// blocks (btrfs, XFS), an in-kernel copy otherwise. Returns whether it was a reflink.
-pub fn clone_or_copy(src: &Path, dst: &Path) -> Result<bool> {
+/// Copy an open file into a new one: a reflink where the filesystem can share blocks (btrfs,
+/// XFS), an in-kernel copy otherwise. Returns whether it was a reflink.
+pub fn clone_or_copy(mut from: File, mut to: File, dst: &Path) -> Result<bool> {
     use std::os::unix::io::AsRawFd;
     const FICLONE: libc::c_ulong = 0x4004_9409;
-    let from = File::open(src).ctx("cannot read", src)?;
-    let to = create_new(dst, 0o600)?;
     // SAFETY: two valid descriptors; FICLONE only reads the source and fills the target.
     let rc = unsafe { libc::ioctl(to.as_raw_fd(), FICLONE as _, from.as_raw_fd()) };
     if rc == 0 {
         return Ok(true);
     }
-    let mut from = from;
-    let mut to = to;
     io::copy(&mut from, &mut to).ctx("cannot copy into", dst)?;
     Ok(false)
 }
 
-/// A file of a data directory, copied aside.
+/// A file or directory of a data directory, copied aside.
 #[derive(Debug, Clone)]
 pub struct Copied {
-    /// Relative to the data directory.
+    /// Relative to the data directory (empty: the data directory itself).
     pub rel: PathBuf,
     pub staged: PathBuf,
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
     pub reflinked: bool,
+    /// A directory (its owner and mode are recorded; nothing is archived for it).
+    pub dir: bool,
 }
 
-/// Copy a (stopped) data directory into `dst`: every regular file, recursively, except SQLite's
-/// `-shm` files, empty `-wal` files and kfadmin's own `.kfadmin-*` entries. Anything else (a
-/// symlink, a socket) is skipped with a warning. A non-empty `-wal` is an error: fold it first.
+/// Copy a (stopped) data directory into `dst`, walking it without ever following a link (the
+/// container can write it): every regular file and directory, except SQLite's `-shm` files,
+/// empty `-wal` files, rollback journals that are not hot, and kfadmin's own `.kfadmin-*`
+/// entries. Anything else (a link, a FIFO, a socket) is left out with a warning. A non-empty
+/// `-wal` or a hot journal is an error: make the databases whole first
+/// ([`crate::sqlite::make_whole`]). The first entry is the data directory itself.
 pub fn copy_data_dir(src: &Path, dst: &Path) -> Result<(Vec<Copied>, Vec<String>)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
+    let from = Dir::open(src)?;
+    let to = Dir::open(dst)?;
+    let root = from.self_meta()?;
+    let mut out = vec![Copied {
+        rel: PathBuf::new(),
+        staged: dst.to_path_buf(),
+        mode: root.mode,
+        uid: root.uid,
+        gid: root.gid,
+        reflinked: false,
+        dir: true,
+    }];
     let mut warnings = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel_dir) = stack.pop() {
-        let dir = src.join(&rel_dir);
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .ctx("cannot read the directory", &dir)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .ctx("cannot read the directory", &dir)?;
-        names.sort();
-        for name in names {
-            check_interrupt()?;
-            let text = name.to_string_lossy();
-            let rel = rel_dir.join(&name);
-            let path = src.join(&rel);
-            let meta = path.symlink_metadata().ctx("cannot read", &path)?;
-            if text.starts_with(".kfadmin-") || text.ends_with("-shm") {
-                continue;
+    copy_tree(&from, &to, Path::new(""), &mut out, &mut warnings)?;
+    Ok((out, warnings))
+}
+
+fn copy_tree(
+    from: &Dir,
+    to: &Dir,
+    rel: &Path,
+    out: &mut Vec<Copied>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    for name in from.entries()? {
+        check_interrupt()?;
+        let b = name.as_bytes();
+        let Some(meta) = from.meta(&name)? else { continue };
+        let path = from.display(&name);
+        if b.starts_with(b".kfadmin-") || (b.ends_with(b"-shm") && meta.kind == safedir::Kind::File) {
+            continue;
+        }
+        let wal = b.ends_with(b"-wal") && meta.kind == safedir::Kind::File;
+        let journal = b.ends_with(b"-journal") && meta.kind == safedir::Kind::File;
+        if wal && meta.size > 0 || journal && crate::sqlite::journal_is_hot(&path)? {
+            return Err(Error::failed(format!(
+                "{} holds {} that were not folded into its database",
+                path.display(),
+                if wal { "WAL frames" } else { "a hot rollback journal's pages" }
+            ))
+            .hint("something wrote in the data directory after it was stopped; run the backup again"));
+        }
+        if wal || journal {
+            continue;
+        }
+        let r = rel.join(&name);
+        let staged = to.display(&name);
+        let mut entry = Copied {
+            rel: r.clone(),
+            staged,
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            reflinked: false,
+            dir: false,
+        };
+        match meta.kind {
+            safedir::Kind::Dir => {
+                let sub = to.mkdir(&name, 0o700)?;
+                entry.dir = true;
+                out.push(entry);
+                copy_tree(&from.open_dir(&name)?, &sub, &r, out, warnings)?;
             }
-            if text.ends_with("-wal") && meta.is_file() {
-                if meta.len() > 0 {
-                    return Err(Error::failed(format!(
-                        "{} holds frames that were not checkpointed",
-                        path.display()
-                    )));
-                }
-                continue;
+            safedir::Kind::File => {
+                let src = from.open_file(&name)?;
+                let dst = to.create_file(&name, 0o600)?;
+                entry.reflinked = clone_or_copy(src, dst, &entry.staged)?;
+                out.push(entry);
             }
-            if meta.is_dir() {
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(dst.join(&rel))
-                    .ctx("cannot create", &dst.join(&rel))?;
-                stack.push(rel);
-            } else if meta.is_file() {
-                let staged = dst.join(&rel);
-                let reflinked = clone_or_copy(&path, &staged)?;
-                out.push(Copied {
-                    rel,
-                    staged,
-                    mode: meta.mode() & 0o7777,
-                    uid: meta.uid(),
-                    gid: meta.gid(),
-                    reflinked,
-                });
-            } else {
-                warnings.push(format!("{} is not a regular file; it is not in the backup", path.display()));
-            }
+            safedir::Kind::Link | safedir::Kind::Other => warnings.push(format!(
+                "{} is {}; it is not in the backup",
+                path.display(),
+                if meta.kind == safedir::Kind::Link { "a symbolic link" } else { "not a regular file" }
+            )),
         }
     }
-    Ok((out, warnings))
+    Ok(())
+}
+
+/// Bytes in regular files and the number of entries under `dir`, walked without following links.
+pub fn tree_size(dir: &Path) -> Result<(u64, u64)> {
+    fn walk(d: &Dir, acc: &mut (u64, u64)) -> Result<()> {
+        for name in d.entries()? {
+            let Some(m) = d.meta(&name)? else { continue };
+            acc.1 += 1;
+            match m.kind {
+                safedir::Kind::File => acc.0 += m.size,
+                safedir::Kind::Dir => walk(&d.open_dir(&name)?, acc)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    let mut acc = (0, 1);
+    walk(&Dir::open(dir)?, &mut acc)?;
+    Ok(acc)
 }

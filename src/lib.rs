@@ -11,7 +11,9 @@ pub mod docker;
 pub mod error;
 pub mod fsutil;
 pub mod monitor;
+pub mod ops;
 pub mod progress;
+pub mod safedir;
 pub mod sqlite;
 
 pub use error::{Error, Kind, Result};

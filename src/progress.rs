@@ -112,3 +112,15 @@ impl Progress for Bars {
         let _ = self.multi.println(line);
     }
 }
+
+/// Where an operation's notes go; the command decides what is shown (`--quiet`, `-v`, a
+/// terminal with bars). Operations below `commands/` take this instead of the command context.
+pub trait Notice {
+    fn progress(&self) -> &dyn Progress;
+    /// A step done, unless `--quiet`.
+    fn note(&self, line: &str);
+    /// What a step did, with `-v`.
+    fn detail(&self, line: &str);
+    /// A warning, always.
+    fn warn(&self, line: &str);
+}

@@ -22,6 +22,10 @@ use crate::progress::{Progress, Unit};
 pub const DB_FILE: &str = "keyfount.db";
 const HEADER: &[u8; 16] = b"SQLite format 3\0";
 
+/// The files SQLite keeps beside a database: the WAL and its index (WAL mode), the rollback
+/// journal (rollback mode). A stale one beside a swapped-in database gets replayed into it.
+pub const SIDECAR_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// The sidecar files SQLite keeps beside a database in WAL mode.
 pub fn sidecars(db: &Path) -> [PathBuf; 2] {
     let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -354,17 +358,51 @@ pub struct Holder {
     pub file: PathBuf,
 }
 
-/// Whether another process has `db` open: in WAL mode every connection holds a shared lock on
-/// the `-shm` file's "dead man switch" byte for as long as it is open; in rollback mode a
-/// connection locks the database file's lock bytes while it reads or writes.
+/// Whether another process has `db` open. Two ways, because either alone misses one: in WAL
+/// mode every connection holds a shared lock on the `-shm` file's "dead man switch" byte for as
+/// long as it is open, and in rollback mode a connection locks the database's lock bytes while
+/// it reads or writes, but an idle rollback-mode connection holds no lock at all; so every
+/// process's open files are looked at too (`/proc/<pid>/fd`, by device and inode, which also
+/// sees a server in a container).
 pub fn in_use(db: &Path) -> Result<Option<Holder>> {
+    if let Some(h) = lock_holder(db)? {
+        return Ok(Some(h));
+    }
+    let mut files = vec![db.to_path_buf()];
+    files.extend(SIDECAR_SUFFIXES.iter().map(|s| with_suffix(db, s)));
+    let ids: Vec<((u64, u64), PathBuf)> = files
+        .into_iter()
+        .filter_map(|f| {
+            std::fs::symlink_metadata(&f).ok().filter(|m| m.is_file()).map(|m| ((m.dev(), m.ino()), f))
+        })
+        .collect();
+    Ok(open_by(&ids))
+}
+
+fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn lock_holder(db: &Path) -> Result<Option<Holder>> {
+    use std::os::unix::fs::OpenOptionsExt;
     const PENDING_BYTE: i64 = 0x4000_0000;
     const SHM_DMS: i64 = 120 + 8;
     let [_, shm] = sidecars(db);
     for (file, start, len) in [(shm, SHM_DMS, 1), (db.to_path_buf(), PENDING_BYTE, 512)] {
-        let f = match File::open(&file) {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&file);
+        let f = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::failed(format!("{} is a symbolic link", file.display())).hint(
+                    "kfadmin never follows links in a data directory; move it away and run kfadmin again",
+                ))
+            }
             Err(e) => return Err(Error::io("cannot check the locks on", &file, e)),
         };
         // SAFETY: a zeroed flock is a valid argument; F_GETLK only writes into it.
@@ -385,10 +423,35 @@ pub fn in_use(db: &Path) -> Result<Option<Holder>> {
     Ok(None)
 }
 
+/// The first other process that has one of these files (by device and inode) open.
+fn open_by(ids: &[((u64, u64), PathBuf)]) -> Option<Holder> {
+    if ids.is_empty() {
+        return None;
+    }
+    let me = std::process::id();
+    let procs = std::fs::read_dir("/proc").ok()?;
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            // stat follows the fd's magic link to the open file itself, whatever namespace.
+            let Ok(m) = std::fs::metadata(fd.path()) else { continue };
+            if let Some((_, file)) = ids.iter().find(|(id, _)| *id == (m.dev(), m.ino())) {
+                return Some(Holder { pid: pid as i32, file: file.clone() });
+            }
+        }
+    }
+    None
+}
+
 /// Fold the frames that an unclean stop left in `-wal` into the database, with
 /// `PRAGMA wal_checkpoint(TRUNCATE)`, on a database no process has open (a stopped
 /// container's). Returns how many frames there were; the `-wal` is empty or gone afterwards.
 pub fn fold_wal(db: &Path) -> Result<u64> {
+    let db = &canonical_parent(db)?;
     let [wal, _] = sidecars(db);
     let size = match std::fs::metadata(&wal) {
         Ok(m) => m.len(),
@@ -408,12 +471,7 @@ pub fn fold_wal(db: &Path) -> Result<u64> {
     let page_size = u64::from(inspect(db)?.page_size);
     let owners = SidecarOwners::record(db);
     let result = (|| -> Result<()> {
-        let conn = Connection::open_with_flags(
-            db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| sql_err(e, "cannot open", db))?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        let conn = open_stopped(db)?;
         let (busy, log, done): (i64, i64, i64) = conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(|e| sql_err(e, "cannot checkpoint the WAL of", db))?;
@@ -437,4 +495,130 @@ pub fn fold_wal(db: &Path) -> Result<u64> {
         )));
     }
     Ok(size.saturating_sub(32) / (page_size + 24))
+}
+
+/// `db` with its directory resolved (`realpath`), so that SQLite, told never to follow a link
+/// (`SQLITE_OPEN_NOFOLLOW`: it then refuses any link in the path), still opens a database whose
+/// trusted parent path goes through one (`/var/lib/docker` moved and linked, say).
+fn canonical_parent(db: &Path) -> Result<PathBuf> {
+    let (Some(dir), Some(name)) = (db.parent(), db.file_name()) else {
+        return Err(Error::usage(format!("{} is not a database file path", db.display())));
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    Ok(std::fs::canonicalize(dir).ctx("cannot resolve", dir)?.join(name))
+}
+
+/// Open a database that no process uses (a stopped container's) read-write, never through a
+/// link (a container could have put one there).
+fn open_stopped(db: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(|e| sql_err(e, "cannot open", db))?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Whether a rollback journal is hot (a crash left a transaction half-written into the
+/// database; SQLite rolls it back on the next open, into whatever file has the database's
+/// name): it has content and its header is not zeroed (`journal_mode=PERSIST` zeroes it).
+pub fn journal_is_hot(journal: &Path) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(journal);
+    let mut f = match f {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("cannot read", journal, e)),
+    };
+    let mut head = [0u8; 8];
+    let n = read_up_to(&mut f, &mut head).ctx("cannot read", journal)?;
+    Ok(n > 0 && head[..n].iter().any(|&b| b != 0))
+}
+
+/// Roll back the hot journal of a database no process uses (a stopped container's), the way
+/// SQLite does on its next open. Returns whether there was one.
+pub fn roll_back_journal(db: &Path) -> Result<bool> {
+    let db = &canonical_parent(db)?;
+    let journal = with_suffix(db, "-journal");
+    if !journal_is_hot(&journal)? {
+        return Ok(false);
+    }
+    if let Some(h) = in_use(db)? {
+        return Err(Error::failed(format!("{} is still open in process {}", db.display(), h.pid))
+            .hint("another process uses the database; stop it, then run kfadmin again"));
+    }
+    let owners = SidecarOwners::record(db);
+    let result = open_stopped(db).and_then(|conn| {
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| sql_err(e, "cannot roll back the journal of", db))?;
+        conn.close().map_err(|(_, e)| sql_err(e, "cannot close", db))
+    });
+    owners.restore()?;
+    result?;
+    if journal_is_hot(&journal)? {
+        return Err(Error::failed(format!("the hot journal {} could not be rolled back", journal.display()))
+            .hint("check that the filesystem is writable, then run kfadmin again"));
+    }
+    Ok(true)
+}
+
+/// What [`make_whole`] did to one database.
+#[derive(Debug, Clone, Serialize)]
+pub struct MadeWhole {
+    /// Relative to the data directory.
+    pub path: PathBuf,
+    pub wal_frames_folded: u64,
+    pub journal_rolled_back: bool,
+}
+
+/// Every SQLite database in a stopped data directory made whole before it is copied: WAL
+/// frames an unclean stop left are checkpointed in, a hot journal is rolled back. A `-wal` or
+/// hot `-journal` with no database beside it is refused (it is not kfadmin's to delete). The
+/// directory is walked without following links.
+pub fn make_whole(dir: &Path) -> Result<Vec<MadeWhole>> {
+    let root = crate::safedir::Dir::open(&std::fs::canonicalize(dir).ctx("cannot resolve", dir)?)?;
+    let mut done = Vec::new();
+    make_whole_in(&root, Path::new(""), &mut done)?;
+    Ok(done)
+}
+
+fn make_whole_in(d: &crate::safedir::Dir, rel: &Path, done: &mut Vec<MadeWhole>) -> Result<()> {
+    use crate::safedir::Kind;
+    use std::os::unix::ffi::OsStrExt;
+    for name in d.entries()? {
+        let Some(meta) = d.meta(&name)? else { continue };
+        let bytes = name.as_bytes();
+        if meta.kind == Kind::Dir && !bytes.starts_with(b".kfadmin-") {
+            make_whole_in(&d.open_dir(&name)?, &rel.join(&name), done)?;
+            continue;
+        }
+        let (base, is_wal) = match (bytes.strip_suffix(b"-wal"), bytes.strip_suffix(b"-journal")) {
+            (Some(b), _) if meta.size > 0 => (b, true),
+            (_, Some(b)) if journal_is_hot(&d.display(&name))? => (b, false),
+            _ => continue,
+        };
+        let base = std::ffi::OsStr::from_bytes(base);
+        if !d.meta(base)?.is_some_and(|m| m.kind == Kind::File) {
+            return Err(Error::failed(format!(
+                "{} holds {} but there is no database {} beside it",
+                d.display(&name).display(),
+                if is_wal { "WAL frames" } else { "a hot rollback journal" },
+                d.display(base).display()
+            ))
+            .hint("it is not kfadmin's to delete: move it out of the data directory, then run the cold backup again"));
+        }
+        let path = d.display(base);
+        let mut m = MadeWhole { path: rel.join(base), wal_frames_folded: 0, journal_rolled_back: false };
+        if is_wal {
+            m.wal_frames_folded = fold_wal(&path)?;
+        } else {
+            m.journal_rolled_back = roll_back_journal(&path)?;
+        }
+        done.push(m);
+    }
+    Ok(())
 }

@@ -57,6 +57,17 @@ pub struct FileEntry {
     pub gid: u32,
 }
 
+/// A directory of the data directory (`data` itself, or `data/…`), so that a restore can give
+/// it back its owner and mode. Archives written before kfadmin 0.1 recorded directories have
+/// none; a restore then creates directories 0700 and owned as the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
@@ -69,11 +80,18 @@ pub struct Manifest {
     pub mode: Mode,
     pub source: Source,
     pub files: Vec<FileEntry>,
+    /// Directories, parents first (`data` itself first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirs: Vec<DirEntry>,
     pub database: DbFacts,
 }
 
 impl Manifest {
     pub fn file(&self, path: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.path == path)
+    }
+
+    pub fn dir(&self, path: &str) -> Option<&DirEntry> {
+        self.dirs.iter().find(|d| d.path == path)
     }
 }

@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 use super::manifest::{Manifest, FORMAT, FORMAT_VERSION, MANIFEST_MAX, MANIFEST_NAME};
 use crate::crypto::{self, Keys};
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
-use crate::fsutil::{create_new, free_space, hex};
+use crate::fsutil::hex;
 use crate::progress::{Progress, Stage, Unit};
+use crate::safedir::Dir;
 use crate::sqlite;
 
 /// The checks, in the order they are reported.
@@ -69,8 +70,9 @@ impl Verdict {
 pub struct Options<'a> {
     /// Run the SQLite checks (they need `extract_to`).
     pub sqlite: bool,
-    /// Extract the data files here (an empty private directory).
-    pub extract_to: Option<&'a Path>,
+    /// Extract the data files here: an empty directory that only kfadmin can write (the SQLite
+    /// checks open the database in it by path); nothing in it is ever followed.
+    pub extract_to: Option<&'a Dir>,
     /// The checksum the archive must have; otherwise the sidecar beside it, when present.
     pub expected_sha256: Option<&'a str>,
     /// What may decrypt an encrypted archive.
@@ -348,7 +350,7 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     let files_ok = v.status("files") == Status::Pass;
     if opts.sqlite && files_ok {
         if let (Some(dir), Some(m)) = (opts.extract_to, v.manifest.clone()) {
-            sqlite_checks(&dir.join(sqlite::DB_FILE), &m, &mut v)?;
+            sqlite_checks(&dir.display(sqlite::DB_FILE), &m, &mut v)?;
         }
     }
     let no_fail = v.checks.iter().all(|c| c.status != Status::Fail);
@@ -504,22 +506,7 @@ fn walk<R: Read>(
                 return Ok(());
             }
             if let Some(dir) = opts.extract_to {
-                let need: u64 = m.files.iter().map(|f| f.size).sum();
-                if let Some(free) = free_space(dir) {
-                    if free < need + (16 << 20) {
-                        return Err(Walk::Outside(
-                            Error::failed(format!(
-                                "not enough space in {} to unpack the backup: {} MiB needed, {} MiB free",
-                                dir.display(),
-                                need >> 20,
-                                free >> 20
-                            ))
-                            .hint(
-                                "free some space there (kfadmin verify can unpack elsewhere: --tmp-dir DIR)",
-                            ),
-                        ));
-                    }
-                }
+                check_room(dir, &m).map_err(Walk::Outside)?;
             }
             v.set(
                 "manifest",
@@ -535,16 +522,8 @@ fn walk<R: Read>(
         }
         let m = v.manifest.as_ref().expect("manifest read first");
         if kind == tar::EntryType::Directory {
-            if let Some(dir) = opts.extract_to {
-                if let Ok(rel) = path.strip_prefix("data") {
-                    if !rel.as_os_str().is_empty() {
-                        std::fs::DirBuilder::new()
-                            .recursive(true)
-                            .create(dir.join(rel))
-                            .ctx("cannot create", &dir.join(rel))
-                            .map_err(Walk::Outside)?;
-                    }
-                }
+            if let (Some(dir), Ok(rel)) = (opts.extract_to, path.strip_prefix("data")) {
+                dir.walk(rel, Some(0o700)).map_err(Walk::Outside)?;
             }
             continue;
         }
@@ -559,14 +538,7 @@ fn walk<R: Read>(
             continue;
         }
         let mut out = match opts.extract_to {
-            Some(dir) => {
-                let rel = path.strip_prefix("data").expect("checked above");
-                let target = dir.join(rel);
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).ctx("cannot create", parent).map_err(Walk::Outside)?;
-                }
-                Some((create_new(&target, 0o600).map_err(Walk::Outside)?, target))
-            }
+            Some(dir) => Some(extract_file(dir, &path).map_err(Walk::Outside)?),
             None => None,
         };
         let mut h = Sha256::new();
@@ -615,6 +587,30 @@ fn walk<R: Read>(
     Ok(())
 }
 
+/// Room to unpack `m` in `dir`, with room to spare.
+fn check_room(dir: &Dir, m: &Manifest) -> Result<()> {
+    let need: u64 = m.files.iter().map(|f| f.size).sum();
+    let entries = (m.files.len() + m.dirs.len()) as u64;
+    dir.ensure_room(
+        need,
+        entries,
+        "to unpack the backup",
+        "free some space there, or unpack elsewhere: --tmp-dir DIR (a private directory on a filesystem with room)",
+    )
+}
+
+/// A new private file for the archive's `data/…` entry `path` under `dir`, its directories
+/// created on the way, nothing followed.
+fn extract_file(dir: &Dir, path: &Path) -> Result<(File, PathBuf)> {
+    let rel = path
+        .strip_prefix("data")
+        .map_err(|_| Error::failed(format!("{} is outside data/", path.display())))?;
+    let name =
+        rel.file_name().ok_or_else(|| Error::failed(format!("{} has no file name", path.display())))?;
+    let parent = dir.walk(rel.parent().unwrap_or(Path::new("")), Some(0o700))?;
+    Ok((parent.create_file(name, 0o600)?, dir.display(rel)))
+}
+
 /// What must hold in any manifest before its files are trusted.
 fn manifest_problem(m: &Manifest) -> Option<String> {
     let db = format!("data/{}", sqlite::DB_FILE);
@@ -635,6 +631,17 @@ fn manifest_problem(m: &Manifest) -> Option<String> {
                 "the manifest lists a non-empty {}; a backup never carries WAL frames",
                 f.path
             ));
+        }
+    }
+    let mut dirs = HashSet::new();
+    for d in &m.dirs {
+        match safe_path(d.path.as_bytes()) {
+            Ok(p) if p.starts_with("data") => {}
+            Ok(_) => return Some(format!("the manifest lists the directory {:?}, outside data/", d.path)),
+            Err(why) => return Some(format!("the manifest lists an unsafe directory: {why}")),
+        }
+        if !dirs.insert(d.path.as_str()) || m.file(&d.path).is_some() {
+            return Some(format!("the manifest lists {} twice", d.path));
         }
     }
     None

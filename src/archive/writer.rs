@@ -251,9 +251,15 @@ fn write_tar(
     let mut h = header(tar::EntryType::Regular, json.len() as u64, 0o600, 0, 0, mtime);
     tar.append_data(&mut h, MANIFEST_NAME, &json[..]).map_err(|e| tar_err(e, path))?;
 
-    let (uid, gid) = manifest.files.first().map(|f| (f.uid, f.gid)).unwrap_or((0, 0));
-    let mut h = header(tar::EntryType::Directory, 0, 0o700, uid, gid, mtime);
-    tar.append_data(&mut h, "data/", io::empty()).map_err(|e| tar_err(e, path))?;
+    if manifest.dirs.is_empty() {
+        let (uid, gid) = manifest.files.first().map(|f| (f.uid, f.gid)).unwrap_or((0, 0));
+        let mut h = header(tar::EntryType::Directory, 0, 0o700, uid, gid, mtime);
+        tar.append_data(&mut h, "data/", io::empty()).map_err(|e| tar_err(e, path))?;
+    }
+    for d in &manifest.dirs {
+        let mut h = header(tar::EntryType::Directory, 0, d.mode, d.uid, d.gid, mtime);
+        tar.append_data(&mut h, format!("{}/", d.path), io::empty()).map_err(|e| tar_err(e, path))?;
+    }
 
     for (entry, disk) in manifest.files.iter().zip(files) {
         check_interrupt()?;

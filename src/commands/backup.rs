@@ -3,31 +3,24 @@
 //! verifies them.
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
 use super::{human_bytes, Ctx, Outcome};
-use crate::archive::manifest::ContainerRef;
-use crate::archive::reader::{self, Options};
-use crate::archive::writer::{self, Compression, Written};
-use crate::archive::{FileEntry, Manifest, Mode, Source};
-use crate::cli::{BackupArgs, ContainerArgs, EncryptArgs, OutputArgs};
+use crate::archive::writer::Compression;
+use crate::archive::{FileEntry, Mode, Source};
+use crate::cli::{BackupArgs, EncryptArgs, OutputArgs};
 use crate::crypto::{self, Encryption};
-use crate::docker::{self, Container, Engine, StopGuard, Stopped};
-use crate::error::{check_interrupt, Error, Kind, Result};
+use crate::docker::{StopGuard, Stopped};
+use crate::error::{check_interrupt, Error, Result};
 use crate::fsutil::{self, Copied};
 use crate::monitor;
-use crate::progress::Unit;
-use crate::sqlite::{self, DbFacts, Journal, SnapshotStats};
-
-#[derive(Debug, Default, Serialize)]
-pub struct Timings {
-    pub snapshot_ms: u64,
-    pub check_ms: u64,
-    pub archive_ms: u64,
-    pub verify_ms: u64,
-}
+use crate::ops::container::{container_source, find_container, settle};
+pub use crate::ops::make::Timings;
+use crate::ops::make::{self, ArchiveSpec, Made};
+use crate::ops::staging::{Staging, STAGING_PREFIX};
+use crate::sqlite::{self, DbFacts, Journal, MadeWhole, SnapshotStats};
 
 /// The `--json` report of a backup.
 #[derive(Debug, Serialize)]
@@ -54,6 +47,10 @@ pub struct BackupReport {
     /// WAL frames an unclean stop had left, folded into the database before copying.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wal_frames_folded: Option<u64>,
+    /// Cold backups: every database of the data directory that had WAL frames or a hot
+    /// journal, and what was done about it before copying.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub made_whole: Vec<MadeWhole>,
     pub timings: Timings,
     pub verified: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,41 +74,6 @@ fn check_name(n: &str) -> Result<String> {
             .hint("use letters, digits, '-', '_' and '.', not starting with '.'"));
     }
     Ok(n.to_string())
-}
-
-/// A Keyfount found through `--container`.
-pub struct Found {
-    pub engine: Engine,
-    pub container: Container,
-    pub location: docker::DataLocation,
-}
-
-/// The container `--container` names (and `--compose-project`, `--db-path`).
-pub fn find_container(name: &str, args: &ContainerArgs) -> Result<Found> {
-    let (project, db_path) = (args.compose_project.as_deref(), args.db_path.as_path());
-    if !db_path.is_absolute() {
-        return Err(Error::usage(format!(
-            "--db-path {} must be an absolute path inside the container",
-            db_path.display()
-        )));
-    }
-    let engine = Engine::connect()?;
-    let container = engine.find(name, project)?;
-    let location = docker::data_location(&container, db_path)?;
-    Ok(Found { engine, container, location })
-}
-
-pub fn container_source(f: &Found) -> Source {
-    Source {
-        kind: "container".into(),
-        path: f.location.host_db.display().to_string(),
-        host: fsutil::hostname(),
-        container: Some(ContainerRef {
-            name: f.container.name.clone(),
-            id: f.container.id.clone(),
-            image: f.container.image.clone(),
-        }),
-    }
 }
 
 pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -185,29 +147,15 @@ pub fn encryption(args: &EncryptArgs, ctx: &Ctx) -> Result<Encryption> {
     if args.passphrase {
         return Ok(Encryption::Passphrase(crypto::passphrase(ctx.interactive, true)?));
     }
-    recipients(&args.encrypt_to, args.recipients_file.as_deref())
+    make::recipients(&args.encrypt_to, args.recipients_file.as_deref())
 }
 
-/// Recipients from `--encrypt-to` and `--recipients-file` (no encryption when neither is given).
-pub fn recipients(encrypt_to: &[String], file: Option<&Path>) -> Result<Encryption> {
-    let mut recipients = Vec::new();
-    let mut described = Vec::new();
-    for r in encrypt_to {
-        recipients.push(crypto::parse_recipient(r)?);
-        described.push(r.trim().to_string());
-    }
-    if let Some(f) = file {
-        for (r, d) in crypto::read_recipients_file(f)? {
-            recipients.push(r);
-            described.push(d);
-        }
-    }
-    Ok(if recipients.is_empty() { Encryption::None } else { Encryption::recipients(recipients, described) })
-}
+/// What to do when the private staging area is too small.
+const ROOM_HINT: &str = "free some space there, or pass --tmp-dir DIR: a private directory on a filesystem with room (kfadmin keeps its copy there only while it runs)";
 
-fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
-    let encryption = encryption(&args.encrypt, ctx)?;
-    let (db, source, default_name) = match (&args.target.db, &args.target.docker.container) {
+/// The database an online backup copies, its source record and the archive's default name.
+fn online_target(args: &BackupArgs) -> Result<(PathBuf, Source, String)> {
+    match (&args.target.db, &args.target.docker.container) {
         (Some(db), _) => {
             let db = std::path::absolute(db).unwrap_or(db.clone());
             let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty());
@@ -217,29 +165,45 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
                 host: fsutil::hostname(),
                 container: None,
             };
-            (db, source, stem.unwrap_or_else(|| "keyfount".into()))
+            Ok((db, source, stem.unwrap_or_else(|| "keyfount".into())))
         }
         (None, Some(name)) => {
-            let f = find_container(name, &args.target.docker)?;
-            (f.location.host_db.clone(), container_source(&f), f.container.name.clone())
+            let d = &args.target.docker;
+            let f = find_container(name, d.compose_project.as_deref(), &d.db_path)?;
+            Ok((f.location.host_db.clone(), container_source(&f), f.container.name.clone()))
         }
-        (None, None) => unreachable!("clap requires --db or --container"),
-    };
+        (None, None) => Err(Error::usage("backup needs --db PATH or --container NAME")),
+    }
+}
+
+/// The output directory, created 0700, and staging directories that older kfadmin versions left
+/// in it removed (warnings for the ones that cannot be).
+fn prepare_out(out: &Path, ctx: &Ctx, warnings: &mut Vec<String>) -> Result<()> {
+    fsutil::ensure_private_dir(out)?;
+    fsutil::ensure_writable(out)?;
+    let dir = crate::safedir::Dir::open(out)?;
+    for (p, why) in crate::ops::staging::sweep(&dir, ".kfadmin-staging-", true) {
+        warn(ctx, warnings, format!("cannot remove {}, left by an earlier run: {why}", p.display()));
+    }
+    Ok(())
+}
+
+fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
+    let encryption = encryption(&args.encrypt, ctx)?;
+    let (db, source, default_name) = online_target(args)?;
     let info = sqlite::inspect(&db)?;
     let name = args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(default_name);
     let mut warnings = Vec::new();
     if info.journal == Journal::Rollback {
-        warn(
-            ctx,
-            &mut warnings,
-            format!(
-                "{} is in rollback-journal mode, not WAL: the server's writes wait while the copy runs",
-                db.display()
-            ),
+        let w = format!(
+            "{} is in rollback-journal mode, not WAL: the server's writes wait while the copy runs",
+            db.display()
         );
+        warn(ctx, &mut warnings, w);
     }
-    fsutil::ensure_private_dir(&args.output.out)?;
-    let staging = fsutil::staging_dir(&args.output.out, ".kfadmin-staging-")?;
+    prepare_out(&args.output.out, ctx, &mut warnings)?;
+    let staging = Staging::private(args.output.tmp_dir.as_deref(), STAGING_PREFIX)?;
+    staging.dir().ensure_room(info.size, 1, "for a copy of the database", ROOM_HINT)?;
     let created = SystemTime::now();
     ctx.note(&format!("Snapshotting {} ({})", db.display(), human_bytes(info.size)));
     let snap = staging.path().join(sqlite::DB_FILE);
@@ -258,9 +222,11 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
         uid: info.uid,
         gid: info.gid,
         reflinked: false,
+        dir: false,
     }];
-    let mut report =
-        finish(ctx, &args.output, &encryption, &name, Mode::Online, source, created, &staged, started)?;
+    let made =
+        make::make(ctx, &spec(&args.output, &name, Mode::Online, source, created), &encryption, &staged)?;
+    let mut report = report(made, &encryption, started);
     report.timings.snapshot_ms = stats.duration_ms;
     report.snapshot = Some(stats);
     report.warnings.splice(0..0, warnings);
@@ -269,12 +235,16 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
 
 fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
     let encryption = encryption(&args.encrypt, ctx)?;
-    let f = find_container(name, &args.target.docker)?;
+    let d = &args.target.docker;
+    let f = find_container(name, d.compose_project.as_deref(), &d.db_path)?;
     sqlite::inspect(&f.location.host_db)?;
     let archive_name =
         args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(f.container.name.clone());
-    fsutil::ensure_private_dir(&args.output.out)?;
-    let staging = fsutil::staging_dir(&args.output.out, ".kfadmin-staging-")?;
+    let mut warnings = Vec::new();
+    prepare_out(&args.output.out, ctx, &mut warnings)?;
+    let staging = Staging::private(args.output.tmp_dir.as_deref(), STAGING_PREFIX)?;
+    let (bytes, entries) = fsutil::tree_size(&f.location.host_dir)?;
+    staging.dir().ensure_room(bytes, entries, "for a copy of the data directory", ROOM_HINT)?;
     let timeout = args.stop_timeout.map(i64::from).or(f.container.stop_timeout).unwrap_or(10);
 
     let created = SystemTime::now();
@@ -286,25 +256,15 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     let copied = (|| -> Result<_> {
         let stopped = guard.stop(timeout, "kfadmin backup --cold")?;
         check_interrupt()?;
-        let folded = sqlite::fold_wal(&f.location.host_db)?;
+        let whole = sqlite::make_whole(&f.location.host_dir)?;
         check_interrupt()?;
-        let (files, warnings) = fsutil::copy_data_dir(&f.location.host_dir, staging.path())?;
+        let (files, warnings) = fsutil::copy_data_dir(&f.location.host_dir, &staging.path())?;
         check_interrupt()?;
-        Ok((stopped, folded, files, warnings))
+        Ok((stopped, whole, files, warnings))
     })();
     let restarted = guard.restart();
     let downtime_ms = guard.was_running().then(|| t0.elapsed().as_millis() as u64);
-    let (stopped, folded, files, copy_warnings) = settle(copied, restarted)?;
-    if let Some(s) = &stopped {
-        ctx.detail(&format!(
-            "stop: {} ms, exit code {}",
-            s.duration_ms,
-            s.exit_code.map(|c| c.to_string()).unwrap_or("?".into())
-        ));
-    }
-    for f in &files {
-        ctx.detail(&format!("copied {} ({})", f.rel.display(), if f.reflinked { "reflink" } else { "copy" }));
-    }
+    let (stopped, whole, mut files, copy_warnings) = settle(copied, restarted)?;
     if let Some(ms) = downtime_ms {
         ctx.note(&format!(
             "Container {} is running again after {:.2} s of downtime",
@@ -312,41 +272,11 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
             ms as f64 / 1000.0
         ));
     }
-
-    let mut warnings = Vec::new();
-    if let Some(s) = &stopped {
-        if s.oom_killed {
-            warn(
-                ctx,
-                &mut warnings,
-                format!("container {} was killed for lack of memory while stopping", f.container.name),
-            );
-        } else if s.exit_code == Some(137) {
-            warn(
-                ctx,
-                &mut warnings,
-                format!(
-                    "container {} did not stop within its stop timeout of {timeout} s and was killed (exit code 137); its unfinished WAL was folded in",
-                    f.container.name
-                ),
-            );
-        }
-    }
-    if folded > 0 {
-        warn(
-            ctx,
-            &mut warnings,
-            format!(
-                "{folded} WAL frame(s) left by an unclean stop were checkpointed into {}",
-                f.location.host_db.display()
-            ),
-        );
-    }
+    cold_warnings(ctx, &mut warnings, &f.container.name, timeout, stopped.as_ref(), &whole, &files);
     for w in copy_warnings {
         warn(ctx, &mut warnings, w);
     }
     let db_rel = Path::new(sqlite::DB_FILE);
-    let mut files = files;
     files.sort_by_key(|c| (c.rel != db_rel, c.rel.clone()));
     if files.first().map(|c| c.rel.as_path()) != Some(db_rel) {
         return Err(Error::failed(format!(
@@ -354,49 +284,71 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
             f.location.host_db.display()
         )));
     }
-    let mut report = finish(
+    let source = container_source(&f);
+    let made = make::make(
         ctx,
-        &args.output,
+        &spec(&args.output, &archive_name, Mode::Cold, source, created),
         &encryption,
-        &archive_name,
-        Mode::Cold,
-        container_source(&f),
-        created,
         &files,
-        started,
     )?;
+    let mut report = report(made, &encryption, started);
     report.downtime_ms = downtime_ms;
     report.stop = stopped;
-    report.wal_frames_folded = Some(folded);
+    report.wal_frames_folded =
+        Some(whole.iter().filter(|w| w.path == db_rel).map(|w| w.wal_frames_folded).sum());
+    report.made_whole = whole;
     report.warnings.splice(0..0, warnings);
     Ok(report)
 }
 
-/// The outcome of work done while a container was stopped, and of starting it again: a
-/// container that cannot be started again outranks every other error (exit 4).
-pub fn settle<T>(work: Result<T>, restarted: Result<()>) -> Result<T> {
-    match (work, restarted) {
-        (Ok(x), Ok(())) => Ok(x),
-        (Err(e), Ok(())) => Err(e),
-        (Ok(_), Err(r)) => Err(r),
-        (Err(e), Err(r)) => {
-            Err(Error::new(Kind::ContainerState, format!("{}; then: {}", e.chain(), r.message))
-                .hint(r.hint.unwrap_or_default()))
+/// What the operator hears about a cold backup's stop, the databases made whole, the copy.
+fn cold_warnings(
+    ctx: &Ctx,
+    warnings: &mut Vec<String>,
+    name: &str,
+    timeout: i64,
+    stopped: Option<&Stopped>,
+    whole: &[MadeWhole],
+    files: &[Copied],
+) {
+    if let Some(s) = stopped {
+        ctx.detail(&format!(
+            "stop: {} ms, exit code {}",
+            s.duration_ms,
+            s.exit_code.map(|c| c.to_string()).unwrap_or("?".into())
+        ));
+        if s.oom_killed {
+            warn(ctx, warnings, format!("container {name} was killed for lack of memory while stopping"));
+        } else if s.exit_code == Some(137) {
+            warn(ctx, warnings, format!(
+                "container {name} did not stop within its stop timeout of {timeout} s and was killed (exit code 137); its unfinished WAL was folded in"
+            ));
         }
     }
-}
-
-/// Raise this thread's nice value (Linux: per thread; the compression and verification threads
-/// started after this inherit it). Best effort: a failure leaves the priority as it was.
-fn lower_priority(nice: u8) {
-    if nice == 0 {
-        return;
+    for f in files.iter().filter(|f| !f.dir) {
+        ctx.detail(&format!("copied {} ({})", f.rel.display(), if f.reflinked { "reflink" } else { "copy" }));
     }
-    // SAFETY: plain syscalls on the calling thread.
-    unsafe {
-        let now = libc::getpriority(libc::PRIO_PROCESS as _, 0);
-        if now < i32::from(nice) {
-            libc::setpriority(libc::PRIO_PROCESS as _, 0, i32::from(nice));
+    for w in whole {
+        if w.wal_frames_folded > 0 {
+            warn(
+                ctx,
+                warnings,
+                format!(
+                    "{} WAL frame(s) left by an unclean stop were checkpointed into {}",
+                    w.wal_frames_folded,
+                    w.path.display()
+                ),
+            );
+        }
+        if w.journal_rolled_back {
+            warn(
+                ctx,
+                warnings,
+                format!(
+                "{} had a hot rollback journal (a crash mid-transaction); it was rolled back before copying",
+                w.path.display()
+            ),
+            );
         }
     }
 }
@@ -406,138 +358,51 @@ fn warn(ctx: &Ctx, warnings: &mut Vec<String>, w: String) {
     warnings.push(w);
 }
 
-/// Check, hash, archive and verify staged files (the database first).
-#[allow(clippy::too_many_arguments)]
-pub fn finish(
-    ctx: &Ctx,
-    output: &OutputArgs,
-    encryption: &Encryption,
-    name: &str,
+/// The spec of an archive written into `--out`.
+pub fn spec<'a>(
+    output: &'a OutputArgs,
+    name: &'a str,
     mode: Mode,
     source: Source,
     created: SystemTime,
-    staged: &[Copied],
-    started: Instant,
-) -> Result<BackupReport> {
-    let created_unix = created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    // From here on the work competes with the server for CPU, not for its data.
-    lower_priority(output.nice);
-    let t = Instant::now();
-    let db = &staged[0];
-    let conn = sqlite::open_immutable(&db.staged)?;
-    let problems = sqlite::check(&conn, false)?;
-    if !problems.is_empty() {
-        return Err(Error::verification(format!(
-            "the copy of {} fails PRAGMA quick_check: {}",
-            source.path,
-            problems.join("; ")
-        ))
-        .hint("the database itself is damaged: check it with `sqlite3 keyfount.db 'PRAGMA integrity_check'` and keep your older backups"));
-    }
-    let database = sqlite::facts(&conn, &db.staged)?;
-    drop(conn);
-    let total: u64 = staged.iter().map(|c| std::fs::metadata(&c.staged).map(|m| m.len()).unwrap_or(0)).sum();
-    let stage = ctx.progress.stage("checksum", total, Unit::Bytes);
-    let mut files = Vec::new();
-    for c in staged {
-        let (sha256, size) = fsutil::sha256_file(&c.staged, Some(stage.as_ref()))?;
-        files.push(FileEntry {
-            path: format!("data/{}", c.rel.display()),
-            size,
-            sha256,
-            mode: c.mode & 0o777,
-            uid: c.uid,
-            gid: c.gid,
-        });
-    }
-    stage.finish();
-    let check_ms = t.elapsed().as_millis() as u64;
-
-    let manifest = Manifest {
-        format: crate::archive::manifest::FORMAT.into(),
-        format_version: crate::archive::manifest::FORMAT_VERSION,
-        kfadmin_version: env!("CARGO_PKG_VERSION").into(),
-        created: humantime::format_rfc3339_seconds(created).to_string(),
-        created_unix,
+) -> ArchiveSpec<'a> {
+    ArchiveSpec {
+        out: &output.out,
+        name,
         mode,
-        source: source.clone(),
-        files: files.clone(),
-        database: database.clone(),
-    };
-    let file_name = writer::file_name(name, created_unix, mode.as_str(), encryption.is_some());
-    let paths: Vec<PathBuf> = staged.iter().map(|c| c.staged.clone()).collect();
-    let (written, archive_ms, verify_ms) =
-        write_and_verify(&output.out, &file_name, &manifest, &paths, compression(output), encryption, ctx)?;
-    ctx.detail(&format!("check and checksum {check_ms} ms, archive {archive_ms} ms, verify {verify_ms} ms"));
-    Ok(BackupReport {
+        source,
+        created,
+        compression: compression(output),
+        nice: output.nice,
+    }
+}
+
+/// The report of a made archive.
+fn report(made: Made, encryption: &Encryption, started: Instant) -> BackupReport {
+    let m = made.manifest;
+    BackupReport {
         ok: true,
         encrypted: encryption.is_some(),
         recipients: encryption.describe(),
-        archive: written.path.clone(),
-        sidecar: written.sidecar.clone(),
-        sha256: written.sha256.clone(),
-        bytes: written.bytes,
-        mode,
-        created: manifest.created.clone(),
-        source,
+        archive: made.written.path,
+        sidecar: made.written.sidecar,
+        sha256: made.written.sha256,
+        bytes: made.written.bytes,
+        mode: m.mode,
+        created: m.created,
+        source: m.source,
         duration_ms: started.elapsed().as_millis() as u64,
         downtime_ms: None,
         stop: None,
         wal_frames_folded: None,
-        timings: Timings { snapshot_ms: 0, check_ms, archive_ms, verify_ms },
+        made_whole: Vec::new(),
+        timings: made.timings,
         verified: true,
         snapshot: None,
-        database,
-        files,
+        database: m.database,
+        files: m.files,
         warnings: Vec::new(),
-    })
-}
-
-/// Write the archive and verify the `.partial` (gzip, tar, manifest, every file's sha256)
-/// before it gets its final name. Returns the archive and the two phases' durations.
-pub fn write_and_verify(
-    out: &Path,
-    file_name: &str,
-    manifest: &Manifest,
-    files: &[PathBuf],
-    compression: Compression,
-    encryption: &Encryption,
-    ctx: &Ctx,
-) -> Result<(Written, u64, u64)> {
-    let t = Instant::now();
-    let mut verify_ms = 0;
-    // An encrypted archive is read back with the one-time key (or the passphrase).
-    let check_keys = encryption.check_keys();
-    let written = writer::write(
-        out,
-        file_name,
-        manifest,
-        files,
-        compression,
-        encryption,
-        ctx.progress.as_ref(),
-        |partial, sha| {
-            let t = Instant::now();
-            let opts = Options {
-                sqlite: false,
-                extract_to: None,
-                expected_sha256: Some(sha),
-                keys: Some(&check_keys),
-            };
-            let verdict = reader::verify(partial, &opts, ctx.progress.as_ref())?;
-            verify_ms = t.elapsed().as_millis() as u64;
-            if verdict.ok {
-                Ok(())
-            } else {
-                let failed: Vec<String> =
-                    verdict.failed().map(|c| format!("{}: {}", c.name, c.detail)).collect();
-                Err(Error::new(Kind::Verification, format!("the new archive failed verification: {}", failed.join("; ")))
-                .hint("the archive was removed; check the disk and memory of this machine, then run the backup again"))
-            }
-        },
-    )?;
-    let archive_ms = (t.elapsed().as_millis() as u64).saturating_sub(verify_ms);
-    Ok((written, archive_ms, verify_ms))
+    }
 }
 
 fn human(r: &BackupReport) -> String {

@@ -104,3 +104,18 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
 pub(crate) fn human_bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
 }
+
+impl crate::progress::Notice for Ctx {
+    fn progress(&self) -> &dyn Progress {
+        self.progress.as_ref()
+    }
+    fn note(&self, line: &str) {
+        Ctx::note(self, line)
+    }
+    fn detail(&self, line: &str) {
+        Ctx::detail(self, line)
+    }
+    fn warn(&self, line: &str) {
+        Ctx::warn(self, line)
+    }
+}

@@ -1,23 +1,30 @@
-//! `kfadmin restore ARCHIVE (--container NAME | --data-dir DIR)`: verify in full, plan,
-//! confirm, keep a safety copy, swap atomically, give the files their owner and mode back,
-//! and (for a container) start it and roll back if it does not come up.
+//! `kfadmin restore ARCHIVE (--container NAME | --data-dir DIR)`: verify in full (in a private
+//! directory), plan, confirm, keep a safety copy, swap atomically, give the files their owner
+//! and mode, and (for a container) start it and roll back if it does not come up.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::backup::{self, find_container, Found};
 use super::{verify::render, Ctx, Outcome};
 use crate::archive::reader::{self, Options, Verdict};
+use crate::archive::writer::Compression;
 use crate::archive::{Manifest, Mode};
-use crate::cli::{OutputArgs, RestoreArgs};
+use crate::cli::RestoreArgs;
 use crate::crypto::{Encryption, Keys};
 use crate::docker::StopGuard;
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsutil;
+use crate::ops::container::{container_source, find_container, settle, Found};
+use crate::ops::make::{self, ArchiveSpec};
+use crate::ops::staging::{Staging, STAGING_PREFIX};
+pub use crate::ops::swap::Owner;
+use crate::ops::swap::{self, Owners, Plan, Swap};
+use crate::safedir::Dir;
 use crate::sqlite::{self, DB_FILE};
 
 #[derive(Debug, Serialize)]
@@ -37,6 +44,8 @@ pub struct RestoreReport {
     /// The pre-restore cold archive of the data that was replaced (`--container`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub safety_archive: Option<PathBuf>,
+    /// Entries moved out of the way: SQLite sidecars (`-wal`, `-shm`, `-journal`) of the
+    /// replaced files, and anything that stood where a restored file goes.
     pub moved_aside: Vec<PathBuf>,
     pub owner: Owner,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,17 +57,94 @@ pub struct RestoreReport {
     pub verification: Verdict,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Owner {
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
-    /// "replaced database" or "manifest".
-    pub from: &'static str,
+/// Where the restore goes, resolved and opened.
+struct Target {
+    found: Option<Found>,
+    dir: PathBuf,
+    data: Dir,
+    /// The data directory did not exist: it was created, and goes again if the restore stops.
+    created: bool,
+}
+
+impl Target {
+    fn db(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
+    }
 }
 
 pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
+    check_input(&args, ctx)?;
+    let target = open_target(&args)?;
+    let mut guard = DirGuard { dir: target.created.then(|| target.dir.clone()) };
+    let keys = crate::crypto::keys_for(&args.archive, &args.decrypt.identity, ctx.interactive)?;
+    // Checked before any work: a bad recipient is bad input.
+    let protect =
+        if target.found.is_some() { safety_encryption(&args, &keys, ctx)? } else { Encryption::None };
+    let private = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
+    ctx.note(&format!("Verifying {}", args.archive.display()));
+    let opts =
+        Options { sqlite: true, extract_to: Some(private.dir()), expected_sha256: None, keys: Some(&keys) };
+    let verdict = reader::verify(&args.archive, &opts, ctx.progress.as_ref())?;
+    let Some(manifest) = verdict.manifest.clone().filter(|_| verdict.ok) else {
+        drop(private);
+        let mut human = render(&verdict, false);
+        let _ = writeln!(
+            human,
+            "Refusing to restore a backup that fails verification. Nothing in {} was changed.",
+            target.dir.display()
+        );
+        let report = failed_report(&args, &target.dir, verdict, started);
+        return Ok(Outcome::new(Kind::Verification.code(), human, &report));
+    };
+    let owners = Owners::new(Some(&target.data), &manifest)?;
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
+    let safety = OsString::from(format!(".kfadmin-pre-restore-{stamp}"));
+    let mut plan = Plan::new(&target.data, &manifest, &owners, safety)?;
+    let text = plan_text(&args, &manifest, &target, &plan, owners.db);
+    let mut report = RestoreReport {
+        ok: true,
+        dry_run: args.confirm.dry_run,
+        restored: false,
+        archive: args.archive.clone(),
+        data_dir: target.dir.clone(),
+        container: target.found.as_ref().map(|f| f.container.name.clone()),
+        backup_created: Some(manifest.created.clone()),
+        files: plan.files.iter().map(|f| target.dir.join(&f.rel)).collect(),
+        safety_dir: None,
+        safety_archive: None,
+        moved_aside: vec![],
+        owner: owners.db,
+        downtime_ms: None,
+        up: None,
+        duration_ms: 0,
+        verification: verdict,
+    };
+    if args.confirm.dry_run {
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(Outcome::new(0, format!("{text}Dry run: nothing was changed.\n"), &report));
+    }
+    confirm(&args, ctx, &text, &target.dir)?;
+    let local = swap::place(&private, &target.data, &mut plan)?;
+    let from = local.as_ref().map(Staging::dir).unwrap_or(private.dir());
+    match &target.found {
+        None => swap_dir(&target, from, &plan, &mut report)?,
+        Some(f) => restore_container(&args, ctx, f, &protect, &target, from, &plan, &mut report)?,
+    }
+    if target.created {
+        let (uid, gid, mode) = owners.dir(manifest.dir("data"));
+        target.data.chown(uid, gid)?;
+        target.data.chmod(mode)?;
+    }
+    guard.dir = None;
+    target.data.sync()?;
+    report.restored = true;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(Outcome::new(0, human(&args, &manifest, &target, &report), &report))
+}
+
+/// What can be refused before anything is read.
+fn check_input(args: &RestoreArgs, ctx: &Ctx) -> Result<()> {
     let confirm = &args.confirm;
     if !confirm.yes && !confirm.dry_run && !ctx.interactive {
         return Err(Error::usage(
@@ -73,8 +159,15 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         ))
         .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
     }
-    let found = match &args.docker.container {
-        Some(name) => Some(find_container(name, &args.docker)?),
+    Ok(())
+}
+
+/// The container (if any), the data directory (created 0700 when missing), opened without
+/// following a link, and refused while another process has the database open.
+fn open_target(args: &RestoreArgs) -> Result<Target> {
+    let d = &args.docker;
+    let found = match &d.container {
+        Some(name) => Some(find_container(name, d.compose_project.as_deref(), &d.db_path)?),
         None => None,
     };
     let dir = match (&found, &args.data_dir) {
@@ -83,28 +176,24 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
                 return Err(Error::usage(format!(
                     "the database in container {} is {}; kfadmin restores {DB_FILE}",
                     f.container.name,
-                    args.docker.db_path.display()
+                    d.db_path.display()
                 )));
             }
             f.location.host_dir.clone()
         }
-        (None, Some(d)) => std::path::absolute(d).unwrap_or(d.clone()),
-        (None, None) => unreachable!("clap requires --data-dir or --container"),
+        (None, Some(dir)) => std::path::absolute(dir).unwrap_or(dir.clone()),
+        (None, None) => return Err(Error::usage("restore needs --data-dir DIR or --container NAME")),
     };
-    if dir.exists() && !dir.is_dir() {
+    if dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
         return Err(Error::usage(format!("{} is not a directory", dir.display()))
             .hint("--data-dir takes Keyfount's data directory, the one that holds keyfount.db"));
     }
-    let db = dir.join(DB_FILE);
     // A running container holds its own database open; anything else that does is refused.
     if !found.as_ref().is_some_and(|f| f.container.running) {
-        refuse_if_in_use(&db)?;
+        refuse_if_in_use(&dir.join(DB_FILE))?;
     }
-
-    // A data directory that does not exist yet is created for the restore, and removed again
-    // if the restore stops before the swap.
-    let created_dir = !dir.exists();
-    if created_dir {
+    let created = !dir.exists();
+    if created {
         let parent = dir.parent().unwrap_or(Path::new("/"));
         if !parent.is_dir() {
             return Err(Error::usage(format!("{} does not exist", parent.display()))
@@ -112,135 +201,38 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         }
         std::fs::DirBuilder::new().mode(0o700).create(&dir).ctx("cannot create the data directory", &dir)?;
     }
-    let mut dir_guard = DirGuard { dir: created_dir.then(|| dir.clone()) };
+    let data = Dir::open(&dir)?;
+    Ok(Target { found, dir, data, created })
+}
 
-    let staging = fsutil::staging_dir(&dir, ".kfadmin-restore-")?;
-    ctx.note(&format!("Verifying {}", args.archive.display()));
-    let keys = crate::crypto::keys_for(&args.archive, &args.decrypt.identity, ctx.interactive)?;
-    // Checked before any work: a bad recipient is bad input.
-    let protect = if found.is_some() { safety_encryption(&args, &keys, ctx)? } else { Encryption::None };
-    let opts =
-        Options { sqlite: true, extract_to: Some(staging.path()), expected_sha256: None, keys: Some(&keys) };
-    let verdict = reader::verify(&args.archive, &opts, ctx.progress.as_ref())?;
-    if !verdict.ok {
-        drop(staging);
-        let mut human = render(&verdict, false);
-        let _ = writeln!(
-            human,
-            "Refusing to restore a backup that fails verification. Nothing in {} was changed.",
-            dir.display()
-        );
-        let report = failed_report(&args, &dir, verdict, started);
-        return Ok(Outcome::new(Kind::Verification.code(), human, &report));
+fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> {
+    if args.confirm.yes {
+        return Ok(());
     }
-    let manifest = verdict.manifest.clone().expect("a verified archive has a manifest");
-    let owner = owner_for(&db, &manifest)?;
-    let targets: Vec<(PathBuf, PathBuf)> = manifest
-        .files
-        .iter()
-        .map(|f| {
-            let rel = Path::new(&f.path)
-                .strip_prefix("data")
-                .expect("verified paths are under data/")
-                .to_path_buf();
-            (staging.path().join(&rel), dir.join(&rel))
-        })
-        .collect();
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
-    let safety = dir.join(format!(".kfadmin-pre-restore-{stamp}"));
+    ctx.note(plan);
+    let yes = dialoguer::Confirm::new()
+        .with_prompt(format!("Replace Keyfount's data in {}?", dir.display()))
+        .default(false)
+        .interact_on(&dialoguer::console::Term::stderr())
+        .map_err(|e| Error::failed("cannot read the answer").source(e))?;
+    if yes {
+        Ok(())
+    } else {
+        Err(Error::failed("restore cancelled; nothing was changed"))
+    }
+}
 
-    let plan = plan_text(&args, &manifest, &dir, &targets, &safety, owner, found.as_ref());
-    let mut report = RestoreReport {
-        ok: true,
-        dry_run: confirm.dry_run,
-        restored: false,
-        archive: args.archive.clone(),
-        data_dir: dir.clone(),
-        container: found.as_ref().map(|f| f.container.name.clone()),
-        backup_created: Some(manifest.created.clone()),
-        files: targets.iter().map(|(_, t)| t.clone()).collect(),
-        safety_dir: None,
-        safety_archive: None,
-        moved_aside: vec![],
-        owner,
-        downtime_ms: None,
-        up: None,
-        duration_ms: 0,
-        verification: verdict,
-    };
-    if confirm.dry_run {
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        return Ok(Outcome::new(0, format!("{plan}Dry run: nothing was changed.\n"), &report));
+/// `--data-dir`: swap, and keep what was replaced in the safety directory.
+fn swap_dir(target: &Target, from: &Dir, plan: &Plan, report: &mut RestoreReport) -> Result<()> {
+    refuse_if_in_use(&target.db())?;
+    let swapped = Swap::apply(&target.data, from, plan)?;
+    report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
+    if swapped.kept_anything() {
+        report.safety_dir = Some(target.data.display(&plan.safety));
+    } else {
+        swapped.discard(&target.data, &plan.safety)?;
     }
-    if !confirm.yes {
-        ctx.note(&plan);
-        let yes = dialoguer::Confirm::new()
-            .with_prompt(format!("Replace Keyfount's data in {}?", dir.display()))
-            .default(false)
-            .interact_on(&dialoguer::console::Term::stderr())
-            .map_err(|e| Error::failed("cannot read the answer").source(e))?;
-        if !yes {
-            return Err(Error::failed("restore cancelled; nothing was changed"));
-        }
-    }
-
-    // Owner and mode first, while the files are still private to the staging directory.
-    for (staged, _) in &targets {
-        set_owner(staged, owner)?;
-        std::fs::File::open(staged).and_then(|f| f.sync_all()).ctx("cannot sync", staged)?;
-    }
-    fsutil::fsync_dir(staging.path())?;
-
-    match &found {
-        None => {
-            refuse_if_in_use(&db)?;
-            let swapped = Swap::apply(&targets, &db, &dir, &safety, owner)?;
-            report.safety_dir = swapped.safety.clone();
-            report.moved_aside = swapped.kept.iter().map(|(_, orig)| orig.clone()).collect();
-        }
-        Some(f) => {
-            restore_container(&args, ctx, f, &protect, &targets, &db, &dir, &safety, owner, &mut report)?
-        }
-    }
-    if created_dir {
-        std::os::unix::fs::chown(&dir, Some(owner.uid), Some(owner.gid))
-            .ctx("cannot set the owner of", &dir)?;
-    }
-    dir_guard.dir = None;
-    drop(staging);
-    fsutil::fsync_dir(&dir)?;
-    report.restored = true;
-    report.duration_ms = started.elapsed().as_millis() as u64;
-
-    let mut human = format!(
-        "Restored {} (backup of {}) into {}\n  owner {}:{} mode {:o} (from the {})\n",
-        args.archive.display(),
-        manifest.created,
-        report
-            .container
-            .as_deref()
-            .map(|c| format!("container {c} ({})", dir.display()))
-            .unwrap_or(dir.display().to_string()),
-        owner.uid,
-        owner.gid,
-        owner.mode,
-        owner.from
-    );
-    if let Some(a) = &report.safety_archive {
-        let _ = writeln!(human, "  the data it replaced is kept in {}", a.display());
-    }
-    if let (Some(d), Some(up)) = (report.downtime_ms, &report.up) {
-        let _ = writeln!(
-            human,
-            "  the container is up again ({up}) {:.1} s after it was stopped",
-            d as f64 / 1000.0
-        );
-    }
-    if let Some(s) = &report.safety_dir {
-        let _ = writeln!(human, "  the replaced files are kept in {}", s.display());
-        let _ = writeln!(human, "  remove that directory once the server runs well on the restored data");
-    }
-    Ok(Outcome::new(0, human, &report))
+    Ok(())
 }
 
 /// Stop, keep a pre-restore archive, swap, start, wait until up; roll back when it is not.
@@ -250,92 +242,112 @@ fn restore_container(
     ctx: &Ctx,
     f: &Found,
     protect: &Encryption,
-    targets: &[(PathBuf, PathBuf)],
-    db: &Path,
-    dir: &Path,
-    safety: &Path,
-    owner: Owner,
+    target: &Target,
+    from: &Dir,
+    plan: &Plan,
     report: &mut RestoreReport,
 ) -> Result<()> {
     let c = &f.container;
     let timeout = args.stop_timeout.map(i64::from).or(c.stop_timeout).unwrap_or(10);
-    // The server is down while this runs: no reason to give way.
-    let output =
-        OutputArgs { out: args.out.clone(), name: Some(c.name.clone()), compression_level: 6, nice: 0 };
-    fsutil::ensure_private_dir(&output.out)?;
+    fsutil::ensure_private_dir(&args.out)?;
+    fsutil::ensure_writable(&args.out)?;
     let mut guard = StopGuard::new(&f.engine, c.clone());
     if c.running {
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", c.name));
     }
     let t0 = Instant::now();
-    let work = (|| -> Result<(PathBuf, Swap)> {
+    let work = (|| -> Result<(Option<PathBuf>, Swap)> {
         guard.stop(timeout, "kfadmin restore")?;
-        refuse_if_in_use(db)?;
-        // The data being replaced, as a cold archive: fold an unclean stop's WAL first.
-        sqlite::fold_wal(db)?;
-        let copy = fsutil::staging_dir(&output.out, ".kfadmin-staging-")?;
-        let (mut files, _) = fsutil::copy_data_dir(dir, copy.path())?;
-        files.sort_by_key(|c| (c.rel != Path::new(DB_FILE), c.rel.clone()));
-        let archive = if files.first().is_some_and(|c| c.rel == Path::new(DB_FILE)) {
-            ctx.note("Keeping the current data as a pre-restore archive");
-            let r = backup::finish(
-                ctx,
-                &output,
-                protect,
-                &c.name,
-                Mode::PreRestore,
-                backup::container_source(f),
-                SystemTime::now(),
-                &files,
-                Instant::now(),
-            )?;
-            r.archive
-        } else {
-            PathBuf::new()
-        };
-        drop(copy);
-        let swapped = Swap::apply(targets, db, dir, safety, owner)?;
+        refuse_if_in_use(&target.db())?;
+        let archive = pre_restore_archive(args, ctx, f, protect, &target.dir)?;
+        let swapped = Swap::apply(&target.data, from, plan)?;
         Ok((archive, swapped))
     })();
     let (archive, swapped) = match work {
         Ok(x) => x,
-        Err(e) => return backup::settle(Err(e), guard.restart()),
+        Err(e) => return settle(Err(e), guard.restart()),
     };
-    report.safety_archive = (!archive.as_os_str().is_empty()).then_some(archive);
-    report.moved_aside = swapped.kept.iter().map(|(_, orig)| orig.clone()).collect();
+    report.safety_archive = archive;
+    report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
+    let safety_dir = swapped.kept_anything().then(|| target.data.display(&plan.safety));
 
     if !guard.was_running() {
         // A container that was not running is left as it was.
-        report.safety_dir = swapped.safety.clone();
+        report.safety_dir = safety_dir;
         ctx.note(&format!("Container {} was not running; it was left stopped", c.name));
         return Ok(());
     }
     ctx.note(&format!("Starting container {} on the restored data", c.name));
     guard.restart()?;
-    let settle = Duration::from_secs(u64::from(args.settle));
-    let up = f.engine.wait_up(c, settle, Duration::from_secs(u64::from(args.health_timeout)))?;
+    let settle_for = Duration::from_secs(u64::from(args.settle));
+    let up = f.engine.wait_up(c, settle_for, Duration::from_secs(u64::from(args.health_timeout)))?;
     report.downtime_ms = Some(t0.elapsed().as_millis() as u64);
     let why = match up {
         Ok(now) => {
             report.up = Some(match now.health.as_deref() {
                 Some(h) => h.to_string(),
-                None => format!("running for {} s", settle.as_secs()),
+                None => format!("running for {} s", settle_for.as_secs()),
             });
             // The pre-restore archive is the safety copy; the in-place links are not needed.
             if report.safety_archive.is_some() {
-                if let Some(s) = &swapped.safety {
-                    let _ = std::fs::remove_dir_all(s);
-                }
+                swapped.discard(&target.data, &plan.safety)?;
             } else {
-                report.safety_dir = swapped.safety.clone();
+                report.safety_dir = safety_dir;
             }
             return Ok(());
         }
         Err(why) => why,
     };
+    report.safety_dir = safety_dir;
+    roll_back_container(args, ctx, f, target, &swapped, timeout, &why, report)
+}
+
+/// The data being replaced, as a cold archive in `--out` (the databases made whole first).
+fn pre_restore_archive(
+    args: &RestoreArgs,
+    ctx: &Ctx,
+    f: &Found,
+    protect: &Encryption,
+    dir: &Path,
+) -> Result<Option<PathBuf>> {
+    sqlite::make_whole(dir)?;
+    let copy = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
+    let (mut files, _) = fsutil::copy_data_dir(dir, &copy.path())?;
+    let db = Path::new(DB_FILE);
+    files.sort_by_key(|c| (c.rel != db, c.rel.clone()));
+    if !files.iter().any(|c| c.rel == db) {
+        return Ok(None);
+    }
+    ctx.note("Keeping the current data as a pre-restore archive");
+    let spec = ArchiveSpec {
+        out: &args.out,
+        name: &f.container.name,
+        mode: Mode::PreRestore,
+        source: container_source(f),
+        created: SystemTime::now(),
+        // The server is down while this runs: no reason to give way.
+        compression: Compression { level: 6, ..Compression::default() },
+        nice: 0,
+    };
+    Ok(Some(make::make(ctx, &spec, protect, &files)?.written.path))
+}
+
+/// The container did not come up on the restored data: put the previous data back (unless
+/// `--no-rollback`) and start it on that.
+#[allow(clippy::too_many_arguments)]
+fn roll_back_container(
+    args: &RestoreArgs,
+    ctx: &Ctx,
+    f: &Found,
+    target: &Target,
+    swapped: &Swap,
+    timeout: i64,
+    why: &str,
+    report: &RestoreReport,
+) -> Result<()> {
+    let c = &f.container;
     let kept = report.safety_archive.as_ref().map(|a| a.display().to_string()).unwrap_or_default();
     if args.no_rollback {
-        report.safety_dir = swapped.safety.clone();
         return Err(Error::failed(format!(
             "container {} did not come up on the restored data: {why}; the restored data was kept (--no-rollback)",
             c.name
@@ -347,7 +359,7 @@ fn restore_container(
     if now.running {
         f.engine.stop(&now, timeout)?;
     }
-    swapped.rollback(db)?;
+    swapped.rollback(&target.data)?;
     f.engine.start(c).map_err(|e| {
         Error::new(
             Kind::ContainerState,
@@ -359,7 +371,8 @@ fn restore_container(
         )
         .hint(format!("start it now: `docker start {}`", c.name))
     })?;
-    match f.engine.wait_up(c, settle, Duration::from_secs(u64::from(args.health_timeout)))? {
+    let settle_for = Duration::from_secs(u64::from(args.settle));
+    match f.engine.wait_up(c, settle_for, Duration::from_secs(u64::from(args.health_timeout)))? {
         Ok(_) => Err(Error::failed(format!(
             "container {} did not come up on the restored data ({why}); the previous data was put back and the container runs on it again",
             c.name
@@ -367,7 +380,7 @@ fn restore_container(
         .hint(format!(
             "see `docker logs {}` for why the restored data was refused; the restored files are in {}",
             c.name,
-            safety.join("failed-restore").display()
+            report.safety_dir.clone().unwrap_or_default().join("failed-restore").display()
         ))),
         Err(again) => Err(Error::new(
             Kind::ContainerState,
@@ -381,7 +394,7 @@ fn restore_container(
 /// for an encrypted backup, with its own passphrase, or to the public keys of the age identities
 /// that decrypt it; otherwise not, and when the backup was encrypted the operator hears it.
 fn safety_encryption(args: &RestoreArgs, keys: &Keys, ctx: &Ctx) -> Result<Encryption> {
-    let given = backup::recipients(&args.encrypt_to, args.recipients_file.as_deref())?;
+    let given = make::recipients(&args.encrypt_to, args.recipients_file.as_deref())?;
     if given.is_some() {
         return Ok(given);
     }
@@ -390,7 +403,7 @@ fn safety_encryption(args: &RestoreArgs, keys: &Keys, ctx: &Ctx) -> Result<Encry
             return Ok(Encryption::Passphrase(p.clone()));
         }
         if !keys.own_recipients.is_empty() {
-            return backup::recipients(&keys.own_recipients, None);
+            return make::recipients(&keys.own_recipients, None);
         }
         ctx.warn(
             "the backup is encrypted but the pre-restore archive of the current data will not be (an SSH \
@@ -417,7 +430,7 @@ impl Drop for DirGuard {
 fn refuse_if_in_use(db: &Path) -> Result<()> {
     if let Some(h) = sqlite::in_use(db)? {
         return Err(Error::usage(format!(
-            "the database {} is open in process {} (it holds a lock on {}); restoring under a running server would corrupt it",
+            "the database {} is open in process {} (it holds {} open); restoring under a running server would corrupt it",
             db.display(),
             h.pid,
             h.file.display()
@@ -427,155 +440,7 @@ fn refuse_if_in_use(db: &Path) -> Result<()> {
     Ok(())
 }
 
-fn owner_for(db: &Path, m: &Manifest) -> Result<Owner> {
-    match std::fs::metadata(db) {
-        Ok(meta) => Ok(Owner {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode() & 0o777,
-            from: "replaced database",
-        }),
-        Err(_) => {
-            let f = m.file(&format!("data/{DB_FILE}")).expect("verified manifest lists the database");
-            Ok(Owner { uid: f.uid, gid: f.gid, mode: f.mode & 0o777, from: "manifest" })
-        }
-    }
-}
-
-fn set_owner(path: &Path, o: Owner) -> Result<()> {
-    std::os::unix::fs::chown(path, Some(o.uid), Some(o.gid)).ctx("cannot set the owner of", path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(o.mode))
-        .ctx("cannot set the mode of", path)
-}
-
-/// The swap of restored files into place, and how to undo it.
-struct Swap {
-    /// The directory that keeps what was replaced (None when nothing was).
-    safety: Option<PathBuf>,
-    /// (kept copy, original place): hard links of replaced files, and the moved `-wal`/`-shm`.
-    kept: Vec<(PathBuf, PathBuf)>,
-    /// Targets that did not exist before.
-    created: Vec<PathBuf>,
-}
-
-impl Swap {
-    /// Keep the current files in `safety` (hard links for the files being replaced, renames for
-    /// the stale `-wal`/`-shm`), then rename each staged file over its target. Any failure puts
-    /// everything back as it was.
-    fn apply(
-        targets: &[(PathBuf, PathBuf)],
-        db: &Path,
-        dir: &Path,
-        safety: &Path,
-        owner: Owner,
-    ) -> Result<Swap> {
-        let replaced: Vec<&PathBuf> = targets.iter().map(|(_, t)| t).filter(|t| t.exists()).collect();
-        let stale: Vec<PathBuf> =
-            sqlite::sidecars(db).into_iter().filter(|p| p.symlink_metadata().is_ok()).collect();
-        let mut swap = Swap {
-            safety: (!replaced.is_empty() || !stale.is_empty()).then(|| safety.to_path_buf()),
-            kept: Vec::new(),
-            created: targets.iter().map(|(_, t)| t.clone()).filter(|t| !t.exists()).collect(),
-        };
-        let result = (|| -> Result<()> {
-            if swap.safety.is_some() {
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(safety)
-                    .ctx("cannot create the safety directory", safety)?;
-                std::os::unix::fs::chown(safety, Some(owner.uid), Some(owner.gid))
-                    .ctx("cannot set the owner of", safety)?;
-                for t in &replaced {
-                    let keep = safety.join(t.strip_prefix(dir).unwrap_or(t));
-                    if let Some(p) = keep.parent() {
-                        std::fs::create_dir_all(p).ctx("cannot create", p)?;
-                    }
-                    std::fs::hard_link(t, &keep).ctx("cannot keep a safety copy of", t)?;
-                    swap.kept.push((keep, (*t).clone()));
-                }
-                // The old WAL must go before the new database arrives: SQLite would replay it.
-                for s in &stale {
-                    let keep = safety.join(s.file_name().expect("sidecar has a name"));
-                    std::fs::rename(s, &keep).ctx("cannot move aside", s)?;
-                    swap.kept.push((keep, s.clone()));
-                }
-                fsutil::fsync_dir(safety)?;
-            }
-            for (staged, target) in targets {
-                if let Some(p) = target.parent() {
-                    std::fs::create_dir_all(p).ctx("cannot create", p)?;
-                }
-                std::fs::rename(staged, target).ctx("cannot move the restored file into", target)?;
-            }
-            fsutil::fsync_dir(dir)
-        })();
-        match result {
-            Ok(()) => Ok(swap),
-            Err(e) => {
-                let _ = swap.rollback(db);
-                Err(Error::failed(format!("{}; the data directory was put back as it was", e.message))
-                    .hint(
-                        e.hint
-                            .clone()
-                            .unwrap_or_else(|| "fix the cause above and run the restore again".into()),
-                    )
-                    .source(e))
-            }
-        }
-    }
-
-    /// Put the replaced files back. What the restore placed (and any `-wal`/`-shm` a server
-    /// made beside it) goes into `<safety>/failed-restore/`, not away.
-    fn rollback(&self, db: &Path) -> Result<()> {
-        let failed = self.safety.as_ref().map(|s| s.join("failed-restore"));
-        if let Some(f) = &failed {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(f).ctx("cannot create", f)?;
-        }
-        let aside = |p: &Path| -> Result<()> {
-            if p.symlink_metadata().is_err() {
-                return Ok(());
-            }
-            match &failed {
-                Some(f) => {
-                    std::fs::rename(p, f.join(p.file_name().expect("a file"))).ctx("cannot move aside", p)
-                }
-                None => std::fs::remove_file(p).ctx("cannot remove", p),
-            }
-        };
-        for s in sqlite::sidecars(db) {
-            aside(&s)?;
-        }
-        for c in &self.created {
-            aside(c)?;
-        }
-        for (keep, orig) in self.kept.iter().rev() {
-            if let Some(f) = &failed {
-                if orig.exists()
-                    && !orig.to_string_lossy().ends_with("-wal")
-                    && !orig.to_string_lossy().ends_with("-shm")
-                {
-                    // Keep the restored file for a post-mortem before the old one takes its name.
-                    let _ = std::fs::hard_link(orig, f.join(orig.file_name().expect("a file")));
-                }
-            }
-            std::fs::rename(keep, orig).ctx("cannot put back", orig)?;
-        }
-        if let Some(dir) = db.parent() {
-            fsutil::fsync_dir(dir)?;
-        }
-        Ok(())
-    }
-}
-
-fn plan_text(
-    args: &RestoreArgs,
-    m: &Manifest,
-    dir: &Path,
-    targets: &[(PathBuf, PathBuf)],
-    safety: &Path,
-    owner: Owner,
-    found: Option<&Found>,
-) -> String {
+fn plan_text(args: &RestoreArgs, m: &Manifest, target: &Target, plan: &Plan, owner: Owner) -> String {
     let mut s = String::new();
     let rows: u64 = m.database.tables.values().sum();
     let _ = writeln!(s, "Restore plan");
@@ -594,27 +459,32 @@ fn plan_text(
         m.database.tables.len(),
         m.database.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
     );
-    if let Some(f) = found {
-        let _ = writeln!(
-            s,
-            "  into     container {} ({}), data in {}",
-            f.container.name,
-            if f.container.running { "running: it will be stopped" } else { "not running" },
-            dir.display()
-        );
-    } else {
-        let _ = writeln!(s, "  into     {}", dir.display());
-    }
-    for (_, t) in targets {
-        let verb = if t.exists() { "replace" } else { "create " };
-        let _ = writeln!(s, "    {verb} {}", t.display());
-    }
-    for st in sqlite::sidecars(&dir.join(DB_FILE)) {
-        if st.exists() {
-            let _ = writeln!(s, "    remove  {} (stale once the database is replaced)", st.display());
+    let dir = &target.dir;
+    match &target.found {
+        Some(f) => {
+            let state = if f.container.running { "running: it will be stopped" } else { "not running" };
+            let _ =
+                writeln!(s, "  into     container {} ({state}), data in {}", f.container.name, dir.display());
+        }
+        None => {
+            let _ = writeln!(s, "  into     {}", dir.display());
         }
     }
-    match found {
+    for (d, _) in &plan.new_dirs {
+        let _ = writeln!(s, "    mkdir   {}/", dir.join(d).display());
+    }
+    for f in &plan.files {
+        let verb = if f.replaces { "replace" } else { "create " };
+        let _ = writeln!(s, "    {verb} {}", dir.join(&f.rel).display());
+    }
+    for a in &plan.aside {
+        let _ = writeln!(
+            s,
+            "    remove  {} (moved aside: stale once the database is replaced)",
+            dir.join(a).display()
+        );
+    }
+    match &target.found {
         Some(f) => {
             let _ =
                 writeln!(s, "  keep     the current data as a pre-restore archive in {}", args.out.display());
@@ -622,17 +492,49 @@ fn plan_text(
                 s,
                 "  then     start {} and wait until it {}; roll back if it does not{}",
                 f.container.name,
-                if f.container.health.is_some() { "is healthy" } else { &"stays running" },
+                if f.container.health.is_some() { "is healthy" } else { "stays running" },
                 if args.no_rollback { " (--no-rollback: keep the restored data)" } else { "" }
             );
         }
         None => {
-            let _ = writeln!(s, "  keep     the current files in {}", safety.display());
+            let _ = writeln!(s, "  keep     the current files in {}", dir.join(&plan.safety).display());
         }
     }
     let _ =
         writeln!(s, "  owner    {}:{} mode {:o} (from the {})", owner.uid, owner.gid, owner.mode, owner.from);
     s
+}
+
+fn human(args: &RestoreArgs, m: &Manifest, target: &Target, report: &RestoreReport) -> String {
+    let owner = report.owner;
+    let into = match &report.container {
+        Some(c) => format!("container {c} ({})", target.dir.display()),
+        None => target.dir.display().to_string(),
+    };
+    let mut human = format!(
+        "Restored {} (backup of {}) into {into}\n  owner {}:{} mode {:o} (from the {})\n",
+        args.archive.display(),
+        m.created,
+        owner.uid,
+        owner.gid,
+        owner.mode,
+        owner.from
+    );
+    if let Some(a) = &report.safety_archive {
+        let _ = writeln!(human, "  the data it replaced is kept in {}", a.display());
+    }
+    if let (Some(d), Some(up)) = (report.downtime_ms, &report.up) {
+        let _ = writeln!(
+            human,
+            "  the container is up again ({up}) {:.1} s after it was stopped",
+            d as f64 / 1000.0
+        );
+    }
+    if let Some(s) = &report.safety_dir {
+        let _ = writeln!(human, "  the replaced files are kept in {}", s.display());
+        let _ = writeln!(human, "  remove that directory once the server runs well on the restored data");
+    }
+    human
 }
 
 fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Instant) -> RestoreReport {

@@ -7,12 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::backup::find_container;
 use super::{human_bytes, Ctx, Outcome};
 use crate::archive::catalog;
 use crate::cli::StatusArgs;
 use crate::error::Result;
 use crate::fsutil;
+use crate::ops::container::find_container;
 use crate::sqlite::{self, Journal};
 
 #[derive(Debug, Serialize)]
@@ -71,7 +71,7 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
             (std::path::absolute(db).unwrap_or(db.clone()), name, None)
         }
         (None, Some(n)) => {
-            let f = find_container(n, &t.docker)?;
+            let f = find_container(n, t.docker.compose_project.as_deref(), &t.docker.db_path)?;
             let c = &f.container;
             let state = ContainerState {
                 name: c.name.clone(),

@@ -1,7 +1,6 @@
 //! `kfadmin verify ARCHIVE...`
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -9,7 +8,7 @@ use super::{Ctx, Outcome};
 use crate::archive::reader::{self, Options, Status, Verdict};
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
-use crate::fsutil;
+use crate::ops::staging::{Staging, STAGING_PREFIX};
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
@@ -25,7 +24,6 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
                 .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
         }
     }
-    let tmp_parent: PathBuf = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
     // The keys once for all archives: a passphrase is asked at most once.
     let first_encrypted = args.archives.iter().find(|a| crate::crypto::is_encrypted(a));
     let keys = match first_encrypted {
@@ -38,11 +36,10 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
             let opts = Options { sqlite: false, extract_to: None, expected_sha256: None, keys: Some(&keys) };
             reader::verify(a, &opts, ctx.progress.as_ref())?
         } else {
-            fsutil::ensure_private_dir(&tmp_parent)?;
-            let tmp = fsutil::staging_dir(&tmp_parent, ".kfadmin-verify-")?;
+            let tmp = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
             let opts = Options {
                 sqlite: true,
-                extract_to: Some(tmp.path()),
+                extract_to: Some(tmp.dir()),
                 expected_sha256: None,
                 keys: Some(&keys),
             };

@@ -247,8 +247,8 @@ fn an_output_directory_that_cannot_be_written_is_refused() {
     assert!(ls(&ro.dir).is_empty());
 }
 
-/// A full disk while the snapshot is written, and while the archive is written: exit 1, no
-/// file under a final name, no partial, no staging directory.
+/// A staging area too small for the snapshot (refused before any copy), and a full disk while
+/// the archive is written: exit 1, no file under a final name, no partial, no staging left.
 #[test]
 fn a_full_disk_leaves_nothing_behind() {
     assert!(is_root(), "a small tmpfs needs root (CI runs as root)");
@@ -256,16 +256,21 @@ fn a_full_disk_leaves_nothing_behind() {
     let data = env.data_dir("data", 8);
     let db = data.join("keyfount.db");
     let size = std::fs::metadata(&db).unwrap().len();
-    // Too small for the snapshot; then big enough for the snapshot but not for the archive.
-    for (tag, bytes) in [("snapshot", size / 2), ("archive", size + size / 2)] {
-        let fs = Tmpfs::mount(&env.path(tag), &bytes.to_string(), false);
+    let roomy = env.path("roomy");
+    std::fs::create_dir(&roomy).unwrap();
+    // (--tmp-dir, --out): a tmp too small for the copy; an out too small for the archive.
+    let small_tmp = Tmpfs::mount(&env.path("small-tmp"), &(size / 2).to_string(), false);
+    let small_out = Tmpfs::mount(&env.path("small-out"), &(size / 2).to_string(), false);
+    for (tag, tmp, out) in [("staging", &small_tmp.dir, &roomy), ("archive", &roomy, &small_out.dir)] {
         let r = kfadmin([
             "backup".as_ref(),
             "--online".as_ref(),
             "--db".as_ref(),
             db.as_os_str(),
             "--out".as_ref(),
-            fs.dir.as_os_str(),
+            out.as_os_str(),
+            "--tmp-dir".as_ref(),
+            tmp.as_os_str(),
             "--json".as_ref(),
         ]);
         r.code(1);
@@ -276,6 +281,8 @@ fn a_full_disk_leaves_nothing_behind() {
             "{tag}: the error must say the disk is full:\n{}",
             r.stderr
         );
-        assert!(ls(&fs.dir).is_empty(), "{tag}: left behind {:?}", ls(&fs.dir));
+        for d in [tmp, out] {
+            assert!(ls(d).is_empty(), "{tag}: left behind in {}: {:?}", d.display(), ls(d));
+        }
     }
 }

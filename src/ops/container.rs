@@ -1,0 +1,58 @@
+//! Find a Keyfount container and where its data is on this host; what an archive of it says
+//! about its source; how work done while it was stopped and its restart add up.
+
+use crate::archive::manifest::ContainerRef;
+use crate::archive::Source;
+use crate::docker::{self, Container, Engine};
+use crate::error::{Error, Kind, Result};
+use crate::fsutil;
+use std::path::Path;
+
+/// A Keyfount found through `--container`.
+pub struct Found {
+    pub engine: Engine,
+    pub container: Container,
+    pub location: docker::DataLocation,
+}
+
+/// The container `name` (a name, an id or a Compose service in `project`) and the mount that
+/// holds `db_path` inside it.
+pub fn find_container(name: &str, project: Option<&str>, db_path: &Path) -> Result<Found> {
+    if !db_path.is_absolute() {
+        return Err(Error::usage(format!(
+            "--db-path {} must be an absolute path inside the container",
+            db_path.display()
+        )));
+    }
+    let engine = Engine::connect()?;
+    let container = engine.find(name, project)?;
+    let location = docker::data_location(&container, db_path)?;
+    Ok(Found { engine, container, location })
+}
+
+pub fn container_source(f: &Found) -> Source {
+    Source {
+        kind: "container".into(),
+        path: f.location.host_db.display().to_string(),
+        host: fsutil::hostname(),
+        container: Some(ContainerRef {
+            name: f.container.name.clone(),
+            id: f.container.id.clone(),
+            image: f.container.image.clone(),
+        }),
+    }
+}
+
+/// The outcome of work done while a container was stopped, and of starting it again: a
+/// container that cannot be started again outranks every other error (exit 4).
+pub fn settle<T>(work: Result<T>, restarted: Result<()>) -> Result<T> {
+    match (work, restarted) {
+        (Ok(x), Ok(())) => Ok(x),
+        (Err(e), Ok(())) => Err(e),
+        (Ok(_), Err(r)) => Err(r),
+        (Err(e), Err(r)) => {
+            Err(Error::new(Kind::ContainerState, format!("{}; then: {}", e.chain(), r.message))
+                .hint(r.hint.unwrap_or_default()))
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Make a verified archive from staged files: check the database, hash every file, write the
+//! manifest and the archive, read it back, and only then give it its final name. Backups and
+//! pre-restore safety copies (and, later, drills and imports) all end here.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::archive::manifest::{DirEntry, FORMAT, FORMAT_VERSION};
+use crate::archive::reader::{self, Options};
+use crate::archive::writer::{self, Compression, Written};
+use crate::archive::{FileEntry, Manifest, Mode, Source};
+use crate::crypto::{self, Encryption};
+use crate::error::{Error, Kind, Result};
+use crate::fsutil::{self, Copied};
+use crate::progress::{Notice, Unit};
+use crate::sqlite;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Timings {
+    pub snapshot_ms: u64,
+    pub check_ms: u64,
+    pub archive_ms: u64,
+    pub verify_ms: u64,
+}
+
+/// What to write, and where.
+#[derive(Debug, Clone)]
+pub struct ArchiveSpec<'a> {
+    pub out: &'a Path,
+    /// The first part of the file name (a container's name, the database's stem).
+    pub name: &'a str,
+    pub mode: Mode,
+    pub source: Source,
+    pub created: SystemTime,
+    pub compression: Compression,
+    /// CPU priority for the work after the copy (0: unchanged).
+    pub nice: u8,
+}
+
+/// A written and verified archive.
+#[derive(Debug, Clone)]
+pub struct Made {
+    pub written: Written,
+    pub manifest: Manifest,
+    pub timings: Timings,
+}
+
+/// Check, hash, archive and verify staged files: the database first, directories flagged.
+pub fn make(n: &dyn Notice, spec: &ArchiveSpec, encryption: &Encryption, staged: &[Copied]) -> Result<Made> {
+    // From here on the work competes with the server for CPU, not for its data.
+    lower_priority(spec.nice);
+    let t = Instant::now();
+    let files: Vec<&Copied> = staged.iter().filter(|c| !c.dir).collect();
+    let db = files
+        .first()
+        .filter(|c| c.rel == Path::new(sqlite::DB_FILE))
+        .ok_or_else(|| Error::failed(format!("no {} among the staged files", sqlite::DB_FILE)))?;
+    let database = check_database(&db.staged, &spec.source)?;
+    let total: u64 = files.iter().map(|c| std::fs::metadata(&c.staged).map(|m| m.len()).unwrap_or(0)).sum();
+    let stage = n.progress().stage("checksum", total, Unit::Bytes);
+    let mut entries = Vec::new();
+    for c in &files {
+        let (sha256, size) = fsutil::sha256_file(&c.staged, Some(stage.as_ref()))?;
+        entries.push(FileEntry {
+            path: format!("data/{}", c.rel.display()),
+            size,
+            sha256,
+            mode: c.mode & 0o777,
+            uid: c.uid,
+            gid: c.gid,
+        });
+    }
+    stage.finish();
+    let check_ms = t.elapsed().as_millis() as u64;
+    let dirs = staged
+        .iter()
+        .filter(|c| c.dir)
+        .map(|c| DirEntry {
+            path: if c.rel.as_os_str().is_empty() {
+                "data".into()
+            } else {
+                format!("data/{}", c.rel.display())
+            },
+            mode: c.mode & 0o777,
+            uid: c.uid,
+            gid: c.gid,
+        })
+        .collect();
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        kfadmin_version: env!("CARGO_PKG_VERSION").into(),
+        created: humantime::format_rfc3339_seconds(spec.created).to_string(),
+        created_unix: spec.created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        mode: spec.mode,
+        source: spec.source.clone(),
+        files: entries,
+        dirs,
+        database,
+    };
+    let paths: Vec<PathBuf> = files.iter().map(|c| c.staged.clone()).collect();
+    let file_name =
+        writer::file_name(spec.name, manifest.created_unix, spec.mode.as_str(), encryption.is_some());
+    let (written, archive_ms, verify_ms) =
+        write_and_verify(n, spec.out, &file_name, &manifest, &paths, spec.compression, encryption)?;
+    n.detail(&format!("check and checksum {check_ms} ms, archive {archive_ms} ms, verify {verify_ms} ms"));
+    Ok(Made { written, manifest, timings: Timings { snapshot_ms: 0, check_ms, archive_ms, verify_ms } })
+}
+
+/// `PRAGMA quick_check` and the facts of a staged copy.
+fn check_database(db: &Path, source: &Source) -> Result<sqlite::DbFacts> {
+    let conn = sqlite::open_immutable(db)?;
+    let problems = sqlite::check(&conn, false)?;
+    if !problems.is_empty() {
+        return Err(Error::verification(format!(
+            "the copy of {} fails PRAGMA quick_check: {}",
+            source.path,
+            problems.join("; ")
+        ))
+        .hint("the database itself is damaged: check it with `sqlite3 keyfount.db 'PRAGMA integrity_check'` and keep your older backups"));
+    }
+    sqlite::facts(&conn, db)
+}
+
+/// Raise this thread's nice value (Linux: per thread; the compression and verification threads
+/// started after this inherit it). Best effort: a failure leaves the priority as it was.
+fn lower_priority(nice: u8) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: plain syscalls on the calling thread.
+    unsafe {
+        let now = libc::getpriority(libc::PRIO_PROCESS as _, 0);
+        if now < i32::from(nice) {
+            libc::setpriority(libc::PRIO_PROCESS as _, 0, i32::from(nice));
+        }
+    }
+}
+
+/// Write the archive and verify the `.partial` (gzip, tar, manifest, every file's sha256)
+/// before it gets its final name. Returns the archive and the two phases' durations.
+pub fn write_and_verify(
+    n: &dyn Notice,
+    out: &Path,
+    file_name: &str,
+    manifest: &Manifest,
+    files: &[PathBuf],
+    compression: Compression,
+    encryption: &Encryption,
+) -> Result<(Written, u64, u64)> {
+    let t = Instant::now();
+    let mut verify_ms = 0;
+    // An encrypted archive is read back with the one-time key (or the passphrase).
+    let check_keys = encryption.check_keys();
+    let written = writer::write(
+        out,
+        file_name,
+        manifest,
+        files,
+        compression,
+        encryption,
+        n.progress(),
+        |partial, sha| {
+            let t = Instant::now();
+            let opts = Options {
+                sqlite: false,
+                extract_to: None,
+                expected_sha256: Some(sha),
+                keys: Some(&check_keys),
+            };
+            let verdict = reader::verify(partial, &opts, n.progress())?;
+            verify_ms = t.elapsed().as_millis() as u64;
+            if verdict.ok {
+                Ok(())
+            } else {
+                let failed: Vec<String> =
+                    verdict.failed().map(|c| format!("{}: {}", c.name, c.detail)).collect();
+                Err(Error::new(Kind::Verification, format!("the new archive failed verification: {}", failed.join("; ")))
+                .hint("the archive was removed; check the disk and memory of this machine, then run the backup again"))
+            }
+        },
+    )?;
+    let archive_ms = (t.elapsed().as_millis() as u64).saturating_sub(verify_ms);
+    Ok((written, archive_ms, verify_ms))
+}
+
+/// Recipients from `--encrypt-to` and `--recipients-file` (no encryption when neither is given).
+pub fn recipients(encrypt_to: &[String], file: Option<&Path>) -> Result<Encryption> {
+    let mut recipients = Vec::new();
+    let mut described = Vec::new();
+    for r in encrypt_to {
+        recipients.push(crypto::parse_recipient(r)?);
+        described.push(r.trim().to_string());
+    }
+    if let Some(f) = file {
+        for (r, d) in crypto::read_recipients_file(f)? {
+            recipients.push(r);
+            described.push(d);
+        }
+    }
+    Ok(if recipients.is_empty() { Encryption::None } else { Encryption::recipients(recipients, described) })
+}

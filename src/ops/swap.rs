@@ -1,0 +1,427 @@
+//! Swap restored files into a data directory, and undo it.
+//!
+//! The data directory is writable by the container: everything here goes through directory
+//! descriptors and never follows a link ([`crate::safedir`]). The plan is made from what is
+//! there before anything changes; the swap keeps what it replaces in a root-only
+//! `.kfadmin-pre-restore-<time>/` directory inside the data directory (hard links for replaced
+//! files, renames for SQLite's `-wal`, `-shm` and `-journal` files and for anything in the
+//! way), checks that every staged file is still the one that was verified, then renames the
+//! staged files into place. Any failure puts everything back, and says so only when it did.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::archive::manifest::{DirEntry, FileEntry, Manifest};
+use crate::error::{Error, Result};
+use crate::ops::staging::{self, Staging};
+use crate::safedir::{self, Dir, Kind, Meta};
+use crate::sqlite::{self, DB_FILE};
+
+/// The owner and mode the restored database gets, and where they come from.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    /// "replaced database" or "manifest".
+    pub from: &'static str,
+}
+
+/// Owners and modes of restored entries: as the manifest recorded them, except that the owner
+/// the database had in the archive becomes the owner of the database being replaced (the
+/// archive may come from a host where the server ran as another user), and the database keeps
+/// the mode of the one it replaces.
+#[derive(Debug, Clone, Copy)]
+pub struct Owners {
+    pub db: Owner,
+    recorded: (u32, u32),
+}
+
+/// (uid, gid, mode)
+pub type Perm = (u32, u32, u32);
+
+impl Owners {
+    pub fn new(data: Option<&Dir>, m: &Manifest) -> Result<Owners> {
+        let rec = m
+            .file(&format!("data/{DB_FILE}"))
+            .ok_or_else(|| Error::failed("the manifest lists no database"))?;
+        let now = match data {
+            Some(d) => d.meta(OsStr::new(DB_FILE))?.filter(|m| m.kind == Kind::File),
+            None => None,
+        };
+        let db = match now {
+            Some(n) => Owner { uid: n.uid, gid: n.gid, mode: n.mode & 0o777, from: "replaced database" },
+            None => Owner { uid: rec.uid, gid: rec.gid, mode: rec.mode & 0o777, from: "manifest" },
+        };
+        Ok(Owners { db, recorded: (rec.uid, rec.gid) })
+    }
+
+    fn map(&self, uid: u32, gid: u32) -> (u32, u32) {
+        (
+            if uid == self.recorded.0 { self.db.uid } else { uid },
+            if gid == self.recorded.1 { self.db.gid } else { gid },
+        )
+    }
+
+    pub fn file(&self, f: &FileEntry) -> Perm {
+        if f.path == format!("data/{DB_FILE}") {
+            return (self.db.uid, self.db.gid, self.db.mode);
+        }
+        let (u, g) = self.map(f.uid, f.gid);
+        (u, g, f.mode & 0o777)
+    }
+
+    /// A directory's: as recorded, or (older archives) the database's owner and 0700.
+    pub fn dir(&self, d: Option<&DirEntry>) -> Perm {
+        match d {
+            Some(d) => {
+                let (u, g) = self.map(d.uid, d.gid);
+                (u, g, d.mode & 0o777)
+            }
+            None => (self.db.uid, self.db.gid, 0o700),
+        }
+    }
+}
+
+/// One restored file.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    /// Relative to the data directory.
+    pub rel: PathBuf,
+    pub perm: Perm,
+    /// A file of that name is there now (it is kept in the safety directory).
+    pub replaces: bool,
+    /// The staged file as it was prepared: it must still be that one at the swap.
+    staged: Option<Meta>,
+}
+
+/// What a restore will do to a data directory, decided before anything changes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub files: Vec<Placed>,
+    /// Directories to create, parents first.
+    pub new_dirs: Vec<(PathBuf, Perm)>,
+    /// Entries moved into the safety directory: SQLite sidecars of restored files (a stale
+    /// WAL or a hot journal would be replayed into the new file) and anything in the way.
+    pub aside: Vec<PathBuf>,
+    /// The safety directory's name inside the data directory.
+    pub safety: OsString,
+}
+
+/// (parent, name) of a relative path.
+fn split(rel: &Path) -> Result<(&Path, &OsStr)> {
+    let name = rel.file_name().ok_or_else(|| Error::failed(format!("{} has no file name", rel.display())))?;
+    Ok((rel.parent().unwrap_or(Path::new("")), name))
+}
+
+fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
+    let mut s = name.to_os_string();
+    s.push(suffix);
+    s
+}
+
+/// The directory `rel` below `data` if every component exists as a real directory; None at
+/// the first missing one; an error for a link or anything else in the way.
+fn existing_dir(data: &Dir, rel: &Path) -> Result<Option<Dir>> {
+    let mut cur = data.try_clone()?;
+    for c in rel.components() {
+        let name = c.as_os_str();
+        match cur.meta(name)? {
+            None => return Ok(None),
+            Some(m) if m.kind == Kind::Dir => cur = cur.open_dir(name)?,
+            Some(m) => {
+                return Err(Error::failed(format!(
+                    "{} is {} where the backup has a directory; refusing to restore through it",
+                    cur.display(name).display(),
+                    if m.kind == Kind::Link { "a symbolic link" } else { "not a directory" }
+                ))
+                .hint("move it out of the data directory (it may have been put there by the container), then run the restore again"))
+            }
+        }
+    }
+    Ok(Some(cur))
+}
+
+impl Plan {
+    pub fn new(data: &Dir, m: &Manifest, owners: &Owners, safety: OsString) -> Result<Plan> {
+        let mut plan = Plan { files: vec![], new_dirs: vec![], aside: vec![], safety };
+        let listed: Vec<PathBuf> = m.files.iter().map(|f| rel_of(&f.path)).collect();
+        for (f, rel) in m.files.iter().zip(&listed) {
+            let (parent, name) = split(rel)?;
+            let replaces = match existing_dir(data, parent)? {
+                None => {
+                    plan.add_dirs(parent, m, owners);
+                    false
+                }
+                Some(p) => plan.look_at(&p, parent, name, &listed)?,
+            };
+            plan.files.push(Placed { rel: rel.clone(), perm: owners.file(f), replaces, staged: None });
+        }
+        Ok(plan)
+    }
+
+    /// Missing directories on the way to `rel`, parents first, each once.
+    fn add_dirs(&mut self, rel: &Path, m: &Manifest, owners: &Owners) {
+        let mut cur = PathBuf::new();
+        for c in rel.components() {
+            cur.push(c);
+            if !self.new_dirs.iter().any(|(d, _)| d == &cur) {
+                let perm = owners.dir(m.dir(&format!("data/{}", cur.display())));
+                self.new_dirs.push((cur.clone(), perm));
+            }
+        }
+    }
+
+    /// What is at `parent/name` now, and its sidecars; returns whether a file is replaced.
+    fn look_at(&mut self, p: &Dir, parent: &Path, name: &OsStr, listed: &[PathBuf]) -> Result<bool> {
+        for suffix in sqlite::SIDECAR_SUFFIXES {
+            let side = with_suffix(name, suffix);
+            let rel = parent.join(&side);
+            if p.meta(&side)?.is_some() && !listed.contains(&rel) && !self.aside.contains(&rel) {
+                self.aside.push(rel);
+            }
+        }
+        match p.meta(name)? {
+            None => Ok(false),
+            Some(m) if m.kind == Kind::File => Ok(true),
+            Some(m) if m.kind == Kind::Dir => Err(Error::failed(format!(
+                "{} is a directory where the backup has a file",
+                p.display(name).display()
+            ))
+            .hint("move it out of the data directory, then run the restore again")),
+            Some(_) => {
+                self.aside.push(parent.join(name));
+                Ok(false)
+            }
+        }
+    }
+
+    /// Give the staged files their owner and mode (through their descriptors), sync them, and
+    /// remember each one, so that the swap can tell if one was replaced meanwhile.
+    pub fn prepare(&mut self, staging: &Dir) -> Result<()> {
+        for f in &mut self.files {
+            let (parent, name) = split(&f.rel)?;
+            let file = staging.walk(parent, None)?.open_file(name)?;
+            let what = staging.display(&f.rel);
+            safedir::set_owner(&file, f.perm.0, f.perm.1, &what)?;
+            safedir::set_mode(&file, f.perm.2, &what)?;
+            file.sync_all().map_err(|e| Error::io("cannot sync", &what, e))?;
+            f.staged = Some(safedir::meta_of(&file, &what)?);
+        }
+        staging.sync()
+    }
+
+    /// Whether the swap keeps anything (a safety directory is made).
+    pub fn keeps_anything(&self) -> bool {
+        !self.aside.is_empty() || self.files.iter().any(|f| f.replaces)
+    }
+}
+
+/// `data/x/y` → `x/y`
+pub fn rel_of(archive_path: &str) -> PathBuf {
+    let p = Path::new(archive_path);
+    p.strip_prefix("data").unwrap_or(p).to_path_buf()
+}
+
+#[derive(Debug)]
+enum Kept {
+    /// A hard link of a replaced file.
+    Linked(PathBuf),
+    /// An entry moved out of the way.
+    Moved(PathBuf),
+}
+
+/// A swap that happened, and how to undo it.
+#[derive(Debug)]
+pub struct Swap {
+    safety: Dir,
+    kept: Vec<Kept>,
+    placed: Vec<PathBuf>,
+    created_dirs: Vec<PathBuf>,
+}
+
+impl Swap {
+    /// Keep what is replaced, then move the staged files in. On failure everything is put back
+    /// (the error says whether that worked).
+    pub fn apply(data: &Dir, staging: &Dir, plan: &Plan) -> Result<Swap> {
+        let safety = data.mkdir(&plan.safety, 0o700)?;
+        let mut swap = Swap { safety, kept: vec![], placed: vec![], created_dirs: vec![] };
+        match swap.run(data, staging, plan) {
+            Ok(()) => Ok(swap),
+            Err(e) => Err(match swap.rollback(data) {
+                Ok(()) => {
+                    let _ = swap.discard(data, &plan.safety);
+                    let hint = e
+                        .hint
+                        .clone()
+                        .unwrap_or_else(|| "fix the cause above and run the restore again".into());
+                    Error::failed(format!("{}; the data directory was put back as it was", e.chain()))
+                        .hint(hint)
+                }
+                Err(r) => Error::failed(format!(
+                    "{}; putting the data directory back failed too: {}",
+                    e.chain(),
+                    r.chain()
+                ))
+                .hint(format!(
+                    "the replaced files are kept in {}: move them back by hand before starting the server",
+                    data.display(&plan.safety).display()
+                )),
+            }),
+        }
+    }
+
+    fn run(&mut self, data: &Dir, staging: &Dir, plan: &Plan) -> Result<()> {
+        for (rel, (uid, gid, mode)) in &plan.new_dirs {
+            let (parent, name) = split(rel)?;
+            let d = data.walk(parent, None)?.mkdir(name, *mode)?;
+            self.created_dirs.push(rel.clone());
+            d.chown(*uid, *gid)?;
+        }
+        for rel in &plan.aside {
+            let (parent, name) = split(rel)?;
+            let keep = self.safety.walk(parent, Some(0o700))?;
+            data.walk(parent, None)?.rename_new(name, &keep, name)?;
+            self.kept.push(Kept::Moved(rel.clone()));
+        }
+        for f in plan.files.iter().filter(|f| f.replaces) {
+            let (parent, name) = split(&f.rel)?;
+            let keep = self.safety.walk(parent, Some(0o700))?;
+            data.walk(parent, None)?.link(name, &keep, name)?;
+            self.kept.push(Kept::Linked(f.rel.clone()));
+        }
+        self.safety.sync()?;
+        for f in &plan.files {
+            let (parent, name) = split(&f.rel)?;
+            let from = staging.walk(parent, None)?;
+            let now = from.meta(name)?;
+            if now.is_none() || now.zip(f.staged).is_none_or(|(n, s)| !n.same(&s) || n.kind != Kind::File) {
+                return Err(Error::failed(format!(
+                    "the staged copy of {} was changed after it was verified",
+                    f.rel.display()
+                ))
+                .hint("something else writes in the data directory (a process in the container?); stop it and run the restore again"));
+            }
+            let to = data.walk(parent, None)?;
+            from.rename(name, &to, name)?;
+            self.placed.push(f.rel.clone());
+            to.sync()?;
+        }
+        data.sync()
+    }
+
+    /// Put back what the swap replaced. The restored files (and any `-wal`/`-shm`/`-journal` a
+    /// server made beside them) go into `<safety>/failed-restore/`, not away. Every step is
+    /// tried; the error lists the ones that failed.
+    pub fn rollback(&self, data: &Dir) -> Result<()> {
+        let mut problems = Vec::new();
+        let failed = self.safety.walk(Path::new("failed-restore"), Some(0o700))?;
+        for rel in self.placed.iter().rev() {
+            if let Err(e) = self.unplace(data, &failed, rel) {
+                problems.push(e.chain());
+            }
+        }
+        for k in self.kept.iter().rev() {
+            if let Kept::Moved(rel) = k {
+                let r = split(rel).and_then(|(parent, name)| {
+                    self.safety.walk(parent, None)?.rename_new(name, &data.walk(parent, None)?, name)
+                });
+                if let Err(e) = r {
+                    problems.push(e.chain());
+                }
+            }
+        }
+        for rel in self.created_dirs.iter().rev() {
+            if let Err(e) = split(rel).and_then(|(p, n)| data.walk(p, None)?.rmdir(n)) {
+                problems.push(e.chain());
+            }
+        }
+        let _ = data.sync();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::failed(problems.join("; ")))
+        }
+    }
+
+    /// Undo one placed file: keep it (and sidecars made beside it) in `failed`, put the old one back.
+    fn unplace(&self, data: &Dir, failed: &Dir, rel: &Path) -> Result<()> {
+        let (parent, name) = split(rel)?;
+        let here = data.walk(parent, None)?;
+        let post_mortem = failed.walk(parent, Some(0o700))?;
+        for suffix in sqlite::SIDECAR_SUFFIXES {
+            // A sidecar here now was made after the swap (a server), unless the restore placed it.
+            let side = with_suffix(name, suffix);
+            if here.meta(&side)?.is_some() && !self.placed.contains(&parent.join(&side)) {
+                here.rename(&side, &post_mortem, &side)?;
+            }
+        }
+        let linked = self.kept.iter().any(|k| matches!(k, Kept::Linked(r) if r == rel));
+        if linked {
+            here.link(name, &post_mortem, name)?;
+            self.safety.walk(parent, None)?.rename(name, &here, name)
+        } else {
+            here.rename_new(name, &post_mortem, name)
+        }
+    }
+
+    /// The entries that were moved out of the way (relative to the data directory).
+    pub fn moved_aside(&self) -> Vec<PathBuf> {
+        self.kept
+            .iter()
+            .filter_map(|k| match k {
+                Kept::Moved(r) => Some(r.clone()),
+                Kept::Linked(_) => None,
+            })
+            .collect()
+    }
+
+    /// Whether anything was kept (the safety directory holds something).
+    pub fn kept_anything(&self) -> bool {
+        !self.kept.is_empty()
+    }
+
+    /// Remove the safety directory (the swap is final, or nothing was kept).
+    pub fn discard(&self, data: &Dir, name: &OsStr) -> Result<()> {
+        let now = data.meta(name)?;
+        if now.is_some_and(|n| self.safety.self_meta().is_ok_and(|s| s.same(&n))) {
+            data.remove_all(name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the swap takes the restored files from: the private staging directory they were
+/// verified in, when it is on the data directory's mount (a rename moves them in); otherwise a
+/// staging directory inside the data directory that they are copied into first (after a check
+/// for room). Either way the staged files get their owner and mode here.
+pub fn place(private: &Staging, data: &Dir, plan: &mut Plan) -> Result<Option<Staging>> {
+    plan.prepare(private.dir())?;
+    let same = matches!((private.dir().mount_id(), data.mount_id()), (Some(a), Some(b)) if a == b);
+    if same {
+        return Ok(None);
+    }
+    let _ = staging::sweep(data, RESTORE_PREFIX, true);
+    let need: u64 = plan.files.iter().filter_map(|f| f.staged.map(|m| m.size)).sum();
+    data.ensure_room(
+        need,
+        (plan.files.len() + plan.new_dirs.len()) as u64,
+        "for the restored files",
+        "free some space on the data directory's filesystem, then run the restore again",
+    )?;
+    let local = Staging::create(data, RESTORE_PREFIX)?;
+    for f in &plan.files {
+        let (parent, name) = split(&f.rel)?;
+        let mut from = private.dir().walk(parent, None)?.open_file(name)?;
+        let mut to = local.dir().walk(parent, Some(0o700))?.create_file(name, 0o600)?;
+        std::io::copy(&mut from, &mut to)
+            .map_err(|e| Error::io("cannot copy into", &local.dir().display(&f.rel), e))?;
+    }
+    plan.prepare(local.dir())?;
+    Ok(Some(local))
+}
+
+/// The prefix of the staging directory a restore makes inside a data directory.
+pub const RESTORE_PREFIX: &str = ".kfadmin-restore-";
