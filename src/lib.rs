@@ -9,6 +9,7 @@ pub mod commands;
 pub mod crypto;
 pub mod docker;
 pub mod error;
+pub mod fault;
 pub mod fsutil;
 pub mod monitor;
 pub mod ops;

@@ -215,6 +215,7 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
     if stats.restarts > 0 {
         warn(ctx, &mut warnings, format!("the snapshot restarted {} time(s)", stats.restarts));
     }
+    crate::fault::point("backup.snapshot")?;
     let staged = vec![Copied {
         rel: PathBuf::from(sqlite::DB_FILE),
         staged: snap,
@@ -255,10 +256,12 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     let t0 = Instant::now();
     let copied = (|| -> Result<_> {
         let stopped = guard.stop(timeout, "kfadmin backup --cold")?;
+        crate::fault::point("cold.stopped")?;
         check_interrupt()?;
         let whole = sqlite::make_whole(&f.location.host_dir)?;
         check_interrupt()?;
         let (files, warnings) = fsutil::copy_data_dir(&f.location.host_dir, &staging.path())?;
+        crate::fault::point("cold.copied")?;
         check_interrupt()?;
         Ok((stopped, whole, files, warnings))
     })();

@@ -97,6 +97,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         let report = failed_report(&args, &target.dir, verdict, started);
         return Ok(Outcome::new(Kind::Verification.code(), human, &report));
     };
+    crate::fault::point("restore.verified")?;
     let owners = Owners::new(Some(&target.data), &manifest)?;
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
     let safety = OsString::from(format!(".kfadmin-pre-restore-{stamp}"));
@@ -127,17 +128,17 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     confirm(&args, ctx, &text, &target.dir)?;
     let local = swap::place(&private, &target.data, &mut plan)?;
     let from = local.as_ref().map(Staging::dir).unwrap_or(private.dir());
-    match &target.found {
-        None => swap_dir(&target, from, &plan, &mut report)?,
-        Some(f) => restore_container(&args, ctx, f, &protect, &target, from, &plan, &mut report)?,
-    }
     if target.created {
         let (uid, gid, mode) = owners.dir(manifest.dir("data"));
         target.data.chown(uid, gid)?;
         target.data.chmod(mode)?;
     }
+    crate::fault::point("restore.placed")?;
+    match &target.found {
+        None => swap_dir(&target, from, &plan, &mut report)?,
+        Some(f) => restore_container(&args, ctx, f, &protect, &target, from, &plan, &mut report)?,
+    }
     guard.dir = None;
-    target.data.sync()?;
     report.restored = true;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(Outcome::new(0, human(&args, &manifest, &target, &report), &report))
@@ -226,6 +227,9 @@ fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> 
 fn swap_dir(target: &Target, from: &Dir, plan: &Plan, report: &mut RestoreReport) -> Result<()> {
     refuse_if_in_use(&target.db())?;
     let swapped = Swap::apply(&target.data, from, plan)?;
+    if let Err(e) = crate::fault::point("restore.swapped").and_then(|()| target.data.sync()) {
+        return Err(swapped.undo(&target.data, e));
+    }
     report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
     if swapped.kept_anything() {
         report.safety_dir = Some(target.data.display(&plan.safety));
@@ -259,8 +263,12 @@ fn restore_container(
     let work = (|| -> Result<(Option<PathBuf>, Swap)> {
         guard.stop(timeout, "kfadmin restore")?;
         refuse_if_in_use(&target.db())?;
+        crate::fault::point("restore.stopped")?;
         let archive = pre_restore_archive(args, ctx, f, protect, &target.dir)?;
         let swapped = Swap::apply(&target.data, from, plan)?;
+        if let Err(e) = crate::fault::point("restore.swapped") {
+            return Err(swapped.undo(&target.data, e));
+        }
         Ok((archive, swapped))
     })();
     let (archive, swapped) = match work {

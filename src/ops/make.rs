@@ -103,8 +103,10 @@ pub fn make(n: &dyn Notice, spec: &ArchiveSpec, encryption: &Encryption, staged:
     let paths: Vec<PathBuf> = files.iter().map(|c| c.staged.clone()).collect();
     let file_name =
         writer::file_name(spec.name, manifest.created_unix, spec.mode.as_str(), encryption.is_some());
+    crate::fault::point("make.write")?;
     let (written, archive_ms, verify_ms) =
         write_and_verify(n, spec.out, &file_name, &manifest, &paths, spec.compression, encryption)?;
+    crate::fault::point("make.written")?;
     n.detail(&format!("check and checksum {check_ms} ms, archive {archive_ms} ms, verify {verify_ms} ms"));
     Ok(Made { written, manifest, timings: Timings { snapshot_ms: 0, check_ms, archive_ms, verify_ms } })
 }

@@ -237,6 +237,7 @@ enum Kept {
 #[derive(Debug)]
 pub struct Swap {
     safety: Dir,
+    name: OsString,
     kept: Vec<Kept>,
     placed: Vec<PathBuf>,
     created_dirs: Vec<PathBuf>,
@@ -247,29 +248,35 @@ impl Swap {
     /// (the error says whether that worked).
     pub fn apply(data: &Dir, staging: &Dir, plan: &Plan) -> Result<Swap> {
         let safety = data.mkdir(&plan.safety, 0o700)?;
-        let mut swap = Swap { safety, kept: vec![], placed: vec![], created_dirs: vec![] };
+        let mut swap =
+            Swap { safety, name: plan.safety.clone(), kept: vec![], placed: vec![], created_dirs: vec![] };
         match swap.run(data, staging, plan) {
             Ok(()) => Ok(swap),
-            Err(e) => Err(match swap.rollback(data) {
-                Ok(()) => {
-                    let _ = swap.discard(data, &plan.safety);
-                    let hint = e
-                        .hint
-                        .clone()
-                        .unwrap_or_else(|| "fix the cause above and run the restore again".into());
-                    Error::failed(format!("{}; the data directory was put back as it was", e.chain()))
-                        .hint(hint)
+            Err(e) => Err(swap.undo(data, e)),
+        }
+    }
+
+    /// Roll back after `e`, and say how that went: the error to report.
+    pub fn undo(&self, data: &Dir, e: Error) -> Error {
+        match self.rollback(data) {
+            Ok(()) => {
+                if !self.kept_anything() {
+                    let _ = self.discard(data, &self.name);
                 }
-                Err(r) => Error::failed(format!(
-                    "{}; putting the data directory back failed too: {}",
-                    e.chain(),
-                    r.chain()
-                ))
-                .hint(format!(
-                    "the replaced files are kept in {}: move them back by hand before starting the server",
-                    data.display(&plan.safety).display()
-                )),
-            }),
+                let hint =
+                    e.hint.clone().unwrap_or_else(|| "fix the cause above and run the restore again".into());
+                Error::new(e.kind, format!("{}; the data directory was put back as it was", e.chain()))
+                    .hint(hint)
+            }
+            Err(r) => Error::failed(format!(
+                "{}; putting the data directory back failed too: {}",
+                e.chain(),
+                r.chain()
+            ))
+            .hint(format!(
+                "the replaced files are kept in {}: move them back by hand before starting the server",
+                data.display(&self.name).display()
+            )),
         }
     }
 
@@ -293,6 +300,7 @@ impl Swap {
             self.kept.push(Kept::Linked(f.rel.clone()));
         }
         self.safety.sync()?;
+        crate::fault::point("swap.kept")?;
         for f in &plan.files {
             let (parent, name) = split(&f.rel)?;
             let from = staging.walk(parent, None)?;
@@ -308,6 +316,7 @@ impl Swap {
             from.rename(name, &to, name)?;
             self.placed.push(f.rel.clone());
             to.sync()?;
+            crate::fault::point("swap.placed-one")?;
         }
         data.sync()
     }

@@ -1,0 +1,292 @@
+//! The data directory as hostile input: a crashed rollback-mode server's hot journal, a
+//! connection that holds no lock, links planted where a restore writes, and no plaintext
+//! under `--out` when the backup is encrypted, even after kill -9.
+
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kfadmin::archive::writer::Compression;
+use kfadmin::archive::{Mode, Source};
+use kfadmin::ops::make::{self, ArchiveSpec};
+use kfadmin::progress::{Notice, Progress, Silent};
+
+use crate::util::*;
+
+struct Quiet;
+
+impl Notice for Quiet {
+    fn progress(&self) -> &dyn Progress {
+        &Silent
+    }
+    fn note(&self, _: &str) {}
+    fn detail(&self, _: &str) {}
+    fn warn(&self, _: &str) {}
+}
+
+/// An archive of a whole data directory (what a cold backup writes), made with the library.
+pub fn archive_of_dir(env: &Env, src: &Path, tag: &str) -> PathBuf {
+    let stage = env.path(&format!("stage-{tag}"));
+    std::fs::create_dir(&stage).unwrap();
+    let (mut files, _) = kfadmin::fsutil::copy_data_dir(src, &stage).unwrap();
+    let db = Path::new("keyfount.db");
+    files.sort_by_key(|c| (c.rel != db, c.rel.clone()));
+    let out = env.path(&format!("archives-{tag}"));
+    std::fs::create_dir(&out).unwrap();
+    let source =
+        Source { kind: "path".into(), path: src.display().to_string(), host: "test".into(), container: None };
+    let spec = ArchiveSpec {
+        out: &out,
+        name: "keyfount",
+        mode: Mode::Cold,
+        source,
+        created: std::time::SystemTime::now(),
+        compression: Compression::default(),
+        nice: 0,
+    };
+    let made = make::make(&Quiet, &spec, &kfadmin::crypto::Encryption::None, &files).unwrap();
+    made.written.path
+}
+
+fn sqlite3(db: &Path, script: &str) -> std::process::Output {
+    let mut child = Command::new("sqlite3")
+        .arg(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sqlite3 shell (scripts/test.sh installs it)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+/// A server in rollback-journal mode killed in the middle of a transaction that had already
+/// spilled pages into the database: a hot `-journal` beside a half-written database.
+fn crash_mid_transaction(db: &Path) {
+    sqlite3(
+        db,
+        "PRAGMA journal_mode=DELETE;\nPRAGMA cache_size=2;\nBEGIN;\n\
+         UPDATE sync_blobs SET data = randomblob(length(data));\n.shell kill -9 $PPID\n",
+    );
+    let journal = db.with_file_name("keyfount.db-journal");
+    assert!(std::fs::metadata(&journal).map(|m| m.len() > 0).unwrap_or(false), "no hot journal was left");
+}
+
+/// A hot journal stays beside the replaced database on today's code, and SQLite "rolls it
+/// back" into the restored file on its first open: rows vanish, integrity fails. It must go
+/// aside with the old database, which it belongs to.
+#[test]
+fn a_hot_journal_goes_aside_with_the_database_it_belongs_to() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let db = data.join("keyfount.db");
+    sqlite3(&db, "PRAGMA journal_mode=DELETE;\n");
+    let report = backup(&db, &env.path("b"));
+    let backed_up = report["database"]["tables"]["sync_blobs"].as_i64().unwrap();
+    crash_mid_transaction(&db);
+
+    let r = kfadmin([
+        "restore",
+        report["archive"].as_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    r.ok();
+    let j = r.json();
+    assert!(
+        !data.join("keyfount.db-journal").exists(),
+        "a journal was left beside the restored database: {:?}",
+        ls(&data)
+    );
+    let restored = check_db(&db, 0);
+    assert_eq!(restored["blobs"].as_i64().unwrap(), backed_up, "{restored}");
+    let moved: Vec<String> =
+        j["moved_aside"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    assert!(moved.iter().any(|p| p.ends_with("keyfount.db-journal")), "{j}");
+    // The safety copy, database and journal together, opens as the database was before the crash.
+    let safety = PathBuf::from(j["safety_dir"].as_str().unwrap());
+    assert_eq!(ls(&safety), ["keyfount.db", "keyfount.db-journal"]);
+    let copy = env.path("copy");
+    std::fs::create_dir(&copy).unwrap();
+    for n in ["keyfount.db", "keyfount.db-journal"] {
+        std::fs::copy(safety.join(n), copy.join(n)).unwrap();
+    }
+    let out = sqlite3(&copy.join("keyfount.db"), "PRAGMA integrity_check;\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    check_db(&copy.join("keyfount.db"), 0);
+}
+
+/// An idle connection in rollback-journal mode holds no lock at all; the restore must still see
+/// that a process has the database open.
+#[test]
+fn a_restore_sees_an_idle_rollback_mode_connection() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let db = data.join("keyfount.db");
+    sqlite3(&db, "PRAGMA journal_mode=DELETE;\n");
+    let report = backup(&db, &env.path("b"));
+    let before = snapshot_tree(&data);
+    let mut holder = Command::new("sqlite3")
+        .arg(&db)
+        .args(["SELECT count(*) FROM users;", ".shell sleep 60"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !holds_open(holder.id(), &db) {
+        assert!(Instant::now() < deadline, "sqlite3 never opened the database");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = kfadmin([
+        "restore",
+        report["archive"].as_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--yes",
+    ]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    r.code(2).stderr_has("is open in process").stderr_has(&holder.id().to_string());
+    assert_eq!(snapshot_tree(&data), before);
+}
+
+fn holds_open(pid: u32, file: &Path) -> bool {
+    let want = std::fs::metadata(file).unwrap().ino();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| rd.flatten().any(|fd| std::fs::metadata(fd.path()).is_ok_and(|m| m.ino() == want)))
+        .unwrap_or(false)
+}
+
+/// A data directory with a database, a sub-directory with an attachment, and a file of another
+/// owner and mode.
+fn rich_data_dir(env: &Env, tag: &str) -> PathBuf {
+    let data = env.data_dir(tag, 1);
+    let sub = data.join("attachments");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("a.bin"), b"attachment").unwrap();
+    std::fs::set_permissions(sub.join("a.bin"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::write(data.join("config.json"), b"{}").unwrap();
+    std::fs::set_permissions(data.join("config.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.give_to_app(&data);
+    std::os::unix::fs::chown(data.join("config.json"), Some(1001), Some(1001)).unwrap();
+    data
+}
+
+/// Links planted in the data directory (as a process in the container could) are never
+/// followed: not into a linked sub-directory, not through a linked database or sidecar.
+#[test]
+fn links_in_the_data_directory_are_never_followed() {
+    assert!(is_root(), "owners need root (CI runs as root)");
+    let env = Env::new();
+    let archive = archive_of_dir(&env, &rich_data_dir(&env, "src"), "rich");
+    let archive = archive.to_str().unwrap();
+    let victim = env.path("victim");
+    std::fs::create_dir(&victim).unwrap();
+    for (n, body) in [("a.bin", &b"precious"[..]), ("db", b"not yours"), ("wal", b"keep")] {
+        std::fs::write(victim.join(n), body).unwrap();
+    }
+    let victim_before = (snapshot_tree(&victim), owners(&victim));
+
+    // A linked sub-directory: refused, nothing changes anywhere.
+    let data = env.data_dir("data", 1);
+    symlink(&victim, data.join("attachments")).unwrap();
+    let before = snapshot_tree(&data);
+    kfadmin(["restore", archive, "--data-dir", data.to_str().unwrap(), "--yes"])
+        .code(1)
+        .stderr_has("attachments")
+        .stderr_has("symbolic link");
+    assert_eq!(snapshot_tree(&data), before);
+    assert_eq!((snapshot_tree(&victim), owners(&victim)), victim_before);
+
+    // A linked database and WAL: moved aside as links, their targets untouched.
+    std::fs::remove_file(data.join("attachments")).unwrap();
+    std::fs::remove_file(data.join("keyfount.db")).unwrap();
+    symlink(victim.join("db"), data.join("keyfount.db")).unwrap();
+    symlink(victim.join("wal"), data.join("keyfount.db-wal")).unwrap();
+    let j =
+        kfadmin(["restore", archive, "--data-dir", data.to_str().unwrap(), "--yes", "--json"]).ok().json();
+    assert_eq!((snapshot_tree(&victim), owners(&victim)), victim_before);
+    let db = data.join("keyfount.db");
+    assert!(db.symlink_metadata().unwrap().is_file());
+    check_db(&db, 0);
+    let safety = PathBuf::from(j["safety_dir"].as_str().unwrap());
+    for n in ["keyfount.db", "keyfount.db-wal"] {
+        assert!(safety.join(n).symlink_metadata().unwrap().file_type().is_symlink(), "{n}");
+    }
+}
+
+/// Every restored file and directory gets the owner and mode the manifest recorded (the
+/// database's owner mapped to the one it replaces), not the database's, and not root's.
+#[test]
+fn restored_files_and_directories_keep_their_own_owner_and_mode() {
+    assert!(is_root(), "owners need root (CI runs as root)");
+    let env = Env::new();
+    let src = rich_data_dir(&env, "src");
+    let archive = archive_of_dir(&env, &src, "rich");
+    let fresh = env.path("fresh");
+    kfadmin(["restore", archive.to_str().unwrap(), "--data-dir", fresh.to_str().unwrap(), "--yes"]).ok();
+    let want = |p: &Path| {
+        let m = p.symlink_metadata().unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o777)
+    };
+    for rel in ["", "keyfount.db", "attachments", "attachments/a.bin", "config.json"] {
+        assert_eq!(want(&fresh.join(rel)), want(&src.join(rel)), "{rel:?}");
+    }
+    assert_eq!(std::fs::read(fresh.join("attachments/a.bin")).unwrap(), b"attachment");
+}
+
+/// An encrypted backup killed at any moment leaves no plaintext byte of the database under
+/// `--out`; its private staging copy is removed by the next run.
+#[test]
+fn an_encrypted_backup_never_puts_plaintext_under_out() {
+    let env = Env::new();
+    let data = env.data_dir("data", 24);
+    let db = data.join("keyfount.db");
+    let key = age::x25519::Identity::generate().to_public().to_string();
+    let out = env.path("out");
+    let tmp = env.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> =
+            ["backup", "--online", "--db", db.to_str().unwrap(), "--out", out.to_str().unwrap()]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        a.extend(["--tmp-dir".into(), tmp.to_str().unwrap().into(), "--encrypt-to".into(), key.clone()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    for point in ["backup.snapshot", "make.write", "make.written"] {
+        let r = Command::new(kfadmin_bin())
+            .args(args(&[]))
+            .env("KFADMIN_TEST_FAULT", format!("{point}:kill"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(r.status.code(), None, "{point}: killed by SIGKILL");
+        assert_no_plaintext(&out, point);
+        assert!(!ls(&tmp).is_empty(), "{point}: the killed run's staging copy is there");
+    }
+    kfadmin(args(&[])).ok();
+    assert_no_plaintext(&out, "after");
+    assert!(ls(&tmp).is_empty(), "the next run sweeps dead staging copies: {:?}", ls(&tmp));
+}
+
+fn assert_no_plaintext(dir: &Path, when: &str) {
+    for n in ls(dir) {
+        let p = dir.join(&n);
+        assert!(p.symlink_metadata().unwrap().is_file(), "{when}: {n} under --out is not a file");
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(
+            !bytes.windows(16).any(|w| w == b"SQLite format 3\0"),
+            "{when}: {n} under --out holds a plaintext database"
+        );
+        assert!(!n.ends_with(".tar.gz"), "{when}: {n} is an unencrypted archive");
+    }
+}
