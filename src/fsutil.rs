@@ -288,3 +288,10 @@ pub fn tree_size(dir: &Path) -> Result<(u64, u64)> {
     walk(&Dir::open(dir)?, &mut acc)?;
     Ok(acc)
 }
+
+/// Whether `pid` is a live kfadmin (pids are reused: the command line must say kfadmin).
+pub fn kfadmin_alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).split('\0').next().is_some_and(|a| a.ends_with("kfadmin")))
+        .unwrap_or(false)
+}

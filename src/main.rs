@@ -15,6 +15,13 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
     if matches!(cmd, Command::Completions(_)) {
         return Ok(());
     }
+    for (path, why) in kfadmin::ops::staging::sweep_private() {
+        eprintln!("warning: cannot remove {}, left by a killed kfadmin run: {why}", path.display());
+    }
+    // A half-done swap is put back before any container is started on that data.
+    for line in kfadmin::ops::swap::recover()? {
+        eprintln!("warning: {line}");
+    }
     for line in kfadmin::docker::recover_journal()? {
         eprintln!("warning: {line}");
     }

@@ -23,7 +23,7 @@ use crate::ops::container::{container_source, find_container, settle, Found};
 use crate::ops::make::{self, ArchiveSpec};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
 pub use crate::ops::swap::Owner;
-use crate::ops::swap::{self, Owners, Plan, Swap};
+use crate::ops::swap::{self, Journal, Owners, Plan, Swap};
 use crate::safedir::Dir;
 use crate::sqlite::{self, DB_FILE};
 
@@ -126,6 +126,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         return Ok(Outcome::new(0, format!("{text}Dry run: nothing was changed.\n"), &report));
     }
     confirm(&args, ctx, &text, &target.dir)?;
+    let mut journal = Journal::begin(&target.data, &plan)?;
     let local = swap::place(&private, &target.data, &mut plan)?;
     let from = local.as_ref().map(Staging::dir).unwrap_or(private.dir());
     if target.created {
@@ -135,8 +136,10 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     }
     crate::fault::point("restore.placed")?;
     match &target.found {
-        None => swap_dir(&target, from, &plan, &mut report)?,
-        Some(f) => restore_container(&args, ctx, f, &protect, &target, from, &plan, &mut report)?,
+        None => swap_dir(&target, from, &plan, &mut journal, &mut report)?,
+        Some(f) => {
+            restore_container(&args, ctx, f, &protect, &target, (from, &plan, &mut journal), &mut report)?
+        }
     }
     guard.dir = None;
     report.restored = true;
@@ -224,12 +227,19 @@ fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> 
 }
 
 /// `--data-dir`: swap, and keep what was replaced in the safety directory.
-fn swap_dir(target: &Target, from: &Dir, plan: &Plan, report: &mut RestoreReport) -> Result<()> {
+fn swap_dir(
+    target: &Target,
+    from: &Dir,
+    plan: &Plan,
+    journal: &mut Journal,
+    report: &mut RestoreReport,
+) -> Result<()> {
     refuse_if_in_use(&target.db())?;
-    let swapped = Swap::apply(&target.data, from, plan)?;
+    let swapped = Swap::apply(&target.data, from, plan, journal)?;
     if let Err(e) = crate::fault::point("restore.swapped").and_then(|()| target.data.sync()) {
-        return Err(swapped.undo(&target.data, e));
+        return Err(swapped.undo(&target.data, e, journal));
     }
+    journal.finish();
     report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
     if swapped.kept_anything() {
         report.safety_dir = Some(target.data.display(&plan.safety));
@@ -247,8 +257,7 @@ fn restore_container(
     f: &Found,
     protect: &Encryption,
     target: &Target,
-    from: &Dir,
-    plan: &Plan,
+    (from, plan, journal): (&Dir, &Plan, &mut Journal),
     report: &mut RestoreReport,
 ) -> Result<()> {
     let c = &f.container;
@@ -265,9 +274,9 @@ fn restore_container(
         refuse_if_in_use(&target.db())?;
         crate::fault::point("restore.stopped")?;
         let archive = pre_restore_archive(args, ctx, f, protect, &target.dir)?;
-        let swapped = Swap::apply(&target.data, from, plan)?;
+        let swapped = Swap::apply(&target.data, from, plan, journal)?;
         if let Err(e) = crate::fault::point("restore.swapped") {
-            return Err(swapped.undo(&target.data, e));
+            return Err(swapped.undo(&target.data, e, journal));
         }
         Ok((archive, swapped))
     })();
@@ -275,6 +284,7 @@ fn restore_container(
         Ok(x) => x,
         Err(e) => return settle(Err(e), guard.restart()),
     };
+    journal.finish();
     report.safety_archive = archive;
     report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
     let safety_dir = swapped.kept_anything().then(|| target.data.display(&plan.safety));

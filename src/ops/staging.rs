@@ -82,6 +82,14 @@ impl Drop for Staging {
     }
 }
 
+/// Remove what dead runs left in the private staging areas kfadmin knows of without being
+/// told: the state directory's, and `$KFADMIN_TMPDIR`'s. Returns what could not be removed.
+pub fn sweep_private() -> Vec<(PathBuf, String)> {
+    let mut roots = vec![crate::docker::state_dir().join("staging")];
+    roots.extend(std::env::var_os("KFADMIN_TMPDIR").map(PathBuf::from));
+    roots.iter().filter_map(|r| Dir::open(r).ok()).flat_map(|d| sweep(&d, STAGING_PREFIX, false)).collect()
+}
+
 /// kfadmin's private staging area, created 0700 when missing.
 pub fn private_root(tmp_dir: Option<&Path>) -> Result<Dir> {
     let root = match tmp_dir {

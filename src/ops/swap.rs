@@ -246,18 +246,20 @@ pub struct Swap {
 impl Swap {
     /// Keep what is replaced, then move the staged files in. On failure everything is put back
     /// (the error says whether that worked).
-    pub fn apply(data: &Dir, staging: &Dir, plan: &Plan) -> Result<Swap> {
+    pub fn apply(data: &Dir, staging: &Dir, plan: &Plan, journal: &mut Journal) -> Result<Swap> {
+        journal.record(data, plan)?;
         let safety = data.mkdir(&plan.safety, 0o700)?;
         let mut swap =
             Swap { safety, name: plan.safety.clone(), kept: vec![], placed: vec![], created_dirs: vec![] };
         match swap.run(data, staging, plan) {
             Ok(()) => Ok(swap),
-            Err(e) => Err(swap.undo(data, e)),
+            Err(e) => Err(swap.undo(data, e, journal)),
         }
     }
 
-    /// Roll back after `e`, and say how that went: the error to report.
-    pub fn undo(&self, data: &Dir, e: Error) -> Error {
+    /// Roll back after `e`, and say how that went: the error to report. When putting things
+    /// back fails, the journal stays for the next run (and the operator) to finish it.
+    pub fn undo(&self, data: &Dir, e: Error, journal: &mut Journal) -> Error {
         match self.rollback(data) {
             Ok(()) => {
                 if !self.kept_anything() {
@@ -268,15 +270,18 @@ impl Swap {
                 Error::new(e.kind, format!("{}; the data directory was put back as it was", e.chain()))
                     .hint(hint)
             }
-            Err(r) => Error::failed(format!(
-                "{}; putting the data directory back failed too: {}",
-                e.chain(),
-                r.chain()
-            ))
-            .hint(format!(
-                "the replaced files are kept in {}: move them back by hand before starting the server",
-                data.display(&self.name).display()
-            )),
+            Err(r) => {
+                journal.keep = true;
+                Error::failed(format!(
+                    "{}; putting the data directory back failed too: {}",
+                    e.chain(),
+                    r.chain()
+                ))
+                .hint(format!(
+                    "the replaced files are kept in {}: move them back by hand before starting the server",
+                    data.display(&self.name).display()
+                ))
+            }
         }
     }
 
@@ -434,3 +439,167 @@ pub fn place(private: &Staging, data: &Dir, plan: &mut Plan) -> Result<Option<St
 
 /// The prefix of the staging directory a restore makes inside a data directory.
 pub const RESTORE_PREFIX: &str = ".kfadmin-restore-";
+
+/// What a swap is about to do, written to the state directory before the first change and
+/// removed after the last: a kfadmin killed in the middle (kill -9, OOM, power cut) leaves it,
+/// and the next run puts the data directory back as it was ([`recover`]).
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct SwapJournal {
+    pub pid: u32,
+    pub data_dir: PathBuf,
+    pub safety: PathBuf,
+    /// (relative path, device, inode of the staged file that goes there, replaces a file)
+    pub files: Vec<(PathBuf, u64, u64, bool)>,
+    pub aside: Vec<PathBuf>,
+    pub new_dirs: Vec<PathBuf>,
+}
+
+/// The journal of a restore in progress: written when the plan is made (before anything is
+/// copied into the data directory), brought up to date right before the swap, removed when the
+/// restore ends, one way or the other (kept when putting things back failed).
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Journal {
+    pub fn begin(data: &Dir, plan: &Plan) -> Result<Journal> {
+        let mut j = Journal { path: journal_path(data.path()), keep: false };
+        j.record(data, plan)?;
+        Ok(j)
+    }
+
+    fn record(&mut self, data: &Dir, plan: &Plan) -> Result<()> {
+        SwapJournal::write(&self.path, data, plan)
+    }
+
+    /// The swap is final: nothing for a later run to put back.
+    pub fn finish(&mut self) {
+        self.keep = false;
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn journal_path(data_dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    crate::docker::state_dir().join(format!("swap-{}.json", &crate::fsutil::hex(&h)[..16]))
+}
+
+impl SwapJournal {
+    fn write(path: &Path, data: &Dir, plan: &Plan) -> Result<()> {
+        let j = SwapJournal {
+            pid: std::process::id(),
+            data_dir: data.path().to_path_buf(),
+            safety: PathBuf::from(&plan.safety),
+            files: plan
+                .files
+                .iter()
+                .map(|f| {
+                    let (dev, ino) = f.staged.map(|m| (m.dev, m.ino)).unwrap_or_default();
+                    (f.rel.clone(), dev, ino, f.replaces)
+                })
+                .collect(),
+            aside: plan.aside.clone(),
+            new_dirs: plan.new_dirs.iter().map(|(d, _)| d.clone()).collect(),
+        };
+        let text = serde_json::to_vec(&j).map_err(|e| {
+            Error::failed(format!(
+                "cannot record the restore of {} in kfadmin's state directory",
+                data.path().display()
+            ))
+            .source(e)
+        })?;
+        crate::fsutil::ensure_private_dir(&crate::docker::state_dir())?;
+        crate::fsutil::write_atomic(path, &text, 0o600)
+    }
+
+    /// Rebuild the swap from what is on disk and undo it.
+    fn roll_back(&self) -> Result<()> {
+        let data = Dir::open(&self.data_dir)?;
+        let _ = staging::sweep(&data, RESTORE_PREFIX, true);
+        let name = self.safety.as_os_str();
+        let Some(safety) =
+            data.meta(name)?.filter(|m| m.kind == Kind::Dir).map(|_| data.open_dir(name)).transpose()?
+        else {
+            // Nothing was kept yet: at most new, empty directories were made.
+            for d in self.new_dirs.iter().rev() {
+                let _ = split(d).and_then(|(p, n)| data.walk(p, None)?.rmdir(n));
+            }
+            return Ok(());
+        };
+        let exists = |dir: &Dir, rel: &Path| -> bool {
+            split(rel).and_then(|(p, n)| Ok(dir.walk(p, None)?.meta(n)?)).ok().flatten().is_some()
+        };
+        let mut kept: Vec<Kept> =
+            self.aside.iter().filter(|r| exists(&safety, r)).cloned().map(Kept::Moved).collect();
+        kept.extend(
+            self.files.iter().filter(|f| f.3 && exists(&safety, &f.0)).map(|f| Kept::Linked(f.0.clone())),
+        );
+        let placed = self
+            .files
+            .iter()
+            .filter(|(rel, dev, ino, _)| {
+                split(rel)
+                    .and_then(|(p, n)| Ok(data.walk(p, None)?.meta(n)?))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| m.dev == *dev && m.ino == *ino)
+            })
+            .map(|f| f.0.clone())
+            .collect();
+        let created_dirs = self.new_dirs.iter().filter(|d| exists(&data, d)).cloned().collect();
+        let swap = Swap { safety, name: name.to_os_string(), kept, placed, created_dirs };
+        swap.rollback(&data)
+    }
+}
+
+/// Swaps that a killed kfadmin left half-done: put each data directory back as it was. Returns
+/// what was done, for the operator; an error when one cannot be put back (exit 4: act now).
+pub fn recover() -> Result<Vec<String>> {
+    let dir = crate::docker::state_dir();
+    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
+    let mut said = Vec::new();
+    for p in rd.flatten().map(|e| e.path()) {
+        if !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("swap-")) {
+            continue;
+        }
+        let Ok(j) = std::fs::read(&p).map(|t| serde_json::from_slice::<SwapJournal>(&t)) else { continue };
+        let Ok(j) = j else { continue };
+        if crate::fsutil::kfadmin_alive(j.pid) {
+            continue;
+        }
+        j.roll_back().map_err(|e| {
+            Error::new(
+                crate::error::Kind::ContainerState,
+                format!(
+                    "a restore into {} was killed half-way, and putting the data directory back failed: {}",
+                    j.data_dir.display(),
+                    e.chain()
+                ),
+            )
+            .hint(format!(
+                "act now: the replaced files are in {}; move them back before starting the server (the journal is {})",
+                j.data_dir.join(&j.safety).display(),
+                p.display()
+            ))
+        })?;
+        let _ = std::fs::remove_file(&p);
+        said.push(format!(
+            "a restore into {} (pid {}) was killed half-way; the data directory was put back as it was (the restored files are kept in {})",
+            j.data_dir.display(),
+            j.pid,
+            j.data_dir.join(&j.safety).join("failed-restore").display()
+        ));
+    }
+    Ok(said)
+}

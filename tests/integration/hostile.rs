@@ -290,3 +290,85 @@ fn assert_no_plaintext(dir: &Path, when: &str) {
         assert!(!n.ends_with(".tar.gz"), "{when}: {n} is an unencrypted archive");
     }
 }
+
+/// The data directory without kfadmin's own entries (safety copies, staging).
+fn user_tree(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    snapshot_tree(dir).into_iter().filter(|(k, _)| !k.starts_with(".kfadmin-")).collect()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    assert!(st.success());
+}
+
+/// A restore stopped at every step (kill -9, SIGTERM, SIGINT, an error, a full disk) leaves
+/// the data directory as it was, or (kill -9 after the swap) fully restored; after kill -9 the
+/// next kfadmin run puts a half-done swap back. Exit codes as documented. Twice: with the data
+/// directory on the staging area's filesystem (the files are renamed in), and on another one
+/// (they are copied into the data directory first).
+#[test]
+fn a_restore_stopped_at_any_step_leaves_the_data_directory_whole() {
+    assert!(is_root(), "a tmpfs needs root (CI runs as root)");
+    let env = Env::new();
+    let mounted = Tmpfs::mount(&env.path("elsewhere"), "256m", false);
+    restore_faults(&env, &env.path("same"));
+    restore_faults(&env, &mounted.dir);
+}
+
+fn restore_faults(env: &Env, base: &Path) {
+    std::fs::create_dir_all(base).unwrap();
+    let other = env.data_dir(&format!("other-{}", base.display()).replace('/', "_"), 1);
+    let report = backup(&other.join("keyfount.db"), &env.path("b"));
+    let archive = report["archive"].as_str().unwrap().to_string();
+    let restored_db = report["files"][0]["sha256"].as_str().unwrap().to_string();
+    // The current data: a server killed with WAL frames left.
+    let template = env.data_dir(&format!("template-{}", base.display()).replace('/', "_"), 1);
+    let w = env.start_writer(&template.join("keyfount.db"), 0, false);
+    w.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 100);
+    w.kill();
+    assert!(template.join("keyfount.db-wal").exists());
+    let before = user_tree(&template);
+    let state = env.path("state");
+    let tmp = env.path("tmp");
+    let points = ["restore.verified", "restore.placed", "swap.kept", "swap.placed-one", "restore.swapped"];
+    for (i, point) in points.iter().enumerate() {
+        for action in ["kill", "term", "int", "fail", "full"] {
+            let data = base.join(format!("data-{i}-{action}"));
+            copy_tree(&template, &data);
+            let run = |fault: &str, args: &[&str]| -> Run {
+                Command::new(kfadmin_bin())
+                    .args(args)
+                    .env("KFADMIN_STATE_DIR", &state)
+                    .env("KFADMIN_TMPDIR", &tmp)
+                    .env("KFADMIN_TEST_FAULT", fault)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap()
+                    .into()
+            };
+            let r = run(
+                &format!("{point}:{action}"),
+                &["restore", &archive, "--data-dir", data.to_str().unwrap(), "--yes"],
+            );
+            let want = match action {
+                "kill" => -1,
+                "term" | "int" => 130,
+                _ => 1,
+            };
+            assert_eq!(r.code, want, "{point}:{action}: {}", r.stderr);
+            if action == "kill" {
+                // Any later run puts a half-done swap back first.
+                run("", &["list", env.path("b").to_str().unwrap()]).ok();
+            }
+            let now = user_tree(&data);
+            let fully_restored = now.get("keyfount.db") == Some(&restored_db)
+                && !now.keys().any(|k| k.starts_with("keyfount.db-"));
+            assert!(now == before || (action == "kill" && fully_restored), "{point}:{action}: {now:?}");
+            assert!(ls(&tmp).is_empty(), "{point}:{action}: staging left: {:?}", ls(&tmp));
+            let left: Vec<String> = ls(&data).into_iter().filter(|n| n.starts_with(".kfadmin-restore-")).collect();
+            assert!(left.is_empty(), "{point}:{action}: staging left in the data directory: {left:?}");
+            let journals: Vec<String> = ls(&state).into_iter().filter(|n| n.starts_with("swap-")).collect();
+            assert!(journals.is_empty(), "{point}:{action}: journal left: {journals:?}");
+        }
+    }
+}
