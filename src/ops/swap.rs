@@ -538,7 +538,7 @@ impl SwapJournal {
             return Ok(());
         };
         let exists = |dir: &Dir, rel: &Path| -> bool {
-            split(rel).and_then(|(p, n)| Ok(dir.walk(p, None)?.meta(n)?)).ok().flatten().is_some()
+            split(rel).and_then(|(p, n)| dir.walk(p, None)?.meta(n)).ok().flatten().is_some()
         };
         let mut kept: Vec<Kept> =
             self.aside.iter().filter(|r| exists(&safety, r)).cloned().map(Kept::Moved).collect();
@@ -550,7 +550,7 @@ impl SwapJournal {
             .iter()
             .filter(|(rel, dev, ino, _)| {
                 split(rel)
-                    .and_then(|(p, n)| Ok(data.walk(p, None)?.meta(n)?))
+                    .and_then(|(p, n)| data.walk(p, None)?.meta(n))
                     .ok()
                     .flatten()
                     .is_some_and(|m| m.dev == *dev && m.ino == *ino)

@@ -365,7 +365,8 @@ fn restore_faults(env: &Env, base: &Path) {
                 && !now.keys().any(|k| k.starts_with("keyfount.db-"));
             assert!(now == before || (action == "kill" && fully_restored), "{point}:{action}: {now:?}");
             assert!(ls(&tmp).is_empty(), "{point}:{action}: staging left: {:?}", ls(&tmp));
-            let left: Vec<String> = ls(&data).into_iter().filter(|n| n.starts_with(".kfadmin-restore-")).collect();
+            let left: Vec<String> =
+                ls(&data).into_iter().filter(|n| n.starts_with(".kfadmin-restore-")).collect();
             assert!(left.is_empty(), "{point}:{action}: staging left in the data directory: {left:?}");
             let journals: Vec<String> = ls(&state).into_iter().filter(|n| n.starts_with("swap-")).collect();
             assert!(journals.is_empty(), "{point}:{action}: journal left: {journals:?}");
