@@ -235,3 +235,61 @@ pub fn copy_data_dir(src: &Path, dst: &Path) -> Result<(Vec<Copied>, Vec<String>
     }
     Ok((out, warnings))
 }
+
+/// Copy a data directory that spans several mounts into `dst`: `parts` are (path inside the data
+/// directory, host directory) pairs, the directory's own mount first (path ""), then each mount
+/// nested in it. Each part goes into a sub-directory of `dst` of its own through
+/// [`copy_data_dir`]; every file is named by its path in the data directory. A part without a
+/// host directory is left out. A file that a deeper part's mount point hides (the container
+/// never sees it) is left out too, with a warning.
+pub fn copy_data_parts(
+    parts: &[(PathBuf, Option<PathBuf>)],
+    dst: &Path,
+) -> Result<(Vec<Copied>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, (rel, src)) in parts.iter().enumerate() {
+        let Some(src) = src else { continue };
+        let sub = dst.join(format!("part-{i}"));
+        std::fs::DirBuilder::new().mode(0o700).create(&sub).ctx("cannot create", &sub)?;
+        let (files, w) = match src.symlink_metadata() {
+            // A single file mounted into the data directory (`-v /srv/kf/x.json:/data/x.json`).
+            Ok(m) if m.is_file() => (vec![copy_one(src, &sub.join("file"), m)?], vec![]),
+            _ => copy_data_dir(src, &sub)?,
+        };
+        warnings.extend(w);
+        let deeper: Vec<&PathBuf> =
+            parts.iter().map(|(r, _)| r).filter(|r| *r != rel && r.starts_with(rel)).collect();
+        let mut hidden = Vec::new();
+        for mut c in files {
+            c.rel = if c.rel.as_os_str().is_empty() { rel.clone() } else { rel.join(&c.rel) };
+            match deeper.iter().find(|d| c.rel.starts_with(d)) {
+                Some(_) => hidden.push(src.join(c.rel.strip_prefix(rel).unwrap_or(&c.rel))),
+                None => out.push(c),
+            }
+        }
+        if let Some(first) = hidden.first() {
+            warnings.push(format!(
+                "{} file(s) in {} (e.g. {}) lie under the mount point of another mount, where the container cannot see them; they are not in the backup",
+                hidden.len(),
+                src.display(),
+                first.display()
+            ));
+        }
+    }
+    Ok((out, warnings))
+}
+
+/// One file copied aside to `staged`, named "" in its part (the part's path is its name).
+fn copy_one(src: &Path, staged: &Path, meta: std::fs::Metadata) -> Result<Copied> {
+    use std::os::unix::fs::MetadataExt;
+    let reflinked = clone_or_copy(src, staged)?;
+    Ok(Copied {
+        rel: PathBuf::new(),
+        staged: staged.to_path_buf(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        reflinked,
+    })
+}

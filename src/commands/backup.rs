@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{human_bytes, Ctx, Outcome};
-use crate::archive::manifest::ContainerRef;
+use crate::archive::manifest::{ContainerRef, SourceMount};
 use crate::archive::reader::{self, Options};
 use crate::archive::writer::{self, Compression, Written};
 use crate::archive::{FileEntry, Manifest, Mode, Source};
@@ -111,7 +111,28 @@ pub fn container_source(f: &Found) -> Source {
             id: f.container.id.clone(),
             image: f.container.image.clone(),
         }),
+        mounts: vec![],
     }
+}
+
+/// The source of a copy of the whole data directory: with the mounts it spans, when several.
+pub fn cold_source(f: &Found) -> Source {
+    let loc = &f.location;
+    let mut source = container_source(f);
+    if loc.nested.is_empty() {
+        return source;
+    }
+    let record = |path: String, m: &docker::Mount| SourceMount {
+        path,
+        kind: m.kind.clone(),
+        source: m.name.clone().unwrap_or_else(|| m.source.display().to_string()),
+        destination: m.destination.display().to_string(),
+    };
+    source.mounts.push(record("data".into(), &loc.mount));
+    for ((rel, _), m) in loc.parts(true).iter().skip(1).zip(&loc.nested) {
+        source.mounts.push(record(format!("data/{}", rel.display()), m));
+    }
+    source
 }
 
 pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -216,11 +237,13 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
                 path: db.display().to_string(),
                 host: fsutil::hostname(),
                 container: None,
+                mounts: vec![],
             };
             (db, source, stem.unwrap_or_else(|| "keyfount".into()))
         }
         (None, Some(name)) => {
             let f = find_container(name, &args.target.docker)?;
+            docker::check_readable(&f.container, &f.location)?;
             (f.location.host_db.clone(), container_source(&f), f.container.name.clone())
         }
         (None, None) => unreachable!("clap requires --db or --container"),
@@ -270,6 +293,7 @@ fn online(args: &BackupArgs, ctx: &Ctx, started: Instant) -> Result<BackupReport
 fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<BackupReport> {
     let encryption = encryption(&args.encrypt, ctx)?;
     let f = find_container(name, &args.target.docker)?;
+    f.engine.check_stoppable(&f.container, &f.location, docker::Purpose::ColdBackup)?;
     sqlite::inspect(&f.location.host_db)?;
     let archive_name =
         args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(f.container.name.clone());
@@ -282,13 +306,24 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     if guard.was_running() {
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", f.container.name));
     }
+    if !f.location.nested.is_empty() {
+        let parts: Vec<String> = std::iter::once(&f.location.mount)
+            .chain(&f.location.nested)
+            .map(|m| format!("{} ({})", m.destination.display(), m.describe()))
+            .collect();
+        ctx.note(&format!(
+            "The data directory spans {} mounts, all copied: {}",
+            parts.len(),
+            parts.join(", ")
+        ));
+    }
     let t0 = Instant::now();
     let copied = (|| -> Result<_> {
         let stopped = guard.stop(timeout, "kfadmin backup --cold")?;
         check_interrupt()?;
         let folded = sqlite::fold_wal(&f.location.host_db)?;
         check_interrupt()?;
-        let (files, warnings) = fsutil::copy_data_dir(&f.location.host_dir, staging.path())?;
+        let (files, warnings) = fsutil::copy_data_parts(&f.location.parts(true), staging.path())?;
         check_interrupt()?;
         Ok((stopped, folded, files, warnings))
     })();
@@ -360,7 +395,7 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
         &encryption,
         &archive_name,
         Mode::Cold,
-        container_source(&f),
+        cold_source(&f),
         created,
         &files,
         started,

@@ -15,7 +15,7 @@ use crate::archive::reader::{self, Options, Verdict};
 use crate::archive::{Manifest, Mode};
 use crate::cli::{OutputArgs, RestoreArgs};
 use crate::crypto::{Encryption, Keys};
-use crate::docker::StopGuard;
+use crate::docker::{self, StopGuard};
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsutil;
 use crate::sqlite::{self, DB_FILE};
@@ -77,6 +77,9 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         Some(name) => Some(find_container(name, &args.docker)?),
         None => None,
     };
+    if let Some(f) = &found {
+        f.engine.check_stoppable(&f.container, &f.location, docker::Purpose::Restore)?;
+    }
     let dir = match (&found, &args.data_dir) {
         (Some(f), _) => {
             if f.location.host_db.file_name() != Some(DB_FILE.as_ref()) {
@@ -134,6 +137,10 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         return Ok(Outcome::new(Kind::Verification.code(), human, &report));
     }
     let manifest = verdict.manifest.clone().expect("a verified archive has a manifest");
+    if let Some(f) = &found {
+        let rels = manifest.files.iter().filter_map(|e| Path::new(&e.path).strip_prefix("data").ok());
+        docker::refuse_nested_targets(&f.container, &f.location, rels)?;
+    }
     let owner = owner_for(&db, &manifest)?;
     let targets: Vec<(PathBuf, PathBuf)> = manifest
         .files
@@ -274,7 +281,8 @@ fn restore_container(
         // The data being replaced, as a cold archive: fold an unclean stop's WAL first.
         sqlite::fold_wal(db)?;
         let copy = fsutil::staging_dir(&output.out, ".kfadmin-staging-")?;
-        let (mut files, _) = fsutil::copy_data_dir(dir, copy.path())?;
+        // What the swap replaces: the data directory's own mount (nested mounts stay as they are).
+        let (mut files, _) = fsutil::copy_data_parts(&f.location.parts(false), copy.path())?;
         files.sort_by_key(|c| (c.rel != Path::new(DB_FILE), c.rel.clone()));
         let archive = if files.first().is_some_and(|c| c.rel == Path::new(DB_FILE)) {
             ctx.note("Keeping the current data as a pre-restore archive");
