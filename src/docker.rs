@@ -396,8 +396,10 @@ impl Engine {
         .hint(format!("stop them first (`docker stop {}`), then run kfadmin again{also}", names.join(" "))))
     }
 
-    /// Other containers that mount the same data: the same volume, or a host path that holds
-    /// or lies inside the data directory or a mount nested in it. Their names and states.
+    /// Other containers that can write to the same data: a read-write mount of the same volume,
+    /// or of the data directory (or a mount nested in it) or a directory inside it. A parent
+    /// directory mounted whole (a monitoring agent's `-v /:/host`) does not count, nor does a
+    /// read-only mount (a backup sidecar). Their names and states.
     pub fn others_using(&self, c: &Container, loc: &DataLocation) -> Result<Vec<(String, String)>> {
         let opts = ListContainersOptionsBuilder::default().all(true).build();
         let list = self
@@ -412,8 +414,10 @@ impl Engine {
         let dirs: Vec<PathBuf> = loc.parts(true).into_iter().filter_map(|(_, d)| d).collect();
         let shares = |m: &bollard::models::MountPoint| {
             let src = Path::new(m.source.as_deref().unwrap_or(""));
-            (m.typ.as_deref() == Some("volume") && m.name.as_deref().is_some_and(|n| volumes.contains(&n)))
-                || (src.is_absolute() && dirs.iter().any(|d| d.starts_with(src) || src.starts_with(d)))
+            m.rw.unwrap_or(true)
+                && ((m.typ.as_deref() == Some("volume")
+                    && m.name.as_deref().is_some_and(|n| volumes.contains(&n)))
+                    || (src.is_absolute() && dirs.iter().any(|d| src.starts_with(d))))
         };
         Ok(list
             .iter()

@@ -293,3 +293,38 @@ fn copy_one(src: &Path, staged: &Path, meta: std::fs::Metadata) -> Result<Copied
         reflinked,
     })
 }
+
+#[cfg(test)]
+mod parts_tests {
+    use super::*;
+
+    #[test]
+    fn every_part_is_copied_under_its_path_and_hidden_files_are_left_out_with_a_warning() {
+        let (a, b, out) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(a.path().join("keyfount.db"), b"db").unwrap();
+        std::fs::create_dir(a.path().join("uploads")).unwrap();
+        std::fs::write(a.path().join("uploads/hidden.txt"), b"under the mount point").unwrap();
+        std::fs::create_dir(b.path().join("sub")).unwrap();
+        std::fs::write(b.path().join("sub/photo.bin"), b"photo").unwrap();
+        let single = b.path().join("sub/photo.bin");
+        let parts = vec![
+            (PathBuf::new(), Some(a.path().to_path_buf())),
+            (PathBuf::from("uploads"), Some(b.path().to_path_buf())),
+            (PathBuf::from("config.json"), Some(single)),
+        ];
+        let (files, warnings) = copy_data_parts(&parts, out.path()).unwrap();
+        let mut got: Vec<(String, Vec<u8>)> =
+            files.iter().map(|c| (c.rel.display().to_string(), std::fs::read(&c.staged).unwrap())).collect();
+        got.sort();
+        let want = [("config.json", "photo"), ("keyfount.db", "db"), ("uploads/sub/photo.bin", "photo")];
+        assert_eq!(got, want.map(|(p, d)| (p.to_string(), d.as_bytes().to_vec())));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("hidden.txt"), "{warnings:?}");
+        // A nested mount left out (None): its files are not copied, nor what it hides.
+        let out = tempfile::tempdir().unwrap();
+        let (files, _) =
+            copy_data_parts(&[parts[0].clone(), (PathBuf::from("uploads"), None)], out.path()).unwrap();
+        assert_eq!(files.iter().map(|c| c.rel.clone()).collect::<Vec<_>>(), [PathBuf::from("keyfount.db")]);
+    }
+}

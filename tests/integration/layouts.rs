@@ -356,7 +356,8 @@ fn a_symlinked_database_is_resolved_inside_the_container_only() {
 
 /// Two replicas of one Compose service on one volume: the service name is ambiguous (and
 /// --compose-project cannot help), and a cold backup or restore of one replica refuses while
-/// the other runs, naming it, before stopping anything. A stopped replica is no obstacle.
+/// the other runs, naming it, before stopping anything. A stopped replica, or a container that
+/// mounts the volume read-only, is no obstacle.
 #[test]
 fn compose_replicas_sharing_a_volume() {
     let env = Env::new();
@@ -375,6 +376,10 @@ fn compose_replicas_sharing_a_volume() {
         ..Spec::default()
     };
     let b = Kf::start(&env, "replica2", spec);
+    // A container that mounts the volume read-only cannot change the data: no obstacle.
+    let spec =
+        Spec { data: Data::None, extra_binds: vec![format!("{volume}:/mirror:ro")], ..Spec::default() };
+    let _reader = Kf::start(&env, "reader", spec);
     let out = env.path("backups");
     let r =
         kf(&env, &["backup", "--cold", "--container", "kf", "--compose-project", &project, "--out", s(&out)]);
