@@ -283,7 +283,7 @@ fn a_restarting_container_is_a_problem() {
         }
         let r = kf(&env, &["status", "--container", &c.name, "--backup-dir", s(&out)]);
         said = r.stdout.clone();
-        if r.code == 1 && r.stdout.contains("restarting") {
+        if r.code == 1 && r.stdout.contains(&format!("PROBLEM: container {} is restarting", c.name)) {
             return;
         }
     }
