@@ -13,10 +13,10 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use serde::Serialize;
 
-use crate::error::{check_interrupt, Error, Kind, Result};
+use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
 
 /// What kfadmin needs to know about a container.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Container {
     pub id: String,
     pub name: String,
@@ -28,20 +28,49 @@ pub struct Container {
     pub stop_timeout: Option<i64>,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// Paused (`docker pause`); `running` is true as well.
+    pub paused: bool,
+    /// Waiting to be restarted by its restart policy (a crash loop).
+    pub restarting: bool,
+    /// Created with `--rm`: the engine deletes it as soon as it stops.
+    pub auto_remove: bool,
     pub mounts: Vec<Mount>,
     #[serde(skip)]
     pub labels: HashMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Mount {
-    /// "volume" or "bind" (or another driver's type).
+    /// "volume" or "bind" (or another driver's type, e.g. "tmpfs").
     pub kind: String,
     pub name: Option<String>,
-    /// The host path: a bind source or a volume's mountpoint.
+    /// The host path: a bind source, a volume's mountpoint, or the device of a local volume
+    /// with bind options (once [`data_location`] has resolved it).
     pub source: PathBuf,
     pub destination: PathBuf,
     pub rw: bool,
+    /// A volume's driver: "local", or a plugin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// A volume's driver options (Compose `driver_opts`), filled in by [`Engine::find`]. They
+    /// may hold credentials (CIFS `o: password=…`): never printed.
+    #[serde(skip)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Why the engine mounts this volume only while a container uses it (NFS, CIFS or tmpfs
+    /// options, a volume plugin): stopped, its host path is an empty directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounted_on_use: Option<String>,
+}
+
+impl Mount {
+    /// "volume kfdata", "bind mount /srv/kf", for messages.
+    pub fn describe(&self) -> String {
+        match (self.kind.as_str(), &self.name) {
+            ("volume", Some(n)) => format!("volume {n}"),
+            ("bind", _) => format!("bind mount {}", self.source.display()),
+            (kind, _) => format!("{kind} mount"),
+        }
+    }
 }
 
 /// Where a container's database lives on this host.
@@ -52,6 +81,59 @@ pub struct DataLocation {
     pub host_dir: PathBuf,
     /// The database file on the host.
     pub host_db: PathBuf,
+    /// The database's path inside the container, its symbolic links followed.
+    pub db_in_container: PathBuf,
+    /// Mounts inside the data directory (`-v uploads:/data/uploads`), shallowest first.
+    pub nested: Vec<Mount>,
+}
+
+impl DataLocation {
+    /// The container's data directory.
+    pub fn dir_in_container(&self) -> &Path {
+        self.db_in_container.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// The data directory as (path inside it, host directory) pairs: its own mount first
+    /// (path ""), then each nested mount; `None` for a nested mount when `nested` is false (its
+    /// mount point is left out, and so is what its parent hides under it).
+    pub fn parts(&self, nested: bool) -> Vec<(PathBuf, Option<PathBuf>)> {
+        let mut parts = vec![(PathBuf::new(), Some(self.host_dir.clone()))];
+        for m in &self.nested {
+            let rel = m.destination.strip_prefix(self.dir_in_container()).unwrap_or(&m.destination);
+            parts.push((rel.to_path_buf(), nested.then(|| m.source.clone())));
+        }
+        parts
+    }
+
+    /// Why the data, or a mount nested in it, is on this host only while the container runs.
+    pub fn mounted_on_use(&self) -> Option<&str> {
+        std::iter::once(&self.mount).chain(&self.nested).find_map(|m| m.mounted_on_use.as_deref())
+    }
+
+    /// The nested mount that holds `rel`, a path relative to the data directory.
+    pub fn nested_holding(&self, rel: &Path) -> Option<&Mount> {
+        let abs = self.dir_in_container().join(rel);
+        self.nested
+            .iter()
+            .filter(|m| abs.starts_with(&m.destination))
+            .max_by_key(|m| m.destination.components().count())
+    }
+}
+
+/// What kfadmin is about to do to a container, for [`Engine::check_stoppable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    ColdBackup,
+    Restore,
+}
+
+impl Purpose {
+    fn action(self) -> &'static str {
+        match self {
+            Purpose::ColdBackup => "a cold backup",
+            Purpose::Restore => "a restore",
+        }
+    }
 }
 
 /// How a stop ended.
@@ -103,13 +185,18 @@ impl Engine {
     }
 
     /// A container by name or id, or by Compose service name when exactly one container has
-    /// the label `com.docker.compose.service=NAME` (in `project` when given).
+    /// the label `com.docker.compose.service=NAME` (in `project` when given), with its volumes'
+    /// driver options.
     pub fn find(&self, name: &str, project: Option<&str>) -> Result<Container> {
-        match self.inspect(name) {
-            Ok(c) => return Ok(c),
-            Err(e) if e.kind == Kind::Usage => {}
+        let c = match self.inspect(name) {
+            Ok(c) => c,
+            Err(e) if e.kind == Kind::Usage => self.find_service(name, project)?,
             Err(e) => return Err(e),
-        }
+        };
+        self.with_volume_options(c)
+    }
+
+    fn find_service(&self, name: &str, project: Option<&str>) -> Result<Container> {
         let mut filters: HashMap<&str, Vec<String>> = HashMap::new();
         let mut labels = vec![format!("com.docker.compose.service={name}")];
         if let Some(p) = project {
@@ -132,27 +219,24 @@ impl Engine {
                 "list the containers with `docker ps -a` and pass a name, an id or a Compose service name",
             )),
             1 => self.inspect(list[0].id.as_deref().unwrap_or_default()),
-            _ => {
-                let names: Vec<String> = list
-                    .iter()
-                    .map(|c| {
-                        let n = c.names.as_ref().and_then(|n| n.first()).cloned().unwrap_or_default();
-                        let p = c
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get("com.docker.compose.project"))
-                            .cloned()
-                            .unwrap_or_default();
-                        format!("{} (project {p})", n.trim_start_matches('/'))
-                    })
-                    .collect();
-                Err(Error::usage(format!(
-                    "several containers are Compose service {name}: {}",
-                    names.join(", ")
-                ))
-                .hint("pass --compose-project, or the container's own name"))
+            _ => Err(ambiguous_service(name, &list)),
+        }
+    }
+
+    /// Each volume's driver and options (`driver_opts`), which say whether the engine mounts
+    /// it only while a container uses it.
+    fn with_volume_options(&self, mut c: Container) -> Result<Container> {
+        for m in c.mounts.iter_mut().filter(|m| m.kind == "volume") {
+            let Some(name) = m.name.clone() else { continue };
+            let v = self.rt.block_on(self.docker.inspect_volume(&name)).map_err(|e| {
+                Error::failed(format!("cannot inspect volume {name} of container {}", c.name)).source(e)
+            })?;
+            m.options = v.options.into_iter().collect();
+            if m.driver.as_deref().unwrap_or("").is_empty() {
+                m.driver = Some(v.driver);
             }
         }
+        Ok(c)
     }
 
     pub fn inspect(&self, name: &str) -> Result<Container> {
@@ -172,6 +256,8 @@ impl Engine {
                 source: PathBuf::from(m.source.unwrap_or_default()),
                 destination: PathBuf::from(m.destination.unwrap_or_default()),
                 rw: m.rw.unwrap_or(false),
+                driver: m.driver.filter(|d| !d.is_empty()),
+                ..Mount::default()
             })
             .collect();
         Ok(Container {
@@ -188,6 +274,9 @@ impl Engine {
             stop_timeout: config.stop_timeout,
             exit_code: state.exit_code,
             oom_killed: state.oom_killed.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
+            restarting: state.restarting.unwrap_or(false),
+            auto_remove: c.host_config.and_then(|h| h.auto_remove).unwrap_or(false),
             mounts,
             labels: config.labels.unwrap_or_default(),
         })
@@ -274,27 +363,99 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Refuse (exit 2), before anything is stopped, a stop for `purpose` that would lose the
+    /// container or its data or change a state the operator chose ([`refuse_to_stop`]), or
+    /// that would leave another running container (a Compose replica) with the database open.
+    pub fn check_stoppable(&self, c: &Container, loc: &DataLocation, purpose: Purpose) -> Result<()> {
+        refuse_to_stop(c, loc, purpose)?;
+        let busy: Vec<(String, String)> = self
+            .others_using(c, loc)?
+            .into_iter()
+            .filter(|(_, state)| !matches!(state.as_str(), "exited" | "created" | "dead"))
+            .collect();
+        if busy.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> = busy.iter().map(|(n, s)| format!("{n} ({s})")).collect();
+        let names: Vec<&str> = busy.iter().map(|(n, _)| n.as_str()).collect();
+        let also = if purpose == Purpose::ColdBackup {
+            "; or take an online backup, which stops nothing"
+        } else {
+            ""
+        };
+        Err(Error::usage(format!(
+            "other containers use the data of container {} ({} at {}) and are not stopped: {}; {} would stop {} alone while they keep the database open",
+            c.name,
+            loc.mount.describe(),
+            loc.mount.destination.display(),
+            listed.join(", "),
+            purpose.action(),
+            c.name
+        ))
+        .hint(format!("stop them first (`docker stop {}`), then run kfadmin again{also}", names.join(" "))))
+    }
+
+    /// Other containers that can write to the same data: a read-write mount of the same volume,
+    /// or of the data directory (or a mount nested in it) or a directory inside it. A parent
+    /// directory mounted whole (a monitoring agent's `-v /:/host`) does not count, nor does a
+    /// read-only mount (a backup sidecar). Their names and states.
+    pub fn others_using(&self, c: &Container, loc: &DataLocation) -> Result<Vec<(String, String)>> {
+        let opts = ListContainersOptionsBuilder::default().all(true).build();
+        let list = self
+            .rt
+            .block_on(self.docker.list_containers(Some(opts)))
+            .map_err(|e| self.api_err(e, &c.name))?;
+        let volumes: Vec<&str> = std::iter::once(&loc.mount)
+            .chain(&loc.nested)
+            .filter(|m| m.kind == "volume")
+            .filter_map(|m| m.name.as_deref())
+            .collect();
+        let dirs: Vec<PathBuf> = loc.parts(true).into_iter().filter_map(|(_, d)| d).collect();
+        let shares = |m: &bollard::models::MountPoint| {
+            let src = Path::new(m.source.as_deref().unwrap_or(""));
+            m.rw.unwrap_or(true)
+                && ((m.typ.as_deref() == Some("volume")
+                    && m.name.as_deref().is_some_and(|n| volumes.contains(&n)))
+                    || (src.is_absolute() && dirs.iter().any(|d| src.starts_with(d))))
+        };
+        Ok(list
+            .iter()
+            .filter(|s| s.id.as_deref() != Some(c.id.as_str()))
+            .filter(|s| s.mounts.iter().flatten().any(shares))
+            .map(|s| {
+                let name = s.names.as_ref().and_then(|n| n.first()).cloned().unwrap_or_default();
+                let state = s.state.map(|st| st.to_string()).unwrap_or_default();
+                (name.trim_start_matches('/').to_string(), state)
+            })
+            .collect())
+    }
+}
+
 /// The mount that holds `db_in_container` (the longest destination that contains it), and
-/// the database's path on this host. Errors say what to do when that path is not readable
-/// here (a remote engine, Docker Desktop, rootless Docker, not root).
+/// the database's path on this host. Symbolic links are followed as the container sees them,
+/// and only on its mounts; a local volume with bind options is its device. Errors say what to
+/// do when that path is not readable here (a remote engine, Docker Desktop, rootless Docker,
+/// not root), and refuse layouts no backup can be consistent in (a single-file bind mount).
 pub fn data_location(c: &Container, db_in_container: &Path) -> Result<DataLocation> {
-    let mount = c
-        .mounts
-        .iter()
-        .filter(|m| db_in_container.starts_with(&m.destination))
-        .max_by_key(|m| m.destination.components().count())
-        .cloned()
-        .ok_or_else(|| {
-            let have: Vec<String> = c.mounts.iter().map(|m| m.destination.display().to_string()).collect();
-            Error::usage(format!(
-                "container {} has no volume or bind mount that holds {} (its mounts: {})",
-                c.name,
-                db_in_container.display(),
-                if have.is_empty() { "none".to_string() } else { have.join(", ") }
-            ))
-            .hint("without a mount the data lives in the container's own layer and is lost with it; pass --db-path if the database is elsewhere")
-        })?;
-    let rel = db_in_container.strip_prefix(&mount.destination).expect("filtered on the prefix");
+    let mounts: Vec<Mount> = c.mounts.iter().cloned().map(resolve_volume).collect();
+    let db = resolve_in_container(c, &mounts, db_in_container)?;
+    let Some(mount) = holding(&mounts, &db).cloned() else {
+        return Err(no_mount(c, db_in_container, &db));
+    };
+    if mount.destination == db {
+        return Err(single_file(c, &mount, &db));
+    }
+    if !mount.source.is_absolute() {
+        return Err(Error::usage(format!(
+            "the data of container {}, {}, is on a {}: it lives in the container's memory, is lost when the container stops, and this host cannot read it",
+            c.name,
+            mount.destination.display(),
+            mount.describe()
+        ))
+        .hint(format!("mount a volume or a host directory at {} instead", mount.destination.display())));
+    }
+    let rel = db.strip_prefix(&mount.destination).unwrap_or(Path::new(""));
     let host_db = mount.source.join(rel);
     let host_dir = host_db.parent().map(Path::to_path_buf).unwrap_or_else(|| mount.source.clone());
     if !mount.source.is_dir() {
@@ -303,15 +464,261 @@ pub fn data_location(c: &Container, db_in_container: &Path) -> Result<DataLocati
             _ => "it does not exist on this machine (a remote engine through DOCKER_HOST, Docker Desktop or rootless Docker keep it elsewhere)",
         };
         return Err(Error::usage(format!(
-            "the {} {} of container {} is at {} on the Docker host, but {why}",
-            mount.kind,
-            mount.name.as_deref().unwrap_or(""),
+            "the {} of container {} is at {} on the Docker host, but {why}",
+            mount.describe(),
             c.name,
             mount.source.display()
         ))
         .hint("run kfadmin as root on the machine that runs the Docker engine"));
     }
-    Ok(DataLocation { mount, host_dir, host_db })
+    let dir = db.parent().unwrap_or(Path::new("/"));
+    let mut nested: Vec<Mount> = mounts
+        .iter()
+        .filter(|m| m.destination.starts_with(dir) && m.destination != dir && **m != mount)
+        .cloned()
+        .collect();
+    nested.sort_by_key(|m| m.destination.components().count());
+    Ok(DataLocation { mount, host_dir, host_db, db_in_container: db, nested })
+}
+
+/// The deepest mount that holds `path` (a path inside the container).
+fn holding<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.destination))
+        .max_by_key(|m| m.destination.components().count())
+}
+
+/// A local volume with bind options (Compose `driver_opts: {type: none, o: bind, device:
+/// /srv/kf}`) is its device on this host, whether or not the engine has it mounted now. Other
+/// volumes with options, and a plugin's volumes, are mounted by the engine only while a
+/// container uses them: the mount says so.
+fn resolve_volume(mut m: Mount) -> Mount {
+    if m.kind != "volume" {
+        return m;
+    }
+    let name = m.name.clone().unwrap_or_default();
+    let driver = m.driver.clone().unwrap_or_else(|| "local".into());
+    if driver != "local" {
+        m.mounted_on_use =
+            Some(format!("volume {name} belongs to the volume plugin {driver}, which mounts it only while a container uses it"));
+        return m;
+    }
+    if m.options.is_empty() {
+        return m;
+    }
+    let bind = m.options.get("o").is_some_and(|o| o.split(',').any(|f| f == "bind" || f == "rbind"));
+    match m.options.get("device").map(PathBuf::from) {
+        Some(device) if bind && device.is_absolute() => m.source = device,
+        _ => {
+            let kind =
+                m.options.get("type").map(String::as_str).filter(|t| !t.is_empty()).unwrap_or("device");
+            m.mounted_on_use = Some(format!(
+                "volume {name} is a {kind} mount (driver options type={kind}) that the engine mounts only while a container uses it"
+            ));
+        }
+    }
+    m
+}
+
+/// `path` inside the container with its symbolic links followed the way the container sees
+/// them: an absolute target starts again at the container's root, and every step is looked at
+/// on the container's mounts only, never on this host's own tree. A path that ends off the
+/// mounts is refused by the caller; kfadmin never reads a host file that a link names.
+fn resolve_in_container(c: &Container, mounts: &[Mount], path: &Path) -> Result<PathBuf> {
+    use std::ffi::OsString;
+    use std::path::Component;
+    fn push_parts(todo: &mut Vec<OsString>, p: &Path) {
+        for part in p.components().rev() {
+            match part {
+                Component::Normal(n) => todo.push(n.to_os_string()),
+                Component::ParentDir => todo.push("..".into()),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+    }
+    let mut todo = Vec::new();
+    push_parts(&mut todo, path);
+    let mut done = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = todo.pop() {
+        if part == ".." {
+            done.pop();
+            continue;
+        }
+        let next = done.join(&part);
+        let host = holding(mounts, &next)
+            .filter(|m| m.source.is_absolute())
+            .map(|m| m.source.join(next.strip_prefix(&m.destination).unwrap_or(Path::new(""))));
+        let link = host.filter(|h| h.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()));
+        let Some(link) = link else {
+            done = next;
+            continue;
+        };
+        links += 1;
+        if links > 40 {
+            return Err(Error::usage(format!(
+                "{} in container {} goes through more than 40 symbolic links",
+                path.display(),
+                c.name
+            )));
+        }
+        let target = std::fs::read_link(&link).ctx("cannot read the symbolic link", &link)?;
+        if target.is_absolute() {
+            done = PathBuf::from("/");
+        }
+        push_parts(&mut todo, &target);
+    }
+    Ok(done)
+}
+
+fn no_mount(c: &Container, asked: &Path, resolved: &Path) -> Error {
+    let have: Vec<String> = c.mounts.iter().map(|m| m.destination.display().to_string()).collect();
+    let have = if have.is_empty() { "none".to_string() } else { have.join(", ") };
+    if asked != resolved {
+        return Error::usage(format!(
+            "{} in container {} is a symbolic link to {}, which no volume or bind mount of the container holds (its mounts: {have})",
+            asked.display(),
+            c.name,
+            resolved.display()
+        ))
+        .hint("kfadmin follows links inside the container's mounts only; point the link at a file on the data volume, or pass that file with --db-path");
+    }
+    Error::usage(format!(
+        "container {} has no volume or bind mount that holds {} (its mounts: {have})",
+        c.name,
+        asked.display(),
+    ))
+    .hint("without a mount the data lives in the container's own layer and is lost with it; pass --db-path if the database is elsewhere")
+}
+
+fn single_file(c: &Container, m: &Mount, db: &Path) -> Error {
+    Error::usage(format!(
+        "the database of container {}, {}, is a bind mount of the single file {}: SQLite keeps its -wal and -shm beside it, in the container's own layer, where this host cannot see them, so neither an online nor a cold backup can be consistent from here (and committed transactions in the -wal are lost with the container)",
+        c.name,
+        db.display(),
+        m.source.display()
+    ))
+    .hint(format!(
+        "mount the directory instead (e.g. `-v {}:{}`), then back up",
+        m.source.parent().unwrap_or(Path::new("/")).display(),
+        db.parent().unwrap_or(Path::new("/")).display()
+    ))
+}
+
+/// Several containers are that Compose service: replicas in one project (name one of them),
+/// or the service in several projects (name the project).
+fn ambiguous_service(service: &str, list: &[bollard::models::ContainerSummary]) -> Error {
+    let project = |c: &bollard::models::ContainerSummary| {
+        c.labels.as_ref().and_then(|l| l.get("com.docker.compose.project")).cloned().unwrap_or_default()
+    };
+    let names: Vec<String> = list
+        .iter()
+        .map(|c| {
+            let n = c.names.as_ref().and_then(|n| n.first()).cloned().unwrap_or_default();
+            format!("{} (project {})", n.trim_start_matches('/'), project(c))
+        })
+        .collect();
+    let mut projects: Vec<String> = list.iter().map(project).collect();
+    projects.sort();
+    projects.dedup();
+    let hint = match projects.as_slice() {
+        [one] => format!(
+            "they are replicas of that service in project {one}: pass the name of one of them, e.g. --container {}",
+            names[0].split(' ').next().unwrap_or_default()
+        ),
+        _ => "pass --compose-project, or the container's own name".to_string(),
+    };
+    Error::usage(format!("several containers are Compose service {service}: {}", names.join(", "))).hint(hint)
+}
+
+/// What a stop for `purpose` would break, checked before anything is stopped: a paused
+/// container (the stop unpauses it), a `--rm` one (the engine deletes it once stopped), and
+/// data the engine mounts only while the container runs (stopped, it is an empty directory).
+pub fn refuse_to_stop(c: &Container, loc: &DataLocation, purpose: Purpose) -> Result<()> {
+    let (n, action) = (&c.name, purpose.action());
+    let online =
+        format!("take an online backup (`kfadmin backup --online --container {n}`), which stops nothing");
+    if c.paused {
+        return Err(Error::usage(format!(
+            "container {n} is paused: {action} would stop it, and so unpause it; kfadmin leaves it as it is"
+        ))
+        .hint(match purpose {
+            Purpose::ColdBackup => {
+                format!("{online} (a paused server's files do not change), or `docker unpause {n}` first")
+            }
+            Purpose::Restore => format!("`docker unpause {n}` (or `docker stop {n}`) first, then restore"),
+        }));
+    }
+    if c.auto_remove && c.running {
+        return Err(Error::usage(format!(
+            "container {n} was created with --rm (AutoRemove): {action} would stop it, and the engine would then delete it"
+        ))
+        .hint(match purpose {
+            Purpose::ColdBackup => format!("{online}; or recreate the container without --rm (with a restart policy such as `--restart unless-stopped`)"),
+            Purpose::Restore => format!(
+                "stop it the way it is managed (e.g. `systemctl stop keyfount`; the engine deletes the container, its data stays), restore with `kfadmin restore ARCHIVE --data-dir {}`, then start it again; or recreate it without --rm",
+                loc.host_dir.display()
+            ),
+        }));
+    }
+    if let Some(why) = loc.mounted_on_use() {
+        return Err(match purpose {
+            Purpose::ColdBackup => Error::usage(format!(
+                "{why}: once container {n} stops, its mount point on this host is an empty directory, so a cold backup cannot copy the data"
+            ))
+            .hint(online),
+            Purpose::Restore => Error::usage(format!(
+                "{why}: while container {n} is stopped, its mount point on this host is an empty directory, and files restored there would be hidden under the volume once it is mounted again"
+            ))
+            .hint("restore where the volume's storage is: mount it on this host, stop the container, and restore with `kfadmin restore ARCHIVE --data-dir DIR`"),
+        });
+    }
+    Ok(())
+}
+
+/// A stopped container whose database the engine mounts only while it runs leaves nothing on
+/// this host to read: exit 1 (the container's state is the problem), with how to get it back.
+pub fn check_readable(c: &Container, loc: &DataLocation) -> Result<()> {
+    match &loc.mount.mounted_on_use {
+        Some(why) if !c.running => Err(Error::failed(format!(
+            "container {} is {}, and {why}: its database is not on this host while the container is stopped",
+            c.name,
+            if c.status.is_empty() { "stopped" } else { &c.status }
+        ))
+        .hint(format!("start it (`docker start {}`), then run kfadmin again", c.name))),
+        _ => Ok(()),
+    }
+}
+
+/// Files of an archive (paths relative to the data directory) that a restore would put inside
+/// a mount nested in the data directory: kfadmin swaps files into the data directory's own
+/// mount only, so it refuses (exit 2) rather than hide them under that mount point.
+pub fn refuse_nested_targets<'a>(
+    c: &Container,
+    loc: &DataLocation,
+    rels: impl IntoIterator<Item = &'a Path>,
+) -> Result<()> {
+    let mut hit: Vec<(&Mount, &Path)> = Vec::new();
+    for rel in rels {
+        if let Some(m) = loc.nested_holding(rel) {
+            hit.push((m, rel));
+        }
+    }
+    let Some((m, first)) = hit.first() else { return Ok(()) };
+    Err(Error::usage(format!(
+        "the archive holds {} file(s) (e.g. data/{}) that belong in {}, which container {} mounts at {} inside its data directory: kfadmin restores into the data directory's own mount only, and refuses rather than hide them under that mount point",
+        hit.len(),
+        first.display(),
+        m.describe(),
+        c.name,
+        m.destination.display()
+    ))
+    .hint(format!(
+        "restore into a scratch directory (`kfadmin restore ARCHIVE --data-dir DIR`), stop the container, and copy each part into its own mount ({} into {}); an archive of the database alone (an online backup) restores with --container",
+        m.destination.display(),
+        m.source.display()
+    )))
 }
 
 /// A record, written before kfadmin stops a container, so that a kfadmin killed while the
@@ -508,10 +915,6 @@ mod tests {
             image: "keyfount:1".into(),
             status: "running".into(),
             running: true,
-            health: None,
-            stop_timeout: None,
-            exit_code: None,
-            oom_killed: false,
             mounts: mounts
                 .into_iter()
                 .map(|(src, dst)| Mount {
@@ -520,10 +923,175 @@ mod tests {
                     source: PathBuf::from(src),
                     destination: PathBuf::from(dst),
                     rw: true,
+                    ..Mount::default()
                 })
                 .collect(),
-            labels: HashMap::new(),
+            ..Container::default()
         }
+    }
+
+    fn options(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_local_volume_with_bind_options_is_its_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = container(vec![("/var/lib/docker/volumes/kfdata/_data-empty", "/data")]);
+        c.mounts[0].driver = Some("local".into());
+        c.mounts[0].options =
+            options(&[("type", "none"), ("o", "bind"), ("device", dir.path().to_str().unwrap())]);
+        let loc = data_location(&c, Path::new("/data/keyfount.db")).unwrap();
+        assert_eq!(loc.host_db, dir.path().join("keyfount.db"));
+        assert!(loc.mounted_on_use().is_none());
+    }
+
+    #[test]
+    fn volumes_mounted_only_on_use_are_named_and_refused_for_a_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        for (driver, opts, says) in [
+            (
+                "local",
+                options(&[("type", "nfs"), ("o", "addr=10.0.0.1,rw"), ("device", ":/kf")]),
+                "nfs mount",
+            ),
+            ("local", options(&[("type", "tmpfs"), ("device", "tmpfs")]), "tmpfs mount"),
+            ("rexray/ebs", options(&[]), "volume plugin rexray/ebs"),
+        ] {
+            let mut c = container(vec![(dir.path().to_str().unwrap(), "/data")]);
+            c.mounts[0].driver = Some(driver.into());
+            c.mounts[0].options = opts;
+            let loc = data_location(&c, Path::new("/data/keyfount.db")).unwrap();
+            assert!(loc.mounted_on_use().unwrap().contains(says), "{:?}", loc.mounted_on_use());
+            let e = refuse_to_stop(&c, &loc, Purpose::ColdBackup).unwrap_err();
+            assert_eq!(e.kind, Kind::Usage);
+            assert!(e.message.contains("empty directory"), "{}", e.message);
+            assert!(e.hint.unwrap().contains("--online"));
+            // Running, its files are there: an online backup reads them.
+            check_readable(&c, &loc).unwrap();
+            c.running = false;
+            c.status = "exited".into();
+            let e = check_readable(&c, &loc).unwrap_err();
+            assert_eq!(e.kind, Kind::Failed);
+            assert!(!e.chain().contains("--db"), "{}", e.chain());
+            assert!(!e.chain().contains("addr="), "driver options may hold secrets: {}", e.chain());
+        }
+    }
+
+    #[test]
+    fn links_are_followed_inside_the_container_s_mounts_only() {
+        let vol = tempfile::tempdir().unwrap();
+        std::fs::create_dir(vol.path().join("db")).unwrap();
+        std::os::unix::fs::symlink("/data/db/keyfount.db", vol.path().join("keyfount.db")).unwrap();
+        let c = container(vec![(vol.path().to_str().unwrap(), "/data")]);
+        let loc = data_location(&c, Path::new("/data/keyfount.db")).unwrap();
+        assert_eq!(loc.host_db, vol.path().join("db/keyfount.db"));
+        assert_eq!(loc.host_dir, vol.path().join("db"));
+        assert_eq!(loc.db_in_container, Path::new("/data/db/keyfount.db"));
+        // Relative links and `..` resolve the same way.
+        std::fs::remove_file(vol.path().join("keyfount.db")).unwrap();
+        std::os::unix::fs::symlink("./db/../db/keyfount.db", vol.path().join("keyfount.db")).unwrap();
+        assert_eq!(
+            data_location(&c, Path::new("/data/keyfount.db")).unwrap().host_db,
+            vol.path().join("db/keyfount.db")
+        );
+        // A link to a host file, absolute or through `..`, is not followed on this host.
+        let host = tempfile::tempdir().unwrap();
+        let decoy = host.path().join("decoy.db");
+        std::fs::write(&decoy, b"x").unwrap();
+        for target in [decoy.clone(), PathBuf::from("../../../..").join(decoy.strip_prefix("/").unwrap())] {
+            std::fs::remove_file(vol.path().join("keyfount.db")).unwrap();
+            std::os::unix::fs::symlink(&target, vol.path().join("keyfount.db")).unwrap();
+            let e = data_location(&c, Path::new("/data/keyfount.db")).unwrap_err();
+            assert_eq!(e.kind, Kind::Usage);
+            assert!(e.message.contains("symbolic link"), "{}", e.message);
+        }
+        // A loop ends.
+        std::fs::remove_file(vol.path().join("keyfount.db")).unwrap();
+        std::os::unix::fs::symlink("/data/keyfount.db", vol.path().join("keyfount.db")).unwrap();
+        let e = data_location(&c, Path::new("/data/keyfount.db")).unwrap_err();
+        assert!(e.message.contains("more than 40"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_single_file_bind_mount_of_the_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keyfount.db");
+        std::fs::write(&file, b"").unwrap();
+        let mut c = container(vec![(file.to_str().unwrap(), "/data/keyfount.db")]);
+        c.mounts[0].kind = "bind".into();
+        let e = data_location(&c, Path::new("/data/keyfount.db")).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
+        assert!(e.message.contains("-wal") && e.message.contains("container's own layer"), "{}", e.message);
+        assert!(e.hint.unwrap().contains(&format!("-v {}:/data", dir.path().display())));
+    }
+
+    #[test]
+    fn mounts_nested_in_the_data_directory_are_its_parts() {
+        let (a, b, d) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let c = container(vec![
+            (a.path().to_str().unwrap(), "/data"),
+            (d.path().to_str().unwrap(), "/data/uploads/thumbs"),
+            (b.path().to_str().unwrap(), "/data/uploads"),
+            ("/srv/logs", "/logs"),
+        ]);
+        let loc = data_location(&c, Path::new("/data/keyfount.db")).unwrap();
+        let parts = loc.parts(true);
+        assert_eq!(
+            parts,
+            vec![
+                (PathBuf::new(), Some(a.path().to_path_buf())),
+                (PathBuf::from("uploads"), Some(b.path().to_path_buf())),
+                (PathBuf::from("uploads/thumbs"), Some(d.path().to_path_buf())),
+            ]
+        );
+        assert_eq!(loc.parts(false)[1], (PathBuf::from("uploads"), None));
+        let holder = |rel: &str| loc.nested_holding(Path::new(rel)).map(|m| m.destination.clone());
+        assert_eq!(holder("uploads/x/y.png"), Some(PathBuf::from("/data/uploads")));
+        assert_eq!(holder("uploads/thumbs/y.png"), Some(PathBuf::from("/data/uploads/thumbs")));
+        assert_eq!(holder("keyfount.db"), None);
+        assert_eq!(holder("uploadsx"), None);
+        let rels = [Path::new("keyfount.db"), Path::new("uploads/a.png")];
+        let e = refuse_nested_targets(&c, &loc, rels).unwrap_err();
+        assert!(
+            e.message.contains("data/uploads/a.png") && e.message.contains("/data/uploads"),
+            "{}",
+            e.message
+        );
+        refuse_nested_targets(&c, &loc, [Path::new("keyfount.db")]).unwrap();
+    }
+
+    #[test]
+    fn paused_and_rm_containers_are_not_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = container(vec![(dir.path().to_str().unwrap(), "/data")]);
+        let loc = data_location(&c, Path::new("/data/keyfount.db")).unwrap();
+        refuse_to_stop(&c, &loc, Purpose::ColdBackup).unwrap();
+        c.paused = true;
+        let e = refuse_to_stop(&c, &loc, Purpose::Restore).unwrap_err();
+        assert!(e.message.contains("paused") && e.hint.unwrap().contains("docker unpause keyfount"));
+        c.paused = false;
+        c.auto_remove = true;
+        let e = refuse_to_stop(&c, &loc, Purpose::ColdBackup).unwrap_err();
+        assert!(e.message.contains("--rm") && e.hint.unwrap().contains("--online"));
+        // A stopped --rm container is not stopped again: nothing to refuse.
+        c.running = false;
+        refuse_to_stop(&c, &loc, Purpose::Restore).unwrap();
+    }
+
+    #[test]
+    fn replicas_of_one_project_are_told_apart_by_name_not_by_project() {
+        let summary = |name: &str, project: &str| bollard::models::ContainerSummary {
+            names: Some(vec![format!("/{name}")]),
+            labels: Some(HashMap::from([("com.docker.compose.project".to_string(), project.to_string())])),
+            ..Default::default()
+        };
+        let e = ambiguous_service("kf", &[summary("p-kf-1", "p"), summary("p-kf-2", "p")]);
+        let hint = e.hint.unwrap();
+        assert!(!hint.contains("--compose-project") && hint.contains("--container p-kf-1"), "{hint}");
+        let e = ambiguous_service("kf", &[summary("a-kf-1", "a"), summary("b-kf-1", "b")]);
+        assert!(e.hint.unwrap().contains("--compose-project"));
     }
 
     #[test]

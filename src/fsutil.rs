@@ -295,3 +295,109 @@ pub fn kfadmin_alive(pid: u32) -> bool {
         .map(|c| String::from_utf8_lossy(&c).split('\0').next().is_some_and(|a| a.ends_with("kfadmin")))
         .unwrap_or(false)
 }
+
+/// Copy a data directory that spans several mounts into `dst`: `parts` are (path inside the data
+/// directory, host directory) pairs, the directory's own mount first (path ""), then each mount
+/// nested in it. Each part goes into a sub-directory of `dst` of its own through
+/// [`copy_data_dir`]; every file is named by its path in the data directory. A part without a
+/// host directory is left out. A file that a deeper part's mount point hides (the container
+/// never sees it) is left out too, with a warning.
+pub fn copy_data_parts(
+    parts: &[(PathBuf, Option<PathBuf>)],
+    dst: &Path,
+) -> Result<(Vec<Copied>, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, (rel, src)) in parts.iter().enumerate() {
+        let Some(src) = src else { continue };
+        let sub = dst.join(format!("part-{i}"));
+        std::fs::DirBuilder::new().mode(0o700).create(&sub).ctx("cannot create", &sub)?;
+        let sub = &sub;
+        let (files, w) = match src.symlink_metadata() {
+            // A single file mounted into the data directory (`-v /srv/kf/x.json:/data/x.json`).
+            Ok(m) if m.is_file() => (vec![copy_one(src, &sub.join("file"), m)?], vec![]),
+            _ => copy_data_dir(src, sub)?,
+        };
+        warnings.extend(w);
+        let deeper: Vec<&PathBuf> =
+            parts.iter().map(|(r, _)| r).filter(|r| *r != rel && r.starts_with(rel)).collect();
+        let mut hidden = Vec::new();
+        for mut c in files {
+            c.rel = if c.rel.as_os_str().is_empty() { rel.clone() } else { rel.join(&c.rel) };
+            match deeper.iter().find(|d| c.rel.starts_with(d)) {
+                // The mount point itself: the deeper part records it.
+                Some(d) if c.dir && c.rel == **d => {}
+                Some(_) => hidden.push(src.join(c.rel.strip_prefix(rel).unwrap_or(&c.rel))),
+                None => out.push(c),
+            }
+        }
+        if let Some(first) = hidden.first() {
+            warnings.push(format!(
+                "{} file(s) in {} (e.g. {}) lie under the mount point of another mount, where the container cannot see them; they are not in the backup",
+                hidden.len(),
+                src.display(),
+                first.display()
+            ));
+        }
+    }
+    Ok((out, warnings))
+}
+
+/// One file copied aside to `staged`, named "" in its part (the part's path is its name).
+fn copy_one(src: &Path, staged: &Path, meta: std::fs::Metadata) -> Result<Copied> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let from = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(src)
+        .ctx("cannot read", src)?;
+    let reflinked = clone_or_copy(from, create_new(staged, 0o600)?, staged)?;
+    Ok(Copied {
+        rel: PathBuf::new(),
+        staged: staged.to_path_buf(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        reflinked,
+        dir: false,
+    })
+}
+
+#[cfg(test)]
+mod parts_tests {
+    use super::*;
+
+    #[test]
+    fn every_part_is_copied_under_its_path_and_hidden_files_are_left_out_with_a_warning() {
+        let (a, b, out) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        std::fs::write(a.path().join("keyfount.db"), b"db").unwrap();
+        std::fs::create_dir(a.path().join("uploads")).unwrap();
+        std::fs::write(a.path().join("uploads/hidden.txt"), b"under the mount point").unwrap();
+        std::fs::create_dir(b.path().join("sub")).unwrap();
+        std::fs::write(b.path().join("sub/photo.bin"), b"photo").unwrap();
+        let single = b.path().join("sub/photo.bin");
+        let parts = vec![
+            (PathBuf::new(), Some(a.path().to_path_buf())),
+            (PathBuf::from("uploads"), Some(b.path().to_path_buf())),
+            (PathBuf::from("config.json"), Some(single)),
+        ];
+        let (files, warnings) = copy_data_parts(&parts, out.path()).unwrap();
+        let mut got: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .filter(|c| !c.dir)
+            .map(|c| (c.rel.display().to_string(), std::fs::read(&c.staged).unwrap()))
+            .collect();
+        got.sort();
+        let want = [("config.json", "photo"), ("keyfount.db", "db"), ("uploads/sub/photo.bin", "photo")];
+        assert_eq!(got, want.map(|(p, d)| (p.to_string(), d.as_bytes().to_vec())));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("hidden.txt"), "{warnings:?}");
+        // A nested mount left out (None): its files are not copied, nor what it hides.
+        let out = tempfile::tempdir().unwrap();
+        let (files, _) =
+            copy_data_parts(&[parts[0].clone(), (PathBuf::from("uploads"), None)], out.path()).unwrap();
+        let got: Vec<PathBuf> = files.iter().filter(|c| !c.dir).map(|c| c.rel.clone()).collect();
+        assert_eq!(got, [PathBuf::from("keyfount.db")]);
+    }
+}

@@ -37,6 +37,24 @@ pub struct Source {
     pub host: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerRef>,
+    /// When the data directory spans several mounts (`-v kf:/data -v uploads:/data/uploads`):
+    /// each of them, the data directory's own first. A file came from the mount with the
+    /// longest `path` that is a prefix of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<SourceMount>,
+}
+
+/// One mount of a data directory that spans several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceMount {
+    /// Where its files are in the archive: `data`, `data/uploads`.
+    pub path: String,
+    /// "volume" or "bind".
+    pub kind: String,
+    /// The volume's name, or the bind mount's host path.
+    pub source: String,
+    /// Where it is mounted in the container.
+    pub destination: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,11 +12,12 @@ use crate::archive::writer::Compression;
 use crate::archive::{FileEntry, Mode, Source};
 use crate::cli::{BackupArgs, EncryptArgs, OutputArgs};
 use crate::crypto::{self, Encryption};
+use crate::docker;
 use crate::docker::{StopGuard, Stopped};
 use crate::error::{check_interrupt, Error, Result};
 use crate::fsutil::{self, Copied};
 use crate::monitor;
-use crate::ops::container::{container_source, find_container, settle};
+use crate::ops::container::{cold_source, container_source, find_container, settle};
 pub use crate::ops::make::Timings;
 use crate::ops::make::{self, ArchiveSpec, Made};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
@@ -164,12 +165,14 @@ fn online_target(args: &BackupArgs) -> Result<(PathBuf, Source, String)> {
                 path: db.display().to_string(),
                 host: fsutil::hostname(),
                 container: None,
+                mounts: vec![],
             };
             Ok((db, source, stem.unwrap_or_else(|| "keyfount".into())))
         }
         (None, Some(name)) => {
             let d = &args.target.docker;
             let f = find_container(name, d.compose_project.as_deref(), &d.db_path)?;
+            docker::check_readable(&f.container, &f.location)?;
             Ok((f.location.host_db.clone(), container_source(&f), f.container.name.clone()))
         }
         (None, None) => Err(Error::usage("backup needs --db PATH or --container NAME")),
@@ -238,13 +241,19 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     let encryption = encryption(&args.encrypt, ctx)?;
     let d = &args.target.docker;
     let f = find_container(name, d.compose_project.as_deref(), &d.db_path)?;
+    f.engine.check_stoppable(&f.container, &f.location, docker::Purpose::ColdBackup)?;
     sqlite::inspect(&f.location.host_db)?;
     let archive_name =
         args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(f.container.name.clone());
     let mut warnings = Vec::new();
     prepare_out(&args.output.out, ctx, &mut warnings)?;
     let staging = Staging::private(args.output.tmp_dir.as_deref(), STAGING_PREFIX)?;
-    let (bytes, entries) = fsutil::tree_size(&f.location.host_dir)?;
+    let parts = f.location.parts(true);
+    let (mut bytes, mut entries) = (0, 0);
+    for dir in parts.iter().filter_map(|(_, d)| d.as_ref()).filter(|d| d.is_dir()) {
+        let (b, e) = fsutil::tree_size(dir)?;
+        (bytes, entries) = (bytes + b, entries + e);
+    }
     staging.dir().ensure_room(bytes, entries, "for a copy of the data directory", ROOM_HINT)?;
     let timeout = args.stop_timeout.map(i64::from).or(f.container.stop_timeout).unwrap_or(10);
 
@@ -253,14 +262,32 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     if guard.was_running() {
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", f.container.name));
     }
+    if !f.location.nested.is_empty() {
+        let parts: Vec<String> = std::iter::once(&f.location.mount)
+            .chain(&f.location.nested)
+            .map(|m| format!("{} ({})", m.destination.display(), m.describe()))
+            .collect();
+        ctx.note(&format!(
+            "The data directory spans {} mounts, all copied: {}",
+            parts.len(),
+            parts.join(", ")
+        ));
+    }
     let t0 = Instant::now();
     let copied = (|| -> Result<_> {
         let stopped = guard.stop(timeout, "kfadmin backup --cold")?;
         crate::fault::point("cold.stopped")?;
         check_interrupt()?;
-        let whole = sqlite::make_whole(&f.location.host_dir)?;
+        let mut whole = Vec::new();
+        for (rel, dir) in parts.iter().filter_map(|(r, d)| Some((r, d.as_ref()?))).filter(|(_, d)| d.is_dir())
+        {
+            whole.extend(sqlite::make_whole(dir)?.into_iter().map(|mut w| {
+                w.path = rel.join(&w.path);
+                w
+            }));
+        }
         check_interrupt()?;
-        let (files, warnings) = fsutil::copy_data_dir(&f.location.host_dir, &staging.path())?;
+        let (files, warnings) = fsutil::copy_data_parts(&parts, &staging.path())?;
         crate::fault::point("cold.copied")?;
         check_interrupt()?;
         Ok((stopped, whole, files, warnings))
@@ -287,7 +314,7 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
             f.location.host_db.display()
         )));
     }
-    let source = container_source(&f);
+    let source = cold_source(&f);
     let made = make::make(
         ctx,
         &spec(&args.output, &archive_name, Mode::Cold, source, created),

@@ -16,7 +16,7 @@ use crate::archive::writer::Compression;
 use crate::archive::{Manifest, Mode};
 use crate::cli::RestoreArgs;
 use crate::crypto::{Encryption, Keys};
-use crate::docker::StopGuard;
+use crate::docker::{self, StopGuard};
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsutil;
 use crate::ops::container::{container_source, find_container, settle, Found};
@@ -98,6 +98,10 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         return Ok(Outcome::new(Kind::Verification.code(), human, &report));
     };
     crate::fault::point("restore.verified")?;
+    if let Some(f) = &target.found {
+        let rels = manifest.files.iter().filter_map(|e| Path::new(&e.path).strip_prefix("data").ok());
+        docker::refuse_nested_targets(&f.container, &f.location, rels)?;
+    }
     let owners = Owners::new(Some(&target.data), &manifest)?;
     let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
     let safety = OsString::from(format!(".kfadmin-pre-restore-{stamp}"));
@@ -174,6 +178,9 @@ fn open_target(args: &RestoreArgs) -> Result<Target> {
         Some(name) => Some(find_container(name, d.compose_project.as_deref(), &d.db_path)?),
         None => None,
     };
+    if let Some(f) = &found {
+        f.engine.check_stoppable(&f.container, &f.location, docker::Purpose::Restore)?;
+    }
     let dir = match (&found, &args.data_dir) {
         (Some(f), _) => {
             if f.location.host_db.file_name() != Some(DB_FILE.as_ref()) {
@@ -330,7 +337,8 @@ fn pre_restore_archive(
 ) -> Result<Option<PathBuf>> {
     sqlite::make_whole(dir)?;
     let copy = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
-    let (mut files, _) = fsutil::copy_data_dir(dir, &copy.path())?;
+    // What the swap replaces: the data directory's own mount (nested mounts stay as they are).
+    let (mut files, _) = fsutil::copy_data_parts(&f.location.parts(false), &copy.path())?;
     let db = Path::new(DB_FILE);
     files.sort_by_key(|c| (c.rel != db, c.rel.clone()));
     if !files.iter().any(|c| c.rel == db) {

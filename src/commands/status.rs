@@ -10,9 +10,10 @@ use serde::Serialize;
 use super::{human_bytes, Ctx, Outcome};
 use crate::archive::catalog;
 use crate::cli::StatusArgs;
+use crate::docker;
 use crate::error::Result;
 use crate::fsutil;
-use crate::ops::container::find_container;
+use crate::ops::container::{find_container, Found};
 use crate::sqlite::{self, Journal};
 
 #[derive(Debug, Serialize)]
@@ -64,24 +65,16 @@ pub struct LastBackup {
 
 pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
     let t = &args.target;
-    let (db, name, container) = match (&t.db, &t.docker.container) {
+    let (db, name, container, mut problems) = match (&t.db, &t.docker.container) {
         (Some(db), _) => {
             let name =
                 db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "keyfount".into());
-            (std::path::absolute(db).unwrap_or(db.clone()), name, None)
+            (std::path::absolute(db).unwrap_or(db.clone()), name, None, Vec::new())
         }
         (None, Some(n)) => {
             let f = find_container(n, t.docker.compose_project.as_deref(), &t.docker.db_path)?;
-            let c = &f.container;
-            let state = ContainerState {
-                name: c.name.clone(),
-                id: c.id.clone(),
-                image: c.image.clone(),
-                status: c.status.clone(),
-                running: c.running,
-                health: c.health.clone(),
-            };
-            (f.location.host_db.clone(), c.name.clone(), Some(state))
+            let (state, problems) = container_state(&f)?;
+            (f.location.host_db.clone(), f.container.name.clone(), Some(state), problems)
         }
         (None, None) => unreachable!("clap requires --db or --container"),
     };
@@ -94,14 +87,6 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
         journal_mode: info.journal,
     };
 
-    let mut problems = Vec::new();
-    if let Some(c) = &container {
-        if !c.running {
-            problems.push(format!("container {} is {}", c.name, c.status));
-        } else if c.health.as_deref() == Some("unhealthy") {
-            problems.push(format!("container {} is unhealthy", c.name));
-        }
-    }
     let archives: Vec<catalog::Entry> = match catalog::scan(&args.backup_dir) {
         Ok(all) => all.into_iter().filter(|e| e.name == name).collect(),
         Err(e) => {
@@ -153,6 +138,35 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
     };
     let code = if report.ok { 0 } else { 1 };
     Ok(Outcome::new(code, human(&report), &report))
+}
+
+/// The container's state, and what is wrong with it: not running, restarting (a crash loop),
+/// paused, unhealthy. A stopped container whose database the engine mounts only while it runs
+/// leaves nothing to read: that is the answer (exit 1), not a wrong --db.
+fn container_state(f: &Found) -> Result<(ContainerState, Vec<String>)> {
+    let c = &f.container;
+    docker::check_readable(c, &f.location)?;
+    let state = ContainerState {
+        name: c.name.clone(),
+        id: c.id.clone(),
+        image: c.image.clone(),
+        status: c.status.clone(),
+        running: c.running,
+        health: c.health.clone(),
+    };
+    let n = &c.name;
+    let problem = if c.restarting {
+        Some(format!("container {n} is restarting: it keeps exiting and its restart policy starts it again (see `docker logs {n}`)"))
+    } else if c.paused {
+        Some(format!("container {n} is paused: it serves nothing until `docker unpause {n}`"))
+    } else if !c.running {
+        Some(format!("container {n} is {}", c.status))
+    } else if c.health.as_deref() == Some("unhealthy") {
+        Some(format!("container {n} is unhealthy"))
+    } else {
+        None
+    };
+    Ok((state, problem.into_iter().collect()))
 }
 
 fn human(r: &StatusReport) -> String {

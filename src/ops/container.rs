@@ -1,7 +1,7 @@
 //! Find a Keyfount container and where its data is on this host; what an archive of it says
 //! about its source; how work done while it was stopped and its restart add up.
 
-use crate::archive::manifest::ContainerRef;
+use crate::archive::manifest::{ContainerRef, SourceMount};
 use crate::archive::Source;
 use crate::docker::{self, Container, Engine};
 use crate::error::{Error, Kind, Result};
@@ -40,7 +40,28 @@ pub fn container_source(f: &Found) -> Source {
             id: f.container.id.clone(),
             image: f.container.image.clone(),
         }),
+        mounts: vec![],
     }
+}
+
+/// The source of a copy of the whole data directory: with the mounts it spans, when several.
+pub fn cold_source(f: &Found) -> Source {
+    let loc = &f.location;
+    let mut source = container_source(f);
+    if loc.nested.is_empty() {
+        return source;
+    }
+    let record = |path: String, m: &docker::Mount| SourceMount {
+        path,
+        kind: m.kind.clone(),
+        source: m.name.clone().unwrap_or_else(|| m.source.display().to_string()),
+        destination: m.destination.display().to_string(),
+    };
+    source.mounts.push(record("data".into(), &loc.mount));
+    for ((rel, _), m) in loc.parts(true).iter().skip(1).zip(&loc.nested) {
+        source.mounts.push(record(format!("data/{}", rel.display()), m));
+    }
+    source
 }
 
 /// The outcome of work done while a container was stopped, and of starting it again: a

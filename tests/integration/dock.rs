@@ -130,6 +130,13 @@ pub struct Spec {
     pub stop_timeout: Option<i64>,
     pub labels: Vec<(String, String)>,
     pub healthcheck: bool,
+    /// Driver options for the `Data::Volume` volume (Compose `driver_opts`), created with them
+    /// before the container.
+    pub volume_opts: Vec<(String, String)>,
+    /// More `-v` mounts (`SOURCE:DEST`), after the data mount.
+    pub extra_binds: Vec<String>,
+    /// `--rm`: the engine deletes the container once it stops.
+    pub auto_remove: bool,
 }
 
 impl Default for Spec {
@@ -142,6 +149,9 @@ impl Default for Spec {
             stop_timeout: None,
             labels: vec![],
             healthcheck: false,
+            volume_opts: vec![],
+            extra_binds: vec![],
+            auto_remove: false,
         }
     }
 }
@@ -170,8 +180,18 @@ impl Kf {
             Data::Bind(p) => (None, Some(p.clone()), Some(format!("{}:/data", p.display()))),
             Data::None => (None, None, None),
         };
+        if let (Some(v), false) = (&volume, spec.volume_opts.is_empty()) {
+            let opts = bollard::models::VolumeCreateRequest {
+                name: Some(v.clone()),
+                driver: Some("local".into()),
+                driver_opts: Some(spec.volume_opts.iter().cloned().collect()),
+                ..Default::default()
+            };
+            block(d.create_volume(opts)).unwrap_or_else(|e| panic!("creating volume {v}: {e}"));
+        }
         let mut binds = vec![format!("{}:/status", status_dir.display())];
         binds.extend(data_bind);
+        binds.extend(spec.extra_binds.iter().cloned());
         let mut cmd = vec![
             "run".to_string(),
             "--db".into(),
@@ -208,6 +228,7 @@ impl Kf {
             host_config: Some(HostConfig {
                 binds: Some(binds),
                 network_mode: Some("none".into()),
+                auto_remove: Some(spec.auto_remove),
                 ..Default::default()
             }),
             ..Default::default()

@@ -34,8 +34,13 @@ pub fn archive_of_dir(env: &Env, src: &Path, tag: &str) -> PathBuf {
     files.sort_by_key(|c| (c.rel != db, c.rel.clone()));
     let out = env.path(&format!("archives-{tag}"));
     std::fs::create_dir(&out).unwrap();
-    let source =
-        Source { kind: "path".into(), path: src.display().to_string(), host: "test".into(), container: None };
+    let source = Source {
+        kind: "path".into(),
+        path: src.display().to_string(),
+        host: "test".into(),
+        container: None,
+        mounts: vec![],
+    };
     let spec = ArchiveSpec {
         out: &out,
         name: "keyfount",

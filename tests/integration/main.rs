@@ -10,6 +10,7 @@ mod dock;
 mod docker;
 mod encrypt;
 mod hostile;
+mod layouts;
 mod manage;
 mod monitor;
 mod restore;
