@@ -1,5 +1,8 @@
 //! The kfadmin binary: parse, run, print, turn errors into exit codes.
 
+// A closed stdout or stderr is not a reason to panic: no print macros (they panic on EPIPE).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -16,7 +19,7 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
         return Ok(());
     }
     for line in kfadmin::docker::recover_journal()? {
-        eprintln!("warning: {line}");
+        commands::stderr_line(&format!("warning: {line}"));
     }
     Ok(())
 }
@@ -44,7 +47,7 @@ fn main() -> ExitCode {
             if let Some(h) = &e.hint {
                 line.push_str(&format!("\n  hint: {h}"));
             }
-            eprintln!("{line}");
+            commands::stderr_line(&line);
             if ctx.json {
                 let j = serde_json::json!({
                     "ok": false,

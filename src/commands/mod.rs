@@ -20,6 +20,9 @@ pub mod verify;
 /// What every command gets: how to report progress, and how the operator wants output.
 pub struct Ctx {
     pub progress: Box<dyn Progress>,
+    /// Bars are drawn (stderr is a terminal, and no `--json`, `--quiet` or `--no-progress`):
+    /// lines then go through the bars' log so they do not tear them.
+    bars: bool,
     pub json: bool,
     pub quiet: bool,
     pub verbose: u8,
@@ -33,6 +36,7 @@ impl Ctx {
         let bars = stderr_tty && !g.json && !g.quiet && !g.no_progress;
         Ctx {
             progress: if bars { Box::new(Bars::new()) } else { Box::new(Silent) },
+            bars,
             json: g.json,
             quiet: g.quiet,
             verbose: g.verbose,
@@ -60,16 +64,19 @@ impl Ctx {
     }
 
     fn say(&self, line: &str) {
-        if self.progress_is_drawn() {
+        if self.bars {
             self.progress.log(line);
         } else {
-            eprintln!("{line}");
+            stderr_line(line);
         }
     }
+}
 
-    fn progress_is_drawn(&self) -> bool {
-        std::io::stderr().is_terminal() && !self.json && !self.quiet
-    }
+/// A line on stderr. A closed or broken stderr (`kfadmin … 2>&1 | tee log` after tee died) is
+/// ignored: output is never a reason to panic or to skip a cleanup step.
+pub fn stderr_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// What a command produced.

@@ -11,5 +11,6 @@ mod docker;
 mod encrypt;
 mod manage;
 mod monitor;
+mod output;
 mod restore;
 mod terminal;

@@ -189,3 +189,27 @@ fn the_passphrase_is_asked_on_the_terminal() {
     let s = t.wait_for("EXIT=", Duration::from_secs(60));
     assert!(s.contains("EXIT=0") && s.contains("ok    decrypt"), "{s}");
 }
+
+/// `--no-progress` on a terminal turns off the bars only: the restore plan (and every note
+/// and warning) still shows above the prompt.
+#[test]
+fn no_progress_on_a_terminal_still_shows_the_plan_above_the_prompt() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let archive = backup(&data.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let target = env.data_dir("target", 1);
+    let before = snapshot_tree(&target);
+    let t = Tmux::start(&format!(
+        "{} restore {} --data-dir {} --no-progress; echo EXIT=$?",
+        sh_quote(&kfadmin_bin()),
+        sh_quote(Path::new(&archive)),
+        sh_quote(&target)
+    ));
+    let s = t.wait_for("[y/N]", Duration::from_secs(60));
+    let plan = s.find("Restore plan").unwrap_or_else(|| panic!("no plan above the prompt:\n{s}"));
+    assert!(plan < s.find("[y/N]").unwrap(), "{s}");
+    assert!(s.contains("Verifying") && s.contains("replace"), "{s}");
+    t.keys(&["n"]);
+    t.wait_for("EXIT=1", Duration::from_secs(30));
+    assert_eq!(snapshot_tree(&target), before);
+}
