@@ -38,7 +38,9 @@ pub struct BackupReport {
     /// Who can decrypt it: the recipients as given, or "passphrase (scrypt)".
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
+    #[serde(serialize_with = "super::lossy::path")]
     pub archive: PathBuf,
+    #[serde(serialize_with = "super::lossy::path")]
     pub sidecar: PathBuf,
     pub sha256: String,
     pub bytes: u64,

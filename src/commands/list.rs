@@ -23,6 +23,7 @@ pub enum Sidecar {
 
 #[derive(Debug, Serialize)]
 pub struct Listed {
+    #[serde(serialize_with = "super::lossy::path")]
     pub path: PathBuf,
     pub file_name: String,
     pub name: String,
@@ -45,6 +46,7 @@ pub struct Listed {
 pub struct ListReport {
     /// False only when `--check` found a sidecar that does not match.
     pub ok: bool,
+    #[serde(serialize_with = "super::lossy::path")]
     pub dir: PathBuf,
     pub checked: bool,
     pub archives: Vec<Listed>,

@@ -90,8 +90,68 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Paths in reports are written with [`lossy`]; should a report still fail to serialize,
+    /// the JSON says so (with the verdict of `code`) instead of panicking.
     pub fn new(code: u8, human: String, report: &impl Serialize) -> Self {
-        Outcome { code, human, json: serde_json::to_value(report).expect("report serializes"), raw: None }
+        let json = serde_json::to_value(report).unwrap_or_else(|e| {
+            serde_json::json!({
+                "ok": code == 0,
+                "exit_code": code,
+                "report_error": format!("the report cannot be written as JSON ({e}); run without --json to see it"),
+            })
+        });
+        Outcome { code, human, json, raw: None }
+    }
+}
+
+/// `#[serde(serialize_with = "…")]` for paths in reports. A path that is not valid UTF-8
+/// (Linux file names are bytes) is written with U+FFFD in place of each invalid byte sequence,
+/// as `Path::to_string_lossy` does; serde's own `Path` impl fails the whole report instead.
+pub mod lossy {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Serialize, Serializer};
+
+    use crate::archive::reader::Verdict;
+
+    /// The path with invalid UTF-8 replaced by U+FFFD.
+    pub fn buf(p: &Path) -> PathBuf {
+        PathBuf::from(p.to_string_lossy().into_owned())
+    }
+
+    pub fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+
+    pub fn opt_path<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_some(&*p.to_string_lossy()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn paths<S: Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|p| p.to_string_lossy()))
+    }
+
+    /// A verify verdict, its archive's path written lossily.
+    pub fn verdict<S: Serializer>(v: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+        if v.archive.to_str().is_some() {
+            return v.serialize(s);
+        }
+        let mut v = v.clone();
+        v.archive = buf(&v.archive);
+        v.serialize(s)
+    }
+
+    pub fn verdicts<S: Serializer>(v: &[Verdict], s: S) -> Result<S::Ok, S::Error> {
+        struct One<'a>(&'a Verdict);
+        impl Serialize for One<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                verdict(self.0, s)
+            }
+        }
+        s.collect_seq(v.iter().map(One))
     }
 }
 
@@ -110,4 +170,37 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
 
 pub(crate) fn human_bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn a_path_that_is_not_utf8_never_fails_a_report() {
+        let odd = PathBuf::from(OsStr::from_bytes(b"/b/kf\xff.tar.gz"));
+        #[derive(Serialize)]
+        struct Plain {
+            path: PathBuf,
+        }
+        #[derive(Serialize)]
+        struct Lossy {
+            #[serde(serialize_with = "lossy::path")]
+            path: PathBuf,
+            #[serde(serialize_with = "lossy::paths")]
+            more: Vec<PathBuf>,
+        }
+        let o = Outcome::new(0, String::new(), &Lossy { path: odd.clone(), more: vec![odd.clone()] });
+        assert_eq!(o.json["path"], "/b/kf\u{FFFD}.tar.gz");
+        assert_eq!(o.json["more"][0], "/b/kf\u{FFFD}.tar.gz");
+        // Without the helper serde refuses the path: the report says so, and keeps the verdict.
+        let o = Outcome::new(3, String::new(), &Plain { path: odd });
+        assert_eq!(o.json["ok"], false);
+        assert_eq!(o.json["exit_code"], 3);
+        assert!(o.json["report_error"].as_str().unwrap().contains("cannot be written as JSON"));
+    }
 }

@@ -183,6 +183,7 @@ pub enum Action {
 
 #[derive(Debug, Serialize)]
 pub struct Pruned {
+    #[serde(serialize_with = "super::lossy::path")]
     pub path: PathBuf,
     pub file_name: String,
     pub name: String,
@@ -203,6 +204,7 @@ pub struct Pruned {
 pub struct PruneReport {
     pub ok: bool,
     pub dry_run: bool,
+    #[serde(serialize_with = "super::lossy::path")]
     pub dir: PathBuf,
     pub policy: Policy,
     pub archives: Vec<Pruned>,

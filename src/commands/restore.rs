@@ -25,18 +25,22 @@ pub struct RestoreReport {
     pub ok: bool,
     pub dry_run: bool,
     pub restored: bool,
+    #[serde(serialize_with = "super::lossy::path")]
     pub archive: PathBuf,
+    #[serde(serialize_with = "super::lossy::path")]
     pub data_dir: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     pub backup_created: Option<String>,
+    #[serde(serialize_with = "super::lossy::paths")]
     pub files: Vec<PathBuf>,
     /// Where the replaced files were kept (`--data-dir`; absent when nothing was replaced).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
     pub safety_dir: Option<PathBuf>,
     /// The pre-restore cold archive of the data that was replaced (`--container`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
     pub safety_archive: Option<PathBuf>,
+    #[serde(serialize_with = "super::lossy::paths")]
     pub moved_aside: Vec<PathBuf>,
     pub owner: Owner,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,6 +49,7 @@ pub struct RestoreReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub up: Option<String>,
     pub duration_ms: u64,
+    #[serde(serialize_with = "super::lossy::verdict")]
     pub verification: Verdict,
 }
 

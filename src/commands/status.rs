@@ -37,6 +37,7 @@ pub struct ContainerState {
 
 #[derive(Debug, Serialize)]
 pub struct DatabaseState {
+    #[serde(serialize_with = "super::lossy::path")]
     pub path: PathBuf,
     pub bytes: u64,
     pub wal_bytes: u64,
@@ -45,6 +46,7 @@ pub struct DatabaseState {
 
 #[derive(Debug, Serialize)]
 pub struct BackupState {
+    #[serde(serialize_with = "super::lossy::path")]
     pub dir: PathBuf,
     /// Archives of this server (by name) in the directory.
     pub count: usize,
@@ -55,6 +57,7 @@ pub struct BackupState {
 
 #[derive(Debug, Serialize)]
 pub struct LastBackup {
+    #[serde(serialize_with = "super::lossy::path")]
     pub path: PathBuf,
     pub created: String,
     pub age_seconds: u64,

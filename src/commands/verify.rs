@@ -15,6 +15,7 @@ use crate::fsutil;
 pub struct VerifyReport {
     pub ok: bool,
     pub quick: bool,
+    #[serde(serialize_with = "super::lossy::verdicts")]
     pub archives: Vec<Verdict>,
 }
 
