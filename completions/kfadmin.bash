@@ -347,7 +347,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__prune)
-            opts="-q -v -h -V --keep-last --keep-daily --keep-weekly --keep-monthly --dry-run --json --quiet --no-progress --verbose --help --version"
+            opts="-q -v -h -V --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --dry-run --json --quiet --no-progress --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -366,6 +366,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --keep-monthly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-pre-restore)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -132,6 +132,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --keep-daily 'Keep the newest archive of each of the last N days that have one'
             cand --keep-weekly 'Keep the newest archive of each of the last N ISO weeks that have one'
             cand --keep-monthly 'Keep the newest archive of each of the last N months that have one'
+            cand --keep-pre-restore 'Keep the N newest pre-restore safety copies of each name (they are never counted as backups)'
             cand --dry-run 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'

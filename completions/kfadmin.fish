@@ -101,6 +101,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-last -d '
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-daily -d 'Keep the newest archive of each of the last N days that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-weekly -d 'Keep the newest archive of each of the last N ISO weeks that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-monthly -d 'Keep the newest archive of each of the last N months that have one' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-pre-restore -d 'Keep the N newest pre-restore safety copies of each name (they are never counted as backups)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l dry-run -d 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'

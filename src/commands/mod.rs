@@ -2,9 +2,11 @@
 //! (a human text and a JSON object); `main` prints whichever was asked for.
 
 use std::io::IsTerminal;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::archive::Mode;
 use crate::cli::{Command, Global};
 use crate::error::Result;
 use crate::progress::{Bars, Progress, Silent};
@@ -170,6 +172,50 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
 
 pub(crate) fn human_bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
+}
+
+/// What an archive is to retention and monitoring. Pre-restore archives are safety copies of
+/// data that a restore replaced (possibly the bad data that made the restore necessary): they
+/// never count as a backup, never take a backup's retention slot, and are never "the last
+/// backup". Every other mode (online, cold, and imported ones) is a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveKind {
+    Backup,
+    SafetyCopy,
+}
+
+impl ArchiveKind {
+    pub fn of(mode: Mode) -> ArchiveKind {
+        match mode {
+            Mode::PreRestore => ArchiveKind::SafetyCopy,
+            _ => ArchiveKind::Backup,
+        }
+    }
+}
+
+/// An archive whose name is dated further ahead of this machine's clock than this was written
+/// by a machine with a wrong clock (or renamed by hand): it is named in a warning, and never
+/// counts as the newest archive.
+pub const FUTURE_SLACK_S: u64 = 5 * 60;
+
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn in_future(created_unix: u64, now: u64) -> bool {
+    created_unix > now.saturating_add(FUTURE_SLACK_S)
+}
+
+/// The warning (or status problem) for an archive dated in the future; `then` says what the
+/// command does with it.
+pub fn future_warning(path: &std::path::Path, created: &str, then: &str) -> String {
+    format!(
+        "{} is dated {created}, more than {} min ahead of this machine's clock: {then}; check the \
+         clock of the machine that wrote it (and this one's), then rename or remove the archive",
+        path.display(),
+        FUTURE_SLACK_S / 60
+    )
 }
 
 #[cfg(test)]
