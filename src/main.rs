@@ -10,6 +10,7 @@ use clap::Parser;
 
 use kfadmin::cli::{Cli, Command};
 use kfadmin::commands::{self, Ctx};
+use kfadmin::crypto::{redact, redact_json};
 use kfadmin::error::interrupt;
 
 /// A container that an earlier, killed kfadmin run left stopped is started before anything
@@ -30,14 +31,18 @@ fn main() -> ExitCode {
     let ctx = Ctx::new(&cli.global);
     let result = recover(&cli.command).and_then(|()| commands::run(cli.command, &ctx));
     let mut out = std::io::stdout().lock();
+    // Secrets are masked in everything printed (kfadmin::crypto::redact), the last line of
+    // defence behind messages that never quote a key.
     let printed = match &result {
         Ok(o) => {
             if let Some(raw) = &o.raw {
                 out.write_all(raw)
             } else if ctx.json {
-                writeln!(out, "{}", o.json)
+                let mut json = o.json.clone();
+                redact_json(&mut json);
+                writeln!(out, "{json}")
             } else if !ctx.quiet || o.code != 0 {
-                out.write_all(o.human.as_bytes())
+                out.write_all(redact(&o.human).as_bytes())
             } else {
                 Ok(())
             }
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
             }
             commands::stderr_line(&line);
             if ctx.json {
-                let j = serde_json::json!({
+                let mut j = serde_json::json!({
                     "ok": false,
                     "error": {
                         "message": e.chain(),
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
                         "exit_code": e.kind.code(),
                     }
                 });
+                redact_json(&mut j);
                 writeln!(out, "{j}")
             } else {
                 Ok(())

@@ -67,18 +67,19 @@ impl Ctx {
 
     fn say(&self, line: &str) {
         if self.bars {
-            self.progress.log(line);
+            self.progress.log(&crate::crypto::redact(line));
         } else {
             stderr_line(line);
         }
     }
 }
 
-/// A line on stderr. A closed or broken stderr (`kfadmin … 2>&1 | tee log` after tee died) is
-/// ignored: output is never a reason to panic or to skip a cleanup step.
+/// A line on stderr, secrets masked ([`crate::crypto::redact`]). A closed or broken stderr
+/// (`kfadmin … 2>&1 | tee log` after tee died) is ignored: output is never a reason to panic
+/// or to skip a cleanup step.
 pub fn stderr_line(line: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    let _ = writeln!(std::io::stderr().lock(), "{}", crate::crypto::redact(line));
 }
 
 /// What a command produced.

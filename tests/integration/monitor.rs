@@ -118,13 +118,13 @@ fn the_metrics_file_is_replaced_atomically_and_keeps_the_last_success() {
 }
 
 /// A tiny HTTP server on loopback that records the paths it is asked for.
-fn ping_server() -> (String, Arc<Mutex<Vec<String>>>) {
+pub fn ping_server() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/ping/abc-123", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(10) {
+        for stream in listener.incoming().take(100) {
             let Ok(mut s) = stream else { continue };
             let mut reader = BufReader::new(s.try_clone().unwrap());
             let mut request = String::new();
