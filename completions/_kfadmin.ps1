@@ -21,6 +21,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'kfadmin' {
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
@@ -58,6 +59,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('--recipients-file', '--recipients-file', [CompletionResultType]::ParameterName, 'Encrypt to every recipient listed in FILE (one a line, # comments)')
             [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Write Prometheus textfile-collector metrics here (atomically), success or failure')
             [CompletionResult]::new('--ping-url', '--ping-url', [CompletionResultType]::ParameterName, 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure')
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--online', '--online', [CompletionResultType]::ParameterName, 'Copy the database while the server keeps running (SQLite online backup API)')
             [CompletionResult]::new('--cold', '--cold', [CompletionResultType]::ParameterName, 'Stop the container, copy its data directory, start it again (needs --container)')
             [CompletionResult]::new('--passphrase', '--passphrase', [CompletionResultType]::ParameterName, 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE')
@@ -77,6 +79,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('--tmp-dir', '--tmp-dir', [CompletionResultType]::ParameterName, 'Where to unpack the database for the SQLite checks (a private directory is made there)')
             [CompletionResult]::new('-i', '-i', [CompletionResultType]::ParameterName, 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)')
             [CompletionResult]::new('--identity', '--identity', [CompletionResultType]::ParameterName, 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)')
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--quick', '--quick', [CompletionResultType]::ParameterName, 'Stop before the SQLite checks (no need to unpack the database)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
@@ -105,6 +108,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('--health-timeout', '--health-timeout', [CompletionResultType]::ParameterName, 'How long to wait for a healthcheck to report healthy')
             [CompletionResult]::new('-i', '-i', [CompletionResultType]::ParameterName, 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)')
             [CompletionResult]::new('--identity', '--identity', [CompletionResultType]::ParameterName, 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)')
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--no-rollback', '--no-rollback', [CompletionResultType]::ParameterName, 'Keep the restored data even if the container does not come up on it')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (needed when stdin is not a terminal)')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation (needed when stdin is not a terminal)')
@@ -122,6 +126,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             break
         }
         'kfadmin;list' {
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check every archive against its .sha256 sidecar (reads every archive in full)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
@@ -141,6 +146,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('--keep-weekly', '--keep-weekly', [CompletionResultType]::ParameterName, 'Keep the newest archive of each of the last N ISO weeks that have one')
             [CompletionResult]::new('--keep-monthly', '--keep-monthly', [CompletionResultType]::ParameterName, 'Keep the newest archive of each of the last N months that have one')
             [CompletionResult]::new('--keep-pre-restore', '--keep-pre-restore', [CompletionResultType]::ParameterName, 'Keep the N newest pre-restore safety copies of each name (they are never counted as backups)')
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
@@ -162,6 +168,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('--db-path', '--db-path', [CompletionResultType]::ParameterName, 'With --container: the database''s path inside the container')
             [CompletionResult]::new('--backup-dir', '--backup-dir', [CompletionResultType]::ParameterName, 'The backup directory')
             [CompletionResult]::new('--max-age', '--max-age', [CompletionResultType]::ParameterName, 'The oldest the last backup may be (e.g. 26h, 2d, 90m)')
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
@@ -175,6 +182,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             break
         }
         'kfadmin;completions' {
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
@@ -188,6 +196,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             break
         }
         'kfadmin;manpages' {
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')

@@ -77,12 +77,16 @@ _kfadmin() {
 
     case "${cmd}" in
         kfadmin)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --help --version backup verify restore list prune status completions manpages help"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -91,7 +95,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__backup)
-            opts="-c -o -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --out --name --nice --compression-level --encrypt-to --recipients-file --passphrase --metrics-file --ping-url --json --quiet --no-progress --verbose --help --version"
+            opts="-c -o -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --out --name --nice --compression-level --encrypt-to --recipients-file --passphrase --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -157,6 +161,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -165,12 +173,16 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__completions)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --help --version bash zsh fish elvish powershell"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version bash zsh fish elvish powershell"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -319,12 +331,16 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__list)
-            opts="-q -v -h -V --check --json --quiet --no-progress --verbose --help --version"
+            opts="-q -v -h -V --check --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -333,12 +349,16 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__manpages)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --help --version"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -347,7 +367,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__prune)
-            opts="-q -v -h -V --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --dry-run --json --quiet --no-progress --verbose --help --version"
+            opts="-q -v -h -V --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -373,6 +393,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -381,7 +405,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__restore)
-            opts="-c -o -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --out --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --help --version"
+            opts="-c -o -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --out --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,6 +467,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -451,7 +479,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__status)
-            opts="-c -q -v -h -V --db --container --compose-project --db-path --backup-dir --max-age --json --quiet --no-progress --verbose --help --version"
+            opts="-c -q -v -h -V --db --container --compose-project --db-path --backup-dir --max-age --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -485,6 +513,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -493,7 +525,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__verify)
-            opts="-i -q -v -h -V --quick --tmp-dir --identity --json --quiet --no-progress --verbose --help --version"
+            opts="-i -q -v -h -V --quick --tmp-dir --identity --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,6 +540,10 @@ _kfadmin() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -18,6 +18,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
     }
     var completions = [
         &'kfadmin'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -54,6 +55,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --recipients-file 'Encrypt to every recipient listed in FILE (one a line, # comments)'
             cand --metrics-file 'Write Prometheus textfile-collector metrics here (atomically), success or failure'
             cand --ping-url 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --online 'Copy the database while the server keeps running (SQLite online backup API)'
             cand --cold 'Stop the container, copy its data directory, start it again (needs --container)'
             cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
@@ -72,6 +74,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --tmp-dir 'Where to unpack the database for the SQLite checks (a private directory is made there)'
             cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --quick 'Stop before the SQLite checks (no need to unpack the database)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -99,6 +102,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --health-timeout 'How long to wait for a healthcheck to report healthy'
             cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --no-rollback 'Keep the restored data even if the container does not come up on it'
             cand -y 'Do not ask for confirmation (needed when stdin is not a terminal)'
             cand --yes 'Do not ask for confirmation (needed when stdin is not a terminal)'
@@ -115,6 +119,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;list'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --check 'Check every archive against its .sha256 sidecar (reads every archive in full)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -133,6 +138,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --keep-weekly 'Keep the newest archive of each of the last N ISO weeks that have one'
             cand --keep-monthly 'Keep the newest archive of each of the last N months that have one'
             cand --keep-pre-restore 'Keep the N newest pre-restore safety copies of each name (they are never counted as backups)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --dry-run 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -153,6 +159,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --db-path 'With --container: the database''s path inside the container'
             cand --backup-dir 'The backup directory'
             cand --max-age 'The oldest the last backup may be (e.g. 26h, 2d, 90m)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -165,6 +172,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;completions'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -177,6 +185,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;manpages'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'

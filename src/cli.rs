@@ -54,6 +54,10 @@ pub struct Global {
     /// Say more about each step (repeat for more)
     #[arg(short, long, global = true, action = ArgAction::Count, env = "KFADMIN_VERBOSE")]
     pub verbose: u8,
+    /// How long to wait for another kfadmin run working on the same backup directory, data
+    /// directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid
+    #[arg(long, global = true, value_name = "DURATION", env = "KFADMIN_LOCK_WAIT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lock_wait: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod docker;
 pub mod error;
 pub mod fsutil;
+pub mod lock;
 pub mod monitor;
 pub mod progress;
 pub mod sqlite;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::archive::Mode;
 use crate::cli::{Command, Global};
 use crate::error::Result;
+use crate::lock::{self, Key};
 use crate::progress::{Bars, Progress, Silent};
 
 pub mod backup;
@@ -30,6 +31,8 @@ pub struct Ctx {
     pub verbose: u8,
     /// Both stdin and stderr are terminals: prompts are possible.
     pub interactive: bool,
+    /// `--lock-wait`: how long to wait for another run's lock.
+    pub lock_wait: std::time::Duration,
 }
 
 impl Ctx {
@@ -43,6 +46,7 @@ impl Ctx {
             quiet: g.quiet,
             verbose: g.verbose,
             interactive: stderr_tty && std::io::stdin().is_terminal(),
+            lock_wait: g.lock_wait,
         }
     }
 
@@ -63,6 +67,12 @@ impl Ctx {
     /// A line on stderr that `--quiet` does not silence (warnings).
     pub fn warn(&self, line: &str) {
         self.say(&format!("warning: {line}"));
+    }
+
+    /// Take the locks of this run (see [`crate::lock`]), waiting at most `--lock-wait` and
+    /// saying once whom it waits for.
+    pub fn lock(&self, command: &str, keys: Vec<Key>) -> Result<lock::Held> {
+        lock::acquire(keys, self.lock_wait, command, &|line| self.note(line))
     }
 
     fn say(&self, line: &str) {
@@ -169,6 +179,43 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::Completions(a) => completions::run(a),
         Command::Manpages(a) => completions::manpages(a),
     }
+}
+
+/// The locks of a backup: its backup directory and the data it reads (the database's
+/// directory; with `--container`, the container too).
+pub(crate) fn backup_locks(args: &crate::cli::BackupArgs, ctx: &Ctx) -> Result<lock::Held> {
+    let mut keys = vec![Key::dir("backup directory", &args.output.out)];
+    match (&args.target.db, &args.target.docker.container) {
+        (Some(db), _) => {
+            let db = std::path::absolute(db).unwrap_or_else(|_| db.clone());
+            keys.extend(db.parent().map(|d| Key::dir("data directory", d)));
+        }
+        (None, Some(name)) => {
+            keys.extend(container_keys(&backup::find_container(name, &args.target.docker)?))
+        }
+        (None, None) => {}
+    }
+    ctx.lock("kfadmin backup", keys)
+}
+
+/// The locks of a restore into `dir`: the data directory; with a container, the container and
+/// the backup directory that receives the pre-restore archive.
+pub(crate) fn restore_locks(
+    args: &crate::cli::RestoreArgs,
+    ctx: &Ctx,
+    found: Option<&backup::Found>,
+    dir: &std::path::Path,
+) -> Result<lock::Held> {
+    let mut keys = vec![Key::dir("data directory", dir)];
+    if let Some(f) = found {
+        keys.extend(container_keys(f));
+        keys.push(Key::dir("backup directory", &args.out));
+    }
+    ctx.lock("kfadmin restore", keys)
+}
+
+fn container_keys(f: &backup::Found) -> [Key; 2] {
+    [Key::container(&f.container.id, &f.container.name), Key::dir("data directory", &f.location.host_dir)]
 }
 
 pub(crate) fn human_bytes(n: u64) -> String {

@@ -301,6 +301,7 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
              (add --dry-run to see what it would remove)",
         ));
     }
+    let _lock = ctx.lock("kfadmin prune", vec![crate::lock::Key::dir("backup directory", &args.dir)])?;
     let entries = catalog::scan(&args.dir)?;
     let checked = check_all(&entries, ctx)?;
     let (archives, stamps) = plan(&entries, &checked, &policy, now_unix());

@@ -100,6 +100,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         return Err(Error::usage(format!("{} is not a directory", dir.display()))
             .hint("--data-dir takes Keyfount's data directory, the one that holds keyfount.db"));
     }
+    let _locks = super::restore_locks(&args, ctx, found.as_ref(), &dir)?;
     let db = dir.join(DB_FILE);
     // A running container holds its own database open; anything else that does is refused.
     if !found.as_ref().is_some_and(|f| f.container.running) {

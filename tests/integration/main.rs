@@ -9,6 +9,7 @@ mod cli;
 mod dock;
 mod docker;
 mod encrypt;
+mod lock;
 mod manage;
 mod monitor;
 mod output;

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-struct Tmux {
+/// A tmux session running one shell command on a real terminal (also used by lock.rs).
+pub struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn start(cmd: &str) -> Tmux {
+    pub fn start(cmd: &str) -> Tmux {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let socket = format!(
             "kfadmin-test-{}-{}",
@@ -33,13 +34,13 @@ impl Tmux {
         Tmux { socket }
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         let out =
             Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p", "-J"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn wait_for(&self, what: &str, timeout: Duration) -> String {
+    pub fn wait_for(&self, what: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.screen();
@@ -51,7 +52,18 @@ impl Tmux {
         }
     }
 
-    fn keys(&self, keys: &[&str]) {
+    /// The pid of the process the shell started (the command), once it runs.
+    pub fn command_pid(&self) -> u32 {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "list-panes", "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        let sh: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
+        children.split_whitespace().next().expect("the shell runs a command").parse().unwrap()
+    }
+
+    pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["-L", &self.socket, "send-keys", "-t", "0"];
         args.extend_from_slice(keys);
         assert!(Command::new("tmux").args(args).status().unwrap().success());
@@ -64,7 +76,7 @@ impl Drop for Tmux {
     }
 }
 
-fn sh_quote(p: &Path) -> String {
+pub fn sh_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
