@@ -116,13 +116,16 @@ fn a_held_lock_waits_then_fails_naming_the_holder_and_dies_with_it() {
     assert_eq!(sha256_of(&target.join("keyfount.db")), restored);
     drop(t);
 
-    // SIGKILL the holder at its prompt: the lock dies with it.
-    let t = Tmux::start(&holder);
+    // SIGKILL the holder at its prompt: the lock dies with it. (Another data directory: two
+    // restores into one directory within a second collide on the safety directory's name.)
+    let other = env.data_dir("other", 1);
+    let t = Tmux::start(&holder.replace(&sh_quote(&target), &sh_quote(&other)));
     t.wait_for("[y/N]", Duration::from_secs(60));
     // SAFETY: signalling a process this test started (through tmux and sh).
     unsafe { libc::kill(t.command_pid() as i32, libc::SIGKILL) };
     t.wait_for("EXIT=137", Duration::from_secs(30));
-    restore("0").ok();
+    kf(&env, &["--lock-wait", "0", "restore", &archive, "--data-dir", s(&other), "--yes"]).ok();
+    assert_eq!(sha256_of(&other.join("keyfount.db")), restored);
 }
 
 /// A restore into a container, waiting at its prompt, holds the container: a cold backup of it
