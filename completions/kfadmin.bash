@@ -77,12 +77,16 @@ _kfadmin() {
 
     case "${cmd}" in
         kfadmin)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --help --version backup verify restore list prune status completions manpages help"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -91,7 +95,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__backup)
-            opts="-c -o -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --out --name --nice --compression-level --encrypt-to --recipients-file --passphrase --metrics-file --ping-url --json --quiet --no-progress --verbose --help --version"
+            opts="-c -o -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --out --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -137,6 +141,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tmp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --compression-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -157,6 +165,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -165,12 +177,16 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__completions)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --help --version bash zsh fish elvish powershell"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version bash zsh fish elvish powershell"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -319,12 +335,16 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__list)
-            opts="-q -v -h -V --check --json --quiet --no-progress --verbose --help --version"
+            opts="-q -v -h -V --check --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -333,12 +353,16 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__manpages)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --help --version"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -347,7 +371,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__prune)
-            opts="-q -v -h -V --keep-last --keep-daily --keep-weekly --keep-monthly --dry-run --json --quiet --no-progress --verbose --help --version"
+            opts="-q -v -h -V --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -369,6 +393,14 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --keep-pre-restore)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -377,7 +409,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__restore)
-            opts="-c -o -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --out --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --help --version"
+            opts="-c -o -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --out --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -419,6 +451,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tmp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --stop-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -439,6 +475,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -447,7 +487,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__status)
-            opts="-c -q -v -h -V --db --container --compose-project --db-path --backup-dir --max-age --json --quiet --no-progress --verbose --help --version"
+            opts="-c -q -v -h -V --db --container --compose-project --db-path --backup-dir --max-age --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -481,6 +521,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -489,7 +533,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__verify)
-            opts="-i -q -v -h -V --quick --tmp-dir --identity --json --quiet --no-progress --verbose --help --version"
+            opts="-i -q -v -h -V --quick --tmp-dir --identity --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -504,6 +548,10 @@ _kfadmin() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

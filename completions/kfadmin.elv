@@ -18,6 +18,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
     }
     var completions = [
         &'kfadmin'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -49,11 +50,13 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --out 'Directory for the archive (created with mode 0700 when missing)'
             cand --name 'First part of the archive''s name [default: the database file''s name without .db]'
             cand --nice 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority'
+            cand --tmp-dir 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
             cand --compression-level 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress'
             cand --encrypt-to 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable'
             cand --recipients-file 'Encrypt to every recipient listed in FILE (one a line, # comments)'
             cand --metrics-file 'Write Prometheus textfile-collector metrics here (atomically), success or failure'
             cand --ping-url 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --online 'Copy the database while the server keeps running (SQLite online backup API)'
             cand --cold 'Stop the container, copy its data directory, start it again (needs --container)'
             cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
@@ -72,6 +75,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --tmp-dir 'Where to unpack the database for the SQLite checks (a private directory is made there)'
             cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --quick 'Stop before the SQLite checks (no need to unpack the database)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -94,11 +98,13 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --recipients-file 'With --container: encrypt the pre-restore safety archive to every recipient in FILE'
             cand -o 'With --container: where the pre-restore safety archive goes'
             cand --out 'With --container: where the pre-restore safety archive goes'
+            cand --tmp-dir 'Where kfadmin unpacks and checks the backup before it swaps it in (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
             cand --stop-timeout 'Seconds between SIGTERM and SIGKILL when stopping [default: the container''s own stop timeout, or 10]'
             cand --settle 'How long the container must stay running to count as up (without a healthcheck)'
             cand --health-timeout 'How long to wait for a healthcheck to report healthy'
             cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --no-rollback 'Keep the restored data even if the container does not come up on it'
             cand -y 'Do not ask for confirmation (needed when stdin is not a terminal)'
             cand --yes 'Do not ask for confirmation (needed when stdin is not a terminal)'
@@ -115,6 +121,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;list'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --check 'Check every archive against its .sha256 sidecar (reads every archive in full)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -132,6 +139,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --keep-daily 'Keep the newest archive of each of the last N days that have one'
             cand --keep-weekly 'Keep the newest archive of each of the last N ISO weeks that have one'
             cand --keep-monthly 'Keep the newest archive of each of the last N months that have one'
+            cand --keep-pre-restore 'Keep the N newest pre-restore safety copies of each name (they are never counted as backups)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --dry-run 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -152,6 +161,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --db-path 'With --container: the database''s path inside the container'
             cand --backup-dir 'The backup directory'
             cand --max-age 'The oldest the last backup may be (e.g. 26h, 2d, 90m)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -164,6 +174,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;completions'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -176,6 +187,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;manpages'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_kfadmin_global_optspecs
-    string join \n json q/quiet no-progress v/verbose h/help V/version
+    string join \n json q/quiet no-progress v/verbose lock-wait= h/help V/version
 end
 
 function __fish_kfadmin_needs_command
@@ -24,6 +24,7 @@ function __fish_kfadmin_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -47,11 +48,13 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l stop-timeout 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s o -l out -d 'Directory for the archive (created with mode 0700 when missing)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l name -d 'First part of the archive\'s name [default: the database file\'s name without .db]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l nice -d 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin\'s own priority' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l tmp-dir -d 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compression-level -d 'gzip level, 1 (fastest) to 9 (smallest); Keyfount\'s vaults are encrypted and barely compress' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l encrypt-to -d 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l recipients-file -d 'Encrypt to every recipient listed in FILE (one a line, # comments)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l online -d 'Copy the database while the server keeps running (SQLite online backup API)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l cold -d 'Stop the container, copy its data directory, start it again (needs --container)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
@@ -63,6 +66,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s h -l help -d 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l tmp-dir -d 'Where to unpack the database for the SQLite checks (a private directory is made there)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l quick -d 'Stop before the SQLite checks (no need to unpack the database)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -77,10 +81,12 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l db-path -d '
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l encrypt-to -d 'With --container: encrypt the pre-restore safety archive to this recipient (age1…, ssh-…); repeatable' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l recipients-file -d 'With --container: encrypt the pre-restore safety archive to every recipient in FILE' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s o -l out -d 'With --container: where the pre-restore safety archive goes' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l tmp-dir -d 'Where kfadmin unpacks and checks the backup before it swaps it in (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l settle -d 'How long the container must stay running to count as up (without a healthcheck)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l health-timeout -d 'How long to wait for a healthcheck to report healthy' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-rollback -d 'Keep the restored data even if the container does not come up on it'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s y -l yes -d 'Do not ask for confirmation (needed when stdin is not a terminal)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l dry-run -d 'Verify and show the plan, then stop without changing anything'
@@ -90,6 +96,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-progress 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l check -d 'Check every archive against its .sha256 sidecar (reads every archive in full)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -101,6 +108,8 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-last -d '
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-daily -d 'Keep the newest archive of each of the last N days that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-weekly -d 'Keep the newest archive of each of the last N ISO weeks that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-monthly -d 'Keep the newest archive of each of the last N months that have one' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-pre-restore -d 'Keep the N newest pre-restore safety copies of each name (they are never counted as backups)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l dry-run -d 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -114,18 +123,21 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l compose-proje
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l backup-dir -d 'The backup directory' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'The oldest the last backup may be (e.g. 26h, 2d, 90m)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'

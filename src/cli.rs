@@ -54,6 +54,10 @@ pub struct Global {
     /// Say more about each step (repeat for more)
     #[arg(short, long, global = true, action = ArgAction::Count, env = "KFADMIN_VERBOSE")]
     pub verbose: u8,
+    /// How long to wait for another kfadmin run working on the same backup directory, data
+    /// directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid
+    #[arg(long, global = true, value_name = "DURATION", env = "KFADMIN_LOCK_WAIT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub lock_wait: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,9 +337,13 @@ pub struct ListArgs {
 /// Archives are grouped by name (container or database), and within a group each rule keeps
 /// the newest archive of each of the last N days/weeks/months that have one; an archive
 /// that any rule keeps is kept. The newest archive of each group that verifies is always kept,
-/// archives that fail their sidecar check never count toward a rule and are never removed,
-/// nothing is removed without a --keep-* rule, and files that are not kfadmin archives are
-/// never touched. An archive is removed together with its .sha256.
+/// archives that fail their sidecar check or are dated in the future never count toward a rule
+/// and are never removed, nothing is removed without a --keep-* rule, and files that are not
+/// kfadmin archives are never touched. An archive is removed together with its .sha256.
+///
+/// Pre-restore archives (the safety copy a restore keeps of the data it replaced) are not
+/// backups: they form their own group per name, kept by --keep-pre-restore alone, and never
+/// take a backup's place.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -357,6 +365,9 @@ pub struct PruneArgs {
     /// Keep the newest archive of each of the last N months that have one
     #[arg(long, value_name = "N", env = "KFADMIN_KEEP_MONTHLY")]
     pub keep_monthly: Option<u32>,
+    /// Keep the N newest pre-restore safety copies of each name (they are never counted as backups)
+    #[arg(long, value_name = "N", env = "KFADMIN_KEEP_PRE_RESTORE", default_value_t = 3)]
+    pub keep_pre_restore: u32,
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
     #[arg(long, env = "KFADMIN_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,

@@ -81,9 +81,53 @@ impl Encryption {
     }
 }
 
+/// A secret where a public key belongs: the easy mistake of pointing `--recipients-file` (or
+/// `--encrypt-to`) at an identity. The secret itself is never repeated in a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secret {
+    AgeIdentity,
+    SshPrivateKey,
+}
+
+/// The base64 of "openssh-key-v1\0", how every OpenSSH private key's body starts.
+const OPENSSH_BODY: &str = "b3BlbnNzaC1rZXktdjE";
+
+fn secret_in(s: &str) -> Option<Secret> {
+    let upper = s.trim_start().to_ascii_uppercase();
+    if upper.starts_with("AGE-SECRET-KEY-") || upper.starts_with("AGE-PLUGIN-") {
+        Some(Secret::AgeIdentity)
+    } else if s.contains("PRIVATE KEY-----") || s.contains(OPENSSH_BODY) {
+        Some(Secret::SshPrivateKey)
+    } else {
+        None
+    }
+}
+
+impl Secret {
+    /// "… is an age identity (a secret key), not a recipient; give its public key: …"
+    fn error(self, what: &str, file: Option<&Path>) -> Error {
+        let file = file.map(|f| f.display().to_string()).unwrap_or_else(|| "FILE".into());
+        let msg = match self {
+            Secret::AgeIdentity => format!(
+                "{what} is an age identity (a secret key), not a recipient; give its public key: age-keygen -y {file}"
+            ),
+            Secret::SshPrivateKey => format!(
+                "{what} is an SSH private key (a secret), not a recipient; give its public key: ssh-keygen -y -f {file}"
+            ),
+        };
+        Error::usage(msg).hint(
+            "a recipient is public: an age public key (age1…) or an SSH public key (ssh-ed25519 … or ssh-rsa …); \
+             keep the secret key away from the backup host, or pass it only to --identity when decrypting",
+        )
+    }
+}
+
 /// One recipient: `age1…`, `ssh-ed25519 …` or `ssh-rsa …`.
 pub fn parse_recipient(s: &str) -> Result<Recipient> {
     let s = s.trim();
+    if let Some(secret) = secret_in(s) {
+        return Err(secret.error("a recipient given", None));
+    }
     let bad = |why: String| {
         Error::usage(format!("{s:?} is not a recipient kfadmin can encrypt to: {why}"))
             .hint("give an age public key (age1…) or an SSH public key (ssh-ed25519 … or ssh-rsa …)")
@@ -97,7 +141,8 @@ pub fn parse_recipient(s: &str) -> Result<Recipient> {
     }
 }
 
-/// A recipients file: one recipient a line; blank lines and `#` comments ignored.
+/// A recipients file: one recipient a line; blank lines and `#` comments ignored. A line that
+/// is not a recipient is named by its number only: it may be part of a secret.
 pub fn read_recipients_file(path: &Path) -> Result<Vec<(Recipient, String)>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io("cannot read the recipients file", path, e).kind(Kind::Usage))?;
@@ -107,9 +152,13 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<(Recipient, String)>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let at = || format!("line {} of {}", n + 1, path.display());
+        if let Some(secret) = secret_in(line) {
+            return Err(secret.error(&at(), Some(path)));
+        }
         let r = parse_recipient(line).map_err(|e| {
-            let msg = format!("{}:{}: {}", path.display(), n + 1, e.message);
-            Error { message: msg, ..e }
+            Error::usage(format!("{} is not a recipient kfadmin can encrypt to", at()))
+                .hint(e.hint.unwrap_or_default())
         })?;
         out.push((r, line.to_string()));
     }
@@ -117,6 +166,89 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<(Recipient, String)>> {
         return Err(Error::usage(format!("the recipients file {} lists no recipient", path.display())));
     }
     Ok(out)
+}
+
+/// Secrets masked in text that leaves the process (error messages, JSON reports, pings,
+/// metrics), a last line of defence: age identities (`AGE-SECRET-KEY-1…`, `AGE-PLUGIN-…`),
+/// PEM and OpenSSH private key blocks, and OpenSSH private key bodies.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    let upper = text.to_ascii_uppercase(); // ASCII case mapping keeps every byte offset
+    let suspicious = upper.contains("AGE-SECRET-KEY-")
+        || upper.contains("AGE-PLUGIN-")
+        || text.contains("PRIVATE KEY-----")
+        || text.contains(OPENSSH_BODY);
+    if !suspicious {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut changed) = (0, false);
+    while i < text.len() {
+        if let Some((len, mask)) = secret_at(&text[i..], &upper[i..]) {
+            out.push_str(mask);
+            i += len;
+            changed = true;
+        } else {
+            let c = text[i..].chars().next().unwrap_or(' ');
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    if changed {
+        std::borrow::Cow::Owned(out)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// A secret starting at the beginning of `text` (`upper` is its ASCII upper case): its
+/// length and what replaces it.
+fn secret_at(text: &str, upper: &str) -> Option<(usize, &'static str)> {
+    let run = |from: usize, ok: fn(u8) -> bool| {
+        from + text.as_bytes()[from..].iter().take_while(|&&b| ok(b)).count()
+    };
+    let bech32 = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+    for (prefix, mask) in
+        [("AGE-SECRET-KEY-", "AGE-SECRET-KEY-[redacted]"), ("AGE-PLUGIN-", "AGE-PLUGIN-[redacted]")]
+    {
+        if upper.starts_with(prefix) {
+            let end = run(prefix.len(), bech32);
+            // A real key has dozens of characters; "AGE-SECRET-KEY-1…" in a hint is not one.
+            return (end - prefix.len() >= 16).then_some((end, mask));
+        }
+    }
+    if text.starts_with(OPENSSH_BODY) {
+        let end = run(0, |b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        return Some((end, "[redacted private key]"));
+    }
+    if let Some(label) = text.strip_prefix("-----BEGIN ") {
+        let label_end = label.find("-----")? + 11;
+        if !label[..label_end - 11].contains("PRIVATE KEY") {
+            return None;
+        }
+        let end = match text[label_end..].find("-----END ") {
+            Some(e) => {
+                let e = label_end + e + 9;
+                text[e..].find("-----").map(|f| e + f + 5).unwrap_or(text.len())
+            }
+            None => text.len(),
+        };
+        return Some((end, "[redacted private key]"));
+    }
+    None
+}
+
+/// [`redact`] on every string in a JSON value.
+pub fn redact_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let std::borrow::Cow::Owned(r) = redact(s) {
+                *s = r;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(redact_json),
+        serde_json::Value::Object(o) => o.values_mut().for_each(redact_json),
+        _ => {}
+    }
 }
 
 /// What kfadmin may decrypt with.
@@ -292,4 +424,42 @@ fn is_scrypt(archive: &Path) -> bool {
         .ok()
         .and_then(|f| age::Decryptor::new_buffered(BufReader::new(f)).ok())
         .is_some_and(|d| d.is_scrypt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGE_SK: &str = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX";
+
+    #[test]
+    fn secrets_are_masked_and_nothing_else_is() {
+        let plain = "pass the file age-keygen wrote (AGE-SECRET-KEY-1…), or an SSH private key";
+        assert!(matches!(redact(plain), std::borrow::Cow::Borrowed(_)));
+        let text = format!("line 3: {AGE_SK:?} is bad; also {}", AGE_SK.to_lowercase());
+        assert_eq!(
+            redact(&text),
+            "line 3: \"AGE-SECRET-KEY-[redacted]\" is bad; also AGE-SECRET-KEY-[redacted]"
+        );
+        let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\nAAAAbm9uZQ==\n-----END OPENSSH PRIVATE KEY-----\n";
+        assert_eq!(redact(&format!("before {pem}after")), "before [redacted private key]\nafter");
+        // Cut short (no END line): masked to the end.
+        assert_eq!(redact("x -----BEGIN RSA PRIVATE KEY-----\nMIIEow"), "x [redacted private key]");
+        assert_eq!(redact("body b3BlbnNzaC1rZXktdjEAAAAABG5v+/= end"), "body [redacted private key] end");
+        // A public key block is not a secret.
+        let public = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----";
+        assert_eq!(redact(public), public);
+        let mut j = serde_json::json!({"error": {"message": format!("x {AGE_SK}"), "n": 1}, "a": [AGE_SK]});
+        redact_json(&mut j);
+        assert!(!j.to_string().contains(&AGE_SK[16..]), "{j}");
+    }
+
+    #[test]
+    fn a_secret_where_a_recipient_belongs_is_named_not_echoed() {
+        let e = parse_recipient(AGE_SK).err().unwrap();
+        assert!(e.message.contains("age identity (a secret key)"), "{}", e.message);
+        assert!(!e.chain().contains(&AGE_SK[16..]) && !e.hint.unwrap().contains(&AGE_SK[16..]));
+        let e = parse_recipient("-----BEGIN OPENSSH PRIVATE KEY-----").err().unwrap();
+        assert!(e.message.contains("ssh-keygen -y -f"), "{}", e.message);
+    }
 }

@@ -1,5 +1,8 @@
 //! The kfadmin binary: parse, run, print, turn errors into exit codes.
 
+// A closed stdout or stderr is not a reason to panic: no print macros (they panic on EPIPE).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -7,6 +10,7 @@ use clap::Parser;
 
 use kfadmin::cli::{Cli, Command};
 use kfadmin::commands::{self, Ctx};
+use kfadmin::crypto::{redact, redact_json};
 use kfadmin::error::interrupt;
 
 /// A container that an earlier, killed kfadmin run left stopped is started before anything
@@ -16,14 +20,17 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
         return Ok(());
     }
     for (path, why) in kfadmin::ops::staging::sweep_private() {
-        eprintln!("warning: cannot remove {}, left by a killed kfadmin run: {why}", path.display());
+        commands::stderr_line(&format!(
+            "warning: cannot remove {}, left by a killed kfadmin run: {why}",
+            path.display()
+        ));
     }
     // A half-done swap is put back before any container is started on that data.
     for line in kfadmin::ops::swap::recover()? {
-        eprintln!("warning: {line}");
+        commands::stderr_line(&format!("warning: {line}"));
     }
     for line in kfadmin::docker::recover_journal()? {
-        eprintln!("warning: {line}");
+        commands::stderr_line(&format!("warning: {line}"));
     }
     Ok(())
 }
@@ -34,14 +41,18 @@ fn main() -> ExitCode {
     let ctx = Ctx::new(&cli.global);
     let result = recover(&cli.command).and_then(|()| commands::run(cli.command, &ctx));
     let mut out = std::io::stdout().lock();
+    // Secrets are masked in everything printed (kfadmin::crypto::redact), the last line of
+    // defence behind messages that never quote a key.
     let printed = match &result {
         Ok(o) => {
             if let Some(raw) = &o.raw {
                 out.write_all(raw)
             } else if ctx.json {
-                writeln!(out, "{}", o.json)
+                let mut json = o.json.clone();
+                redact_json(&mut json);
+                writeln!(out, "{json}")
             } else if !ctx.quiet || o.code != 0 {
-                out.write_all(o.human.as_bytes())
+                out.write_all(redact(&o.human).as_bytes())
             } else {
                 Ok(())
             }
@@ -51,9 +62,9 @@ fn main() -> ExitCode {
             if let Some(h) = &e.hint {
                 line.push_str(&format!("\n  hint: {h}"));
             }
-            eprintln!("{line}");
+            commands::stderr_line(&line);
             if ctx.json {
-                let j = serde_json::json!({
+                let mut j = serde_json::json!({
                     "ok": false,
                     "error": {
                         "message": e.chain(),
@@ -62,6 +73,7 @@ fn main() -> ExitCode {
                         "exit_code": e.kind.code(),
                     }
                 });
+                redact_json(&mut j);
                 writeln!(out, "{j}")
             } else {
                 Ok(())

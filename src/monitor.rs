@@ -90,7 +90,7 @@ pub fn render(f: &RunFacts, old: &str) -> String {
 /// failure.
 pub fn write_metrics(path: &Path, f: &RunFacts) -> Option<String> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let text = render(f, &old);
+    let text = crate::crypto::redact(&render(f, &old)).into_owned();
     crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
         .err()
         .map(|e| format!("cannot write the metrics file {}: {}", path.display(), e.chain()))
@@ -104,9 +104,11 @@ pub enum Ping {
     Fail,
 }
 
-/// Send a ping with `body` (the monitor keeps it as the run's log). Returns a warning when the
-/// monitor cannot be reached; never an error.
+/// Send a ping with `body` (the monitor keeps it as the run's log; secrets in it are masked
+/// with [`crate::crypto::redact`]). Returns a warning when the monitor cannot be reached;
+/// never an error.
 pub fn ping(base: &str, which: Ping, body: &str) -> Option<String> {
+    let body = crate::crypto::redact(body);
     let base = base.trim_end_matches('/');
     let url = match which {
         Ping::Start => format!("{base}/start"),
@@ -114,7 +116,11 @@ pub fn ping(base: &str, which: Ping, body: &str) -> Option<String> {
         Ping::Fail => format!("{base}/fail"),
     };
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(PING_TIMEOUT)).build().into();
-    match agent.post(&url).header("User-Agent", concat!("kfadmin/", env!("CARGO_PKG_VERSION"))).send(body) {
+    match agent
+        .post(&url)
+        .header("User-Agent", concat!("kfadmin/", env!("CARGO_PKG_VERSION")))
+        .send(body.as_bytes())
+    {
         Ok(_) => None,
         Err(e) => Some(format!("cannot ping {url}: {e} (the backup itself is not affected)")),
     }

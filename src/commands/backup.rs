@@ -32,7 +32,9 @@ pub struct BackupReport {
     /// Who can decrypt it: the recipients as given, or "passphrase (scrypt)".
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
+    #[serde(serialize_with = "super::lossy::path")]
     pub archive: PathBuf,
+    #[serde(serialize_with = "super::lossy::path")]
     pub sidecar: PathBuf,
     pub sha256: String,
     pub bytes: u64,
@@ -85,12 +87,13 @@ pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
             ctx.warn(&w);
         }
     }
-    let result = match (&args.target.docker.container, args.cold) {
-        (Some(name), true) => cold(&args, name, ctx, started),
-        (_, true) => Err(Error::usage("--cold stops a container and needs --container NAME")
-            .hint("for a database file on this host, take an --online backup")),
-        (_, false) => online(&args, ctx, started),
-    };
+    let result =
+        super::backup_locks(&args, ctx).and_then(|_locks| match (&args.target.docker.container, args.cold) {
+            (Some(name), true) => cold(&args, name, ctx, started),
+            (_, true) => Err(Error::usage("--cold stops a container and needs --container NAME")
+                .hint("for a database file on this host, take an --online backup")),
+            (_, false) => online(&args, ctx, started),
+        });
     report_to_monitor(&args, ctx, &result, started);
     let report = result?;
     let human = human(&report);

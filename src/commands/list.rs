@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{human_bytes, Ctx, Outcome};
+use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
 use crate::archive::catalog::{self, Entry};
 use crate::archive::{Manifest, Mode};
 use crate::cli::ListArgs;
@@ -23,12 +23,17 @@ pub enum Sidecar {
 
 #[derive(Debug, Serialize)]
 pub struct Listed {
+    #[serde(serialize_with = "super::lossy::path")]
     pub path: PathBuf,
     pub file_name: String,
     pub name: String,
     pub created: String,
     pub created_unix: u64,
     pub mode: Mode,
+    /// `backup`, or `safety-copy` (pre-restore: the data a restore replaced; not a backup).
+    pub kind: ArchiveKind,
+    /// Dated more than a few minutes ahead of this machine's clock (see `status`).
+    pub in_future: bool,
     /// Encrypted with age: source and database size are inside, unreadable without a key.
     pub encrypted: bool,
     pub bytes: u64,
@@ -45,6 +50,7 @@ pub struct Listed {
 pub struct ListReport {
     /// False only when `--check` found a sidecar that does not match.
     pub ok: bool,
+    #[serde(serialize_with = "super::lossy::path")]
     pub dir: PathBuf,
     pub checked: bool,
     pub archives: Vec<Listed>,
@@ -52,6 +58,7 @@ pub struct ListReport {
 
 pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
     let entries = catalog::scan(&args.dir)?;
+    let now = now_unix();
     let sidecars = if args.check { Some(check_sidecars(&entries, ctx)?) } else { None };
     let archives: Vec<Listed> = entries
         .into_iter()
@@ -69,11 +76,16 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
                 created: e.created,
                 created_unix: e.created_unix,
                 mode: e.mode,
+                kind: ArchiveKind::of(e.mode),
+                in_future: in_future(e.created_unix, now),
                 encrypted: e.encrypted,
                 bytes: e.bytes,
             }
         })
         .collect();
+    for a in archives.iter().filter(|a| a.in_future) {
+        ctx.warn(&future_warning(&a.path, &a.created, "status and prune do not count it as the newest"));
+    }
     let mismatches = archives.iter().filter(|a| a.sidecar == Some(Sidecar::Mismatch)).count();
     for a in archives.iter().filter(|a| a.sidecar == Some(Sidecar::Mismatch)) {
         ctx.warn(&format!(
@@ -132,8 +144,8 @@ fn human(r: &ListReport) -> String {
         .iter()
         .map(|a| {
             let mut row = vec![
-                when(&a.created),
-                if a.encrypted { format!("{} (age)", a.mode.as_str()) } else { a.mode.as_str().to_string() },
+                if a.in_future { format!("{} (future!)", when(&a.created)) } else { when(&a.created) },
+                mode_label(a),
                 a.source.clone().unwrap_or_else(|| if a.encrypted { "(encrypted)" } else { "?" }.into()),
                 human_bytes(a.bytes),
                 a.database_bytes
@@ -159,7 +171,16 @@ fn human(r: &ListReport) -> String {
     let mut s = table(&header, &rows, &right);
     let total: u64 = r.archives.iter().map(|a| a.bytes).sum();
     let n = r.archives.len();
-    let _ = write!(s, "{n} archive{} in {}, {} in total", plural(n), r.dir.display(), human_bytes(total));
+    let _ = write!(s, "{n} archive{}", plural(n));
+    let safety = r.archives.iter().filter(|a| a.kind == ArchiveKind::SafetyCopy).count();
+    if safety > 0 {
+        let _ = write!(
+            s,
+            " ({safety} of them pre-restore safety cop{}, not backups)",
+            if safety == 1 { "y" } else { "ies" }
+        );
+    }
+    let _ = write!(s, " in {}, {} in total", r.dir.display(), human_bytes(total));
     if r.checked {
         let count = |want: Sidecar| r.archives.iter().filter(|a| a.sidecar == Some(want)).count();
         let _ = write!(
@@ -172,6 +193,22 @@ fn human(r: &ListReport) -> String {
     }
     s.push('\n');
     s
+}
+
+/// `online`, `cold (age)`, `pre-restore (safety copy)`, `pre-restore (safety copy, age)`.
+fn mode_label(a: &Listed) -> String {
+    let mut tags = Vec::new();
+    if a.kind == ArchiveKind::SafetyCopy {
+        tags.push("safety copy");
+    }
+    if a.encrypted {
+        tags.push("age");
+    }
+    if tags.is_empty() {
+        a.mode.as_str().to_string()
+    } else {
+        format!("{} ({})", a.mode.as_str(), tags.join(", "))
+    }
 }
 
 pub(crate) fn plural(n: usize) -> &'static str {

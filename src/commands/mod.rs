@@ -2,11 +2,15 @@
 //! (a human text and a JSON object); `main` prints whichever was asked for.
 
 use std::io::IsTerminal;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::archive::Mode;
 use crate::cli::{Command, Global};
 use crate::error::Result;
+use crate::lock::{self, Key};
+use crate::ops::container::{find_container, Found};
 use crate::progress::{Bars, Progress, Silent};
 
 pub mod backup;
@@ -20,11 +24,16 @@ pub mod verify;
 /// What every command gets: how to report progress, and how the operator wants output.
 pub struct Ctx {
     pub progress: Box<dyn Progress>,
+    /// Bars are drawn (stderr is a terminal, and no `--json`, `--quiet` or `--no-progress`):
+    /// lines then go through the bars' log so they do not tear them.
+    bars: bool,
     pub json: bool,
     pub quiet: bool,
     pub verbose: u8,
     /// Both stdin and stderr are terminals: prompts are possible.
     pub interactive: bool,
+    /// `--lock-wait`: how long to wait for another run's lock.
+    pub lock_wait: std::time::Duration,
 }
 
 impl Ctx {
@@ -33,10 +42,12 @@ impl Ctx {
         let bars = stderr_tty && !g.json && !g.quiet && !g.no_progress;
         Ctx {
             progress: if bars { Box::new(Bars::new()) } else { Box::new(Silent) },
+            bars,
             json: g.json,
             quiet: g.quiet,
             verbose: g.verbose,
             interactive: stderr_tty && std::io::stdin().is_terminal(),
+            lock_wait: g.lock_wait,
         }
     }
 
@@ -59,17 +70,27 @@ impl Ctx {
         self.say(&format!("warning: {line}"));
     }
 
-    fn say(&self, line: &str) {
-        if self.progress_is_drawn() {
-            self.progress.log(line);
-        } else {
-            eprintln!("{line}");
-        }
+    /// Take the locks of this run (see [`crate::lock`]), waiting at most `--lock-wait` and
+    /// saying once whom it waits for.
+    pub fn lock(&self, command: &str, keys: Vec<Key>) -> Result<lock::Held> {
+        lock::acquire(keys, self.lock_wait, command, &|line| self.note(line))
     }
 
-    fn progress_is_drawn(&self) -> bool {
-        std::io::stderr().is_terminal() && !self.json && !self.quiet
+    fn say(&self, line: &str) {
+        if self.bars {
+            self.progress.log(&crate::crypto::redact(line));
+        } else {
+            stderr_line(line);
+        }
     }
+}
+
+/// A line on stderr, secrets masked ([`crate::crypto::redact`]). A closed or broken stderr
+/// (`kfadmin … 2>&1 | tee log` after tee died) is ignored: output is never a reason to panic
+/// or to skip a cleanup step.
+pub fn stderr_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{}", crate::crypto::redact(line));
 }
 
 /// What a command produced.
@@ -83,8 +104,68 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Paths in reports are written with [`lossy`]; should a report still fail to serialize,
+    /// the JSON says so (with the verdict of `code`) instead of panicking.
     pub fn new(code: u8, human: String, report: &impl Serialize) -> Self {
-        Outcome { code, human, json: serde_json::to_value(report).expect("report serializes"), raw: None }
+        let json = serde_json::to_value(report).unwrap_or_else(|e| {
+            serde_json::json!({
+                "ok": code == 0,
+                "exit_code": code,
+                "report_error": format!("the report cannot be written as JSON ({e}); run without --json to see it"),
+            })
+        });
+        Outcome { code, human, json, raw: None }
+    }
+}
+
+/// `#[serde(serialize_with = "…")]` for paths in reports. A path that is not valid UTF-8
+/// (Linux file names are bytes) is written with U+FFFD in place of each invalid byte sequence,
+/// as `Path::to_string_lossy` does; serde's own `Path` impl fails the whole report instead.
+pub mod lossy {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Serialize, Serializer};
+
+    use crate::archive::reader::Verdict;
+
+    /// The path with invalid UTF-8 replaced by U+FFFD.
+    pub fn buf(p: &Path) -> PathBuf {
+        PathBuf::from(p.to_string_lossy().into_owned())
+    }
+
+    pub fn path<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+
+    pub fn opt_path<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_some(&*p.to_string_lossy()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn paths<S: Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|p| p.to_string_lossy()))
+    }
+
+    /// A verify verdict, its archive's path written lossily.
+    pub fn verdict<S: Serializer>(v: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+        if v.archive.to_str().is_some() {
+            return v.serialize(s);
+        }
+        let mut v = v.clone();
+        v.archive = buf(&v.archive);
+        v.serialize(s)
+    }
+
+    pub fn verdicts<S: Serializer>(v: &[Verdict], s: S) -> Result<S::Ok, S::Error> {
+        struct One<'a>(&'a Verdict);
+        impl Serialize for One<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                verdict(self.0, s)
+            }
+        }
+        s.collect_seq(v.iter().map(One))
     }
 }
 
@@ -99,6 +180,44 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::Completions(a) => completions::run(a),
         Command::Manpages(a) => completions::manpages(a),
     }
+}
+
+/// The locks of a backup: its backup directory and the data it reads (the database's
+/// directory; with `--container`, the container too).
+pub(crate) fn backup_locks(args: &crate::cli::BackupArgs, ctx: &Ctx) -> Result<lock::Held> {
+    let mut keys = vec![Key::dir("backup directory", &args.output.out)];
+    match (&args.target.db, &args.target.docker.container) {
+        (Some(db), _) => {
+            let db = std::path::absolute(db).unwrap_or_else(|_| db.clone());
+            keys.extend(db.parent().map(|d| Key::dir("data directory", d)));
+        }
+        (None, Some(name)) => {
+            let d = &args.target.docker;
+            keys.extend(container_keys(&find_container(name, d.compose_project.as_deref(), &d.db_path)?))
+        }
+        (None, None) => {}
+    }
+    ctx.lock("kfadmin backup", keys)
+}
+
+/// The locks of a restore into `dir`: the data directory; with a container, the container and
+/// the backup directory that receives the pre-restore archive.
+pub(crate) fn restore_locks(
+    args: &crate::cli::RestoreArgs,
+    ctx: &Ctx,
+    found: Option<&Found>,
+    dir: &std::path::Path,
+) -> Result<lock::Held> {
+    let mut keys = vec![Key::dir("data directory", dir)];
+    if let Some(f) = found {
+        keys.extend(container_keys(f));
+        keys.push(Key::dir("backup directory", &args.out));
+    }
+    ctx.lock("kfadmin restore", keys)
+}
+
+fn container_keys(f: &Found) -> [Key; 2] {
+    [Key::container(&f.container.id, &f.container.name), Key::dir("data directory", &f.location.host_dir)]
 }
 
 pub(crate) fn human_bytes(n: u64) -> String {
@@ -117,5 +236,82 @@ impl crate::progress::Notice for Ctx {
     }
     fn warn(&self, line: &str) {
         Ctx::warn(self, line)
+    }
+}
+
+/// What an archive is to retention and monitoring. Pre-restore archives are safety copies of
+/// data that a restore replaced (possibly the bad data that made the restore necessary): they
+/// never count as a backup, never take a backup's retention slot, and are never "the last
+/// backup". Every other mode (online, cold, and imported ones) is a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveKind {
+    Backup,
+    SafetyCopy,
+}
+
+impl ArchiveKind {
+    pub fn of(mode: Mode) -> ArchiveKind {
+        match mode {
+            Mode::PreRestore => ArchiveKind::SafetyCopy,
+            _ => ArchiveKind::Backup,
+        }
+    }
+}
+
+/// An archive whose name is dated further ahead of this machine's clock than this was written
+/// by a machine with a wrong clock (or renamed by hand): it is named in a warning, and never
+/// counts as the newest archive.
+pub const FUTURE_SLACK_S: u64 = 5 * 60;
+
+pub fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn in_future(created_unix: u64, now: u64) -> bool {
+    created_unix > now.saturating_add(FUTURE_SLACK_S)
+}
+
+/// The warning (or status problem) for an archive dated in the future; `then` says what the
+/// command does with it.
+pub fn future_warning(path: &std::path::Path, created: &str, then: &str) -> String {
+    format!(
+        "{} is dated {created}, more than {} min ahead of this machine's clock: {then}; check the \
+         clock of the machine that wrote it (and this one's), then rename or remove the archive",
+        path.display(),
+        FUTURE_SLACK_S / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn a_path_that_is_not_utf8_never_fails_a_report() {
+        let odd = PathBuf::from(OsStr::from_bytes(b"/b/kf\xff.tar.gz"));
+        #[derive(Serialize)]
+        struct Plain {
+            path: PathBuf,
+        }
+        #[derive(Serialize)]
+        struct Lossy {
+            #[serde(serialize_with = "lossy::path")]
+            path: PathBuf,
+            #[serde(serialize_with = "lossy::paths")]
+            more: Vec<PathBuf>,
+        }
+        let o = Outcome::new(0, String::new(), &Lossy { path: odd.clone(), more: vec![odd.clone()] });
+        assert_eq!(o.json["path"], "/b/kf\u{FFFD}.tar.gz");
+        assert_eq!(o.json["more"][0], "/b/kf\u{FFFD}.tar.gz");
+        // Without the helper serde refuses the path: the report says so, and keeps the verdict.
+        let o = Outcome::new(3, String::new(), &Plain { path: odd });
+        assert_eq!(o.json["ok"], false);
+        assert_eq!(o.json["exit_code"], 3);
+        assert!(o.json["report_error"].as_str().unwrap().contains("cannot be written as JSON"));
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::list::{plural, table, when};
-use super::{human_bytes, Ctx, Outcome};
+use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
 use crate::archive::catalog::{self, Entry};
 use crate::archive::reader::{self, Options};
 use crate::archive::Mode;
@@ -27,17 +27,24 @@ pub const BAD: &str = "fails verification: not counted, not removed; remove it b
 pub const NEWEST: &str = "newest that verifies";
 /// Why an archive goes.
 pub const NO_RULE: &str = "no rule keeps it";
+/// Why an archive dated in the future stays, whatever the rules say.
+pub const FUTURE: &str = "dated in the future: not counted, not removed; check the clocks";
+/// Why a pre-restore safety copy stays (`--keep-pre-restore`).
+pub const PRE_RESTORE: &str = "pre-restore";
 
-/// How many archives each rule keeps; 0 turns a rule off.
+/// How many archives each rule keeps; 0 turns a rule off. `last` to `monthly` apply to
+/// backups; `pre_restore` keeps the newest pre-restore safety copies, which are never backups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub last: u32,
     pub daily: u32,
     pub weekly: u32,
     pub monthly: u32,
+    pub pre_restore: u32,
 }
 
 impl Policy {
+    /// No backup rule (`pre_restore` alone removes no backup, so it does not count).
     pub fn is_empty(&self) -> bool {
         self.counts().iter().all(|&n| n == 0)
     }
@@ -96,26 +103,49 @@ pub struct Decision {
     pub reasons: Vec<&'static str>,
 }
 
-/// Apply `policy` to one group, given newest first as (time from the file name, verifies).
+/// How an archive stands before any rule applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Good,
+    /// Fails its sidecar check or a quick verify: kept, not counted.
+    Bad,
+    /// Dated in the future (see [`super::in_future`]): kept, not counted.
+    Future,
+}
+
+impl Standing {
+    /// The decision for an archive that no rule may count, if this is one.
+    fn exempt(self) -> Option<Decision> {
+        match self {
+            Standing::Good => None,
+            Standing::Bad => Some(Decision { keep: true, reasons: vec![BAD] }),
+            Standing::Future => Some(Decision { keep: true, reasons: vec![FUTURE] }),
+        }
+    }
+}
+
+/// Apply `policy` to one group of backups, given newest first as (time from the file name,
+/// standing).
 ///
 /// restic's `forget`: for each archive in turn, each rule with a count left keeps it when its
 /// bucket differs from the bucket of the last archive that rule kept, and keeping uses up one
 /// of the rule's count. Buckets exist only for archives that exist, so a day without a backup
-/// does not use up a daily slot. On top of that: an archive that does not verify is neither
-/// counted nor removed, and the newest one that does verify is always kept.
+/// does not use up a daily slot. On top of that: an archive that does not verify, or is dated
+/// in the future, is neither counted nor removed, and the newest one that verifies (and is
+/// not in the future) is always kept.
 ///
 /// (restic ≥ 0.16 also keeps the group's oldest snapshot while a rule has counts left; this
 /// follows the plain rule above, as rustic does.)
-pub fn decide(group: &[(u64, bool)], policy: &Policy) -> Vec<Decision> {
+pub fn decide(group: &[(u64, Standing)], policy: &Policy) -> Vec<Decision> {
     let mut left = policy.counts();
     let mut last: [Option<String>; 4] = Default::default();
     let mut newest_good = true;
     group
         .iter()
         .enumerate()
-        .map(|(nr, &(unix, good))| {
-            if !good {
-                return Decision { keep: true, reasons: vec![BAD] };
+        .map(|(nr, &(unix, standing))| {
+            if let Some(d) = standing.exempt() {
+                return d;
             }
             let mut reasons = Vec::new();
             for (i, rule) in RULES.iter().enumerate() {
@@ -137,6 +167,23 @@ pub fn decide(group: &[(u64, bool)], policy: &Policy) -> Vec<Decision> {
                 return Decision { keep: false, reasons: vec![NO_RULE] };
             }
             Decision { keep: true, reasons }
+        })
+        .collect()
+}
+
+/// Pre-restore safety copies, newest first: the newest `keep` that verify stay, as do those
+/// that no rule may count; the others go.
+pub fn decide_safety_copies(group: &[(u64, Standing)], keep: u32) -> Vec<Decision> {
+    let mut left = keep;
+    group
+        .iter()
+        .map(|&(_, standing)| match standing.exempt() {
+            Some(d) => d,
+            None if left > 0 => {
+                left -= 1;
+                Decision { keep: true, reasons: vec![PRE_RESTORE] }
+            }
+            None => Decision { keep: false, reasons: vec![NO_RULE] },
         })
         .collect()
 }
@@ -183,11 +230,14 @@ pub enum Action {
 
 #[derive(Debug, Serialize)]
 pub struct Pruned {
+    #[serde(serialize_with = "super::lossy::path")]
     pub path: PathBuf,
     pub file_name: String,
     pub name: String,
     pub created: String,
     pub mode: Mode,
+    /// `backup`, or `safety-copy` (pre-restore: its own group, kept by `--keep-pre-restore`).
+    pub kind: ArchiveKind,
     pub bytes: u64,
     pub action: Action,
     pub reasons: Vec<String>,
@@ -203,6 +253,7 @@ pub struct Pruned {
 pub struct PruneReport {
     pub ok: bool,
     pub dry_run: bool,
+    #[serde(serialize_with = "super::lossy::path")]
     pub dir: PathBuf,
     pub policy: Policy,
     pub archives: Vec<Pruned>,
@@ -242,6 +293,7 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         daily: args.keep_daily.unwrap_or(0),
         weekly: args.keep_weekly.unwrap_or(0),
         monthly: args.keep_monthly.unwrap_or(0),
+        pre_restore: args.keep_pre_restore,
     };
     if policy.is_empty() {
         return Err(Error::usage("no retention rule given: prune removes nothing without one").hint(
@@ -249,42 +301,20 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
              (add --dry-run to see what it would remove)",
         ));
     }
+    let _lock = ctx.lock("kfadmin prune", vec![crate::lock::Key::dir("backup directory", &args.dir)])?;
     let entries = catalog::scan(&args.dir)?;
     let checked = check_all(&entries, ctx)?;
-
-    // Groups by name, each newest first (scan's order), groups in name order.
-    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        groups.entry(e.name.as_str()).or_default().push(i);
-    }
-    let mut archives = Vec::with_capacity(entries.len());
-    let mut stamps = Vec::with_capacity(entries.len());
-    for members in groups.values() {
-        let input: Vec<(u64, bool)> =
-            members.iter().map(|&i| (entries[i].created_unix, checked[i].good)).collect();
-        for (&i, d) in members.iter().zip(decide(&input, &policy)) {
-            let e = &entries[i];
-            archives.push(Pruned {
-                path: e.path.clone(),
-                file_name: e.file_name.clone(),
-                name: e.name.clone(),
-                created: e.created.clone(),
-                mode: e.mode,
-                bytes: e.bytes,
-                action: if d.keep { Action::Keep } else { Action::Remove },
-                reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
-                good: checked[i].good,
-                problem: checked[i].problem.clone(),
-            });
-            stamps.push((checked[i].stamp, e.sidecar.clone()));
+    let (archives, stamps) = plan(&entries, &checked, &policy, now_unix());
+    for a in &archives {
+        if !a.good {
+            ctx.warn(&format!(
+                "{}: {}; prune keeps it and does not count it (check it with `kfadmin verify`, then remove it by hand)",
+                a.path.display(),
+                a.problem.as_deref().unwrap_or("fails verification")
+            ));
+        } else if a.reasons.iter().any(|r| r == FUTURE) {
+            ctx.warn(&future_warning(&a.path, &a.created, "prune keeps it and does not count it"));
         }
-    }
-    for a in archives.iter().filter(|a| !a.good) {
-        ctx.warn(&format!(
-            "{}: {}; prune keeps it and does not count it (check it with `kfadmin verify`, then remove it by hand)",
-            a.path.display(),
-            a.problem.as_deref().unwrap_or("fails verification")
-        ));
     }
     let planned: Vec<usize> = (0..archives.len()).filter(|&i| archives[i].action == Action::Remove).collect();
     let mut report = PruneReport {
@@ -306,6 +336,54 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         synced?;
     }
     Ok(Outcome::new(0, human(&report), &report))
+}
+
+/// Every decision, before anything is removed: groups by name, and within a name the backups
+/// and the pre-restore safety copies apart (in that order), each newest first (scan's order).
+/// Returns the archives in that order, with the stamps to check before removing each.
+fn plan(
+    entries: &[Entry],
+    checked: &[Checked],
+    policy: &Policy,
+    now: u64,
+) -> (Vec<Pruned>, Vec<(Stamp, Option<PathBuf>)>) {
+    let mut groups: BTreeMap<(&str, ArchiveKind), Vec<usize>> = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        groups.entry((e.name.as_str(), ArchiveKind::of(e.mode))).or_default().push(i);
+    }
+    let standing = |i: usize| match (checked[i].good, in_future(entries[i].created_unix, now)) {
+        (false, _) => Standing::Bad,
+        (true, true) => Standing::Future,
+        (true, false) => Standing::Good,
+    };
+    let mut archives = Vec::with_capacity(entries.len());
+    let mut stamps = Vec::with_capacity(entries.len());
+    for ((_, kind), members) in &groups {
+        let input: Vec<(u64, Standing)> =
+            members.iter().map(|&i| (entries[i].created_unix, standing(i))).collect();
+        let decisions = match kind {
+            ArchiveKind::Backup => decide(&input, policy),
+            ArchiveKind::SafetyCopy => decide_safety_copies(&input, policy.pre_restore),
+        };
+        for (&i, d) in members.iter().zip(decisions) {
+            let e = &entries[i];
+            archives.push(Pruned {
+                path: e.path.clone(),
+                file_name: e.file_name.clone(),
+                name: e.name.clone(),
+                created: e.created.clone(),
+                mode: e.mode,
+                kind: *kind,
+                bytes: e.bytes,
+                action: if d.keep { Action::Keep } else { Action::Remove },
+                reasons: d.reasons.iter().map(|r| r.to_string()).collect(),
+                good: checked[i].good,
+                problem: checked[i].problem.clone(),
+            });
+            stamps.push((checked[i].stamp, e.sidecar.clone()));
+        }
+    }
+    (archives, stamps)
 }
 
 /// Check every archive: its sidecar when it has one (a full read), else a quick verify.
@@ -410,13 +488,20 @@ fn human(r: &PruneReport) -> String {
     let mut s = String::new();
     let mut start = 0;
     while start < r.archives.len() {
-        let name = &r.archives[start].name;
-        let end = start + r.archives[start..].iter().take_while(|a| &a.name == name).count();
+        let (name, kind) = (&r.archives[start].name, r.archives[start].kind);
+        let end =
+            start + r.archives[start..].iter().take_while(|a| &a.name == name && a.kind == kind).count();
         let group = &r.archives[start..end];
         let removing = group.iter().filter(|a| a.action == Action::Remove).count();
+        let what = match kind {
+            ArchiveKind::Backup => String::new(),
+            ArchiveKind::SafetyCopy => {
+                format!(" (pre-restore safety copies, keep the newest {})", r.policy.pre_restore)
+            }
+        };
         let _ = writeln!(
             s,
-            "{name}: {} archive{}, keep {}, remove {}",
+            "{name}{what}: {} archive{}, keep {}, remove {}",
             group.len(),
             plural(group.len()),
             group.len() - removing,
@@ -510,11 +595,11 @@ mod tests {
     #[test]
     fn daily_skips_gaps_and_takes_the_newest_of_a_day() {
         let group = [
-            (at(2026, 11, 5, 15), true),
-            (at(2026, 11, 5, 3), true),
-            (at(2026, 11, 3, 3), true),
-            (at(2026, 11, 1, 3), true),
-            (at(2026, 10, 31, 3), true),
+            (at(2026, 11, 5, 15), Standing::Good),
+            (at(2026, 11, 5, 3), Standing::Good),
+            (at(2026, 11, 3, 3), Standing::Good),
+            (at(2026, 11, 1, 3), Standing::Good),
+            (at(2026, 10, 31, 3), Standing::Good),
         ];
         let p = Policy { daily: 3, ..Policy::default() };
         let keep: Vec<bool> = decide(&group, &p).iter().map(|d| d.keep).collect();
@@ -523,10 +608,40 @@ mod tests {
 
     #[test]
     fn bad_archives_are_kept_and_not_counted() {
-        let group = [(at(2026, 11, 5, 3), false), (at(2026, 11, 4, 3), true), (at(2026, 11, 3, 3), true)];
+        let group = [
+            (at(2026, 11, 5, 3), Standing::Bad),
+            (at(2026, 11, 4, 3), Standing::Good),
+            (at(2026, 11, 3, 3), Standing::Good),
+        ];
         let d = decide(&group, &Policy { last: 1, ..Policy::default() });
         assert_eq!(d[0], Decision { keep: true, reasons: vec![BAD] });
         assert_eq!(d[1], Decision { keep: true, reasons: vec!["last", NEWEST] });
         assert_eq!(d[2], Decision { keep: false, reasons: vec![NO_RULE] });
+    }
+
+    #[test]
+    fn a_future_archive_is_kept_but_never_the_newest_nor_counted() {
+        let group = [
+            (at(2099, 1, 1, 3), Standing::Future),
+            (at(2026, 11, 5, 3), Standing::Good),
+            (at(2026, 11, 4, 3), Standing::Good),
+        ];
+        let d = decide(&group, &Policy { last: 1, daily: 1, ..Policy::default() });
+        assert_eq!(d[0], Decision { keep: true, reasons: vec![FUTURE] });
+        assert_eq!(d[1], Decision { keep: true, reasons: vec!["last", "daily", NEWEST] });
+        assert_eq!(d[2], Decision { keep: false, reasons: vec![NO_RULE] });
+    }
+
+    #[test]
+    fn safety_copies_keep_their_newest_n_and_no_newest_guard() {
+        let group = [
+            (at(2026, 11, 5, 10), Standing::Good),
+            (at(2026, 11, 4, 10), Standing::Bad),
+            (at(2026, 11, 3, 10), Standing::Good),
+            (at(2026, 11, 2, 10), Standing::Good),
+        ];
+        let keep: Vec<Vec<&str>> = decide_safety_copies(&group, 2).into_iter().map(|d| d.reasons).collect();
+        assert_eq!(keep, [vec![PRE_RESTORE], vec![BAD], vec![PRE_RESTORE], vec![NO_RULE]]);
+        assert!(decide_safety_copies(&group, 0).iter().all(|d| !d.keep || d.reasons == [BAD]));
     }
 }

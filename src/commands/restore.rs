@@ -32,20 +32,24 @@ pub struct RestoreReport {
     pub ok: bool,
     pub dry_run: bool,
     pub restored: bool,
+    #[serde(serialize_with = "super::lossy::path")]
     pub archive: PathBuf,
+    #[serde(serialize_with = "super::lossy::path")]
     pub data_dir: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     pub backup_created: Option<String>,
+    #[serde(serialize_with = "super::lossy::paths")]
     pub files: Vec<PathBuf>,
     /// Where the replaced files were kept (`--data-dir`; absent when nothing was replaced).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
     pub safety_dir: Option<PathBuf>,
     /// The pre-restore cold archive of the data that was replaced (`--container`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
     pub safety_archive: Option<PathBuf>,
     /// Entries moved out of the way: SQLite sidecars (`-wal`, `-shm`, `-journal`) of the
     /// replaced files, and anything that stood where a restored file goes.
+    #[serde(serialize_with = "super::lossy::paths")]
     pub moved_aside: Vec<PathBuf>,
     pub owner: Owner,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,6 +58,7 @@ pub struct RestoreReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub up: Option<String>,
     pub duration_ms: u64,
+    #[serde(serialize_with = "super::lossy::verdict")]
     pub verification: Verdict,
 }
 
@@ -75,7 +80,9 @@ impl Target {
 pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
     check_input(&args, ctx)?;
-    let target = open_target(&args)?;
+    let (found, dir) = resolve_target(&args)?;
+    let _locks = super::restore_locks(&args, ctx, found.as_ref(), &dir)?;
+    let target = open_target(found, dir)?;
     let mut guard = DirGuard { dir: target.created.then(|| target.dir.clone()) };
     let keys = crate::crypto::keys_for(&args.archive, &args.decrypt.identity, ctx.interactive)?;
     // Checked before any work: a bad recipient is bad input.
@@ -170,9 +177,8 @@ fn check_input(args: &RestoreArgs, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The container (if any), the data directory (created 0700 when missing), opened without
-/// following a link, and refused while another process has the database open.
-fn open_target(args: &RestoreArgs) -> Result<Target> {
+/// The container (if any) and the data directory.
+fn resolve_target(args: &RestoreArgs) -> Result<(Option<Found>, PathBuf)> {
     let d = &args.docker;
     let found = match &d.container {
         Some(name) => Some(find_container(name, d.compose_project.as_deref(), &d.db_path)?),
@@ -195,6 +201,12 @@ fn open_target(args: &RestoreArgs) -> Result<Target> {
         (None, Some(dir)) => std::path::absolute(dir).unwrap_or(dir.clone()),
         (None, None) => return Err(Error::usage("restore needs --data-dir DIR or --container NAME")),
     };
+    Ok((found, dir))
+}
+
+/// The data directory (created 0700 when missing), opened without following a link, and
+/// refused while another process has the database open.
+fn open_target(found: Option<Found>, dir: PathBuf) -> Result<Target> {
     if dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
         return Err(Error::usage(format!("{} is not a directory", dir.display()))
             .hint("--data-dir takes Keyfount's data directory, the one that holds keyfount.db"));

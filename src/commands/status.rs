@@ -3,11 +3,10 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{human_bytes, Ctx, Outcome};
+use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
 use crate::archive::catalog;
 use crate::cli::StatusArgs;
 use crate::docker;
@@ -38,6 +37,7 @@ pub struct ContainerState {
 
 #[derive(Debug, Serialize)]
 pub struct DatabaseState {
+    #[serde(serialize_with = "super::lossy::path")]
     pub path: PathBuf,
     pub bytes: u64,
     pub wal_bytes: u64,
@@ -46,9 +46,16 @@ pub struct DatabaseState {
 
 #[derive(Debug, Serialize)]
 pub struct BackupState {
+    #[serde(serialize_with = "super::lossy::path")]
     pub dir: PathBuf,
-    /// Archives of this server (by name) in the directory.
+    /// Backups of this server (by name) in the directory: pre-restore safety copies excluded.
     pub count: usize,
+    /// Pre-restore safety copies of this server: never a backup, never `last`.
+    pub safety_copies: usize,
+    /// Archives of this server dated in the future (a wrong clock): never `last`, a problem.
+    #[serde(serialize_with = "super::lossy::paths")]
+    pub future: Vec<PathBuf>,
+    /// The newest backup that is not dated in the future.
     pub last: Option<LastBackup>,
     pub max_age_seconds: u64,
     pub free_bytes: Option<u64>,
@@ -56,6 +63,7 @@ pub struct BackupState {
 
 #[derive(Debug, Serialize)]
 pub struct LastBackup {
+    #[serde(serialize_with = "super::lossy::path")]
     pub path: PathBuf,
     pub created: String,
     pub age_seconds: u64,
@@ -87,6 +95,15 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
         journal_mode: info.journal,
     };
 
+    let backups = backup_state(&args, &name, &mut problems);
+    let report = StatusReport { ok: problems.is_empty(), problems, container, database, backups };
+    let code = if report.ok { 0 } else { 1 };
+    Ok(Outcome::new(code, human(&report), &report))
+}
+
+/// The backups of `name` in `--backup-dir`, and what is wrong with them: none, the last one
+/// too old, archives dated in the future, too little free space.
+fn backup_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> BackupState {
     let archives: Vec<catalog::Entry> = match catalog::scan(&args.backup_dir) {
         Ok(all) => all.into_iter().filter(|e| e.name == name).collect(),
         Err(e) => {
@@ -94,8 +111,14 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
             Vec::new()
         }
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let last = archives.first().map(|e| LastBackup {
+    let now = now_unix();
+    let (future, present): (Vec<&catalog::Entry>, Vec<&catalog::Entry>) =
+        archives.iter().partition(|e| in_future(e.created_unix, now));
+    for e in &future {
+        problems.push(future_warning(&e.path, &e.created, "it does not count as the last backup"));
+    }
+    let is_backup = |e: &&&catalog::Entry| ArchiveKind::of(e.mode) == ArchiveKind::Backup;
+    let last = present.iter().find(is_backup).map(|e| LastBackup {
         path: e.path.clone(),
         created: e.created.clone(),
         age_seconds: now.saturating_sub(e.created_unix),
@@ -123,21 +146,16 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
             ));
         }
     }
-    let report = StatusReport {
-        ok: problems.is_empty(),
-        problems,
-        container,
-        database,
-        backups: BackupState {
-            dir: args.backup_dir.clone(),
-            count: archives.len(),
-            last,
-            max_age_seconds: max_age,
-            free_bytes: free,
-        },
-    };
-    let code = if report.ok { 0 } else { 1 };
-    Ok(Outcome::new(code, human(&report), &report))
+    let backups = archives.iter().filter(|e| ArchiveKind::of(e.mode) == ArchiveKind::Backup).count();
+    BackupState {
+        dir: args.backup_dir.clone(),
+        count: backups,
+        safety_copies: archives.len() - backups,
+        future: future.iter().map(|e| e.path.clone()).collect(),
+        last,
+        max_age_seconds: max_age,
+        free_bytes: free,
+    }
 }
 
 /// The container's state, and what is wrong with it: not running, restarting (a crash loop),
@@ -203,9 +221,13 @@ fn human(r: &StatusReport) -> String {
             let _ = writeln!(s, "last       no backup in {}", b.dir.display());
         }
     }
+    let safety = match b.safety_copies {
+        0 => String::new(),
+        n => format!(" (and {n} pre-restore safety cop{})", if n == 1 { "y" } else { "ies" }),
+    };
     let _ = writeln!(
         s,
-        "backups    {} in {}, {} free",
+        "backups    {} in {}{safety}, {} free",
         b.count,
         b.dir.display(),
         b.free_bytes.map(human_bytes).unwrap_or_else(|| "?".into())

@@ -14,6 +14,7 @@ use crate::ops::staging::{Staging, STAGING_PREFIX};
 pub struct VerifyReport {
     pub ok: bool,
     pub quick: bool,
+    #[serde(serialize_with = "super::lossy::verdicts")]
     pub archives: Vec<Verdict>,
 }
 

@@ -16,6 +16,11 @@ fn kf(env: &Env, args: &[&str]) -> Run {
     kfadmin_env(&[("KFADMIN_STATE_DIR", state.to_str().unwrap())], args)
 }
 
+/// The stop journals in a state directory (it also holds kfadmin's `locks/`).
+fn journals(state: &std::path::Path) -> Vec<String> {
+    ls(state).into_iter().filter(|n| n.starts_with("stopped-")).collect()
+}
+
 fn restored_seq(env: &Env, archive: &str, tag: &str) -> Value {
     let dir = env.path(&format!("restored-{tag}"));
     kfadmin(["restore", archive, "--data-dir", dir.to_str().unwrap(), "--yes"]).ok();
@@ -56,7 +61,7 @@ fn cold_backup_of_a_running_container_under_writes() {
     assert!(restored["last_seq"].as_i64().unwrap() >= 50);
     assert!(restored["last_seq"].as_i64().unwrap() <= stopped_status["last_seq"].as_i64().unwrap());
     // The state directory's journal is gone once the container runs again.
-    assert!(ls(&env.path("state")).is_empty(), "journal left: {:?}", ls(&env.path("state")));
+    assert!(journals(&env.path("state")).is_empty(), "journal left: {:?}", journals(&env.path("state")));
 }
 
 /// SIGKILL leaves committed transactions in the WAL only; the archive must hold them all, and
@@ -135,7 +140,7 @@ fn a_full_output_directory_mid_backup_leaves_the_container_running() {
     r.code(1).stderr_has("full");
     assert!(c.running(), "the container must be running again");
     assert!(ls(&fs.dir).is_empty(), "left behind: {:?}", ls(&fs.dir));
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// Start `kfadmin backup --cold` on `c`, wait until the container is down (or 30 s), send
@@ -183,7 +188,7 @@ fn ctrl_c_during_a_cold_backup_starts_the_container_again() {
                 "staging left: {:?}",
                 ls(&out)
             );
-            assert!(ls(&state).is_empty());
+            assert!(journals(&state).is_empty());
             return;
         }
         run.ok(); // the signal came too late: the backup finished; try again
@@ -206,12 +211,12 @@ fn a_killed_kfadmin_leaves_a_journal_and_the_next_run_starts_the_container() {
         if c.running() {
             continue; // too late: kfadmin had started it already
         }
-        assert_eq!(ls(&state).len(), 1, "attempt {attempt}: the journal records the stopped container");
+        assert_eq!(journals(&state).len(), 1, "attempt {attempt}: the journal records the stopped container");
         // Any kfadmin command now starts it again, and says so.
         let r = kf(&env, &["verify", "--quick", "/nonexistent.tar.gz"]);
         r.stderr_has("was killed before starting it again").stderr_has(&c.name);
         assert!(c.running(), "the next kfadmin run must start the container");
-        assert!(ls(&state).is_empty());
+        assert!(journals(&state).is_empty());
         // Staging left by the killed run holds a private copy; it is 0700 and recognisable.
         for n in ls(&out) {
             if n.starts_with(".kfadmin-staging-") {
@@ -577,13 +582,13 @@ fn a_container_that_cannot_be_started_again_is_exit_4_until_it_can() {
         let r = kf(&env, &["verify", "--quick", "/nonexistent.tar.gz"]);
         r.code(4).stderr_has("cannot start it again").stderr_has(&format!("docker start {}", c.name));
         assert!(!c.running());
-        assert_eq!(ls(&state).len(), 1, "the journal stays until the container runs again");
+        assert_eq!(journals(&state).len(), 1, "the journal stays until the container runs again");
         // Once it can start, the next run does it.
         std::fs::remove_file(&c.status_dir).unwrap();
         std::fs::rename(&moved, &c.status_dir).unwrap();
         kf(&env, &["verify", "--quick", "/nonexistent.tar.gz"]).stderr_has("kfadmin started it now");
         assert!(c.running());
-        assert!(ls(&state).is_empty());
+        assert!(journals(&state).is_empty());
         return;
     }
     panic!("never managed to kill kfadmin while the container was down");

@@ -331,3 +331,180 @@ fn a_failed_encrypted_backup_leaves_no_file_behind() {
     r.code(1);
     assert!(ls(&fs.dir).is_empty(), "left behind: {:?}", ls(&fs.dir));
 }
+
+/// Everything a run left for the operator to read: stdout (with the JSON report), stderr,
+/// the ping bodies a real HTTP receiver got, and the metrics file.
+fn everything_said(r: &Run, pings: &std::sync::Mutex<Vec<String>>, metrics: &Path) -> String {
+    format!(
+        "{}\n{}\n{}\n{}",
+        r.stdout,
+        r.stderr,
+        pings.lock().unwrap().join("\n"),
+        std::fs::read_to_string(metrics).unwrap_or_default()
+    )
+}
+
+/// A backup pointed at a secret key instead of a recipient: refused (exit 2) with the line and
+/// the command that gives the public key, and the secret is in no output, report, ping or
+/// metric.
+#[test]
+fn a_secret_key_given_as_a_recipient_is_refused_and_never_repeated() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let (age_id, _) = age_key(&env, "ops");
+    let age_secret = std::fs::read_to_string(&age_id)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap()
+        .to_string();
+    let (ed_id, _) = ssh_key(&env, "id_ed25519", "ed25519");
+    let (rsa_id, _) = ssh_key(&env, "id_rsa", "rsa");
+    let (url, pings) = crate::monitor::ping_server();
+    let metrics = env.path("kfadmin.prom");
+    let out = env.path("b");
+    // The secret material of each: the age key, and every body line of the SSH keys.
+    let secrets = |file: &Path| -> Vec<String> {
+        let text = std::fs::read_to_string(file).unwrap();
+        text.lines()
+            .filter(|l| l.len() > 20 && !l.starts_with("-----") && !l.starts_with('#'))
+            .map(String::from)
+            .collect()
+    };
+    let cases: Vec<(Vec<String>, Vec<String>, &str)> = vec![
+        (
+            vec!["--recipients-file".into(), age_id.to_str().unwrap().into()],
+            vec![age_secret.clone()],
+            "line 3 of",
+        ),
+        (vec!["--encrypt-to".into(), age_secret.clone()], vec![age_secret.clone()], "age-keygen -y"),
+        (
+            vec!["--recipients-file".into(), ed_id.to_str().unwrap().into()],
+            secrets(&ed_id),
+            "ssh-keygen -y -f",
+        ),
+        (
+            vec!["--recipients-file".into(), rsa_id.to_str().unwrap().into()],
+            secrets(&rsa_id),
+            "ssh-keygen -y -f",
+        ),
+    ];
+    for (extra, secret, says) in &cases {
+        assert!(!secret.is_empty());
+        for json in [false, true] {
+            let mut args: Vec<&str> = vec![
+                "backup",
+                "--online",
+                "--db",
+                db.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--ping-url",
+                &url,
+                "--metrics-file",
+                metrics.to_str().unwrap(),
+                "-v",
+            ];
+            args.extend(extra.iter().map(String::as_str));
+            if json {
+                args.push("--json");
+            }
+            let pinged = pings.lock().unwrap().len();
+            let r = kfadmin(&args);
+            r.code(2).stderr_has(says).stderr_has("not a recipient");
+            {
+                let got = pings.lock().unwrap();
+                assert_eq!(got.len(), pinged + 2, "start and fail pings: {got:?}");
+                assert!(got[pinged + 1].contains("/fail") && got[pinged + 1].contains("not a recipient"));
+            }
+            if json {
+                assert_eq!(r.json()["error"]["kind"], "usage");
+            }
+            let all = everything_said(&r, &pings, &metrics);
+            assert!(all.contains("kfadmin_backup_last_exit_code{"), "metrics were written: {all}");
+            for s in secret {
+                assert!(!all.contains(s.as_str()), "{extra:?} leaked a secret line:\n{all}");
+            }
+            assert!(!out.exists(), "nothing is written for bad input");
+        }
+    }
+    // The same mistake through the environment.
+    let r: Run = Command::new(kfadmin_bin())
+        .args(["backup", "--online", "--db", db.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"])
+        .env("KFADMIN_ENCRYPT_TO", &age_secret)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    r.code(2).stderr_has("age identity (a secret key)");
+    assert!(!format!("{}{}", r.stdout, r.stderr).contains(&age_secret));
+}
+
+/// A passphrase from KFADMIN_PASSPHRASE is never printed, reported, pinged or measured: not by
+/// a backup, a verify, a restore, nor by a wrong passphrase or a failed run.
+#[test]
+fn the_passphrase_never_appears_in_any_output() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let (url, pings) = crate::monitor::ping_server();
+    let metrics = env.path("kfadmin.prom");
+    let out = env.path("b");
+    let pass = "Kf-passphrase-that-must-stay-secret-7319";
+    let run = |args: &[&str], pass: &str| -> Run {
+        Command::new(kfadmin_bin())
+            .args(args)
+            .env("KFADMIN_PASSPHRASE", pass)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let backup = |db: &Path, json: bool| {
+        let mut a = vec![
+            "backup",
+            "--online",
+            "--passphrase",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--ping-url",
+            &url,
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+            "-vv",
+        ];
+        if json {
+            a.push("--json");
+        }
+        run(&a, pass)
+    };
+    let mut said = Vec::new();
+    let r = backup(&db, true);
+    r.ok();
+    let archive = r.json()["archive"].as_str().unwrap().to_string();
+    said.push(everything_said(&r, &pings, &metrics));
+    let r = backup(&env.path("missing.db"), false);
+    r.code(2);
+    said.push(everything_said(&r, &pings, &metrics));
+    for args in [vec!["verify", "-v", &archive], vec!["verify", "--json", &archive]] {
+        let r = run(&args, pass);
+        r.ok();
+        said.push(format!("{}{}", r.stdout, r.stderr));
+        let r = run(&args, "a wrong passphrase");
+        r.code(3);
+        said.push(format!("{}{}", r.stdout, r.stderr));
+    }
+    let target = env.path("restored");
+    let r =
+        run(&["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes", "--json", "-v"], pass);
+    r.ok();
+    said.push(format!("{}{}", r.stdout, r.stderr));
+    for s in &said {
+        assert!(!s.contains(pass), "the passphrase was printed:\n{s}");
+    }
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(!bytes.windows(pass.len()).any(|w| w == pass.as_bytes()), "the passphrase is in the archive");
+}

@@ -87,13 +87,15 @@ const REMOVE: &str = "no rule keeps it";
 /// `--keep-last 2 --keep-daily 7 --keep-weekly 4 --keep-monthly 3` (REMOVE, or the reasons).
 ///
 /// 2026-09-28 (Mon, W40) to 2026-11-06 (Fri, W45), daily at 03:00, without 09-30, 10-03,
-/// 10-10, 10-17, 10-18, 10-25 and 11-01, 11-04; a second archive at 15:00 on 10-26, 11-02
-/// (a pre-restore copy), 11-05 (cold) and 11-06. ISO weeks: W44 is 10-26..11-01, so it spans
-/// October and November; W40 spans September and October.
+/// 10-10, 10-17, 10-18, 10-25 and 11-01, 11-04; a second archive at 15:00 on 10-26, 11-05
+/// (cold) and 11-06, and a pre-restore safety copy at 15:00 on 11-02 (a restore that day),
+/// which is not a backup: it is in a group of its own, kept by --keep-pre-restore (default 3),
+/// and takes no backup's slot. ISO weeks: W44 is 10-26..11-01, so it spans October and
+/// November; W40 spans September and October.
 ///
 /// - last 2: both archives of 11-06.
-/// - daily 7: the newest archive of the 7 newest days that have one: 11-06, 11-05 (15:00),
-///   11-03, 11-02 (15:00), 10-31, 10-30, 10-29 (the missing 11-04 and 11-01 use no slot).
+/// - daily 7: the newest backup of the 7 newest days that have one: 11-06, 11-05 (15:00),
+///   11-03, 11-02 (03:00), 10-31, 10-30, 10-29 (the missing 11-04 and 11-01 use no slot).
 /// - weekly 4: W45 → 11-06 15:00, W44 → 10-31, W43 → 10-24 (10-25 is missing), W42 → 10-16.
 /// - monthly 3: November → 11-06 15:00, October → 10-31, September → 09-29 (09-30 missing).
 const RETENTION: &[(&str, &str)] = &[
@@ -102,8 +104,7 @@ const RETENTION: &[(&str, &str)] = &[
     ("keyfount-20261105T150000Z-cold.tar.gz", "daily"),
     ("keyfount-20261105T030000Z-online.tar.gz", REMOVE),
     ("keyfount-20261103T030000Z-online.tar.gz", "daily"),
-    ("keyfount-20261102T150000Z-pre-restore.tar.gz", "daily"),
-    ("keyfount-20261102T030000Z-online.tar.gz", REMOVE),
+    ("keyfount-20261102T030000Z-online.tar.gz", "daily"),
     ("keyfount-20261031T030000Z-online.tar.gz", "daily, weekly, monthly"),
     ("keyfount-20261030T030000Z-online.tar.gz", "daily"),
     ("keyfount-20261029T030000Z-online.tar.gz", "daily"),
@@ -133,6 +134,8 @@ const RETENTION: &[(&str, &str)] = &[
     ("keyfount-20261001T030000Z-online.tar.gz", REMOVE),
     ("keyfount-20260929T030000Z-online.tar.gz", "monthly"),
     ("keyfount-20260928T030000Z-online.tar.gz", REMOVE),
+    // The safety copies of the same name come after its backups.
+    ("keyfount-20261102T150000Z-pre-restore.tar.gz", "pre-restore"),
     // Another group, counted on its own: ten archives of one day.
     ("kf-staging-20261106T090000Z-online.tar.gz", "last, daily, weekly, monthly, newest that verifies"),
     ("kf-staging-20261106T080000Z-online.tar.gz", "last"),
@@ -159,7 +162,7 @@ fn prune_keeps_exactly_the_hand_computed_gfs_set() {
     }
     assert_eq!(RETENTION.len(), 46);
     let keep: Vec<&str> = RETENTION.iter().filter(|(_, why)| *why != REMOVE).map(|(n, _)| *n).collect();
-    assert_eq!(keep.len(), 13);
+    assert_eq!(keep.len(), 14);
 
     // --dry-run: the exact decision for each archive, and nothing touched.
     let before = snapshot_tree(&dir);
@@ -194,7 +197,7 @@ fn prune_keeps_exactly_the_hand_computed_gfs_set() {
     let mut args = vec!["prune", s(&dir), "--dry-run"];
     args.extend(GFS);
     let r = kfadmin(&args);
-    r.ok().stdout_has("KEEP").stdout_has("REMOVE").stdout_has("would remove 33 archives");
+    r.ok().stdout_has("KEEP").stdout_has("REMOVE").stdout_has("would remove 32 archives");
     let line = r.stdout.lines().find(|l| l.contains("keyfount-20260929T030000Z")).unwrap();
     assert!(line.trim_start().starts_with("KEEP") && line.ends_with("monthly"), "{line}");
     let line = r.stdout.lines().find(|l| l.contains("keyfount-20260928T030000Z")).unwrap();
@@ -208,8 +211,8 @@ fn prune_keeps_exactly_the_hand_computed_gfs_set() {
     r.ok();
     let report = r.json();
     assert_eq!(report["dry_run"], false);
-    assert_eq!(report["removed"], 33);
-    assert_eq!(report["freed_bytes"], 33 * ar.bytes.len() as u64);
+    assert_eq!(report["removed"], 32);
+    assert_eq!(report["freed_bytes"], 32 * ar.bytes.len() as u64);
     let mut want: Vec<String> = keep.iter().flat_map(|n| [n.to_string(), format!("{n}.sha256")]).collect();
     want.sort();
     assert_eq!(ls(&dir), want);
@@ -235,39 +238,115 @@ fn prune_keeps_exactly_the_hand_computed_gfs_set() {
     assert_eq!(ls(&dir), want);
 }
 
+/// A clock far ahead wrote one archive: prune and list name it, prune keeps it without
+/// counting it, and the newest archive of today's clock is "the newest that verifies".
 #[test]
-fn prune_counts_a_future_dated_archive_as_newest() {
+fn a_future_dated_archive_is_named_kept_and_never_counted_as_newest() {
     let env = Env::new();
     let ar = Archive::new(&env);
     let dir = env.path("backups");
-    // A clock far ahead wrote one archive; the time in its name decides, not its mtime.
     let future = "keyfount-20990101T030000Z-online.tar.gz";
     ar.put(&dir, future);
     for d in 1..=5 {
         ar.put(&dir, &format!("keyfount-2024050{d}T030000Z-online.tar.gz"));
     }
-    // The future one is also the oldest file on disk.
+    // The future one is also the oldest file on disk: the time in its name decides.
     let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
     std::fs::File::options().write(true).open(dir.join(future)).unwrap().set_modified(old).unwrap();
 
     let r = kfadmin(["list", s(&dir), "--json"]);
-    r.ok();
-    assert_eq!(r.json()["archives"][0]["file_name"], future);
+    r.ok().stderr_has(future).stderr_has("ahead of this machine's clock");
+    let j = r.json();
+    assert_eq!(j["archives"][0]["file_name"], future);
+    assert_eq!(j["archives"][0]["in_future"], true);
+    assert_eq!(j["archives"][1]["in_future"], false);
+    kfadmin(["list", s(&dir)]).ok().stdout_has("2099-01-01 03:00:00 (future!)");
 
     let r = kfadmin(["prune", s(&dir), "--keep-last", "2", "--json"]);
-    r.ok();
+    r.ok().stderr_has(future).stderr_has("does not count it");
     let got = decisions(&r.json());
     assert_eq!(got[future].0, "keep");
-    assert_eq!(got[future].1, "last, newest that verifies");
-    assert_eq!(got["keyfount-20240505T030000Z-online.tar.gz"].1, "last");
-    let mut want = vec![
-        future.to_string(),
-        format!("{future}.sha256"),
-        "keyfount-20240505T030000Z-online.tar.gz".to_string(),
-        "keyfount-20240505T030000Z-online.tar.gz.sha256".to_string(),
-    ];
+    assert_eq!(got[future].1, "dated in the future: not counted, not removed; check the clocks");
+    assert_eq!(got["keyfount-20240505T030000Z-online.tar.gz"].1, "last, newest that verifies");
+    assert_eq!(got["keyfount-20240504T030000Z-online.tar.gz"].1, "last");
+    let mut want = vec![future.to_string(), format!("{future}.sha256")];
+    for d in [4, 5] {
+        want.push(format!("keyfount-2024050{d}T030000Z-online.tar.gz"));
+        want.push(format!("keyfount-2024050{d}T030000Z-online.tar.gz.sha256"));
+    }
     want.sort();
     assert_eq!(ls(&dir), want);
+}
+
+/// The day: the 03:00 backup, then a restore at 10:00 that kept a pre-restore safety
+/// copy of the (bad) data it replaced. The safety copy takes no backup slot: the 03:00 backup
+/// that was restored from stays, and the safety copies are kept by their own rule.
+#[test]
+fn pre_restore_safety_copies_never_displace_a_backup() {
+    let env = Env::new();
+    let ar = Archive::new(&env);
+    let dir = env.path("backups");
+    ar.put(&dir, "keyfount-20261104T030000Z-online.tar.gz");
+    ar.put(&dir, "keyfount-20261105T030000Z-online.tar.gz");
+    ar.put(&dir, "keyfount-20261105T100000Z-pre-restore.tar.gz");
+    for rule in [["--keep-daily", "1"], ["--keep-last", "1"]] {
+        let r = kfadmin(["prune", s(&dir), rule[0], rule[1], "--dry-run", "--json"]);
+        r.ok();
+        let got = decisions(&r.json());
+        let kept = &got["keyfount-20261105T030000Z-online.tar.gz"];
+        assert_eq!(kept.0, "keep", "{rule:?}: the 03:00 backup must stay: {got:?}");
+        assert_eq!(kept.1, format!("{}, newest that verifies", &rule[0][7..]));
+        assert_eq!(got["keyfount-20261105T100000Z-pre-restore.tar.gz"].1, "pre-restore");
+        assert_eq!(got["keyfount-20261104T030000Z-online.tar.gz"].0, "remove");
+        let j = r.json();
+        let kinds: Vec<&str> =
+            j["archives"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["backup", "backup", "safety-copy"]);
+    }
+
+    // Five more restores: the newest 3 safety copies stay by default, N with --keep-pre-restore
+    // (or KFADMIN_KEEP_PRE_RESTORE); the backups are untouched by that rule.
+    for h in 11..=15 {
+        ar.put(&dir, &format!("keyfount-20261105T{h}0000Z-pre-restore.tar.gz"));
+    }
+    let r = kfadmin(["prune", s(&dir), "--keep-last", "1", "--dry-run", "--json"]);
+    r.ok();
+    let got = decisions(&r.json());
+    let kept: Vec<&String> = got.iter().filter(|(_, d)| d.1 == "pre-restore").map(|(n, _)| n).collect();
+    assert_eq!(
+        kept,
+        [
+            "keyfount-20261105T130000Z-pre-restore.tar.gz",
+            "keyfount-20261105T140000Z-pre-restore.tar.gz",
+            "keyfount-20261105T150000Z-pre-restore.tar.gz"
+        ]
+    );
+    let r: Run = std::process::Command::new(kfadmin_bin())
+        .args(["prune", s(&dir), "--keep-daily", "1", "--json"])
+        .env("KFADMIN_KEEP_PRE_RESTORE", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    r.ok();
+    assert_eq!(r.json()["policy"]["pre_restore"], 1);
+    assert_eq!(
+        ls(&dir).into_iter().filter(|n| n.ends_with(".tar.gz")).collect::<Vec<_>>(),
+        ["keyfount-20261105T030000Z-online.tar.gz", "keyfount-20261105T150000Z-pre-restore.tar.gz"]
+    );
+    let r = kfadmin(["prune", s(&dir), "--keep-last", "1"]);
+    r.ok().stdout_has("keyfount (pre-restore safety copies, keep the newest 3): 1 archive");
+
+    // list shows them as safety copies, not backups.
+    let r = kfadmin(["list", s(&dir), "--json"]);
+    r.ok();
+    let a = r.json()["archives"].as_array().unwrap().clone();
+    assert_eq!((a[0]["mode"].as_str(), a[0]["kind"].as_str()), (Some("pre-restore"), Some("safety-copy")));
+    assert_eq!(a[1]["kind"], "backup");
+    kfadmin(["list", s(&dir)])
+        .ok()
+        .stdout_has("pre-restore (safety copy)")
+        .stdout_has("2 archives (1 of them pre-restore safety copy, not backups)");
 }
 
 #[test]
@@ -567,4 +646,81 @@ fn list_and_prune_on_a_missing_directory_exit_2() {
     assert_eq!(r.json()["ok"], false);
     kfadmin(["prune", s(&missing), "--keep-last", "1"]).code(2).stderr_has("does not exist");
     assert!(!missing.exists());
+}
+
+/// Linux file names are bytes: an archive name or a backup directory that is not valid UTF-8
+/// is listed, pruned, verified and reported (U+FFFD in JSON), never a panic (exit 101).
+#[test]
+fn paths_that_are_not_utf8_never_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let ar = Archive::new(&env);
+    let dir = env.path("backups");
+    ar.put(&dir, "keyfount-20261103T030000Z-online.tar.gz");
+    let odd = |stamp: &str| {
+        let mut name = b"kf\xff-".to_vec();
+        name.extend_from_slice(format!("{stamp}-online.tar.gz").as_bytes());
+        dir.join(OsStr::from_bytes(&name))
+    };
+    for stamp in ["20261102T030000Z", "20261101T030000Z"] {
+        std::fs::write(odd(stamp), &ar.bytes).unwrap();
+    }
+    let lossy = "kf\u{FFFD}-20261102T030000Z-online.tar.gz";
+
+    let r = kfadmin(["list", s(&dir), "--json"]);
+    r.ok();
+    let j = r.json();
+    let a = &j["archives"][1];
+    assert_eq!(a["file_name"], lossy);
+    assert_eq!(a["path"], format!("{}/{lossy}", s(&dir)));
+    assert_eq!(a["name"], "kf\u{FFFD}");
+    kfadmin(["list", s(&dir)]).ok().stdout_has(lossy);
+    kfadmin(["list", s(&dir), "--check", "--json"]).ok();
+
+    let r = kfadmin(["prune", s(&dir), "--keep-last", "1", "--json"]);
+    r.ok();
+    assert_eq!(r.json()["removed"], 1);
+    assert!(odd("20261102T030000Z").is_file() && !odd("20261101T030000Z").exists());
+    kfadmin(["prune", s(&dir), "--keep-last", "1", "--dry-run"]).ok().stdout_has(lossy);
+
+    let r = kfadmin(["verify".as_ref(), "--json".as_ref(), odd("20261102T030000Z").as_os_str()]);
+    r.ok();
+    assert_eq!(r.json()["archives"][0]["archive"], format!("{}/{lossy}", s(&dir)));
+
+    // A backup directory whose own name is not UTF-8 (written under a plain name, then
+    // renamed: the archive writer's sidecar path is its own matter).
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let bad_dir = env.dir.path().join(OsStr::from_bytes(b"backups-\xfe"));
+    let lossy_dir = format!("{}/backups-\u{FFFD}", env.dir.path().display());
+    let written =
+        backup(&db, &env.path("plain"))["archive"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    std::fs::rename(env.path("plain"), &bad_dir).unwrap();
+    let archive = format!("{lossy_dir}/{written}");
+    let r = kfadmin(["list".as_ref(), bad_dir.as_os_str(), "--json".as_ref()]);
+    r.ok();
+    assert_eq!(r.json()["dir"], lossy_dir.as_str());
+    let r = kfadmin([
+        "status".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--backup-dir".as_ref(),
+        bad_dir.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    r.ok();
+    assert_eq!(r.json()["backups"]["last"]["path"], archive.as_str());
+    let r = kfadmin([
+        "prune".as_ref(),
+        bad_dir.as_os_str(),
+        "--keep-last".as_ref(),
+        "1".as_ref(),
+        "--json".as_ref(),
+    ]);
+    r.ok();
+    let real = ls(&bad_dir).into_iter().find(|n| n.ends_with(".tar.gz")).unwrap();
+    let r = kfadmin(["verify".as_ref(), bad_dir.join(real).as_os_str(), "--json".as_ref()]);
+    r.ok();
+    assert_eq!(r.json()["archives"][0]["archive"], archive.as_str());
 }

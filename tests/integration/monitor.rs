@@ -118,13 +118,13 @@ fn the_metrics_file_is_replaced_atomically_and_keeps_the_last_success() {
 }
 
 /// A tiny HTTP server on loopback that records the paths it is asked for.
-fn ping_server() -> (String, Arc<Mutex<Vec<String>>>) {
+pub fn ping_server() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/ping/abc-123", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(10) {
+        for stream in listener.incoming().take(100) {
             let Ok(mut s) = stream else { continue };
             let mut reader = BufReader::new(s.try_clone().unwrap());
             let mut request = String::new();
@@ -214,4 +214,71 @@ fn a_dead_ping_url_does_not_fail_the_backup() {
     ]);
     r.ok().stderr_has("cannot ping").stderr_has("not affected");
     assert_eq!(r.json()["ok"], true);
+}
+
+/// `<name>-<stamp>-<mode>.tar.gz` for a time `ago` seconds before now (negative: ahead).
+fn named_at(ago: i64, mode: &str) -> String {
+    let now = std::time::SystemTime::now();
+    let t = if ago >= 0 {
+        now - std::time::Duration::from_secs(ago as u64)
+    } else {
+        now + std::time::Duration::from_secs((-ago) as u64)
+    };
+    let stamp = humantime::format_rfc3339_seconds(t).to_string().replace(['-', ':'], "");
+    format!("keyfount-{stamp}-{mode}.tar.gz")
+}
+
+/// Neither a pre-restore safety copy (the data a restore replaced) nor an archive dated in the
+/// future (a wrong clock) is ever "the last backup": the three-day-old backup behind them is,
+/// and status says so (exit 1) instead of OK.
+#[test]
+fn status_counts_neither_safety_copies_nor_future_archives_as_the_last_backup() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let made = backup(&db, &env.path("made"));
+    let bytes = std::fs::read(made["archive"].as_str().unwrap()).unwrap();
+    let dir = env.path("backups");
+    std::fs::create_dir(&dir).unwrap();
+    let old = named_at(3 * 86400, "online");
+    std::fs::write(dir.join(&old), &bytes).unwrap();
+    let status = |extra: &[&str]| {
+        let mut a = vec!["status", "--db", db.to_str().unwrap(), "--backup-dir", dir.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        kfadmin(a)
+    };
+    status(&["--max-age", "4d"]).ok();
+
+    // A restore an hour ago kept a safety copy: not a backup.
+    std::fs::write(dir.join(named_at(3600, "pre-restore")), &bytes).unwrap();
+    let r = status(&["--max-age", "26h", "--json"]);
+    r.code(1);
+    let j = r.json();
+    assert_eq!(j["backups"]["last"]["path"], dir.join(&old).to_str().unwrap(), "{j}");
+    assert_eq!(j["backups"]["last"]["mode"], "online");
+    assert_eq!((j["backups"]["count"].as_u64(), j["backups"]["safety_copies"].as_u64()), (Some(1), Some(1)));
+    status(&["--max-age", "26h"])
+        .code(1)
+        .stdout_has("more than --max-age")
+        .stdout_has("1 pre-restore safety copy");
+
+    // An archive dated far ahead (a wrong clock) neither masks the old backup nor passes.
+    let future = "keyfount-20990101T030000Z-online.tar.gz";
+    std::fs::write(dir.join(future), &bytes).unwrap();
+    let r = status(&["--max-age", "26h", "--json"]);
+    r.code(1);
+    let j = r.json();
+    assert_eq!(j["backups"]["last"]["path"], dir.join(&old).to_str().unwrap(), "{j}");
+    assert_eq!(j["backups"]["future"][0], dir.join(future).to_str().unwrap());
+    let problems = j["problems"].to_string();
+    assert!(problems.contains(future) && problems.contains("more than --max-age"), "{problems}");
+    // A fresh backup is the last one, but the future archive stays a problem until it is dealt with.
+    std::fs::write(dir.join(named_at(60, "cold")), &bytes).unwrap();
+    let r = status(&["--max-age", "26h", "--json"]);
+    r.code(1);
+    let j = r.json();
+    assert_eq!(j["backups"]["last"]["mode"], "cold");
+    assert_eq!(j["problems"].as_array().unwrap().len(), 1, "{j}");
+    std::fs::remove_file(dir.join(future)).unwrap();
+    status(&["--max-age", "26h"]).ok().stdout_has("=> OK");
 }

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-struct Tmux {
+/// A tmux session running one shell command on a real terminal (also used by lock.rs).
+pub struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn start(cmd: &str) -> Tmux {
+    pub fn start(cmd: &str) -> Tmux {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let socket = format!(
             "kfadmin-test-{}-{}",
@@ -33,13 +34,13 @@ impl Tmux {
         Tmux { socket }
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         let out =
             Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p", "-J"]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn wait_for(&self, what: &str, timeout: Duration) -> String {
+    pub fn wait_for(&self, what: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.screen();
@@ -51,7 +52,18 @@ impl Tmux {
         }
     }
 
-    fn keys(&self, keys: &[&str]) {
+    /// The pid of the process the shell started (the command), once it runs.
+    pub fn command_pid(&self) -> u32 {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "list-panes", "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        let sh: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
+        children.split_whitespace().next().expect("the shell runs a command").parse().unwrap()
+    }
+
+    pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["-L", &self.socket, "send-keys", "-t", "0"];
         args.extend_from_slice(keys);
         assert!(Command::new("tmux").args(args).status().unwrap().success());
@@ -64,7 +76,7 @@ impl Drop for Tmux {
     }
 }
 
-fn sh_quote(p: &Path) -> String {
+pub fn sh_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
@@ -188,4 +200,28 @@ fn the_passphrase_is_asked_on_the_terminal() {
     t.keys(&["open sesame", "Enter"]);
     let s = t.wait_for("EXIT=", Duration::from_secs(60));
     assert!(s.contains("EXIT=0") && s.contains("ok    decrypt"), "{s}");
+}
+
+/// `--no-progress` on a terminal turns off the bars only: the restore plan (and every note
+/// and warning) still shows above the prompt.
+#[test]
+fn no_progress_on_a_terminal_still_shows_the_plan_above_the_prompt() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let archive = backup(&data.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let target = env.data_dir("target", 1);
+    let before = snapshot_tree(&target);
+    let t = Tmux::start(&format!(
+        "{} restore {} --data-dir {} --no-progress; echo EXIT=$?",
+        sh_quote(&kfadmin_bin()),
+        sh_quote(Path::new(&archive)),
+        sh_quote(&target)
+    ));
+    let s = t.wait_for("[y/N]", Duration::from_secs(60));
+    let plan = s.find("Restore plan").unwrap_or_else(|| panic!("no plan above the prompt:\n{s}"));
+    assert!(plan < s.find("[y/N]").unwrap(), "{s}");
+    assert!(s.contains("Verifying") && s.contains("replace"), "{s}");
+    t.keys(&["n"]);
+    t.wait_for("EXIT=1", Duration::from_secs(30));
+    assert_eq!(snapshot_tree(&target), before);
 }
