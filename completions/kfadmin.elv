@@ -96,7 +96,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --out 'With --container: where the pre-restore safety archive goes'
             cand --stop-timeout 'Seconds between SIGTERM and SIGKILL when stopping [default: the container''s own stop timeout, or 10]'
             cand --settle 'How long the container must stay running to count as up (without a healthcheck)'
-            cand --health-timeout 'How long to wait for a healthcheck to report healthy'
+            cand --health-timeout 'How long to wait for a healthcheck to report healthy [default: what the container''s healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]'
             cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --no-rollback 'Keep the restored data even if the container does not come up on it'

@@ -79,7 +79,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l recipients-f
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s o -l out -d 'With --container: where the pre-restore safety archive goes' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l settle -d 'How long the container must stay running to count as up (without a healthcheck)' -r
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l health-timeout -d 'How long to wait for a healthcheck to report healthy' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l health-timeout -d 'How long to wait for a healthcheck to report healthy [default: what the container\'s healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-rollback -d 'Keep the restored data even if the container does not come up on it'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s y -l yes -d 'Do not ask for confirmation (needed when stdin is not a terminal)'

@@ -10,12 +10,20 @@ use kfadmin::commands::{self, Ctx};
 use kfadmin::error::interrupt;
 
 /// A container that an earlier, killed kfadmin run left stopped is started before anything
-/// else; when that is impossible the operator hears it now (exit 4).
+/// else by the commands that work on a container (`--container`); when that is impossible the
+/// operator hears it now (exit 4). The other commands only warn, naming the journal file: they
+/// must work with the engine down, and never start a container.
 fn recover(cmd: &Command) -> kfadmin::Result<()> {
-    if matches!(cmd, Command::Completions(_)) {
-        return Ok(());
-    }
-    for line in kfadmin::docker::recover_journal()? {
+    let on_container = match cmd {
+        Command::Backup(a) => a.target.docker.container.is_some(),
+        Command::Restore(a) => a.docker.container.is_some(),
+        Command::Status(a) => a.target.docker.container.is_some(),
+        Command::Manpages(_) => return Ok(()),
+        Command::Verify(_) | Command::List(_) | Command::Prune(_) | Command::Completions(_) => false,
+    };
+    let lines =
+        if on_container { kfadmin::docker::recover_journal()? } else { kfadmin::docker::journal_notes() };
+    for line in lines {
         eprintln!("warning: {line}");
     }
     Ok(())

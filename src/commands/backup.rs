@@ -289,10 +289,12 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
         let folded = sqlite::fold_wal(&f.location.host_db)?;
         check_interrupt()?;
         let (files, warnings) = fsutil::copy_data_dir(&f.location.host_dir, staging.path())?;
+        // A server started behind kfadmin's back during the copy makes it inconsistent.
+        guard.ensure_stopped()?;
         check_interrupt()?;
         Ok((stopped, folded, files, warnings))
     })();
-    let restarted = guard.restart();
+    let restarted = guard.restart().map(drop);
     let downtime_ms = guard.was_running().then(|| t0.elapsed().as_millis() as u64);
     let (stopped, folded, files, copy_warnings) = settle(copied, restarted)?;
     if let Some(s) = &stopped {

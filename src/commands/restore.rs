@@ -15,7 +15,7 @@ use crate::archive::reader::{self, Options, Verdict};
 use crate::archive::{Manifest, Mode};
 use crate::cli::{OutputArgs, RestoreArgs};
 use crate::crypto::{Encryption, Keys};
-use crate::docker::StopGuard;
+use crate::docker::{self, Container, Start, StopGuard, UpWait};
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsutil;
 use crate::sqlite::{self, DB_FILE};
@@ -46,6 +46,9 @@ pub struct RestoreReport {
     pub up: Option<String>,
     pub duration_ms: u64,
     pub verification: Verdict,
+    /// What went differently than planned without failing the restore.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -167,6 +170,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         up: None,
         duration_ms: 0,
         verification: verdict,
+        warnings: vec![],
     };
     if confirm.dry_run {
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -244,6 +248,8 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
 }
 
 /// Stop, keep a pre-restore archive, swap, start, wait until up; roll back when it is not.
+/// Before the swap and again before the start, the container must still be down on the run
+/// kfadmin's stop ended: a server that something else started would keep the replaced files.
 #[allow(clippy::too_many_arguments)]
 fn restore_container(
     args: &RestoreArgs,
@@ -259,51 +265,38 @@ fn restore_container(
 ) -> Result<()> {
     let c = &f.container;
     let timeout = args.stop_timeout.map(i64::from).or(c.stop_timeout).unwrap_or(10);
-    // The server is down while this runs: no reason to give way.
-    let output =
-        OutputArgs { out: args.out.clone(), name: Some(c.name.clone()), compression_level: 6, nice: 0 };
-    fsutil::ensure_private_dir(&output.out)?;
     let mut guard = StopGuard::new(&f.engine, c.clone());
     if c.running {
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", c.name));
     }
     let t0 = Instant::now();
-    let work = (|| -> Result<(PathBuf, Swap)> {
-        guard.stop(timeout, "kfadmin restore")?;
-        refuse_if_in_use(db)?;
-        // The data being replaced, as a cold archive: fold an unclean stop's WAL first.
-        sqlite::fold_wal(db)?;
-        let copy = fsutil::staging_dir(&output.out, ".kfadmin-staging-")?;
-        let (mut files, _) = fsutil::copy_data_dir(dir, copy.path())?;
-        files.sort_by_key(|c| (c.rel != Path::new(DB_FILE), c.rel.clone()));
-        let archive = if files.first().is_some_and(|c| c.rel == Path::new(DB_FILE)) {
-            ctx.note("Keeping the current data as a pre-restore archive");
-            let r = backup::finish(
-                ctx,
-                &output,
-                protect,
-                &c.name,
-                Mode::PreRestore,
-                backup::container_source(f),
-                SystemTime::now(),
-                &files,
-                Instant::now(),
-            )?;
-            r.archive
-        } else {
-            PathBuf::new()
-        };
-        drop(copy);
-        let swapped = Swap::apply(targets, db, dir, safety, owner)?;
-        Ok((archive, swapped))
-    })();
-    let (archive, swapped) = match work {
-        Ok(x) => x,
-        Err(e) => return backup::settle(Err(e), guard.restart()),
+    let archive = match pre_restore_archive(args, ctx, f, protect, &mut guard, timeout, db, dir) {
+        Ok(a) => a,
+        Err(e) => return backup::settle(Err(e), guard.restart().map(drop)),
     };
-    report.safety_archive = (!archive.as_os_str().is_empty()).then_some(archive);
+    let kept = Kept { archive: archive.clone(), dir: None };
+    let swapped = match Swap::apply(targets, db, dir, safety, owner) {
+        Ok(s) => s,
+        Err(e) if e.kind == Kind::ContainerState => {
+            // Half swapped, half put back: no server may start on that.
+            guard.release();
+            return Err(left_stopped(e, c, &kept));
+        }
+        Err(e) => return backup::settle(Err(e), guard.restart().map(drop)),
+    };
+    report.safety_archive = archive;
     report.moved_aside = swapped.kept.iter().map(|(_, orig)| orig.clone()).collect();
-
+    let kept = Kept { dir: swapped.safety.clone(), ..kept };
+    docker::test_pause("after-swap");
+    match guard.started_since() {
+        Ok(None) => {}
+        Ok(Some(now)) => {
+            guard.release();
+            report.safety_dir = swapped.safety.clone();
+            return Err(started_during_swap(c, &now, &kept));
+        }
+        Err(e) => return backup::settle(Err(e), guard.restart().map(drop)),
+    }
     if !guard.was_running() {
         // A container that was not running is left as it was.
         report.safety_dir = swapped.safety.clone();
@@ -311,69 +304,262 @@ fn restore_container(
         return Ok(());
     }
     ctx.note(&format!("Starting container {} on the restored data", c.name));
-    guard.restart()?;
     let settle = Duration::from_secs(u64::from(args.settle));
-    let up = f.engine.wait_up(c, settle, Duration::from_secs(u64::from(args.health_timeout)))?;
+    let wait = UpWait::new(c, settle, args.health_timeout.map(|s| Duration::from_secs(u64::from(s))));
+    docker::test_pause("before-start");
+    let (up, others) = bring_up(ctx, &mut guard, f, &wait, report)?;
     report.downtime_ms = Some(t0.elapsed().as_millis() as u64);
     let why = match up {
         Ok(now) => {
-            report.up = Some(match now.health.as_deref() {
-                Some(h) => h.to_string(),
-                None => format!("running for {} s", settle.as_secs()),
-            });
-            // The pre-restore archive is the safety copy; the in-place links are not needed.
-            if report.safety_archive.is_some() {
-                if let Some(s) = &swapped.safety {
-                    let _ = std::fs::remove_dir_all(s);
-                }
-            } else {
-                report.safety_dir = swapped.safety.clone();
-            }
+            came_up(report, &swapped, &now, settle, others);
             return Ok(());
         }
         Err(why) => why,
     };
-    let kept = report.safety_archive.as_ref().map(|a| a.display().to_string()).unwrap_or_default();
+    report.safety_dir = swapped.safety.clone();
     if args.no_rollback {
-        report.safety_dir = swapped.safety.clone();
-        return Err(Error::failed(format!(
-            "container {} did not come up on the restored data: {why}; the restored data was kept (--no-rollback)",
-            c.name
-        ))
-        .hint(format!("see `docker logs {}`; the previous data is in {kept}", c.name)));
-    }
-    ctx.warn(&format!("container {} did not come up on the restored data: {why}; rolling back", c.name));
-    let now = f.engine.inspect(&c.id)?;
-    if now.running {
-        f.engine.stop(&now, timeout)?;
-    }
-    swapped.rollback(db)?;
-    f.engine.start(c).map_err(|e| {
-        Error::new(
-            Kind::ContainerState,
+        // Exit 4 when the container could not even be started: it is down.
+        let kind = if guard.owes_start() { Kind::ContainerState } else { Kind::Failed };
+        return Err(Error::new(
+            kind,
             format!(
-                "the rollback put the previous data back, but container {} cannot be started: {}",
-                c.name,
-                e.chain()
+                "container {} did not come up on the restored data: {why}; the restored data was kept (--no-rollback)",
+                c.name
             ),
         )
-        .hint(format!("start it now: `docker start {}`", c.name))
-    })?;
-    match f.engine.wait_up(c, settle, Duration::from_secs(u64::from(args.health_timeout)))? {
-        Ok(_) => Err(Error::failed(format!(
-            "container {} did not come up on the restored data ({why}); the previous data was put back and the container runs on it again",
-            c.name
-        ))
-        .hint(format!(
-            "see `docker logs {}` for why the restored data was refused; the restored files are in {}",
-            c.name,
-            safety.join("failed-restore").display()
-        ))),
-        Err(again) => Err(Error::new(
-            Kind::ContainerState,
-            format!("container {} did not come up on the restored data ({why}), nor on its previous data after the rollback ({again})", c.name),
-        )
-        .hint(format!("act now: see `docker logs {}`; the previous data is also in {kept}", c.name))),
+        .hint(format!("see `docker logs {}`; {}", c.name, kept.describe())));
+    }
+    let rollback =
+        Rollback { ctx, f, swapped: &swapped, db, kept: &kept, timeout, wait: wait.at_least_derived() };
+    Err(rollback.run(&mut guard, &why))
+}
+
+/// The swap failed and could not put everything back: the container stays down (exit 4).
+fn left_stopped(e: Error, c: &Container, kept: &Kept) -> Error {
+    Error::new(Kind::ContainerState, format!("{}; kfadmin left container {} stopped", e.chain(), c.name))
+        .hint(format!("act now: {}", kept.restore_hint(&c.name)))
+}
+
+/// The container came up on the restored data: say how. The pre-restore archive is the safety
+/// copy, so the in-place links of the replaced files go, unless something other than kfadmin
+/// started the server (it might hold them).
+fn came_up(report: &mut RestoreReport, swapped: &Swap, now: &Container, settle: Duration, others: bool) {
+    report.up = Some(match now.health.as_deref() {
+        Some(h) => h.to_string(),
+        None => format!("running for {} s", settle.as_secs()),
+    });
+    match (&report.safety_archive, &swapped.safety) {
+        (Some(_), Some(s)) if !others => {
+            let _ = std::fs::remove_dir_all(s);
+        }
+        _ => report.safety_dir = swapped.safety.clone(),
+    }
+}
+
+/// Stop the container (journaled), check that nothing started it again and that no process
+/// has the database open, and keep the data being replaced as a cold pre-restore archive.
+/// None when there was no database to keep. Checked again just before the swap.
+#[allow(clippy::too_many_arguments)]
+fn pre_restore_archive(
+    args: &RestoreArgs,
+    ctx: &Ctx,
+    f: &Found,
+    protect: &Encryption,
+    guard: &mut StopGuard,
+    timeout: i64,
+    db: &Path,
+    dir: &Path,
+) -> Result<Option<PathBuf>> {
+    let c = &f.container;
+    // The server is down while this runs: no reason to give way.
+    let output =
+        OutputArgs { out: args.out.clone(), name: Some(c.name.clone()), compression_level: 6, nice: 0 };
+    fsutil::ensure_private_dir(&output.out)?;
+    guard.stop(timeout, "kfadmin restore")?;
+    still_down(guard, db, dir)?;
+    // The data being replaced, as a cold archive: fold an unclean stop's WAL first.
+    sqlite::fold_wal(db)?;
+    let copy = fsutil::staging_dir(&output.out, ".kfadmin-staging-")?;
+    let (mut files, _) = fsutil::copy_data_dir(dir, copy.path())?;
+    files.sort_by_key(|c| (c.rel != Path::new(DB_FILE), c.rel.clone()));
+    let archive = if files.first().is_some_and(|c| c.rel == Path::new(DB_FILE)) {
+        ctx.note("Keeping the current data as a pre-restore archive");
+        let r = backup::finish(
+            ctx,
+            &output,
+            protect,
+            &c.name,
+            Mode::PreRestore,
+            backup::container_source(f),
+            SystemTime::now(),
+            &files,
+            Instant::now(),
+        )?;
+        Some(r.archive)
+    } else {
+        None
+    };
+    drop(copy);
+    // Nothing may have started a server since the stop: the swap would go under it.
+    docker::test_pause("before-swap");
+    still_down(guard, db, dir)?;
+    Ok(archive)
+}
+
+/// The container is still down on the run kfadmin's stop ended (or, not running, as found),
+/// and no process holds the database open. Errors say that nothing was changed.
+fn still_down(guard: &StopGuard, db: &Path, dir: &Path) -> Result<()> {
+    let unchanged =
+        |e: Error| Error { message: format!("{}; nothing in {} was changed", e.message, dir.display()), ..e };
+    guard.ensure_stopped().map_err(unchanged)?;
+    // A server that was starting while the container was checked holds the database: say who.
+    refuse_if_in_use(db).map_err(|e| guard.ensure_stopped().err().unwrap_or(e)).map_err(unchanged)
+}
+
+/// Start the container on the restored data and wait until it is up. Err(why) when it cannot
+/// be started or does not come up; `true` when something else had started it already.
+fn bring_up(
+    ctx: &Ctx,
+    guard: &mut StopGuard,
+    f: &Found,
+    wait: &UpWait,
+    report: &mut RestoreReport,
+) -> Result<(std::result::Result<Container, String>, bool)> {
+    let c = &f.container;
+    let others = match guard.restart() {
+        Ok(Start::AlreadyRunning(now)) => {
+            let w = format!(
+                "container {} was already running when kfadmin went to start it: something else started it (at {}) after the swap, on the restored data; find what starts it behind kfadmin's back (a restart policy, `docker compose up`, Watchtower, a systemd unit)",
+                c.name, now.started_at
+            );
+            ctx.warn(&w);
+            report.warnings.push(w);
+            true
+        }
+        Ok(_) => false,
+        Err(e) => return Ok((Err(format!("it could not be started: {}", e.chain())), false)),
+    };
+    Ok((f.engine.wait_up(c, wait)?, others))
+}
+
+/// Something started the container during the swap: its server may hold the replaced database
+/// open and write to it (and to a new WAL beside the restored one). Exit 4: it must be
+/// restarted now, and the replaced files must stay.
+fn started_during_swap(c: &Container, now: &Container, kept: &Kept) -> Error {
+    Error::new(
+        Kind::ContainerState,
+        format!(
+            "container {} was started by something other than kfadmin (at {}) while the restored files were being swapped in: its server may still have the replaced database open and write to it",
+            c.name, now.started_at
+        ),
+    )
+    .hint(format!(
+        "act now: restart it (`docker restart {}`) so that it opens the restored data, and stop what starts it behind kfadmin's back (a restart policy, `docker compose up`, Watchtower, a systemd unit); {}; do not delete them yet",
+        c.name,
+        kept.describe()
+    ))
+}
+
+/// Where the data that a container restore replaced is kept, for messages.
+struct Kept {
+    /// The pre-restore archive (None when there was no database to keep).
+    archive: Option<PathBuf>,
+    /// The replaced files, beside the data (after the swap).
+    dir: Option<PathBuf>,
+}
+
+impl Kept {
+    fn describe(&self) -> String {
+        match (&self.archive, &self.dir) {
+            (Some(a), Some(d)) => {
+                format!(
+                    "the previous data is kept in {} and the replaced files in {}",
+                    a.display(),
+                    d.display()
+                )
+            }
+            (Some(a), None) => format!("the previous data is kept in {}", a.display()),
+            (None, Some(d)) => format!("the replaced files are kept in {}", d.display()),
+            (None, None) => "there was no previous database to keep".to_string(),
+        }
+    }
+
+    fn restore_hint(&self, container: &str) -> String {
+        match &self.archive {
+            Some(a) => format!(
+                "put the previous data back with `kfadmin restore {} --container {container}`{}",
+                a.display(),
+                self.dir
+                    .as_ref()
+                    .map(|d| format!(" (the replaced files are also in {})", d.display()))
+                    .unwrap_or_default()
+            ),
+            None => format!("check the data directory of {container}; {}", self.describe()),
+        }
+    }
+}
+
+/// Putting the previous data back after the restored data did not come up.
+struct Rollback<'a> {
+    ctx: &'a Ctx,
+    f: &'a Found,
+    swapped: &'a Swap,
+    db: &'a Path,
+    kept: &'a Kept,
+    timeout: i64,
+    wait: UpWait,
+}
+
+impl Rollback<'_> {
+    /// Stop the container again (journaled), put the previous data back, start it and wait.
+    /// Always an error: exit 1 when it runs on its previous data again, exit 4 when it does not.
+    fn run(&self, guard: &mut StopGuard, why: &str) -> Error {
+        let name = &self.f.container.name;
+        self.ctx.warn(&format!("container {name} did not come up on the restored data: {why}; rolling back"));
+        let act = |what: String| {
+            Error::new(
+                Kind::ContainerState,
+                format!("container {name} did not come up on the restored data ({why}), {what}"),
+            )
+        };
+        if let Err(e) = guard.stop_again(self.timeout, "kfadmin restore (rollback)") {
+            return act(format!("and kfadmin cannot stop it to roll back: {}", e.chain())).hint(format!(
+                "act now: stop it (`docker stop {name}`), then {}",
+                self.kept.restore_hint(name)
+            ));
+        }
+        if let Err(e) = self.swapped.rollback(self.db) {
+            guard.release();
+            return act(format!(
+                "and putting the previous data back failed: {}; kfadmin left it stopped, on data that is neither the restored nor the previous",
+                e.chain()
+            ))
+            .hint(format!("act now: {}", self.kept.restore_hint(name)));
+        }
+        docker::test_pause("before-rollback-start");
+        if let Err(e) = guard.restart() {
+            return act(format!(
+                "and after the previous data was put back it cannot be started: {}",
+                e.chain()
+            ))
+            .hint(format!(
+                "act now: `docker start {name}` and see `docker logs {name}`; {}",
+                self.kept.describe()
+            ));
+        }
+        match self.f.engine.wait_up(&self.f.container, &self.wait) {
+            Ok(Ok(_)) => Error::failed(format!(
+                "container {name} did not come up on the restored data ({why}); the previous data was put back and the container runs on it again"
+            ))
+            .hint(format!(
+                "see `docker logs {name}` for why the restored data was refused; the restored files are in {}",
+                self.swapped.safety.as_ref().map(|s| s.join("failed-restore").display().to_string()).unwrap_or_default()
+            )),
+            Ok(Err(again)) => act(format!("nor on its previous data after the rollback ({again})"))
+                .hint(format!("act now: see `docker logs {name}`; {}", self.kept.describe())),
+            Err(e) => act(format!("and kfadmin cannot tell whether it came up on its previous data: {}", e.chain()))
+                .hint(format!("check it now: `docker ps -a --filter name={name}`; {}", self.kept.describe())),
+        }
     }
 }
 
@@ -511,16 +697,32 @@ impl Swap {
         })();
         match result {
             Ok(()) => Ok(swap),
-            Err(e) => {
-                let _ = swap.rollback(db);
-                Err(Error::failed(format!("{}; the data directory was put back as it was", e.message))
-                    .hint(
-                        e.hint
-                            .clone()
-                            .unwrap_or_else(|| "fix the cause above and run the restore again".into()),
-                    )
-                    .source(e))
-            }
+            Err(e) => match swap.rollback(db) {
+                Ok(()) => {
+                    Err(Error::failed(format!("{}; the data directory was put back as it was", e.message))
+                        .hint(
+                            e.hint
+                                .clone()
+                                .unwrap_or_else(|| "fix the cause above and run the restore again".into()),
+                        )
+                        .source(e))
+                }
+                // Exit 4: half swapped, half put back; an operator must act.
+                Err(r) => Err(Error::new(
+                    Kind::ContainerState,
+                    format!(
+                        "{}; then putting {} back as it was failed too: {}",
+                        e.chain(),
+                        dir.display(),
+                        r.chain()
+                    ),
+                )
+                .hint(format!(
+                    "act now: {} holds part of the restored files; the files it replaced are in {}",
+                    dir.display(),
+                    safety.display()
+                ))),
+            },
         }
     }
 
@@ -653,5 +855,6 @@ fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Inst
         up: None,
         duration_ms: started.elapsed().as_millis() as u64,
         verification: verdict,
+        warnings: vec![],
     }
 }
