@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HealthConfig, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HealthConfig, HostConfig, RestartPolicy,
+};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
@@ -130,6 +132,10 @@ pub struct Spec {
     pub stop_timeout: Option<i64>,
     pub labels: Vec<(String, String)>,
     pub healthcheck: bool,
+    /// With `healthcheck`: the probe interval (default 500 ms).
+    pub health_interval_ms: Option<i64>,
+    /// `unless-stopped`, `always`, `on-failure` (default: none).
+    pub restart_policy: Option<String>,
 }
 
 impl Default for Spec {
@@ -142,6 +148,8 @@ impl Default for Spec {
             stop_timeout: None,
             labels: vec![],
             healthcheck: false,
+            health_interval_ms: None,
+            restart_policy: None,
         }
     }
 }
@@ -199,7 +207,7 @@ impl Kf {
                     "--db".into(),
                     "/data/keyfount.db".into(),
                 ]),
-                interval: Some(500_000_000),
+                interval: Some(spec.health_interval_ms.unwrap_or(500) * 1_000_000),
                 timeout: Some(5_000_000_000),
                 retries: Some(2),
                 start_period: Some(0),
@@ -208,6 +216,10 @@ impl Kf {
             host_config: Some(HostConfig {
                 binds: Some(binds),
                 network_mode: Some("none".into()),
+                restart_policy: spec.restart_policy.as_deref().map(|p| RestartPolicy {
+                    name: Some(p.parse().unwrap_or_else(|_| panic!("restart policy {p}"))),
+                    maximum_retry_count: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()

@@ -9,6 +9,7 @@ mod cli;
 mod dock;
 mod docker;
 mod encrypt;
+mod lifecycle;
 mod manage;
 mod monitor;
 mod restore;
