@@ -619,13 +619,19 @@ impl<'a> StopGuard<'a> {
         StopGuard { engine, container, stopped: None, start_failed: false }
     }
 
-    /// Stop the container if it runs; a container that was not running stays as it is.
+    /// Stop the container if it runs; a container that was not running stays as it is. Its
+    /// state is read again first (a prompt may have taken minutes since it was found): the
+    /// journal records the run that is being stopped, and one that is down by now stays down.
     pub fn stop(&mut self, timeout_s: i64, command: &str) -> Result<Option<Stopped>> {
         if !self.container.running {
             return Ok(None);
         }
-        let c = self.container.clone();
-        self.stop_journaled(&c, timeout_s, command).map(Some)
+        let now = self.engine.inspect(&self.container.id).map_err(|e| self.gone_or(e))?;
+        if !now.running {
+            self.container = now;
+            return Ok(None);
+        }
+        self.stop_journaled(&now, timeout_s, command).map(Some)
     }
 
     /// Stop it again, journaled like the first stop (a rollback): a container that runs is

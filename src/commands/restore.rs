@@ -375,7 +375,7 @@ fn pre_restore_archive(
     let output =
         OutputArgs { out: args.out.clone(), name: Some(c.name.clone()), compression_level: 6, nice: 0 };
     fsutil::ensure_private_dir(&output.out)?;
-    guard.stop(timeout, "kfadmin restore")?;
+    guard.stop(timeout, "kfadmin restore").map_err(|e| unchanged(e, dir))?;
     still_down(guard, db, dir)?;
     // The data being replaced, as a cold archive: fold an unclean stop's WAL first.
     sqlite::fold_wal(db)?;
@@ -409,11 +409,14 @@ fn pre_restore_archive(
 /// The container is still down on the run kfadmin's stop ended (or, not running, as found),
 /// and no process holds the database open. Errors say that nothing was changed.
 fn still_down(guard: &StopGuard, db: &Path, dir: &Path) -> Result<()> {
-    let unchanged =
-        |e: Error| Error { message: format!("{}; nothing in {} was changed", e.message, dir.display()), ..e };
-    guard.ensure_stopped().map_err(unchanged)?;
+    guard.ensure_stopped().map_err(|e| unchanged(e, dir))?;
     // A server that was starting while the container was checked holds the database: say who.
-    refuse_if_in_use(db).map_err(|e| guard.ensure_stopped().err().unwrap_or(e)).map_err(unchanged)
+    refuse_if_in_use(db).map_err(|e| unchanged(guard.ensure_stopped().err().unwrap_or(e), dir))
+}
+
+/// An error before the swap: the data directory is as it was.
+fn unchanged(e: Error, dir: &Path) -> Error {
+    Error { message: format!("{}; nothing in {} was changed", e.message, dir.display()), ..e }
 }
 
 /// Start the container on the restored data and wait until it is up. Err(why) when it cannot
