@@ -290,6 +290,7 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
         check_interrupt()?;
         let (files, warnings) = fsutil::copy_data_dir(&f.location.host_dir, staging.path())?;
         // A server started behind kfadmin's back during the copy makes it inconsistent.
+        docker::test_pause("after-copy");
         guard.ensure_stopped()?;
         check_interrupt()?;
         Ok((stopped, folded, files, warnings))

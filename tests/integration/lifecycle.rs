@@ -285,6 +285,28 @@ fn a_start_behind_kfadmins_back_after_the_swap_is_reported() {
     assert!(ls(&env.path("state")).is_empty());
 }
 
+/// Issue 11.1, cold backup: a server started behind kfadmin's back during the copy may have
+/// written to what was being copied: exit 1, no archive, the container runs, no journal.
+#[test]
+fn a_server_started_during_a_cold_copy_fails_the_backup() {
+    let env = Env::new();
+    let c = Kf::start(&env, "coldbehind", Spec { rate: 100, ..Spec::default() });
+    let out = env.path("backups");
+    let args = ["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()];
+    let mut run = Paused::spawn(&env, "after-copy", &args);
+    assert!(
+        run.reached("after-copy"),
+        "kfadmin (a debug build) stops at after-copy: {}",
+        run.finish().stderr
+    );
+    block(docker().start_container(&c.name, None::<StartContainerOptions>)).unwrap();
+    run.go("after-copy");
+    run.finish().code(1).stderr_has("was started again").stderr_has("by something other than kfadmin");
+    assert!(c.running());
+    assert!(ls(&out).iter().all(|n| !n.contains(".tar.gz")), "no archive: {:?}", ls(&out));
+    assert!(ls(&env.path("state")).is_empty());
+}
+
 /// Issue 11.2: with `restart: unless-stopped` and no healthcheck, a server that exits at once
 /// on the restored data is restarted over and over while `Running` stays true. That is not up:
 /// the restore rolls back, exit 1, and the container runs on its previous data.
