@@ -101,7 +101,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --tmp-dir 'Where kfadmin unpacks and checks the backup before it swaps it in (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
             cand --stop-timeout 'Seconds between SIGTERM and SIGKILL when stopping [default: the container''s own stop timeout, or 10]'
             cand --settle 'How long the container must stay running to count as up (without a healthcheck)'
-            cand --health-timeout 'How long to wait for a healthcheck to report healthy'
+            cand --health-timeout 'How long to wait for a healthcheck to report healthy [default: what the container''s healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]'
             cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'

@@ -289,9 +289,9 @@ pub struct RestoreArgs {
     /// How long the container must stay running to count as up (without a healthcheck)
     #[arg(long, value_name = "SECS", default_value_t = 5, env = "KFADMIN_SETTLE")]
     pub settle: u32,
-    /// How long to wait for a healthcheck to report healthy
-    #[arg(long, value_name = "SECS", default_value_t = 120, env = "KFADMIN_HEALTH_TIMEOUT")]
-    pub health_timeout: u32,
+    /// How long to wait for a healthcheck to report healthy [default: what the container's healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]
+    #[arg(long, value_name = "SECS", env = "KFADMIN_HEALTH_TIMEOUT")]
+    pub health_timeout: Option<u32>,
     /// Keep the restored data even if the container does not come up on it
     #[arg(long, env = "KFADMIN_NO_ROLLBACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_rollback: bool,

@@ -37,6 +37,117 @@ pub struct Container {
     pub mounts: Vec<Mount>,
     #[serde(skip)]
     pub labels: HashMap<String, String>,
+    /// When the engine last started it, as the engine writes it (RFC 3339 with nanoseconds):
+    /// with `restart_count`, tells one run of the container from the next.
+    pub started_at: String,
+    /// When its last run ended (`0001-01-01T00:00:00Z` before the first).
+    pub finished_at: String,
+    /// Restarts by its restart policy since it was last started by hand (`docker start`
+    /// resets it).
+    pub restart_count: i64,
+    /// `no`, `always`, `unless-stopped` or `on-failure`, for messages.
+    pub restart_policy: Option<String>,
+    /// Its healthcheck (its own or its image's), None without one.
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A container's healthcheck timing, with Docker's defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Healthcheck {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+}
+
+impl Healthcheck {
+    /// From the engine's config (nanoseconds, 0 = Docker's default); None when there is no
+    /// test or it is `NONE`.
+    fn from_config(h: &bollard::models::HealthConfig) -> Option<Healthcheck> {
+        let test = h.test.as_deref().unwrap_or_default();
+        if test.is_empty() || test[0] == "NONE" {
+            return None;
+        }
+        let dur = |ns: Option<i64>, default_s: u64| match ns {
+            Some(ns) if ns > 0 => Duration::from_nanos(ns as u64),
+            _ => Duration::from_secs(default_s),
+        };
+        Some(Healthcheck {
+            interval: dur(h.interval, 30),
+            timeout: dur(h.timeout, 30),
+            retries: h.retries.filter(|r| *r > 0).map(|r| r.min(1000) as u32).unwrap_or(3),
+            start_period: dur(h.start_period, 0),
+        })
+    }
+
+    /// How long the engine may take to call it healthy or unhealthy after a start: its start
+    /// period, then `retries` failed probes (each an interval plus its timeout), plus the first
+    /// interval (the first probe runs an interval after the start) and 10 s of margin.
+    pub fn verdict_within(&self) -> Duration {
+        self.start_period
+            + (self.interval + self.timeout) * self.retries
+            + self.interval
+            + Duration::from_secs(10)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "start period {} s + {} retries x (interval {} s + timeout {} s) + the first interval + 10 s",
+            self.start_period.as_secs_f64(),
+            self.retries,
+            self.interval.as_secs_f64(),
+            self.timeout.as_secs_f64()
+        )
+    }
+}
+
+/// How long [`Engine::wait_up`] waits for a started container.
+#[derive(Debug, Clone, Copy)]
+pub struct UpWait {
+    /// Without a healthcheck: how long it must keep running, unrestarted.
+    pub settle: Duration,
+    /// With a healthcheck: how long to wait for "healthy".
+    pub health: Duration,
+    /// The operator chose `health` (`--health-timeout`); otherwise it comes from the healthcheck.
+    pub health_from_flag: bool,
+    healthcheck: Option<Healthcheck>,
+}
+
+impl UpWait {
+    /// `--settle`, and `--health-timeout` when given, for container `c`: the health wait
+    /// defaults to what its healthcheck needs to reach a verdict.
+    pub fn new(c: &Container, settle: Duration, health_timeout: Option<Duration>) -> UpWait {
+        let derived = c.healthcheck.map(|h| h.verdict_within()).unwrap_or(settle);
+        UpWait {
+            settle,
+            health: health_timeout.unwrap_or(derived),
+            health_from_flag: health_timeout.is_some(),
+            healthcheck: c.healthcheck,
+        }
+    }
+
+    /// For a rollback: never shorter than what the healthcheck needs, whatever
+    /// `--health-timeout` said (a too-short flag must not turn a rollback into exit 4).
+    pub fn at_least_derived(self) -> UpWait {
+        let derived = self.healthcheck.map(|h| h.verdict_within()).unwrap_or(self.settle);
+        UpWait { health: self.health.max(derived), ..self }
+    }
+
+    fn too_slow(&self) -> String {
+        let secs = self.health.as_secs();
+        match (self.health_from_flag, self.healthcheck) {
+            (true, Some(h)) => format!(
+                "its healthcheck did not report healthy within --health-timeout {secs} s (the healthcheck may need up to {} s: {})",
+                h.verdict_within().as_secs(),
+                h.describe()
+            ),
+            (_, Some(h)) => format!(
+                "its healthcheck did not report healthy within {secs} s ({}); pass --health-timeout to wait longer",
+                h.describe()
+            ),
+            (_, None) => format!("it did not come up within {secs} s"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -246,6 +357,13 @@ impl Engine {
             .map_err(|e| self.api_err(e, name))?;
         let state = c.state.unwrap_or_default();
         let config = c.config.unwrap_or_default();
+        let auto_remove = c.host_config.as_ref().and_then(|h| h.auto_remove).unwrap_or(false);
+        let restart_policy = c
+            .host_config
+            .and_then(|h| h.restart_policy)
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .filter(|n| !n.is_empty());
         let mounts = c
             .mounts
             .unwrap_or_default()
@@ -276,68 +394,63 @@ impl Engine {
             oom_killed: state.oom_killed.unwrap_or(false),
             paused: state.paused.unwrap_or(false),
             restarting: state.restarting.unwrap_or(false),
-            auto_remove: c.host_config.and_then(|h| h.auto_remove).unwrap_or(false),
+            auto_remove,
             mounts,
             labels: config.labels.unwrap_or_default(),
+            started_at: state.started_at.unwrap_or_default(),
+            finished_at: state.finished_at.unwrap_or_default(),
+            restart_count: c.restart_count.unwrap_or(0),
+            restart_policy,
+            healthcheck: config.healthcheck.as_ref().and_then(Healthcheck::from_config),
         })
     }
 
     /// Stop gracefully: the stop signal (SIGTERM), then after `timeout_s` SIGKILL; returns
-    /// once the container has exited, with its exit code.
-    pub fn stop(&self, c: &Container, timeout_s: i64) -> Result<Stopped> {
+    /// once the container has exited, with how the stop ended and the container's state after
+    /// it (which the caller judges: something may have started it again at once).
+    pub fn stop(&self, c: &Container, timeout_s: i64) -> Result<(Stopped, Container)> {
         let started = Instant::now();
         let docker = self.docker.clone().with_timeout(Duration::from_secs(timeout_s.max(0) as u64 + 120));
         let opts = StopContainerOptionsBuilder::default().t(timeout_s as i32).build();
         self.rt.block_on(docker.stop_container(&c.id, Some(opts))).map_err(|e| self.api_err(e, &c.name))?;
         let after = self.inspect(&c.id)?;
-        if after.running {
-            return Err(Error::failed(format!("container {} is still running after the stop", c.name)));
-        }
-        Ok(Stopped {
+        let stopped = Stopped {
             exit_code: after.exit_code,
             oom_killed: after.oom_killed,
             duration_ms: started.elapsed().as_millis() as u64,
-        })
+        };
+        Ok((stopped, after))
     }
 
+    /// Start it. The engine also answers success when it already runs: callers that need to
+    /// know who started it inspect first.
     pub fn start(&self, c: &Container) -> Result<()> {
         self.rt
             .block_on(self.docker.start_container(&c.id, None::<StartContainerOptions>))
             .map_err(|e| self.api_err(e, &c.name))
     }
 
-    /// Wait until the container is up: healthy when it has a healthcheck, otherwise running
-    /// and still running after `settle`. Returns the reason when it does not come up.
-    pub fn wait_up(
-        &self,
-        c: &Container,
-        settle: Duration,
-        timeout: Duration,
-    ) -> Result<std::result::Result<Container, String>> {
-        let deadline = Instant::now() + timeout.max(settle);
-        let mut running_since: Option<Instant> = None;
+    /// Wait until a container that was just started is up: healthy when it has a healthcheck,
+    /// otherwise running for `settle`. Up means running, not restarting, not paused, and the
+    /// same run the whole time (same StartedAt, no restart by its restart policy: a start by
+    /// hand resets RestartCount). Returns the reason when it does not come up.
+    pub fn wait_up(&self, c: &Container, wait: &UpWait) -> Result<std::result::Result<Container, String>> {
+        let limit = if c.healthcheck.is_some() { wait.health } else { wait.settle };
+        let deadline = Instant::now() + limit;
+        let mut first: Option<Container> = None;
         loop {
             let now = self.inspect(&c.id)?;
-            if !now.running {
-                return Ok(Err(format!(
-                    "it is {} (exit code {})",
-                    now.status,
-                    now.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
-                )));
+            if let Some(why) = not_up(&now, first.as_ref()) {
+                return Ok(Err(why));
             }
+            first.get_or_insert_with(|| now.clone());
+            let past = Instant::now() >= deadline;
             match now.health.as_deref() {
                 Some("healthy") => return Ok(Ok(now)),
                 Some("unhealthy") => return Ok(Err("its healthcheck reports unhealthy".into())),
-                Some(_) => {}
-                None => {
-                    let since = *running_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= settle {
-                        return Ok(Ok(now));
-                    }
-                }
-            }
-            if Instant::now() >= deadline {
-                return Ok(Err(format!("it did not become healthy within {} s", timeout.as_secs())));
+                None if c.healthcheck.is_none() && past => return Ok(Ok(now)),
+                _ if past => return Ok(Err(wait.too_slow())),
+                _ => {}
             }
             std::thread::sleep(Duration::from_millis(200));
             // An interrupt here must not abandon a container half-started: keep waiting.
@@ -430,6 +543,29 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// Why a container that was just started is not up (None: it is, so far). `first` is how it
+/// was when the wait began.
+fn not_up(now: &Container, first: Option<&Container>) -> Option<String> {
+    let exit = now.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+    let restarted = now.restarting
+        || now.restart_count > 0
+        || first.is_some_and(|f| f.started_at != now.started_at || f.restart_count != now.restart_count);
+    if restarted {
+        return Some(format!(
+            "it exited (exit code {exit}) and was restarted (restart policy {}, {} restart(s) so far): it keeps failing",
+            now.restart_policy.as_deref().unwrap_or("none"),
+            now.restart_count
+        ));
+    }
+    if !now.running {
+        return Some(format!("it is {} (exit code {exit})", now.status));
+    }
+    if now.paused {
+        return Some("it is paused".into());
+    }
+    None
 }
 
 /// The mount that holds `db_in_container` (the longest destination that contains it), and
@@ -730,6 +866,44 @@ pub struct JournalEntry {
     pub pid: u32,
     pub since_unix: u64,
     pub command: String,
+    /// When the entry was written, in ms since the epoch (0 in journals of older versions).
+    #[serde(default)]
+    pub since_ms: u64,
+    /// The StartedAt of the run kfadmin stopped: any other StartedAt means that the container
+    /// was started after kfadmin's stop. None in journals of older versions.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// The stop timeout kfadmin gave the engine: a stop of kfadmin's ends within it.
+    #[serde(default)]
+    pub stop_timeout_s: Option<i64>,
+}
+
+impl JournalEntry {
+    fn new(c: &Container, stop_timeout_s: i64, command: &str) -> JournalEntry {
+        let since_ms = now_ms();
+        JournalEntry {
+            container_id: c.id.clone(),
+            container_name: c.name.clone(),
+            pid: std::process::id(),
+            since_unix: since_ms / 1000,
+            command: command.to_string(),
+            since_ms,
+            started_at: Some(c.started_at.clone()),
+            stop_timeout_s: Some(stop_timeout_s),
+        }
+    }
+
+    fn write(&self) -> Result<()> {
+        crate::fsutil::ensure_private_dir(&state_dir())?;
+        let json = serde_json::to_vec(self)
+            .map_err(|e| Error::failed("cannot write kfadmin's stop journal").source(e))?;
+        crate::fsutil::write_atomic(&journal_path(&self.container_id), &json, 0o600)
+    }
+
+    /// `an earlier kfadmin run (pid N, `COMMAND`)`, for messages.
+    fn run(&self) -> String {
+        format!("an earlier kfadmin run (pid {}, `{}`)", self.pid, self.command)
+    }
 }
 
 /// kfadmin's state directory: `$KFADMIN_STATE_DIR`, or `/var/lib/kfadmin` for root, or
@@ -749,152 +923,446 @@ pub fn state_dir() -> PathBuf {
     home.join(".local/state/kfadmin")
 }
 
-fn journal_path(container_id: &str) -> PathBuf {
+/// The journal file of a container that kfadmin stopped.
+pub fn journal_path(container_id: &str) -> PathBuf {
     state_dir().join(format!("stopped-{container_id}.json"))
 }
 
+fn clear_journal(container_id: &str) {
+    let _ = std::fs::remove_file(journal_path(container_id));
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// An engine timestamp (RFC 3339, UTC) in ms since the epoch; None for the engine's zero time.
+fn unix_ms(rfc3339: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339(rfc3339).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
+}
+
+/// A test hook, compiled into debug builds only: when `KFADMIN_TEST_PAUSE_AT` (a comma-separated
+/// list) names `point`, create `$KFADMIN_TEST_PAUSE_DIR/<point>.reached` and wait (at most 5
+/// minutes) until `<point>.go` exists there. Release builds ignore both variables.
+pub fn test_pause(point: &str) {
+    #[cfg(debug_assertions)]
+    {
+        let named = std::env::var("KFADMIN_TEST_PAUSE_AT").is_ok_and(|v| v.split(',').any(|p| p == point));
+        let Some(dir) = std::env::var_os("KFADMIN_TEST_PAUSE_DIR").filter(|_| named).map(PathBuf::from)
+        else {
+            return;
+        };
+        let _ = std::fs::write(dir.join(format!("{point}.reached")), b"");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !dir.join(format!("{point}.go")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
+/// Something other than kfadmin started container `c` while kfadmin had it stopped.
+fn started_elsewhere(c: &Container, now: &Container) -> Error {
+    let policy = match now.restart_policy.as_deref() {
+        Some(p) if p != "no" => format!("its restart policy `{p}` (applied when dockerd restarts), "),
+        _ => String::new(),
+    };
+    Error::failed(format!(
+        "container {} was started again (at {}) by something other than kfadmin while kfadmin had it stopped",
+        c.name, now.started_at
+    ))
+    .hint(format!(
+        "something starts it behind kfadmin's back: {policy}`docker compose up`, Watchtower, a systemd unit or a colleague; stop that first (for a restart policy: `docker update --restart=no {}`), then run kfadmin again",
+        c.name
+    ))
+}
+
+/// Container `c` no longer exists (removed, or recreated under its name).
+fn vanished(c: &Container) -> Error {
+    Error::failed(format!(
+        "container {} (id {}) no longer exists: it was removed, or recreated under its name (as `docker compose up` does when its configuration changed), after kfadmin found it",
+        c.name,
+        &c.id[..c.id.len().min(12)]
+    ))
+    .hint(format!("check `docker ps -a --filter name={}`, then run kfadmin again", c.name))
+}
+
+/// How kfadmin's start of a stopped container ended.
+#[derive(Debug)]
+pub enum Start {
+    /// kfadmin had not stopped it: nothing to do.
+    NotStopped,
+    /// kfadmin started it.
+    Started,
+    /// Something else had started it already (this is its state).
+    AlreadyRunning(Box<Container>),
+}
+
 /// Keeps a container that kfadmin stopped on record until it runs again: [`StopGuard::stop`]
-/// writes the journal and stops; [`StopGuard::restart`] starts it again and clears the
-/// journal. Dropped without `restart`, it still tries to start the container.
+/// writes the journal, then stops; [`StopGuard::restart`] starts it again and clears the
+/// journal. Every stop, a rollback's too ([`StopGuard::stop_again`]), is journaled. Dropped
+/// while kfadmin owes the container a start, it still tries to start it.
 pub struct StopGuard<'a> {
     engine: &'a Engine,
     container: Container,
-    stopped: bool,
+    /// The container as kfadmin's last stop left it, while kfadmin owes it a start.
+    stopped: Option<Container>,
+    /// A start failed and was reported: dropping the guard does not try again (the journal
+    /// stays for the next run).
+    start_failed: bool,
 }
 
 impl<'a> StopGuard<'a> {
     pub fn new(engine: &'a Engine, container: Container) -> Self {
-        StopGuard { engine, container, stopped: false }
+        StopGuard { engine, container, stopped: None, start_failed: false }
     }
 
-    /// Stop the container if it runs; a container that was not running stays as it is.
+    /// Stop the container if it runs; a container that was not running stays as it is. Its
+    /// state is read again first (a prompt may have taken minutes since it was found): the
+    /// journal records the run that is being stopped, and one that is down by now stays down.
     pub fn stop(&mut self, timeout_s: i64, command: &str) -> Result<Option<Stopped>> {
         if !self.container.running {
             return Ok(None);
         }
-        let entry = JournalEntry {
-            container_id: self.container.id.clone(),
-            container_name: self.container.name.clone(),
-            pid: std::process::id(),
-            since_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            command: command.to_string(),
+        let now = self.engine.inspect(&self.container.id).map_err(|e| self.gone_or(e))?;
+        if !now.running {
+            self.container = now;
+            return Ok(None);
+        }
+        self.stop_journaled(&now, timeout_s, command).map(Some)
+    }
+
+    /// Stop it again, journaled like the first stop (a rollback): a container that runs is
+    /// stopped, one that does not (it crashed, or could not start) is put on the journal as it
+    /// is, so that a kfadmin killed from here on leaves it to the next run to start.
+    pub fn stop_again(&mut self, timeout_s: i64, command: &str) -> Result<()> {
+        let now = self.engine.inspect(&self.container.id).map_err(|e| self.gone_or(e))?;
+        if now.running {
+            self.stop_journaled(&now, timeout_s, command)?;
+        } else {
+            JournalEntry::new(&now, timeout_s, command).write()?;
+            self.stopped = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Journal, stop, then judge the state the stop left: only a run that really ended puts
+    /// the container in kfadmin's charge.
+    fn stop_journaled(&mut self, c: &Container, timeout_s: i64, command: &str) -> Result<Stopped> {
+        JournalEntry::new(c, timeout_s, command).write()?;
+        test_pause("before-stop");
+        let t0 = Instant::now();
+        let result = self.engine.stop(c, timeout_s);
+        let after = match &result {
+            Ok((_, after)) => Ok(after.clone()),
+            Err(_) => self.engine.inspect(&c.id),
         };
-        let dir = state_dir();
-        crate::fsutil::ensure_private_dir(&dir)?;
-        crate::fsutil::write_atomic(
-            &journal_path(&self.container.id),
-            &serde_json::to_vec(&entry).expect("json"),
-            0o600,
-        )?;
-        self.stopped = true;
-        self.engine.stop(&self.container, timeout_s).map(Some)
+        match after {
+            Ok(now) if !now.running => {
+                let stopped = match result {
+                    Ok((s, _)) => s,
+                    Err(_) => Stopped {
+                        exit_code: now.exit_code,
+                        oom_killed: now.oom_killed,
+                        duration_ms: t0.elapsed().as_millis() as u64,
+                    },
+                };
+                self.stopped = Some(now);
+                Ok(stopped)
+            }
+            Ok(now) => {
+                clear_journal(&c.id);
+                if now.started_at != c.started_at {
+                    return Err(started_elsewhere(c, &now));
+                }
+                Err(result.err().unwrap_or_else(|| {
+                    Error::failed(format!("container {} is still running after the stop", c.name))
+                }))
+            }
+            Err(e) if e.kind == Kind::Usage => {
+                clear_journal(&c.id);
+                Err(vanished(c))
+            }
+            Err(e) => {
+                // The engine cannot say: keep the journal and try a start on the way out.
+                self.stopped = Some(c.clone());
+                Err(result.err().unwrap_or(e))
+            }
+        }
     }
 
     pub fn was_running(&self) -> bool {
         self.container.running
     }
 
-    /// Start the container again if kfadmin stopped it. A failure is exit 4: the operator
-    /// must act.
-    pub fn restart(&mut self) -> Result<()> {
-        if !self.stopped {
-            return Ok(());
+    /// kfadmin stopped the container and has not started it again (its journal is on disk).
+    pub fn owes_start(&self) -> bool {
+        self.stopped.is_some()
+    }
+
+    /// The container's state when it has been started since kfadmin stopped it (or, when
+    /// kfadmin did not stop it, since it was found): None while it is still down, on the same
+    /// run. Errors when it no longer exists.
+    pub fn started_since(&self) -> Result<Option<Container>> {
+        let base = self.stopped.as_ref().unwrap_or(&self.container);
+        let now = self.engine.inspect(&base.id).map_err(|e| self.gone_or(e))?;
+        Ok((now.running || now.started_at != base.started_at).then_some(now))
+    }
+
+    /// Errors (exit 1, saying what probably started it) unless the container is still down on
+    /// the run kfadmin's stop ended: checked before anything touches its data.
+    pub fn ensure_stopped(&self) -> Result<()> {
+        match self.started_since()? {
+            None => Ok(()),
+            Some(now) => Err(started_elsewhere(&self.container, &now)),
         }
-        self.stopped = false;
-        match self.engine.start(&self.container) {
-            Ok(()) => {
-                let _ = std::fs::remove_file(journal_path(&self.container.id));
-                Ok(())
+    }
+
+    /// Start the container again if kfadmin stopped it, and clear the journal once it runs.
+    /// Something else may have started it meanwhile: [`Start::AlreadyRunning`] says so. A
+    /// failure is exit 4 and keeps the journal: the operator must act, and the next kfadmin
+    /// run on the container tries again.
+    pub fn restart(&mut self) -> Result<Start> {
+        let Some(base) = self.stopped.clone() else { return Ok(Start::NotStopped) };
+        let now = match self.engine.inspect(&base.id) {
+            Ok(now) => now,
+            Err(e) if e.kind == Kind::Usage => {
+                self.release();
+                return Err(self.removed_while_stopped());
             }
-            Err(e) => Err(Error::new(
-                Kind::ContainerState,
-                format!(
-                    "kfadmin stopped container {} and cannot start it again: {}",
-                    self.container.name,
-                    e.chain()
-                ),
-            )
+            Err(e) => {
+                self.start_failed = true;
+                return Err(self.cannot_start(e));
+            }
+        };
+        if now.running {
+            self.release();
+            return Ok(Start::AlreadyRunning(Box::new(now)));
+        }
+        match self.engine.start(&base) {
+            Ok(()) => {
+                self.start_failed = false;
+                self.release();
+                Ok(Start::Started)
+            }
+            Err(e) => {
+                self.start_failed = true;
+                Err(self.cannot_start(e))
+            }
+        }
+    }
+
+    /// kfadmin no longer owes the container a start: it runs, or it must stay down (its data
+    /// is in a state no server may start on). Clears the journal.
+    pub fn release(&mut self) {
+        if self.stopped.take().is_some() {
+            clear_journal(&self.container.id);
+        }
+    }
+
+    fn gone_or(&self, e: Error) -> Error {
+        if e.kind == Kind::Usage {
+            vanished(&self.container)
+        } else {
+            e
+        }
+    }
+
+    fn cannot_start(&self, e: Error) -> Error {
+        let name = &self.container.name;
+        Error::new(Kind::ContainerState, format!("kfadmin stopped container {name} and cannot start it again: {}", e.chain()))
             .hint(format!(
-                "start it now: `docker start {}`, and check `docker logs {}`",
-                self.container.name, self.container.name
-            ))),
+                "start it now: `docker start {name}`, and check `docker logs {name}`; until it runs, {} keeps the record and the next `kfadmin status --container {name}` tries again",
+                journal_path(&self.container.id).display()
+            ))
+    }
+
+    /// The container was removed while it was down: exit 4 unless a container of that name
+    /// runs again (recreated).
+    fn removed_while_stopped(&self) -> Error {
+        let c = &self.container;
+        match self.engine.inspect(&c.name) {
+            Ok(new) if new.running => Error::failed(format!(
+                "container {} was removed while kfadmin had it stopped; a new container {} (id {}) runs now",
+                c.name,
+                new.name,
+                &new.id[..new.id.len().min(12)]
+            ))
+            .hint("check that the new container uses the same data (`docker inspect`)"),
+            _ => Error::new(
+                Kind::ContainerState,
+                format!("container {} was removed while kfadmin had it stopped, and no container of that name runs", c.name),
+            )
+            .hint("act now: Keyfount is down; recreate its container (`docker compose up -d`, or your `docker run` command)"),
         }
     }
 }
 
 impl Drop for StopGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.restart();
+        if !self.start_failed {
+            let _ = self.restart();
+        }
     }
 }
 
-/// Containers that an earlier kfadmin run stopped and did not start again (it was killed):
-/// start them, and say so. Returns the lines to print, or exit 4 when one cannot be started.
-pub fn recover_journal() -> Result<Vec<String>> {
-    let dir = state_dir();
-    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
-    let entries: Vec<(PathBuf, JournalEntry)> = rd
+/// How long after kfadmin's stop request a stop may still end (beyond the stop timeout).
+const STOP_MARGIN_S: u64 = 30;
+
+/// What became of a container that a killed kfadmin run had stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    /// Started again since: the journal is done.
+    StartedSince,
+    /// Still the run kfadmin was stopping, within the stop timeout: the stop is under way.
+    StopUnderWay,
+    /// Still the run kfadmin meant to stop, long after: the stop never took effect.
+    NeverStopped,
+    /// Down, but not by kfadmin's stop (started and stopped since, or stopped later than
+    /// kfadmin's stop could have ended): left as the operator left it.
+    StoppedByOther,
+    /// Down since kfadmin's stop: kfadmin owes it a start.
+    OwedAStart,
+}
+
+fn judge(j: &JournalEntry, now: &Container, now_ms: u64) -> Fate {
+    let Some(run) = &j.started_at else {
+        // A journal of an older version: only "running" can be told.
+        return if now.running { Fate::StartedSince } else { Fate::OwedAStart };
+    };
+    let timeout = j.stop_timeout_s.unwrap_or(10).max(0) as u64;
+    let stop_ends = j.since_ms + (timeout + STOP_MARGIN_S) * 1000;
+    match (now.running, &now.started_at == run) {
+        (true, false) => Fate::StartedSince,
+        (true, true) if now_ms > stop_ends => Fate::NeverStopped,
+        (true, true) => Fate::StopUnderWay,
+        (false, false) => Fate::StoppedByOther,
+        (false, true) => match unix_ms(&now.finished_at) {
+            Some(finished) if finished > stop_ends => Fate::StoppedByOther,
+            _ => Fate::OwedAStart,
+        },
+    }
+}
+
+/// Journals of kfadmin runs that died (a live run's journal is its own business).
+fn pending_journals() -> Vec<(PathBuf, JournalEntry)> {
+    let Ok(rd) = std::fs::read_dir(state_dir()) else { return vec![] };
+    let mut entries: Vec<(PathBuf, JournalEntry)> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("stopped-")))
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("stopped-") && n.ends_with(".json")
+            })
+        })
         .filter_map(|p| {
             let text = std::fs::read(&p).ok()?;
             serde_json::from_slice::<JournalEntry>(&text).ok().map(|j| (p, j))
         })
         .filter(|(_, j)| !process_alive(j.pid))
         .collect();
-    if entries.is_empty() {
-        return Ok(vec![]);
-    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries
+}
+
+/// For commands that do not touch containers: one line per journal a killed run left, naming
+/// the file and what to do. The engine is not asked, and nothing is started.
+pub fn journal_notes() -> Vec<String> {
+    pending_journals()
+        .into_iter()
+        .map(|(path, j)| {
+            format!(
+                "{} stopped container {} and was killed before starting it again (journal {}): `kfadmin status --container {}` starts it again, or start it yourself (`docker start {}`) and delete that file",
+                j.run(),
+                j.container_name,
+                path.display(),
+                j.container_name,
+                j.container_name
+            )
+        })
+        .collect()
+}
+
+/// For commands that touch containers: containers that an earlier kfadmin run stopped and did
+/// not start again (it was killed) are started, when kfadmin's stop was the last thing that
+/// happened to them. Returns the lines to print, or exit 4 when one cannot be started.
+pub fn recover_journal() -> Result<Vec<String>> {
+    let entries = pending_journals();
+    let Some((first_path, first)) = entries.first() else { return Ok(vec![]) };
     let engine = Engine::connect().map_err(|e| {
         Error::new(
             Kind::ContainerState,
             format!(
-                "an earlier kfadmin run stopped container {} and was killed before starting it again, and the Docker engine cannot be reached: {}",
-                entries[0].1.container_name,
+                "{} stopped container {} and was killed before starting it again (journal {}), and the Docker engine cannot be reached: {}",
+                first.run(),
+                first.container_name,
+                first_path.display(),
                 e.chain()
             ),
         )
-        .hint(format!("start the Docker engine, then `docker start {}`", entries[0].1.container_name))
+        .hint(format!(
+            "start the Docker engine, then run kfadmin again (or `docker start {}` and delete {})",
+            first.container_name,
+            first_path.display()
+        ))
     })?;
     let mut said = Vec::new();
-    for (path, j) in entries {
-        match engine.inspect(&j.container_id) {
-            Ok(c) if c.running => said.push(format!(
-                "an earlier kfadmin run (pid {}) had stopped container {}; it is running again",
-                j.pid, j.container_name
-            )),
-            Ok(c) => {
-                engine.start(&c).map_err(|e| {
-                    Error::new(
-                        Kind::ContainerState,
-                        format!(
-                            "an earlier kfadmin run (pid {}, `{}`) stopped container {} and was killed; kfadmin cannot start it again: {}",
-                            j.pid,
-                            j.command,
-                            j.container_name,
-                            e.chain()
-                        ),
-                    )
-                    .hint(format!("start it now: `docker start {}`", j.container_name))
-                })?;
-                said.push(format!(
-                    "an earlier kfadmin run (pid {}, `{}`) stopped container {} and was killed before starting it again; kfadmin started it now",
-                    j.pid, j.command, j.container_name
-                ));
-            }
-            Err(e) if e.kind == Kind::Usage => said.push(format!(
-                "an earlier kfadmin run stopped container {}, which no longer exists; nothing to start",
-                j.container_name
-            )),
-            Err(e) => return Err(e.kind(Kind::ContainerState)),
+    for (path, j) in &entries {
+        if let Some(line) = recover_one(&engine, path, j)? {
+            said.push(line);
         }
-        let _ = std::fs::remove_file(path);
     }
     Ok(said)
+}
+
+/// One journal: judge what became of its container, start it if kfadmin owes it a start, and
+/// clear the journal unless the stop is still under way.
+fn recover_one(engine: &Engine, path: &Path, j: &JournalEntry) -> Result<Option<String>> {
+    let (run, name) = (j.run(), &j.container_name);
+    let now = match engine.inspect(&j.container_id) {
+        Ok(c) => c,
+        Err(e) if e.kind == Kind::Usage => {
+            let _ = std::fs::remove_file(path);
+            return Ok(Some(format!(
+                "{run} stopped container {name}, which no longer exists; nothing to start"
+            )));
+        }
+        Err(e) => return Err(e.kind(Kind::ContainerState)),
+    };
+    let line = match judge(j, &now, now_ms()) {
+        Fate::StopUnderWay => {
+            return Ok(Some(format!(
+                "{run} was killed while stopping container {name}; the stop is still under way, so its journal {} stays and the next kfadmin run on the container starts it once it is down",
+                path.display()
+            )))
+        }
+        Fate::StartedSince => format!("{run} had stopped container {name}; it has been started again since"),
+        Fate::NeverStopped => format!("{run} was killed before its stop of container {name} took effect; it kept running"),
+        Fate::StoppedByOther => format!(
+            "{run} had stopped container {name}; it was stopped again since by something else, so kfadmin leaves it stopped (`docker start {name}` when it should run)"
+        ),
+        Fate::OwedAStart => {
+            engine.start(&now).map_err(|e| {
+                Error::new(
+                    Kind::ContainerState,
+                    format!("{run} stopped container {name} and was killed; kfadmin cannot start it again: {}", e.chain()),
+                )
+                .hint(format!(
+                    "start it now: `docker start {name}` (the journal {} stays until it runs)",
+                    path.display()
+                ))
+            })?;
+            format!("{run} stopped container {name} and was killed before starting it again; kfadmin started it now")
+        }
+    };
+    let _ = std::fs::remove_file(path);
+    Ok(Some(line))
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -1125,5 +1593,123 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    fn hc(
+        interval: Option<i64>,
+        timeout: Option<i64>,
+        retries: Option<i64>,
+        start: Option<i64>,
+    ) -> Option<Healthcheck> {
+        Healthcheck::from_config(&bollard::models::HealthConfig {
+            test: Some(vec!["CMD".into(), "/check".into()]),
+            interval,
+            timeout,
+            retries,
+            start_period: start,
+            start_interval: None,
+        })
+    }
+
+    #[test]
+    fn the_health_wait_follows_the_healthcheck() {
+        const S: i64 = 1_000_000_000;
+        // Docker's defaults: 30 s interval, 30 s timeout, 3 retries, no start period.
+        let d = hc(None, None, None, None).unwrap();
+        assert_eq!(d.verdict_within(), Duration::from_secs(3 * 60 + 30 + 10));
+        // A slow one: 5 min interval, 10 s timeout, 2 retries, 60 s start period.
+        let slow = hc(Some(300 * S), Some(10 * S), Some(2), Some(60 * S)).unwrap();
+        assert_eq!(slow.verdict_within(), Duration::from_secs(60 + 2 * 310 + 300 + 10));
+        assert!(slow.verdict_within() > Duration::from_secs(120), "longer than the old fixed default");
+        // No test, or NONE: no healthcheck.
+        assert_eq!(Healthcheck::from_config(&bollard::models::HealthConfig::default()), None);
+        let none = bollard::models::HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() };
+        assert_eq!(Healthcheck::from_config(&none), None);
+    }
+
+    #[test]
+    fn health_timeout_only_overrides_and_a_rollback_waits_at_least_the_derived_time() {
+        let c = Container {
+            healthcheck: hc(Some(3_000_000_000), Some(5_000_000_000), Some(2), None),
+            ..Container::default()
+        };
+        let settle = Duration::from_secs(5);
+        let derived = UpWait::new(&c, settle, None);
+        assert_eq!(derived.health, Duration::from_secs(2 * 8 + 3 + 10));
+        assert!(!derived.health_from_flag);
+        assert!(derived.too_slow().contains("--health-timeout"), "{}", derived.too_slow());
+        let flag = UpWait::new(&c, settle, Some(Duration::from_secs(1)));
+        assert_eq!(flag.health, Duration::from_secs(1));
+        assert!(flag.too_slow().contains("--health-timeout 1 s"), "{}", flag.too_slow());
+        assert_eq!(flag.at_least_derived().health, derived.health);
+        let long = UpWait::new(&c, settle, Some(Duration::from_secs(600)));
+        assert_eq!(long.at_least_derived().health, Duration::from_secs(600));
+    }
+
+    fn state(running: bool, started_at: &str, finished_at: &str) -> Container {
+        Container {
+            running,
+            started_at: started_at.into(),
+            finished_at: finished_at.into(),
+            ..Container::default()
+        }
+    }
+
+    #[test]
+    fn a_restarting_or_restarted_container_is_not_up() {
+        let first = Container { running: true, started_at: "a".into(), ..Container::default() };
+        assert_eq!(not_up(&first, None), None);
+        assert_eq!(not_up(&first, Some(&first)), None);
+        let restarting = Container { restarting: true, restart_count: 1, ..first.clone() };
+        assert!(not_up(&restarting, Some(&first)).unwrap().contains("keeps failing"));
+        let again = Container { started_at: "b".into(), ..first.clone() };
+        assert!(not_up(&again, Some(&first)).is_some());
+        let paused = Container { paused: true, ..first.clone() };
+        assert_eq!(not_up(&paused, Some(&first)).as_deref(), Some("it is paused"));
+        let exited = Container { running: false, status: "exited".into(), exit_code: Some(3), ..first };
+        assert_eq!(not_up(&exited, None).as_deref(), Some("it is exited (exit code 3)"));
+    }
+
+    #[test]
+    fn a_journal_is_judged_by_the_containers_run_and_times() {
+        let since_ms = unix_ms("2026-01-01T10:00:00Z").unwrap();
+        let j = JournalEntry {
+            container_id: "abc".into(),
+            container_name: "kf".into(),
+            pid: 1,
+            since_unix: since_ms / 1000,
+            command: "kfadmin backup --cold".into(),
+            since_ms,
+            started_at: Some("2026-01-01T09:00:00.123456789Z".into()),
+            stop_timeout_s: Some(5),
+        };
+        let run = "2026-01-01T09:00:00.123456789Z";
+        let later = "2026-01-01T10:00:20Z";
+        // Still the run kfadmin stopped, within the stop timeout: the stop is under way.
+        assert_eq!(judge(&j, &state(true, run, ""), since_ms + 3_000), Fate::StopUnderWay);
+        // ... long after: the stop never took effect.
+        assert_eq!(judge(&j, &state(true, run, ""), since_ms + 3_600_000), Fate::NeverStopped);
+        // Another run: started since.
+        assert_eq!(judge(&j, &state(true, later, ""), since_ms + 3_000), Fate::StartedSince);
+        // Down since kfadmin's stop: a start is owed.
+        assert_eq!(
+            judge(&j, &state(false, run, "2026-01-01T10:00:05Z"), since_ms + 60_000),
+            Fate::OwedAStart
+        );
+        // Down, but stopped long after kfadmin's stop could have ended, or on another run.
+        assert_eq!(
+            judge(&j, &state(false, run, "2026-01-01T11:00:00Z"), since_ms + 7_200_000),
+            Fate::StoppedByOther
+        );
+        assert_eq!(judge(&j, &state(false, later, "2026-01-01T10:30:00Z"), since_ms), Fate::StoppedByOther);
+        // A journal of an older version: running or not is all there is.
+        let old = JournalEntry { started_at: None, stop_timeout_s: None, since_ms: 0, ..j };
+        assert_eq!(judge(&old, &state(true, later, ""), 0), Fate::StartedSince);
+        assert_eq!(judge(&old, &state(false, run, ""), 0), Fate::OwedAStart);
+        let parsed: JournalEntry = serde_json::from_str(
+            r#"{"container_id":"a","container_name":"kf","pid":2,"since_unix":3,"command":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.started_at, None);
     }
 }

@@ -14,11 +14,17 @@ use kfadmin::crypto::{redact, redact_json};
 use kfadmin::error::interrupt;
 
 /// A container that an earlier, killed kfadmin run left stopped is started before anything
-/// else; when that is impossible the operator hears it now (exit 4).
+/// else by the commands that work on a container (`--container`); when that is impossible the
+/// operator hears it now (exit 4). The other commands only warn, naming the journal file: they
+/// must work with the engine down, and never start a container.
 fn recover(cmd: &Command) -> kfadmin::Result<()> {
-    if matches!(cmd, Command::Completions(_)) {
-        return Ok(());
-    }
+    let on_container = match cmd {
+        Command::Backup(a) => a.target.docker.container.is_some(),
+        Command::Restore(a) => a.docker.container.is_some(),
+        Command::Status(a) => a.target.docker.container.is_some(),
+        Command::Manpages(_) | Command::Completions(_) => return Ok(()),
+        Command::Verify(_) | Command::List(_) | Command::Prune(_) => false,
+    };
     for (path, why) in kfadmin::ops::staging::sweep_private() {
         commands::stderr_line(&format!(
             "warning: cannot remove {}, left by a killed kfadmin run: {why}",
@@ -29,7 +35,9 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
     for line in kfadmin::ops::swap::recover()? {
         commands::stderr_line(&format!("warning: {line}"));
     }
-    for line in kfadmin::docker::recover_journal()? {
+    let lines =
+        if on_container { kfadmin::docker::recover_journal()? } else { kfadmin::docker::journal_notes() };
+    for line in lines {
         commands::stderr_line(&format!("warning: {line}"));
     }
     Ok(())

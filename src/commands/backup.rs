@@ -292,10 +292,13 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
         check_interrupt()?;
         let (files, warnings) = fsutil::copy_data_parts(&parts, &staging.path())?;
         crate::fault::point("cold.copied")?;
+        // A server started behind kfadmin's back during the copy makes it inconsistent.
+        docker::test_pause("after-copy");
+        guard.ensure_stopped()?;
         check_interrupt()?;
         Ok((stopped, whole, files, warnings))
     })();
-    let restarted = guard.restart();
+    let restarted = guard.restart().map(drop);
     let downtime_ms = guard.was_running().then(|| t0.elapsed().as_millis() as u64);
     let (stopped, whole, mut files, copy_warnings) = settle(copied, restarted)?;
     if let Some(ms) = downtime_ms {

@@ -16,7 +16,7 @@ use crate::archive::writer::Compression;
 use crate::archive::{Manifest, Mode};
 use crate::cli::RestoreArgs;
 use crate::crypto::{Encryption, Keys};
-use crate::docker::{self, StopGuard};
+use crate::docker::{self, Container, Start, StopGuard, UpWait};
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsutil;
 use crate::ops::container::{container_source, find_container, settle, Found};
@@ -60,6 +60,9 @@ pub struct RestoreReport {
     pub duration_ms: u64,
     #[serde(serialize_with = "super::lossy::verdict")]
     pub verification: Verdict,
+    /// What went differently than planned without failing the restore.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Where the restore goes, resolved and opened.
@@ -131,6 +134,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         up: None,
         duration_ms: 0,
         verification: verdict,
+        warnings: vec![],
     };
     if args.confirm.dry_run {
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -263,13 +267,14 @@ fn swap_dir(
     if swapped.kept_anything() {
         report.safety_dir = Some(target.data.display(&plan.safety));
     } else {
-        swapped.discard(&target.data, &plan.safety)?;
+        swapped.discard(&target.data)?;
     }
     Ok(())
 }
 
 /// Stop, keep a pre-restore archive, swap, start, wait until up; roll back when it is not.
-#[allow(clippy::too_many_arguments)]
+/// Before the swap and again before the start, the container must still be down on the run
+/// kfadmin's stop ended: a server that something else started would keep the replaced files.
 fn restore_container(
     args: &RestoreArgs,
     ctx: &Ctx,
@@ -288,143 +293,317 @@ fn restore_container(
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", c.name));
     }
     let t0 = Instant::now();
-    let work = (|| -> Result<(Option<PathBuf>, Swap)> {
-        guard.stop(timeout, "kfadmin restore")?;
-        refuse_if_in_use(&target.db())?;
-        crate::fault::point("restore.stopped")?;
-        let archive = pre_restore_archive(args, ctx, f, protect, &target.dir)?;
-        let swapped = Swap::apply(&target.data, from, plan, journal)?;
-        if let Err(e) = crate::fault::point("restore.swapped") {
-            return Err(swapped.undo(&target.data, e, journal));
-        }
-        Ok((archive, swapped))
-    })();
-    let (archive, swapped) = match work {
-        Ok(x) => x,
-        Err(e) => return settle(Err(e), guard.restart()),
+    let archive = match pre_restore_archive(args, ctx, f, protect, &mut guard, timeout, target) {
+        Ok(a) => a,
+        Err(e) => return settle(Err(e), guard.restart().map(drop)),
     };
-    journal.finish();
+    let kept = Kept { archive: archive.clone(), dir: None };
+    let swapped = match swap_in(target, from, plan, journal) {
+        Ok(s) => s,
+        Err(e) if e.kind == Kind::ContainerState => {
+            // Half swapped, half put back: no server may start on that.
+            guard.release();
+            return Err(left_stopped(e, c, &kept));
+        }
+        Err(e) => return settle(Err(e), guard.restart().map(drop)),
+    };
     report.safety_archive = archive;
     report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
-    let safety_dir = swapped.kept_anything().then(|| target.data.display(&plan.safety));
-
+    let kept = Kept { dir: swapped.safety_dir(), ..kept };
+    docker::test_pause("after-swap");
+    match guard.started_since() {
+        Ok(None) => {}
+        Ok(Some(now)) => {
+            guard.release();
+            report.safety_dir = swapped.safety_dir();
+            return Err(started_during_swap(c, &now, &kept));
+        }
+        Err(e) => return settle(Err(e), guard.restart().map(drop)),
+    }
     if !guard.was_running() {
         // A container that was not running is left as it was.
-        report.safety_dir = safety_dir;
+        report.safety_dir = swapped.safety_dir();
         ctx.note(&format!("Container {} was not running; it was left stopped", c.name));
         return Ok(());
     }
     ctx.note(&format!("Starting container {} on the restored data", c.name));
-    guard.restart()?;
     let settle_for = Duration::from_secs(u64::from(args.settle));
-    let up = f.engine.wait_up(c, settle_for, Duration::from_secs(u64::from(args.health_timeout)))?;
+    let wait = UpWait::new(c, settle_for, args.health_timeout.map(|s| Duration::from_secs(u64::from(s))));
+    docker::test_pause("before-start");
+    let (up, others) = bring_up(ctx, &mut guard, f, &wait, report)?;
     report.downtime_ms = Some(t0.elapsed().as_millis() as u64);
     let why = match up {
         Ok(now) => {
-            report.up = Some(match now.health.as_deref() {
-                Some(h) => h.to_string(),
-                None => format!("running for {} s", settle_for.as_secs()),
-            });
-            // The pre-restore archive is the safety copy; the in-place links are not needed.
-            if report.safety_archive.is_some() {
-                swapped.discard(&target.data, &plan.safety)?;
-            } else {
-                report.safety_dir = safety_dir;
-            }
+            came_up(report, &swapped, target, &now, settle_for, others);
             return Ok(());
         }
         Err(why) => why,
     };
-    report.safety_dir = safety_dir;
-    roll_back_container(args, ctx, f, target, &swapped, timeout, &why, report)
+    report.safety_dir = swapped.safety_dir();
+    if args.no_rollback {
+        // Exit 4 when the container could not even be started: it is down.
+        let kind = if guard.owes_start() { Kind::ContainerState } else { Kind::Failed };
+        return Err(Error::new(
+            kind,
+            format!(
+                "container {} did not come up on the restored data: {why}; the restored data was kept (--no-rollback)",
+                c.name
+            ),
+        )
+        .hint(format!("see `docker logs {}`; {}", c.name, kept.describe())));
+    }
+    let rollback = Rollback {
+        ctx,
+        f,
+        swapped: &swapped,
+        data: &target.data,
+        kept: &kept,
+        timeout,
+        wait: wait.at_least_derived(),
+    };
+    Err(rollback.run(&mut guard, &why))
 }
 
-/// The data being replaced, as a cold archive in `--out` (the databases made whole first).
+/// Swap the restored files in (the swap journal covers it until it is final).
+fn swap_in(target: &Target, from: &Dir, plan: &Plan, journal: &mut Journal) -> Result<Swap> {
+    let swapped = Swap::apply(&target.data, from, plan, journal)?;
+    if let Err(e) = crate::fault::point("restore.swapped") {
+        return Err(swapped.undo(&target.data, e, journal));
+    }
+    journal.finish();
+    Ok(swapped)
+}
+
+/// The swap failed and could not put everything back: the container stays down (exit 4).
+fn left_stopped(e: Error, c: &Container, kept: &Kept) -> Error {
+    Error::new(Kind::ContainerState, format!("{}; kfadmin left container {} stopped", e.chain(), c.name))
+        .hint(format!("act now: {}", kept.restore_hint(&c.name)))
+}
+
+/// The container came up on the restored data: say how. The pre-restore archive is the safety
+/// copy, so the in-place links of the replaced files go, unless something other than kfadmin
+/// started the server (it might hold them).
+fn came_up(
+    report: &mut RestoreReport,
+    swapped: &Swap,
+    target: &Target,
+    now: &Container,
+    settle: Duration,
+    others: bool,
+) {
+    report.up = Some(match now.health.as_deref() {
+        Some(h) => h.to_string(),
+        None => format!("running for {} s", settle.as_secs()),
+    });
+    if report.safety_archive.is_some() && !others && swapped.discard(&target.data).is_ok() {
+        return;
+    }
+    report.safety_dir = swapped.safety_dir();
+}
+
+/// Stop the container (journaled), check that nothing started it again and that no process
+/// has the database open, and keep the data being replaced as a cold pre-restore archive in
+/// `--out` (the databases made whole first). None when there was no database to keep. Checked
+/// again just before the swap.
 fn pre_restore_archive(
     args: &RestoreArgs,
     ctx: &Ctx,
     f: &Found,
     protect: &Encryption,
-    dir: &Path,
+    guard: &mut StopGuard,
+    timeout: i64,
+    target: &Target,
 ) -> Result<Option<PathBuf>> {
+    let (db, dir) = (&target.db(), &target.dir);
+    guard.stop(timeout, "kfadmin restore").map_err(|e| unchanged(e, dir))?;
+    still_down(guard, db, dir)?;
+    crate::fault::point("restore.stopped")?;
     sqlite::make_whole(dir)?;
     let copy = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
     // What the swap replaces: the data directory's own mount (nested mounts stay as they are).
     let (mut files, _) = fsutil::copy_data_parts(&f.location.parts(false), &copy.path())?;
-    let db = Path::new(DB_FILE);
-    files.sort_by_key(|c| (c.rel != db, c.rel.clone()));
-    if !files.iter().any(|c| c.rel == db) {
-        return Ok(None);
-    }
-    ctx.note("Keeping the current data as a pre-restore archive");
-    let spec = ArchiveSpec {
-        out: &args.out,
-        name: &f.container.name,
-        mode: Mode::PreRestore,
-        source: container_source(f),
-        created: SystemTime::now(),
-        // The server is down while this runs: no reason to give way.
-        compression: Compression { level: 6, ..Compression::default() },
-        nice: 0,
+    let db_rel = Path::new(DB_FILE);
+    files.sort_by_key(|c| (c.rel != db_rel, c.rel.clone()));
+    let archive = if files.iter().any(|c| c.rel == db_rel) {
+        ctx.note("Keeping the current data as a pre-restore archive");
+        let spec = ArchiveSpec {
+            out: &args.out,
+            name: &f.container.name,
+            mode: Mode::PreRestore,
+            source: container_source(f),
+            created: SystemTime::now(),
+            // The server is down while this runs: no reason to give way.
+            compression: Compression { level: 6, ..Compression::default() },
+            nice: 0,
+        };
+        Some(make::make(ctx, &spec, protect, &files)?.written.path)
+    } else {
+        None
     };
-    Ok(Some(make::make(ctx, &spec, protect, &files)?.written.path))
+    drop(copy);
+    // Nothing may have started a server since the stop: the swap would go under it.
+    docker::test_pause("before-swap");
+    still_down(guard, db, dir)?;
+    Ok(archive)
 }
 
-/// The container did not come up on the restored data: put the previous data back (unless
-/// `--no-rollback`) and start it on that.
-#[allow(clippy::too_many_arguments)]
-fn roll_back_container(
-    args: &RestoreArgs,
+/// The container is still down on the run kfadmin's stop ended (or, not running, as found),
+/// and no process holds the database open. Errors say that nothing was changed.
+fn still_down(guard: &StopGuard, db: &Path, dir: &Path) -> Result<()> {
+    guard.ensure_stopped().map_err(|e| unchanged(e, dir))?;
+    // A server that was starting while the container was checked holds the database: say who.
+    refuse_if_in_use(db).map_err(|e| unchanged(guard.ensure_stopped().err().unwrap_or(e), dir))
+}
+
+/// An error before the swap: the data directory is as it was.
+fn unchanged(e: Error, dir: &Path) -> Error {
+    Error { message: format!("{}; nothing in {} was changed", e.message, dir.display()), ..e }
+}
+
+/// Start the container on the restored data and wait until it is up. Err(why) when it cannot
+/// be started or does not come up; `true` when something else had started it already.
+fn bring_up(
     ctx: &Ctx,
+    guard: &mut StopGuard,
     f: &Found,
-    target: &Target,
-    swapped: &Swap,
-    timeout: i64,
-    why: &str,
-    report: &RestoreReport,
-) -> Result<()> {
+    wait: &UpWait,
+    report: &mut RestoreReport,
+) -> Result<(std::result::Result<Container, String>, bool)> {
     let c = &f.container;
-    let kept = report.safety_archive.as_ref().map(|a| a.display().to_string()).unwrap_or_default();
-    if args.no_rollback {
-        return Err(Error::failed(format!(
-            "container {} did not come up on the restored data: {why}; the restored data was kept (--no-rollback)",
-            c.name
-        ))
-        .hint(format!("see `docker logs {}`; the previous data is in {kept}", c.name)));
+    let others = match guard.restart() {
+        Ok(Start::AlreadyRunning(now)) => {
+            let w = format!(
+                "container {} was already running when kfadmin went to start it: something else started it (at {}) after the swap, on the restored data; find what starts it behind kfadmin's back (a restart policy, `docker compose up`, Watchtower, a systemd unit)",
+                c.name, now.started_at
+            );
+            ctx.warn(&w);
+            report.warnings.push(w);
+            true
+        }
+        Ok(_) => false,
+        Err(e) => return Ok((Err(format!("it could not be started: {}", e.chain())), false)),
+    };
+    Ok((f.engine.wait_up(c, wait)?, others))
+}
+
+/// Something started the container during the swap: its server may hold the replaced database
+/// open and write to it (and to a new WAL beside the restored one). Exit 4: it must be
+/// restarted now, and the replaced files must stay.
+fn started_during_swap(c: &Container, now: &Container, kept: &Kept) -> Error {
+    Error::new(
+        Kind::ContainerState,
+        format!(
+            "container {} was started by something other than kfadmin (at {}) while the restored files were being swapped in: its server may still have the replaced database open and write to it",
+            c.name, now.started_at
+        ),
+    )
+    .hint(format!(
+        "act now: restart it (`docker restart {}`) so that it opens the restored data, and stop what starts it behind kfadmin's back (a restart policy, `docker compose up`, Watchtower, a systemd unit); {}; do not delete them yet",
+        c.name,
+        kept.describe()
+    ))
+}
+
+/// Where the data that a container restore replaced is kept, for messages.
+struct Kept {
+    /// The pre-restore archive (None when there was no database to keep).
+    archive: Option<PathBuf>,
+    /// The replaced files, beside the data (after the swap).
+    dir: Option<PathBuf>,
+}
+
+impl Kept {
+    fn describe(&self) -> String {
+        match (&self.archive, &self.dir) {
+            (Some(a), Some(d)) => {
+                format!(
+                    "the previous data is kept in {} and the replaced files in {}",
+                    a.display(),
+                    d.display()
+                )
+            }
+            (Some(a), None) => format!("the previous data is kept in {}", a.display()),
+            (None, Some(d)) => format!("the replaced files are kept in {}", d.display()),
+            (None, None) => "there was no previous database to keep".to_string(),
+        }
     }
-    ctx.warn(&format!("container {} did not come up on the restored data: {why}; rolling back", c.name));
-    let now = f.engine.inspect(&c.id)?;
-    if now.running {
-        f.engine.stop(&now, timeout)?;
-    }
-    swapped.rollback(&target.data)?;
-    f.engine.start(c).map_err(|e| {
-        Error::new(
-            Kind::ContainerState,
-            format!(
-                "the rollback put the previous data back, but container {} cannot be started: {}",
-                c.name,
-                e.chain()
+
+    fn restore_hint(&self, container: &str) -> String {
+        match &self.archive {
+            Some(a) => format!(
+                "put the previous data back with `kfadmin restore {} --container {container}`{}",
+                a.display(),
+                self.dir
+                    .as_ref()
+                    .map(|d| format!(" (the replaced files are also in {})", d.display()))
+                    .unwrap_or_default()
             ),
-        )
-        .hint(format!("start it now: `docker start {}`", c.name))
-    })?;
-    let settle_for = Duration::from_secs(u64::from(args.settle));
-    match f.engine.wait_up(c, settle_for, Duration::from_secs(u64::from(args.health_timeout)))? {
-        Ok(_) => Err(Error::failed(format!(
-            "container {} did not come up on the restored data ({why}); the previous data was put back and the container runs on it again",
-            c.name
-        ))
-        .hint(format!(
-            "see `docker logs {}` for why the restored data was refused; the restored files are in {}",
-            c.name,
-            report.safety_dir.clone().unwrap_or_default().join("failed-restore").display()
-        ))),
-        Err(again) => Err(Error::new(
-            Kind::ContainerState,
-            format!("container {} did not come up on the restored data ({why}), nor on its previous data after the rollback ({again})", c.name),
-        )
-        .hint(format!("act now: see `docker logs {}`; the previous data is also in {kept}", c.name))),
+            None => format!("check the data directory of {container}; {}", self.describe()),
+        }
+    }
+}
+
+/// Putting the previous data back after the restored data did not come up.
+struct Rollback<'a> {
+    ctx: &'a Ctx,
+    f: &'a Found,
+    swapped: &'a Swap,
+    data: &'a Dir,
+    kept: &'a Kept,
+    timeout: i64,
+    wait: UpWait,
+}
+
+impl Rollback<'_> {
+    /// Stop the container again (journaled), put the previous data back, start it and wait.
+    /// Always an error: exit 1 when it runs on its previous data again, exit 4 when it does not.
+    fn run(&self, guard: &mut StopGuard, why: &str) -> Error {
+        let name = &self.f.container.name;
+        self.ctx.warn(&format!("container {name} did not come up on the restored data: {why}; rolling back"));
+        let act = |what: String| {
+            Error::new(
+                Kind::ContainerState,
+                format!("container {name} did not come up on the restored data ({why}), {what}"),
+            )
+        };
+        if let Err(e) = guard.stop_again(self.timeout, "kfadmin restore (rollback)") {
+            return act(format!("and kfadmin cannot stop it to roll back: {}", e.chain())).hint(format!(
+                "act now: stop it (`docker stop {name}`), then {}",
+                self.kept.restore_hint(name)
+            ));
+        }
+        if let Err(e) = self.swapped.rollback(self.data) {
+            guard.release();
+            return act(format!(
+                "and putting the previous data back failed: {}; kfadmin left it stopped, on data that is neither the restored nor the previous",
+                e.chain()
+            ))
+            .hint(format!("act now: {}", self.kept.restore_hint(name)));
+        }
+        docker::test_pause("before-rollback-start");
+        if let Err(e) = guard.restart() {
+            return act(format!(
+                "and after the previous data was put back it cannot be started: {}",
+                e.chain()
+            ))
+            .hint(format!(
+                "act now: `docker start {name}` and see `docker logs {name}`; {}",
+                self.kept.describe()
+            ));
+        }
+        match self.f.engine.wait_up(&self.f.container, &self.wait) {
+            Ok(Ok(_)) => Error::failed(format!(
+                "container {name} did not come up on the restored data ({why}); the previous data was put back and the container runs on it again"
+            ))
+            .hint(format!(
+                "see `docker logs {name}` for why the restored data was refused; the restored files are in {}",
+                self.swapped.safety_dir().map(|s| s.join("failed-restore").display().to_string()).unwrap_or_default()
+            )),
+            Ok(Err(again)) => act(format!("nor on its previous data after the rollback ({again})"))
+                .hint(format!("act now: see `docker logs {name}`; {}", self.kept.describe())),
+            Err(e) => act(format!("and kfadmin cannot tell whether it came up on its previous data: {}", e.chain()))
+                .hint(format!("check it now: `docker ps -a --filter name={name}`; {}", self.kept.describe())),
+        }
     }
 }
 
@@ -593,5 +772,6 @@ fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Inst
         up: None,
         duration_ms: started.elapsed().as_millis() as u64,
         verification: verdict,
+        warnings: vec![],
     }
 }

@@ -263,7 +263,7 @@ impl Swap {
         match self.rollback(data) {
             Ok(()) => {
                 if !self.kept_anything() {
-                    let _ = self.discard(data, &self.name);
+                    let _ = self.discard(data);
                 }
                 let hint =
                     e.hint.clone().unwrap_or_else(|| "fix the cause above and run the restore again".into());
@@ -397,11 +397,16 @@ impl Swap {
         !self.kept.is_empty()
     }
 
+    /// Where what was replaced is kept (None when nothing was).
+    pub fn safety_dir(&self) -> Option<PathBuf> {
+        self.kept_anything().then(|| self.safety.path().to_path_buf())
+    }
+
     /// Remove the safety directory (the swap is final, or nothing was kept).
-    pub fn discard(&self, data: &Dir, name: &OsStr) -> Result<()> {
-        let now = data.meta(name)?;
+    pub fn discard(&self, data: &Dir) -> Result<()> {
+        let now = data.meta(&self.name)?;
         if now.is_some_and(|n| self.safety.self_meta().is_ok_and(|s| s.same(&n))) {
-            data.remove_all(name)?;
+            data.remove_all(&self.name)?;
         }
         Ok(())
     }

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, ContainerInspectResponse, HealthConfig, HostConfig};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HealthConfig, HostConfig, RestartPolicy,
+};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
@@ -137,6 +139,10 @@ pub struct Spec {
     pub extra_binds: Vec<String>,
     /// `--rm`: the engine deletes the container once it stops.
     pub auto_remove: bool,
+    /// With `healthcheck`: the probe interval (default 500 ms).
+    pub health_interval_ms: Option<i64>,
+    /// `unless-stopped`, `always`, `on-failure` (default: none).
+    pub restart_policy: Option<String>,
 }
 
 impl Default for Spec {
@@ -152,6 +158,8 @@ impl Default for Spec {
             volume_opts: vec![],
             extra_binds: vec![],
             auto_remove: false,
+            health_interval_ms: None,
+            restart_policy: None,
         }
     }
 }
@@ -219,7 +227,7 @@ impl Kf {
                     "--db".into(),
                     "/data/keyfount.db".into(),
                 ]),
-                interval: Some(500_000_000),
+                interval: Some(spec.health_interval_ms.unwrap_or(500) * 1_000_000),
                 timeout: Some(5_000_000_000),
                 retries: Some(2),
                 start_period: Some(0),
@@ -229,6 +237,10 @@ impl Kf {
                 binds: Some(binds),
                 network_mode: Some("none".into()),
                 auto_remove: Some(spec.auto_remove),
+                restart_policy: spec.restart_policy.as_deref().map(|p| RestartPolicy {
+                    name: Some(p.parse().unwrap_or_else(|_| panic!("restart policy {p}"))),
+                    maximum_retry_count: None,
+                }),
                 ..Default::default()
             }),
             ..Default::default()

@@ -212,8 +212,8 @@ fn a_killed_kfadmin_leaves_a_journal_and_the_next_run_starts_the_container() {
             continue; // too late: kfadmin had started it already
         }
         assert_eq!(journals(&state).len(), 1, "attempt {attempt}: the journal records the stopped container");
-        // Any kfadmin command now starts it again, and says so.
-        let r = kf(&env, &["verify", "--quick", "/nonexistent.tar.gz"]);
+        // The next kfadmin command on the container starts it again, and says so.
+        let r = kf(&env, &["status", "--container", &c.name, "--backup-dir", out.to_str().unwrap()]);
         r.stderr_has("was killed before starting it again").stderr_has(&c.name);
         assert!(c.running(), "the next kfadmin run must start the container");
         assert!(journals(&state).is_empty());
@@ -579,14 +579,15 @@ fn a_container_that_cannot_be_started_again_is_exit_4_until_it_can() {
         let moved = c.status_dir.with_extension("away");
         std::fs::rename(&c.status_dir, &moved).unwrap();
         std::fs::write(&c.status_dir, b"not a directory").unwrap();
-        let r = kf(&env, &["verify", "--quick", "/nonexistent.tar.gz"]);
+        let status = ["status", "--container", &c.name, "--backup-dir", out.to_str().unwrap()];
+        let r = kf(&env, &status);
         r.code(4).stderr_has("cannot start it again").stderr_has(&format!("docker start {}", c.name));
         assert!(!c.running());
         assert_eq!(journals(&state).len(), 1, "the journal stays until the container runs again");
         // Once it can start, the next run does it.
         std::fs::remove_file(&c.status_dir).unwrap();
         std::fs::rename(&moved, &c.status_dir).unwrap();
-        kf(&env, &["verify", "--quick", "/nonexistent.tar.gz"]).stderr_has("kfadmin started it now");
+        kf(&env, &status).stderr_has("kfadmin started it now");
         assert!(c.running());
         assert!(journals(&state).is_empty());
         return;

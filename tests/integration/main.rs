@@ -11,6 +11,7 @@ mod docker;
 mod encrypt;
 mod hostile;
 mod layouts;
+mod lifecycle;
 mod lock;
 mod manage;
 mod monitor;

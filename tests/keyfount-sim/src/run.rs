@@ -28,8 +28,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub max_commits: Option<u64>,
     /// Rewrite this JSON status file atomically (FILE.tmp, then rename) every 50 ms and at exit:
-    /// {"pid","last_seq","commits","errors","elapsed_ms","rate","done"}; `rate` is the achieved
-    /// commits/s, `last_seq` the last audit seq whose COMMIT returned OK.
+    /// {"pid","last_seq","commits","errors","elapsed_ms","rate","done","sigterm"}; `rate` is the achieved
+    /// commits/s, `last_seq` the last audit seq whose COMMIT returned OK, `sigterm` that an ignored
+    /// SIGTERM arrived (--ignore-sigterm).
     #[arg(long, value_name = "FILE")]
     pub status_file: Option<PathBuf>,
     /// Drop to this uid before opening anything (needs --gid; run as root).
@@ -64,6 +65,8 @@ struct Shared {
     last_seq: AtomicI64,
     commits: AtomicU64,
     errors: AtomicU64,
+    /// A SIGTERM arrived while `--ignore-sigterm` ignores it (a `docker stop` is under way).
+    sigterm: Arc<AtomicBool>,
 }
 
 struct Status<'a> {
@@ -87,6 +90,7 @@ impl Status<'_> {
             "elapsed_ms": elapsed.as_millis() as u64,
             "rate": (rate * 10.0).round() / 10.0,
             "done": done,
+            "sigterm": s.sigterm.load(Ordering::SeqCst),
         });
         let res = std::fs::write(&self.tmp, format!("{json}\n"))
             .and_then(|()| std::fs::rename(&self.tmp, self.path));
@@ -206,10 +210,12 @@ pub fn run(a: &RunArgs) -> Result<ExitCode, Fail> {
     // SIGTERM/SIGINT set `stop`: the current transaction finishes, then a clean close. A second
     // signal while stopping exits at once (like a SIGKILL: the WAL stays).
     let stop = Arc::new(AtomicBool::new(false));
+    let sigterm = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if sig == signal_hook::consts::SIGTERM && a.ignore_sigterm {
-            // Registered but ignored: as PID 1 in a container, an unhandled SIGTERM is ignored too.
-            signal_hook::flag::register(sig, Arc::new(AtomicBool::new(false)))?;
+            // Registered but ignored (only noted in the status): as PID 1 in a container, an
+            // unhandled SIGTERM is ignored too.
+            signal_hook::flag::register(sig, Arc::clone(&sigterm))?;
             continue;
         }
         signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))?;
@@ -251,6 +257,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode, Fail> {
         last_seq: AtomicI64::new(start_seq),
         commits: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        sigterm,
     });
     {
         let mut out = std::io::stdout().lock();
