@@ -108,6 +108,9 @@ pub struct Plan {
     pub aside: Vec<PathBuf>,
     /// The safety directory's name inside the data directory.
     pub safety: OsString,
+    /// Owner and mode of the directories the manifest records, and of any other.
+    dir_perms: Vec<(PathBuf, Perm)>,
+    default_dir: Perm,
 }
 
 /// (parent, name) of a relative path.
@@ -146,30 +149,49 @@ fn existing_dir(data: &Dir, rel: &Path) -> Result<Option<Dir>> {
 
 impl Plan {
     pub fn new(data: &Dir, m: &Manifest, owners: &Owners, safety: OsString) -> Result<Plan> {
-        let mut plan = Plan { files: vec![], new_dirs: vec![], aside: vec![], safety };
-        let listed: Vec<PathBuf> = m.files.iter().map(|f| rel_of(&f.path)).collect();
-        for (f, rel) in m.files.iter().zip(&listed) {
-            let (parent, name) = split(rel)?;
-            let replaces = match existing_dir(data, parent)? {
-                None => {
-                    plan.add_dirs(parent, m, owners);
-                    false
-                }
-                Some(p) => plan.look_at(&p, parent, name, &listed)?,
-            };
-            plan.files.push(Placed { rel: rel.clone(), perm: owners.file(f), replaces, staged: None });
-        }
+        let mut dir_perms: Vec<(PathBuf, Perm)> =
+            m.dirs.iter().map(|d| (rel_of(&d.path), owners.dir(Some(d)))).collect();
+        dir_perms.retain(|(d, _)| !d.as_os_str().is_empty());
+        let files = m
+            .files
+            .iter()
+            .map(|f| Placed { rel: rel_of(&f.path), perm: owners.file(f), replaces: false, staged: None })
+            .collect();
+        let mut plan =
+            Plan { files, new_dirs: vec![], aside: vec![], safety, dir_perms, default_dir: owners.dir(None) };
+        plan.survey(data)?;
         Ok(plan)
     }
 
+    /// Look at the data directory as it is now: which files are replaced, which directories
+    /// must be made, what must move aside. Done when the plan is made and again right before
+    /// the swap (a container stop removes a `-wal`; an unclean one leaves a journal).
+    pub fn survey(&mut self, data: &Dir) -> Result<()> {
+        self.new_dirs.clear();
+        self.aside.clear();
+        let listed: Vec<PathBuf> = self.files.iter().map(|f| f.rel.clone()).collect();
+        for i in 0..self.files.len() {
+            let rel = self.files[i].rel.clone();
+            let (parent, name) = split(&rel)?;
+            self.files[i].replaces = match existing_dir(data, parent)? {
+                None => {
+                    self.add_dirs(parent);
+                    false
+                }
+                Some(p) => self.look_at(&p, parent, name, &listed)?,
+            };
+        }
+        Ok(())
+    }
+
     /// Missing directories on the way to `rel`, parents first, each once.
-    fn add_dirs(&mut self, rel: &Path, m: &Manifest, owners: &Owners) {
+    fn add_dirs(&mut self, rel: &Path) {
         let mut cur = PathBuf::new();
         for c in rel.components() {
             cur.push(c);
             if !self.new_dirs.iter().any(|(d, _)| d == &cur) {
-                let perm = owners.dir(m.dir(&format!("data/{}", cur.display())));
-                self.new_dirs.push((cur.clone(), perm));
+                let perm = self.dir_perms.iter().find(|(d, _)| d == &cur).map(|(_, p)| *p);
+                self.new_dirs.push((cur.clone(), perm.unwrap_or(self.default_dir)));
             }
         }
     }
@@ -247,6 +269,9 @@ impl Swap {
     /// Keep what is replaced, then move the staged files in. On failure everything is put back
     /// (the error says whether that worked).
     pub fn apply(data: &Dir, staging: &Dir, plan: &Plan, journal: &mut Journal) -> Result<Swap> {
+        let mut plan = plan.clone();
+        plan.survey(data)?;
+        let plan = &plan;
         journal.record(data, plan)?;
         let safety = data.mkdir(&plan.safety, 0o700)?;
         let mut swap =

@@ -373,3 +373,9 @@ pub fn write_file(path: &Path, data: &[u8]) {
     let mut f = std::fs::File::create(path).unwrap();
     f.write_all(data).unwrap();
 }
+
+/// The journals in a state directory: containers kfadmin stopped, swaps in progress (it also
+/// holds kfadmin's `locks/` and private `staging/`).
+pub fn journals(state: &Path) -> Vec<String> {
+    ls(state).into_iter().filter(|n| n.starts_with("stopped-") || n.starts_with("swap-")).collect()
+}

@@ -16,11 +16,6 @@ fn kf(env: &Env, args: &[&str]) -> Run {
     kfadmin_env(&[("KFADMIN_STATE_DIR", state.to_str().unwrap())], args)
 }
 
-/// The stop journals in a state directory (it also holds kfadmin's `locks/`).
-fn journals(state: &std::path::Path) -> Vec<String> {
-    ls(state).into_iter().filter(|n| n.starts_with("stopped-")).collect()
-}
-
 fn restored_seq(env: &Env, archive: &str, tag: &str) -> Value {
     let dir = env.path(&format!("restored-{tag}"));
     kfadmin(["restore", archive, "--data-dir", dir.to_str().unwrap(), "--yes"]).ok();

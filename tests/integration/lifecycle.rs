@@ -227,7 +227,7 @@ fn a_server_started_behind_kfadmins_back_aborts_the_restore_before_the_swap() {
     assert_eq!(deleted_open_files(&c), Vec::<String>::new(), "the server writes to deleted files");
     assert!(live_seq(&c) > backed_up + 100, "the live data was replaced by the backup");
     assert!(safety_dirs(&c).is_empty(), "{:?}", ls(&c.host_data()));
-    assert!(ls(&env.path("state")).is_empty(), "journal left: {:?}", ls(&env.path("state")));
+    assert!(journals(&env.path("state")).is_empty(), "journal left: {:?}", ls(&env.path("state")));
 }
 
 /// Issue 11.1: a start behind kfadmin's back while the files are swapped: the server may hold
@@ -253,7 +253,7 @@ fn a_server_started_during_the_swap_is_exit_4_and_the_replaced_files_stay() {
         .stderr_has("-pre-restore.tar.gz");
     assert!(c.running());
     assert_eq!(safety_dirs(&c).len(), 1, "the replaced files stay: {:?}", ls(&c.host_data()));
-    assert!(ls(&env.path("state")).is_empty(), "the container runs: no journal");
+    assert!(journals(&env.path("state")).is_empty(), "the container runs: no journal");
 }
 
 /// Issue 11.1: started by something else between the swap and kfadmin's start: on the
@@ -282,7 +282,7 @@ fn a_start_behind_kfadmins_back_after_the_swap_is_reported() {
     c.wait_for(|s| {
         s["done"] == false && s["last_seq"].as_i64().unwrap() - s["commits"].as_i64().unwrap() == backed_up
     });
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// Issue 11.1, cold backup: a server started behind kfadmin's back during the copy may have
@@ -304,7 +304,7 @@ fn a_server_started_during_a_cold_copy_fails_the_backup() {
     run.finish().code(1).stderr_has("was started again").stderr_has("by something other than kfadmin");
     assert!(c.running());
     assert!(ls(&out).iter().all(|n| !n.contains(".tar.gz")), "no archive: {:?}", ls(&out));
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// Issue 11.2: with `restart: unless-stopped` and no healthcheck, a server that exits at once
@@ -325,7 +325,7 @@ fn a_crash_looping_container_is_not_up_and_the_restore_rolls_back() {
     let seq = c.status()["last_seq"].as_i64().unwrap();
     c.wait_writing_past(seq.max(20));
     check_db(&c.host_data().join("keyfount.db"), 20);
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// Issue 11.3: kfadmin killed while the engine is still stopping the container (an app that
@@ -351,12 +351,12 @@ fn a_journal_survives_a_stop_still_under_way_and_the_next_run_starts_the_contain
     let status = ["status", "--container", &c.name, "--backup-dir", backups.to_str().unwrap()];
     let r = kf(&env, &status);
     r.stderr_has("still under way");
-    assert_eq!(ls(&state).len(), 1, "the journal stays while the stop is under way\n{}", r.stderr);
+    assert_eq!(journals(&state).len(), 1, "the journal stays while the stop is under way\n{}", r.stderr);
     c.wait_stopped();
     assert_eq!(c.exit_code(), Some(137), "killed at the end of the stop timeout");
     kf(&env, &status).stderr_has("kfadmin started it now");
     assert!(c.running());
-    assert!(ls(&state).is_empty());
+    assert!(journals(&state).is_empty());
 }
 
 /// Issue 11.7: the health wait follows the healthcheck (a probe every 3 s). An explicit
@@ -375,7 +375,7 @@ fn the_health_wait_follows_the_healthcheck() {
     let r = kf(&env, &restore_args(&archive, &c, &out, &["--json"]));
     r.ok();
     assert_eq!(r.json()["up"], "healthy");
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// Issue 11.9: the container is recreated under its name between find and stop. kfadmin
@@ -399,7 +399,7 @@ fn a_container_recreated_between_find_and_stop_is_exit_1_and_nothing_changes() {
     assert_eq!(c.started_at(), started, "the new container was not touched");
     c.wait_for(|s| s["done"] == false && s["commits"].as_i64().unwrap() > 10);
     assert!(live_seq(&c) > backed_up);
-    assert!(ls(&env.path("state")).is_empty(), "no stale journal");
+    assert!(journals(&env.path("state")).is_empty(), "no stale journal");
 
     // A cold backup of a container removed between find and stop: exit 1 too.
     let mut run = Paused::spawn(
@@ -412,7 +412,7 @@ fn a_container_recreated_between_find_and_stop_is_exit_1_and_nothing_changes() {
     block(docker().remove_container(&c.name, Some(opts))).unwrap();
     run.go("before-stop");
     run.finish().code(1).stderr_has("no longer exists");
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// Issue 8.6: the start on the restored data fails: that triggers the rollback like a failed
@@ -435,14 +435,14 @@ fn a_start_that_fails_on_the_restored_data_is_rolled_back() {
     let fix = break_start(&c);
     run.go("after-swap");
     assert!(run.reached("before-rollback-start"));
-    assert_eq!(ls(&env.path("state")).len(), 1, "the rollback's stop is journaled");
+    assert_eq!(journals(&env.path("state")).len(), 1, "the rollback's stop is journaled");
     fix();
     run.go("before-rollback-start");
     run.finish().code(1).stderr_has("it could not be started").stderr_has("previous data was put back");
     assert!(c.running());
     c.wait_for(|s| s["done"] == false && s["commits"].as_i64().unwrap() > 0);
     assert!(live_seq(&c) > backed_up + 100, "the previous data is back");
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// Issue 8.6: the container cannot start, neither on the restored data nor after the rollback:
@@ -470,13 +470,13 @@ fn a_container_that_cannot_start_after_the_rollback_is_exit_4_and_keeps_its_jour
         .stderr_has("-pre-restore.tar.gz");
     assert!(!c.running());
     assert!(check_db(&c.host_data().join("keyfount.db"), 0)["last_seq"].as_i64().unwrap() > backed_up + 100);
-    assert_eq!(ls(&env.path("state")).len(), 1, "the journal stays until the container runs");
+    assert_eq!(journals(&env.path("state")).len(), 1, "the journal stays until the container runs");
     fix();
     let backups = env.path("status-backups");
     kf(&env, &["status", "--container", &c.name, "--backup-dir", backups.to_str().unwrap()])
         .stderr_has("kfadmin started it now");
     assert!(c.running());
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// Issue 8.6: kfadmin dies during the rollback, after stopping the container again: the
@@ -497,14 +497,14 @@ fn kfadmin_killed_during_the_rollback_leaves_a_journal_and_the_next_run_starts_t
     );
     run.kill();
     assert!(!c.running());
-    assert_eq!(ls(&env.path("state")).len(), 1, "the rollback's stop is journaled");
+    assert_eq!(journals(&env.path("state")).len(), 1, "the rollback's stop is journaled");
     let backups = env.path("status-backups");
     kf(&env, &["status", "--container", &c.name, "--backup-dir", backups.to_str().unwrap()])
         .stderr_has("kfadmin started it now");
     assert!(c.running());
     let seq = c.status()["last_seq"].as_i64().unwrap();
     c.wait_writing_past(seq.max(20));
-    assert!(ls(&env.path("state")).is_empty());
+    assert!(journals(&env.path("state")).is_empty());
 }
 
 /// A journal as a killed kfadmin run leaves it, for container `id` stopped on run `started_at`.
