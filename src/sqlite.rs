@@ -53,7 +53,7 @@ pub struct SourceInfo {
 
 /// Check that `path` is an existing SQLite database file, from its header alone.
 pub fn inspect(path: &Path) -> Result<SourceInfo> {
-    let meta = match std::fs::metadata(path) {
+    let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::usage(format!("database {} does not exist", path.display())).hint(
@@ -66,11 +66,20 @@ pub fn inspect(path: &Path) -> Result<SourceInfo> {
         return Err(Error::usage(format!("{} is a directory, not a database file", path.display()))
             .hint(format!("pass the database file itself, e.g. --db {}", path.join(DB_FILE).display())));
     }
+    if meta.file_type().is_symlink() {
+        return Err(Error::usage(format!(
+            "{} is a symbolic link; kfadmin does not follow links to a database it did not resolve itself",
+            path.display()
+        ))
+        .hint(
+            "pass the path of the database file itself (a link inside a container's data is never followed)",
+        ));
+    }
     if !meta.is_file() {
         return Err(Error::usage(format!("{} is not a regular file", path.display())));
     }
     let mut header = [0u8; 100];
-    let n = File::open(path)
+    let n = open_nofollow(path)
         .and_then(|mut f| read_up_to(&mut f, &mut header))
         .map_err(|e| Error::io("cannot read", path, e).kind(crate::error::Kind::Usage))?;
     if n < 100 || &header[..16] != HEADER {
@@ -94,6 +103,15 @@ pub fn inspect(path: &Path) -> Result<SourceInfo> {
         gid: meta.gid(),
         mode: meta.mode() & 0o7777,
     })
+}
+
+/// Open a file for reading, never through a link at its last component (nor hanging on a FIFO).
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
 }
 
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -144,9 +162,14 @@ fn snapshot_inner(
     progress: &dyn Progress,
     started: Instant,
 ) -> Result<SnapshotStats> {
+    // Never through a link: the data may be a container's, which can put one there.
+    let src = &canonical_parent(src)?;
     let source = Connection::open_with_flags(
         src,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
     .map_err(|e| sql_err(e, "cannot open the database", src))?;
     source.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;

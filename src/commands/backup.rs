@@ -161,7 +161,8 @@ const ROOM_HINT: &str = "free some space there, or pass --tmp-dir DIR: a private
 fn online_target(args: &BackupArgs) -> Result<(PathBuf, Source, String)> {
     match (&args.target.db, &args.target.docker.container) {
         (Some(db), _) => {
-            let db = std::path::absolute(db).unwrap_or(db.clone());
+            // The operator's own links are followed here, once; kfadmin follows none after.
+            let db = std::fs::canonicalize(db).or_else(|_| std::path::absolute(db)).unwrap_or(db.clone());
             let stem = db.file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty());
             let source = Source {
                 kind: "path".into(),

@@ -77,7 +77,8 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
         (Some(db), _) => {
             let name =
                 db.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "keyfount".into());
-            (std::path::absolute(db).unwrap_or(db.clone()), name, None, Vec::new())
+            let db = std::fs::canonicalize(db).or_else(|_| std::path::absolute(db)).unwrap_or(db.clone());
+            (db, name, None, Vec::new())
         }
         (None, Some(n)) => {
             let f = find_container(n, t.docker.compose_project.as_deref(), &t.docker.db_path)?;

@@ -143,6 +143,9 @@ pub struct Spec {
     pub health_interval_ms: Option<i64>,
     /// `unless-stopped`, `always`, `on-failure` (default: none).
     pub restart_policy: Option<String>,
+    /// The sim's arguments instead of `run …` (e.g. `hostile …`); it must write
+    /// /status/status.json with a `last_seq` of at least 1.
+    pub command: Option<Vec<String>>,
 }
 
 impl Default for Spec {
@@ -160,6 +163,7 @@ impl Default for Spec {
             auto_remove: false,
             health_interval_ms: None,
             restart_policy: None,
+            command: None,
         }
     }
 }
@@ -213,6 +217,9 @@ impl Kf {
         ];
         if spec.ignore_sigterm {
             cmd.push("--ignore-sigterm".into());
+        }
+        if let Some(c) = &spec.command {
+            cmd = c.clone();
         }
         let body = ContainerCreateBody {
             image: Some(image),

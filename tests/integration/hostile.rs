@@ -378,3 +378,73 @@ fn restore_faults(env: &Env, base: &Path) {
         }
     }
 }
+
+/// A real container whose process swaps every entry of its data directory (and kfadmin's
+/// staging and safety directories in it) for links to host paths, as fast as it can, while
+/// kfadmin restores into that directory (`--data-dir`: the process holds no database open) and
+/// backs the container up online. Nothing outside the data directory ever changes, no archive
+/// holds the host's files, and every run ends with a documented exit code.
+#[test]
+fn a_hostile_container_cannot_make_kfadmin_touch_the_host() {
+    use crate::dock::*;
+    assert!(is_root(), "containers and owners need root (CI runs as root)");
+    let env = Env::new();
+    // What the links point at: host files named like the data directory's entries.
+    let canary = env.path("canary");
+    std::fs::create_dir_all(canary.join("attachments")).unwrap();
+    for n in ["keyfount.db-wal", "keyfount.db-shm", "keyfount.db-journal", "config.json", "attachments/a.bin"]
+    {
+        std::fs::write(canary.join(n), format!("host file {n}")).unwrap();
+    }
+    sqlite3(
+        &canary.join("keyfount.db"),
+        "CREATE TABLE canary_secret(x);\nINSERT INTO canary_secret VALUES ('host');\n",
+    );
+    let canary_before = (snapshot_tree(&canary), owners(&canary), owners(&canary.join("attachments")));
+
+    let archive = archive_of_dir(&env, &rich_data_dir(&env, "src"), "src");
+    let data = rich_data_dir(&env, "data");
+    let command: Vec<String> = [
+        "hostile",
+        "--dir",
+        "/data",
+        "--target",
+        canary.to_str().unwrap(),
+        "--status-file",
+        "/status/status.json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let c = Kf::start(
+        &env,
+        "hostile",
+        Spec { data: Data::Bind(data.clone()), command: Some(command), ..Spec::default() },
+    );
+    let (state, tmp, out) = (env.path("state"), env.path("tmp"), env.path("out"));
+    let envs = [("KFADMIN_STATE_DIR", state.to_str().unwrap()), ("KFADMIN_TMPDIR", tmp.to_str().unwrap())];
+    for attempt in 0..6 {
+        let r = kfadmin_env(
+            &envs,
+            ["restore", archive.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--yes"],
+        );
+        assert!([0, 1, 2, 4].contains(&r.code), "restore {attempt}: exit {}\n{}", r.code, r.stderr);
+        let r = kfadmin_env(
+            &envs,
+            ["backup", "--online", "--container", &c.name, "--out", out.to_str().unwrap(), "--json"],
+        );
+        assert!([0, 1, 2].contains(&r.code), "backup {attempt}: exit {}\n{}", r.code, r.stderr);
+        if r.code == 0 {
+            let j = r.json();
+            assert!(
+                j["database"]["tables"].get("canary_secret").is_none(),
+                "a host database was archived: {j}"
+            );
+        }
+        for s in [&r.stderr, &r.stdout] {
+            assert!(!s.contains("panicked"), "{s}");
+        }
+        assert!(c.running(), "the hostile container keeps running");
+    }
+    assert_eq!((snapshot_tree(&canary), owners(&canary), owners(&canary.join("attachments"))), canary_before);
+}

@@ -8,6 +8,7 @@
 
 mod check;
 mod db;
+mod hostile;
 mod init;
 mod run;
 
@@ -32,6 +33,8 @@ enum Cmd {
     Init(init::InitArgs),
     /// Commit Keyfount-like transactions into an existing database until told to stop.
     Run(run::RunArgs),
+    /// Attack a data directory from inside a container: swap entries for links to host paths.
+    Hostile(hostile::HostileArgs),
     /// Check a database read-only: integrity and the writer's invariants; prints one JSON object.
     Check(check::CheckArgs),
 }
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Cmd::Init(a) => init::init(&a),
         Cmd::Run(a) => run::run(&a),
         Cmd::Check(a) => check::check(&a),
+        Cmd::Hostile(a) => hostile::hostile(&a),
     };
     match res {
         Ok(code) => code,
