@@ -183,14 +183,9 @@ fn online_target(args: &BackupArgs) -> Result<(PathBuf, Source, String)> {
     }
 }
 
-/// The output directory, created 0700, and staging directories that older kfadmin versions left
-/// in it removed (warnings for the ones that cannot be).
 fn prepare_out(out: &Path, ctx: &Ctx, warnings: &mut Vec<String>) -> Result<()> {
-    fsutil::ensure_private_dir(out)?;
-    fsutil::ensure_writable(out)?;
-    let dir = crate::safedir::Dir::open(out)?;
-    for (p, why) in crate::ops::staging::sweep(&dir, ".kfadmin-staging-", true) {
-        warn(ctx, warnings, format!("cannot remove {}, left by an earlier run: {why}", p.display()));
+    for w in crate::ops::staging::prepare_out(out)? {
+        warn(ctx, warnings, w);
     }
     Ok(())
 }

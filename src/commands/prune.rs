@@ -465,6 +465,7 @@ fn remove_planned(
                 e,
             )
         })?;
+        crate::fault::point("prune.removed-one")?;
         if let Some(sc) = sidecar {
             match std::fs::remove_file(sc) {
                 Ok(()) => {}

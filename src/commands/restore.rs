@@ -286,8 +286,9 @@ fn restore_container(
 ) -> Result<()> {
     let c = &f.container;
     let timeout = args.stop_timeout.map(i64::from).or(c.stop_timeout).unwrap_or(10);
-    fsutil::ensure_private_dir(&args.out)?;
-    fsutil::ensure_writable(&args.out)?;
+    for w in crate::ops::staging::prepare_out(&args.out)? {
+        ctx.warn(&w);
+    }
     let mut guard = StopGuard::new(&f.engine, c.clone());
     if c.running {
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", c.name));

@@ -90,6 +90,36 @@ pub fn sweep_private() -> Vec<(PathBuf, String)> {
     roots.iter().filter_map(|r| Dir::open(r).ok()).flat_map(|d| sweep(&d, STAGING_PREFIX, false)).collect()
 }
 
+/// The backup directory, ready to be written into: created 0700 when missing, writable (exit 2
+/// otherwise), and cleared of what killed runs left there: the staging directories of older
+/// kfadmin versions, and `.partial` archives and sidecars. The caller holds the directory's
+/// lock, so no other kfadmin is writing one. Returns warnings for what could not be removed.
+pub fn prepare_out(out: &Path) -> Result<Vec<String>> {
+    crate::fsutil::ensure_private_dir(out)?;
+    crate::fsutil::ensure_writable(out)?;
+    let dir = Dir::open(out)?;
+    let mut warnings: Vec<String> = sweep(&dir, ".kfadmin-staging-", true)
+        .into_iter()
+        .map(|(p, why)| format!("cannot remove {}, left by an earlier run: {why}", p.display()))
+        .collect();
+    for n in dir.entries()? {
+        let text = n.to_string_lossy();
+        let Some(base) = text.strip_suffix(".partial") else { continue };
+        let base = base.strip_suffix(".sha256").unwrap_or(base);
+        if crate::archive::catalog::parse_name(base).is_none() {
+            continue;
+        }
+        if let Err(e) = dir.unlink(&n) {
+            warnings.push(format!(
+                "cannot remove {}, left by a killed run: {}",
+                dir.display(&n).display(),
+                e.chain()
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
 /// kfadmin's private staging area, created 0700 when missing.
 pub fn private_root(tmp_dir: Option<&Path>) -> Result<Dir> {
     let root = match tmp_dir {

@@ -555,6 +555,14 @@ impl SwapJournal {
 
     /// Rebuild the swap from what is on disk and undo it.
     fn roll_back(&self) -> Result<()> {
+        // A server started on the half-swapped data (a restart policy) must not have it changed
+        // under it: that is for the operator now.
+        if let Some(h) = crate::sqlite::in_use(&self.data_dir.join(DB_FILE))? {
+            return Err(Error::failed(format!(
+                "process {} has the database open; the data directory is half swapped under it",
+                h.pid
+            )));
+        }
         let data = Dir::open(&self.data_dir)?;
         let _ = staging::sweep(&data, RESTORE_PREFIX, true);
         let name = self.safety.as_os_str();

@@ -9,6 +9,7 @@ mod cli;
 mod dock;
 mod docker;
 mod encrypt;
+mod faults;
 mod hostile;
 mod layouts;
 mod lifecycle;
