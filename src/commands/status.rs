@@ -97,9 +97,31 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
     };
 
     let backups = backup_state(&args, &name, &mut problems);
+    problems.extend(leftovers());
     let report = StatusReport { ok: problems.is_empty(), problems, container, database, backups };
     let code = if report.ok { 0 } else { 1 };
     Ok(Outcome::new(code, human(&report), &report))
+}
+
+/// What killed kfadmin runs left that no later run could clean up: private staging copies of
+/// the data, swaps that could not be put back.
+fn leftovers() -> Vec<String> {
+    let mut out: Vec<String> = crate::ops::staging::sweep_private()
+        .into_iter()
+        .map(|(p, why)| {
+            format!(
+                "{} holds a copy of the data that a killed kfadmin run left, and it cannot be removed: {why}",
+                p.display()
+            )
+        })
+        .collect();
+    out.extend(crate::ops::swap::pending().into_iter().map(|p| {
+        format!(
+            "{} records a restore that was killed half-way and could not be put back; see its data directory",
+            p.display()
+        )
+    }));
+    out
 }
 
 /// The backups of `name` in `--backup-dir`, and what is wrong with them: none, the last one

@@ -601,21 +601,35 @@ impl SwapJournal {
     }
 }
 
+/// The swap journals of dead runs in the state directory (restores killed half-way, not put
+/// back), with what they say.
+fn dead_journals() -> Vec<(PathBuf, Option<SwapJournal>)> {
+    let Ok(rd) = std::fs::read_dir(crate::docker::state_dir()) else { return vec![] };
+    rd.flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("swap-")))
+        .map(|p| {
+            let j = std::fs::read(&p).ok().and_then(|t| serde_json::from_slice::<SwapJournal>(&t).ok());
+            (p, j)
+        })
+        .filter(|(_, j)| !j.as_ref().is_some_and(|j| crate::fsutil::kfadmin_alive(j.pid)))
+        .collect()
+}
+
+/// Restores killed half-way that no run could put back yet: their journals.
+pub fn pending() -> Vec<PathBuf> {
+    dead_journals().into_iter().map(|(p, _)| p).collect()
+}
+
 /// Swaps that a killed kfadmin left half-done: put each data directory back as it was. Returns
 /// what was done, for the operator; an error when one cannot be put back (exit 4: act now).
 pub fn recover() -> Result<Vec<String>> {
-    let dir = crate::docker::state_dir();
-    let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(vec![]) };
     let mut said = Vec::new();
-    for p in rd.flatten().map(|e| e.path()) {
-        if !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("swap-")) {
+    for (p, j) in dead_journals() {
+        let Some(j) = j else {
+            said.push(format!("{} is not a journal kfadmin can read; look at it and remove it", p.display()));
             continue;
-        }
-        let Ok(j) = std::fs::read(&p).map(|t| serde_json::from_slice::<SwapJournal>(&t)) else { continue };
-        let Ok(j) = j else { continue };
-        if crate::fsutil::kfadmin_alive(j.pid) {
-            continue;
-        }
+        };
         j.roll_back().map_err(|e| {
             Error::new(
                 crate::error::Kind::ContainerState,
