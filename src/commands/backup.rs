@@ -262,38 +262,14 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", f.container.name));
     }
     if !f.location.nested.is_empty() {
-        let parts: Vec<String> = std::iter::once(&f.location.mount)
+        let all: Vec<String> = std::iter::once(&f.location.mount)
             .chain(&f.location.nested)
             .map(|m| format!("{} ({})", m.destination.display(), m.describe()))
             .collect();
-        ctx.note(&format!(
-            "The data directory spans {} mounts, all copied: {}",
-            parts.len(),
-            parts.join(", ")
-        ));
+        ctx.note(&format!("The data directory spans {} mounts, all copied: {}", all.len(), all.join(", ")));
     }
     let t0 = Instant::now();
-    let copied = (|| -> Result<_> {
-        let stopped = guard.stop(timeout, "kfadmin backup --cold")?;
-        crate::fault::point("cold.stopped")?;
-        check_interrupt()?;
-        let mut whole = Vec::new();
-        for (rel, dir) in parts.iter().filter_map(|(r, d)| Some((r, d.as_ref()?))).filter(|(_, d)| d.is_dir())
-        {
-            whole.extend(sqlite::make_whole(dir)?.into_iter().map(|mut w| {
-                w.path = rel.join(&w.path);
-                w
-            }));
-        }
-        check_interrupt()?;
-        let (files, warnings) = fsutil::copy_data_parts(&parts, &staging.path())?;
-        crate::fault::point("cold.copied")?;
-        // A server started behind kfadmin's back during the copy makes it inconsistent.
-        docker::test_pause("after-copy");
-        guard.ensure_stopped()?;
-        check_interrupt()?;
-        Ok((stopped, whole, files, warnings))
-    })();
+    let copied = stop_and_copy(&mut guard, timeout, &parts, &staging);
     let restarted = guard.restart().map(drop);
     let downtime_ms = guard.was_running().then(|| t0.elapsed().as_millis() as u64);
     let (stopped, whole, mut files, copy_warnings) = settle(copied, restarted)?;
@@ -331,6 +307,37 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     report.made_whole = whole;
     report.warnings.splice(0..0, warnings);
     Ok(report)
+}
+
+/// How the stop ended, the databases made whole, the copied files, warnings about the copy.
+type CopiedAside = (Option<Stopped>, Vec<MadeWhole>, Vec<Copied>, Vec<String>);
+
+/// What a cold backup does while the container is down: stop it, make every database whole,
+/// copy the data aside, and check that nothing started it meanwhile.
+fn stop_and_copy(
+    guard: &mut StopGuard,
+    timeout: i64,
+    parts: &[(PathBuf, Option<PathBuf>)],
+    staging: &Staging,
+) -> Result<CopiedAside> {
+    let stopped = guard.stop(timeout, "kfadmin backup --cold")?;
+    crate::fault::point("cold.stopped")?;
+    check_interrupt()?;
+    let mut whole = Vec::new();
+    for (rel, dir) in parts.iter().filter_map(|(r, d)| Some((r, d.as_ref()?))).filter(|(_, d)| d.is_dir()) {
+        whole.extend(sqlite::make_whole(dir)?.into_iter().map(|mut w| {
+            w.path = rel.join(&w.path);
+            w
+        }));
+    }
+    check_interrupt()?;
+    let (files, warnings) = fsutil::copy_data_parts(parts, &staging.path())?;
+    crate::fault::point("cold.copied")?;
+    // A server started behind kfadmin's back during the copy makes it inconsistent.
+    docker::test_pause("after-copy");
+    guard.ensure_stopped()?;
+    check_interrupt()?;
+    Ok((stopped, whole, files, warnings))
 }
 
 /// What the operator hears about a cold backup's stop, the databases made whole, the copy.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::render::{plural, table, when};
 use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
 use crate::archive::catalog::{self, Entry};
 use crate::archive::{Manifest, Mode};
@@ -126,9 +127,6 @@ pub(crate) fn source_of(m: &Manifest) -> String {
 }
 
 /// `2026-11-26T03:00:00Z` → `2026-11-26 03:00:00`.
-pub(crate) fn when(created: &str) -> String {
-    created.trim_end_matches('Z').replacen('T', " ", 1)
-}
 
 fn human(r: &ListReport) -> String {
     if r.archives.is_empty() {
@@ -209,43 +207,4 @@ fn mode_label(a: &Listed) -> String {
     } else {
         format!("{} ({})", a.mode.as_str(), tags.join(", "))
     }
-}
-
-pub(crate) fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
-/// Columns padded to their widest cell (two spaces between); the last column is not padded.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
-    let cols = header.len();
-    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            width[i] = width[i].max(cell.chars().count());
-        }
-    }
-    let mut s = String::new();
-    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    for row in std::iter::once(&header).chain(rows) {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            if i + 1 == cols {
-                line.push_str(cell);
-            } else if right.contains(&i) {
-                let _ = write!(line, "{cell:>w$}", w = width[i]);
-            } else {
-                let _ = write!(line, "{cell:<w$}", w = width[i]);
-            }
-        }
-        s.push_str(line.trim_end());
-        s.push('\n');
-    }
-    s
 }

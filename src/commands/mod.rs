@@ -17,6 +17,7 @@ pub mod backup;
 pub mod completions;
 pub mod list;
 pub mod prune;
+pub mod render;
 pub mod restore;
 pub mod status;
 pub mod verify;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::list::{plural, table, when};
+use super::render::{plural, table, when};
 use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
 use crate::archive::catalog::{self, Entry};
 use crate::archive::reader::{self, Options};

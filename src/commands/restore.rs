@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::{verify::render, Ctx, Outcome};
+use super::{render, Ctx, Outcome};
 use crate::archive::reader::{self, Options, Verdict};
 use crate::archive::writer::Compression;
 use crate::archive::{Manifest, Mode};
@@ -98,7 +98,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let verdict = reader::verify(&args.archive, &opts, ctx.progress.as_ref())?;
     let Some(manifest) = verdict.manifest.clone().filter(|_| verdict.ok) else {
         drop(private);
-        let mut human = render(&verdict, false);
+        let mut human = render::verdict(&verdict, false);
         let _ = writeln!(
             human,
             "Refusing to restore a backup that fails verification. Nothing in {} was changed.",
@@ -113,29 +113,14 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         docker::refuse_nested_targets(&f.container, &f.location, rels)?;
     }
     let owners = Owners::new(Some(&target.data), &manifest)?;
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
-    let safety = OsString::from(format!(".kfadmin-pre-restore-{stamp}"));
-    let mut plan = Plan::new(&target.data, &manifest, &owners, safety)?;
+    let mut plan = Plan::new(&target.data, &manifest, &owners, safety_name(&target.data)?)?;
     let text = plan_text(&args, &manifest, &target, &plan, owners.db);
-    let mut report = RestoreReport {
-        ok: true,
-        dry_run: args.confirm.dry_run,
-        restored: false,
-        archive: args.archive.clone(),
-        data_dir: target.dir.clone(),
-        container: target.found.as_ref().map(|f| f.container.name.clone()),
-        backup_created: Some(manifest.created.clone()),
-        files: plan.files.iter().map(|f| target.dir.join(&f.rel)).collect(),
-        safety_dir: None,
-        safety_archive: None,
-        moved_aside: vec![],
-        owner: owners.db,
-        downtime_ms: None,
-        up: None,
-        duration_ms: 0,
-        verification: verdict,
-        warnings: vec![],
-    };
+    let mut report = failed_report(&args, &target.dir, verdict, started);
+    report.ok = true;
+    report.backup_created = Some(manifest.created.clone());
+    report.files = plan.files.iter().map(|f| target.dir.join(&f.rel)).collect();
+    report.owner = owners.db;
+    report.container = target.found.as_ref().map(|f| f.container.name.clone());
     if args.confirm.dry_run {
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(Outcome::new(0, format!("{text}Dry run: nothing was changed.\n"), &report));
@@ -160,6 +145,25 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     report.restored = true;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(Outcome::new(0, human(&args, &manifest, &target, &report), &report))
+}
+
+/// A name for the safety directory no earlier restore used: `.kfadmin-pre-restore-<UTC time>`,
+/// with `-2`, `-3`… when that is taken.
+fn safety_name(data: &Dir) -> Result<OsString> {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(['-', ':'], "");
+    for n in 1..1000 {
+        let name = match n {
+            1 => OsString::from(format!(".kfadmin-pre-restore-{stamp}")),
+            n => OsString::from(format!(".kfadmin-pre-restore-{stamp}-{n}")),
+        };
+        if data.meta(&name)?.is_none() {
+            return Ok(name);
+        }
+    }
+    Err(Error::failed(format!(
+        "{} holds too many safety directories from this second",
+        data.path().display()
+    )))
 }
 
 /// What can be refused before anything is read.
@@ -327,15 +331,32 @@ fn restore_container(
         ctx.note(&format!("Container {} was not running; it was left stopped", c.name));
         return Ok(());
     }
+    up_or_roll_back(args, ctx, f, target, (&swapped, &kept), &mut guard, (timeout, t0), report)
+}
+
+/// Start the container on the restored data and wait until it is up; when it does not come
+/// up, put the previous data back (unless `--no-rollback`).
+#[allow(clippy::too_many_arguments)]
+fn up_or_roll_back(
+    args: &RestoreArgs,
+    ctx: &Ctx,
+    f: &Found,
+    target: &Target,
+    (swapped, kept): (&Swap, &Kept),
+    guard: &mut StopGuard,
+    (timeout, t0): (i64, Instant),
+    report: &mut RestoreReport,
+) -> Result<()> {
+    let c = &f.container;
     ctx.note(&format!("Starting container {} on the restored data", c.name));
     let settle_for = Duration::from_secs(u64::from(args.settle));
     let wait = UpWait::new(c, settle_for, args.health_timeout.map(|s| Duration::from_secs(u64::from(s))));
     docker::test_pause("before-start");
-    let (up, others) = bring_up(ctx, &mut guard, f, &wait, report)?;
+    let (up, others) = bring_up(ctx, guard, f, &wait, report)?;
     report.downtime_ms = Some(t0.elapsed().as_millis() as u64);
     let why = match up {
         Ok(now) => {
-            came_up(report, &swapped, target, &now, settle_for, others);
+            came_up(report, swapped, target, &now, settle_for, others);
             return Ok(());
         }
         Err(why) => why,
@@ -353,16 +374,9 @@ fn restore_container(
         )
         .hint(format!("see `docker logs {}`; {}", c.name, kept.describe())));
     }
-    let rollback = Rollback {
-        ctx,
-        f,
-        swapped: &swapped,
-        data: &target.data,
-        kept: &kept,
-        timeout,
-        wait: wait.at_least_derived(),
-    };
-    Err(rollback.run(&mut guard, &why))
+    let rollback =
+        Rollback { ctx, f, swapped, data: &target.data, kept, timeout, wait: wait.at_least_derived() };
+    Err(rollback.run(guard, &why))
 }
 
 /// Swap the restored files in (the swap journal covers it until it is final).
@@ -755,6 +769,7 @@ fn human(args: &RestoreArgs, m: &Manifest, target: &Target, report: &RestoreRepo
     human
 }
 
+/// The report of a restore that did not get past verification (the others start from it).
 fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Instant) -> RestoreReport {
     RestoreReport {
         ok: false,

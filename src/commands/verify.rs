@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Ctx, Outcome};
-use crate::archive::reader::{self, Options, Status, Verdict};
+use super::{render, Ctx, Outcome};
+use crate::archive::reader::{self, Options, Verdict};
 use crate::cli::VerifyArgs;
 use crate::error::{Error, Result};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
@@ -53,48 +53,8 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     Ok(Outcome::new(if ok { 0 } else { 3 }, human(&report), &report))
 }
 
-pub fn render(v: &Verdict, quick: bool) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "{}", v.archive.display());
-    for c in &v.checks {
-        let tag = match c.status {
-            Status::Pass => "ok  ",
-            Status::Fail => "FAIL",
-            Status::Skip => "skip",
-        };
-        let detail = if c.status == Status::Skip && c.detail.is_empty() {
-            if quick && ["integrity", "foreign_keys", "facts"].contains(&c.name) {
-                "not run (--quick)"
-            } else {
-                "not reached"
-            }
-        } else {
-            c.detail.as_str()
-        };
-        let _ = writeln!(s, "  {tag}  {:<13} {detail}", c.name);
-    }
-    let failed: Vec<&str> = v.failed().map(|c| c.name).collect();
-    let unread = v
-        .checks
-        .iter()
-        .any(|c| c.name == "decrypt" && c.status == Status::Skip && c.detail.contains("not checked"));
-    if v.ok && unread {
-        let _ = writeln!(
-            s,
-            "  => OK, the checksum only: the encrypted contents were not checked (pass --identity)"
-        );
-    } else if v.ok {
-        let _ = writeln!(s, "  => OK");
-    } else if failed.is_empty() {
-        let _ = writeln!(s, "  => FAILED (not every check could run)");
-    } else {
-        let _ = writeln!(s, "  => FAILED: {}", failed.join(", "));
-    }
-    s
-}
-
 fn human(r: &VerifyReport) -> String {
-    let mut s: String = r.archives.iter().map(|v| render(v, r.quick)).collect::<Vec<_>>().join("\n");
+    let mut s: String = r.archives.iter().map(|v| render::verdict(v, r.quick)).collect::<Vec<_>>().join("\n");
     if r.archives.len() > 1 {
         let bad = r.archives.iter().filter(|v| !v.ok).count();
         let _ = writeln!(s, "\n{} of {} archive(s) passed", r.archives.len() - bad, r.archives.len());
