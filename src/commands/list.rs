@@ -126,8 +126,6 @@ pub(crate) fn source_of(m: &Manifest) -> String {
     }
 }
 
-/// `2026-11-26T03:00:00Z` → `2026-11-26 03:00:00`.
-
 fn human(r: &ListReport) -> String {
     if r.archives.is_empty() {
         return format!("No kfadmin archives in {}\n", r.dir.display());

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::archive::reader::{Status, Verdict};
 
-/// A manifest's RFC 3339 time, as the tables show it.
+/// A manifest's RFC 3339 time, as the tables show it: `2026-11-26T03:00:00Z` → `2026-11-26 03:00:00`.
 pub(crate) fn when(created: &str) -> String {
     created.trim_end_matches('Z').replacen('T', " ", 1)
 }
