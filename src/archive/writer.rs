@@ -1,6 +1,8 @@
-//! Writes a v1 archive atomically: `<final>.partial` (mode 0600), fsync, check, hard link to
-//! the final name (never replacing a file), fsync of the directory, then the `.sha256`
-//! sidecar the same way. A file under a final name is always complete and checked.
+//! Writes a v1 archive atomically: `<final>.partial` (mode 0600, created exclusively: it
+//! reserves the name), fsync, check, hard link to the final name (never replacing a file),
+//! fsync of the directory, then the `.sha256` sidecar the same way. A file under a final name
+//! is always complete and checked; two runs that pick the same name in the same second get
+//! `<name>-<stamp>-2-<mode>.tar.gz` and so on, and neither touches the other's files.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -8,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::catalog;
 use super::manifest::{Manifest, MANIFEST_NAME};
 use super::pargz::ParGzWriter;
 use crate::crypto::Encryption;
@@ -183,9 +186,15 @@ fn tar_err(e: io::Error, path: &Path) -> Error {
     }
 }
 
-/// Write `manifest` and then `files` (archive path, file on disk) into `out_dir/file_name`.
-/// `check` runs on the fsynced `.partial` before it gets its final name; an error from it
-/// removes the partial.
+/// How many names of one second a writer tries (`<name>-<stamp>-<n>-<mode>`) before it
+/// gives up.
+const MAX_SEQ: u32 = 1000;
+
+/// Write `manifest` and then `files` (archive path, file on disk) into `out_dir/file_name`,
+/// or, when that name is taken (another backup of the same name in the same second), into
+/// the first free `<name>-<stamp>-<n>-<mode>.tar.gz` (see [`catalog::with_seq`]); the name
+/// taken is in the result. `check` runs on the fsynced `.partial` before it gets its final
+/// name; an error from it removes the partial. Only files this call created are ever removed.
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     out_dir: &Path,
@@ -197,34 +206,105 @@ pub fn write(
     progress: &dyn Progress,
     check: impl FnOnce(&Path, &str) -> Result<()>,
 ) -> Result<Written> {
-    let final_path = out_dir.join(file_name);
-    if final_path.symlink_metadata().is_ok() {
-        return Err(Error::failed(format!("{} already exists", final_path.display()))
-            .hint("another backup was written in the same second; wait a second and run again"));
-    }
-    let partial = Partial::new(out_dir.join(format!("{file_name}.partial")));
-    let file = create_new(partial.path(), 0o600)?;
+    let (partial, file, seq) = reserve(out_dir, file_name)?;
     let (sha256, bytes) =
         write_tar(file, partial.path(), manifest, files, compression, encryption, progress)?;
     check(partial.path(), &sha256)?;
 
-    std::fs::hard_link(partial.path(), &final_path)
-        .or_else(|_| {
-            if final_path.symlink_metadata().is_ok() {
-                Err(io::Error::from(io::ErrorKind::AlreadyExists))
-            } else {
-                std::fs::rename(partial.path(), &final_path)
-            }
-        })
-        .ctx("cannot give the archive its final name", &final_path)?;
-    drop(partial);
+    let (final_path, final_name) = publish(out_dir, file_name, seq, partial)?;
     let done = Partial::new(final_path.clone());
     fsync_dir(out_dir)?;
 
     let sidecar = PathBuf::from(format!("{}.sha256", final_path.display()));
-    write_atomic(&sidecar, format!("{sha256}  {file_name}\n").as_bytes(), 0o600)?;
+    write_atomic(&sidecar, format!("{sha256}  {final_name}\n").as_bytes(), 0o600)?;
     done.keep();
     Ok(Written { path: final_path, sidecar, sha256, bytes })
+}
+
+/// `file_name` with sequence number `seq`.
+fn candidate(file_name: &str, seq: u32, out_dir: &Path) -> Result<String> {
+    catalog::with_seq(file_name, seq).ok_or_else(|| {
+        Error::failed(format!("{} already exists", out_dir.join(file_name).display()))
+            .hint("choose another --name or --out")
+    })
+}
+
+fn already_exists(e: &Error) -> bool {
+    e.source
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<io::Error>())
+        .is_some_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
+}
+
+/// Reserve the first free name: its `.partial` created with O_EXCL. A name whose final file
+/// or partial exists belongs to another run (or an older archive) and is skipped, never
+/// touched.
+fn reserve(out_dir: &Path, file_name: &str) -> Result<(Partial, File, u32)> {
+    for seq in 1..=MAX_SEQ {
+        let name = candidate(file_name, seq, out_dir)?;
+        if out_dir.join(&name).symlink_metadata().is_ok() {
+            continue;
+        }
+        let path = out_dir.join(format!("{name}.partial"));
+        match create_new(&path, 0o600) {
+            // Armed only now: this run created the file.
+            Ok(file) => return Ok((Partial::new(path), file, seq)),
+            Err(e) if already_exists(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(too_many(out_dir, file_name))
+}
+
+fn too_many(out_dir: &Path, file_name: &str) -> Error {
+    Error::failed(format!("{MAX_SEQ} archives named like {file_name} already exist in {}", out_dir.display()))
+        .hint("remove the leftover .partial files of dead runs there, or choose another --out")
+}
+
+/// Give the checked partial the first free final name from `seq` on. A hard link (or a
+/// rename that never replaces) fails when the name is taken, and the next one is tried.
+fn publish(out_dir: &Path, file_name: &str, mut seq: u32, partial: Partial) -> Result<(PathBuf, String)> {
+    loop {
+        let name = candidate(file_name, seq, out_dir)?;
+        let final_path = out_dir.join(&name);
+        match std::fs::hard_link(partial.path(), &final_path) {
+            Ok(()) => {
+                drop(partial);
+                return Ok((final_path, name));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // A filesystem without hard links.
+            Err(_) => match rename_noreplace(partial.path(), &final_path) {
+                Ok(()) => {
+                    // The partial's name is free again: another run may take it now.
+                    partial.keep();
+                    return Ok((final_path, name));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("cannot give the archive its final name", &final_path, e)),
+            },
+        }
+        if seq >= MAX_SEQ {
+            return Err(too_many(out_dir, file_name));
+        }
+        seq += 1;
+    }
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths relative to the working directory.
+    let rc = unsafe {
+        libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn write_tar(

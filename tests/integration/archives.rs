@@ -276,3 +276,84 @@ fn verify_of_a_missing_archive_is_bad_input() {
     let env = Env::new();
     kfadmin(["verify".as_ref(), env.path("nope.tar.gz").as_os_str()]).code(2).stderr_has("does not exist");
 }
+
+/// Every name of the next minute is taken: by another archive, and its `-2-` by another
+/// run's `.partial`. The backup takes `-3-`, and no file of the others changes.
+#[test]
+fn a_taken_name_gets_the_next_number_and_nothing_of_another_run_is_touched() {
+    use kfadmin::archive::{catalog, writer};
+    let env = Env::new();
+    let data = env.data_dir("src", 1);
+    let out = env.path("out");
+    std::fs::create_dir(&out).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for t in now - 2..now + 60 {
+        let base = writer::file_name("keyfount", t, "online", false);
+        std::fs::write(out.join(&base), b"another archive").unwrap();
+        let second = catalog::with_seq(&base, 2).unwrap();
+        std::fs::write(out.join(format!("{second}.partial")), b"another run's partial").unwrap();
+    }
+    let before = snapshot_tree(&out);
+    let j = backup(&data.join("keyfount.db"), &out);
+    let archive = PathBuf::from(j["archive"].as_str().unwrap());
+    let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+    let parsed = catalog::parse(&name).unwrap_or_else(|| panic!("{name} is not an archive name"));
+    assert_eq!((parsed.name.as_str(), parsed.seq), ("keyfount", 3), "{name}");
+    let after = snapshot_tree(&out);
+    for (file, sum) in &before {
+        assert_eq!(after.get(file), Some(sum), "{file} was changed or removed");
+    }
+    let sidecar = std::fs::read_to_string(format!("{}.sha256", archive.display())).unwrap();
+    assert_eq!(sidecar, format!("{}  {name}\n", j["sha256"].as_str().unwrap()));
+    kfadmin(["verify".as_ref(), archive.as_os_str()]).ok();
+    // The newest archive of that second is listed first.
+    let r = kfadmin(["list".as_ref(), "--json".as_ref(), out.as_os_str()]);
+    let listed = r.json();
+    let first =
+        listed["archives"].as_array().unwrap().iter().find(|a| a["created_unix"] == parsed.created_unix);
+    assert_eq!(first.unwrap()["file_name"], name.as_str());
+}
+
+/// Two real backups of one database into one directory, started together until they land
+/// in the same second: both succeed, with distinct names, and both verify.
+#[test]
+fn two_backups_of_one_name_in_the_same_second_both_succeed() {
+    use kfadmin::archive::catalog;
+    let env = Env::new();
+    let db = env.data_dir("src", 1).join("keyfount.db");
+    for attempt in 0..20 {
+        let out = env.path(&format!("out-{attempt}"));
+        let spawn = || {
+            std::process::Command::new(kfadmin_bin())
+                .args(["backup", "--online", "--json", "--db"])
+                .arg(&db)
+                .arg("--out")
+                .arg(&out)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let runs: Vec<Run> = [a, b].into_iter().map(|c| c.wait_with_output().unwrap().into()).collect();
+        let mut names = Vec::new();
+        for r in &runs {
+            r.ok();
+            let path = PathBuf::from(r.json()["archive"].as_str().unwrap());
+            kfadmin(["verify".as_ref(), path.as_os_str()]).ok();
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        assert_ne!(names[0], names[1]);
+        let parsed: Vec<_> = names.iter().map(|n| catalog::parse(n).unwrap()).collect();
+        if parsed[0].created_unix == parsed[1].created_unix {
+            let mut seqs = [parsed[0].seq, parsed[1].seq];
+            seqs.sort();
+            assert_eq!(seqs, [1, 2], "{names:?}");
+            let left: Vec<String> = ls(&out).into_iter().filter(|f| f.ends_with(".partial")).collect();
+            assert!(left.is_empty(), "left behind: {left:?}");
+            return;
+        }
+    }
+    panic!("20 pairs of backups never started in the same second");
+}
