@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
-use super::manifest::{Manifest, MANIFEST_MAX, MANIFEST_NAME};
+use super::manifest::{self, Manifest, MANIFEST_NAME};
 use super::Mode;
 use crate::error::{Error, IoContext, Kind, Result};
 
@@ -172,18 +172,22 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// The manifest of an archive, from its first tar entry.
+/// The manifest of an archive, from its first tar entry, held to the bound `verify` holds
+/// it to.
 pub fn read_manifest(path: &Path) -> Option<Manifest> {
     let f = File::open(path).ok()?;
     let mut ar = tar::Archive::new(MultiGzDecoder::new(std::io::BufReader::new(f)));
     let mut entries = ar.entries().ok()?;
-    let mut first = entries.next()?.ok()?;
-    if first.path().ok()?.as_ref() != Path::new(MANIFEST_NAME) || first.header().size().ok()? > MANIFEST_MAX {
+    let first = entries.next()?.ok()?;
+    let size = first.header().size().ok()?;
+    if first.path().ok()?.as_ref() != Path::new(MANIFEST_NAME)
+        || manifest::unread_size_problem(size).is_some()
+    {
         return None;
     }
     let mut json = Vec::new();
-    first.read_to_end(&mut json).ok()?;
-    serde_json::from_slice(&json).ok()
+    first.take(size).read_to_end(&mut json).ok()?;
+    manifest::parse(&json).ok()
 }
 
 #[cfg(test)]

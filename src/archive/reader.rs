@@ -3,7 +3,7 @@
 //! used, and data files are hashed (and, for a restore, extracted into a private staging
 //! directory). Nothing outside the staging directory is ever written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -15,7 +15,7 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{Manifest, FORMAT, FORMAT_VERSION, MANIFEST_MAX, MANIFEST_NAME};
+use super::manifest::{self, FileEntry, Manifest, FORMAT, FORMAT_VERSION, MANIFEST_NAME};
 use crate::crypto::{self, Keys};
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
 use crate::fsutil::{create_new, free_space, hex};
@@ -423,6 +423,10 @@ fn walk<R: Read>(
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut files_problems: Vec<String> = Vec::new();
     let mut files_seen: HashSet<String> = HashSet::new();
+    // The manifest's files by path (an archive may list many thousands), and the paths
+    // already reported as wrong.
+    let mut wanted: HashMap<String, FileEntry> = HashMap::new();
+    let mut wrong: HashSet<String> = HashSet::new();
     let mut first = true;
     let mut buf = vec![0u8; 1 << 20];
     for entry in tar.entries()? {
@@ -469,20 +473,16 @@ fn walk<R: Read>(
                 return Ok(());
             }
             let size = entry.header().size()?;
-            if size > MANIFEST_MAX {
-                v.set(
-                    "manifest",
-                    Status::Fail,
-                    format!("{MANIFEST_NAME} is {size} bytes, more than the 1 MiB limit"),
-                );
+            if let Some(problem) = manifest::unread_size_problem(size) {
+                v.set("manifest", Status::Fail, problem);
                 return Ok(());
             }
             let mut json = Vec::with_capacity(size as usize);
-            (&mut entry).take(MANIFEST_MAX).read_to_end(&mut json)?;
-            let m: Manifest = match serde_json::from_slice(&json) {
+            (&mut entry).take(size).read_to_end(&mut json)?;
+            let m = match manifest::parse(&json) {
                 Ok(m) => m,
-                Err(e) => {
-                    v.set("manifest", Status::Fail, format!("{MANIFEST_NAME} cannot be parsed: {e}"));
+                Err(problem) => {
+                    v.set("manifest", Status::Fail, problem);
                     return Ok(());
                 }
             };
@@ -526,6 +526,7 @@ fn walk<R: Read>(
                 Status::Pass,
                 format!("format version {}, {} file(s)", m.format_version, m.files.len()),
             );
+            wanted = m.files.iter().map(|f| (f.path.clone(), f.clone())).collect();
             v.manifest = Some(m);
             continue;
         }
@@ -533,7 +534,6 @@ fn walk<R: Read>(
             v.set("tar", Status::Fail, format!("{} is outside data/", path.display()));
             return Ok(());
         }
-        let m = v.manifest.as_ref().expect("manifest read first");
         if kind == tar::EntryType::Directory {
             if let Some(dir) = opts.extract_to {
                 if let Ok(rel) = path.strip_prefix("data") {
@@ -549,13 +549,14 @@ fn walk<R: Read>(
             continue;
         }
         let name = path.to_string_lossy().into_owned();
-        let Some(want) = m.file(&name).cloned() else {
+        let Some(want) = wanted.get(&name).cloned() else {
             files_problems.push(format!("{name} is in the archive but not in the manifest"));
             continue;
         };
         let size = entry.header().size()?;
         if size != want.size {
             files_problems.push(format!("{name} is {size} bytes, the manifest says {}", want.size));
+            wrong.insert(name);
             continue;
         }
         let mut out = match opts.extract_to {
@@ -603,7 +604,7 @@ fn walk<R: Read>(
         return Ok(());
     };
     for f in &m.files {
-        if !files_seen.contains(&f.path) && !files_problems.iter().any(|p| p.starts_with(&f.path)) {
+        if !files_seen.contains(&f.path) && !wrong.contains(&f.path) {
             files_problems.push(format!("{} is in the manifest but missing from the archive", f.path));
         }
     }

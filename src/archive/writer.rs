@@ -206,9 +206,10 @@ pub fn write(
     progress: &dyn Progress,
     check: impl FnOnce(&Path, &str) -> Result<()>,
 ) -> Result<Written> {
+    let json = manifest_json(manifest)?;
     let (partial, file, seq) = reserve(out_dir, file_name)?;
     let (sha256, bytes) =
-        write_tar(file, partial.path(), manifest, files, compression, encryption, progress)?;
+        write_tar(file, partial.path(), &json, manifest, files, compression, encryption, progress)?;
     check(partial.path(), &sha256)?;
 
     let (final_path, final_name) = publish(out_dir, file_name, seq, partial)?;
@@ -219,6 +220,19 @@ pub fn write(
     write_atomic(&sidecar, format!("{sha256}  {final_name}\n").as_bytes(), 0o600)?;
     done.keep();
     Ok(Written { path: final_path, sidecar, sha256, bytes })
+}
+
+/// The manifest's JSON, held to the bound every reader holds it to.
+fn manifest_json(manifest: &Manifest) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::failed("cannot write the archive's manifest").source(e))?;
+    match manifest.size_problem(json.len() as u64) {
+        None => Ok(json),
+        Some(problem) => Err(Error::failed(format!(
+            "this backup cannot be written: {problem}, so kfadmin could not read it back"
+        ))
+        .hint("the data directory holds too many files: move caches and attachments out of it")),
+    }
 }
 
 /// `file_name` with sequence number `seq`.
@@ -307,9 +321,11 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_tar(
     file: File,
     path: &Path,
+    json: &[u8],
     manifest: &Manifest,
     files: &[PathBuf],
     compression: Compression,
@@ -326,10 +342,9 @@ fn write_tar(
     let gz = ParGzWriter::new(Threaded::spawn(sink), compression.level, compression.threads);
     let mut tar = tar::Builder::new(Tick { inner: gz, stage: stage.as_ref() });
 
-    let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
     let mtime = manifest.created_unix;
     let mut h = header(tar::EntryType::Regular, json.len() as u64, 0o600, 0, 0, mtime);
-    tar.append_data(&mut h, MANIFEST_NAME, &json[..]).map_err(|e| tar_err(e, path))?;
+    tar.append_data(&mut h, MANIFEST_NAME, json).map_err(|e| tar_err(e, path))?;
 
     let (uid, gid) = manifest.files.first().map(|f| (f.uid, f.gid)).unwrap_or((0, 0));
     let mut h = header(tar::EntryType::Directory, 0, 0o700, uid, gid, mtime);
@@ -369,4 +384,28 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, uid: u32, gid: u32, mtime:
     h.set_gid(gid as u64);
     h.set_mtime(mtime);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_past_the_readers_bound_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = super::super::manifest::tests::manifest(1, &"h".repeat(2 << 20));
+        let e = write(
+            dir.path(),
+            "kf-20261126T030000Z-cold.tar.gz",
+            &m,
+            &[],
+            Compression::default(),
+            &Encryption::None,
+            &crate::progress::Silent,
+            |_, _| Ok(()),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("kfadmin could not read it back"), "{}", e.message);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

@@ -10,6 +10,7 @@ mod dock;
 mod docker;
 mod encrypt;
 mod manage;
+mod many_files;
 mod monitor;
 mod restore;
 mod terminal;
