@@ -637,6 +637,12 @@ fn manifest_problem(m: &Manifest) -> Option<String> {
                 f.path
             ));
         }
+        if f.path.ends_with("-journal") && f.size > 0 {
+            return Some(format!(
+                "the manifest lists a non-empty {}: a hot rollback journal, which SQLite would roll back into the database on its next open; a backup never carries one",
+                f.path
+            ));
+        }
     }
     None
 }

@@ -176,6 +176,26 @@ fn fixtures(env: &Env, good: &Path, p: &Parts) -> Vec<(&'static str, PathBuf, &'
         None,
         &["tar"],
     );
+    // A hot rollback journal beside the database, listed with its true size and hash.
+    let journal = b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7 a hot journal header and pages".to_vec();
+    let mut m: serde_json::Value = serde_json::from_slice(&p.manifest).unwrap();
+    m["files"].as_array_mut().unwrap().push(serde_json::json!({
+        "path": "data/keyfount.db-journal",
+        "size": journal.len(),
+        "sha256": format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&journal)),
+        "mode": 384, "uid": 0, "gid": 0
+    }));
+    put(
+        "hot-journal",
+        craft(vec![
+            file("kfadmin-manifest.json", &serde_json::to_vec_pretty(&m).unwrap()),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+            file("data/keyfount.db-journal", &journal),
+        ]),
+        None,
+        &["manifest"],
+    );
     let mut noise = vec![0u8; 4096];
     for (i, b) in noise.iter_mut().enumerate() {
         *b = (i * 131 % 251) as u8;
@@ -214,6 +234,10 @@ fn corrupt_and_hostile_archives_fail_verification_and_restore_changes_nothing() 
             failed.iter().any(|f| checks.contains(&f.as_str())),
             "{name}: expected a failed {checks:?}, got {failed:?}"
         );
+        if name == "hot-journal" {
+            let text = j["archives"][0]["checks"].to_string();
+            assert!(text.contains("keyfount.db-journal: a hot rollback journal"), "{text}");
+        }
 
         // restore: refused, the data directory and everything around it unchanged.
         let r = kfadmin([
