@@ -289,7 +289,7 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
             let chan = ChanReader { rx, chunk: Vec::new(), pos: 0, failed: Arc::clone(&dec_failed) };
             let gz = Watch { inner: MultiGzDecoder::new(chan), failed: Arc::clone(&gz_failed) };
             let mut tar = tar::Archive::new(gz);
-            let walked = walk(&mut tar, opts, &mut v);
+            let walked = walk(&mut tar, opts, meta.len(), &mut v);
             // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
             let mut gz = tar.into_inner();
             let drained = match &walked {
@@ -415,9 +415,11 @@ fn safe_path(raw: &[u8]) -> std::result::Result<PathBuf, String> {
     Ok(clean)
 }
 
+/// `archive_bytes`: the length of the archive file, which bounds what it can hold.
 fn walk<R: Read>(
     tar: &mut tar::Archive<R>,
     opts: &Options,
+    archive_bytes: u64,
     v: &mut Verdict,
 ) -> std::result::Result<(), Walk> {
     let mut seen: HashSet<PathBuf> = HashSet::new();
@@ -499,7 +501,7 @@ fn walk<R: Read>(
                 );
                 return Ok(());
             }
-            if let Some(problem) = manifest_problem(&m) {
+            if let Some(problem) = manifest_problem(&m).or_else(|| declared_problem(&m, archive_bytes)) {
                 v.set("manifest", Status::Fail, problem);
                 return Ok(());
             }
@@ -645,6 +647,21 @@ fn manifest_problem(m: &Manifest) -> Option<String> {
         }
     }
     None
+}
+
+/// Deflate cannot shrink data more than 1032 times: a manifest that lists more bytes than
+/// that lies, and is refused before any space is set aside for it.
+const MAX_RATIO: u64 = 1032;
+
+fn declared_problem(m: &Manifest, archive_bytes: u64) -> Option<String> {
+    let declared = m.files.iter().try_fold(0u64, |sum, f| sum.checked_add(f.size));
+    match declared {
+        Some(total) if total <= archive_bytes.saturating_mul(MAX_RATIO) => None,
+        _ => Some(format!(
+            "the manifest lists {} bytes of files, more than an archive of {archive_bytes} bytes can hold",
+            declared.map(|t| t.to_string()).unwrap_or_else(|| "more than 2^64".into())
+        )),
+    }
 }
 
 fn kind_name(kind: tar::EntryType) -> &'static str {

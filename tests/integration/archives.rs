@@ -205,12 +205,65 @@ fn fixtures(env: &Env, good: &Path, p: &Parts) -> Vec<(&'static str, PathBuf, &'
     out
 }
 
+/// The manifest of a real archive, edited.
+fn edited(p: &Parts, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut m: serde_json::Value = serde_json::from_slice(&p.manifest).unwrap();
+    edit(&mut m);
+    serde_json::to_vec_pretty(&m).unwrap()
+}
+
+/// Archives the property tests (props.rs) found verify or restore mishandling.
+fn found_by_properties(
+    env: &Env,
+    good: &Path,
+    p: &Parts,
+) -> Vec<(&'static str, PathBuf, &'static [&'static str])> {
+    let dir = env.path("found");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut out = Vec::new();
+    let mut put = |name: &'static str, data: Vec<u8>, checks: &'static [&'static str]| {
+        let path = dir.join(format!("{name}.tar.gz"));
+        std::fs::write(&path, data).unwrap();
+        out.push((name, path, checks));
+    };
+    // A manifest that declares a terabyte: verify and restore said "not enough space" (exit 1).
+    let huge = edited(p, |m| m["files"][0]["size"] = (1u64 << 40).into());
+    put(
+        "declares-a-terabyte",
+        craft(vec![
+            file("kfadmin-manifest.json", &huge),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+        ]),
+        &["manifest"],
+    );
+    // Sizes that add up past 2^64: a panic (debug) or a wrapped sum (release).
+    let overflow = edited(p, |m| {
+        m["files"][0]["size"] = u64::MAX.into();
+        let mut second = m["files"][0].clone();
+        second["path"] = "data/other.bin".into();
+        m["files"].as_array_mut().unwrap().push(second);
+    });
+    put(
+        "sizes-overflow",
+        craft(vec![
+            file("kfadmin-manifest.json", &overflow),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+        ]),
+        &["manifest"],
+    );
+    let _ = good;
+    out
+}
+
 #[test]
 fn corrupt_and_hostile_archives_fail_verification_and_restore_changes_nothing() {
     let env = Env::new();
     let (good, parts) = real_archive(&env);
     let target = env.data_dir("target", 1);
-    let fixtures = fixtures(&env, &good, &parts);
+    let mut fixtures = fixtures(&env, &good, &parts);
+    fixtures.extend(found_by_properties(&env, &good, &parts));
     // Everything under the test's directory, which holds the data directory and the parent
     // that a `../` entry would climb into.
     let before = snapshot_tree(env.dir.path());
