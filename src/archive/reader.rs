@@ -293,8 +293,8 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
             // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
             let mut gz = tar.into_inner();
             let drained = match &walked {
-                Ok(()) => io::copy(&mut gz, &mut io::sink()).map(|_| ()),
-                Err(_) => Ok(()),
+                Ok(()) => drain(&mut gz),
+                Err(_) => Ok(0),
             };
             drop(gz); // lets the reader thread stop decrypting and finish hashing
             match (walked, drained) {
@@ -313,7 +313,15 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
                         v.set("tar", Status::Fail, format!("the tar stream is damaged: {e}"));
                     }
                 }
-                (Ok(()), Ok(())) => v.set("gzip", Status::Pass, "every member's CRC-32 matches"),
+                (Ok(()), Ok(0)) => v.set("gzip", Status::Pass, "every member's CRC-32 matches"),
+                (Ok(()), Ok(junk)) => {
+                    v.set("gzip", Status::Pass, "every member's CRC-32 matches");
+                    v.set(
+                        "tar",
+                        Status::Fail,
+                        format!("{junk} bytes that are not zero follow the end of the tar archive"),
+                    );
+                }
             }
         } else {
             drop(rx);
@@ -362,6 +370,21 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
                 || ["integrity", "foreign_keys", "facts"].iter().all(|n| v.status(n) == Status::Pass))
     };
     Ok(v)
+}
+
+/// Read what follows the end of the tar (its last zero block, the gzip trailer, any further
+/// members); the number of bytes among them that are not zero.
+fn drain(from: &mut impl Read) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut junk = 0u64;
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(junk),
+            Ok(n) => junk += buf[..n].iter().filter(|&&b| b != 0).count() as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn read_sidecar(archive: &Path, v: &mut Verdict) -> Option<(String, String)> {

@@ -253,7 +253,12 @@ fn found_by_properties(
         ]),
         &["manifest"],
     );
-    let _ = good;
+    // Another gzip member after the end of the tar: verify said ok.
+    let mut junk = std::fs::read(good).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"hidden after the end of the archive").unwrap();
+    junk.extend(gz.finish().unwrap());
+    put("junk-after-the-end", junk, &["tar"]);
     out
 }
 
