@@ -560,6 +560,14 @@ fn walk<R: Read>(
             return Ok(());
         }
         if kind == tar::EntryType::Directory {
+            if let Some(file) = listed_file_at_or_above(&path, &wanted) {
+                v.set(
+                    "tar",
+                    Status::Fail,
+                    format!("{} is a directory, but the manifest lists {file} as a file", path.display()),
+                );
+                return Ok(());
+            }
             if let Some(dir) = opts.extract_to {
                 if let Ok(rel) = path.strip_prefix("data") {
                     if !rel.as_os_str().is_empty() {
@@ -641,11 +649,36 @@ fn walk<R: Read>(
     Ok(())
 }
 
+/// `path` or the first of its parents that the manifest lists as a file.
+fn listed_file_at_or_above<'a>(path: &'a Path, files: &HashMap<String, FileEntry>) -> Option<&'a str> {
+    path.ancestors().filter_map(|p| p.to_str()).find(|p| files.contains_key(*p))
+}
+
+/// A manifest that lists a path twice, or a file inside another file, cannot be unpacked.
+fn layout_problem(m: &Manifest) -> Option<String> {
+    let mut paths: HashSet<&str> = HashSet::with_capacity(m.files.len());
+    for f in &m.files {
+        if !paths.insert(&f.path) {
+            return Some(format!("the manifest lists {} twice", f.path));
+        }
+    }
+    for f in &m.files {
+        let mut above = Path::new(&f.path).ancestors().skip(1).filter_map(|p| p.to_str());
+        if let Some(file) = above.find(|p| paths.contains(p)) {
+            return Some(format!("the manifest lists {} inside the file {file}", f.path));
+        }
+    }
+    None
+}
+
 /// What must hold in any manifest before its files are trusted.
 fn manifest_problem(m: &Manifest) -> Option<String> {
     let db = format!("data/{}", sqlite::DB_FILE);
     if m.file(&db).is_none() {
         return Some(format!("the manifest lists no {db}"));
+    }
+    if let Some(problem) = layout_problem(m) {
+        return Some(problem);
     }
     for f in &m.files {
         match safe_path(f.path.as_bytes()) {

@@ -259,6 +259,52 @@ fn found_by_properties(
     gz.write_all(b"hidden after the end of the archive").unwrap();
     junk.extend(gz.finish().unwrap());
     put("junk-after-the-end", junk, &["tar"]);
+    // A directory where the manifest has a file: verify and restore failed with "cannot
+    // create … File exists" (exit 1).
+    put(
+        "directory-over-the-database",
+        craft(vec![
+            file("kfadmin-manifest.json", &p.manifest),
+            (b"data/".to_vec(), Kind::Dir),
+            (b"data/keyfount.db/inner/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+        ]),
+        &["tar"],
+    );
+    // A file inside another file: the same, from the manifest.
+    let inner = b"inside the database file".to_vec();
+    let nested = edited(p, |m| {
+        m["files"].as_array_mut().unwrap().push(serde_json::json!({
+            "path": "data/keyfount.db/inner",
+            "size": inner.len(),
+            "sha256": format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&inner)),
+            "mode": 384, "uid": 0, "gid": 0
+        }))
+    });
+    put(
+        "file-inside-a-file",
+        craft(vec![
+            file("kfadmin-manifest.json", &nested),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+            file("data/keyfount.db/inner", &inner),
+        ]),
+        &["manifest"],
+    );
+    // The database listed twice.
+    let twice = edited(p, |m| {
+        let db = m["files"][0].clone();
+        m["files"].as_array_mut().unwrap().push(db);
+    });
+    put(
+        "listed-twice",
+        craft(vec![
+            file("kfadmin-manifest.json", &twice),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+        ]),
+        &["manifest"],
+    );
     out
 }
 
