@@ -12,5 +12,6 @@ mod encrypt;
 mod manage;
 mod many_files;
 mod monitor;
+mod props;
 mod restore;
 mod terminal;
