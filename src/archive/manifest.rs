@@ -147,7 +147,11 @@ pub(crate) mod tests {
             },
             files: (0..files)
                 .map(|i| FileEntry {
-                    path: format!("data/attachments/{i:08}.bin"),
+                    path: if i == 0 {
+                        "data/keyfount.db".into()
+                    } else {
+                        format!("data/attachments/{i:08}.bin")
+                    },
                     size: u64::MAX,
                     sha256: "f".repeat(64),
                     mode: 0o100600,

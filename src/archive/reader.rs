@@ -671,8 +671,8 @@ fn layout_problem(m: &Manifest) -> Option<String> {
     None
 }
 
-/// What must hold in any manifest before its files are trusted.
-fn manifest_problem(m: &Manifest) -> Option<String> {
+/// What must hold in any manifest before its files are trusted (the writer checks it too).
+pub fn manifest_problem(m: &Manifest) -> Option<String> {
     let db = format!("data/{}", sqlite::DB_FILE);
     if m.file(&db).is_none() {
         return Some(format!("the manifest lists no {db}"));

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::catalog;
 use super::manifest::{Manifest, MANIFEST_NAME};
 use super::pargz::ParGzWriter;
+use super::{catalog, reader};
 use crate::crypto::Encryption;
 use crate::error::{check_interrupt, Error, IoContext, Result};
 use crate::fsutil::{create_new, fsync_dir, hex, write_atomic, Partial};
@@ -222,8 +222,13 @@ pub fn write(
     Ok(Written { path: final_path, sidecar, sha256, bytes })
 }
 
-/// The manifest's JSON, held to the bound every reader holds it to.
+/// The manifest's JSON, held to what every reader holds it to: kfadmin never writes an
+/// archive it would refuse.
 fn manifest_json(manifest: &Manifest) -> Result<Vec<u8>> {
+    if let Some(problem) = reader::manifest_problem(manifest) {
+        return Err(Error::failed(format!("this backup cannot be written: {problem}"))
+            .hint("kfadmin would refuse this archive when reading it back, so nothing was written; if the data directory holds a -journal or -wal, let the server stop cleanly (it folds them in) and run again"));
+    }
     let json = serde_json::to_vec_pretty(manifest)
         .map_err(|e| Error::failed("cannot write the archive's manifest").source(e))?;
     match manifest.size_problem(json.len() as u64) {
@@ -390,14 +395,12 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, uid: u32, gid: u32, mtime:
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_manifest_past_the_readers_bound_is_refused_before_anything_is_written() {
+    fn refused(m: &Manifest) -> Error {
         let dir = tempfile::tempdir().unwrap();
-        let m = super::super::manifest::tests::manifest(1, &"h".repeat(2 << 20));
         let e = write(
             dir.path(),
             "kf-20261126T030000Z-cold.tar.gz",
-            &m,
+            m,
             &[],
             Compression::default(),
             &Encryption::None,
@@ -405,7 +408,23 @@ mod tests {
             |_, _| Ok(()),
         )
         .unwrap_err();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing is written");
+        e
+    }
+
+    #[test]
+    fn a_manifest_past_the_readers_bound_is_refused_before_anything_is_written() {
+        let e = refused(&super::super::manifest::tests::manifest(1, &"h".repeat(2 << 20)));
         assert!(e.message.contains("kfadmin could not read it back"), "{}", e.message);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_manifest_the_reader_refuses_is_refused_before_anything_is_written() {
+        let mut m = super::super::manifest::tests::manifest(1, "host");
+        let mut journal = m.files[0].clone();
+        journal.path = "data/keyfount.db-journal".into();
+        m.files.push(journal);
+        let e = refused(&m);
+        assert!(e.message.contains("keyfount.db-journal: a hot rollback journal"), "{}", e.message);
     }
 }
