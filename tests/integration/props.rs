@@ -249,8 +249,10 @@ enum Raw {
         at: usize,
     },
     Junk(Vec<u8>),
-    /// Another gzip member holding these bytes, at the end.
+    /// Another gzip member holding these bytes, at the end,
     Member(Vec<u8>),
+    /// or at the start.
+    Front(Vec<u8>),
     Zeros(usize),
 }
 
@@ -331,6 +333,7 @@ fn raw() -> impl Strategy<Value = Raw> {
         2 => any::<usize>().prop_map(|at| Raw::Truncate { at }),
         1 => bytes(64).prop_map(Raw::Junk),
         1 => bytes(2048).prop_map(Raw::Member),
+        1 => bytes(600).prop_map(Raw::Front),
         1 => (1usize..2048).prop_map(Raw::Zeros),
     ]
 }
@@ -630,6 +633,11 @@ fn apply_raw(bytes: &mut Vec<u8>, r: &Raw) {
         Raw::Truncate { at } => bytes.truncate(at % (bytes.len() + 1)),
         Raw::Junk(j) => bytes.extend_from_slice(j),
         Raw::Member(m) => bytes.extend_from_slice(&gzip(m)),
+        Raw::Front(m) => {
+            let mut front = gzip(m);
+            front.append(bytes);
+            *bytes = front;
+        }
         Raw::Zeros(n) => bytes.extend(std::iter::repeat_n(0u8, *n)),
         _ => {}
     }
