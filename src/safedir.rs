@@ -306,6 +306,11 @@ impl Dir {
         rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode)).ctx("cannot set the mode of", &self.path)
     }
 
+    /// Flush everything written on this directory's filesystem (`syncfs`), the directory too.
+    pub fn sync_filesystem(&self) -> Result<()> {
+        rustix::fs::syncfs(&self.fd).ctx("cannot sync the filesystem of", &self.path)
+    }
+
     pub fn sync(&self) -> Result<()> {
         rustix::fs::fsync(&self.fd).ctx("cannot sync the directory", &self.path)
     }

@@ -1,6 +1,6 @@
 //! The kfadmin archives in a directory: found by name
-//! (`<name>-<YYYYMMDDTHHMMSSZ>-<mode>.tar.gz`), newest first. Anything else is not ours and is
-//! never touched.
+//! (`<name>-<YYYYMMDDTHHMMSSZ>[-<n>]-<mode>.tar.gz`), newest first. Anything else is not ours
+//! and is never touched.
 
 use std::fs::File;
 use std::io::Read;
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 
-use super::manifest::{Manifest, MANIFEST_MAX, MANIFEST_NAME};
+use super::manifest::{self, Manifest, MANIFEST_NAME};
 use super::Mode;
 use crate::error::{Error, IoContext, Kind, Result};
 
@@ -24,6 +24,8 @@ pub struct Entry {
     pub created_unix: u64,
     pub created: String,
     pub mode: Mode,
+    /// 1, or the `-<n>` a backup took when its name was taken in the same second.
+    pub seq: u32,
     /// Encrypted with age (`.tar.gz.age`).
     pub encrypted: bool,
     pub bytes: u64,
@@ -47,18 +49,40 @@ impl Entry {
     }
 }
 
-/// Parse `<name>-<YYYYMMDDTHHMMSSZ>-<mode>.tar.gz` (or `.tar.gz.age`, encrypted).
-pub fn parse_name(file_name: &str) -> Option<(String, u64, Mode)> {
-    let file_name = file_name.strip_suffix(".age").unwrap_or(file_name);
-    let stem = file_name.strip_suffix(".tar.gz")?;
-    let (rest, mode) = if let Some(r) = stem.strip_suffix("-pre-restore") {
-        (r, Mode::PreRestore)
-    } else if let Some(r) = stem.strip_suffix("-online") {
-        (r, Mode::Online)
-    } else if let Some(r) = stem.strip_suffix("-cold") {
-        (r, Mode::Cold)
-    } else {
-        return None;
+/// What an archive's file name says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub name: String,
+    pub created_unix: u64,
+    /// 1 for `<name>-<stamp>-<mode>`, n for `<name>-<stamp>-<n>-<mode>` (n ≥ 2): the n-th
+    /// archive of that name written in that second.
+    pub seq: u32,
+    pub mode: Mode,
+}
+
+/// `(stem before the mode, mode, "-<mode>.tar.gz[.age]")` of an archive's file name.
+fn split_mode(file_name: &str) -> Option<(&str, Mode, &str)> {
+    let plain = file_name.strip_suffix(".age").unwrap_or(file_name);
+    let stem = plain.strip_suffix(".tar.gz")?;
+    [Mode::PreRestore, Mode::Online, Mode::Cold].into_iter().find_map(|mode| {
+        let rest = stem.strip_suffix(mode.as_str())?.strip_suffix('-')?;
+        Some((rest, mode, &file_name[rest.len()..]))
+    })
+}
+
+/// Parse `<name>-<YYYYMMDDTHHMMSSZ>[-<n>]-<mode>.tar.gz` (or `.tar.gz.age`, encrypted).
+pub fn parse(file_name: &str) -> Option<Parsed> {
+    let (rest, mode, _) = split_mode(file_name)?;
+    let (rest, seq) = match rest.rsplit_once('-') {
+        Some((r, n)) if !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            let seq: u32 = n.parse().ok()?;
+            // `-1` and leading zeros are never written: one name for each archive.
+            if seq < 2 || n.starts_with('0') {
+                return None;
+            }
+            (r, seq)
+        }
+        _ => (rest, 1),
     };
     let (name, stamp) = rest.rsplit_once('-')?;
     if name.is_empty() || stamp.len() != 16 {
@@ -78,11 +102,31 @@ pub fn parse_name(file_name: &str) -> Option<(String, u64, Mode)> {
         &stamp[13..15]
     );
     let t = humantime::parse_rfc3339(&rfc).ok()?;
-    let unix = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-    Some((name.to_string(), unix, mode))
+    let created_unix = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Parsed { name: name.to_string(), created_unix, seq, mode })
 }
 
-/// Every kfadmin archive in `dir`, newest first (by the time in its name, then by name).
+/// `(name, created_unix, mode)` of an archive's file name; see [`parse`].
+pub fn parse_name(file_name: &str) -> Option<(String, u64, Mode)> {
+    parse(file_name).map(|p| (p.name, p.created_unix, p.mode))
+}
+
+/// The same archive name with sequence number `seq` (`seq` 1 is the name itself): the name
+/// a writer takes when `file_name` is already taken. None for a name that is not an
+/// archive's, or one that already carries a number.
+pub fn with_seq(file_name: &str, seq: u32) -> Option<String> {
+    if parse(file_name)?.seq != 1 {
+        return None;
+    }
+    if seq <= 1 {
+        return Some(file_name.to_string());
+    }
+    let (rest, _, tail) = split_mode(file_name)?;
+    Some(format!("{rest}-{seq}{tail}"))
+}
+
+/// Every kfadmin archive in `dir`, newest first (by the time in its name, then its sequence
+/// number, then by name).
 pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -96,7 +140,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
     for e in rd {
         let e = e.ctx("cannot read the directory", dir)?;
         let file_name = e.file_name().to_string_lossy().into_owned();
-        let Some((name, created_unix, mode)) = parse_name(&file_name) else { continue };
+        let Some(Parsed { name, created_unix, seq, mode }) = parse(&file_name) else { continue };
         let encrypted = file_name.ends_with(".age");
         let path = e.path();
         let Ok(meta) = path.symlink_metadata() else { continue };
@@ -115,27 +159,35 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
             created_unix,
             created,
             mode,
+            seq,
             encrypted,
             bytes: meta.len(),
             sidecar: sidecar.is_file().then_some(sidecar),
         });
     }
-    out.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then_with(|| b.file_name.cmp(&a.file_name)));
+    // Within one second, `-3-` was written after `-2-`, which came after the plain name.
+    out.sort_by(|a, b| {
+        (b.created_unix, b.seq).cmp(&(a.created_unix, a.seq)).then_with(|| b.file_name.cmp(&a.file_name))
+    });
     Ok(out)
 }
 
-/// The manifest of an archive, from its first tar entry.
+/// The manifest of an archive, from its first tar entry, held to the bound `verify` holds
+/// it to.
 pub fn read_manifest(path: &Path) -> Option<Manifest> {
     let f = File::open(path).ok()?;
     let mut ar = tar::Archive::new(MultiGzDecoder::new(std::io::BufReader::new(f)));
     let mut entries = ar.entries().ok()?;
-    let mut first = entries.next()?.ok()?;
-    if first.path().ok()?.as_ref() != Path::new(MANIFEST_NAME) || first.header().size().ok()? > MANIFEST_MAX {
+    let first = entries.next()?.ok()?;
+    let size = first.header().size().ok()?;
+    if first.path().ok()?.as_ref() != Path::new(MANIFEST_NAME)
+        || manifest::unread_size_problem(size).is_some()
+    {
         return None;
     }
     let mut json = Vec::new();
-    first.read_to_end(&mut json).ok()?;
-    serde_json::from_slice(&json).ok()
+    first.take(size).read_to_end(&mut json).ok()?;
+    manifest::parse(&json).ok()
 }
 
 #[cfg(test)]
@@ -160,8 +212,57 @@ mod tests {
             "-20261126T030000Z-online.tar.gz",
             "notes.txt",
             "keyfount-20261399T030000Z-online.tar.gz",
+            "keyfount-20261126T030000Z-1-online.tar.gz",
+            "keyfount-20261126T030000Z-02-online.tar.gz",
+            "keyfount-20261126T030000Z--online.tar.gz",
+            "keyfount-20261126T030000Z-2-online.tar.gz.partial",
+            "keyfount-2-online.tar.gz",
+            "keyfount-20261126T030000Z-9999999999-online.tar.gz",
         ] {
             assert!(parse_name(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sequence_numbers() {
+        let p = parse("my-kf-1-20261126T030000Z-12-pre-restore.tar.gz.age").unwrap();
+        assert_eq!(
+            p,
+            Parsed { name: "my-kf-1".into(), created_unix: 1795662000, seq: 12, mode: Mode::PreRestore }
+        );
+        assert_eq!(parse("kf-2-20261126T030000Z-online.tar.gz").unwrap().seq, 1);
+        let base = "kf-20261126T030000Z-online.tar.gz.age";
+        assert_eq!(with_seq(base, 1).unwrap(), base);
+        let second = with_seq(base, 2).unwrap();
+        assert_eq!(second, "kf-20261126T030000Z-2-online.tar.gz.age");
+        assert_eq!(parse(&second).unwrap().seq, 2);
+        assert_eq!(parse(&second).unwrap().name, "kf");
+        assert!(with_seq(&second, 3).is_none(), "a numbered name is not numbered again");
+        assert!(with_seq("notes.txt", 2).is_none());
+    }
+
+    #[test]
+    fn numbered_archives_sort_after_the_first_of_their_second() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [
+            "kf-20261126T030000Z-online.tar.gz",
+            "kf-20261126T030000Z-10-online.tar.gz",
+            "kf-20261126T030000Z-2-online.tar.gz",
+            "kf-20261126T030001Z-online.tar.gz",
+            "kf-20261126T025959Z-3-online.tar.gz",
+        ] {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        let names: Vec<String> = scan(dir.path()).unwrap().into_iter().map(|e| e.file_name).collect();
+        assert_eq!(
+            names,
+            [
+                "kf-20261126T030001Z-online.tar.gz",
+                "kf-20261126T030000Z-10-online.tar.gz",
+                "kf-20261126T030000Z-2-online.tar.gz",
+                "kf-20261126T030000Z-online.tar.gz",
+                "kf-20261126T025959Z-3-online.tar.gz",
+            ]
+        );
     }
 }

@@ -7,8 +7,15 @@ use crate::sqlite::DbFacts;
 pub const MANIFEST_NAME: &str = "kfadmin-manifest.json";
 pub const FORMAT: &str = "kfadmin-archive";
 pub const FORMAT_VERSION: u32 = 1;
-/// A manifest larger than this is refused unread: a real one is a few KiB.
-pub const MANIFEST_MAX: u64 = 1 << 20;
+/// What any manifest may take, whatever it describes (the source, the database's facts).
+pub const MANIFEST_BASE: u64 = 1 << 20;
+/// What a manifest may take for each file it lists, besides six bytes for each byte of the
+/// file's path (JSON's longest escape, `\u00XX`). A real entry takes about 230 bytes plus the
+/// path.
+pub const MANIFEST_PER_FILE: u64 = 512;
+/// A manifest larger than this is refused unread, whatever it lists: it is read into memory
+/// to be parsed. About 250,000 files.
+pub const MANIFEST_MAX: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -111,5 +118,111 @@ impl Manifest {
 
     pub fn dir(&self, path: &str) -> Option<&DirEntry> {
         self.dirs.iter().find(|d| d.path == path)
+    }
+
+    /// The most bytes this manifest's JSON may take: a base, plus an allowance for each file
+    /// it lists, never more than [`MANIFEST_MAX`]. The writer and every reader hold manifests
+    /// to this same bound, so kfadmin never writes an archive it would refuse.
+    pub fn size_limit(&self) -> u64 {
+        let paths = self.files.iter().map(|f| &f.path).chain(self.dirs.iter().map(|d| &d.path));
+        let entries: u64 = paths.map(|p| MANIFEST_PER_FILE.saturating_add(6 * p.len() as u64)).sum();
+        MANIFEST_BASE.saturating_add(entries).min(MANIFEST_MAX)
+    }
+
+    /// Why the JSON of this manifest, `size` bytes, is refused (None when it is not).
+    pub fn size_problem(&self, size: u64) -> Option<String> {
+        let limit = self.size_limit();
+        (size > limit).then(|| {
+            format!(
+                "{MANIFEST_NAME} is {size} bytes, more than the {limit} bytes allowed for a manifest of {} file(s)",
+                self.files.len()
+            )
+        })
+    }
+}
+
+/// Why a manifest of `size` bytes is refused before it is read (None when it may be read).
+pub fn unread_size_problem(size: u64) -> Option<String> {
+    (size > MANIFEST_MAX).then(|| {
+        format!(
+            "{MANIFEST_NAME} is {size} bytes, more than any manifest kfadmin reads ({MANIFEST_MAX} bytes)"
+        )
+    })
+}
+
+/// A manifest from its JSON, held to [`Manifest::size_limit`]; Err says why not.
+pub fn parse(json: &[u8]) -> Result<Manifest, String> {
+    if let Some(problem) = unread_size_problem(json.len() as u64) {
+        return Err(problem);
+    }
+    let m: Manifest =
+        serde_json::from_slice(json).map_err(|e| format!("{MANIFEST_NAME} cannot be parsed: {e}"))?;
+    match m.size_problem(json.len() as u64) {
+        Some(problem) => Err(problem),
+        None => Ok(m),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn manifest(files: usize, host: &str) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            kfadmin_version: "0.1.0".into(),
+            created: "2026-11-26T03:00:00Z".into(),
+            created_unix: 1795662000,
+            mode: Mode::Cold,
+            source: Source {
+                kind: "path".into(),
+                path: "/srv/kf/keyfount.db".into(),
+                host: host.into(),
+                container: None,
+                mounts: vec![],
+            },
+            files: (0..files)
+                .map(|i| FileEntry {
+                    path: if i == 0 {
+                        "data/keyfount.db".into()
+                    } else {
+                        format!("data/attachments/{i:08}.bin")
+                    },
+                    size: u64::MAX,
+                    sha256: "f".repeat(64),
+                    mode: 0o100600,
+                    uid: u32::MAX,
+                    gid: u32::MAX,
+                })
+                .collect(),
+            dirs: vec![],
+            database: DbFacts {
+                page_size: 4096,
+                page_count: 1,
+                journal_mode: crate::sqlite::Journal::Wal,
+                user_version: 0,
+                schema_version: None,
+                tables: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_bound_grows_with_the_files_and_holds_what_the_writer_writes() {
+        for n in [1, 15_000, 100_000] {
+            let m = manifest(n, "host");
+            let json = serde_json::to_vec_pretty(&m).unwrap();
+            assert!(json.len() as u64 > MANIFEST_BASE || n < 1000);
+            assert_eq!(parse(&json).unwrap().files.len(), n);
+        }
+        // Padding is not described by anything.
+        let mut json = serde_json::to_vec_pretty(&manifest(1, "host")).unwrap();
+        json.extend(std::iter::repeat_n(b' ', 1 << 20));
+        assert!(parse(&json).unwrap_err().contains("allowed for a manifest of 1 file(s)"));
+        // Never past the hard cap, whatever it lists.
+        let big = manifest(300_000, "host");
+        assert_eq!(big.size_limit(), MANIFEST_MAX);
+        assert!(unread_size_problem(MANIFEST_MAX + 1).is_some());
     }
 }

@@ -1,6 +1,8 @@
-//! Writes a v1 archive atomically: `<final>.partial` (mode 0600), fsync, check, hard link to
-//! the final name (never replacing a file), fsync of the directory, then the `.sha256`
-//! sidecar the same way. A file under a final name is always complete and checked.
+//! Writes a v1 archive atomically: `<final>.partial` (mode 0600, created exclusively: it
+//! reserves the name), fsync, check, hard link to the final name (never replacing a file),
+//! fsync of the directory, then the `.sha256` sidecar the same way. A file under a final name
+//! is always complete and checked; two runs that pick the same name in the same second get
+//! `<name>-<stamp>-2-<mode>.tar.gz` and so on, and neither touches the other's files.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -10,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, MANIFEST_NAME};
 use super::pargz::ParGzWriter;
+use super::{catalog, reader};
 use crate::crypto::Encryption;
 use crate::error::{check_interrupt, Error, IoContext, Result};
 use crate::fsutil::{create_new, fsync_dir, hex, write_atomic, Partial};
@@ -183,9 +186,15 @@ fn tar_err(e: io::Error, path: &Path) -> Error {
     }
 }
 
-/// Write `manifest` and then `files` (archive path, file on disk) into `out_dir/file_name`.
-/// `check` runs on the fsynced `.partial` before it gets its final name; an error from it
-/// removes the partial.
+/// How many names of one second a writer tries (`<name>-<stamp>-<n>-<mode>`) before it
+/// gives up.
+const MAX_SEQ: u32 = 1000;
+
+/// Write `manifest` and then `files` (archive path, file on disk) into `out_dir/file_name`,
+/// or, when that name is taken (another backup of the same name in the same second), into
+/// the first free `<name>-<stamp>-<n>-<mode>.tar.gz` (see [`catalog::with_seq`]); the name
+/// taken is in the result. `check` runs on the fsynced `.partial` before it gets its final
+/// name; an error from it removes the partial. Only files this call created are ever removed.
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     out_dir: &Path,
@@ -197,39 +206,131 @@ pub fn write(
     progress: &dyn Progress,
     check: impl FnOnce(&Path, &str) -> Result<()>,
 ) -> Result<Written> {
-    let final_path = out_dir.join(file_name);
-    if final_path.symlink_metadata().is_ok() {
-        return Err(Error::failed(format!("{} already exists", final_path.display()))
-            .hint("another backup was written in the same second; wait a second and run again"));
-    }
-    let partial = Partial::new(out_dir.join(format!("{file_name}.partial")));
-    let file = create_new(partial.path(), 0o600)?;
+    let json = manifest_json(manifest)?;
+    let (partial, file, seq) = reserve(out_dir, file_name)?;
     let (sha256, bytes) =
-        write_tar(file, partial.path(), manifest, files, compression, encryption, progress)?;
+        write_tar(file, partial.path(), &json, manifest, files, compression, encryption, progress)?;
     check(partial.path(), &sha256)?;
 
-    std::fs::hard_link(partial.path(), &final_path)
-        .or_else(|_| {
-            if final_path.symlink_metadata().is_ok() {
-                Err(io::Error::from(io::ErrorKind::AlreadyExists))
-            } else {
-                std::fs::rename(partial.path(), &final_path)
-            }
-        })
-        .ctx("cannot give the archive its final name", &final_path)?;
-    drop(partial);
+    let (final_path, final_name) = publish(out_dir, file_name, seq, partial)?;
     let done = Partial::new(final_path.clone());
     fsync_dir(out_dir)?;
 
     let sidecar = PathBuf::from(format!("{}.sha256", final_path.display()));
-    write_atomic(&sidecar, format!("{sha256}  {file_name}\n").as_bytes(), 0o600)?;
+    write_atomic(&sidecar, format!("{sha256}  {final_name}\n").as_bytes(), 0o600)?;
     done.keep();
     Ok(Written { path: final_path, sidecar, sha256, bytes })
 }
 
+/// The manifest's JSON, held to what every reader holds it to: kfadmin never writes an
+/// archive it would refuse.
+fn manifest_json(manifest: &Manifest) -> Result<Vec<u8>> {
+    if let Some(problem) = reader::manifest_problem(manifest) {
+        return Err(Error::failed(format!("this backup cannot be written: {problem}"))
+            .hint("kfadmin would refuse this archive when reading it back, so nothing was written; if the data directory holds a -journal or -wal, let the server stop cleanly (it folds them in) and run again"));
+    }
+    let json = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::failed("cannot write the archive's manifest").source(e))?;
+    match manifest.size_problem(json.len() as u64) {
+        None => Ok(json),
+        Some(problem) => Err(Error::failed(format!(
+            "this backup cannot be written: {problem}, so kfadmin could not read it back"
+        ))
+        .hint("the data directory holds too many files: move caches and attachments out of it")),
+    }
+}
+
+/// `file_name` with sequence number `seq`.
+fn candidate(file_name: &str, seq: u32, out_dir: &Path) -> Result<String> {
+    catalog::with_seq(file_name, seq).ok_or_else(|| {
+        Error::failed(format!("{} already exists", out_dir.join(file_name).display()))
+            .hint("choose another --name or --out")
+    })
+}
+
+fn already_exists(e: &Error) -> bool {
+    e.source
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<io::Error>())
+        .is_some_and(|e| e.kind() == io::ErrorKind::AlreadyExists)
+}
+
+/// Reserve the first free name: its `.partial` created with O_EXCL. A name whose final file
+/// or partial exists belongs to another run (or an older archive) and is skipped, never
+/// touched.
+fn reserve(out_dir: &Path, file_name: &str) -> Result<(Partial, File, u32)> {
+    for seq in 1..=MAX_SEQ {
+        let name = candidate(file_name, seq, out_dir)?;
+        if out_dir.join(&name).symlink_metadata().is_ok() {
+            continue;
+        }
+        let path = out_dir.join(format!("{name}.partial"));
+        match create_new(&path, 0o600) {
+            // Armed only now: this run created the file.
+            Ok(file) => return Ok((Partial::new(path), file, seq)),
+            Err(e) if already_exists(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(too_many(out_dir, file_name))
+}
+
+fn too_many(out_dir: &Path, file_name: &str) -> Error {
+    Error::failed(format!("{MAX_SEQ} archives named like {file_name} already exist in {}", out_dir.display()))
+        .hint("remove the leftover .partial files of dead runs there, or choose another --out")
+}
+
+/// Give the checked partial the first free final name from `seq` on. A hard link (or a
+/// rename that never replaces) fails when the name is taken, and the next one is tried.
+fn publish(out_dir: &Path, file_name: &str, mut seq: u32, partial: Partial) -> Result<(PathBuf, String)> {
+    loop {
+        let name = candidate(file_name, seq, out_dir)?;
+        let final_path = out_dir.join(&name);
+        match std::fs::hard_link(partial.path(), &final_path) {
+            Ok(()) => {
+                drop(partial);
+                return Ok((final_path, name));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // A filesystem without hard links.
+            Err(_) => match rename_noreplace(partial.path(), &final_path) {
+                Ok(()) => {
+                    // The partial's name is free again: another run may take it now.
+                    partial.keep();
+                    return Ok((final_path, name));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("cannot give the archive its final name", &final_path, e)),
+            },
+        }
+        if seq >= MAX_SEQ {
+            return Err(too_many(out_dir, file_name));
+        }
+        seq += 1;
+    }
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths relative to the working directory.
+    let rc = unsafe {
+        libc::renameat2(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::RENAME_NOREPLACE)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_tar(
     file: File,
     path: &Path,
+    json: &[u8],
     manifest: &Manifest,
     files: &[PathBuf],
     compression: Compression,
@@ -246,10 +347,9 @@ fn write_tar(
     let gz = ParGzWriter::new(Threaded::spawn(sink), compression.level, compression.threads);
     let mut tar = tar::Builder::new(Tick { inner: gz, stage: stage.as_ref() });
 
-    let json = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
     let mtime = manifest.created_unix;
     let mut h = header(tar::EntryType::Regular, json.len() as u64, 0o600, 0, 0, mtime);
-    tar.append_data(&mut h, MANIFEST_NAME, &json[..]).map_err(|e| tar_err(e, path))?;
+    tar.append_data(&mut h, MANIFEST_NAME, json).map_err(|e| tar_err(e, path))?;
 
     if manifest.dirs.is_empty() {
         let (uid, gid) = manifest.files.first().map(|f| (f.uid, f.gid)).unwrap_or((0, 0));
@@ -295,4 +395,42 @@ fn header(kind: tar::EntryType, size: u64, mode: u32, uid: u32, gid: u32, mtime:
     h.set_gid(gid as u64);
     h.set_mtime(mtime);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(m: &Manifest) -> Error {
+        let dir = tempfile::tempdir().unwrap();
+        let e = write(
+            dir.path(),
+            "kf-20261126T030000Z-cold.tar.gz",
+            m,
+            &[],
+            Compression::default(),
+            &Encryption::None,
+            &crate::progress::Silent,
+            |_, _| Ok(()),
+        )
+        .unwrap_err();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing is written");
+        e
+    }
+
+    #[test]
+    fn a_manifest_past_the_readers_bound_is_refused_before_anything_is_written() {
+        let e = refused(&super::super::manifest::tests::manifest(1, &"h".repeat(2 << 20)));
+        assert!(e.message.contains("kfadmin could not read it back"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_manifest_the_reader_refuses_is_refused_before_anything_is_written() {
+        let mut m = super::super::manifest::tests::manifest(1, "host");
+        let mut journal = m.files[0].clone();
+        journal.path = "data/keyfount.db-journal".into();
+        m.files.push(journal);
+        let e = refused(&m);
+        assert!(e.message.contains("keyfount.db-journal: a hot rollback journal"), "{}", e.message);
+    }
 }

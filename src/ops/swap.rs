@@ -220,8 +220,9 @@ impl Plan {
         }
     }
 
-    /// Give the staged files their owner and mode (through their descriptors), sync them, and
-    /// remember each one, so that the swap can tell if one was replaced meanwhile.
+    /// Give the staged files their owner and mode (through their descriptors), remember each
+    /// one, so that the swap can tell if one was replaced meanwhile, and sync them all (one
+    /// `syncfs`: an fsync per file is minutes for 50,000 small files).
     pub fn prepare(&mut self, staging: &Dir) -> Result<()> {
         for f in &mut self.files {
             let (parent, name) = split(&f.rel)?;
@@ -229,10 +230,9 @@ impl Plan {
             let what = staging.display(&f.rel);
             safedir::set_owner(&file, f.perm.0, f.perm.1, &what)?;
             safedir::set_mode(&file, f.perm.2, &what)?;
-            file.sync_all().map_err(|e| Error::io("cannot sync", &what, e))?;
             f.staged = Some(safedir::meta_of(&file, &what)?);
         }
-        staging.sync()
+        staging.sync_filesystem()
     }
 
     /// Whether the swap keeps anything (a safety directory is made).

@@ -176,6 +176,26 @@ fn fixtures(env: &Env, good: &Path, p: &Parts) -> Vec<(&'static str, PathBuf, &'
         None,
         &["tar"],
     );
+    // A hot rollback journal beside the database, listed with its true size and hash.
+    let journal = b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7 a hot journal header and pages".to_vec();
+    let mut m: serde_json::Value = serde_json::from_slice(&p.manifest).unwrap();
+    m["files"].as_array_mut().unwrap().push(serde_json::json!({
+        "path": "data/keyfount.db-journal",
+        "size": journal.len(),
+        "sha256": format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&journal)),
+        "mode": 384, "uid": 0, "gid": 0
+    }));
+    put(
+        "hot-journal",
+        craft(vec![
+            file("kfadmin-manifest.json", &serde_json::to_vec_pretty(&m).unwrap()),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+            file("data/keyfount.db-journal", &journal),
+        ]),
+        None,
+        &["manifest"],
+    );
     let mut noise = vec![0u8; 4096];
     for (i, b) in noise.iter_mut().enumerate() {
         *b = (i * 131 % 251) as u8;
@@ -185,12 +205,116 @@ fn fixtures(env: &Env, good: &Path, p: &Parts) -> Vec<(&'static str, PathBuf, &'
     out
 }
 
+/// The manifest of a real archive, edited.
+fn edited(p: &Parts, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut m: serde_json::Value = serde_json::from_slice(&p.manifest).unwrap();
+    edit(&mut m);
+    serde_json::to_vec_pretty(&m).unwrap()
+}
+
+/// Archives the property tests (props.rs) found verify or restore mishandling.
+fn found_by_properties(
+    env: &Env,
+    good: &Path,
+    p: &Parts,
+) -> Vec<(&'static str, PathBuf, &'static [&'static str])> {
+    let dir = env.path("found");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut out = Vec::new();
+    let mut put = |name: &'static str, data: Vec<u8>, checks: &'static [&'static str]| {
+        let path = dir.join(format!("{name}.tar.gz"));
+        std::fs::write(&path, data).unwrap();
+        out.push((name, path, checks));
+    };
+    // A manifest that declares a terabyte: verify and restore said "not enough space" (exit 1).
+    let huge = edited(p, |m| m["files"][0]["size"] = (1u64 << 40).into());
+    put(
+        "declares-a-terabyte",
+        craft(vec![
+            file("kfadmin-manifest.json", &huge),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+        ]),
+        &["manifest"],
+    );
+    // Sizes that add up past 2^64: a panic (debug) or a wrapped sum (release).
+    let overflow = edited(p, |m| {
+        m["files"][0]["size"] = u64::MAX.into();
+        let mut second = m["files"][0].clone();
+        second["path"] = "data/other.bin".into();
+        m["files"].as_array_mut().unwrap().push(second);
+    });
+    put(
+        "sizes-overflow",
+        craft(vec![
+            file("kfadmin-manifest.json", &overflow),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+        ]),
+        &["manifest"],
+    );
+    // Another gzip member after the end of the tar: verify said ok.
+    let mut junk = std::fs::read(good).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"hidden after the end of the archive").unwrap();
+    junk.extend(gz.finish().unwrap());
+    put("junk-after-the-end", junk, &["tar"]);
+    // A directory where the manifest has a file: verify and restore failed with "cannot
+    // create … File exists" (exit 1).
+    put(
+        "directory-over-the-database",
+        craft(vec![
+            file("kfadmin-manifest.json", &p.manifest),
+            (b"data/".to_vec(), Kind::Dir),
+            (b"data/keyfount.db/inner/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+        ]),
+        &["tar"],
+    );
+    // A file inside another file: the same, from the manifest.
+    let inner = b"inside the database file".to_vec();
+    let nested = edited(p, |m| {
+        m["files"].as_array_mut().unwrap().push(serde_json::json!({
+            "path": "data/keyfount.db/inner",
+            "size": inner.len(),
+            "sha256": format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&inner)),
+            "mode": 384, "uid": 0, "gid": 0
+        }))
+    });
+    put(
+        "file-inside-a-file",
+        craft(vec![
+            file("kfadmin-manifest.json", &nested),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+            file("data/keyfount.db/inner", &inner),
+        ]),
+        &["manifest"],
+    );
+    // The database listed twice.
+    let twice = edited(p, |m| {
+        let db = m["files"][0].clone();
+        m["files"].as_array_mut().unwrap().push(db);
+    });
+    put(
+        "listed-twice",
+        craft(vec![
+            file("kfadmin-manifest.json", &twice),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+        ]),
+        &["manifest"],
+    );
+    out
+}
+
 #[test]
 fn corrupt_and_hostile_archives_fail_verification_and_restore_changes_nothing() {
     let env = Env::new();
     let (good, parts) = real_archive(&env);
     let target = env.data_dir("target", 1);
-    let fixtures = fixtures(&env, &good, &parts);
+    let mut fixtures = fixtures(&env, &good, &parts);
+    fixtures.extend(found_by_properties(&env, &good, &parts));
     // Everything under the test's directory, which holds the data directory and the parent
     // that a `../` entry would climb into.
     let before = snapshot_tree(env.dir.path());
@@ -214,6 +338,10 @@ fn corrupt_and_hostile_archives_fail_verification_and_restore_changes_nothing() 
             failed.iter().any(|f| checks.contains(&f.as_str())),
             "{name}: expected a failed {checks:?}, got {failed:?}"
         );
+        if name == "hot-journal" {
+            let text = j["archives"][0]["checks"].to_string();
+            assert!(text.contains("keyfount.db-journal: a hot rollback journal"), "{text}");
+        }
 
         // restore: refused, the data directory and everything around it unchanged.
         let r = kfadmin([
@@ -275,4 +403,85 @@ fn a_good_archive_passes_every_check_and_gnu_tar_reads_it() {
 fn verify_of_a_missing_archive_is_bad_input() {
     let env = Env::new();
     kfadmin(["verify".as_ref(), env.path("nope.tar.gz").as_os_str()]).code(2).stderr_has("does not exist");
+}
+
+/// Every name of the next minute is taken: by another archive, and its `-2-` by another
+/// run's `.partial`. The backup takes `-3-`, and no file of the others changes.
+#[test]
+fn a_taken_name_gets_the_next_number_and_nothing_of_another_run_is_touched() {
+    use kfadmin::archive::{catalog, writer};
+    let env = Env::new();
+    let data = env.data_dir("src", 1);
+    let out = env.path("out");
+    std::fs::create_dir(&out).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for t in now - 2..now + 60 {
+        let base = writer::file_name("keyfount", t, "online", false);
+        std::fs::write(out.join(&base), b"another archive").unwrap();
+        let second = catalog::with_seq(&base, 2).unwrap();
+        std::fs::write(out.join(format!("{second}.partial")), b"another run's partial").unwrap();
+    }
+    let before = snapshot_tree(&out);
+    let j = backup(&data.join("keyfount.db"), &out);
+    let archive = PathBuf::from(j["archive"].as_str().unwrap());
+    let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+    let parsed = catalog::parse(&name).unwrap_or_else(|| panic!("{name} is not an archive name"));
+    assert_eq!((parsed.name.as_str(), parsed.seq), ("keyfount", 3), "{name}");
+    let after = snapshot_tree(&out);
+    for (file, sum) in &before {
+        assert_eq!(after.get(file), Some(sum), "{file} was changed or removed");
+    }
+    let sidecar = std::fs::read_to_string(format!("{}.sha256", archive.display())).unwrap();
+    assert_eq!(sidecar, format!("{}  {name}\n", j["sha256"].as_str().unwrap()));
+    kfadmin(["verify".as_ref(), archive.as_os_str()]).ok();
+    // The newest archive of that second is listed first.
+    let r = kfadmin(["list".as_ref(), "--json".as_ref(), out.as_os_str()]);
+    let listed = r.json();
+    let first =
+        listed["archives"].as_array().unwrap().iter().find(|a| a["created_unix"] == parsed.created_unix);
+    assert_eq!(first.unwrap()["file_name"], name.as_str());
+}
+
+/// Two real backups of one database into one directory, started together until they land
+/// in the same second: both succeed, with distinct names, and both verify.
+#[test]
+fn two_backups_of_one_name_in_the_same_second_both_succeed() {
+    use kfadmin::archive::catalog;
+    let env = Env::new();
+    let db = env.data_dir("src", 1).join("keyfount.db");
+    for attempt in 0..20 {
+        let out = env.path(&format!("out-{attempt}"));
+        let spawn = || {
+            std::process::Command::new(kfadmin_bin())
+                .args(["backup", "--online", "--json", "--db"])
+                .arg(&db)
+                .arg("--out")
+                .arg(&out)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let runs: Vec<Run> = [a, b].into_iter().map(|c| c.wait_with_output().unwrap().into()).collect();
+        let mut names = Vec::new();
+        for r in &runs {
+            r.ok();
+            let path = PathBuf::from(r.json()["archive"].as_str().unwrap());
+            kfadmin(["verify".as_ref(), path.as_os_str()]).ok();
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        assert_ne!(names[0], names[1]);
+        let parsed: Vec<_> = names.iter().map(|n| catalog::parse(n).unwrap()).collect();
+        if parsed[0].created_unix == parsed[1].created_unix {
+            let mut seqs = [parsed[0].seq, parsed[1].seq];
+            seqs.sort();
+            assert_eq!(seqs, [1, 2], "{names:?}");
+            let left: Vec<String> = ls(&out).into_iter().filter(|f| f.ends_with(".partial")).collect();
+            assert!(left.is_empty(), "left behind: {left:?}");
+            return;
+        }
+    }
+    panic!("20 pairs of backups never started in the same second");
 }
