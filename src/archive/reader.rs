@@ -222,6 +222,57 @@ impl<R: Read> Read for Watch<R> {
 /// Checks an archive; `Err` only for trouble outside the archive (an unreadable file, a full
 /// staging disk, an interrupt). Problems with the archive itself are failed checks.
 pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result<Verdict> {
+    let (file, len) = open_archive(archive)?;
+    let mut v = Verdict {
+        archive: archive.to_path_buf(),
+        ok: false,
+        checks: CHECKS
+            .iter()
+            .map(|&name| Check { name, status: Status::Skip, detail: String::new() })
+            .collect(),
+        bytes: 0,
+        sha256: String::new(),
+        manifest: None,
+    };
+    let expected = match opts.expected_sha256 {
+        Some(h) => Some((h.to_string(), "the checksum computed while writing".to_string())),
+        None => read_sidecar(archive, &mut v),
+    };
+    let stage = progress.stage("verify", len, Unit::Bytes);
+    let encrypted = crypto::is_encrypted(archive);
+    let no_keys = Keys::default();
+    let keys = opts.keys.unwrap_or(&no_keys);
+    let stage_ref: &dyn Stage = stage.as_ref();
+    // Two threads: one reads the file, hashes it for the sidecar and decrypts; this one
+    // decompresses, walks the tar and hashes the files.
+    let produced = std::thread::scope(|scope| -> Result<(String, u64)> {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
+        let producer = scope.spawn(move || produce(file, encrypted, keys, stage_ref, tx));
+        let header =
+            encrypted.then(|| rx.recv().map_or(Err("the reader stopped".to_string()), |m| m.header()));
+        let outside = if judge_header(header, keys, opts, &mut v) {
+            read_tar(rx, opts, len, encrypted, &mut v)
+        } else {
+            drop(rx);
+            None
+        };
+        let hashed =
+            producer.join().expect("the reader thread does not panic").ctx("cannot read", archive)?;
+        match outside {
+            Some(e) => Err(e),
+            None => Ok(hashed),
+        }
+    });
+    let (sha256, bytes) = produced?;
+    stage.finish();
+    v.bytes = bytes;
+    v.sha256 = sha256;
+    conclude(&mut v, expected, opts, encrypted)?;
+    Ok(v)
+}
+
+/// The archive, opened for reading, and its length; a missing path or a directory is bad input.
+fn open_archive(archive: &Path) -> Result<(File, u64)> {
     let file = match File::open(archive) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -234,112 +285,85 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     if !meta.is_file() {
         return Err(Error::usage(format!("{} is not a file", archive.display())));
     }
-    let mut v = Verdict {
-        archive: archive.to_path_buf(),
-        ok: false,
-        checks: CHECKS
-            .iter()
-            .map(|&name| Check { name, status: Status::Skip, detail: String::new() })
-            .collect(),
-        bytes: 0,
-        sha256: String::new(),
-        manifest: None,
-    };
+    Ok((file, meta.len()))
+}
 
-    let expected = match opts.expected_sha256 {
-        Some(h) => Some((h.to_string(), "the checksum computed while writing".to_string())),
-        None => read_sidecar(archive, &mut v),
-    };
-
-    let stage = progress.stage("verify", meta.len(), Unit::Bytes);
-    let encrypted = crypto::is_encrypted(archive);
-    let no_keys = Keys::default();
-    let keys = opts.keys.unwrap_or(&no_keys);
-    let stage_ref: &dyn Stage = stage.as_ref();
-    // Two threads: one reads the file, hashes it for the sidecar and decrypts; this one
-    // decompresses, walks the tar and hashes the files.
-    let produced = std::thread::scope(|scope| -> Result<(String, u64)> {
-        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
-        let producer = scope.spawn(move || produce(file, encrypted, keys, stage_ref, tx));
-        let header = if encrypted {
-            Some(rx.recv().map_or(Err("the reader stopped".to_string()), |m| m.header()))
-        } else {
-            None
-        };
-        let proceed = match header {
-            None => {
-                v.set("decrypt", Status::Skip, "not encrypted");
-                true
-            }
-            Some(Ok(())) => {
-                v.set("decrypt", Status::Pass, "age: the header and every chunk authenticate");
-                true
-            }
-            Some(Err(why)) if keys.is_empty() && !opts.sqlite => {
-                v.set("decrypt", Status::Skip, format!("{why}; the contents were not checked"));
-                false
-            }
-            Some(Err(why)) => {
-                v.set("decrypt", Status::Fail, why);
-                false
-            }
-        };
-        let mut outside = None;
-        if proceed {
-            let dec_failed = Arc::new(AtomicBool::new(false));
-            let gz_failed = Arc::new(AtomicBool::new(false));
-            let chan = ChanReader { rx, chunk: Vec::new(), pos: 0, failed: Arc::clone(&dec_failed) };
-            let gz = Watch { inner: MultiGzDecoder::new(chan), failed: Arc::clone(&gz_failed) };
-            let mut tar = tar::Archive::new(gz);
-            let walked = walk(&mut tar, opts, meta.len(), &mut v);
-            // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
-            let mut gz = tar.into_inner();
-            let drained = match &walked {
-                Ok(()) => drain(&mut gz),
-                Err(_) => Ok(0),
-            };
-            drop(gz); // lets the reader thread stop decrypting and finish hashing
-            match (walked, drained) {
-                (Err(Walk::Outside(e)), _) => outside = Some(e),
-                (Err(Walk::Archive(e)), _) | (Ok(()), Err(e)) => {
-                    if dec_failed.load(Ordering::SeqCst) && encrypted {
-                        v.set(
-                            "decrypt",
-                            Status::Fail,
-                            format!("the encrypted stream is damaged or truncated: {e}"),
-                        );
-                    } else if gz_failed.load(Ordering::SeqCst) {
-                        v.set("gzip", Status::Fail, format!("the gzip stream is damaged: {e}"));
-                    } else {
-                        v.set("gzip", Status::Pass, "");
-                        v.set("tar", Status::Fail, format!("the tar stream is damaged: {e}"));
-                    }
-                }
-                (Ok(()), Ok(0)) => v.set("gzip", Status::Pass, "every member's CRC-32 matches"),
-                (Ok(()), Ok(junk)) => {
-                    v.set("gzip", Status::Pass, "every member's CRC-32 matches");
-                    v.set(
-                        "tar",
-                        Status::Fail,
-                        format!("{junk} bytes that are not zero follow the end of the tar archive"),
-                    );
-                }
-            }
-        } else {
-            drop(rx);
+/// Whether the contents can be read: not encrypted, or the age header opened with the keys.
+fn judge_header(
+    header: Option<std::result::Result<(), String>>,
+    keys: &Keys,
+    opts: &Options,
+    v: &mut Verdict,
+) -> bool {
+    match header {
+        None => {
+            v.set("decrypt", Status::Skip, "not encrypted");
+            true
         }
-        let hashed =
-            producer.join().expect("the reader thread does not panic").ctx("cannot read", archive)?;
-        match outside {
-            Some(e) => Err(e),
-            None => Ok(hashed),
+        Some(Ok(())) => {
+            v.set("decrypt", Status::Pass, "age: the header and every chunk authenticate");
+            true
         }
-    });
-    let (sha256, bytes) = produced?;
-    stage.finish();
-    v.bytes = bytes;
-    v.sha256 = sha256;
+        Some(Err(why)) if keys.is_empty() && !opts.sqlite => {
+            v.set("decrypt", Status::Skip, format!("{why}; the contents were not checked"));
+            false
+        }
+        Some(Err(why)) => {
+            v.set("decrypt", Status::Fail, why);
+            false
+        }
+    }
+}
 
+/// Decompress and walk the tar the reader thread sends, and tell which layer failed (age, gzip
+/// or tar). Returns trouble outside the archive (a full staging disk, an interrupt).
+fn read_tar(rx: Receiver<Msg>, opts: &Options, len: u64, encrypted: bool, v: &mut Verdict) -> Option<Error> {
+    let dec_failed = Arc::new(AtomicBool::new(false));
+    let gz_failed = Arc::new(AtomicBool::new(false));
+    let chan = ChanReader { rx, chunk: Vec::new(), pos: 0, failed: Arc::clone(&dec_failed) };
+    let gz = Watch { inner: MultiGzDecoder::new(chan), failed: Arc::clone(&gz_failed) };
+    let mut tar = tar::Archive::new(gz);
+    let walked = walk(&mut tar, opts, len, v);
+    // Read whatever the tar layer left: the gzip trailer, trailing members, trailing junk.
+    let mut gz = tar.into_inner();
+    let drained = match &walked {
+        Ok(()) => drain(&mut gz),
+        Err(_) => Ok(0),
+    };
+    drop(gz); // lets the reader thread stop decrypting and finish hashing
+    match (walked, drained) {
+        (Err(Walk::Outside(e)), _) => return Some(e),
+        (Err(Walk::Archive(e)), _) | (Ok(()), Err(e)) => {
+            if dec_failed.load(Ordering::SeqCst) && encrypted {
+                v.set("decrypt", Status::Fail, format!("the encrypted stream is damaged or truncated: {e}"));
+            } else if gz_failed.load(Ordering::SeqCst) {
+                v.set("gzip", Status::Fail, format!("the gzip stream is damaged: {e}"));
+            } else {
+                v.set("gzip", Status::Pass, "");
+                v.set("tar", Status::Fail, format!("the tar stream is damaged: {e}"));
+            }
+        }
+        (Ok(()), Ok(0)) => v.set("gzip", Status::Pass, "every member's CRC-32 matches"),
+        (Ok(()), Ok(junk)) => {
+            v.set("gzip", Status::Pass, "every member's CRC-32 matches");
+            v.set(
+                "tar",
+                Status::Fail,
+                format!("{junk} bytes that are not zero follow the end of the tar archive"),
+            );
+        }
+    }
+    None
+}
+
+/// The checks that follow the read: tar, the sidecar, SQLite (when asked and the files
+/// matched), and the verdict.
+fn conclude(
+    v: &mut Verdict,
+    expected: Option<(String, String)>,
+    opts: &Options,
+    encrypted: bool,
+) -> Result<()> {
     if v.status("tar") == Status::Skip
         && v.status("gzip") == Status::Pass
         && v.status("manifest") != Status::Skip
@@ -358,7 +382,7 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     let files_ok = v.status("files") == Status::Pass;
     if opts.sqlite && files_ok {
         if let (Some(dir), Some(m)) = (opts.extract_to, v.manifest.clone()) {
-            sqlite_checks(&dir.display(sqlite::DB_FILE), &m, &mut v)?;
+            sqlite_checks(&dir.display(sqlite::DB_FILE), &m, v)?;
         }
     }
     let no_fail = v.checks.iter().all(|c| c.status != Status::Fail);
@@ -371,7 +395,7 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
             && (!opts.sqlite
                 || ["integrity", "foreign_keys", "facts"].iter().all(|n| v.status(n) == Status::Pass))
     };
-    Ok(v)
+    Ok(())
 }
 
 /// Read what follows the end of the tar (its last zero block, the gzip trailer, any further
@@ -440,37 +464,72 @@ fn safe_path(raw: &[u8]) -> std::result::Result<PathBuf, String> {
     Ok(clean)
 }
 
-/// `archive_bytes`: the length of the archive file, which bounds what it can hold.
+/// Whether the walk goes on after an entry, or stops (the verdict says why).
+enum Flow {
+    Next,
+    Stop,
+}
+
+/// What the walk through the tar has seen so far.
+struct Walker<'a> {
+    opts: &'a Options<'a>,
+    /// The length of the archive file, which bounds what it can hold.
+    archive_bytes: u64,
+    seen: HashSet<PathBuf>,
+    /// The manifest's files by path (an archive may list many thousands).
+    wanted: HashMap<String, FileEntry>,
+    files_seen: HashSet<String>,
+    /// Paths already reported as wrong.
+    wrong: HashSet<String>,
+    problems: Vec<String>,
+    buf: Vec<u8>,
+}
+
+/// Walk the tar: the manifest first, then `data/…`, every entry checked before it is used.
 fn walk<R: Read>(
     tar: &mut tar::Archive<R>,
     opts: &Options,
     archive_bytes: u64,
     v: &mut Verdict,
 ) -> std::result::Result<(), Walk> {
-    let mut seen: HashSet<PathBuf> = HashSet::new();
-    let mut files_problems: Vec<String> = Vec::new();
-    let mut files_seen: HashSet<String> = HashSet::new();
-    // The manifest's files by path (an archive may list many thousands), and the paths
-    // already reported as wrong.
-    let mut wanted: HashMap<String, FileEntry> = HashMap::new();
-    let mut wrong: HashSet<String> = HashSet::new();
-    let mut first = true;
-    let mut buf = vec![0u8; 1 << 20];
-    for entry in tar.entries()? {
+    let mut w = Walker {
+        opts,
+        archive_bytes,
+        seen: HashSet::new(),
+        wanted: HashMap::new(),
+        files_seen: HashSet::new(),
+        wrong: HashSet::new(),
+        problems: Vec::new(),
+        buf: vec![0u8; 1 << 20],
+    };
+    for (i, entry) in tar.entries()?.enumerate() {
         check_interrupt().map_err(Walk::Outside)?;
         let mut entry = entry?;
+        let Some(path) = w.admit(&entry, v) else { return Ok(()) };
+        let flow = if i == 0 { w.manifest(&mut entry, &path, v)? } else { w.data(&mut entry, &path, v)? };
+        if let Flow::Stop = flow {
+            return Ok(());
+        }
+    }
+    w.finish(v);
+    Ok(())
+}
+
+impl Walker<'_> {
+    /// The entry's path when it is a safe, new path of an allowed kind; None (and a failed
+    /// check) otherwise.
+    fn admit<R: Read>(&mut self, entry: &tar::Entry<R>, v: &mut Verdict) -> Option<PathBuf> {
         let kind = entry.header().entry_type();
-        let raw_path = entry.path_bytes().into_owned();
-        let path = match safe_path(&raw_path) {
+        let path = match safe_path(&entry.path_bytes()) {
             Ok(p) => p,
             Err(why) => {
                 v.set("tar", Status::Fail, format!("unsafe entry: {why}"));
-                return Ok(());
+                return None;
             }
         };
-        if !seen.insert(path.clone()) {
+        if !self.seen.insert(path.clone()) {
             v.set("tar", Status::Fail, format!("{} appears twice", path.display()));
-            return Ok(());
+            return None;
         }
         let allowed = match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => true,
@@ -478,147 +537,171 @@ fn walk<R: Read>(
             _ => false,
         };
         if !allowed {
-            v.set(
-                "tar",
-                Status::Fail,
-                format!(
-                    "{} is a {}; kfadmin archives hold only regular files and directories",
-                    path.display(),
-                    kind_name(kind)
-                ),
+            let why = format!(
+                "{} is a {}; kfadmin archives hold only regular files and directories",
+                path.display(),
+                kind_name(kind)
             );
-            return Ok(());
+            v.set("tar", Status::Fail, why);
+            return None;
         }
-        if first {
-            first = false;
-            if path != Path::new(MANIFEST_NAME) {
-                v.set(
-                    "manifest",
-                    Status::Fail,
-                    format!("the first entry is {}, not {MANIFEST_NAME}", path.display()),
-                );
-                return Ok(());
-            }
-            let size = entry.header().size()?;
-            if let Some(problem) = manifest::unread_size_problem(size) {
-                v.set("manifest", Status::Fail, problem);
-                return Ok(());
-            }
-            let mut json = Vec::with_capacity(size as usize);
-            (&mut entry).take(size).read_to_end(&mut json)?;
-            let m = match manifest::parse(&json) {
-                Ok(m) => m,
-                Err(problem) => {
-                    v.set("manifest", Status::Fail, problem);
-                    return Ok(());
-                }
-            };
-            if m.format != FORMAT || m.format_version != FORMAT_VERSION {
-                v.set(
-                    "manifest",
-                    Status::Fail,
-                    format!(
-                        "format {} version {} is not known to kfadmin {} (it reads {FORMAT} version {FORMAT_VERSION}); use a newer kfadmin",
-                        m.format,
-                        m.format_version,
-                        env!("CARGO_PKG_VERSION")
-                    ),
-                );
-                return Ok(());
-            }
-            if let Some(problem) = manifest_problem(&m).or_else(|| declared_problem(&m, archive_bytes)) {
-                v.set("manifest", Status::Fail, problem);
-                return Ok(());
-            }
-            if let Some(dir) = opts.extract_to {
-                check_room(dir, &m).map_err(Walk::Outside)?;
-            }
+        Some(path)
+    }
+
+    /// The first entry: the manifest, read within its bound and checked before anything of the
+    /// archive is trusted.
+    fn manifest<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        path: &Path,
+        v: &mut Verdict,
+    ) -> std::result::Result<Flow, Walk> {
+        if path != Path::new(MANIFEST_NAME) {
             v.set(
                 "manifest",
-                Status::Pass,
-                format!("format version {}, {} file(s)", m.format_version, m.files.len()),
+                Status::Fail,
+                format!("the first entry is {}, not {MANIFEST_NAME}", path.display()),
             );
-            wanted = m.files.iter().map(|f| (f.path.clone(), f.clone())).collect();
-            v.manifest = Some(m);
-            continue;
+            return Ok(Flow::Stop);
         }
+        let size = entry.header().size()?;
+        if let Some(problem) = manifest::unread_size_problem(size) {
+            v.set("manifest", Status::Fail, problem);
+            return Ok(Flow::Stop);
+        }
+        let mut json = Vec::with_capacity(size as usize);
+        entry.take(size).read_to_end(&mut json)?;
+        let m = match manifest::parse(&json) {
+            Ok(m) => m,
+            Err(problem) => {
+                v.set("manifest", Status::Fail, problem);
+                return Ok(Flow::Stop);
+            }
+        };
+        if m.format != FORMAT || m.format_version != FORMAT_VERSION {
+            let why = format!(
+                "format {} version {} is not known to kfadmin {} (it reads {FORMAT} version {FORMAT_VERSION}); use a newer kfadmin",
+                m.format,
+                m.format_version,
+                env!("CARGO_PKG_VERSION")
+            );
+            v.set("manifest", Status::Fail, why);
+            return Ok(Flow::Stop);
+        }
+        if let Some(problem) = manifest_problem(&m).or_else(|| declared_problem(&m, self.archive_bytes)) {
+            v.set("manifest", Status::Fail, problem);
+            return Ok(Flow::Stop);
+        }
+        if let Some(dir) = self.opts.extract_to {
+            check_room(dir, &m).map_err(Walk::Outside)?;
+        }
+        v.set(
+            "manifest",
+            Status::Pass,
+            format!("format version {}, {} file(s)", m.format_version, m.files.len()),
+        );
+        self.wanted = m.files.iter().map(|f| (f.path.clone(), f.clone())).collect();
+        v.manifest = Some(m);
+        Ok(Flow::Next)
+    }
+
+    /// An entry under `data/`: a directory (made in the extraction), or a file hashed (and
+    /// extracted) against what the manifest says of it.
+    fn data<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        path: &Path,
+        v: &mut Verdict,
+    ) -> std::result::Result<Flow, Walk> {
         if !path.starts_with("data") {
             v.set("tar", Status::Fail, format!("{} is outside data/", path.display()));
-            return Ok(());
+            return Ok(Flow::Stop);
         }
-        if kind == tar::EntryType::Directory {
-            if let Some(file) = listed_file_at_or_above(&path, &wanted) {
-                v.set(
-                    "tar",
-                    Status::Fail,
-                    format!("{} is a directory, but the manifest lists {file} as a file", path.display()),
-                );
-                return Ok(());
+        if entry.header().entry_type() == tar::EntryType::Directory {
+            if let Some(file) = listed_file_at_or_above(path, &self.wanted) {
+                let why =
+                    format!("{} is a directory, but the manifest lists {file} as a file", path.display());
+                v.set("tar", Status::Fail, why);
+                return Ok(Flow::Stop);
             }
-            if let (Some(dir), Ok(rel)) = (opts.extract_to, path.strip_prefix("data")) {
+            if let (Some(dir), Ok(rel)) = (self.opts.extract_to, path.strip_prefix("data")) {
                 dir.walk(rel, Some(0o700)).map_err(Walk::Outside)?;
             }
-            continue;
+            return Ok(Flow::Next);
         }
         let name = path.to_string_lossy().into_owned();
-        let Some(want) = wanted.get(&name).cloned() else {
-            files_problems.push(format!("{name} is in the archive but not in the manifest"));
-            continue;
+        let Some(want) = self.wanted.get(&name).cloned() else {
+            self.problems.push(format!("{name} is in the archive but not in the manifest"));
+            return Ok(Flow::Next);
         };
         let size = entry.header().size()?;
         if size != want.size {
-            files_problems.push(format!("{name} is {size} bytes, the manifest says {}", want.size));
-            wrong.insert(name);
-            continue;
+            self.problems.push(format!("{name} is {size} bytes, the manifest says {}", want.size));
+            self.wrong.insert(name);
+            return Ok(Flow::Next);
         }
-        let mut out = match opts.extract_to {
-            Some(dir) => Some(extract_file(dir, &path).map_err(Walk::Outside)?),
+        let (sum, got) = self.hash(entry, path)?;
+        if got != want.size {
+            self.problems.push(format!("{name} ends after {got} of {} bytes", want.size));
+        } else if sum != want.sha256 {
+            self.problems.push(format!("{name} has sha256 {sum}, the manifest says {}", want.sha256));
+        }
+        self.files_seen.insert(name);
+        Ok(Flow::Next)
+    }
+
+    /// Read a file entry to its end: its sha256 and length, extracted on the way when asked.
+    fn hash<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        path: &Path,
+    ) -> std::result::Result<(String, u64), Walk> {
+        let mut out = match self.opts.extract_to {
+            Some(dir) => Some(extract_file(dir, path).map_err(Walk::Outside)?),
             None => None,
         };
         let mut h = Sha256::new();
         let mut got = 0u64;
         loop {
             check_interrupt().map_err(Walk::Outside)?;
-            let n = entry.read(&mut buf)?;
+            let n = entry.read(&mut self.buf)?;
             if n == 0 {
                 break;
             }
-            h.update(&buf[..n]);
+            h.update(&self.buf[..n]);
             got += n as u64;
             if let Some((f, target)) = out.as_mut() {
-                f.write_all(&buf[..n]).ctx("cannot write", target).map_err(Walk::Outside)?;
+                f.write_all(&self.buf[..n]).ctx("cannot write", target).map_err(Walk::Outside)?;
             }
         }
         // Not synced one by one: a restore syncs the whole staging filesystem once before it
         // swaps anything in (an fsync per file made 50,000 small files take minutes).
-        drop(out);
-        let sum = hex(&h.finalize());
-        if got != want.size {
-            files_problems.push(format!("{name} ends after {got} of {} bytes", want.size));
-        } else if sum != want.sha256 {
-            files_problems.push(format!("{name} has sha256 {sum}, the manifest says {}", want.sha256));
+        Ok((hex(&h.finalize()), got))
+    }
+
+    /// After the last entry: every listed file was there and matched.
+    fn finish(self, v: &mut Verdict) {
+        let Some(m) = v.manifest.as_ref() else {
+            let why = format!("the archive holds no {MANIFEST_NAME}; is it a kfadmin archive?");
+            v.set("manifest", Status::Fail, why);
+            return;
+        };
+        let mut problems = self.problems;
+        for f in &m.files {
+            if !self.files_seen.contains(&f.path) && !self.wrong.contains(&f.path) {
+                problems.push(format!("{} is in the manifest but missing from the archive", f.path));
+            }
         }
-        files_seen.insert(name);
-    }
-    let Some(m) = v.manifest.as_ref() else {
-        v.set(
-            "manifest",
-            Status::Fail,
-            format!("the archive holds no {MANIFEST_NAME}; is it a kfadmin archive?"),
-        );
-        return Ok(());
-    };
-    for f in &m.files {
-        if !files_seen.contains(&f.path) && !wrong.contains(&f.path) {
-            files_problems.push(format!("{} is in the manifest but missing from the archive", f.path));
+        if problems.is_empty() {
+            v.set(
+                "files",
+                Status::Pass,
+                format!("{} file(s), sizes and sha256 match", self.files_seen.len()),
+            );
+        } else {
+            v.set("files", Status::Fail, problems.join("; "));
         }
     }
-    if files_problems.is_empty() {
-        v.set("files", Status::Pass, format!("{} file(s), sizes and sha256 match", files_seen.len()));
-    } else {
-        v.set("files", Status::Fail, files_problems.join("; "));
-    }
-    Ok(())
 }
 
 /// Room to unpack `m` in `dir`, with room to spare.
