@@ -422,7 +422,10 @@ fn a_taken_name_gets_the_next_number_and_nothing_of_another_run_is_touched() {
         std::fs::write(out.join(format!("{second}.partial")), b"another run's partial").unwrap();
     }
     let before = snapshot_tree(&out);
-    let j = backup(&data.join("keyfount.db"), &out);
+    // The writer itself (a backup command, holding the directory's lock, would also clear the
+    // partials of dead runs first; the writer never touches a file it did not make).
+    let written = crate::hostile::archive_into(&env, &data, &out, "taken");
+    let j = serde_json::json!({ "archive": written.path, "sha256": written.sha256 });
     let archive = PathBuf::from(j["archive"].as_str().unwrap());
     let name = archive.file_name().unwrap().to_string_lossy().into_owned();
     let parsed = catalog::parse(&name).unwrap_or_else(|| panic!("{name} is not an archive name"));

@@ -27,13 +27,18 @@ impl Notice for Quiet {
 
 /// An archive of a whole data directory (what a cold backup writes), made with the library.
 pub fn archive_of_dir(env: &Env, src: &Path, tag: &str) -> PathBuf {
+    let out = env.path(&format!("archives-{tag}"));
+    std::fs::create_dir(&out).unwrap();
+    archive_into(env, src, &out, tag).path
+}
+
+/// An archive of a whole data directory written into `out` by the library's writer alone.
+pub fn archive_into(env: &Env, src: &Path, out: &Path, tag: &str) -> kfadmin::archive::writer::Written {
     let stage = env.path(&format!("stage-{tag}"));
     std::fs::create_dir(&stage).unwrap();
     let (mut files, _) = kfadmin::fsutil::copy_data_dir(src, &stage).unwrap();
     let db = Path::new("keyfount.db");
     files.sort_by_key(|c| (c.rel != db, c.rel.clone()));
-    let out = env.path(&format!("archives-{tag}"));
-    std::fs::create_dir(&out).unwrap();
     let source = Source {
         kind: "path".into(),
         path: src.display().to_string(),
@@ -42,7 +47,7 @@ pub fn archive_of_dir(env: &Env, src: &Path, tag: &str) -> PathBuf {
         mounts: vec![],
     };
     let spec = ArchiveSpec {
-        out: &out,
+        out,
         name: "keyfount",
         mode: Mode::Cold,
         source,
@@ -50,8 +55,7 @@ pub fn archive_of_dir(env: &Env, src: &Path, tag: &str) -> PathBuf {
         compression: Compression::default(),
         nice: 0,
     };
-    let made = make::make(&Quiet, &spec, &kfadmin::crypto::Encryption::None, &files).unwrap();
-    made.written.path
+    make::make(&Quiet, &spec, &kfadmin::crypto::Encryption::None, &files).unwrap().written
 }
 
 fn sqlite3(db: &Path, script: &str) -> std::process::Output {
