@@ -1265,7 +1265,7 @@ fn pending_journals() -> Vec<(PathBuf, JournalEntry)> {
             let text = std::fs::read(&p).ok()?;
             serde_json::from_slice::<JournalEntry>(&text).ok().map(|j| (p, j))
         })
-        .filter(|(_, j)| !process_alive(j.pid))
+        .filter(|(_, j)| !crate::fsutil::kfadmin_alive(j.pid))
         .collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries
@@ -1363,13 +1363,6 @@ fn recover_one(engine: &Engine, path: &Path, j: &JournalEntry) -> Result<Option<
     };
     let _ = std::fs::remove_file(path);
     Ok(Some(line))
-}
-
-fn process_alive(pid: u32) -> bool {
-    // Alive and a kfadmin (pids are reused).
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).split('\0').next().is_some_and(|a| a.ends_with("kfadmin")))
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
