@@ -1,0 +1,211 @@
+//! `kfadmin drill`: a throwaway copy of the live container booted on a backup, against the real
+//! engine and the real writer. The live container must never notice.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
+use serde_json::Value;
+
+use crate::dock::*;
+use crate::util::*;
+
+fn kf(env: &Env, args: &[&str]) -> Run {
+    let state = env.path("state");
+    kfadmin_env(&[("KFADMIN_STATE_DIR", state.to_str().unwrap())], args)
+}
+
+/// What the drills of live container `live` left in the engine: containers and volumes.
+fn leftovers(live: &str) -> (Vec<String>, Vec<String>) {
+    let d = docker();
+    let filters = HashMap::from([("label", vec![format!("kfadmin.drill.container={live}")])]);
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let containers = block(d.list_containers(Some(opts)))
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .collect();
+    let opts = ListVolumesOptionsBuilder::default().filters(&filters).build();
+    let volumes = block(d.list_volumes(Some(opts)))
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    (containers, volumes)
+}
+
+fn assert_nothing_left(live: &str, env: &Env) {
+    assert_eq!(leftovers(live), (vec![], vec![]), "the drill left something in the engine");
+    assert_eq!(journals(&env.path("state")), Vec::<String>::new(), "a drill journal was left");
+}
+
+/// An online backup of the live container in `env/backups`; returns the directory.
+fn backup(env: &Env, c: &Kf) -> String {
+    let out = env.path("backups");
+    kf(env, &["backup", "--online", "--container", &c.name, "--out", out.to_str().unwrap(), "--quiet"]).ok();
+    out.to_str().unwrap().to_string()
+}
+
+fn restart_count(c: &Kf) -> i64 {
+    c.inspect().restart_count.unwrap_or(0)
+}
+
+#[test]
+fn a_good_backup_passes_while_the_live_server_keeps_writing() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-ok", Spec { init_mb: 2, rate: 50, ..Spec::default() });
+    let out = backup(&env, &c);
+    let started_at = c.started_at();
+    // Before any drill, an overdue drill is a problem for status.
+    kf(&env, &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "8d"])
+        .code(1)
+        .stdout_has("no restore drill");
+    let metrics = env.path("kfadmin.prom");
+    write_file(&metrics, b"# HELP kfadmin_backup_size_bytes x\n# TYPE kfadmin_backup_size_bytes gauge\nkfadmin_backup_size_bytes{name=\"kf\",mode=\"online\"} 1234\n");
+    let seq_before = c.status()["last_seq"].as_i64().unwrap();
+    let m = metrics.to_str().unwrap();
+    let r = kf(
+        &env,
+        &["drill", "--container", &c.name, "--out", &out, "--settle", "2", "--metrics-file", m, "--json"],
+    );
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["passed"], true, "{j}");
+    assert_eq!(j["chosen"], "newest that verifies");
+    assert_eq!(j["up"], "running for 2 s");
+    let opened = j["opened"].to_string();
+    assert!(opened.contains("-wal") && opened.contains("wrote to the database"), "{opened}");
+    assert_eq!(j["after"]["integrity"], serde_json::json!([]));
+    assert_eq!(j["after"]["database"]["schema_version"], 7);
+    assert!(j["drill_container"].as_str().unwrap().starts_with(&format!("{}-kfadmin-drill-", c.name)));
+    assert_eq!(j["left_out"].as_array().unwrap().len(), 1, "the /status bind mount is not given: {j}");
+    // The live server was never stopped or restarted, and kept committing throughout.
+    c.wait_writing_past(seq_before);
+    assert_eq!(c.started_at(), started_at);
+    assert_eq!(restart_count(&c), 0);
+    assert!(c.running());
+    assert_nothing_left(&c.name, &env);
+    // The drill's metrics join the backup's; status knows the drill passed.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("kfadmin_backup_size_bytes{name=\"kf\",mode=\"online\"} 1234"), "{text}");
+    assert!(text.contains(&format!("kfadmin_drill_last_exit_code{{name=\"{}\"}} 0", c.name)), "{text}");
+    assert!(text.contains("kfadmin_drill_last_success_timestamp_seconds{"), "{text}");
+    assert!(text.contains("kfadmin_drill_duration_seconds{"), "{text}");
+    let s = kf(
+        &env,
+        &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "8d", "--json"],
+    );
+    s.ok();
+    assert!(s.json()["drill"]["last"]["archive"].as_str().unwrap().ends_with("-online.tar.gz"));
+}
+
+#[test]
+fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-rejects", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    // A database SQLite calls healthy, from a release this server refuses (schema version 3).
+    let db = env.path("old/keyfount.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let init = std::process::Command::new(sim_bin())
+        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 3").unwrap();
+    // Owned by the server's user, as its own database would be.
+    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
+    let out = env.path("backups");
+    let out = out.to_str().unwrap();
+    kf(
+        &env,
+        &["backup", "--online", "--db", db.to_str().unwrap(), "--name", &c.name, "--out", out, "--quiet"],
+    )
+    .ok();
+    let archive = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap();
+    kf(&env, &["verify", archive.to_str().unwrap()]).ok();
+    let started_at = c.started_at();
+    let r = kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "2"]);
+    r.code(3)
+        .stdout_has("Drill FAILED")
+        .stdout_has("exit code 3")
+        .stdout_has("has schema version 3; this server runs version 7 only");
+    let r =
+        kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "2", "--json"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!(
+        (j["passed"].clone(), j["ok"].clone(), j["exit_code"].clone()),
+        (Value::Bool(false), Value::Bool(false), 3.into())
+    );
+    assert!(j["reason"].as_str().unwrap().contains("did not come up"), "{j}");
+    let logs = j["logs"].to_string();
+    assert!(logs.contains("has schema version 3"), "{logs}");
+    assert_eq!(c.started_at(), started_at);
+    assert!(c.running());
+    assert_nothing_left(&c.name, &env);
+}
+
+#[test]
+fn a_healthcheck_that_never_turns_healthy_exits_3_within_the_timeout() {
+    let env = Env::new();
+    // The first probe would run an hour after the start: "starting" until then.
+    let spec = Spec {
+        init_mb: 1,
+        rate: 20,
+        healthcheck: true,
+        health_interval_ms: Some(3_600_000),
+        ..Spec::default()
+    };
+    let c = Kf::start(&env, "drill-health", spec);
+    let out = backup(&env, &c);
+    let r = kf(&env, &["drill", "--container", &c.name, "--out", &out, "--health-timeout", "2", "--json"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!(j["passed"], false);
+    let reason = j["reason"].as_str().unwrap();
+    assert!(reason.contains("did not report healthy within --health-timeout 2 s"), "{reason}");
+    assert!(j["logs"].as_array().is_some_and(|l| !l.is_empty()), "the server's log is reported: {j}");
+    assert_nothing_left(&c.name, &env);
+}
+
+#[test]
+fn a_drill_interrupted_or_killed_leaves_nothing_once_kfadmin_runs_again() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-killed", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    let out = backup(&env, &c);
+    let state = env.path("state");
+    let state = state.to_str().unwrap();
+    let drill = |fault: &str| {
+        kfadmin_env(
+            &[("KFADMIN_STATE_DIR", state), ("KFADMIN_TEST_FAULT", fault)],
+            ["drill", "--container", &c.name, "--out", &out, "--settle", "2"],
+        )
+    };
+    // SIGTERM (systemd stopping the timer's unit) while the copy runs: cleaned up, exit 130.
+    drill("drill.started:term").code(130);
+    assert_nothing_left(&c.name, &env);
+    // SIGKILL: the copy keeps running, and its journal says so.
+    let r = drill("drill.started:kill");
+    assert_eq!(r.code, -1, "killed by SIGKILL: {}", r.stderr);
+    let (containers, volumes) = leftovers(&c.name);
+    assert_eq!(
+        (containers.len(), volumes.len()),
+        (1, 1),
+        "the kill left the copy: {containers:?} {volumes:?}"
+    );
+    assert_eq!(journals(&env.path("state")).len(), 1);
+    // A command that does not touch containers names them and leaves them.
+    kf(&env, &["list", &out]).ok().stderr_has("was killed during a drill").stderr_has(&volumes[0]);
+    assert_eq!(leftovers(&c.name).0.len(), 1);
+    // Any command on a container removes them.
+    kf(&env, &["status", "--container", &c.name, "--backup-dir", &out])
+        .ok()
+        .stderr_has("kfadmin removed what it left");
+    assert_nothing_left(&c.name, &env);
+    assert!(c.running());
+}
