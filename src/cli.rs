@@ -27,7 +27,8 @@ Examples:
     kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data
 
 Exit codes: 0 success, 1 failed (nothing half-done left), 2 usage or bad input,
-3 a backup failed verification, 4 a container was not brought back, 130 interrupted.";
+3 a backup failed verification (or a drill on it did not come up), 4 a container was not
+brought back, 130 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(name = "kfadmin", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -431,9 +432,10 @@ pub struct PruneArgs {
 /// How a Keyfount server and its backups stand; exit 1 when the last backup is too old
 ///
 /// Shows the container's state and health, the database's size, its WAL's size and journal
-/// mode, the free space in the backup directory against the size of the last archive, and
-/// the last backup and its age. Exits 1 when there is no backup, or the last one is older than
-/// --max-age, so a monitor can run it.
+/// mode, the free space in the backup directory against the size of the last archive, the
+/// last backup and its age, and the last restore drill that passed. Exits 1 when there is no
+/// backup, or the last one is older than --max-age (or, with --max-drill-age, no drill passed
+/// within it), so a monitor can run it.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:

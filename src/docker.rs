@@ -725,7 +725,8 @@ impl Engine {
         })
     }
 
-    /// A new local volume with these labels.
+    /// A new local volume with these labels. The engine answers a create of an existing name
+    /// with that volume: one without exactly these labels was there before, and is refused.
     pub fn create_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<()> {
         let req = bollard::models::VolumeCreateRequest {
             name: Some(name.to_string()),
@@ -733,10 +734,15 @@ impl Engine {
             labels: Some(labels.clone()),
             ..Default::default()
         };
-        self.rt
+        let v = self
+            .rt
             .block_on(self.docker.create_volume(req))
-            .map(drop)
-            .map_err(|e| engine_said(&self.host, e, &format!("to create volume {name}")))
+            .map_err(|e| engine_said(&self.host, e, &format!("to create volume {name}")))?;
+        if v.labels != *labels {
+            return Err(Error::failed(format!("volume {name} exists already; kfadmin makes a new one only"))
+                .hint("another run made it: wait a second and run kfadmin again"));
+        }
+        Ok(())
     }
 
     /// Create (not start) a throwaway container; returns it as inspected.
@@ -883,8 +889,8 @@ impl Engine {
     }
 
     /// Remove (by force, with its anonymous volumes) the container or volume `name` if it
-    /// carries the label `key=value`; Ok(false) when there is none, an error when one of that
-    /// name is not ours.
+    /// carries the label `key=value`; Ok(false) when there is none, or one of that name that
+    /// does not carry it (it is left alone).
     pub fn remove_labelled(&self, what: Object, name: &str, (key, value): (&str, &str)) -> Result<bool> {
         let labels = match what {
             Object::Container => self
@@ -899,10 +905,8 @@ impl Engine {
             Err(e) => return Err(engine_said(&self.host, e, &format!("to inspect {} {name}", what.word()))),
         };
         if labels.get(key).map(String::as_str) != Some(value) {
-            return Err(Error::failed(format!(
-                "{} {name} is not the one kfadmin made (its label {key} is not {value}); kfadmin leaves it alone",
-                what.word()
-            )));
+            // Another one of that name: not ours to remove.
+            return Ok(false);
         }
         let removed = match what {
             Object::Container => {

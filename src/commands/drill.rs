@@ -296,14 +296,13 @@ fn render_drill(s: &mut String, r: &DrillReport, d: &Drilled) {
         let _ = writeln!(s, "  after    integrity {integrity}, schema version {version}, {rows} rows");
     }
     let t = &d.timings;
-    let _ = writeln!(
-        s,
-        "  time     {:.1} s (copy in {:.1} s, start to verdict {:.1} s, stop and check {:.1} s)",
-        r.duration_ms as f64 / 1000.0,
-        t.fill_ms as f64 / 1000.0,
-        t.up_ms as f64 / 1000.0,
-        t.check_ms as f64 / 1000.0
-    );
+    let phases: Vec<String> =
+        [("copy in", t.fill_ms), ("start to verdict", t.up_ms), ("stop and check", t.check_ms)]
+            .iter()
+            .filter(|(_, ms)| *ms > 0)
+            .map(|(what, ms)| format!("{what} {:.1} s", *ms as f64 / 1000.0))
+            .collect();
+    let _ = writeln!(s, "  time     {:.1} s ({})", r.duration_ms as f64 / 1000.0, phases.join(", "));
     if !r.passed {
         if !d.left_out.is_empty() {
             let _ = writeln!(s, "  not given the live container's other mounts: {}", d.left_out.join(", "));

@@ -329,6 +329,7 @@ impl<'a> Run<'a> {
         stop(n, e, &c, bp, d)?;
         let after = check_after(e, &c, spec)?;
         d.timings.check_ms = t0.elapsed().as_millis() as u64;
+        check_interrupt()?;
         judge(d, after, spec);
         if d.passed {
             Ok(())
@@ -376,7 +377,7 @@ fn fill(n: &dyn Notice, e: &Engine, c: &Container, spec: &Spec, data_dir: &Path)
         return Err(Error::usage(format!("{} is not a data directory path", data_dir.display())));
     };
     let total: u64 = spec.manifest.files.iter().map(|f| f.size).sum();
-    n.note(&format!("Copying the backup into volume {} ({total} bytes)", c.name));
+    n.note(&format!("Copying the backup into the copy's volume ({})", indicatif::BinaryBytes(total)));
     let stage = n.progress().stage("copy in", total, Unit::Bytes);
     let staged = spec.staged.dir();
     let stage_ref = stage.as_ref();
@@ -521,25 +522,32 @@ fn check_after(e: &Engine, c: &Container, spec: &Spec) -> Result<Option<After>> 
     let wal_name = format!("{DB_FILE}-wal");
     let wal = fetch(e, c, &staging, &PathBuf::from(format!("{}-wal", spec.db_path.display())), &wal_name)?;
     let path = staging.path().join(DB_FILE);
-    let wal_frames = if wal.unwrap_or(0) > 0 { sqlite::fold_wal(&path)? } else { 0 };
-    let (sha, _) = fsutil::sha256_file(&path, None)?;
-    let backup_sha = spec.manifest.file(&format!("data/{DB_FILE}")).map(|f| f.sha256.as_str());
+    let wal_bytes = wal.unwrap_or(0);
     let mut after = After {
         integrity: vec![],
         foreign_keys: vec![],
-        wal_frames,
-        changed: Some(sha.as_str()) != backup_sha,
+        wal_frames: 0,
+        changed: wal_bytes > 0,
         database: None,
     };
-    let checked = sqlite::open_immutable(&path).and_then(|conn| {
+    // What the server left is checked as SQLite finds it: a WAL it cannot fold in, a file that
+    // is no database any more, are problems of the drilled database (exit 3), not of kfadmin.
+    let checked = (|| -> Result<_> {
+        let frames = if wal_bytes > 0 { sqlite::fold_wal(&path)? } else { 0 };
+        let conn = sqlite::open_immutable(&path)?;
         let integrity = sqlite::check(&conn, true)?;
-        let foreign_keys = sqlite::foreign_key_check(&conn)?;
-        Ok((integrity, foreign_keys, sqlite::facts(&conn, &path)?))
-    });
+        Ok((frames, integrity, sqlite::foreign_key_check(&conn)?, sqlite::facts(&conn, &path)?))
+    })();
     match checked {
-        Ok((i, f, facts)) => (after.integrity, after.foreign_keys, after.database) = (i, f, Some(facts)),
+        Ok((frames, i, f, facts)) => {
+            (after.wal_frames, after.integrity, after.foreign_keys) = (frames, i, f);
+            after.database = Some(facts);
+        }
         Err(e) => after.integrity = vec![e.chain()],
     }
+    let (sha, _) = fsutil::sha256_file(&path, None)?;
+    let backup_sha = spec.manifest.file(&format!("data/{DB_FILE}")).map(|f| f.sha256.as_str());
+    after.changed |= Some(sha.as_str()) != backup_sha;
     Ok(Some(after))
 }
 
@@ -602,7 +610,7 @@ fn judge(d: &mut Drilled, after: Option<After>, spec: &Spec) {
         ))
     } else if d.opened.is_empty() {
         Some(format!(
-            "the server came up but left no sign of opening {db}: no -wal or -shm beside it while it ran, and the database is byte for byte the backup's (is --db-path where the server keeps its database?)"
+            "the server came up but left no sign of opening {db}: no -wal or -shm beside it while it ran, and the database is byte for byte the backup's (is --db-path where the server keeps its database? a server that opens it only on its first request cannot be drilled this way)"
         ))
     } else {
         None
@@ -729,6 +737,7 @@ fn unreadable(p: &Path) -> String {
 /// server that may still run, and their volume). Returns the lines to print; never fails (a
 /// leftover copy harms no data: it has no network and its own volume).
 pub fn recover() -> Vec<String> {
+    sweep_tmp();
     let dead = dead_journals();
     if dead.is_empty() {
         return vec![];
@@ -749,6 +758,23 @@ pub fn recover() -> Vec<String> {
         }
     };
     dead.into_iter().filter_map(|(p, _lock, j)| recover_one(&engine, &p, j)).collect()
+}
+
+/// Journals that a run killed while writing them left under their temporary name (it had
+/// created nothing yet): nobody holds their lock.
+fn sweep_tmp() {
+    let Ok(rd) = std::fs::read_dir(docker::state_dir()) else { return };
+    for p in rd.flatten().map(|e| e.path()) {
+        let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !(n.starts_with(".drill-") && n.ends_with(".tmp")) {
+            continue;
+        }
+        let free = File::open(&p)
+            .is_ok_and(|f| rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).is_ok());
+        if free {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
 }
 
 fn recover_one(engine: &Engine, path: &Path, j: Option<DrillJournal>) -> Option<String> {
