@@ -51,6 +51,102 @@ fn restart_count(c: &Kf) -> i64 {
     c.inspect().restart_count.unwrap_or(0)
 }
 
+/// A kfadmin run held at a `KFADMIN_TEST_PAUSE_AT` point (see `kfadmin::docker::test_pause`).
+/// Dropped unfinished (a failed assertion), it is let go and waited for: it cleans up.
+struct Paused {
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+    point: String,
+}
+
+impl Paused {
+    fn spawn(env: &Env, point: &str, args: &[&str]) -> Paused {
+        let dir = env.path("pause");
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new(kfadmin_bin())
+            .args(args)
+            .env("KFADMIN_STATE_DIR", env.path("state"))
+            .env("KFADMIN_TEST_PAUSE_AT", point)
+            .env("KFADMIN_TEST_PAUSE_DIR", &dir)
+            .env_remove("KFADMIN_BACKUP_DIR")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Paused { child: Some(child), dir, point: point.to_string() }
+    }
+
+    fn wait(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !self.dir.join(format!("{}.reached", self.point)).exists() {
+            assert!(std::time::Instant::now() < deadline, "kfadmin never reached {}", self.point);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn go(&self) {
+        std::fs::write(self.dir.join(format!("{}.go", self.point)), b"").unwrap();
+    }
+
+    fn finish(mut self) -> Run {
+        self.go();
+        self.child.take().unwrap().wait_with_output().unwrap().into()
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::fs::write(self.dir.join(format!("{}.go", self.point)), b"");
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The running copy of `live`: its image, command and user, one new volume at /data owned as
+/// the backup records it, no network, no port, no restart policy, labels that say what it is.
+fn the_copy_is_isolated(live: &Kf) {
+    use std::os::unix::fs::MetadataExt;
+    let d = docker();
+    let filters = HashMap::from([("label", vec![format!("kfadmin.drill.container={}", live.name)])]);
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let found = block(d.list_containers(Some(opts))).unwrap();
+    assert_eq!(found.len(), 1);
+    let no_opts = None::<bollard::query_parameters::InspectContainerOptions>;
+    let copy = block(d.inspect_container(found[0].id.as_deref().unwrap(), no_opts)).unwrap();
+    let (li, cc) = (live.inspect(), copy.config.clone().unwrap());
+    let lc = li.config.unwrap();
+    assert_eq!(copy.image, li.image);
+    assert_eq!((cc.cmd, cc.entrypoint, cc.user), (lc.cmd, lc.entrypoint, lc.user));
+    let labels = cc.labels.unwrap();
+    assert_eq!(labels.get("kfadmin.drill").map(String::as_str), Some("1"));
+    assert!(labels.get("kfadmin.drill.archive").is_some_and(|a| a.ends_with("-online.tar.gz")));
+    let host = copy.host_config.unwrap();
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+    assert!(host.port_bindings.unwrap_or_default().is_empty());
+    let policy = host.restart_policy.and_then(|p| p.name).map(|n| n.to_string()).unwrap_or_default();
+    assert!(policy.is_empty() || policy == "no", "restart policy {policy}");
+    let mounts = copy.mounts.unwrap();
+    assert_eq!(mounts.len(), 1, "only the drill's own volume: {mounts:?}");
+    let m = &mounts[0];
+    assert_eq!(m.destination.as_deref(), Some("/data"));
+    assert_ne!(m.name, live.volume, "the live volume is never mounted");
+    assert!(m.name.as_deref().unwrap().starts_with(&format!("{}-kfadmin-drill-", live.name)));
+    // A volume filled from the host: kfadmin gave its root and the database their owner and mode.
+    let root = std::path::PathBuf::from(m.source.clone().unwrap());
+    for (p, mode) in [(root.clone(), 0o700), (root.join("keyfount.db"), 0o600)] {
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (APP_UID, APP_UID, mode),
+            "{}",
+            p.display()
+        );
+    }
+    assert_eq!(copy.state.unwrap().running, Some(true));
+}
+
 #[test]
 fn a_good_backup_passes_while_the_live_server_keeps_writing() {
     let env = Env::new();
@@ -65,10 +161,13 @@ fn a_good_backup_passes_while_the_live_server_keeps_writing() {
     write_file(&metrics, b"# HELP kfadmin_backup_size_bytes x\n# TYPE kfadmin_backup_size_bytes gauge\nkfadmin_backup_size_bytes{name=\"kf\",mode=\"online\"} 1234\n");
     let seq_before = c.status()["last_seq"].as_i64().unwrap();
     let m = metrics.to_str().unwrap();
-    let r = kf(
-        &env,
-        &["drill", "--container", &c.name, "--out", &out, "--settle", "2", "--metrics-file", m, "--json"],
-    );
+    let args =
+        ["drill", "--container", &c.name, "--out", &out, "--settle", "2", "--metrics-file", m, "--json"];
+    let paused = Paused::spawn(&env, "drill-up", &args);
+    paused.wait();
+    // While the copy is up: what it is, and what it is not.
+    the_copy_is_isolated(&c);
+    let r = paused.finish();
     r.ok();
     let j = r.json();
     assert_eq!(j["passed"], true, "{j}");
