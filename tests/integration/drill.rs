@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
 use serde_json::Value;
+use sha2::Digest;
 
 use crate::dock::*;
 use crate::util::*;
@@ -249,6 +250,29 @@ fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
     assert_nothing_left(&c.name, &env);
 }
 
+/// Beside the only archive in `out`, a copy dated a minute later whose bytes were damaged (with
+/// a sidecar of the copy as written): the newest backup, and one that fails verification.
+/// Returns the path of the good one.
+fn newer_corrupt_copy(out: &std::path::Path) -> String {
+    let good = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap();
+    let file_name = good.file_name().unwrap().to_str().unwrap();
+    let (name, unix, _) = kfadmin::archive::catalog::parse_name(file_name).unwrap();
+    let later = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix + 60);
+    let stamp = humantime::format_rfc3339_seconds(later).to_string().replace(['-', ':'], "");
+    let bad = out.join(format!("{name}-{stamp}-online.tar.gz"));
+    let mut bytes = std::fs::read(&good).unwrap();
+    std::fs::write(bad.with_extension("gz.sha256"), format!("{:x}  x\n", sha2::Sha256::digest(&bytes)))
+        .unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&bad, bytes).unwrap();
+    good.to_str().unwrap().to_string()
+}
+
 #[test]
 fn a_healthcheck_that_never_turns_healthy_exits_3_within_the_timeout() {
     let env = Env::new();
@@ -262,10 +286,16 @@ fn a_healthcheck_that_never_turns_healthy_exits_3_within_the_timeout() {
     };
     let c = Kf::start(&env, "drill-health", spec);
     let out = backup(&env, &c);
+    let good = newer_corrupt_copy(std::path::Path::new(&out));
     let r = kf(&env, &["drill", "--container", &c.name, "--out", &out, "--health-timeout", "2", "--json"]);
     r.code(3);
     let j = r.json();
     assert_eq!(j["passed"], false);
+    // The newest backup fails verification: it is named and passed over for the one before.
+    assert_eq!(j["archive"].as_str(), Some(good.as_str()));
+    let verified: Vec<bool> = j["verification"].as_array().unwrap().iter().map(|v| v["ok"] == true).collect();
+    assert_eq!(verified, vec![false, true]);
+    r.stderr_has("fails verification");
     let reason = j["reason"].as_str().unwrap();
     assert!(reason.contains("did not report healthy within --health-timeout 2 s"), "{reason}");
     assert!(j["logs"].as_array().is_some_and(|l| !l.is_empty()), "the server's log is reported: {j}");
