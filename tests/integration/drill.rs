@@ -338,3 +338,70 @@ fn a_drill_interrupted_or_killed_leaves_nothing_once_kfadmin_runs_again() {
     assert_nothing_left(&c.name, &env);
     assert!(c.running());
 }
+
+/// A container removed (by force) when dropped.
+struct Gone(String);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = block(docker().remove_container(&self.0, Some(opts)));
+    }
+}
+
+#[test]
+fn a_container_whose_image_is_gone_cannot_be_drilled_exit_1() {
+    use futures_util::StreamExt;
+    let env = Env::new();
+    let d = docker();
+    // An image of its own (the test image plus a label), so that removing it touches no other test.
+    let unique = env.dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('_', "-");
+    let tag = format!("kfadmin-test-gone:{unique}");
+    let mut context = tar::Builder::new(Vec::new());
+    let dockerfile = format!("FROM {}\nLABEL kfadmin.test.gone={unique}\n", image());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    context.append_data(&mut h, "Dockerfile", dockerfile.as_bytes()).unwrap();
+    let opts = bollard::query_parameters::BuildImageOptionsBuilder::default().t(&tag).rm(true).build();
+    let body = bollard::body_full(bytes::Bytes::from(context.into_inner().unwrap()));
+    block(async {
+        let mut stream = d.build_image(opts, None, Some(body));
+        while let Some(item) = stream.next().await {
+            assert!(item.unwrap().error_detail.is_none(), "building {tag} failed");
+        }
+    });
+    let name = format!("kfadmin-test-{}-{unique}", std::process::id());
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(tag.clone()),
+        cmd: Some(vec!["run".into(), "--db".into(), "/data/keyfount.db".into()]),
+        host_config: Some(bollard::models::HostConfig {
+            binds: Some(vec![format!("{}:/data", data.display())]),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = bollard::query_parameters::CreateContainerOptionsBuilder::default().name(&name).build();
+    block(d.create_container(Some(opts), body)).unwrap();
+    let _gone = Gone(name.clone());
+    let opts = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+    block(d.remove_image(&tag, Some(opts), None)).unwrap();
+    // A good backup of it.
+    let db = data.join("keyfount.db");
+    let init = std::process::Command::new(sim_bin())
+        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let out = env.path("backups");
+    let out = out.to_str().unwrap();
+    kf(&env, &["backup", "--online", "--container", &name, "--out", out, "--quiet"]).ok();
+    let r = kf(&env, &["drill", "--container", &name, "--out", out, "--json"]);
+    r.code(1).stderr_has("is no longer in the Docker engine").stderr_has("docker pull");
+    assert_eq!(r.json()["error"]["kind"], "failed");
+    assert_nothing_left(&name, &env);
+}
