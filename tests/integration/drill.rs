@@ -229,11 +229,18 @@ fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
         .unwrap();
     kf(&env, &["verify", archive.to_str().unwrap()]).ok();
     let started_at = c.started_at();
-    let r = kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "2"]);
+    let (url, pings) = crate::monitor::ping_server();
+    let archive_arg = archive.to_str().unwrap();
+    let r = kf(&env, &["drill", archive_arg, "--container", &c.name, "--settle", "2", "--ping-url", &url]);
     r.code(3)
         .stdout_has("Drill FAILED")
         .stdout_has("exit code 3")
         .stdout_has("has schema version 3; this server runs version 7 only");
+    // The monitor hears the failure, with the server's own words.
+    let got = pings.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("/ping/abc-123/start"), "{got:?}");
+    assert!(got[1].starts_with("/ping/abc-123/fail") && got[1].contains("has schema version 3"), "{got:?}");
     let r =
         kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "2", "--json"]);
     r.code(3);
