@@ -114,12 +114,11 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         db_path: &d.db_path,
         archive: &v.archive,
         manifest: &v.manifest,
-        staged: &v.staged,
         settle: Duration::from_secs(u64::from(args.settle)),
         health_timeout: args.health_timeout.map(|s| Duration::from_secs(u64::from(s))),
         tmp_dir: args.tmp_dir.as_deref(),
     };
-    let mut drilled = drill::drill(ctx, &spec)?;
+    let mut drilled = drill::drill(ctx, &spec, v.staged)?;
     for w in &drilled.warnings {
         ctx.warn(w);
     }

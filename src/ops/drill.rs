@@ -57,8 +57,6 @@ pub struct Spec<'a> {
     pub db_path: &'a Path,
     pub archive: &'a Path,
     pub manifest: &'a Manifest,
-    /// The archive's files, verified, in a private staging directory.
-    pub staged: &'a Staging,
     pub settle: Duration,
     pub health_timeout: Option<Duration>,
     /// Where the drilled database is checked (the private staging area by default).
@@ -158,8 +156,10 @@ pub fn first_verified(
     Ok((None, failed))
 }
 
-/// Boot the throwaway copy, judge it, and remove it (on every way out).
-pub fn drill(n: &dyn Notice, spec: &Spec) -> Result<Drilled> {
+/// Boot the throwaway copy on the archive's verified files in `staged` (removed once they are
+/// in the copy's volume: the drilled database is copied out later), judge it, and remove it
+/// (on every way out).
+pub fn drill(n: &dyn Notice, spec: &Spec, staged: Staging) -> Result<Drilled> {
     let data_dir = data_dir(spec.live, spec.db_path)?;
     let bp = spec.engine.blueprint(spec.live)?;
     let names = Names::new(&spec.live.name);
@@ -182,7 +182,8 @@ pub fn drill(n: &dyn Notice, spec: &Spec) -> Result<Drilled> {
         warnings: vec![],
     };
     let mut run = Run::begin(spec, &names)?;
-    let went = run.go(n, spec, &bp, &data_dir, &mut d);
+    let went =
+        run.prepare(n, spec, &bp, &data_dir, staged, &mut d).and_then(|c| run.go(n, spec, &bp, c, &mut d));
     let cleaned = run.clean_up();
     match (went, cleaned) {
         (Ok(()), Ok(())) => Ok(d),
@@ -280,14 +281,16 @@ impl<'a> Run<'a> {
         Ok(Run { engine: spec.engine, names, journal: Some(j.write()?) })
     }
 
-    fn go(
+    /// Create the volume and the copy (not started), and fill the volume.
+    fn prepare(
         &mut self,
         n: &dyn Notice,
         spec: &Spec,
         bp: &Blueprint,
         data_dir: &Path,
+        staged: Staging,
         d: &mut Drilled,
-    ) -> Result<()> {
+    ) -> Result<Container> {
         let (e, names) = (self.engine, self.names);
         let labels = names.labels(spec);
         e.create_volume(&names.volume, &labels)?;
@@ -302,8 +305,21 @@ impl<'a> Run<'a> {
         let c = e.create_throwaway(&t)?;
         crate::fault::point("drill.created")?;
         let t0 = Instant::now();
-        fill(n, e, &c, spec, data_dir)?;
+        fill(n, e, &c, spec, data_dir, &staged)?;
         d.timings.fill_ms = t0.elapsed().as_millis() as u64;
+        Ok(c)
+    }
+
+    /// Start the copy, wait until it is up, stop it, check the database it leaves.
+    fn go(
+        &mut self,
+        n: &dyn Notice,
+        spec: &Spec,
+        bp: &Blueprint,
+        c: Container,
+        d: &mut Drilled,
+    ) -> Result<()> {
+        let (e, names) = (self.engine, self.names);
         n.note(&format!(
             "Starting {} (image {}, no network) on the backup; container {} is not touched",
             names.container, bp.image_ref, spec.live.name
@@ -373,14 +389,21 @@ impl Drop for Run<'_> {
 }
 
 /// Copy the backup into the volume, through the engine.
-fn fill(n: &dyn Notice, e: &Engine, c: &Container, spec: &Spec, data_dir: &Path) -> Result<()> {
+fn fill(
+    n: &dyn Notice,
+    e: &Engine,
+    c: &Container,
+    spec: &Spec,
+    data_dir: &Path,
+    staged: &Staging,
+) -> Result<()> {
     let (Some(parent), Some(base)) = (data_dir.parent(), data_dir.file_name()) else {
         return Err(Error::usage(format!("{} is not a data directory path", data_dir.display())));
     };
     let total: u64 = spec.manifest.files.iter().map(|f| f.size).sum();
     n.note(&format!("Copying the backup into the copy's volume ({})", indicatif::BinaryBytes(total)));
     let stage = n.progress().stage("copy in", total, Unit::Bytes);
-    let staged = spec.staged.dir();
+    let staged = staged.dir();
     let stage_ref = stage.as_ref();
     let sent = e.upload(c, parent, |w| write_tar(w, staged, spec.manifest, Path::new(base), stage_ref));
     check_interrupt()?;
