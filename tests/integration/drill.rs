@@ -322,27 +322,30 @@ fn a_drill_interrupted_or_killed_leaves_nothing_once_kfadmin_runs_again() {
             ["drill", "--container", &c.name, "--out", &out, "--settle", "2"],
         )
     };
-    // SIGTERM (systemd stopping the timer's unit) while the copy runs: cleaned up, exit 130.
-    drill("drill.started:term").code(130);
-    assert_nothing_left(&c.name, &env);
-    // SIGKILL: the copy keeps running, and its journal says so.
-    let r = drill("drill.started:kill");
-    assert_eq!(r.code, -1, "killed by SIGKILL: {}", r.stderr);
-    let (containers, volumes) = leftovers(&c.name);
-    assert_eq!(
-        (containers.len(), volumes.len()),
-        (1, 1),
-        "the kill left the copy: {containers:?} {volumes:?}"
-    );
-    assert_eq!(journals(&env.path("state")).len(), 1);
-    // A command that does not touch containers names them and leaves them.
-    kf(&env, &["list", &out]).ok().stderr_has("was killed during a drill").stderr_has(&volumes[0]);
-    assert_eq!(leftovers(&c.name).0.len(), 1);
-    // Any command on a container removes them.
-    kf(&env, &["status", "--container", &c.name, "--backup-dir", &out])
-        .ok()
-        .stderr_has("kfadmin removed what it left");
-    assert_nothing_left(&c.name, &env);
+    // SIGTERM (systemd stopping the timer's unit) or Ctrl-C: cleaned up at once, exit 130.
+    for fault in ["drill.filled:term", "drill.started:term", "drill.up:int"] {
+        drill(fault).code(130);
+        assert_nothing_left(&c.name, &env);
+    }
+    // SIGKILL with only the volume made, the copy created, running, stopped: what exists is
+    // left, and the journal says so.
+    for (point, copies) in
+        [("drill.volume", 0), ("drill.created", 1), ("drill.started", 1), ("drill.stopped", 1)]
+    {
+        let r = drill(&format!("{point}:kill"));
+        assert_eq!(r.code, -1, "killed by SIGKILL at {point}: {}", r.stderr);
+        let (containers, volumes) = leftovers(&c.name);
+        assert_eq!((containers.len(), volumes.len()), (copies, 1), "{point}: {containers:?} {volumes:?}");
+        assert_eq!(journals(&env.path("state")).len(), 1, "{point}");
+        // A command that does not touch containers names them and leaves them.
+        kf(&env, &["list", &out]).ok().stderr_has("was killed during a drill").stderr_has(&volumes[0]);
+        assert_eq!(leftovers(&c.name).1.len(), 1);
+        // Any command on a container removes them.
+        kf(&env, &["status", "--container", &c.name, "--backup-dir", &out])
+            .ok()
+            .stderr_has("kfadmin removed what it left");
+        assert_nothing_left(&c.name, &env);
+    }
     assert!(c.running());
 }
 
