@@ -228,6 +228,19 @@ fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .unwrap();
     kf(&env, &["verify", archive.to_str().unwrap()]).ok();
+    // A damaged copy of it is refused before anything is created (exit 3, no copy booted).
+    let damaged = env.path("damaged-20260101T000000Z-online.tar.gz");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    let r = kf(&env, &["drill", damaged.to_str().unwrap(), "--container", &c.name, "--json"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!(j["reason"], "the backup fails verification: refusing to drill a backup that is not whole");
+    assert_eq!(j["verification"][0]["ok"], false);
+    assert_eq!(j["drill_container"], Value::Null);
+    assert_nothing_left(&c.name, &env);
     let started_at = c.started_at();
     let (url, pings) = crate::monitor::ping_server();
     let archive_arg = archive.to_str().unwrap();
