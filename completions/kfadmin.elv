@@ -35,6 +35,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand list 'List the kfadmin archives in a backup directory, newest first'
             cand prune 'Remove old archives by grandfather-father-son retention (as restic''s forget)'
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+            cand drill 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -161,6 +162,33 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --db-path 'With --container: the database''s path inside the container'
             cand --backup-dir 'The backup directory'
             cand --max-age 'The oldest the last backup may be (e.g. 26h, 2d, 90m)'
+            cand --max-drill-age 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;drill'= {
+            cand -c 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --container 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --compose-project 'With --container: the Compose project, when several projects have that service'
+            cand --db-path 'With --container: the database''s path inside the container'
+            cand -o 'The backup directory to take the newest backup from'
+            cand --out 'The backup directory to take the newest backup from'
+            cand --settle 'How long the copy must stay running to count as up (without a healthcheck)'
+            cand --health-timeout 'How long to wait for the copy''s healthcheck to report healthy [default: what the healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]'
+            cand --tmp-dir 'Where kfadmin unpacks and checks the backup (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
+            cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
+            cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
+            cand --metrics-file 'Write Prometheus textfile-collector metrics here (atomically), success or failure'
+            cand --ping-url 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -206,6 +234,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand list 'List the kfadmin archives in a backup directory, newest first'
             cand prune 'Remove old archives by grandfather-father-son retention (as restic''s forget)'
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+            cand drill 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -221,6 +250,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         &'kfadmin;help;prune'= {
         }
         &'kfadmin;help;status'= {
+        }
+        &'kfadmin;help;drill'= {
         }
         &'kfadmin;help;completions'= {
         }

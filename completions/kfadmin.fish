@@ -37,6 +37,7 @@ complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "restore" -d 'Restor
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "list" -d 'List the kfadmin archives in a backup directory, newest first'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -123,6 +124,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l compose-proje
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l backup-dir -d 'The backup directory' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'The oldest the last backup may be (e.g. 26h, 2d, 90m)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-drill-age -d 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -130,6 +132,23 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l no-progress -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s o -l out -d 'The backup directory to take the newest backup from' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l settle -d 'How long the copy must stay running to count as up (without a healthcheck)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l health-timeout -d 'How long to wait for the copy\'s healthcheck to report healthy [default: what the healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l tmp-dir -d 'Where kfadmin unpacks and checks the backup (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -144,12 +163,13 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l no-progress
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s h -l help -d 'Print help'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s V -l version -d 'Print version'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory, newest first'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory, newest first'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -27,7 +27,8 @@ Examples:
     kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data
 
 Exit codes: 0 success, 1 failed (nothing half-done left), 2 usage or bad input,
-3 a backup failed verification, 4 a container was not brought back, 130 interrupted.";
+3 a backup failed verification (or a drill on it did not come up), 4 a container was not
+brought back, 130 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(name = "kfadmin", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -68,6 +69,7 @@ pub enum Command {
     List(ListArgs),
     Prune(PruneArgs),
     Status(StatusArgs),
+    Drill(DrillArgs),
     Completions(CompletionsArgs),
     /// Write the man pages (kfadmin.1 and one per subcommand) into a directory
     #[command(hide = true)]
@@ -301,6 +303,60 @@ pub struct RestoreArgs {
     pub confirm: ConfirmArgs,
 }
 
+/// Prove that a backup brings the server back: boot a throwaway copy of the container on it
+///
+/// Verifies the archive in full (without ARCHIVE: the newest backup of the container in the
+/// backup directory that verifies), then starts a copy of the live container (same image id,
+/// entrypoint, command, user, environment, working directory and healthcheck) with the
+/// restored data in a new volume at the same path, owned as the archive records, and nothing
+/// else: no other mount, no published port, --network none, no restart policy. The live
+/// container is never stopped, paused or touched, and its volume is never mounted.
+///
+/// The drill passes when the server comes up on the backup (healthy, with a healthcheck;
+/// otherwise running, unrestarted, for --settle seconds), had the database open, and left it
+/// whole after a graceful stop. The copy and its volume are removed on every way out; a
+/// killed drill's are removed by the next kfadmin command with --container.
+///
+/// Exit codes: 0 passed, 3 the server did not come up on this backup (or it fails
+/// verification), 1 the drill could not run (image gone, engine error), 2 usage.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin drill --container keyfount
+  kfadmin drill /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --container keyfount
+  kfadmin drill --container keyfount --json | jq '{passed, reason, logs}'")]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["container"])))]
+pub struct DrillArgs {
+    /// The archive to drill [default: the newest backup of the container in --out that verifies]
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub docker: ContainerArgs,
+    /// The backup directory to take the newest backup from
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "DIR",
+        env = "KFADMIN_BACKUP_DIR",
+        default_value = "/var/backups/keyfount"
+    )]
+    pub out: PathBuf,
+    /// How long the copy must stay running to count as up (without a healthcheck)
+    #[arg(long, value_name = "SECS", default_value_t = 10, env = "KFADMIN_SETTLE")]
+    pub settle: u32,
+    /// How long to wait for the copy's healthcheck to report healthy [default: what the healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]
+    #[arg(long, value_name = "SECS", env = "KFADMIN_HEALTH_TIMEOUT")]
+    pub health_timeout: Option<u32>,
+    /// Where kfadmin unpacks and checks the backup (created 0700, emptied when kfadmin ends)
+    /// [default: the state directory's staging/, /var/lib/kfadmin/staging]
+    #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
+    pub tmp_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub decrypt: DecryptArgs,
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
 /// Confirmation for commands that replace data.
 #[derive(Debug, Args, Clone)]
 pub struct ConfirmArgs {
@@ -376,9 +432,10 @@ pub struct PruneArgs {
 /// How a Keyfount server and its backups stand; exit 1 when the last backup is too old
 ///
 /// Shows the container's state and health, the database's size, its WAL's size and journal
-/// mode, the free space in the backup directory against the size of the last archive, and
-/// the last backup and its age. Exits 1 when there is no backup, or the last one is older than
-/// --max-age, so a monitor can run it.
+/// mode, the free space in the backup directory against the size of the last archive, the
+/// last backup and its age, and the last restore drill that passed. Exits 1 when there is no
+/// backup, or the last one is older than --max-age (or, with --max-drill-age, no drill passed
+/// within it), so a monitor can run it.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -393,6 +450,9 @@ pub struct StatusArgs {
     /// The oldest the last backup may be (e.g. 26h, 2d, 90m)
     #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_AGE", default_value = "26h", value_parser = humantime::parse_duration)]
     pub max_age: std::time::Duration,
+    /// A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none
+    #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_DRILL_AGE", value_parser = humantime::parse_duration)]
+    pub max_drill_age: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]

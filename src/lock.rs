@@ -40,6 +40,14 @@ impl Key {
         Key { file: format!("dir-{hash}.lock"), what: format!("{what} {}", canonical.display()) }
     }
 
+    /// The drills of a container (one at a time: each boots a copy of the server). Not the
+    /// container's own lock: a drill never touches the container, and a restore or backup of it
+    /// need not wait for one.
+    pub fn drill(id: &str, name: &str) -> Key {
+        let c = Key::container(id, name);
+        Key { file: format!("drill-{}", c.file), what: format!("drills of container {name}") }
+    }
+
     /// A container, by its id (its name can change, and a Compose service has several names).
     pub fn container(id: &str, name: &str) -> Key {
         let safe = if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()) {

@@ -15,13 +15,15 @@ use kfadmin::error::interrupt;
 
 /// A container that an earlier, killed kfadmin run left stopped is started before anything
 /// else by the commands that work on a container (`--container`); when that is impossible the
-/// operator hears it now (exit 4). The other commands only warn, naming the journal file: they
-/// must work with the engine down, and never start a container.
+/// operator hears it now (exit 4). The throwaway copy and volume of a killed drill are removed
+/// by the same commands. The other commands only warn, naming the journal file: they must work
+/// with the engine down, and never start or remove a container.
 fn recover(cmd: &Command) -> kfadmin::Result<()> {
     let on_container = match cmd {
         Command::Backup(a) => a.target.docker.container.is_some(),
         Command::Restore(a) => a.docker.container.is_some(),
         Command::Status(a) => a.target.docker.container.is_some(),
+        Command::Drill(_) => true,
         Command::Manpages(_) | Command::Completions(_) => return Ok(()),
         Command::Verify(_) | Command::List(_) | Command::Prune(_) => false,
     };
@@ -35,8 +37,10 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
     for line in kfadmin::ops::swap::recover()? {
         commands::stderr_line(&format!("warning: {line}"));
     }
-    let lines =
+    let mut lines =
         if on_container { kfadmin::docker::recover_journal()? } else { kfadmin::docker::journal_notes() };
+    // What a killed drill left: removed by container commands, named by the others.
+    lines.extend(if on_container { kfadmin::ops::drill::recover() } else { kfadmin::ops::drill::notes() });
     for line in lines {
         commands::stderr_line(&format!("warning: {line}"));
     }

@@ -1,6 +1,7 @@
-//! Telling a monitor how a backup went: Prometheus textfile-collector metrics written
-//! atomically, and healthchecks.io-style pings (`URL/start`, `URL`, `URL/fail`). A monitor
-//! that is down never fails a backup: problems come back as warnings.
+//! Telling a monitor how a backup or a restore drill went: Prometheus textfile-collector metrics
+//! written atomically (each run replaces its own metrics and keeps the others of the file), and
+//! healthchecks.io-style pings (`URL/start`, `URL`, `URL/fail`). A monitor that is down never
+//! fails a run: problems come back as warnings.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,17 +40,20 @@ fn previous(text: &str, metric: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// One gauge with its HELP and TYPE lines (nothing when there is no value).
+fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: Option<f64>) {
+    if let Some(v) = value {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {v}\n"));
+    }
+}
+
 /// The textfile for `f`. A failed run keeps the last success's timestamp, size and duration
 /// from `old` (the file it replaces).
 pub fn render(f: &RunFacts, old: &str) -> String {
     let labels = format!("{{name=\"{}\",mode=\"{}\"}}", escape(&f.name), escape(&f.mode));
     let ok = f.exit_code == 0;
     let mut out = String::new();
-    let mut metric = |name: &str, help: &str, value: Option<f64>| {
-        if let Some(v) = value {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {v}\n"));
-        }
-    };
+    let mut metric = |name: &str, help: &str, value: Option<f64>| gauge(&mut out, name, help, &labels, value);
     let t = now();
     let carry = |m: &str, v: Option<f64>| if ok { v } else { previous(old, m) };
     metric("kfadmin_backup_last_run_timestamp_seconds", "When the last backup run ended.", Some(t));
@@ -86,11 +90,82 @@ pub fn render(f: &RunFacts, old: &str) -> String {
     out
 }
 
-/// Write the metrics file atomically (mode 0644: node_exporter reads it). Returns a warning on
-/// failure.
+/// What the metrics say about one drill.
+#[derive(Debug, Clone, Default)]
+pub struct DrillFacts {
+    /// Label: the live container's name.
+    pub name: String,
+    /// 0 passed, 3 the server did not come up on the backup, 1 the drill could not run.
+    pub exit_code: u8,
+    pub duration_s: f64,
+}
+
+/// The drill's metrics; a failed drill keeps the last success's timestamp and duration.
+pub fn render_drill(f: &DrillFacts, old: &str) -> String {
+    let labels = format!("{{name=\"{}\"}}", escape(&f.name));
+    let ok = f.exit_code == 0;
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, value: Option<f64>| gauge(&mut out, name, help, &labels, value);
+    let t = now();
+    let carry = |m: &str, v: f64| if ok { Some(v) } else { previous(old, m) };
+    metric("kfadmin_drill_last_run_timestamp_seconds", "When the last restore drill ended.", Some(t));
+    metric(
+        "kfadmin_drill_last_exit_code",
+        "Exit code of the last restore drill (0 passed, 3 the server did not come up on the backup).",
+        Some(f64::from(f.exit_code)),
+    );
+    metric(
+        "kfadmin_drill_last_success_timestamp_seconds",
+        "When the last restore drill that passed ended.",
+        carry("kfadmin_drill_last_success_timestamp_seconds", t),
+    );
+    metric(
+        "kfadmin_drill_duration_seconds",
+        "How long the last restore drill that passed took.",
+        carry("kfadmin_drill_duration_seconds", f.duration_s),
+    );
+    out
+}
+
+/// The metric family a line of a textfile belongs to (None for other comments, blank lines).
+fn family(line: &str) -> Option<&str> {
+    let l = line.trim_start();
+    if let Some(rest) = l.strip_prefix("# HELP ").or_else(|| l.strip_prefix("# TYPE ")) {
+        return rest.split_whitespace().next();
+    }
+    if l.is_empty() || l.starts_with('#') {
+        return None;
+    }
+    l.split(['{', ' ']).next()
+}
+
+/// `new` after what `old` has of other metric families: backups and drills (and anything
+/// else) can share one textfile without erasing each other's metrics.
+fn merge(old: &str, new: &str) -> String {
+    let ours: std::collections::HashSet<&str> = new.lines().filter_map(family).collect();
+    let mut out: String = old
+        .lines()
+        .filter(|l| family(l).is_some_and(|f| !ours.contains(f)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    out.push_str(new);
+    out
+}
+
+/// Write the backup's metrics into the file atomically (mode 0644: node_exporter reads it),
+/// keeping its other metrics. Returns a warning on failure.
 pub fn write_metrics(path: &Path, f: &RunFacts) -> Option<String> {
+    write_with(path, |old| render(f, old))
+}
+
+/// Write the drill's metrics into the file, keeping its other metrics (a backup's).
+pub fn write_drill_metrics(path: &Path, f: &DrillFacts) -> Option<String> {
+    write_with(path, |old| render_drill(f, old))
+}
+
+fn write_with(path: &Path, render: impl FnOnce(&str) -> String) -> Option<String> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
-    let text = crate::crypto::redact(&render(f, &old)).into_owned();
+    let text = crate::crypto::redact(&merge(&old, &render(&old))).into_owned();
     crate::fsutil::write_atomic(path, text.as_bytes(), 0o644)
         .err()
         .map(|e| format!("cannot write the metrics file {}: {}", path.display(), e.chain()))
@@ -122,7 +197,7 @@ pub fn ping(base: &str, which: Ping, body: &str) -> Option<String> {
         .send(body.as_bytes())
     {
         Ok(_) => None,
-        Err(e) => Some(format!("cannot ping {url}: {e} (the backup itself is not affected)")),
+        Err(e) => Some(format!("cannot ping {url}: {e} (the run itself is not affected)")),
     }
 }
 
@@ -154,5 +229,29 @@ mod tests {
             second.contains("kfadmin_backup_last_exit_code{name=\"kf\",mode=\"online\"} 1\n"),
             "{second}"
         );
+    }
+
+    #[test]
+    fn backups_and_drills_keep_each_others_metrics() {
+        let backup =
+            RunFacts { name: "kf".into(), mode: "online".into(), duration_s: 2.0, ..RunFacts::default() };
+        let drill = DrillFacts { name: "kf".into(), exit_code: 0, duration_s: 12.5 };
+        let other = "# HELP node_custom Something else.\n# TYPE node_custom gauge\nnode_custom 7\n";
+        let first = merge(other, &render(&backup, other));
+        let both = merge(&first, &render_drill(&drill, &first));
+        assert!(both.contains("node_custom 7\n"), "{both}");
+        assert_eq!(previous(&both, "kfadmin_backup_duration_seconds"), Some(2.0));
+        assert_eq!(previous(&both, "kfadmin_drill_duration_seconds"), Some(12.5));
+        let success = previous(&both, "kfadmin_drill_last_success_timestamp_seconds").unwrap();
+        // A failed drill keeps the last success; the next backup keeps the drill's metrics.
+        let failed = DrillFacts { exit_code: 3, duration_s: 1.0, ..drill };
+        let after = merge(&both, &render_drill(&failed, &both));
+        assert_eq!(previous(&after, "kfadmin_drill_last_exit_code"), Some(3.0));
+        assert_eq!(previous(&after, "kfadmin_drill_last_success_timestamp_seconds"), Some(success));
+        assert_eq!(previous(&after, "kfadmin_drill_duration_seconds"), Some(12.5));
+        let again = merge(&after, &render(&backup, &after));
+        assert_eq!(previous(&again, "kfadmin_drill_last_exit_code"), Some(3.0));
+        assert_eq!(again.matches("# TYPE kfadmin_backup_duration_seconds").count(), 1, "{again}");
+        assert_eq!(again.matches("# TYPE kfadmin_drill_duration_seconds").count(), 1, "{again}");
     }
 }

@@ -23,6 +23,25 @@ pub struct StatusReport {
     pub container: Option<ContainerState>,
     pub database: DatabaseState,
     pub backups: BackupState,
+    /// The last restore drill that passed (`kfadmin drill`), when one is recorded or
+    /// `--max-drill-age` asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillState>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DrillState {
+    pub last: Option<LastDrillState>,
+    /// `--max-drill-age`, when given.
+    pub max_age_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastDrillState {
+    pub archive: String,
+    pub finished: String,
+    pub age_seconds: u64,
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,8 +116,9 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
     };
 
     let backups = backup_state(&args, &name, &mut problems);
+    let drill = drill_state(&args, &name, &mut problems);
     problems.extend(leftovers());
-    let report = StatusReport { ok: problems.is_empty(), problems, container, database, backups };
+    let report = StatusReport { ok: problems.is_empty(), problems, container, database, backups, drill };
     let code = if report.ok { 0 } else { 1 };
     Ok(Outcome::new(code, human(&report), &report))
 }
@@ -115,6 +135,12 @@ fn leftovers() -> Vec<String> {
             )
         })
         .collect();
+    out.extend(crate::ops::drill::pending().into_iter().map(|p| {
+        format!(
+            "{} records the throwaway container and volume of a killed drill that could not be removed yet; `docker ps -a --filter label=kfadmin.drill` lists them",
+            p.display()
+        )
+    }));
     out.extend(crate::ops::swap::pending().into_iter().map(|p| {
         format!(
             "{} records a restore that was killed half-way and could not be put back; see its data directory",
@@ -179,6 +205,31 @@ fn backup_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> Ba
         max_age_seconds: max_age,
         free_bytes: free,
     }
+}
+
+/// The last drill of `name` that passed, and (with `--max-drill-age`) a problem when there is
+/// none or it is too old.
+fn drill_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> Option<DrillState> {
+    let last = crate::ops::drill::last_success(name).map(|l| LastDrillState {
+        age_seconds: now_unix().saturating_sub(l.finished_unix),
+        archive: l.archive,
+        finished: l.finished,
+        duration_ms: l.duration_ms,
+    });
+    let max = args.max_drill_age;
+    match (&last, max) {
+        (_, None) => {}
+        (None, Some(_)) => problems.push(format!(
+            "no restore drill of {name} has passed yet (on this machine): run `kfadmin drill --container {name}`"
+        )),
+        (Some(l), Some(max)) if l.age_seconds > max.as_secs() => problems.push(format!(
+            "the last restore drill that passed is {} old, more than --max-drill-age {}",
+            humantime::format_duration(std::time::Duration::from_secs(l.age_seconds)),
+            humantime::format_duration(max)
+        )),
+        (Some(_), Some(_)) => {}
+    }
+    (last.is_some() || max.is_some()).then(|| DrillState { last, max_age_seconds: max.map(|m| m.as_secs()) })
 }
 
 /// The container's state, and what is wrong with it: not running, restarting (a crash loop),
@@ -255,6 +306,21 @@ fn human(r: &StatusReport) -> String {
         b.dir.display(),
         b.free_bytes.map(human_bytes).unwrap_or_else(|| "?".into())
     );
+    if let Some(d) = &r.drill {
+        match &d.last {
+            Some(l) => {
+                let _ = writeln!(
+                    s,
+                    "drill      passed {} ago, on {}",
+                    humantime::format_duration(std::time::Duration::from_secs(l.age_seconds)),
+                    l.archive
+                );
+            }
+            None => {
+                let _ = writeln!(s, "drill      none has passed");
+            }
+        }
+    }
     if r.ok {
         let _ = writeln!(s, "=> OK");
     } else {

@@ -1,9 +1,11 @@
 //! The operations the commands share, below `commands/` and above the mechanisms (`sqlite`,
 //! `archive`, `docker`, `safedir`, `crypto`): find a container and its data, stage files
-//! privately, make a verified archive, swap a data directory safely. They take plain values
-//! and a [`crate::progress::Notice`], and never print.
+//! privately, make a verified archive, swap a data directory safely, drill a backup on a
+//! throwaway copy of the server. They take plain values and a [`crate::progress::Notice`], and
+//! never print.
 
 pub mod container;
+pub mod drill;
 pub mod make;
 pub mod staging;
 pub mod swap;

@@ -172,7 +172,7 @@ fn remove_if_dead(parent: &Dir, name: &OsStr, legacy: bool) -> Result<()> {
 }
 
 /// 64 random bits (from the kernel), for names nobody can guess.
-fn random() -> u64 {
+pub fn random() -> u64 {
     let mut b = [0u8; 8];
     if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();

@@ -381,8 +381,11 @@ pub fn write_file(path: &Path, data: &[u8]) {
     f.write_all(data).unwrap();
 }
 
-/// The journals in a state directory: containers kfadmin stopped, swaps in progress (it also
-/// holds kfadmin's `locks/` and private `staging/`).
+/// The journals in a state directory: containers kfadmin stopped, swaps and drills in progress
+/// (it also holds kfadmin's `locks/`, private `staging/` and the record of passed `drills/`).
 pub fn journals(state: &Path) -> Vec<String> {
-    ls(state).into_iter().filter(|n| n.starts_with("stopped-") || n.starts_with("swap-")).collect()
+    ls(state)
+        .into_iter()
+        .filter(|n| n.starts_with("stopped-") || n.starts_with("swap-") || n.starts_with("drill-"))
+        .collect()
 }

@@ -8,6 +8,7 @@ mod backup;
 mod cli;
 mod dock;
 mod docker;
+mod drill;
 mod encrypt;
 mod faults;
 mod hostile;

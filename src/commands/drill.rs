@@ -1,0 +1,319 @@
+//! `kfadmin drill [ARCHIVE] --container NAME`: prove that a backup brings the server back, on a
+//! throwaway copy of the container. This module picks the archive, hands the work to
+//! [`crate::ops::drill`], and renders, records and reports the outcome.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::{future_warning, in_future, now_unix, ArchiveKind, Ctx, Outcome};
+use crate::archive::catalog;
+use crate::archive::reader::Verdict;
+use crate::cli::DrillArgs;
+use crate::crypto::{self, Keys};
+use crate::docker::Engine;
+use crate::error::{Error, Kind, Result};
+use crate::lock::Key;
+use crate::monitor;
+use crate::ops::drill::{self, Drilled, LastDrill, Spec, LOG_LINES};
+
+/// The `--json` report of a drill.
+#[derive(Debug, Serialize)]
+pub struct DrillReport {
+    pub ok: bool,
+    /// The server came up on the backup, had its database open, and left it whole.
+    pub passed: bool,
+    /// Why the drill did not pass.
+    pub reason: Option<String>,
+    /// The live container (never touched).
+    pub container: String,
+    /// The archive drilled (None when none verified).
+    #[serde(serialize_with = "super::lossy::opt_path")]
+    pub archive: Option<PathBuf>,
+    /// "given", or "newest that verifies".
+    pub chosen: &'static str,
+    /// Every archive verified, newest first: those that failed, then the one drilled.
+    #[serde(serialize_with = "super::lossy::verdicts")]
+    pub verification: Vec<Verdict>,
+    /// The server's last log lines when the drill did not pass.
+    pub logs: Vec<String>,
+    #[serde(flatten)]
+    pub drill: Option<Drilled>,
+    pub duration_ms: u64,
+    pub warnings: Vec<String>,
+}
+
+pub fn run(args: DrillArgs, ctx: &Ctx) -> Result<Outcome> {
+    let started = Instant::now();
+    if let Some(url) = &args.monitor.ping_url {
+        if let Some(w) = monitor::ping(url, monitor::Ping::Start, "") {
+            ctx.warn(&w);
+        }
+    }
+    let result = drill(&args, ctx);
+    let result = result.map(|mut r| {
+        r.duration_ms = started.elapsed().as_millis() as u64;
+        r
+    });
+    report_to_monitor(&args, ctx, &result, started);
+    let mut report = result?;
+    if report.passed {
+        if let Err(e) = record(&report) {
+            let w = format!("the drill passed, but cannot be recorded for `kfadmin status`: {}", e.chain());
+            ctx.warn(&w);
+            report.warnings.push(w);
+        }
+    }
+    let code = if report.passed { 0 } else { Kind::Verification.code() };
+    Ok(Outcome::new(code, human(&report), &report))
+}
+
+fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
+    let d = &args.docker;
+    let name = d.container.as_deref().ok_or_else(|| Error::usage("drill needs --container NAME"))?;
+    let engine = Engine::connect()?;
+    let live = engine.find(name, d.compose_project.as_deref())?;
+    let _lock = ctx.lock("kfadmin drill", vec![Key::drill(&live.id, &live.name)])?;
+    let mut report = DrillReport {
+        ok: false,
+        passed: false,
+        reason: None,
+        container: live.name.clone(),
+        archive: None,
+        chosen: if args.archive.is_some() { "given" } else { "newest that verifies" },
+        verification: vec![],
+        logs: vec![],
+        drill: None,
+        duration_ms: 0,
+        warnings: vec![],
+    };
+    let candidates = candidates(args, &live.name, ctx, &mut report.warnings)?;
+    let keys = keys(args, &candidates, ctx)?;
+    let (verified, failed) = drill::first_verified(ctx, &candidates, &keys, args.tmp_dir.as_deref())?;
+    for v in &failed {
+        let w =
+            format!("{} fails verification ({}); it is not drilled", v.archive.display(), failed_checks(v));
+        ctx.warn(&w);
+        report.warnings.push(w);
+    }
+    report.verification = failed;
+    let Some(v) = verified else {
+        report.reason = Some(format!(
+            "{} fails verification: refusing to drill a backup that is not whole",
+            if candidates.len() == 1 { "the backup" } else { "every backup" }
+        ));
+        return Ok(report);
+    };
+    report.archive = Some(v.archive.clone());
+    report.verification.push(v.verdict.clone());
+    let spec = Spec {
+        engine: &engine,
+        live: &live,
+        db_path: &d.db_path,
+        archive: &v.archive,
+        manifest: &v.manifest,
+        settle: Duration::from_secs(u64::from(args.settle)),
+        health_timeout: args.health_timeout.map(|s| Duration::from_secs(u64::from(s))),
+        tmp_dir: args.tmp_dir.as_deref(),
+    };
+    let mut drilled = drill::drill(ctx, &spec, v.staged)?;
+    for w in &drilled.warnings {
+        ctx.warn(w);
+    }
+    report.warnings.append(&mut drilled.warnings);
+    (report.passed, report.ok) = (drilled.passed, drilled.passed);
+    report.reason = drilled.reason.clone();
+    report.logs = std::mem::take(&mut drilled.logs);
+    report.drill = Some(drilled);
+    Ok(report)
+}
+
+/// The archive to drill, or the container's backups in `--out`, newest first (pre-restore
+/// safety copies and archives dated in the future are not backups to drill).
+fn candidates(args: &DrillArgs, name: &str, ctx: &Ctx, warnings: &mut Vec<String>) -> Result<Vec<PathBuf>> {
+    if let Some(a) = &args.archive {
+        if !a.is_file() {
+            return Err(Error::usage(format!("archive {} does not exist or is not a file", a.display()))
+                .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
+        }
+        return Ok(vec![a.clone()]);
+    }
+    let now = now_unix();
+    let mut list = Vec::new();
+    for e in catalog::scan(&args.out)?.into_iter().filter(|e| e.name == name) {
+        if ArchiveKind::of(e.mode) != ArchiveKind::Backup {
+            continue;
+        }
+        if in_future(e.created_unix, now) {
+            let w = future_warning(&e.path, &e.created, "it is not taken as the newest backup");
+            ctx.warn(&w);
+            warnings.push(w);
+            continue;
+        }
+        list.push(e.path);
+    }
+    if list.is_empty() {
+        return Err(Error::usage(format!(
+            "there is no backup of container {name} in {}",
+            args.out.display()
+        ))
+        .hint("pass the archive to drill, or the backup directory with --out (or KFADMIN_BACKUP_DIR)"));
+    }
+    Ok(list)
+}
+
+/// The keys to read the candidates with: a passphrase is asked at most once.
+fn keys(args: &DrillArgs, candidates: &[PathBuf], ctx: &Ctx) -> Result<Keys> {
+    match candidates.iter().find(|a| crypto::is_encrypted(a)) {
+        Some(a) => crypto::keys_for(a, &args.decrypt.identity, ctx.interactive),
+        None => Keys::from_files(&args.decrypt.identity),
+    }
+}
+
+fn failed_checks(v: &Verdict) -> String {
+    let failed: Vec<String> = v.failed().map(|c| format!("{}: {}", c.name, c.detail)).collect();
+    if failed.is_empty() {
+        "not every check could run".into()
+    } else {
+        failed.join("; ")
+    }
+}
+
+/// The last drill that passed, for `kfadmin status --max-drill-age`.
+fn record(r: &DrillReport) -> Result<()> {
+    let now = SystemTime::now();
+    drill::record_success(&LastDrill {
+        container: r.container.clone(),
+        archive: r.archive.as_ref().map(|a| a.display().to_string()).unwrap_or_default(),
+        finished: humantime::format_rfc3339_seconds(now).to_string(),
+        finished_unix: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        duration_ms: r.duration_ms,
+    })
+}
+
+/// Metrics file and ping, whatever the outcome; a monitor that is down only warns.
+fn report_to_monitor(args: &DrillArgs, ctx: &Ctx, result: &Result<DrillReport>, started: Instant) {
+    let mon = &args.monitor;
+    if mon.metrics_file.is_none() && mon.ping_url.is_none() {
+        return;
+    }
+    let name = match result {
+        Ok(r) => r.container.clone(),
+        Err(_) => args.docker.container.clone().unwrap_or_default(),
+    };
+    let exit_code = match result {
+        Ok(r) if r.passed => 0,
+        Ok(_) => Kind::Verification.code(),
+        Err(e) => e.kind.code(),
+    };
+    if let Some(path) = &mon.metrics_file {
+        let facts = monitor::DrillFacts {
+            name: name.clone(),
+            exit_code,
+            duration_s: started.elapsed().as_secs_f64(),
+        };
+        if let Some(w) = monitor::write_drill_metrics(path, &facts) {
+            ctx.warn(&w);
+        }
+    }
+    if let Some(url) = &mon.ping_url {
+        let (which, body) = match result {
+            Ok(r) if r.passed => (
+                monitor::Ping::Success,
+                format!(
+                    "drill of {name} passed on {}",
+                    r.archive.as_ref().map(|a| a.display().to_string()).unwrap_or_default()
+                ),
+            ),
+            Ok(r) => (
+                monitor::Ping::Fail,
+                format!(
+                    "drill of {name} failed: {}\n{}",
+                    r.reason.as_deref().unwrap_or(""),
+                    r.logs.join("\n")
+                ),
+            ),
+            Err(e) => (monitor::Ping::Fail, format!("exit {}: {}", e.kind.code(), e.chain())),
+        };
+        if let Some(w) = monitor::ping(url, which, &body) {
+            ctx.warn(&w);
+        }
+    }
+}
+
+fn human(r: &DrillReport) -> String {
+    let mut s = String::new();
+    let archive = r.archive.as_ref().map(|a| a.display().to_string()).unwrap_or_else(|| "-".into());
+    if r.passed {
+        let _ = writeln!(s, "Drill passed: a copy of container {} came up on {archive}", r.container);
+    } else {
+        let _ =
+            writeln!(s, "Drill FAILED for container {}: {}", r.container, r.reason.as_deref().unwrap_or("?"));
+    }
+    for v in r.verification.iter().filter(|v| !v.ok) {
+        let _ = writeln!(s, "  FAIL     {}: {}", v.archive.display(), failed_checks(v));
+    }
+    if let Some(m) = r.verification.iter().find(|v| v.ok).and_then(|v| v.manifest.as_ref()) {
+        let rows: u64 = m.database.tables.values().sum();
+        let _ = writeln!(
+            s,
+            "  backup   {archive} ({} backup taken {}, {rows} rows; verified)",
+            m.mode.as_str(),
+            m.created
+        );
+    }
+    if let Some(d) = &r.drill {
+        render_drill(&mut s, r, d);
+    }
+    s
+}
+
+fn render_drill(s: &mut String, r: &DrillReport, d: &Drilled) {
+    let short = d.image.strip_prefix("sha256:").unwrap_or(&d.image);
+    let _ = writeln!(
+        s,
+        "  copy     {} (image {}, {}), no network, data in volume {} at {}",
+        d.drill_container,
+        d.image_ref,
+        &short[..short.len().min(12)],
+        d.drill_volume,
+        d.data_path
+    );
+    if let Some(up) = &d.up {
+        let _ = writeln!(s, "  up       {up}");
+    }
+    for o in &d.opened {
+        let _ = writeln!(s, "  opened   {o}");
+    }
+    if let Some(f) = d.after.as_ref().and_then(|a| a.database.as_ref()) {
+        let rows: u64 = f.tables.values().sum();
+        let integrity =
+            if d.after.as_ref().is_some_and(|a| a.integrity.is_empty()) { "ok" } else { "FAILED" };
+        let version = f.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+        let _ = writeln!(s, "  after    integrity {integrity}, schema version {version}, {rows} rows");
+    }
+    let t = &d.timings;
+    let phases: Vec<String> =
+        [("copy in", t.fill_ms), ("start to verdict", t.up_ms), ("stop and check", t.check_ms)]
+            .iter()
+            .filter(|(_, ms)| *ms > 0)
+            .map(|(what, ms)| format!("{what} {:.1} s", *ms as f64 / 1000.0))
+            .collect();
+    let _ = writeln!(s, "  time     {:.1} s ({})", r.duration_ms as f64 / 1000.0, phases.join(", "));
+    if !r.passed {
+        if !d.left_out.is_empty() {
+            let _ = writeln!(s, "  not given the live container's other mounts: {}", d.left_out.join(", "));
+        }
+        let _ = writeln!(s, "  the server's last {} log lines:", r.logs.len().min(LOG_LINES));
+        for l in &r.logs {
+            let _ = writeln!(s, "    | {l}");
+        }
+        let _ = writeln!(
+            s,
+            "The server does not come up on this backup as it is: a restore of it would leave Keyfount down. Keep the older backups; see the log above."
+        );
+    }
+    let _ = writeln!(s, "The copy and its volume were removed; container {} was not touched.", r.container);
+}

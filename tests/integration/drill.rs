@@ -1,0 +1,430 @@
+//! `kfadmin drill`: a throwaway copy of the live container booted on a backup, against the real
+//! engine and the real writer. The live container must never notice.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListVolumesOptionsBuilder};
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::dock::*;
+use crate::util::*;
+
+fn kf(env: &Env, args: &[&str]) -> Run {
+    let state = env.path("state");
+    kfadmin_env(&[("KFADMIN_STATE_DIR", state.to_str().unwrap())], args)
+}
+
+/// What the drills of live container `live` left in the engine: containers and volumes.
+fn leftovers(live: &str) -> (Vec<String>, Vec<String>) {
+    let d = docker();
+    let filters = HashMap::from([("label", vec![format!("kfadmin.drill.container={live}")])]);
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let containers = block(d.list_containers(Some(opts)))
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .collect();
+    let opts = ListVolumesOptionsBuilder::default().filters(&filters).build();
+    let volumes = block(d.list_volumes(Some(opts)))
+        .unwrap()
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    (containers, volumes)
+}
+
+fn assert_nothing_left(live: &str, env: &Env) {
+    assert_eq!(leftovers(live), (vec![], vec![]), "the drill left something in the engine");
+    assert_eq!(journals(&env.path("state")), Vec::<String>::new(), "a drill journal was left");
+}
+
+/// An online backup of the live container in `env/backups`; returns the directory.
+fn backup(env: &Env, c: &Kf) -> String {
+    let out = env.path("backups");
+    kf(env, &["backup", "--online", "--container", &c.name, "--out", out.to_str().unwrap(), "--quiet"]).ok();
+    out.to_str().unwrap().to_string()
+}
+
+fn restart_count(c: &Kf) -> i64 {
+    c.inspect().restart_count.unwrap_or(0)
+}
+
+/// A kfadmin run held at a `KFADMIN_TEST_PAUSE_AT` point (see `kfadmin::docker::test_pause`).
+/// Dropped unfinished (a failed assertion), it is let go and waited for: it cleans up.
+struct Paused {
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+    point: String,
+}
+
+impl Paused {
+    fn spawn(env: &Env, point: &str, args: &[&str]) -> Paused {
+        let dir = env.path("pause");
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = std::process::Command::new(kfadmin_bin())
+            .args(args)
+            .env("KFADMIN_STATE_DIR", env.path("state"))
+            .env("KFADMIN_TEST_PAUSE_AT", point)
+            .env("KFADMIN_TEST_PAUSE_DIR", &dir)
+            .env_remove("KFADMIN_BACKUP_DIR")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Paused { child: Some(child), dir, point: point.to_string() }
+    }
+
+    fn wait(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !self.dir.join(format!("{}.reached", self.point)).exists() {
+            assert!(std::time::Instant::now() < deadline, "kfadmin never reached {}", self.point);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn go(&self) {
+        std::fs::write(self.dir.join(format!("{}.go", self.point)), b"").unwrap();
+    }
+
+    fn finish(mut self) -> Run {
+        self.go();
+        self.child.take().unwrap().wait_with_output().unwrap().into()
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::fs::write(self.dir.join(format!("{}.go", self.point)), b"");
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The running copy of `live`: its image, command and user, one new volume at /data owned as
+/// the backup records it, no network, no port, no restart policy, labels that say what it is.
+fn the_copy_is_isolated(live: &Kf) {
+    use std::os::unix::fs::MetadataExt;
+    let d = docker();
+    let filters = HashMap::from([("label", vec![format!("kfadmin.drill.container={}", live.name)])]);
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let found = block(d.list_containers(Some(opts))).unwrap();
+    assert_eq!(found.len(), 1);
+    let no_opts = None::<bollard::query_parameters::InspectContainerOptions>;
+    let copy = block(d.inspect_container(found[0].id.as_deref().unwrap(), no_opts)).unwrap();
+    let (li, cc) = (live.inspect(), copy.config.clone().unwrap());
+    let lc = li.config.unwrap();
+    assert_eq!(copy.image, li.image);
+    assert_eq!((cc.cmd, cc.entrypoint, cc.user), (lc.cmd, lc.entrypoint, lc.user));
+    let labels = cc.labels.unwrap();
+    assert_eq!(labels.get("kfadmin.drill").map(String::as_str), Some("1"));
+    assert!(labels.get("kfadmin.drill.archive").is_some_and(|a| a.ends_with("-online.tar.gz")));
+    let host = copy.host_config.unwrap();
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+    assert!(host.port_bindings.unwrap_or_default().is_empty());
+    let policy = host.restart_policy.and_then(|p| p.name).map(|n| n.to_string()).unwrap_or_default();
+    assert!(policy.is_empty() || policy == "no", "restart policy {policy}");
+    let mounts = copy.mounts.unwrap();
+    assert_eq!(mounts.len(), 1, "only the drill's own volume: {mounts:?}");
+    let m = &mounts[0];
+    assert_eq!(m.destination.as_deref(), Some("/data"));
+    assert_ne!(m.name, live.volume, "the live volume is never mounted");
+    assert!(m.name.as_deref().unwrap().starts_with(&format!("{}-kfadmin-drill-", live.name)));
+    // A volume filled from the host: kfadmin gave its root and the database their owner and mode.
+    let root = std::path::PathBuf::from(m.source.clone().unwrap());
+    for (p, mode) in [(root.clone(), 0o700), (root.join("keyfount.db"), 0o600)] {
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (APP_UID, APP_UID, mode),
+            "{}",
+            p.display()
+        );
+    }
+    assert_eq!(copy.state.unwrap().running, Some(true));
+}
+
+#[test]
+fn a_good_backup_passes_while_the_live_server_keeps_writing() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-ok", Spec { init_mb: 2, rate: 50, ..Spec::default() });
+    let out = backup(&env, &c);
+    let started_at = c.started_at();
+    // Before any drill, an overdue drill is a problem for status.
+    kf(&env, &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "8d"])
+        .code(1)
+        .stdout_has("no restore drill");
+    let metrics = env.path("kfadmin.prom");
+    write_file(&metrics, b"# HELP kfadmin_backup_size_bytes x\n# TYPE kfadmin_backup_size_bytes gauge\nkfadmin_backup_size_bytes{name=\"kf\",mode=\"online\"} 1234\n");
+    let seq_before = c.status()["last_seq"].as_i64().unwrap();
+    let m = metrics.to_str().unwrap();
+    let args =
+        ["drill", "--container", &c.name, "--out", &out, "--settle", "2", "--metrics-file", m, "--json"];
+    let paused = Paused::spawn(&env, "drill-up", &args);
+    paused.wait();
+    // While the copy is up: what it is, and what it is not.
+    the_copy_is_isolated(&c);
+    let r = paused.finish();
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["passed"], true, "{j}");
+    assert_eq!(j["chosen"], "newest that verifies");
+    assert_eq!(j["up"], "running for 2 s");
+    let opened = j["opened"].to_string();
+    assert!(opened.contains("-wal") && opened.contains("wrote to the database"), "{opened}");
+    assert_eq!(j["after"]["integrity"], serde_json::json!([]));
+    assert_eq!(j["after"]["database"]["schema_version"], 7);
+    assert!(j["drill_container"].as_str().unwrap().starts_with(&format!("{}-kfadmin-drill-", c.name)));
+    assert_eq!(j["left_out"].as_array().unwrap().len(), 1, "the /status bind mount is not given: {j}");
+    // The live server was never stopped or restarted, and kept committing throughout.
+    c.wait_writing_past(seq_before);
+    assert_eq!(c.started_at(), started_at);
+    assert_eq!(restart_count(&c), 0);
+    assert!(c.running());
+    assert_nothing_left(&c.name, &env);
+    // The drill's metrics join the backup's; status knows the drill passed.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(text.contains("kfadmin_backup_size_bytes{name=\"kf\",mode=\"online\"} 1234"), "{text}");
+    assert!(text.contains(&format!("kfadmin_drill_last_exit_code{{name=\"{}\"}} 0", c.name)), "{text}");
+    assert!(text.contains("kfadmin_drill_last_success_timestamp_seconds{"), "{text}");
+    assert!(text.contains("kfadmin_drill_duration_seconds{"), "{text}");
+    let s = kf(
+        &env,
+        &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "8d", "--json"],
+    );
+    s.ok();
+    assert!(s.json()["drill"]["last"]["archive"].as_str().unwrap().ends_with("-online.tar.gz"));
+}
+
+#[test]
+fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-rejects", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    // A database SQLite calls healthy, from a release this server refuses (schema version 3).
+    let db = env.path("old/keyfount.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let init = std::process::Command::new(sim_bin())
+        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 3").unwrap();
+    // Owned by the server's user, as its own database would be.
+    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
+    let out = env.path("backups");
+    let out = out.to_str().unwrap();
+    kf(
+        &env,
+        &["backup", "--online", "--db", db.to_str().unwrap(), "--name", &c.name, "--out", out, "--quiet"],
+    )
+    .ok();
+    let archive = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap();
+    kf(&env, &["verify", archive.to_str().unwrap()]).ok();
+    // A damaged copy of it is refused before anything is created (exit 3, no copy booted).
+    let damaged = env.path("damaged-20260101T000000Z-online.tar.gz");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    let r = kf(&env, &["drill", damaged.to_str().unwrap(), "--container", &c.name, "--json"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!(j["reason"], "the backup fails verification: refusing to drill a backup that is not whole");
+    assert_eq!(j["verification"][0]["ok"], false);
+    assert_eq!(j["drill_container"], Value::Null);
+    assert_nothing_left(&c.name, &env);
+    let started_at = c.started_at();
+    let (url, pings) = crate::monitor::ping_server();
+    let archive_arg = archive.to_str().unwrap();
+    let r = kf(&env, &["drill", archive_arg, "--container", &c.name, "--settle", "2", "--ping-url", &url]);
+    r.code(3)
+        .stdout_has("Drill FAILED")
+        .stdout_has("exit code 3")
+        .stdout_has("has schema version 3; this server runs version 7 only");
+    // The monitor hears the failure, with the server's own words.
+    let got = pings.lock().unwrap().clone();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("/ping/abc-123/start"), "{got:?}");
+    assert!(got[1].starts_with("/ping/abc-123/fail") && got[1].contains("has schema version 3"), "{got:?}");
+    let r =
+        kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "2", "--json"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!(
+        (j["passed"].clone(), j["ok"].clone(), j["exit_code"].clone()),
+        (Value::Bool(false), Value::Bool(false), 3.into())
+    );
+    assert!(j["reason"].as_str().unwrap().contains("did not come up"), "{j}");
+    let logs = j["logs"].to_string();
+    assert!(logs.contains("has schema version 3"), "{logs}");
+    assert_eq!(c.started_at(), started_at);
+    assert!(c.running());
+    assert_nothing_left(&c.name, &env);
+}
+
+/// Beside the only archive in `out`, a copy dated a minute later whose bytes were damaged (with
+/// a sidecar of the copy as written): the newest backup, and one that fails verification.
+/// Returns the path of the good one.
+fn newer_corrupt_copy(out: &std::path::Path) -> String {
+    let good = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap();
+    let file_name = good.file_name().unwrap().to_str().unwrap();
+    let (name, unix, _) = kfadmin::archive::catalog::parse_name(file_name).unwrap();
+    let later = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix + 60);
+    let stamp = humantime::format_rfc3339_seconds(later).to_string().replace(['-', ':'], "");
+    let bad = out.join(format!("{name}-{stamp}-online.tar.gz"));
+    let mut bytes = std::fs::read(&good).unwrap();
+    std::fs::write(bad.with_extension("gz.sha256"), format!("{:x}  x\n", sha2::Sha256::digest(&bytes)))
+        .unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&bad, bytes).unwrap();
+    good.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_healthcheck_that_never_turns_healthy_exits_3_within_the_timeout() {
+    let env = Env::new();
+    // The first probe would run an hour after the start: "starting" until then.
+    let spec = Spec {
+        init_mb: 1,
+        rate: 20,
+        healthcheck: true,
+        health_interval_ms: Some(3_600_000),
+        ..Spec::default()
+    };
+    let c = Kf::start(&env, "drill-health", spec);
+    let out = backup(&env, &c);
+    let good = newer_corrupt_copy(std::path::Path::new(&out));
+    let r = kf(&env, &["drill", "--container", &c.name, "--out", &out, "--health-timeout", "2", "--json"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!(j["passed"], false);
+    // The newest backup fails verification: it is named and passed over for the one before.
+    assert_eq!(j["archive"].as_str(), Some(good.as_str()));
+    let verified: Vec<bool> = j["verification"].as_array().unwrap().iter().map(|v| v["ok"] == true).collect();
+    assert_eq!(verified, vec![false, true]);
+    r.stderr_has("fails verification");
+    let reason = j["reason"].as_str().unwrap();
+    assert!(reason.contains("did not report healthy within --health-timeout 2 s"), "{reason}");
+    assert!(j["logs"].as_array().is_some_and(|l| !l.is_empty()), "the server's log is reported: {j}");
+    assert_nothing_left(&c.name, &env);
+}
+
+#[test]
+fn a_drill_interrupted_or_killed_leaves_nothing_once_kfadmin_runs_again() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-killed", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    let out = backup(&env, &c);
+    let state = env.path("state");
+    let state = state.to_str().unwrap();
+    let drill = |fault: &str| {
+        kfadmin_env(
+            &[("KFADMIN_STATE_DIR", state), ("KFADMIN_TEST_FAULT", fault)],
+            ["drill", "--container", &c.name, "--out", &out, "--settle", "2"],
+        )
+    };
+    // SIGTERM (systemd stopping the timer's unit) or Ctrl-C: cleaned up at once, exit 130.
+    for fault in ["drill.filled:term", "drill.started:term", "drill.up:int"] {
+        drill(fault).code(130);
+        assert_nothing_left(&c.name, &env);
+    }
+    // SIGKILL with only the volume made, the copy created, running, stopped: what exists is
+    // left, and the journal says so.
+    for (point, copies) in
+        [("drill.volume", 0), ("drill.created", 1), ("drill.started", 1), ("drill.stopped", 1)]
+    {
+        let r = drill(&format!("{point}:kill"));
+        assert_eq!(r.code, -1, "killed by SIGKILL at {point}: {}", r.stderr);
+        let (containers, volumes) = leftovers(&c.name);
+        assert_eq!((containers.len(), volumes.len()), (copies, 1), "{point}: {containers:?} {volumes:?}");
+        assert_eq!(journals(&env.path("state")).len(), 1, "{point}");
+        // A command that does not touch containers names them and leaves them.
+        kf(&env, &["list", &out]).ok().stderr_has("was killed during a drill").stderr_has(&volumes[0]);
+        assert_eq!(leftovers(&c.name).1.len(), 1);
+        // Any command on a container removes them.
+        kf(&env, &["status", "--container", &c.name, "--backup-dir", &out])
+            .ok()
+            .stderr_has("kfadmin removed what it left");
+        assert_nothing_left(&c.name, &env);
+    }
+    assert!(c.running());
+}
+
+/// A container removed (by force) when dropped.
+struct Gone(String);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build();
+        let _ = block(docker().remove_container(&self.0, Some(opts)));
+    }
+}
+
+#[test]
+fn a_container_whose_image_is_gone_cannot_be_drilled_exit_1() {
+    use futures_util::StreamExt;
+    let env = Env::new();
+    let d = docker();
+    // An image of its own (the test image plus a label), so that removing it touches no other test.
+    let unique = env.dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('_', "-");
+    let tag = format!("kfadmin-test-gone:{unique}");
+    let mut context = tar::Builder::new(Vec::new());
+    let dockerfile = format!("FROM {}\nLABEL kfadmin.test.gone={unique}\n", image());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    context.append_data(&mut h, "Dockerfile", dockerfile.as_bytes()).unwrap();
+    let opts = bollard::query_parameters::BuildImageOptionsBuilder::default().t(&tag).rm(true).build();
+    let body = bollard::body_full(bytes::Bytes::from(context.into_inner().unwrap()));
+    block(async {
+        let mut stream = d.build_image(opts, None, Some(body));
+        while let Some(item) = stream.next().await {
+            assert!(item.unwrap().error_detail.is_none(), "building {tag} failed");
+        }
+    });
+    let name = format!("kfadmin-test-{}-{unique}", std::process::id());
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(tag.clone()),
+        cmd: Some(vec!["run".into(), "--db".into(), "/data/keyfount.db".into()]),
+        host_config: Some(bollard::models::HostConfig {
+            binds: Some(vec![format!("{}:/data", data.display())]),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = bollard::query_parameters::CreateContainerOptionsBuilder::default().name(&name).build();
+    block(d.create_container(Some(opts), body)).unwrap();
+    let _gone = Gone(name.clone());
+    let opts = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+    block(d.remove_image(&tag, Some(opts), None)).unwrap();
+    // A good backup of it.
+    let db = data.join("keyfount.db");
+    let init = std::process::Command::new(sim_bin())
+        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let out = env.path("backups");
+    let out = out.to_str().unwrap();
+    kf(&env, &["backup", "--online", "--container", &name, "--out", out, "--quiet"]).ok();
+    let r = kf(&env, &["drill", "--container", &name, "--out", out, "--json"]);
+    r.code(1).stderr_has("is no longer in the Docker engine").stderr_has("docker pull");
+    assert_eq!(r.json()["error"]["kind"], "failed");
+    assert_nothing_left(&name, &env);
+}
