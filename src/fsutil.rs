@@ -124,9 +124,14 @@ impl Drop for Partial {
 /// Write `contents` to `path` atomically: `<path>.partial`, fsync, rename. Mode `mode`.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let tmp = PathBuf::from(format!("{}.partial", path.display()));
-    let _ = std::fs::remove_file(&tmp);
+    let mut f = match create_new(&tmp, mode) {
+        Ok(f) => f,
+        // A dead run's leftover is removed; a live run's is not (it fails this write).
+        Err(_) if remove_if_abandoned(&tmp) => create_new(&tmp, mode)?,
+        Err(e) => return Err(e),
+    };
     let guard = Partial::new(tmp.clone());
-    let mut f = create_new(&tmp, mode)?;
+    lock_file(&f, &tmp)?;
     f.write_all(contents).ctx("cannot write", &tmp)?;
     f.sync_all().ctx("cannot write", &tmp)?;
     drop(f);
@@ -136,6 +141,29 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         fsync_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir })?;
     }
     Ok(())
+}
+
+/// Lock a file kfadmin is writing (`flock`, exclusive) for as long as it (or a clone of its
+/// descriptor) is open: the mark of a live writer.
+pub fn lock_file(f: &File, path: &Path) -> Result<()> {
+    rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(|e| Error::io("cannot lock", path, io::Error::from(e)))
+}
+
+/// Remove a `.partial` file that no live kfadmin holds (its writer was killed); true when it
+/// is gone. Never follows a link; a file someone holds stays.
+pub fn remove_if_abandoned(path: &Path) -> bool {
+    let Ok(f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return false;
+    };
+    if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return false;
+    }
+    std::fs::remove_file(path).is_ok()
 }
 
 /// Free bytes for an unprivileged writer on the filesystem that holds `path`.

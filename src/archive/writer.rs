@@ -15,7 +15,7 @@ use super::pargz::ParGzWriter;
 use super::{catalog, reader};
 use crate::crypto::Encryption;
 use crate::error::{check_interrupt, Error, IoContext, Result};
-use crate::fsutil::{create_new, fsync_dir, hex, write_atomic, Partial};
+use crate::fsutil::{create_new, fsync_dir, hex, lock_file, write_atomic, Partial};
 use crate::progress::{Progress, Stage, Unit};
 
 /// The finished archive.
@@ -207,7 +207,10 @@ pub fn write(
     check: impl FnOnce(&Path, &str) -> Result<()>,
 ) -> Result<Written> {
     let json = manifest_json(manifest)?;
+    // `_held` keeps the partial locked until it has its final name: a later run removes only
+    // partials nobody holds (see `fsutil::remove_if_abandoned`).
     let (partial, file, seq) = reserve(out_dir, file_name)?;
+    let _held = file.try_clone().ctx("cannot write", partial.path())?;
     let (sha256, bytes) =
         write_tar(file, partial.path(), &json, manifest, files, compression, encryption, progress)?;
     check(partial.path(), &sha256)?;
@@ -267,7 +270,11 @@ fn reserve(out_dir: &Path, file_name: &str) -> Result<(Partial, File, u32)> {
         let path = out_dir.join(format!("{name}.partial"));
         match create_new(&path, 0o600) {
             // Armed only now: this run created the file.
-            Ok(file) => return Ok((Partial::new(path), file, seq)),
+            Ok(file) => {
+                let partial = Partial::new(path);
+                lock_file(&file, partial.path())?;
+                return Ok((partial, file, seq));
+            }
             Err(e) if already_exists(&e) => continue,
             Err(e) => return Err(e),
         }

@@ -92,8 +92,8 @@ pub fn sweep_private() -> Vec<(PathBuf, String)> {
 
 /// The backup directory, ready to be written into: created 0700 when missing, writable (exit 2
 /// otherwise), and cleared of what killed runs left there: the staging directories of older
-/// kfadmin versions, and `.partial` archives and sidecars. The caller holds the directory's
-/// lock, so no other kfadmin is writing one. Returns warnings for what could not be removed.
+/// kfadmin versions, and `.partial` archives and sidecars that no live kfadmin holds locked.
+/// Returns warnings for what could not be removed.
 pub fn prepare_out(out: &Path) -> Result<Vec<String>> {
     crate::fsutil::ensure_private_dir(out)?;
     crate::fsutil::ensure_writable(out)?;
@@ -109,12 +109,9 @@ pub fn prepare_out(out: &Path) -> Result<Vec<String>> {
         if crate::archive::catalog::parse_name(base).is_none() {
             continue;
         }
-        if let Err(e) = dir.unlink(&n) {
-            warnings.push(format!(
-                "cannot remove {}, left by a killed run: {}",
-                dir.display(&n).display(),
-                e.chain()
-            ));
+        let path = dir.display(&n);
+        if !crate::fsutil::remove_if_abandoned(&path) && path.symlink_metadata().is_ok() {
+            warnings.push(format!("{} is being written by another kfadmin run; left alone", path.display()));
         }
     }
     Ok(warnings)

@@ -416,7 +416,7 @@ fn a_taken_name_gets_the_next_number_and_nothing_of_another_run_is_touched() {
     std::fs::create_dir(&out).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     for t in now - 2..now + 60 {
-        let base = writer::file_name("keyfount", t, "online", false);
+        let base = writer::file_name("keyfount", t, "cold", false);
         std::fs::write(out.join(&base), b"another archive").unwrap();
         let second = catalog::with_seq(&base, 2).unwrap();
         std::fs::write(out.join(format!("{second}.partial")), b"another run's partial").unwrap();
@@ -454,8 +454,11 @@ fn two_backups_of_one_name_in_the_same_second_both_succeed() {
     let db = env.data_dir("src", 1).join("keyfount.db");
     for attempt in 0..20 {
         let out = env.path(&format!("out-{attempt}"));
-        let spawn = || {
+        // Two state directories: two kfadmins that do not share a lock (two users, two
+        // installations), so nothing but the names keeps them apart.
+        let spawn = |state: &str| {
             std::process::Command::new(kfadmin_bin())
+                .env("KFADMIN_STATE_DIR", env.path(state))
                 .args(["backup", "--online", "--json", "--db"])
                 .arg(&db)
                 .arg("--out")
@@ -466,7 +469,7 @@ fn two_backups_of_one_name_in_the_same_second_both_succeed() {
                 .spawn()
                 .unwrap()
         };
-        let (a, b) = (spawn(), spawn());
+        let (a, b) = (spawn("state-a"), spawn("state-b"));
         let runs: Vec<Run> = [a, b].into_iter().map(|c| c.wait_with_output().unwrap().into()).collect();
         let mut names = Vec::new();
         for r in &runs {
