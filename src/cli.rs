@@ -117,7 +117,60 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub encrypt: EncryptArgs,
     #[command(flatten)]
+    pub offsite: OffsiteArgs,
+    #[command(flatten)]
     pub monitor: MonitorArgs,
+}
+
+/// Offsite copies: after the local archive is written and verified, it is uploaded too.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OffsiteArgs {
+    /// Also upload the verified archive and its .sha256 to s3://BUCKET[/PREFIX] (repeatable;
+    /// KFADMIN_TO takes several, separated by spaces). Credentials, region and endpoint as the
+    /// AWS CLI reads them (AWS_ACCESS_KEY_ID…, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL)
+    #[arg(long = "to", value_name = "URL", env = "KFADMIN_TO", value_delimiter = ' ')]
+    pub to: Vec<String>,
+    /// Allow --to without encryption: the database holds the server's long-term keys, so a
+    /// plaintext archive is refused offsite unless this is given
+    #[arg(long, env = "KFADMIN_PLAINTEXT_OFFSITE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub plaintext_offsite: bool,
+    /// After each upload, read the whole object back and check its sha256 (besides its size
+    /// and its sidecar, always checked)
+    #[arg(long, env = "KFADMIN_VERIFY_OFFSITE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub verify_offsite: bool,
+}
+
+/// The default repository: where archives are written and read.
+pub const DEFAULT_REPO: &str = "/var/backups/keyfount";
+
+/// The repository of a command that reads archives: a backup directory or an S3 location.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RepoArgs {
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]
+    #[arg(long = "repo", short = 'r', value_name = "LOCATION", env = "KFADMIN_REPO")]
+    pub repo: Option<PathBuf>,
+}
+
+impl RepoArgs {
+    /// The positional LOCATION (the old spelling), else `--repo`, else the default; both given
+    /// and different is a usage error.
+    pub fn location(&self, positional: Option<&PathBuf>) -> crate::Result<PathBuf> {
+        match (positional, &self.repo) {
+            (Some(p), Some(r))
+                if p != r && std::env::var_os("KFADMIN_REPO").as_deref() != Some(r.as_os_str()) =>
+            {
+                Err(crate::Error::usage(format!(
+                    "two locations given: {} and --repo {}",
+                    p.display(),
+                    r.display()
+                ))
+                .hint("give one: LOCATION or -r/--repo"))
+            }
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(r)) => Ok(r.clone()),
+            (None, None) => Ok(PathBuf::from(DEFAULT_REPO)),
+        }
+    }
 }
 
 /// Encrypting the archive with age, so the machine that stores it cannot read it.
@@ -182,13 +235,17 @@ pub struct ContainerArgs {
 /// Where and how archives are written.
 #[derive(Debug, Args, Clone)]
 pub struct OutputArgs {
-    /// Directory for the archive (created with mode 0700 when missing)
+    /// The repository: the directory the archive is written to (created with mode 0700 when
+    /// missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite
+    /// copies: --to
     #[arg(
-        long,
-        short = 'o',
+        long = "repo",
+        short = 'r',
+        visible_alias = "out",
+        visible_short_alias = 'o',
         value_name = "DIR",
-        env = "KFADMIN_BACKUP_DIR",
-        default_value = "/var/backups/keyfount"
+        env = "KFADMIN_REPO",
+        default_value = DEFAULT_REPO
     )]
     pub out: PathBuf,
     /// First part of the archive's name [default: the database file's name without .db]
@@ -270,13 +327,16 @@ pub struct RestoreArgs {
     /// With --container: encrypt the pre-restore safety archive to every recipient in FILE
     #[arg(long, value_name = "FILE", env = "KFADMIN_RECIPIENTS_FILE")]
     pub recipients_file: Option<PathBuf>,
-    /// With --container: where the pre-restore safety archive goes
+    /// With --container: the repository (a directory) the pre-restore safety archive goes to;
+    /// --out and -o are its old spellings
     #[arg(
-        long,
-        short = 'o',
+        long = "repo",
+        short = 'r',
+        visible_alias = "out",
+        visible_short_alias = 'o',
         value_name = "DIR",
-        env = "KFADMIN_BACKUP_DIR",
-        default_value = "/var/backups/keyfount"
+        env = "KFADMIN_REPO",
+        default_value = DEFAULT_REPO
     )]
     pub out: PathBuf,
     /// Where kfadmin unpacks and checks the backup before it swaps it in (created 0700, emptied
@@ -324,9 +384,11 @@ Examples:
   kfadmin list --check
   kfadmin list --json | jq -r '.archives[0].path'")]
 pub struct ListArgs {
-    /// The backup directory
-    #[arg(value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
-    pub dir: PathBuf,
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX] (the same as -r/--repo)
+    #[arg(value_name = "LOCATION")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
     /// Check every archive against its .sha256 sidecar (reads every archive in full)
     #[arg(long, env = "KFADMIN_CHECK", value_parser = clap::builder::BoolishValueParser::new())]
     pub check: bool,
@@ -350,9 +412,11 @@ Examples:
   kfadmin prune /var/backups/keyfount --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
   kfadmin prune --keep-last 3 --keep-daily 14")]
 pub struct PruneArgs {
-    /// The backup directory
-    #[arg(value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
-    pub dir: PathBuf,
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX] (the same as -r/--repo)
+    #[arg(value_name = "LOCATION")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
     /// Keep the N newest archives
     #[arg(long, value_name = "N", env = "KFADMIN_KEEP_LAST")]
     pub keep_last: Option<u32>,
@@ -371,6 +435,10 @@ pub struct PruneArgs {
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
     #[arg(long, env = "KFADMIN_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
+    /// Where a remote archive without a sidecar is downloaded for its check (a private
+    /// directory is made there) [default: the state directory's staging/]
+    #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
+    pub tmp_dir: Option<PathBuf>,
 }
 
 /// How a Keyfount server and its backups stand; exit 1 when the last backup is too old
@@ -387,9 +455,13 @@ Examples:
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// The backup directory
-    #[arg(long, value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX]; --backup-dir is its old spelling
+    #[arg(long = "repo", short = 'r', visible_alias = "backup-dir", value_name = "LOCATION", env = "KFADMIN_REPO", default_value = DEFAULT_REPO)]
     pub backup_dir: PathBuf,
+    /// Also check the newest backup at this offsite location, s3://BUCKET[/PREFIX], against
+    /// --max-age (repeatable; KFADMIN_TO takes several, separated by spaces)
+    #[arg(long = "to", value_name = "URL", env = "KFADMIN_TO", value_delimiter = ' ')]
+    pub to: Vec<String>,
     /// The oldest the last backup may be (e.g. 26h, 2d, 90m)
     #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_AGE", default_value = "26h", value_parser = humantime::parse_duration)]
     pub max_age: std::time::Duration,

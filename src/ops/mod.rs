@@ -4,6 +4,8 @@
 //! and a [`crate::progress::Notice`], and never print.
 
 pub mod container;
+pub mod fetch;
 pub mod make;
+pub mod offsite;
 pub mod staging;
 pub mod swap;
