@@ -96,6 +96,7 @@ Examples:
   kfadmin backup --cold --container keyfount --out /var/backups/keyfount
   kfadmin backup --online --container keyfount --json | jq -r .archive
   kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt
+  kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt --to s3://kf-backups/host1
 
 From cron, every night at 03:00:
   0 3 * * *  root  kfadmin backup --online --container keyfount --out /var/backups/keyfount --quiet")]
@@ -276,9 +277,11 @@ pub struct OutputArgs {
 Examples:
   kfadmin verify /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz
   kfadmin verify --quick /var/backups/keyfount/*.tar.gz
+  kfadmin verify s3://kf-backups/host1/keyfount-20261126T030000Z-online.tar.gz.age -i /root/kfadmin.key
   kfadmin verify --json backup.tar.gz | jq '.archives[].checks[] | select(.status == \"fail\")'")]
 pub struct VerifyArgs {
-    /// The archives to check
+    /// The archives to check: files, or s3://BUCKET/PREFIX/NAME URLs (downloaded into a private
+    /// directory and checked there)
     #[arg(required = true, value_name = "ARCHIVE")]
     pub archives: Vec<PathBuf>,
     /// Stop before the SQLite checks (no need to unpack the database)
@@ -313,7 +316,8 @@ Examples:
   kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data --yes")]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["data_dir", "container"])))]
 pub struct RestoreArgs {
-    /// The archive to restore
+    /// The archive to restore: a file, or an s3://BUCKET/PREFIX/NAME URL (downloaded into a
+    /// private directory and verified in full before anything is touched)
     #[arg(value_name = "ARCHIVE")]
     pub archive: PathBuf,
     /// Keyfount's data directory on this host (the one that holds keyfount.db)
@@ -372,7 +376,7 @@ pub struct ConfirmArgs {
     pub dry_run: bool,
 }
 
-/// List the kfadmin archives in a backup directory, newest first
+/// List the kfadmin archives in a backup directory or an S3 location, newest first
 ///
 /// Shows each archive's time, mode (online, cold, or a pre-restore safety copy), source, size
 /// and database size. Files that are not kfadmin archives are ignored. --check also checks
@@ -382,6 +386,7 @@ pub struct ConfirmArgs {
 Examples:
   kfadmin list /var/backups/keyfount
   kfadmin list --check
+  kfadmin list s3://kf-backups/host1
   kfadmin list --json | jq -r '.archives[0].path'")]
 pub struct ListArgs {
     /// The repository: a backup directory or s3://BUCKET[/PREFIX] (the same as -r/--repo)
@@ -392,6 +397,9 @@ pub struct ListArgs {
     /// Check every archive against its .sha256 sidecar (reads every archive in full)
     #[arg(long, env = "KFADMIN_CHECK", value_parser = clap::builder::BoolishValueParser::new())]
     pub check: bool,
+    /// Only the archives of this name (a host or container, e.g. in a fleet's bucket)
+    #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
+    pub name: Option<String>,
 }
 
 /// Remove old archives by grandfather-father-son retention (as restic's forget)

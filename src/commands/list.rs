@@ -57,14 +57,60 @@ pub struct ListReport {
     pub dir: PathBuf,
     pub checked: bool,
     pub archives: Vec<Listed>,
+    /// One entry per archive name (a host or container in a fleet's bucket), by name.
+    pub groups: Vec<Group>,
+}
+
+/// The archives of one name.
+#[derive(Debug, Serialize)]
+pub struct Group {
+    pub name: String,
+    /// Backups (pre-restore safety copies not counted).
+    pub backups: usize,
+    pub safety_copies: usize,
+    /// The newest backup's time (not dated in the future), if any.
+    pub newest: Option<String>,
+    pub bytes: u64,
+}
+
+fn groups(archives: &[Listed]) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for a in archives {
+        let i = match out.iter().position(|g| g.name == a.name) {
+            Some(i) => i,
+            None => {
+                out.push(Group {
+                    name: a.name.clone(),
+                    backups: 0,
+                    safety_copies: 0,
+                    newest: None,
+                    bytes: 0,
+                });
+                out.len() - 1
+            }
+        };
+        let g = &mut out[i];
+        g.bytes += a.bytes;
+        if a.kind == ArchiveKind::SafetyCopy {
+            g.safety_copies += 1;
+            continue;
+        }
+        g.backups += 1;
+        if g.newest.is_none() && !a.in_future {
+            g.newest = Some(a.created.clone());
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
     let location = Location::from_path(&args.repo.location(args.dir.as_ref())?)?;
     let store = Store::open(&location)?;
     let mut entries = store.scan()?;
-    // A fleet's bucket: the archives of one name (host or container) together, newest first.
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(n) = &args.name {
+        entries.retain(|e| &e.name == n);
+    }
     let now = now_unix();
     let sidecars = if args.check { Some(check_sidecars(&store, &entries, ctx)?) } else { None };
     let archives: Vec<Listed> = entries
@@ -100,7 +146,9 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
             a.path.display()
         ));
     }
-    let report = ListReport { ok: mismatches == 0, dir: store.shown(), checked: args.check, archives };
+    let groups = groups(&archives);
+    let report =
+        ListReport { ok: mismatches == 0, dir: store.shown(), checked: args.check, archives, groups };
     Ok(Outcome::new(if report.ok { 0 } else { 3 }, human(&report), &report))
 }
 
@@ -195,6 +243,23 @@ fn human(r: &ListReport) -> String {
         );
     }
     s.push('\n');
+    if r.groups.len() > 1 {
+        for g in &r.groups {
+            let _ = writeln!(
+                s,
+                "  {}: {} backup{}{}, newest {}",
+                g.name,
+                g.backups,
+                plural(g.backups),
+                if g.safety_copies > 0 {
+                    format!(" (+{} pre-restore)", g.safety_copies)
+                } else {
+                    String::new()
+                },
+                g.newest.as_deref().map(when).unwrap_or_else(|| "-".into())
+            );
+        }
+    }
     s
 }
 

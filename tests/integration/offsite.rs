@@ -397,6 +397,26 @@ fn status_checks_the_newest_offsite_copy_against_max_age() {
     assert_eq!(o["ok"], true);
     assert!(o["newest"].as_str().unwrap().starts_with(&format!("s3://{full}/keyfount-")));
     assert!(o["age_seconds"].as_u64().unwrap() < 600);
+    // A second host in the same bucket: list sums them up per name, --name shows one.
+    backup(
+        &env,
+        &moto.endpoint(),
+        &db,
+        &out,
+        &["--to", &format!("s3://{full}"), "--plaintext-offsite", "--name", "host2"],
+    )
+    .ok();
+    let l = kf_s3(&env, &moto.endpoint(), &[], &["list", &format!("s3://{full}"), "--json"]).ok().json();
+    let names: Vec<&str> =
+        l["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["host2", "keyfount"]);
+    let l = kf_s3(
+        &env,
+        &moto.endpoint(),
+        &[],
+        &["list", "-r", &format!("s3://{full}"), "--name", "host2", "--json"],
+    );
+    assert_eq!(l.ok().json()["archives"].as_array().unwrap().len(), 1);
     let r = kf_s3(
         &env,
         &moto.endpoint(),
