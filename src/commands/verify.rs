@@ -47,17 +47,15 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         };
         let local = fetched.as_ref().map(|f| f.path()).unwrap_or_else(|| a.clone());
         // The keys once for all archives: a passphrase is asked at most once.
-        if keys.is_none()
-            || (crate::crypto::is_encrypted(&local) && keys.as_ref().is_some_and(Keys::is_empty))
-        {
-            keys = Some(if crate::crypto::is_encrypted(&local) {
-                crate::crypto::keys_for(&local, &args.decrypt.identity, ctx.interactive)?
-            } else {
-                Keys::from_files(&args.decrypt.identity)?
-            });
-        }
-        let keys = keys.as_ref().unwrap_or_else(|| unreachable!("set above"));
-        let mut verdict = check(&local, &args, keys, ctx)?;
+        let encrypted = crate::crypto::is_encrypted(&local);
+        let k = match keys.take() {
+            Some(k) if !(encrypted && k.is_empty()) => k,
+            _ if encrypted => crate::crypto::keys_for(&local, &args.decrypt.identity, ctx.interactive)?,
+            _ => Keys::from_files(&args.decrypt.identity)?,
+        };
+        let verdict = check(&local, &args, &k, ctx);
+        keys = Some(k);
+        let mut verdict = verdict?;
         match &fetched {
             Some(f) => f.relabel(&mut verdict),
             None => verdict.archive = a.clone(),

@@ -128,7 +128,7 @@ impl Location {
     pub fn lock_key(&self, what: &str) -> crate::lock::Key {
         match self {
             Location::Local(d) => crate::lock::Key::dir(what, d),
-            Location::S3(u) => crate::lock::Key::url(what, &u.to_string()),
+            Location::S3(u) => crate::lock::Key::url("offsite location", &u.to_string()),
         }
     }
 
