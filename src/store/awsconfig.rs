@@ -166,7 +166,8 @@ pub fn endpoint_host(e: &str) -> &str {
     authority.split(':').next().unwrap_or("")
 }
 
-fn is_loopback(endpoint: &str) -> bool {
+/// An endpoint on this machine (`localhost`, 127.0.0.0/8, `::1`).
+pub fn is_loopback(endpoint: &str) -> bool {
     let host = endpoint_host(endpoint);
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
