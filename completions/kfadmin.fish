@@ -34,7 +34,7 @@ complete -c kfadmin -n "__fish_kfadmin_needs_command" -s V -l version -d 'Print 
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "restore" -d 'Restore a backup into a container or a data directory'
-complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "list" -d 'List the kfadmin archives in a backup directory, newest first'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "list" -d 'List the kfadmin archives in a backup directory or an S3 location, newest first'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
@@ -46,19 +46,22 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s c -l containe
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s o -l out -d 'Directory for the archive (created with mode 0700 when missing)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s r -s o -l repo -l out -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l name -d 'First part of the archive\'s name [default: the database file\'s name without .db]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l nice -d 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin\'s own priority' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l tmp-dir -d 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compression-level -d 'gzip level, 1 (fastest) to 9 (smallest); Keyfount\'s vaults are encrypted and barely compress' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l encrypt-to -d 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l recipients-file -d 'Encrypt to every recipient listed in FILE (one a line, # comments)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l to -d 'Also upload the verified archive and its .sha256 to s3://BUCKET[/PREFIX] (repeatable; KFADMIN_TO takes several, separated by spaces). Credentials, region and endpoint as the AWS CLI reads them (AWS_ACCESS_KEY_ID…, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l online -d 'Copy the database while the server keeps running (SQLite online backup API)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l cold -d 'Stop the container, copy its data directory, start it again (needs --container)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l plaintext-offsite -d 'Allow --to without encryption: the database holds the server\'s long-term keys, so a plaintext archive is refused offsite unless this is given'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l verify-offsite -d 'After each upload, read the whole object back and check its sha256 (besides its size and its sidecar, always checked)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -81,7 +84,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l compose-proj
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l encrypt-to -d 'With --container: encrypt the pre-restore safety archive to this recipient (age1…, ssh-…); repeatable' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l recipients-file -d 'With --container: encrypt the pre-restore safety archive to every recipient in FILE' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s o -l out -d 'With --container: where the pre-restore safety archive goes' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s r -s o -l repo -l out -d 'With --container: the repository (a directory) the pre-restore safety archive goes to; --out and -o are its old spellings' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l tmp-dir -d 'Where kfadmin unpacks and checks the backup before it swaps it in (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l settle -d 'How long the container must stay running to count as up (without a healthcheck)' -r
@@ -97,6 +100,8 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-progress 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l name -d 'Only the archives of this name (a host or container, e.g. in a fleet\'s bucket)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l check -d 'Check every archive against its .sha256 sidecar (reads every archive in full)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -105,11 +110,13 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l no-progress -d 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-last -d 'Keep the N newest archives' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-daily -d 'Keep the newest archive of each of the last N days that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-weekly -d 'Keep the newest archive of each of the last N ISO weeks that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-monthly -d 'Keep the newest archive of each of the last N months that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-pre-restore -d 'Keep the N newest pre-restore safety copies of each name (they are never counted as backups)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l tmp-dir -d 'Where a remote archive without a sidecar is downloaded for its check (a private directory is made there) [default: the state directory\'s staging/]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l dry-run -d 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -122,7 +129,8 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db -d 'The Ke
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l backup-dir -d 'The backup directory' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s r -l repo -l backup-dir -d 'The repository: a backup directory or s3://BUCKET[/PREFIX]; --backup-dir is its old spelling' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l to -d 'Also check the newest backup at this offsite location, s3://BUCKET[/PREFIX], against --max-age (repeatable; KFADMIN_TO takes several, separated by spaces)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'The oldest the last backup may be (e.g. 26h, 2d, 90m)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-drill-age -d 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
@@ -166,7 +174,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s V -l versio
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory, newest first'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory or an S3 location, newest first'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'

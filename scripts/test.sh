@@ -30,6 +30,22 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# The offsite tests run a real S3 server (moto) and read what it holds with the AWS CLI.
+pip_missing=()
+command -v moto_server >/dev/null || pip_missing+=('moto[server]')
+command -v aws >/dev/null || pip_missing+=(awscli)
+if [ ${#pip_missing[@]} -gt 0 ]; then
+    echo "scripts/test.sh: installing ${pip_missing[*]} with pip" >&2
+    command -v pip3 >/dev/null || command -v pip >/dev/null || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq python3-pip >/dev/null
+    }
+    pip=$(command -v pip3 || command -v pip)
+    "$pip" install -q "${pip_missing[@]}" 2>/dev/null ||
+        "$pip" install -q --break-system-packages "${pip_missing[@]}"
+    hash -r
+fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # The test image's static writer: musl when the target can be added, static glibc otherwise.
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 ||

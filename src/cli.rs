@@ -98,6 +98,7 @@ Examples:
   kfadmin backup --cold --container keyfount --out /var/backups/keyfount
   kfadmin backup --online --container keyfount --json | jq -r .archive
   kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt
+  kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt --to s3://kf-backups/host1
 
 From cron, every night at 03:00:
   0 3 * * *  root  kfadmin backup --online --container keyfount --out /var/backups/keyfount --quiet")]
@@ -119,7 +120,60 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub encrypt: EncryptArgs,
     #[command(flatten)]
+    pub offsite: OffsiteArgs,
+    #[command(flatten)]
     pub monitor: MonitorArgs,
+}
+
+/// Offsite copies: after the local archive is written and verified, it is uploaded too.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OffsiteArgs {
+    /// Also upload the verified archive and its .sha256 to s3://BUCKET[/PREFIX] (repeatable;
+    /// KFADMIN_TO takes several, separated by spaces). Credentials, region and endpoint as the
+    /// AWS CLI reads them (AWS_ACCESS_KEY_ID…, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL)
+    #[arg(long = "to", value_name = "URL", env = "KFADMIN_TO", value_delimiter = ' ')]
+    pub to: Vec<String>,
+    /// Allow --to without encryption: the database holds the server's long-term keys, so a
+    /// plaintext archive is refused offsite unless this is given
+    #[arg(long, env = "KFADMIN_PLAINTEXT_OFFSITE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub plaintext_offsite: bool,
+    /// After each upload, read the whole object back and check its sha256 (besides its size
+    /// and its sidecar, always checked)
+    #[arg(long, env = "KFADMIN_VERIFY_OFFSITE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub verify_offsite: bool,
+}
+
+/// The default repository: where archives are written and read.
+pub const DEFAULT_REPO: &str = "/var/backups/keyfount";
+
+/// The repository of a command that reads archives: a backup directory or an S3 location.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RepoArgs {
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]
+    #[arg(long = "repo", short = 'r', value_name = "LOCATION", env = "KFADMIN_REPO")]
+    pub repo: Option<PathBuf>,
+}
+
+impl RepoArgs {
+    /// The positional LOCATION (the old spelling), else `--repo`, else the default; both given
+    /// and different is a usage error.
+    pub fn location(&self, positional: Option<&PathBuf>) -> crate::Result<PathBuf> {
+        match (positional, &self.repo) {
+            (Some(p), Some(r))
+                if p != r && std::env::var_os("KFADMIN_REPO").as_deref() != Some(r.as_os_str()) =>
+            {
+                Err(crate::Error::usage(format!(
+                    "two locations given: {} and --repo {}",
+                    p.display(),
+                    r.display()
+                ))
+                .hint("give one: LOCATION or -r/--repo"))
+            }
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(r)) => Ok(r.clone()),
+            (None, None) => Ok(PathBuf::from(DEFAULT_REPO)),
+        }
+    }
 }
 
 /// Encrypting the archive with age, so the machine that stores it cannot read it.
@@ -184,13 +238,17 @@ pub struct ContainerArgs {
 /// Where and how archives are written.
 #[derive(Debug, Args, Clone)]
 pub struct OutputArgs {
-    /// Directory for the archive (created with mode 0700 when missing)
+    /// The repository: the directory the archive is written to (created with mode 0700 when
+    /// missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite
+    /// copies: --to
     #[arg(
-        long,
-        short = 'o',
+        long = "repo",
+        short = 'r',
+        visible_alias = "out",
+        visible_short_alias = 'o',
         value_name = "DIR",
-        env = "KFADMIN_BACKUP_DIR",
-        default_value = "/var/backups/keyfount"
+        env = "KFADMIN_REPO",
+        default_value = DEFAULT_REPO
     )]
     pub out: PathBuf,
     /// First part of the archive's name [default: the database file's name without .db]
@@ -221,9 +279,11 @@ pub struct OutputArgs {
 Examples:
   kfadmin verify /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz
   kfadmin verify --quick /var/backups/keyfount/*.tar.gz
+  kfadmin verify s3://kf-backups/host1/keyfount-20261126T030000Z-online.tar.gz.age -i /root/kfadmin.key
   kfadmin verify --json backup.tar.gz | jq '.archives[].checks[] | select(.status == \"fail\")'")]
 pub struct VerifyArgs {
-    /// The archives to check
+    /// The archives to check: files, or s3://BUCKET/PREFIX/NAME URLs (downloaded into a private
+    /// directory and checked there)
     #[arg(required = true, value_name = "ARCHIVE")]
     pub archives: Vec<PathBuf>,
     /// Stop before the SQLite checks (no need to unpack the database)
@@ -258,7 +318,8 @@ Examples:
   kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data --yes")]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["data_dir", "container"])))]
 pub struct RestoreArgs {
-    /// The archive to restore
+    /// The archive to restore: a file, or an s3://BUCKET/PREFIX/NAME URL (downloaded into a
+    /// private directory and verified in full before anything is touched)
     #[arg(value_name = "ARCHIVE")]
     pub archive: PathBuf,
     /// Keyfount's data directory on this host (the one that holds keyfount.db)
@@ -272,13 +333,16 @@ pub struct RestoreArgs {
     /// With --container: encrypt the pre-restore safety archive to every recipient in FILE
     #[arg(long, value_name = "FILE", env = "KFADMIN_RECIPIENTS_FILE")]
     pub recipients_file: Option<PathBuf>,
-    /// With --container: where the pre-restore safety archive goes
+    /// With --container: the repository (a directory) the pre-restore safety archive goes to;
+    /// --out and -o are its old spellings
     #[arg(
-        long,
-        short = 'o',
+        long = "repo",
+        short = 'r',
+        visible_alias = "out",
+        visible_short_alias = 'o',
         value_name = "DIR",
-        env = "KFADMIN_BACKUP_DIR",
-        default_value = "/var/backups/keyfount"
+        env = "KFADMIN_REPO",
+        default_value = DEFAULT_REPO
     )]
     pub out: PathBuf,
     /// Where kfadmin unpacks and checks the backup before it swaps it in (created 0700, emptied
@@ -368,7 +432,7 @@ pub struct ConfirmArgs {
     pub dry_run: bool,
 }
 
-/// List the kfadmin archives in a backup directory, newest first
+/// List the kfadmin archives in a backup directory or an S3 location, newest first
 ///
 /// Shows each archive's time, mode (online, cold, or a pre-restore safety copy), source, size
 /// and database size. Files that are not kfadmin archives are ignored. --check also checks
@@ -378,14 +442,20 @@ pub struct ConfirmArgs {
 Examples:
   kfadmin list /var/backups/keyfount
   kfadmin list --check
+  kfadmin list s3://kf-backups/host1
   kfadmin list --json | jq -r '.archives[0].path'")]
 pub struct ListArgs {
-    /// The backup directory
-    #[arg(value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
-    pub dir: PathBuf,
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX] (the same as -r/--repo)
+    #[arg(value_name = "LOCATION")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
     /// Check every archive against its .sha256 sidecar (reads every archive in full)
     #[arg(long, env = "KFADMIN_CHECK", value_parser = clap::builder::BoolishValueParser::new())]
     pub check: bool,
+    /// Only the archives of this name (a host or container, e.g. in a fleet's bucket)
+    #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
+    pub name: Option<String>,
 }
 
 /// Remove old archives by grandfather-father-son retention (as restic's forget)
@@ -406,9 +476,11 @@ Examples:
   kfadmin prune /var/backups/keyfount --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
   kfadmin prune --keep-last 3 --keep-daily 14")]
 pub struct PruneArgs {
-    /// The backup directory
-    #[arg(value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
-    pub dir: PathBuf,
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX] (the same as -r/--repo)
+    #[arg(value_name = "LOCATION")]
+    pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
     /// Keep the N newest archives
     #[arg(long, value_name = "N", env = "KFADMIN_KEEP_LAST")]
     pub keep_last: Option<u32>,
@@ -427,6 +499,10 @@ pub struct PruneArgs {
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
     #[arg(long, env = "KFADMIN_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
+    /// Where a remote archive without a sidecar is downloaded for its check (a private
+    /// directory is made there) [default: the state directory's staging/]
+    #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
+    pub tmp_dir: Option<PathBuf>,
 }
 
 /// How a Keyfount server and its backups stand; exit 1 when the last backup is too old
@@ -444,9 +520,13 @@ Examples:
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// The backup directory
-    #[arg(long, value_name = "DIR", env = "KFADMIN_BACKUP_DIR", default_value = "/var/backups/keyfount")]
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX]; --backup-dir is its old spelling
+    #[arg(long = "repo", short = 'r', visible_alias = "backup-dir", value_name = "LOCATION", env = "KFADMIN_REPO", default_value = DEFAULT_REPO)]
     pub backup_dir: PathBuf,
+    /// Also check the newest backup at this offsite location, s3://BUCKET[/PREFIX], against
+    /// --max-age (repeatable; KFADMIN_TO takes several, separated by spaces)
+    #[arg(long = "to", value_name = "URL", env = "KFADMIN_TO", value_delimiter = ' ')]
+    pub to: Vec<String>,
     /// The oldest the last backup may be (e.g. 26h, 2d, 90m)
     #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_AGE", default_value = "26h", value_parser = humantime::parse_duration)]
     pub max_age: std::time::Duration,

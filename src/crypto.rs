@@ -168,10 +168,95 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<(Recipient, String)>> {
     Ok(out)
 }
 
+/// Values that must never leave the process, whatever their shape: the AWS credentials in
+/// use (from the environment or a profile). Registered by who reads them; the AWS variables
+/// of the environment are registered on first use.
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+static ENV_SECRETS: std::sync::Once = std::sync::Once::new();
+
+/// Shorter values are not masked: they would mask ordinary words (a real access key id has
+/// 20 characters, a secret key 40, a session token hundreds).
+const MIN_SECRET: usize = 12;
+
+/// Mask every later occurrence of `value` in output ([`redact`]).
+pub fn register_secret(value: &str) {
+    let value = value.trim();
+    if value.len() < MIN_SECRET {
+        return;
+    }
+    let mut all = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if !all.iter().any(|s| s == value) {
+        all.push(value.to_string());
+        // Longest first, so a secret that contains another is masked whole.
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+fn registered() -> Vec<String> {
+    ENV_SECRETS.call_once(|| {
+        for var in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID"] {
+            if let Ok(v) = std::env::var(var) {
+                register_secret(&v);
+            }
+        }
+    });
+    SECRETS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// An AWS access key id (`AKIA…`, `ASIA…`: 4 letters and 16 more upper-case letters or
+/// digits) at the start of `text`.
+fn access_key_id_at(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() >= 20
+        && (b.starts_with(b"AKIA") || b.starts_with(b"ASIA"))
+        && b[4..20].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && b.get(20).is_none_or(|c| !c.is_ascii_alphanumeric())
+}
+
+/// [`redact`]'s first pass: registered values and access key ids.
+fn redact_credentials(text: &str) -> std::borrow::Cow<'_, str> {
+    let mut out = std::borrow::Cow::Borrowed(text);
+    for s in registered() {
+        if out.contains(s.as_str()) {
+            out = std::borrow::Cow::Owned(out.replace(s.as_str(), "[redacted]"));
+        }
+    }
+    if !out.contains("AKIA") && !out.contains("ASIA") {
+        return out;
+    }
+    let mut masked = String::with_capacity(out.len());
+    let (mut i, mut changed) = (0, false);
+    while i < out.len() {
+        let boundary = i == 0 || !out.as_bytes()[i - 1].is_ascii_alphanumeric();
+        if boundary && access_key_id_at(&out[i..]) {
+            masked.push_str("[redacted access key id]");
+            i += 20;
+            changed = true;
+        } else {
+            let c = out[i..].chars().next().unwrap_or(' ');
+            masked.push(c);
+            i += c.len_utf8();
+        }
+    }
+    if changed {
+        std::borrow::Cow::Owned(masked)
+    } else {
+        out
+    }
+}
+
 /// Secrets masked in text that leaves the process (error messages, JSON reports, pings,
-/// metrics), a last line of defence: age identities (`AGE-SECRET-KEY-1…`, `AGE-PLUGIN-…`),
-/// PEM and OpenSSH private key blocks, and OpenSSH private key bodies.
+/// metrics), a last line of defence: the AWS credentials in use and anything shaped like an
+/// access key id, age identities (`AGE-SECRET-KEY-1…`, `AGE-PLUGIN-…`), PEM and OpenSSH
+/// private key blocks, and OpenSSH private key bodies.
 pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    match redact_credentials(text) {
+        std::borrow::Cow::Borrowed(t) => redact_keys(t),
+        std::borrow::Cow::Owned(t) => std::borrow::Cow::Owned(redact_keys(&t).into_owned()),
+    }
+}
+
+fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
     let upper = text.to_ascii_uppercase(); // ASCII case mapping keeps every byte offset
     let suspicious = upper.contains("AGE-SECRET-KEY-")
         || upper.contains("AGE-PLUGIN-")
@@ -452,6 +537,18 @@ mod tests {
         let mut j = serde_json::json!({"error": {"message": format!("x {AGE_SK}"), "n": 1}, "a": [AGE_SK]});
         redact_json(&mut j);
         assert!(!j.to_string().contains(&AGE_SK[16..]), "{j}");
+    }
+
+    #[test]
+    fn aws_credentials_are_masked() {
+        register_secret("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+        register_secret("short");
+        let text = "key AKIAIOSFODNN7EXAMPLE secret wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY short; XAKIAIOSFODNN7EXAMPLE";
+        assert_eq!(
+            redact(text),
+            "key [redacted access key id] secret [redacted] short; XAKIAIOSFODNN7EXAMPLE"
+        );
+        assert!(matches!(redact("ASIA is a continent"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

@@ -77,13 +77,26 @@ pub fn create_new(path: &Path, mode: u32) -> Result<File> {
 
 /// SHA-256 and length of a file, in 1 MiB reads.
 pub fn sha256_file(path: &Path, stage: Option<&dyn Stage>) -> Result<(String, u64)> {
-    let mut f = File::open(path).ctx("cannot read", path)?;
+    let f = File::open(path).ctx("cannot read", path)?;
+    sha256_reader(f, stage).map_err(|e| match e.downcast::<crate::Error>() {
+        Ok(e) => e,
+        Err(e) => Error::io("cannot read", path, e),
+    })
+}
+
+/// SHA-256 and length of everything `r` gives, in 1 MiB reads; an interrupt is an
+/// `io::Error` wrapping [`Error::interrupted`].
+pub fn sha256_reader(mut r: impl Read, stage: Option<&dyn Stage>) -> std::io::Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
-        check_interrupt()?;
-        let k = f.read(&mut buf).ctx("cannot read", path)?;
+        check_interrupt().map_err(std::io::Error::other)?;
+        let k = match r.read(&mut buf) {
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if k == 0 {
             break;
         }

@@ -20,5 +20,6 @@ pub mod ops;
 pub mod progress;
 pub mod safedir;
 pub mod sqlite;
+pub mod store;
 
 pub use error::{Error, Kind, Result};

@@ -48,6 +48,12 @@ impl Key {
         Key { file: format!("drill-{}", c.file), what: format!("drills of container {name}") }
     }
 
+    /// A remote location, by its URL: two runs on this host never write to it at once.
+    pub fn url(what: &str, url: &str) -> Key {
+        let hash = crate::fsutil::hex(&Sha256::digest(url.as_bytes())[..16]);
+        Key { file: format!("url-{hash}.lock"), what: format!("{what} {url}") }
+    }
+
     /// A container, by its id (its name can change, and a Compose service has several names).
     pub fn container(id: &str, name: &str) -> Key {
         let safe = if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()) {

@@ -47,7 +47,18 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
     Ok(())
 }
 
+/// `KFADMIN_BACKUP_DIR`, the old name of `KFADMIN_REPO`, still works when the new one is unset.
+fn old_env_names() {
+    if std::env::var_os("KFADMIN_REPO").is_none() {
+        if let Some(dir) = std::env::var_os("KFADMIN_BACKUP_DIR") {
+            // Before any thread is started: nothing else reads the environment yet.
+            std::env::set_var("KFADMIN_REPO", dir);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    old_env_names();
     let cli = Cli::parse();
     interrupt::install();
     let ctx = Ctx::new(&cli.global);

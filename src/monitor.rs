@@ -19,6 +19,8 @@ pub struct RunFacts {
     pub bytes: Option<u64>,
     pub database_bytes: Option<u64>,
     pub downtime_s: Option<f64>,
+    /// Each `--to` destination (its `s3://` location) and whether its copy went.
+    pub offsite: Vec<(String, bool)>,
 }
 
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +89,31 @@ pub fn render(f: &RunFacts, old: &str) -> String {
         "Container downtime of the last successful cold backup.",
         carry("kfadmin_backup_downtime_seconds", f.downtime_s),
     );
+    out.push_str(&offsite_metrics(f, old, t));
+    out
+}
+
+/// `kfadmin_offsite_last_success_timestamp_seconds`, one series per destination: now for a
+/// copy that went, the earlier value for one that did not (none before the first success).
+fn offsite_metrics(f: &RunFacts, old: &str, t: f64) -> String {
+    const NAME: &str = "kfadmin_offsite_last_success_timestamp_seconds";
+    let mut out = String::new();
+    for (url, ok) in &f.offsite {
+        let series = format!("{NAME}{{name=\"{}\",url=\"{}\"}}", escape(&f.name), escape(url));
+        let value = if *ok {
+            Some(t)
+        } else {
+            old.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok())
+        };
+        if let Some(v) = value {
+            if out.is_empty() {
+                out.push_str(&format!(
+                    "# HELP {NAME} When the last offsite copy to this destination was uploaded and checked.\n# TYPE {NAME} gauge\n"
+                ));
+            }
+            out.push_str(&format!("{series} {v}\n"));
+        }
+    }
     out
 }
 
@@ -215,11 +242,18 @@ mod tests {
             bytes: Some(1000),
             database_bytes: Some(4096),
             downtime_s: None,
+            offsite: vec![("s3://b/p".into(), true)],
         };
         let first = render(&ok, "");
         let success = previous(&first, "kfadmin_backup_last_success_timestamp_seconds").unwrap();
         assert_eq!(previous(&first, "kfadmin_backup_size_bytes"), Some(1000.0));
-        let failed = RunFacts { exit_code: 1, bytes: None, duration_s: 0.1, ..ok };
+        let failed = RunFacts {
+            exit_code: 1,
+            bytes: None,
+            duration_s: 0.1,
+            offsite: vec![("s3://b/p".into(), false)],
+            ..ok
+        };
         let second = render(&failed, &first);
         assert_eq!(previous(&second, "kfadmin_backup_last_exit_code"), Some(1.0));
         assert_eq!(previous(&second, "kfadmin_backup_last_success_timestamp_seconds"), Some(success));
@@ -229,6 +263,9 @@ mod tests {
             second.contains("kfadmin_backup_last_exit_code{name=\"kf\",mode=\"online\"} 1\n"),
             "{second}"
         );
+        let series = "kfadmin_offsite_last_success_timestamp_seconds{name=\"kf\",url=\"s3://b/p\"}";
+        assert_eq!(previous(&second, "kfadmin_offsite_last_success_timestamp_seconds"), Some(success));
+        assert!(second.contains(series) && first.contains(series), "{second}");
     }
 
     #[test]

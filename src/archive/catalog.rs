@@ -132,7 +132,7 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::usage(format!("backup directory {} does not exist", dir.display()))
-                .hint("pass the directory kfadmin backup writes to (--out), or set KFADMIN_BACKUP_DIR"))
+                .hint("pass the directory kfadmin backup writes to (-r/--repo), or set KFADMIN_REPO"))
         }
         Err(e) => return Err(Error::io("cannot read the directory", dir, e).kind(Kind::Usage)),
     };
@@ -140,43 +140,65 @@ pub fn scan(dir: &Path) -> Result<Vec<Entry>> {
     for e in rd {
         let e = e.ctx("cannot read the directory", dir)?;
         let file_name = e.file_name().to_string_lossy().into_owned();
-        let Some(Parsed { name, created_unix, seq, mode }) = parse(&file_name) else { continue };
-        let encrypted = file_name.ends_with(".age");
+        if parse(&file_name).is_none() {
+            continue;
+        }
         let path = e.path();
         let Ok(meta) = path.symlink_metadata() else { continue };
         if !meta.is_file() {
             continue;
         }
         let sidecar = PathBuf::from(format!("{}.sha256", path.display()));
-        let created = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(created_unix),
-        )
-        .to_string();
-        out.push(Entry {
-            path,
-            file_name,
-            name,
-            created_unix,
-            created,
-            mode,
-            seq,
-            encrypted,
-            bytes: meta.len(),
-            sidecar: sidecar.is_file().then_some(sidecar),
-        });
+        let sidecar = sidecar.is_file().then_some(sidecar);
+        out.extend(entry(file_name, path, meta.len(), sidecar));
     }
-    // Within one second, `-3-` was written after `-2-`, which came after the plain name.
+    sort(&mut out);
+    Ok(out)
+}
+
+/// The archives among a listing of `(file name, bytes)` (an object store's), newest first as
+/// [`scan`]; `path_of` gives an object's path (its URL).
+pub fn from_listing(objects: &[(String, u64)], path_of: impl Fn(&str) -> PathBuf) -> Vec<Entry> {
+    let names: std::collections::HashSet<&str> = objects.iter().map(|(n, _)| n.as_str()).collect();
+    let mut out: Vec<Entry> = objects
+        .iter()
+        .filter_map(|(name, bytes)| {
+            let sidecar = format!("{name}.sha256");
+            let sidecar = names.contains(sidecar.as_str()).then(|| path_of(&sidecar));
+            entry(name.clone(), path_of(name), *bytes, sidecar)
+        })
+        .collect();
+    sort(&mut out);
+    out
+}
+
+/// The entry of an archive named `file_name` (None when the name is not an archive's).
+fn entry(file_name: String, path: PathBuf, bytes: u64, sidecar: Option<PathBuf>) -> Option<Entry> {
+    let Parsed { name, created_unix, seq, mode } = parse(&file_name)?;
+    let created = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(created_unix),
+    )
+    .to_string();
+    let encrypted = file_name.ends_with(".age");
+    Some(Entry { path, file_name, name, created_unix, created, mode, seq, encrypted, bytes, sidecar })
+}
+
+/// Within one second, `-3-` was written after `-2-`, which came after the plain name.
+fn sort(out: &mut [Entry]) {
     out.sort_by(|a, b| {
         (b.created_unix, b.seq).cmp(&(a.created_unix, a.seq)).then_with(|| b.file_name.cmp(&a.file_name))
     });
-    Ok(out)
 }
 
 /// The manifest of an archive, from its first tar entry, held to the bound `verify` holds
 /// it to.
 pub fn read_manifest(path: &Path) -> Option<Manifest> {
-    let f = File::open(path).ok()?;
-    let mut ar = tar::Archive::new(MultiGzDecoder::new(std::io::BufReader::new(f)));
+    manifest_from(std::io::BufReader::new(File::open(path).ok()?))
+}
+
+/// The manifest at the start of an archive's byte stream (only what it needs is read).
+pub fn manifest_from(r: impl Read) -> Option<Manifest> {
+    let mut ar = tar::Archive::new(MultiGzDecoder::new(std::io::BufReader::new(r)));
     let mut entries = ar.entries().ok()?;
     let first = entries.next()?.ok()?;
     let size = first.header().size().ok()?;

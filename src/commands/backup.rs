@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 
 use super::{human_bytes, Ctx, Outcome};
-use crate::archive::writer::Compression;
+use crate::archive::writer::{Compression, Written};
 use crate::archive::{FileEntry, Mode, Source};
 use crate::cli::{BackupArgs, EncryptArgs, OutputArgs};
 use crate::crypto::{self, Encryption};
@@ -20,6 +20,7 @@ use crate::monitor;
 use crate::ops::container::{cold_source, container_source, find_container, settle};
 pub use crate::ops::make::Timings;
 use crate::ops::make::{self, ArchiveSpec, Made};
+use crate::ops::offsite::{self, Uploaded};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
 use crate::sqlite::{self, DbFacts, Journal, MadeWhole, SnapshotStats};
 
@@ -61,6 +62,9 @@ pub struct BackupReport {
     pub database: DbFacts,
     pub files: Vec<FileEntry>,
     pub warnings: Vec<String>,
+    /// `--to`: each destination's upload (absent without `--to`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offsite: Vec<Uploaded>,
 }
 
 pub fn compression(o: &OutputArgs) -> Compression {
@@ -81,27 +85,71 @@ fn check_name(n: &str) -> Result<String> {
 
 pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
+    let dests = offsite_plan(&args)?;
     let mon = &args.monitor;
     if let Some(url) = &mon.ping_url {
         if let Some(w) = monitor::ping(url, monitor::Ping::Start, "") {
             ctx.warn(&w);
         }
     }
-    let result =
-        super::backup_locks(&args, ctx).and_then(|_locks| match (&args.target.docker.container, args.cold) {
+    let result = super::backup_locks(&args, &dests, ctx).and_then(|_locks| {
+        let mut report = match (&args.target.docker.container, args.cold) {
             (Some(name), true) => cold(&args, name, ctx, started),
             (_, true) => Err(Error::usage("--cold stops a container and needs --container NAME")
                 .hint("for a database file on this host, take an --online backup")),
             (_, false) => online(&args, ctx, started),
-        });
-    report_to_monitor(&args, ctx, &result, started);
+        }?;
+        // The local archive is written and verified: now the offsite copies, one by one.
+        let written = Written {
+            path: report.archive.clone(),
+            sidecar: report.sidecar.clone(),
+            sha256: report.sha256.clone(),
+            bytes: report.bytes,
+        };
+        for d in &dests {
+            report.offsite.push(offsite::upload(d, &written, args.offsite.verify_offsite, ctx)?);
+        }
+        report.ok = report.offsite.iter().all(|u| u.ok);
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    });
+    let code = result.as_ref().map(|r| offsite::exit_code(&r.offsite)).unwrap_or_else(|e| e.kind.code());
+    report_to_monitor(&args, ctx, &result, code, started);
     let report = result?;
     let human = human(&report);
-    Ok(Outcome::new(0, human, &report))
+    Ok(Outcome::new(code, human, &report))
+}
+
+/// The `--to` destinations, checked before any work: well-formed, and (unless
+/// `--plaintext-offsite`) only for an encrypted archive.
+fn offsite_plan(args: &BackupArgs) -> Result<Vec<crate::store::S3Url>> {
+    if crate::store::is_remote_path(&args.output.out) {
+        return Err(Error::usage(format!(
+            "-r/--repo {} is remote: a backup is written to a local directory first",
+            args.output.out.display()
+        ))
+        .hint("pass the local directory with -r/--repo and the S3 location with --to s3://BUCKET/PREFIX"));
+    }
+    let dests = offsite::destinations(&args.offsite.to)?;
+    let e = &args.encrypt;
+    let encrypted = e.passphrase || !e.encrypt_to.is_empty() || e.recipients_file.is_some();
+    if !dests.is_empty() && !encrypted && !args.offsite.plaintext_offsite {
+        return Err(Error::usage(
+            "--to would send a plaintext archive offsite: the database holds the server's long-term keys",
+        )
+        .hint("encrypt it (--encrypt-to age1… or ssh-ed25519 …, --recipients-file FILE, or --passphrase), or pass --plaintext-offsite if the storage is as trusted as this machine"));
+    }
+    Ok(dests)
 }
 
 /// Metrics file and ping, success or failure; a monitor that is down only warns.
-fn report_to_monitor(args: &BackupArgs, ctx: &Ctx, result: &Result<BackupReport>, started: Instant) {
+fn report_to_monitor(
+    args: &BackupArgs,
+    ctx: &Ctx,
+    result: &Result<BackupReport>,
+    code: u8,
+    started: Instant,
+) {
     let mon = &args.monitor;
     if mon.metrics_file.is_none() && mon.ping_url.is_none() {
         return;
@@ -121,11 +169,17 @@ fn report_to_monitor(args: &BackupArgs, ctx: &Ctx, result: &Result<BackupReport>
     let facts = monitor::RunFacts {
         name,
         mode: if args.cold { "cold" } else { "online" }.into(),
-        exit_code: result.as_ref().map(|_| 0).unwrap_or_else(|e| e.kind.code()),
+        exit_code: code,
         duration_s: started.elapsed().as_secs_f64(),
         bytes: result.as_ref().ok().map(|r| r.bytes),
         database_bytes: result.as_ref().ok().map(|r| r.database.page_size * r.database.page_count),
         downtime_s: result.as_ref().ok().and_then(|r| r.downtime_ms).map(|ms| ms as f64 / 1000.0),
+        offsite: result
+            .as_ref()
+            .map(|r| r.offsite.iter().map(|u| (u.location.clone(), u.ok)).collect())
+            .unwrap_or_else(|_| {
+                args.offsite.to.iter().map(|t| (t.trim().trim_end_matches('/').to_string(), false)).collect()
+            }),
     };
     if let Some(path) = &mon.metrics_file {
         if let Some(w) = monitor::write_metrics(path, &facts) {
@@ -134,10 +188,17 @@ fn report_to_monitor(args: &BackupArgs, ctx: &Ctx, result: &Result<BackupReport>
     }
     if let Some(url) = &mon.ping_url {
         let (which, body) = match result {
-            Ok(r) => (
-                monitor::Ping::Success,
-                format!("{} {} bytes sha256 {}", r.archive.display(), r.bytes, r.sha256),
-            ),
+            Ok(r) => {
+                let mut body = format!("{} {} bytes sha256 {}", r.archive.display(), r.bytes, r.sha256);
+                for u in &r.offsite {
+                    match &u.error {
+                        None => body.push_str(&format!("\noffsite {} ok", u.url)),
+                        Some(e) => body.push_str(&format!("\noffsite {} FAILED: {e}", u.url)),
+                    }
+                }
+                let which = if code == 0 { monitor::Ping::Success } else { monitor::Ping::Fail };
+                (which, body)
+            }
             Err(e) => (monitor::Ping::Fail, format!("exit {}: {}", e.kind.code(), e.chain())),
         };
         if let Some(w) = monitor::ping(url, which, &body) {
@@ -441,6 +502,7 @@ fn report(made: Made, encryption: &Encryption, started: Instant) -> BackupReport
         database: m.database,
         files: m.files,
         warnings: Vec::new(),
+        offsite: Vec::new(),
     }
 }
 
@@ -460,6 +522,17 @@ fn human(r: &BackupReport) -> String {
         r.timings.archive_ms as f64 / 1000.0,
         r.timings.verify_ms as f64 / 1000.0,
     );
+    for u in &r.offsite {
+        match &u.error {
+            None => s.push_str(&format!(
+                "  offsite  {} ({} in {:.2} s, checked)\n",
+                u.url,
+                human_bytes(u.bytes),
+                u.upload_ms as f64 / 1000.0
+            )),
+            Some(e) => s.push_str(&format!("  offsite  FAILED {}: {e}\n", u.url)),
+        }
+    }
     if let Some(d) = r.downtime_ms {
         s.push_str(&format!(
             "  downtime {:.2} s (container {})\n",

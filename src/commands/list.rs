@@ -1,4 +1,5 @@
-//! `kfadmin list [DIR] [--check]`: the kfadmin archives in a backup directory, newest first.
+//! `kfadmin list [LOCATION] [--check]`: the kfadmin archives in a backup directory or an S3
+//! location, newest first, grouped by archive name (host or container) in a fleet's bucket.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -7,11 +8,12 @@ use serde::Serialize;
 
 use super::render::{plural, table, when};
 use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
-use crate::archive::catalog::{self, Entry};
+use crate::archive::catalog::Entry;
 use crate::archive::{Manifest, Mode};
 use crate::cli::ListArgs;
 use crate::error::{check_interrupt, Result};
 use crate::progress::Unit;
+use crate::store::{Location, Store};
 
 /// What the `.sha256` beside an archive says about it (only with `--check`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,18 +57,68 @@ pub struct ListReport {
     pub dir: PathBuf,
     pub checked: bool,
     pub archives: Vec<Listed>,
+    /// One entry per archive name (a host or container in a fleet's bucket), by name.
+    pub groups: Vec<Group>,
+}
+
+/// The archives of one name.
+#[derive(Debug, Serialize)]
+pub struct Group {
+    pub name: String,
+    /// Backups (pre-restore safety copies not counted).
+    pub backups: usize,
+    pub safety_copies: usize,
+    /// The newest backup's time (not dated in the future), if any.
+    pub newest: Option<String>,
+    pub bytes: u64,
+}
+
+fn groups(archives: &[Listed]) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for a in archives {
+        let i = match out.iter().position(|g| g.name == a.name) {
+            Some(i) => i,
+            None => {
+                out.push(Group {
+                    name: a.name.clone(),
+                    backups: 0,
+                    safety_copies: 0,
+                    newest: None,
+                    bytes: 0,
+                });
+                out.len() - 1
+            }
+        };
+        let g = &mut out[i];
+        g.bytes += a.bytes;
+        if a.kind == ArchiveKind::SafetyCopy {
+            g.safety_copies += 1;
+            continue;
+        }
+        g.backups += 1;
+        if g.newest.is_none() && !a.in_future {
+            g.newest = Some(a.created.clone());
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
-    let entries = catalog::scan(&args.dir)?;
+    let location = Location::from_path(&args.repo.location(args.dir.as_ref())?)?;
+    let store = Store::open(&location)?;
+    let mut entries = store.scan()?;
+    if let Some(n) = &args.name {
+        entries.retain(|e| &e.name == n);
+    }
     let now = now_unix();
-    let sidecars = if args.check { Some(check_sidecars(&entries, ctx)?) } else { None };
+    let sidecars = if args.check { Some(check_sidecars(&store, &entries, ctx)?) } else { None };
     let archives: Vec<Listed> = entries
         .into_iter()
         .enumerate()
         .map(|(i, e)| {
             // An encrypted archive's manifest is encrypted too: not read here.
-            let manifest = if e.encrypted { None } else { e.manifest() };
+            let manifest = if e.encrypted { None } else { store.manifest(&e) };
             Listed {
                 source: manifest.as_ref().map(source_of),
                 database_bytes: manifest.as_ref().map(|m| m.database.page_size * m.database.page_count),
@@ -94,23 +146,26 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
             a.path.display()
         ));
     }
-    let report = ListReport { ok: mismatches == 0, dir: args.dir, checked: args.check, archives };
+    let groups = groups(&archives);
+    let report =
+        ListReport { ok: mismatches == 0, dir: store.shown(), checked: args.check, archives, groups };
     Ok(Outcome::new(if report.ok { 0 } else { 3 }, human(&report), &report))
 }
 
 /// Hash every archive and compare with its sidecar, one bar over all the bytes.
-fn check_sidecars(entries: &[Entry], ctx: &Ctx) -> Result<Vec<Sidecar>> {
+fn check_sidecars(store: &Store, entries: &[Entry], ctx: &Ctx) -> Result<Vec<Sidecar>> {
     let total = entries.iter().filter(|e| e.sidecar.is_some()).map(|e| e.bytes).sum();
     let stage = ctx.progress.stage("checking", total, Unit::Bytes);
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         check_interrupt()?;
-        out.push(match e.sidecar_matches()? {
+        let remote = store.is_remote().then_some(stage.as_ref());
+        out.push(match store.sidecar_matches(e, remote)? {
             Some(true) => Sidecar::Ok,
             Some(false) => Sidecar::Mismatch,
             None => Sidecar::Missing,
         });
-        if e.sidecar.is_some() {
+        if e.sidecar.is_some() && !store.is_remote() {
             stage.inc(e.bytes);
         }
     }
@@ -188,6 +243,23 @@ fn human(r: &ListReport) -> String {
         );
     }
     s.push('\n');
+    if r.groups.len() > 1 {
+        for g in &r.groups {
+            let _ = writeln!(
+                s,
+                "  {}: {} backup{}{}, newest {}",
+                g.name,
+                g.backups,
+                plural(g.backups),
+                if g.safety_copies > 0 {
+                    format!(" (+{} pre-restore)", g.safety_copies)
+                } else {
+                    String::new()
+                },
+                g.newest.as_deref().map(when).unwrap_or_else(|| "-".into())
+            );
+        }
+    }
     s
 }
 

@@ -187,8 +187,13 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
 
 /// The locks of a backup: its backup directory and the data it reads (the database's
 /// directory; with `--container`, the container too).
-pub(crate) fn backup_locks(args: &crate::cli::BackupArgs, ctx: &Ctx) -> Result<lock::Held> {
+pub(crate) fn backup_locks(
+    args: &crate::cli::BackupArgs,
+    offsite: &[crate::store::S3Url],
+    ctx: &Ctx,
+) -> Result<lock::Held> {
     let mut keys = vec![Key::dir("backup directory", &args.output.out)];
+    keys.extend(offsite.iter().map(|u| Key::url("offsite location", &u.to_string())));
     match (&args.target.db, &args.target.docker.container) {
         (Some(db), _) => {
             let db = std::path::absolute(db).unwrap_or_else(|_| db.clone());

@@ -6,20 +6,21 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::render::{plural, table, when};
 use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
-use crate::archive::catalog::{self, Entry};
+use crate::archive::catalog::Entry;
 use crate::archive::reader::{self, Options};
 use crate::archive::Mode;
 use crate::cli::PruneArgs;
-use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
+use crate::error::{check_interrupt, Error, Kind, Result};
 use crate::fsutil;
+use crate::ops::fetch::fetch;
 use crate::progress::Unit;
+use crate::store::{Location, Stamp, Store};
 
 /// Why an archive that fails verification stays.
 pub const BAD: &str = "fails verification: not counted, not removed; remove it by hand";
@@ -265,26 +266,11 @@ pub struct PruneReport {
     pub planned_bytes: u64,
 }
 
-/// Identity of a file when it was checked, so a file replaced since then is left alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(path: &Path) -> Result<Stamp> {
-        let m = path.symlink_metadata().ctx("cannot read", path)?;
-        Ok(Stamp { dev: m.dev(), ino: m.ino(), len: m.len(), mtime: (m.mtime(), m.mtime_nsec()) })
-    }
-}
-
 struct Checked {
     good: bool,
     problem: Option<String>,
-    stamp: Stamp,
+    /// The archive as it was checked: one replaced since is left alone.
+    stamp: Option<Stamp>,
 }
 
 pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -301,9 +287,11 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
              (add --dry-run to see what it would remove)",
         ));
     }
-    let _lock = ctx.lock("kfadmin prune", vec![crate::lock::Key::dir("backup directory", &args.dir)])?;
-    let entries = catalog::scan(&args.dir)?;
-    let checked = check_all(&entries, ctx)?;
+    let location = Location::from_path(&args.repo.location(args.dir.as_ref())?)?;
+    let _lock = ctx.lock("kfadmin prune", vec![location.lock_key("backup directory")])?;
+    let store = Store::open(&location)?;
+    let entries = store.scan()?;
+    let checked = check_all(&store, &entries, &args, ctx)?;
     let (archives, stamps) = plan(&entries, &checked, &policy, now_unix());
     for a in &archives {
         if !a.good {
@@ -320,7 +308,7 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
     let mut report = PruneReport {
         ok: true,
         dry_run: args.dry_run,
-        dir: args.dir.clone(),
+        dir: store.shown(),
         policy,
         planned_removals: planned.len(),
         planned_bytes: planned.iter().map(|&i| archives[i].bytes).sum(),
@@ -329,9 +317,12 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         freed_bytes: 0,
     };
     if !args.dry_run && !planned.is_empty() {
-        let result = remove_planned(&mut report, &planned, &stamps, ctx);
+        let result = remove_planned(&store, &mut report, &planned, &stamps, ctx);
         // Whatever happened, make the removals that did happen durable.
-        let synced = fsutil::fsync_dir(&args.dir);
+        let synced = match &store {
+            Store::Local(dir) => fsutil::fsync_dir(dir),
+            Store::S3(_) => Ok(()),
+        };
         result?;
         synced?;
     }
@@ -346,7 +337,7 @@ fn plan(
     checked: &[Checked],
     policy: &Policy,
     now: u64,
-) -> (Vec<Pruned>, Vec<(Stamp, Option<PathBuf>)>) {
+) -> (Vec<Pruned>, Vec<(Option<Stamp>, Entry)>) {
     let mut groups: BTreeMap<(&str, ArchiveKind), Vec<usize>> = BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         groups.entry((e.name.as_str(), ArchiveKind::of(e.mode))).or_default().push(i);
@@ -380,38 +371,28 @@ fn plan(
                 good: checked[i].good,
                 problem: checked[i].problem.clone(),
             });
-            stamps.push((checked[i].stamp, e.sidecar.clone()));
+            stamps.push((checked[i].stamp.clone(), e.clone()));
         }
     }
     (archives, stamps)
 }
 
-/// Check every archive: its sidecar when it has one (a full read), else a quick verify.
-fn check_all(entries: &[Entry], ctx: &Ctx) -> Result<Vec<Checked>> {
+/// Check every archive: its sidecar when it has one (a full read), else a quick verify (a
+/// remote archive is downloaded for it).
+fn check_all(store: &Store, entries: &[Entry], args: &PruneArgs, ctx: &Ctx) -> Result<Vec<Checked>> {
     let total = entries.iter().filter(|e| e.sidecar.is_some()).map(|e| e.bytes).sum();
     let stage = ctx.progress.stage("verifying", total, Unit::Bytes);
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         check_interrupt()?;
-        let stamp = Stamp::of(&e.path)?;
-        let (good, problem) = match e.sidecar_matches()? {
+        let stamp = store.stamp(e)?;
+        let remote = store.is_remote().then_some(stage.as_ref());
+        let (good, problem) = match store.sidecar_matches(e, remote)? {
             Some(true) => (true, None),
             Some(false) => (false, Some("does not match its .sha256 sidecar".to_string())),
-            None => {
-                let opts = Options { sqlite: false, extract_to: None, expected_sha256: None, keys: None };
-                let v = reader::verify(&e.path, &opts, ctx.progress.as_ref())?;
-                let failed: Vec<&str> = v.failed().map(|c| c.name).collect();
-                let problem = (!v.ok).then(|| {
-                    if failed.is_empty() {
-                        "has no .sha256 sidecar and fails a quick verify".to_string()
-                    } else {
-                        format!("has no .sha256 sidecar and fails a quick verify ({})", failed.join(", "))
-                    }
-                });
-                (v.ok, problem)
-            }
+            None => quick_verify(store, e, args, ctx)?,
         };
-        if e.sidecar.is_some() {
+        if e.sidecar.is_some() && !store.is_remote() {
             stage.inc(e.bytes);
         }
         out.push(Checked { good, problem, stamp });
@@ -420,12 +401,34 @@ fn check_all(entries: &[Entry], ctx: &Ctx) -> Result<Vec<Checked>> {
     Ok(out)
 }
 
-/// Remove the planned archives, each with its sidecar. A file that changed since it was
+/// A quick verify of an archive that has no sidecar: whether it passes, and why not.
+fn quick_verify(store: &Store, e: &Entry, args: &PruneArgs, ctx: &Ctx) -> Result<(bool, Option<String>)> {
+    let opts = Options { sqlite: false, extract_to: None, expected_sha256: None, keys: None };
+    let v = match store {
+        Store::Local(_) => reader::verify(&e.path, &opts, ctx.progress.as_ref())?,
+        Store::S3(r) => {
+            let got = fetch(r, &e.file_name, args.tmp_dir.as_deref(), ctx.progress.as_ref())?;
+            reader::verify(&got.path(), &opts, ctx.progress.as_ref())?
+        }
+    };
+    let failed: Vec<&str> = v.failed().map(|c| c.name).collect();
+    let problem = (!v.ok).then(|| {
+        if failed.is_empty() {
+            "has no .sha256 sidecar and fails a quick verify".to_string()
+        } else {
+            format!("has no .sha256 sidecar and fails a quick verify ({})", failed.join(", "))
+        }
+    });
+    Ok((v.ok, problem))
+}
+
+/// Remove the planned archives, each with its sidecar. An archive that changed since it was
 /// checked is left alone (and reported as kept).
 fn remove_planned(
+    store: &Store,
     report: &mut PruneReport,
     planned: &[usize],
-    stamps: &[(Stamp, Option<PathBuf>)],
+    stamps: &[(Option<Stamp>, Entry)],
     ctx: &Ctx,
 ) -> Result<()> {
     let n = planned.len();
@@ -439,39 +442,28 @@ fn remove_planned(
                 ),
             ));
         }
-        let (stamp, sidecar) = &stamps[i];
+        let (stamp, entry) = &stamps[i];
         let a = &mut report.archives[i];
-        match Stamp::of(&a.path) {
-            Ok(now) if now == *stamp => {}
-            Ok(_) => {
+        match store.stamp(entry)? {
+            Some(now) if Some(&now) == stamp.as_ref() => {}
+            Some(_) => {
                 ctx.warn(&format!("{} changed since it was checked; left alone", a.path.display()));
                 a.action = Action::Keep;
                 a.reasons = vec!["changed since it was checked: left alone".into()];
                 continue;
             }
-            Err(_) if !a.path.exists() => {
+            None => {
                 // Already gone (another prune?): nothing to do, nothing freed.
                 ctx.warn(&format!("{} disappeared before it could be removed", a.path.display()));
                 continue;
             }
-            Err(e) => return Err(e),
         }
-        // The archive first, then its sidecar: a crash in between leaves a sidecar without an
-        // archive, which nothing reads (scan ignores it), never an archive without its sidecar.
-        std::fs::remove_file(&a.path).map_err(|e| {
-            Error::io(
-                &format!("removed {} of {n} archives, then could not remove", report.removed),
-                &a.path,
-                e,
-            )
+        let removed = report.removed;
+        let warning = store.remove(entry, || crate::fault::point("prune.removed-one")).map_err(|e| {
+            Error { message: format!("removed {removed} of {n} archives, then {}", e.message), ..e }
         })?;
-        crate::fault::point("prune.removed-one")?;
-        if let Some(sc) = sidecar {
-            match std::fs::remove_file(sc) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => ctx.warn(&format!("removed {} but not its sidecar: {e}", a.path.display())),
-            }
+        if let Some(w) = warning {
+            ctx.warn(&w);
         }
         report.removed += 1;
         report.freed_bytes += a.bytes;

@@ -20,12 +20,14 @@ use crate::docker::{self, Container, Start, StopGuard, UpWait};
 use crate::error::{Error, IoContext, Kind, Result};
 use crate::fsutil;
 use crate::ops::container::{container_source, find_container, settle, Found};
+use crate::ops::fetch::{fetch, Fetched};
 use crate::ops::make::{self, ArchiveSpec};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
 pub use crate::ops::swap::Owner;
 use crate::ops::swap::{self, Journal, Owners, Plan, Swap};
 use crate::safedir::Dir;
 use crate::sqlite::{self, DB_FILE};
+use crate::store::{is_remote_path, Remote, S3Url};
 
 #[derive(Debug, Serialize)]
 pub struct RestoreReport {
@@ -87,15 +89,26 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let _locks = super::restore_locks(&args, ctx, found.as_ref(), &dir)?;
     let target = open_target(found, dir)?;
     let mut guard = DirGuard { dir: target.created.then(|| target.dir.clone()) };
-    let keys = crate::crypto::keys_for(&args.archive, &args.decrypt.identity, ctx.interactive)?;
+    // A remote archive is downloaded into a private directory (never beside the data) and
+    // verified there in full, against its sidecar, like a local one.
+    let fetched = fetch_remote(&args, ctx)?;
+    let archive = fetched.as_ref().map(|f| f.path()).unwrap_or_else(|| args.archive.clone());
+    let keys = crate::crypto::keys_for(&archive, &args.decrypt.identity, ctx.interactive)?;
     // Checked before any work: a bad recipient is bad input.
-    let protect =
-        if target.found.is_some() { safety_encryption(&args, &keys, ctx)? } else { Encryption::None };
+    let protect = if target.found.is_some() {
+        safety_encryption(&args, &archive, &keys, ctx)?
+    } else {
+        Encryption::None
+    };
     let private = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
     ctx.note(&format!("Verifying {}", args.archive.display()));
     let opts =
         Options { sqlite: true, extract_to: Some(private.dir()), expected_sha256: None, keys: Some(&keys) };
-    let verdict = reader::verify(&args.archive, &opts, ctx.progress.as_ref())?;
+    let mut verdict = reader::verify(&archive, &opts, ctx.progress.as_ref())?;
+    if let Some(f) = &fetched {
+        f.relabel(&mut verdict);
+    }
+    drop(fetched);
     let Some(manifest) = verdict.manifest.clone().filter(|_| verdict.ok) else {
         drop(private);
         let mut human = render::verdict(&verdict, false);
@@ -147,6 +160,17 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     Ok(Outcome::new(0, human(&args, &manifest, &target, &report), &report))
 }
 
+/// The remote archive, downloaded (None for a local one).
+fn fetch_remote(args: &RestoreArgs, ctx: &Ctx) -> Result<Option<Fetched>> {
+    if !is_remote_path(&args.archive) {
+        return Ok(None);
+    }
+    let (url, name) = S3Url::split_object(&args.archive.to_string_lossy())?;
+    let remote = Remote::connect(&url)?;
+    ctx.note(&format!("Downloading {}", url.object(&name)));
+    fetch(&remote, &name, args.tmp_dir.as_deref(), ctx.progress.as_ref()).map(Some)
+}
+
 /// A name for the safety directory no earlier restore used: `.kfadmin-pre-restore-<UTC time>`,
 /// with `-2`, `-3`… when that is taken.
 fn safety_name(data: &Dir) -> Result<OsString> {
@@ -175,7 +199,7 @@ fn check_input(args: &RestoreArgs, ctx: &Ctx) -> Result<()> {
         )
         .hint("pass --yes to confirm from a script, or --dry-run to see the plan"));
     }
-    if !args.archive.is_file() {
+    if !is_remote_path(&args.archive) && !args.archive.is_file() {
         return Err(Error::usage(format!(
             "archive {} does not exist or is not a file",
             args.archive.display()
@@ -625,12 +649,12 @@ impl Rollback<'_> {
 /// How the pre-restore archive is encrypted: to `--encrypt-to`/`--recipients-file` when given;
 /// for an encrypted backup, with its own passphrase, or to the public keys of the age identities
 /// that decrypt it; otherwise not, and when the backup was encrypted the operator hears it.
-fn safety_encryption(args: &RestoreArgs, keys: &Keys, ctx: &Ctx) -> Result<Encryption> {
+fn safety_encryption(args: &RestoreArgs, archive: &Path, keys: &Keys, ctx: &Ctx) -> Result<Encryption> {
     let given = make::recipients(&args.encrypt_to, args.recipients_file.as_deref())?;
     if given.is_some() {
         return Ok(given);
     }
-    if crate::crypto::is_encrypted(&args.archive) {
+    if crate::crypto::is_encrypted(archive) {
         if let Some(p) = &keys.passphrase {
             return Ok(Encryption::Passphrase(p.clone()));
         }

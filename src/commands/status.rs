@@ -27,6 +27,9 @@ pub struct StatusReport {
     /// `--max-drill-age` asks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillState>,
+    /// `--to`: the newest backup at each offsite location.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offsite: Vec<OffsiteState>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,6 +45,17 @@ pub struct LastDrillState {
     pub finished: String,
     pub age_seconds: u64,
     pub duration_ms: u64,
+}
+
+/// The newest backup of this server at one offsite location.
+#[derive(Debug, Serialize)]
+pub struct OffsiteState {
+    pub url: String,
+    /// The newest backup's `s3://` URL (not dated in the future); None when there is none.
+    pub newest: Option<String>,
+    pub age_seconds: Option<u64>,
+    /// There is one, and it is no older than `--max-age`.
+    pub ok: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,10 +129,13 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
         journal_mode: info.journal,
     };
 
+    let dests = crate::ops::offsite::destinations(&args.to)?;
     let backups = backup_state(&args, &name, &mut problems);
     let drill = drill_state(&args, &name, &mut problems);
+    let offsite = dests.iter().map(|d| offsite_state(d, &name, &args, &mut problems)).collect();
     problems.extend(leftovers());
-    let report = StatusReport { ok: problems.is_empty(), problems, container, database, backups, drill };
+    let report =
+        StatusReport { ok: problems.is_empty(), problems, container, database, backups, drill, offsite };
     let code = if report.ok { 0 } else { 1 };
     Ok(Outcome::new(code, human(&report), &report))
 }
@@ -153,21 +170,10 @@ fn leftovers() -> Vec<String> {
 /// The backups of `name` in `--backup-dir`, and what is wrong with them: none, the last one
 /// too old, archives dated in the future, too little free space.
 fn backup_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> BackupState {
-    let archives: Vec<catalog::Entry> = match catalog::scan(&args.backup_dir) {
-        Ok(all) => all.into_iter().filter(|e| e.name == name).collect(),
-        Err(e) => {
-            problems.push(e.message.clone());
-            Vec::new()
-        }
-    };
+    let archives = archives_of(&args.backup_dir, name, problems);
     let now = now_unix();
-    let (future, present): (Vec<&catalog::Entry>, Vec<&catalog::Entry>) =
-        archives.iter().partition(|e| in_future(e.created_unix, now));
-    for e in &future {
-        problems.push(future_warning(&e.path, &e.created, "it does not count as the last backup"));
-    }
-    let is_backup = |e: &&&catalog::Entry| ArchiveKind::of(e.mode) == ArchiveKind::Backup;
-    let last = present.iter().find(is_backup).map(|e| LastBackup {
+    let (future, last) = newest(&archives, now, problems);
+    let last = last.map(|e| LastBackup {
         path: e.path.clone(),
         created: e.created.clone(),
         age_seconds: now.saturating_sub(e.created_unix),
@@ -184,7 +190,11 @@ fn backup_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> Ba
         )),
         Some(_) => {}
     }
-    let free = fsutil::free_space(&args.backup_dir);
+    let free = if crate::store::is_remote_path(&args.backup_dir) {
+        None
+    } else {
+        fsutil::free_space(&args.backup_dir)
+    };
     if let (Some(free), Some(l)) = (free, &last) {
         if free < l.bytes.saturating_mul(2) {
             problems.push(format!(
@@ -230,6 +240,66 @@ fn drill_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> Opt
         (Some(_), Some(_)) => {}
     }
     (last.is_some() || max.is_some()).then(|| DrillState { last, max_age_seconds: max.map(|m| m.as_secs()) })
+}
+
+/// The archives of `name` at a location (a directory or an S3 URL); a location that cannot
+/// be read is a problem, and no archive.
+fn archives_of(location: &std::path::Path, name: &str, problems: &mut Vec<String>) -> Vec<catalog::Entry> {
+    let scanned = crate::store::Location::from_path(location)
+        .and_then(|l| crate::store::Store::open(&l))
+        .and_then(|s| s.scan());
+    match scanned {
+        Ok(all) => all.into_iter().filter(|e| e.name == name).collect(),
+        Err(e) => {
+            problems.push(e.chain());
+            Vec::new()
+        }
+    }
+}
+
+/// The archives dated in the future (each a problem), and the newest backup among the rest.
+fn newest<'a>(
+    archives: &'a [catalog::Entry],
+    now: u64,
+    problems: &mut Vec<String>,
+) -> (Vec<&'a catalog::Entry>, Option<&'a catalog::Entry>) {
+    let (future, present): (Vec<&catalog::Entry>, Vec<&catalog::Entry>) =
+        archives.iter().partition(|e| in_future(e.created_unix, now));
+    for e in &future {
+        problems.push(future_warning(&e.path, &e.created, "it does not count as the last backup"));
+    }
+    let last = present.into_iter().find(|e| ArchiveKind::of(e.mode) == ArchiveKind::Backup);
+    (future, last)
+}
+
+/// The newest backup of `name` at an offsite location, checked against `--max-age`.
+fn offsite_state(
+    dest: &crate::store::S3Url,
+    name: &str,
+    args: &StatusArgs,
+    problems: &mut Vec<String>,
+) -> OffsiteState {
+    let url = dest.to_string();
+    let archives = archives_of(std::path::Path::new(&url), name, problems);
+    let now = now_unix();
+    let (_, last) = newest(&archives, now, problems);
+    let age = last.map(|e| now.saturating_sub(e.created_unix));
+    let ok = match age {
+        None => {
+            problems.push(format!("there is no offsite backup of {name} in {url}"));
+            false
+        }
+        Some(a) if a > args.max_age.as_secs() => {
+            problems.push(format!(
+                "the newest offsite backup in {url} is {} old, more than --max-age {}",
+                humantime::format_duration(std::time::Duration::from_secs(a)),
+                humantime::format_duration(args.max_age)
+            ));
+            false
+        }
+        Some(_) => true,
+    };
+    OffsiteState { url, newest: last.map(|e| e.path.to_string_lossy().into_owned()), age_seconds: age, ok }
 }
 
 /// The container's state, and what is wrong with it: not running, restarting (a crash loop),
@@ -318,6 +388,20 @@ fn human(r: &StatusReport) -> String {
             }
             None => {
                 let _ = writeln!(s, "drill      none has passed");
+            }
+        }
+    }
+    for o in &r.offsite {
+        match (&o.newest, o.age_seconds) {
+            (Some(n), Some(a)) => {
+                let _ = writeln!(
+                    s,
+                    "offsite    {n} ({} ago)",
+                    humantime::format_duration(std::time::Duration::from_secs(a))
+                );
+            }
+            _ => {
+                let _ = writeln!(s, "offsite    no backup in {}", o.url);
             }
         }
     }

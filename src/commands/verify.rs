@@ -1,14 +1,18 @@
 //! `kfadmin verify ARCHIVE...`
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use super::{render, Ctx, Outcome};
 use crate::archive::reader::{self, Options, Verdict};
 use crate::cli::VerifyArgs;
+use crate::crypto::Keys;
 use crate::error::{Error, Result};
+use crate::ops::fetch::fetch;
 use crate::ops::staging::{Staging, STAGING_PREFIX};
+use crate::store::{is_remote_path, Remote, S3Url};
 
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
@@ -19,38 +23,59 @@ pub struct VerifyReport {
 }
 
 pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
-    for a in &args.archives {
+    for a in args.archives.iter().filter(|a| !is_remote_path(a)) {
         if !a.exists() {
             return Err(Error::usage(format!("archive {} does not exist", a.display()))
                 .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
         }
     }
-    // The keys once for all archives: a passphrase is asked at most once.
-    let first_encrypted = args.archives.iter().find(|a| crate::crypto::is_encrypted(a));
-    let keys = match first_encrypted {
-        Some(a) => crate::crypto::keys_for(a, &args.decrypt.identity, ctx.interactive)?,
-        None => crate::crypto::Keys::from_files(&args.decrypt.identity)?,
-    };
+    // Remote archives are checked as downloaded, one at a time, in a private directory.
+    let mut remotes: Vec<(PathBuf, Remote, String)> = Vec::new();
+    for a in args.archives.iter().filter(|a| is_remote_path(a)) {
+        let (url, name) = S3Url::split_object(&a.to_string_lossy())?;
+        remotes.push((a.clone(), Remote::connect(&url)?, name));
+    }
+    let mut keys: Option<Keys> = None;
     let mut archives = Vec::new();
     for a in &args.archives {
-        let verdict = if args.quick {
-            let opts = Options { sqlite: false, extract_to: None, expected_sha256: None, keys: Some(&keys) };
-            reader::verify(a, &opts, ctx.progress.as_ref())?
-        } else {
-            let tmp = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
-            let opts = Options {
-                sqlite: true,
-                extract_to: Some(tmp.dir()),
-                expected_sha256: None,
-                keys: Some(&keys),
-            };
-            reader::verify(a, &opts, ctx.progress.as_ref())?
+        let fetched = match remotes.iter().find(|(p, _, _)| p == a) {
+            Some((_, remote, name)) => {
+                ctx.note(&format!("Downloading {}", remote.url.object(name)));
+                Some(fetch(remote, name, args.tmp_dir.as_deref(), ctx.progress.as_ref())?)
+            }
+            None => None,
         };
+        let local = fetched.as_ref().map(|f| f.path()).unwrap_or_else(|| a.clone());
+        // The keys once for all archives: a passphrase is asked at most once.
+        let encrypted = crate::crypto::is_encrypted(&local);
+        let k = match keys.take() {
+            Some(k) if !(encrypted && k.is_empty()) => k,
+            _ if encrypted => crate::crypto::keys_for(&local, &args.decrypt.identity, ctx.interactive)?,
+            _ => Keys::from_files(&args.decrypt.identity)?,
+        };
+        let verdict = check(&local, &args, &k, ctx);
+        keys = Some(k);
+        let mut verdict = verdict?;
+        match &fetched {
+            Some(f) => f.relabel(&mut verdict),
+            None => verdict.archive = a.clone(),
+        }
         archives.push(verdict);
     }
     let ok = archives.iter().all(|v| v.ok);
     let report = VerifyReport { ok, quick: args.quick, archives };
     Ok(Outcome::new(if ok { 0 } else { 3 }, human(&report), &report))
+}
+
+/// Verify one local file (a download, for a remote archive).
+fn check(local: &Path, args: &VerifyArgs, keys: &Keys, ctx: &Ctx) -> Result<Verdict> {
+    if args.quick {
+        let opts = Options { sqlite: false, extract_to: None, expected_sha256: None, keys: Some(keys) };
+        return reader::verify(local, &opts, ctx.progress.as_ref());
+    }
+    let tmp = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
+    let opts = Options { sqlite: true, extract_to: Some(tmp.dir()), expected_sha256: None, keys: Some(keys) };
+    reader::verify(local, &opts, ctx.progress.as_ref())
 }
 
 fn human(r: &VerifyReport) -> String {

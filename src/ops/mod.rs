@@ -6,6 +6,8 @@
 
 pub mod container;
 pub mod drill;
+pub mod fetch;
 pub mod make;
+pub mod offsite;
 pub mod staging;
 pub mod swap;

@@ -1,0 +1,459 @@
+//! An S3-compatible bucket (AWS S3, Backblaze B2, Cloudflare R2, MinIO, Garage, …) through
+//! `object_store`, behind a blocking interface: list, head, get (streamed into a file or a
+//! reader), put (a streaming multipart upload from a file: bounded memory, parts uploaded
+//! concurrently, aborted on any failure or interrupt), delete.
+//!
+//! Transient errors are retried with backoff by `object_store`, bounded in all by
+//! `KFADMIN_OFFSITE_RETRY` (default 2 min). Ctrl-C and SIGTERM stop any call within a tenth
+//! of a second. No credential is ever formatted into a message.
+
+use std::future::Future;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as Key;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+
+use super::awsconfig::{self, Settings};
+use super::S3Url;
+use crate::error::{Error, Kind, Result};
+use crate::progress::Stage;
+
+/// Multipart part size: S3's minimum; memory is `PART × (CONCURRENCY + 1)`.
+pub const PART: usize = 5 << 20;
+/// Parts in flight at once.
+pub const CONCURRENCY: usize = 8;
+/// How long a single request may take before it counts as failed (and is retried).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long an abort or a clean-up may take once an upload failed.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An object directly under the location's prefix.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub name: String,
+    pub bytes: u64,
+    /// The ETag and modification time: what changes when the object is replaced.
+    pub version: String,
+}
+
+/// A connection to one bucket and prefix.
+pub struct Remote {
+    pub url: S3Url,
+    store: Arc<AmazonS3>,
+    rt: tokio::runtime::Runtime,
+    settings: Settings,
+}
+
+/// The retry bound of every call: `KFADMIN_OFFSITE_RETRY` (e.g. 30s), default 2 minutes.
+fn retry_timeout() -> Result<Duration> {
+    match std::env::var("KFADMIN_OFFSITE_RETRY") {
+        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim()).map_err(|e| {
+            Error::usage(format!("KFADMIN_OFFSITE_RETRY={v:?} is not a duration: {e}"))
+                .hint("e.g. KFADMIN_OFFSITE_RETRY=2m (how long transient S3 errors are retried)")
+        }),
+        _ => Ok(Duration::from_secs(120)),
+    }
+}
+
+impl Remote {
+    /// Settings from the environment and the AWS files, and a client for `url`'s bucket. No
+    /// request is made.
+    pub fn connect(url: &S3Url) -> Result<Remote> {
+        let settings = awsconfig::resolve()?;
+        // TLS by rustls with ring (reqwest is built without a provider of its own).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let retry_timeout = retry_timeout()?;
+        let retry = RetryConfig { retry_timeout, max_retries: 20, ..RetryConfig::default() };
+        let options = ClientOptions::new()
+            .with_allow_http(settings.allow_http)
+            .with_timeout(REQUEST_TIMEOUT.min(retry_timeout.max(Duration::from_secs(5))))
+            .with_connect_timeout(Duration::from_secs(10));
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&url.bucket)
+            .with_region(&settings.region)
+            .with_retry(retry)
+            .with_client_options(options)
+            .with_virtual_hosted_style_request(false)
+            // The payload's integrity is TLS's (https) or the loopback's; what the store holds is
+            // checked against the sidecar after the upload. Not hashing each part for the
+            // signature saves a pass over every byte.
+            .with_unsigned_payload(match settings.endpoint.as_deref() {
+                None => true,
+                Some(e) => e.starts_with("https://") || awsconfig::is_loopback(e),
+            });
+        if let Some(e) = &settings.endpoint {
+            b = b.with_endpoint(e);
+        }
+        match &settings.creds {
+            Some(c) => {
+                b = b.with_access_key_id(&c.key_id).with_secret_access_key(&c.secret);
+                if let Some(t) = &c.token {
+                    b = b.with_token(t);
+                }
+            }
+            // An S3-compatible service has no instance roles: without keys there is nothing to
+            // sign with. On AWS itself, the instance or container role (as the AWS CLI).
+            None if settings.endpoint.is_some() => return Err(no_credentials(url)),
+            None => {}
+        }
+        let store = b.build().map_err(|e| {
+            Error::usage(format!("cannot set up the S3 client for {url}"))
+                .source(e)
+                .hint("check AWS_REGION and AWS_ENDPOINT_URL (or the profile's region and endpoint_url)")
+        })?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("kfadmin-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::failed("cannot start the S3 client's threads").source(e))?;
+        Ok(Remote { url: url.clone(), store: Arc::new(store), rt, settings })
+    }
+
+    fn key(&self, name: &str) -> Key {
+        Key::from(self.url.key(name))
+    }
+
+    /// Run `f`, giving up at once on Ctrl-C/SIGTERM (exit 130).
+    fn block<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+        self.rt.block_on(async {
+            tokio::select! {
+                r = f => r,
+                () = interrupted() => Err(Error::interrupted()),
+            }
+        })
+    }
+
+    /// Every object directly under the prefix (not in "subdirectories").
+    pub fn list(&self) -> Result<Vec<Object>> {
+        let prefix = (!self.url.prefix.is_empty()).then(|| Key::from(self.url.prefix.as_str()));
+        let listed = self.block(async {
+            self.store.list_with_delimiter(prefix.as_ref()).await.map_err(|e| self.error("list", None, e))
+        })?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_string();
+                Some(Object { name, bytes: m.size, version: version(&m) })
+            })
+            .collect())
+    }
+
+    /// The object's size and version; None when there is none.
+    pub fn head(&self, name: &str) -> Result<Option<Object>> {
+        let key = self.key(name);
+        self.block(async {
+            match self.store.head(&key).await {
+                Ok(m) => Ok(Some(Object { name: name.to_string(), bytes: m.size, version: version(&m) })),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.error("read", Some(name), e)),
+            }
+        })
+    }
+
+    /// A small object in full (a sidecar); None when there is none.
+    pub fn get_small(&self, name: &str, limit: usize) -> Result<Option<Vec<u8>>> {
+        let key = self.key(name);
+        let got = self.block(async {
+            match self.store.get(&key).await {
+                Ok(r) => r.bytes().await.map(Some).map_err(|e| self.error("read", Some(name), e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.error("read", Some(name), e)),
+            }
+        })?;
+        match got {
+            Some(b) if b.len() > limit => Err(Error::failed(format!(
+                "{} is {} bytes, more than a .sha256 sidecar can be",
+                self.url.object(name),
+                b.len()
+            ))),
+            other => Ok(other.map(|b| b.to_vec())),
+        }
+    }
+
+    /// A reader over the object, streamed (only what is read is transferred).
+    pub fn reader(&self, name: &str) -> Result<RemoteRead<'_>> {
+        let key = self.key(name);
+        let stream = self.block(async {
+            self.store.get(&key).await.map(|r| r.into_stream()).map_err(|e| self.error("read", Some(name), e))
+        })?;
+        Ok(RemoteRead { remote: self, name: name.to_string(), stream, chunk: Bytes::new() })
+    }
+
+    /// Stream the object into `to`, counting on `stage`; returns its length.
+    pub fn download(&self, name: &str, to: &mut std::fs::File, stage: &dyn Stage) -> Result<u64> {
+        use std::io::Write;
+        let mut r = self.reader(name)?;
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let got = r.read(&mut buf).map_err(|e| self.io_error("download", name, e))?;
+            if got == 0 {
+                return Ok(n);
+            }
+            to.write_all(&buf[..got]).map_err(|e| Error::failed("cannot write the download").source(e))?;
+            n += got as u64;
+            stage.inc(got as u64);
+        }
+    }
+
+    /// Put a small object in one request.
+    pub fn put_small(&self, name: &str, data: Vec<u8>) -> Result<()> {
+        let key = self.key(name);
+        self.block(async {
+            self.store
+                .put(&key, PutPayload::from(data))
+                .await
+                .map(drop)
+                .map_err(|e| self.error("upload", Some(name), e))
+        })
+    }
+
+    /// Upload the file `from` to `name`: multipart, at most `CONCURRENCY` parts of `PART`
+    /// bytes in flight, read as they go. The object appears at its key only when every part is
+    /// in; on any failure or interrupt the upload is aborted (no parts left behind, billing).
+    pub fn upload(&self, name: &str, mut from: std::fs::File, stage: &dyn Stage) -> Result<u64> {
+        let key = self.key(name);
+        let mut upload = self.block(async {
+            self.store.put_multipart(&key).await.map_err(|e| self.error("upload", Some(name), e))
+        })?;
+        let mut parts = tokio::task::JoinSet::new();
+        let sent = self.rt.block_on(async {
+            let pump = async {
+                let mut sent = 0u64;
+                loop {
+                    while parts.len() >= CONCURRENCY {
+                        self.joined(parts.join_next().await, name)?;
+                    }
+                    let mut buf = vec![0u8; PART];
+                    let n = read_full(&mut from, &mut buf).map_err(|e| self.io_error("read", name, e))?;
+                    if n == 0 && sent > 0 {
+                        break;
+                    }
+                    buf.truncate(n);
+                    parts.spawn(upload.put_part(PutPayload::from(Bytes::from(buf))));
+                    sent += n as u64;
+                    stage.inc(n as u64);
+                    crate::fault::point("offsite.part")?;
+                    if n < PART {
+                        break;
+                    }
+                }
+                while !parts.is_empty() {
+                    self.joined(parts.join_next().await, name)?;
+                }
+                upload.complete().await.map_err(|e| self.error("upload", Some(name), e))?;
+                Ok(sent)
+            };
+            let result = tokio::select! {
+                r = pump => r,
+                () = interrupted() => Err(Error::interrupted()),
+            };
+            if result.is_err() {
+                parts.shutdown().await;
+                if let Ok(Err(e)) = tokio::time::timeout(CLEANUP_TIMEOUT, upload.abort()).await {
+                    return result.map_err(|err| {
+                        let hint = format!(
+                            "{}; the unfinished multipart upload could not be aborted ({}): an S3 lifecycle rule AbortIncompleteMultipartUpload removes such leftovers",
+                            err.hint.clone().unwrap_or_default(),
+                            short(&e.to_string())
+                        );
+                        err.hint(hint)
+                    });
+                }
+            }
+            result
+        })?;
+        Ok(sent)
+    }
+
+    /// One finished part upload.
+    fn joined(
+        &self,
+        r: Option<std::result::Result<object_store::Result<()>, tokio::task::JoinError>>,
+        name: &str,
+    ) -> Result<()> {
+        match r {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(self.error("upload", Some(name), e)),
+            Some(Err(e)) => {
+                Err(Error::failed(format!("uploading a part of {} stopped", self.url.object(name))).source(e))
+            }
+        }
+    }
+
+    /// Delete an object (an absent one is not an error).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let key = self.key(name);
+        self.block(async {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.error("delete", Some(name), e)),
+            }
+        })
+    }
+
+    /// Turn an `object_store` error into one the operator can act on: a missing bucket and
+    /// refused credentials are bad input (exit 2) naming the bucket or the variable; anything
+    /// else (unreachable, timeouts, 5xx after the retries) failed (exit 1).
+    fn error(&self, what: &str, name: Option<&str>, e: object_store::Error) -> Error {
+        let target = match name {
+            Some(n) => self.url.object(n),
+            None => self.url.to_string(),
+        };
+        let text = format!("{e}");
+        let endpoint = self.settings.endpoint.as_deref().map(awsconfig::endpoint_host).unwrap_or("AWS S3");
+        let creds_from = self
+            .settings
+            .creds
+            .as_ref()
+            .map(|c| c.from.clone())
+            .unwrap_or_else(|| "the instance role".into());
+        let (kind, hint) = if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
+            (
+                Kind::Usage,
+                format!(
+                    "bucket {} does not exist at {endpoint}: create it (`aws s3 mb s3://{}`), or check the URL and AWS_ENDPOINT_URL / AWS_REGION",
+                    self.url.bucket, self.url.bucket
+                ),
+            )
+        } else if matches!(
+            e,
+            object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
+        ) || [
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "ExpiredToken",
+            "InvalidToken",
+            "403 Forbidden",
+        ]
+        .iter()
+        .any(|c| text.contains(c))
+        {
+            (
+                Kind::Usage,
+                format!(
+                    "the credentials were refused (they come from {creds_from}): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE, and that they may {what} in bucket {}",
+                    self.url.bucket
+                ),
+            )
+        } else {
+            (
+                Kind::Failed,
+                format!(
+                    "is {endpoint} reachable from this machine? kfadmin retried for up to {} (KFADMIN_OFFSITE_RETRY); check AWS_ENDPOINT_URL, the network, then run again",
+                    humantime::format_duration(retry_timeout().unwrap_or(Duration::from_secs(120)))
+                ),
+            )
+        };
+        let message = format!("cannot {what} {target}: {}", short(&text));
+        Error::new(kind, message).hint(hint)
+    }
+
+    fn io_error(&self, what: &str, name: &str, e: std::io::Error) -> Error {
+        match e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+            Some(inner) => {
+                Error::new(inner.kind, inner.message.clone()).hint(inner.hint.clone().unwrap_or_default())
+            }
+            None if e.kind() == std::io::ErrorKind::Interrupted => Error::interrupted(),
+            None => Error::failed(format!("cannot {what} {}", self.url.object(name))).source(e),
+        }
+    }
+}
+
+/// Resolves when Ctrl-C or SIGTERM was received.
+async fn interrupted() {
+    while !crate::error::interrupt::requested() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn version(m: &object_store::ObjectMeta) -> String {
+    format!("{} {}", m.e_tag.as_deref().unwrap_or(""), m.last_modified.timestamp_millis())
+}
+
+/// An S3 error, told briefly: the status and the `<Code>` and `<Message>` of its XML body
+/// when it has one, else the message on one line, cut at 400 characters.
+fn short(text: &str) -> String {
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find("</")? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    if let Some(code) = tag("Code") {
+        let status = text.find("status code: ").map(|i| {
+            let rest = &text[i + 13..];
+            rest[..rest.find(':').unwrap_or(rest.len())].trim().to_string()
+        });
+        let message = tag("Message").map(|m| format!(": {m}")).unwrap_or_default();
+        return match status {
+            Some(st) => format!("{code}{message} ({st})"),
+            None => format!("{code}{message}"),
+        };
+    }
+    let one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 400 {
+        format!("{}…", one.chars().take(400).collect::<String>())
+    } else {
+        one
+    }
+}
+
+/// Fill `buf` unless the file ends first; returns how much was read.
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A blocking reader over an object's body.
+pub struct RemoteRead<'a> {
+    remote: &'a Remote,
+    name: String,
+    stream: BoxStream<'static, object_store::Result<Bytes>>,
+    chunk: Bytes,
+}
+
+impl Read for RemoteRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            let next = self.remote.block(async {
+                match self.stream.next().await {
+                    None => Ok(None),
+                    Some(Ok(b)) => Ok(Some(b)),
+                    Some(Err(e)) => Err(self.remote.error("read", Some(&self.name), e)),
+                }
+            });
+            match next {
+                Ok(Some(b)) => self.chunk = b,
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+/// No credentials anywhere the AWS CLI would look, for a service that needs them.
+fn no_credentials(url: &S3Url) -> Error {
+    Error::usage(format!("no S3 credentials for {url}"))
+        .hint("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws/credentials")
+}
