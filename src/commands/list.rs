@@ -243,6 +243,12 @@ fn human(r: &ListReport) -> String {
         );
     }
     s.push('\n');
+    groups(r, &mut s);
+    s
+}
+
+/// One line per archive name (host, container) when there are several.
+fn groups(r: &ListReport, s: &mut String) {
     if r.groups.len() > 1 {
         for g in &r.groups {
             let _ = writeln!(
@@ -260,7 +266,6 @@ fn human(r: &ListReport) -> String {
             );
         }
     }
-    s
 }
 
 /// `online`, `cold (age)`, `pre-restore (safety copy)`, `pre-restore (safety copy, age)`.

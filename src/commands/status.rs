@@ -376,6 +376,19 @@ fn human(r: &StatusReport) -> String {
         b.dir.display(),
         b.free_bytes.map(human_bytes).unwrap_or_else(|| "?".into())
     );
+    drill_and_offsite(r, &mut s);
+    if r.ok {
+        let _ = writeln!(s, "=> OK");
+    } else {
+        for p in &r.problems {
+            let _ = writeln!(s, "PROBLEM: {p}");
+        }
+    }
+    s
+}
+
+/// The drill and offsite lines of the status.
+fn drill_and_offsite(r: &StatusReport, s: &mut String) {
     if let Some(d) = &r.drill {
         match &d.last {
             Some(l) => {
@@ -405,12 +418,4 @@ fn human(r: &StatusReport) -> String {
             }
         }
     }
-    if r.ok {
-        let _ = writeln!(s, "=> OK");
-    } else {
-        for p in &r.problems {
-            let _ = writeln!(s, "PROBLEM: {p}");
-        }
-    }
-    s
 }
