@@ -243,12 +243,12 @@ fn human(r: &ListReport) -> String {
         );
     }
     s.push('\n');
-    groups(r, &mut s);
+    group_lines(r, &mut s);
     s
 }
 
 /// One line per archive name (host, container) when there are several.
-fn groups(r: &ListReport, s: &mut String) {
+fn group_lines(r: &ListReport, s: &mut String) {
     if r.groups.len() > 1 {
         for g in &r.groups {
             let _ = writeln!(
