@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::entry::{self, kind_name, safe_path, Dot};
 use super::manifest::{self, FileEntry, Manifest, FORMAT, FORMAT_VERSION, MANIFEST_NAME};
 use crate::crypto::{self, Keys};
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
@@ -253,6 +254,7 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
 
     let stage = progress.stage("verify", meta.len(), Unit::Bytes);
     let encrypted = crypto::is_encrypted(archive);
+    let plain_tar = !encrypted && is_plain_tar(&file);
     let no_keys = Keys::default();
     let keys = opts.keys.unwrap_or(&no_keys);
     let stage_ref: &dyn Stage = stage.as_ref();
@@ -340,6 +342,13 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     v.bytes = bytes;
     v.sha256 = sha256;
 
+    if plain_tar && v.status("gzip") == Status::Fail {
+        v.set(
+            "gzip",
+            Status::Fail,
+            format!("it is a plain tar, not gzip-compressed: {}", hand_made(archive)),
+        );
+    }
     if v.status("tar") == Status::Skip
         && v.status("gzip") == Status::Pass
         && v.status("manifest") != Status::Skip
@@ -372,6 +381,21 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
                 || ["integrity", "foreign_keys", "facts"].iter().all(|n| v.status(n) == Status::Pass))
     };
     Ok(v)
+}
+
+/// What `verify` and `restore` say about a tar that is not a kfadmin archive.
+pub fn hand_made(archive: &Path) -> String {
+    format!(
+        "this looks like a tarball made by hand; turn it into a kfadmin archive with: kfadmin import {}",
+        archive.display()
+    )
+}
+
+/// Whether a file starts with a tar header (`ustar` at offset 257) and not with gzip's magic.
+fn is_plain_tar(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 262];
+    matches!(file.read_at(&mut head, 0), Ok(262)) && head[..2] != [0x1f, 0x8b] && &head[257..262] == b"ustar"
 }
 
 /// Read what follows the end of the tar (its last zero block, the gzip trailer, any further
@@ -421,25 +445,6 @@ impl From<io::Error> for Walk {
     }
 }
 
-/// A path inside the archive as plain components, or why it is refused.
-fn safe_path(raw: &[u8]) -> std::result::Result<PathBuf, String> {
-    let text = String::from_utf8_lossy(raw);
-    if raw.is_empty() {
-        return Err("an entry has an empty name".into());
-    }
-    let path = Path::new(std::str::from_utf8(raw).map_err(|_| format!("the name {text:?} is not UTF-8"))?);
-    let mut clean = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => clean.push(p),
-            Component::RootDir | Component::Prefix(_) => return Err(format!("{text:?} is an absolute path")),
-            Component::ParentDir => return Err(format!("{text:?} climbs out with `..`")),
-            Component::CurDir => return Err(format!("{text:?} has a `.` component")),
-        }
-    }
-    Ok(clean)
-}
-
 /// `archive_bytes`: the length of the archive file, which bounds what it can hold.
 fn walk<R: Read>(
     tar: &mut tar::Archive<R>,
@@ -461,7 +466,16 @@ fn walk<R: Read>(
         let mut entry = entry?;
         let kind = entry.header().entry_type();
         let raw_path = entry.path_bytes().into_owned();
-        let path = match safe_path(&raw_path) {
+        if first && raw_path != MANIFEST_NAME.as_bytes() {
+            let name = String::from_utf8_lossy(&raw_path);
+            let why = format!("the first entry is {name}, not {MANIFEST_NAME}: {}", hand_made(&v.archive));
+            v.set("manifest", Status::Fail, why);
+            if let Err(why) = safe_path(&raw_path, Dot::Refuse) {
+                v.set("tar", Status::Fail, format!("unsafe entry: {why}"));
+            }
+            return Ok(());
+        }
+        let path = match safe_path(&raw_path, Dot::Refuse) {
             Ok(p) => p,
             Err(why) => {
                 v.set("tar", Status::Fail, format!("unsafe entry: {why}"));
@@ -472,11 +486,7 @@ fn walk<R: Read>(
             v.set("tar", Status::Fail, format!("{} appears twice", path.display()));
             return Ok(());
         }
-        let allowed = match kind {
-            tar::EntryType::Regular | tar::EntryType::Continuous => true,
-            tar::EntryType::Directory => path.starts_with("data"),
-            _ => false,
-        };
+        let allowed = entry::is_file(kind) || (kind == tar::EntryType::Directory && path.starts_with("data"));
         if !allowed {
             v.set(
                 "tar",
@@ -491,14 +501,6 @@ fn walk<R: Read>(
         }
         if first {
             first = false;
-            if path != Path::new(MANIFEST_NAME) {
-                v.set(
-                    "manifest",
-                    Status::Fail,
-                    format!("the first entry is {}, not {MANIFEST_NAME}", path.display()),
-                );
-                return Ok(());
-            }
             let size = entry.header().size()?;
             if let Some(problem) = manifest::unread_size_problem(size) {
                 v.set("manifest", Status::Fail, problem);
@@ -677,7 +679,7 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
         return Some(problem);
     }
     for f in &m.files {
-        match safe_path(f.path.as_bytes()) {
+        match safe_path(f.path.as_bytes(), Dot::Refuse) {
             Ok(p) if p.starts_with("data") && p != Path::new("data") => {}
             Ok(_) => return Some(format!("the manifest lists {:?}, outside data/", f.path)),
             Err(why) => return Some(format!("the manifest lists an unsafe path: {why}")),
@@ -700,7 +702,7 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
     }
     let mut dirs = HashSet::new();
     for d in &m.dirs {
-        match safe_path(d.path.as_bytes()) {
+        match safe_path(d.path.as_bytes(), Dot::Refuse) {
             Ok(p) if p.starts_with("data") => {}
             Ok(_) => return Some(format!("the manifest lists the directory {:?}, outside data/", d.path)),
             Err(why) => return Some(format!("the manifest lists an unsafe directory: {why}")),
@@ -712,31 +714,9 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
     None
 }
 
-/// Deflate cannot shrink data more than 1032 times: a manifest that lists more bytes than
-/// that lies, and is refused before any space is set aside for it.
-const MAX_RATIO: u64 = 1032;
-
 fn declared_problem(m: &Manifest, archive_bytes: u64) -> Option<String> {
     let declared = m.files.iter().try_fold(0u64, |sum, f| sum.checked_add(f.size));
-    match declared {
-        Some(total) if total <= archive_bytes.saturating_mul(MAX_RATIO) => None,
-        _ => Some(format!(
-            "the manifest lists {} bytes of files, more than an archive of {archive_bytes} bytes can hold",
-            declared.map(|t| t.to_string()).unwrap_or_else(|| "more than 2^64".into())
-        )),
-    }
-}
-
-fn kind_name(kind: tar::EntryType) -> &'static str {
-    match kind {
-        tar::EntryType::Symlink => "symbolic link",
-        tar::EntryType::Link => "hard link",
-        tar::EntryType::Char => "character device",
-        tar::EntryType::Block => "block device",
-        tar::EntryType::Fifo => "FIFO",
-        tar::EntryType::Directory => "directory outside data/",
-        _ => "special entry",
-    }
+    entry::declared_problem(declared, archive_bytes, entry::MAX_RATIO, "the manifest lists", "an archive")
 }
 
 fn sqlite_checks(db: &Path, m: &Manifest, v: &mut Verdict) -> Result<()> {

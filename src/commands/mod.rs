@@ -15,6 +15,7 @@ use crate::progress::{Bars, Progress, Silent};
 
 pub mod backup;
 pub mod completions;
+pub mod import;
 pub mod list;
 pub mod prune;
 pub mod render;
@@ -178,6 +179,7 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::List(a) => list::run(a, ctx),
         Command::Prune(a) => prune::run(a, ctx),
         Command::Status(a) => status::run(a, ctx),
+        Command::Import(a) => import::run(a, ctx),
         Command::Completions(a) => completions::run(a),
         Command::Manpages(a) => completions::manpages(a),
     }

@@ -4,6 +4,7 @@
 //! and a [`crate::progress::Notice`], and never print.
 
 pub mod container;
+pub mod import;
 pub mod make;
 pub mod staging;
 pub mod swap;
