@@ -535,10 +535,18 @@ fn walk<R: Read>(
             if let Some(dir) = opts.extract_to {
                 check_room(dir, &m).map_err(Walk::Outside)?;
             }
+            let origin = match &m.import {
+                Some(i) if i.salvaged.is_some() => format!(
+                    ", imported from {}, SALVAGED: its database had failed its checks; this holds what could be read of it",
+                    i.tarball.file_name
+                ),
+                Some(i) => format!(", imported from {}", i.tarball.file_name),
+                None => String::new(),
+            };
             v.set(
                 "manifest",
                 Status::Pass,
-                format!("format version {}, {} file(s)", m.format_version, m.files.len()),
+                format!("format version {}, {} file(s){origin}", m.format_version, m.files.len()),
             );
             wanted = m.files.iter().map(|f| (f.path.clone(), f.clone())).collect();
             v.manifest = Some(m);

@@ -227,16 +227,19 @@ fn check<R: Read>(
     if let Some(why) =
         entry::declared_problem(Some(*declared), size, ratio, "its entries declare", "a tarball")
     {
-        return Err(refuse(why));
+        // Compressed: a lie (deflate cannot expand that much). Plain: the file was cut short.
+        let short = io::Error::new(io::ErrorKind::UnexpectedEof, why.clone());
+        return Err(if ratio > 1 { refuse(why) } else { Bad::Io(short) });
     }
+    // Owner, mode and time are kept when the header has them (not every tool writes them).
     Ok(Item {
         path,
         dir,
         size: bytes,
-        mode: h.mode()? & 0o7777,
-        uid: h.uid()?.try_into().unwrap_or(0),
-        gid: h.gid()?.try_into().unwrap_or(0),
-        mtime: h.mtime()?,
+        mode: h.mode().map(|m| m & 0o7777).unwrap_or(if dir { 0o700 } else { 0o600 }),
+        uid: h.uid().ok().and_then(|u| u.try_into().ok()).unwrap_or(0),
+        gid: h.gid().ok().and_then(|g| g.try_into().ok()).unwrap_or(0),
+        mtime: h.mtime().unwrap_or(0),
     })
 }
 

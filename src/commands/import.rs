@@ -182,24 +182,26 @@ fn human(r: &ImportReport) -> String {
         );
     }
     if let Some(sv) = &i.salvaged {
-        let _ = writeln!(
-            s,
-            "SALVAGED: the database failed its checks; the archive holds what could be read of it:"
-        );
-        problems(&mut s, &r.problems);
-        let rows: Vec<Vec<String>> = sv
-            .tables
-            .iter()
-            .map(|(t, c)| {
-                let before = c.before.map(|b| b.to_string()).unwrap_or_else(|| "?".into());
-                let lost =
-                    c.before.map(|b| b.saturating_sub(c.after).to_string()).unwrap_or_else(|| "?".into());
-                vec![format!("  {t}"), before, c.after.to_string(), lost]
-            })
-            .collect();
-        s.push_str(&super::render::table(&["  table", "before", "after", "lost"], &rows, &[1, 2, 3]));
+        salvaged(&mut s, sv, &r.problems);
     }
     s
+}
+
+/// What a salvage lost, table by table.
+fn salvaged(s: &mut String, sv: &crate::archive::manifest::Salvage, all: &[String]) {
+    let _ =
+        writeln!(s, "SALVAGED: the database failed its checks; the archive holds what could be read of it:");
+    problems(s, all);
+    let rows: Vec<Vec<String>> = sv
+        .tables
+        .iter()
+        .map(|(t, c)| {
+            let before = c.before.map(|b| b.to_string()).unwrap_or_else(|| "?".into());
+            let lost = c.before.map(|b| b.saturating_sub(c.after).to_string()).unwrap_or_else(|| "?".into());
+            vec![format!("  {t}"), before, c.after.to_string(), lost]
+        })
+        .collect();
+    s.push_str(&super::render::table(&["  table", "before", "after", "lost"], &rows, &[1, 2, 3]));
 }
 
 /// The first problems, one a line.

@@ -60,7 +60,8 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     let mut warnings = Vec::new();
     let work = staging.dir().mkdir(OsStr::new("work"), 0o700)?;
     let work_db = staging.path().join("work").join(DB_FILE);
-    let whole = make_whole(&tree.walk(&root, None)?, &work, &work_db, req.db_name)?;
+    let order = read_order(&unpacked.items, &db.path);
+    let whole = make_whole(&tree.walk(&root, None)?, &work, &work_db, req.db_name, order)?;
     let mut problems = whole.problems;
     problems.extend(check(&work_db));
     let mut record = ImportRecord {
@@ -122,8 +123,12 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
 
 /// The one file named `db_name`; exit 2 naming what there is when there is none, or several.
 fn find_database<'a>(items: &'a [Item], db_name: &str) -> Result<&'a Item> {
-    let named: Vec<&Item> =
-        items.iter().filter(|i| !i.dir && i.path.file_name() == Some(OsStr::new(db_name))).collect();
+    // Not the copies kfadmin's own restores keep (`.kfadmin-pre-restore-*`).
+    let ours = |i: &Item| i.path.components().any(|c| c.as_os_str().as_bytes().starts_with(b".kfadmin-"));
+    let named: Vec<&Item> = items
+        .iter()
+        .filter(|i| !i.dir && i.path.file_name() == Some(OsStr::new(db_name)) && !ours(i))
+        .collect();
     match named.as_slice() {
         [one] => Ok(one),
         [] => {
@@ -155,7 +160,7 @@ struct Whole {
 
 /// Move the database and its `-wal`/`-journal` out of the unpacked tree (its `-shm` stays
 /// there, read and never used), roll back a hot journal, replay the WAL's committed frames.
-fn make_whole(root: &Dir, work: &Dir, work_db: &Path, db_name: &str) -> Result<Whole> {
+fn make_whole(root: &Dir, work: &Dir, work_db: &Path, db_name: &str, order: Order) -> Result<Whole> {
     let side = |s: &str| std::ffi::OsString::from(format!("{db_name}{s}"));
     let present = |n: &OsStr| -> Result<bool> {
         Ok(root.meta(n)?.is_some_and(|m| m.kind == crate::safedir::Kind::File))
@@ -178,7 +183,7 @@ fn make_whole(root: &Dir, work: &Dir, work_db: &Path, db_name: &str) -> Result<W
         None => None,
     };
     if !shm.is_empty() {
-        w.problems.extend(witness(work, scan.as_ref(), &shm)?);
+        w.problems.extend(witness(work, scan.as_ref(), &shm, order)?);
     }
     w.journal_rolled_back = sqlite::roll_back_journal(work_db)?;
     if let Some(scan) = &scan {
@@ -212,8 +217,34 @@ fn read_head(dir: &Dir, name: &OsStr) -> Result<Vec<u8>> {
     Ok(head)
 }
 
-/// Why the captured `-shm` says the files are not one moment of the same server.
-fn witness(work: &Dir, scan: Option<&wal::Scan>, shm: &[u8]) -> Result<Option<String>> {
+/// In which order tar read the files (the order of their entries).
+#[derive(Debug, Clone, Copy, Default)]
+struct Order {
+    /// The `-shm` came after both the database and the `-wal`.
+    shm_last: bool,
+    /// The `-wal` came before the database.
+    wal_first: bool,
+}
+
+fn read_order(items: &[Item], db: &Path) -> Order {
+    let at = |suffix: &str| {
+        let mut p = db.as_os_str().to_os_string();
+        p.push(suffix);
+        items.iter().position(|i| i.path.as_os_str() == p)
+    };
+    let (d, w, m) = (at(""), at("-wal"), at("-shm"));
+    Order { shm_last: m > d && m > w, wal_first: w.is_some() && w < d }
+}
+
+/// Why the captured `-shm` says the database and `-wal` are not one moment of the server.
+///
+/// Accepted: a `-shm` that tells exactly the story of the `-wal` (a server that had crashed,
+/// or wrote nothing while tar read the files), with a database holding what the checkpoint it
+/// records wrote. Also accepted: tar read the `-wal`, then the database, then the `-shm`, and
+/// the `-shm` is of the same use of the `-wal` file and no checkpoint had gone past the
+/// captured frames by then: whatever a checkpoint wrote while the database was read is among
+/// the frames replayed over it. Anything else is refused.
+fn witness(work: &Dir, scan: Option<&wal::Scan>, shm: &[u8], order: Order) -> Result<Option<String>> {
     let live = |why: String| {
         Some(format!("the files were captured at different moments while a server wrote them: {why}"))
     };
@@ -221,10 +252,16 @@ fn witness(work: &Dir, scan: Option<&wal::Scan>, shm: &[u8]) -> Result<Option<St
         Ok(s) => s,
         Err(why) => return Ok(live(why)),
     };
-    if let Some(why) = wal::shm_problem(scan, &shm) {
-        return Ok(live(why));
+    let problem = wal::shm_problem(scan, &shm);
+    let Some(scan) = scan else { return Ok(problem.and_then(live)) };
+    if let Some(why) = problem {
+        let proven = order.shm_last
+            && order.wal_first
+            && shm.salts == scan.salts
+            && shm.valid >= scan.valid
+            && shm.attempted <= scan.valid;
+        return Ok(if proven { None } else { live(why) });
     }
-    let Some(scan) = scan else { return Ok(None) };
     let db = work.open_file(OsStr::new(DB_FILE))?;
     let log = work.open_file(OsStr::new("keyfount.db-wal"))?;
     let found = wal::backfill_problem(&db, &log, scan, &shm)

@@ -11,6 +11,7 @@ mod docker;
 mod encrypt;
 mod faults;
 mod hostile;
+mod import;
 mod layouts;
 mod lifecycle;
 mod lock;
