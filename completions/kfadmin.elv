@@ -35,6 +35,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand list 'List the kfadmin archives in a backup directory, newest first'
             cand prune 'Remove old archives by grandfather-father-son retention (as restic''s forget)'
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+            cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -48,7 +49,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --stop-timeout 'Seconds between SIGTERM and SIGKILL when stopping [default: the container''s own stop timeout, or 10]'
             cand -o 'Directory for the archive (created with mode 0700 when missing)'
             cand --out 'Directory for the archive (created with mode 0700 when missing)'
-            cand --name 'First part of the archive''s name [default: the database file''s name without .db]'
+            cand --name 'First part of the archive''s name [default: the container''s name, or the database file''s name without .db; import: the tarball''s name without .tar.gz]'
             cand --nice 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority'
             cand --tmp-dir 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
             cand --compression-level 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress'
@@ -173,6 +174,30 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'kfadmin;import'= {
+            cand --db-name 'The database''s file name in the tarball'
+            cand -o 'Directory for the archive (created with mode 0700 when missing)'
+            cand --out 'Directory for the archive (created with mode 0700 when missing)'
+            cand --name 'First part of the archive''s name [default: the container''s name, or the database file''s name without .db; import: the tarball''s name without .tar.gz]'
+            cand --nice 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority'
+            cand --tmp-dir 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
+            cand --compression-level 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress'
+            cand --encrypt-to 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable'
+            cand --recipients-file 'Encrypt to every recipient listed in FILE (one a line, # comments)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --salvage 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
+            cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'kfadmin;completions'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -206,6 +231,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand list 'List the kfadmin archives in a backup directory, newest first'
             cand prune 'Remove old archives by grandfather-father-son retention (as restic''s forget)'
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+            cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -221,6 +247,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         &'kfadmin;help;prune'= {
         }
         &'kfadmin;help;status'= {
+        }
+        &'kfadmin;help;import'= {
         }
         &'kfadmin;help;completions'= {
         }
