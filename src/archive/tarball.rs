@@ -116,7 +116,11 @@ pub fn unpack(tarball: &Path, into: &Dir, progress: &dyn Progress) -> Result<Unp
 }
 
 fn open(tarball: &Path) -> Result<File> {
-    let file = File::open(tarball).map_err(|e| {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: a FIFO put in its place cannot hang the open (no effect on a regular file).
+    let opened =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(tarball);
+    let file = opened.map_err(|e| {
         let err = Error::io("cannot read", tarball, e).kind(Kind::Usage);
         err.hint("pass the path of the tarball to import (a .tar.gz, .tgz or .tar)")
     })?;

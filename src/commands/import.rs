@@ -77,7 +77,14 @@ pub fn run(args: ImportArgs, ctx: &Ctx) -> Result<Outcome> {
         compression: crate::archive::writer::Compression { level: o.compression_level, ..Default::default() },
         nice: o.nice,
     };
-    let imported = import::import(ctx, &req, &encryption)?;
+    let mut imported = import::import(ctx, &req, &encryption)?;
+    if let Some(m) =
+        imported.made.as_ref().filter(|m| super::in_future(m.manifest.created_unix, super::now_unix()))
+    {
+        let then =
+            "the database's time in the tarball is wrong; status and prune do not count it as the newest";
+        imported.warnings.push(super::future_warning(&m.written.path, &m.manifest.created, then));
+    }
     for w in &imported.warnings {
         ctx.warn(w);
     }

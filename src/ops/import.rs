@@ -16,7 +16,7 @@ use crate::archive::tarball::{self, Item, Unpacked};
 use crate::archive::writer::Compression;
 use crate::archive::{Mode, Source};
 use crate::crypto::Encryption;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::fsutil::{self, Copied};
 use crate::ops::make::{self, ArchiveSpec, Made};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
@@ -60,8 +60,9 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     let mut warnings = Vec::new();
     let work = staging.dir().mkdir(OsStr::new("work"), 0o700)?;
     let work_db = staging.path().join("work").join(DB_FILE);
-    let order = read_order(&unpacked.items, &db.path);
-    let whole = make_whole(&tree.walk(&root, None)?, &work, &work_db, req.db_name, order)?;
+    let shm = take_out(&tree.walk(&root, None)?, &work, req.db_name)?;
+    let captured = if req.salvage { Some(keep_captured(&work)?) } else { None };
+    let whole = make_whole(&work, &work_db, &shm, read_order(&unpacked.items, &db.path))?;
     let mut problems = whole.problems;
     problems.extend(check(&work_db));
     let mut record = ImportRecord {
@@ -81,12 +82,12 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
         work_db
     } else {
         n.warn(&format!("{} fails its checks; salvaging what can be read of it", db.path.display()));
-        let (salvaged, done) = salvage(&work_db, &problems)?;
+        let (salvaged, done) = salvage(&work_db, captured.as_deref(), &problems)?;
         record.salvaged = Some(done);
         salvaged
     };
     let tree_root = staging.path().join("tree").join(&root);
-    other_databases(&tree, &tree_root, &unpacked.items, &root, req.db_name)?;
+    other_databases(&tree, &tree_root, &unpacked.items, &root)?;
     let (staged, left_out) = stage(&unpacked.items, db, &root, req.db_name, &tree_root, db_file);
     record.left_out_count = left_out.len() as u64;
     record.left_out = left_out.into_iter().take(LEFT_OUT_MAX).collect();
@@ -158,9 +159,9 @@ struct Whole {
     problems: Vec<String>,
 }
 
-/// Move the database and its `-wal`/`-journal` out of the unpacked tree (its `-shm` stays
-/// there, read and never used), roll back a hot journal, replay the WAL's committed frames.
-fn make_whole(root: &Dir, work: &Dir, work_db: &Path, db_name: &str, order: Order) -> Result<Whole> {
+/// Move the database and its `-wal`/`-journal` out of the unpacked tree into `work`, as
+/// `keyfount.db…`; its `-shm` stays there: its first bytes are returned, never used to replay.
+fn take_out(root: &Dir, work: &Dir, db_name: &str) -> Result<Vec<u8>> {
     let side = |s: &str| std::ffi::OsString::from(format!("{db_name}{s}"));
     let present = |n: &OsStr| -> Result<bool> {
         Ok(root.meta(n)?.is_some_and(|m| m.kind == crate::safedir::Kind::File))
@@ -171,7 +172,24 @@ fn make_whole(root: &Dir, work: &Dir, work_db: &Path, db_name: &str, order: Orde
             root.rename(&side(s), work, OsStr::new(&format!("{DB_FILE}{s}")))?;
         }
     }
-    let shm = if present(&side("-shm"))? { read_head(root, &side("-shm"))? } else { Vec::new() };
+    if present(&side("-shm"))? {
+        read_head(root, &side("-shm"))
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// The database file as the tarball held it, before anything was replayed into it: what
+/// `--salvage` falls back on when the replayed database cannot even be read.
+fn keep_captured(work: &Dir) -> Result<PathBuf> {
+    let copy = work.create_file(OsStr::new("captured.db"), 0o600)?;
+    fsutil::clone_or_copy(work.open_file(OsStr::new(DB_FILE))?, copy, &work.display("captured.db"))?;
+    Ok(work.path().join("captured.db"))
+}
+
+/// Roll back a hot journal, replay the WAL's committed frames (after the `-shm`, when there is
+/// one, was compared with the `-wal` and the database).
+fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Whole> {
     let info = sqlite::inspect(work_db)?;
     let mut w = Whole { wal: None, journal_rolled_back: false, problems: Vec::new() };
     let wal_name = OsStr::new("keyfount.db-wal");
@@ -183,7 +201,7 @@ fn make_whole(root: &Dir, work: &Dir, work_db: &Path, db_name: &str, order: Orde
         None => None,
     };
     if !shm.is_empty() {
-        w.problems.extend(witness(work, scan.as_ref(), &shm, order)?);
+        w.problems.extend(witness(work, scan.as_ref(), shm, order)?);
     }
     w.journal_rolled_back = sqlite::roll_back_journal(work_db)?;
     if let Some(scan) = &scan {
@@ -296,11 +314,24 @@ fn check(db: &Path) -> Vec<String> {
     problems
 }
 
-/// Copy what can be read of `db` into a new database beside it; it must pass the checks.
-fn salvage(db: &Path, problems: &[String]) -> Result<(PathBuf, Salvage)> {
+/// Copy what can be read of `db` into a new database beside it; it must pass the checks. When
+/// not even its schema can be read, what can be read of the `captured` file (the database as
+/// the tarball held it, without its `-wal`).
+fn salvage(db: &Path, captured: Option<&Path>, problems: &[String]) -> Result<(PathBuf, Salvage)> {
     let out = db.with_file_name("salvaged.db");
     let wal = sqlite::inspect(db).is_ok_and(|i| i.journal == sqlite::Journal::Wal);
-    let s = sqlite::salvage::salvage(db, &out, wal)?;
+    let mut problems: Vec<String> = problems.iter().take(LEFT_OUT_MAX).cloned().collect();
+    let s = match (sqlite::salvage::salvage(db, &out, wal), captured) {
+        (Err(e), Some(c)) if e.kind == Kind::Verification => {
+            let _ = std::fs::remove_file(&out);
+            problems.push(format!(
+                "{}; salvaged from the database file as captured, without its -wal",
+                e.chain()
+            ));
+            sqlite::salvage::salvage(c, &out, wal)?
+        }
+        (s, _) => s?,
+    };
     let still = check(&out);
     if !still.is_empty() {
         return Err(Error::verification(format!(
@@ -309,19 +340,26 @@ fn salvage(db: &Path, problems: &[String]) -> Result<(PathBuf, Salvage)> {
         ))
         .hint("nothing was written; the tarball's data cannot be recovered by kfadmin"));
     }
-    let mut problems: Vec<String> = problems.iter().take(LEFT_OUT_MAX).cloned().collect();
     problems.extend(s.skipped.into_iter().map(|s| format!("not recreated: {s}")));
     Ok((out, Salvage { method: "row-copy".into(), problems, tables: s.tables }))
 }
 
 /// The other databases of the data directory (not Keyfount's, which was handled) made whole
-/// the way a cold backup does it, after their `-shm` files are removed: a WAL is replayed
-/// from the WAL alone.
-fn other_databases(tree: &Dir, tree_root: &Path, items: &[Item], root: &Path, db_name: &str) -> Result<()> {
+/// the way a cold backup does it, from their WAL alone: every `-shm` goes first, and so does a
+/// `-wal` or `-journal` with no database beside it (none of them is archived).
+fn other_databases(tree: &Dir, tree_root: &Path, items: &[Item], root: &Path) -> Result<()> {
+    let files: std::collections::HashSet<&Path> =
+        items.iter().filter(|i| !i.dir).map(|i| i.path.as_path()).collect();
     for i in items.iter().filter(|i| !i.dir && i.path.starts_with(root)) {
-        let name = i.path.file_name().unwrap_or_default();
-        if name.as_bytes().ends_with(b"-shm") && name != OsStr::new(&format!("{db_name}-shm")) {
-            tree.walk(i.path.parent().unwrap_or(Path::new("")), None)?.unlink(name)?;
+        let name = i.path.file_name().unwrap_or_default().as_bytes();
+        let base = ["-wal", "-journal"].iter().find_map(|s| name.strip_suffix(s.as_bytes()));
+        let lone =
+            base.is_some_and(|b| !files.contains(i.path.with_file_name(OsStr::from_bytes(b)).as_path()));
+        if name.ends_with(b"-shm") || lone {
+            let dir = tree.walk(i.path.parent().unwrap_or(Path::new("")), None)?;
+            if dir.meta(OsStr::from_bytes(name))?.is_some() {
+                dir.unlink(OsStr::from_bytes(name))?;
+            }
         }
     }
     sqlite::make_whole(tree_root).map(drop)
@@ -353,7 +391,7 @@ fn stage(
     let mut left_out = Vec::new();
     for i in items.iter().filter(|i| i.path != db.path && !(i.dir && i.path == root)) {
         match i.path.strip_prefix(root) {
-            Ok(rel) if carried(rel, db_name, i.dir) => {
+            Ok(rel) if carried(rel, db_name) => {
                 staged.push(copied(rel.to_path_buf(), tree_root.join(rel), i))
             }
             _ => left_out.push(i.path.display().to_string()),
@@ -363,14 +401,17 @@ fn stage(
 }
 
 /// Whether an entry of the data directory goes into the archive: not SQLite's sidecars (the
-/// WALs were replayed, journals rolled back), not kfadmin's own `.kfadmin-*` entries, not a
-/// second `keyfount.db` when the database had another name.
-fn carried(rel: &Path, db_name: &str, dir: bool) -> bool {
-    let ours = rel.components().any(|c| c.as_os_str().as_bytes().starts_with(b".kfadmin-"));
-    let name = rel.file_name().unwrap_or_default().as_bytes();
-    let sidecar = sqlite::SIDECAR_SUFFIXES.iter().any(|s| name.ends_with(s.as_bytes()));
-    let shadow = rel == Path::new(DB_FILE) && db_name != DB_FILE;
-    !ours && (dir || (!sidecar && !shadow))
+/// WALs were replayed, journals rolled back) nor anything inside something named like one,
+/// not kfadmin's own `.kfadmin-*` entries, not a second `keyfount.db` when the database had
+/// another name.
+fn carried(rel: &Path, db_name: &str) -> bool {
+    let odd = rel.components().any(|c| {
+        let name = c.as_os_str().as_bytes();
+        name.starts_with(b".kfadmin-")
+            || sqlite::SIDECAR_SUFFIXES.iter().any(|s| name.ends_with(s.as_bytes()))
+    });
+    let shadow = rel.starts_with(DB_FILE) && db_name != DB_FILE;
+    !odd && !shadow
 }
 
 fn tarball_ref(path: &Path, u: &Unpacked) -> TarballRef {
@@ -437,11 +478,13 @@ mod tests {
 
     #[test]
     fn what_is_carried() {
-        assert!(carried(Path::new("keyfount.db"), "keyfount.db", false));
-        assert!(carried(Path::new("uploads/a.bin"), "keyfount.db", false));
-        assert!(!carried(Path::new("keyfount.db-wal"), "keyfount.db", false));
-        assert!(!carried(Path::new("other.db-shm"), "keyfount.db", false));
-        assert!(!carried(Path::new(".kfadmin-pre-restore-x/keyfount.db"), "keyfount.db", false));
-        assert!(!carried(Path::new("keyfount.db"), "kf.sqlite", false));
+        assert!(carried(Path::new("keyfount.db"), "keyfount.db"));
+        assert!(carried(Path::new("uploads/a.bin"), "keyfount.db"));
+        assert!(!carried(Path::new("keyfount.db-wal"), "keyfount.db"));
+        assert!(!carried(Path::new("keyfount.db-wal/x"), "keyfount.db"));
+        assert!(!carried(Path::new("other.db-shm"), "keyfount.db"));
+        assert!(!carried(Path::new(".kfadmin-pre-restore-x/keyfount.db"), "keyfount.db"));
+        assert!(!carried(Path::new("keyfount.db"), "kf.sqlite"));
+        assert!(!carried(Path::new("keyfount.db/x"), "kf.sqlite"));
     }
 }

@@ -61,6 +61,7 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
                 src.display()
             ))
             .source(e)
+            .hint("nothing was written; keep the tarball: a tool that reads pages directly (the sqlite3 shell's .recover, where its library has the sqlite_dbpage table) may get more out of it")
         })?;
     let to = Connection::open(dst).map_err(|e| sql_err(e, "cannot create", dst))?;
     copy_settings(&from, &to).map_err(|e| sql_err(e, "cannot set up", dst))?;
@@ -80,6 +81,7 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
         let copy = copy_table(&from, &to, &o.1).map_err(|e| sql_err(e, "cannot write", dst))?;
         out.tables.insert(o.1.clone(), copy);
     }
+    check_interrupt()?;
     copy_sequence(&from, &to);
     remove_orphans(&to, &mut out.tables).map_err(|e| sql_err(e, "cannot write", dst))?;
     for o in schema.iter().filter(|o| is("view", o) || is("trigger", o)) {
@@ -200,7 +202,11 @@ fn copy_rows(
 ) -> rusqlite::Result<bool> {
     let n = read.column_count();
     let mut rows = if rowid { read.query([*after])? } else { read.query([])? };
-    loop {
+    for k in 0u64.. {
+        // Interrupted: stop here; the caller's next check fails the whole salvage.
+        if k % 1024 == 0 && crate::error::interrupt::requested() {
+            return Ok(false);
+        }
         let row = match rows.next() {
             Ok(Some(row)) => row,
             Ok(None) => return Ok(false),
@@ -221,6 +227,7 @@ fn copy_rows(
             t.rows_refused += 1;
         }
     }
+    Ok(false)
 }
 
 /// The first rowid after `after` that can be read, found by jumping further and further past
