@@ -472,6 +472,8 @@ fn walk<R: Read>(
             v.set("manifest", Status::Fail, why);
             if let Err(why) = safe_path(&raw_path, Dot::Refuse) {
                 v.set("tar", Status::Fail, format!("unsafe entry: {why}"));
+            } else if !entry::is_file(kind) && kind != tar::EntryType::Directory {
+                v.set("tar", Status::Fail, format!("{name} is a {}", kind_name(kind)));
             }
             return Ok(());
         }

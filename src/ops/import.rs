@@ -91,20 +91,7 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     let (staged, left_out) = stage(&unpacked.items, db, &root, req.db_name, &tree_root, db_file);
     record.left_out_count = left_out.len() as u64;
     record.left_out = left_out.into_iter().take(LEFT_OUT_MAX).collect();
-    let outside: Vec<&String> = record.left_out.iter().filter(|p| !Path::new(p).starts_with(&root)).collect();
-    if !outside.is_empty() {
-        let first: Vec<&str> = outside.iter().take(3).map(|p| p.as_str()).collect();
-        warnings.push(format!(
-            "entries outside the data directory {} are not in the archive: {}{}",
-            if root.as_os_str().is_empty() {
-                "(the top of the tarball)".into()
-            } else {
-                root.display().to_string()
-            },
-            first.join(", "),
-            if outside.len() > 3 { ", …" } else { "" }
-        ));
-    }
+    warnings.extend(outside_warning(&record.left_out, &root));
     let name = match req.name {
         Some(n) => n.to_string(),
         None => default_name(req.tarball),
@@ -120,6 +107,26 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     };
     let made = make::make_with(n, &spec, Some(record.clone()), encryption, &staged)?;
     Ok(Imported { record, problems, made: Some(made), warnings })
+}
+
+/// The warning for entries outside the data directory (SQLite's sidecars inside it are left
+/// out as a matter of course).
+fn outside_warning(left_out: &[String], root: &Path) -> Option<String> {
+    let outside: Vec<&str> =
+        left_out.iter().filter(|p| !Path::new(p).starts_with(root)).map(|p| p.as_str()).collect();
+    if outside.is_empty() {
+        return None;
+    }
+    let dir = if root.as_os_str().is_empty() {
+        "(the top of the tarball)".into()
+    } else {
+        root.display().to_string()
+    };
+    let more = if outside.len() > 3 { ", …" } else { "" };
+    Some(format!(
+        "entries outside the data directory {dir} are not in the archive: {}{more}",
+        outside[..outside.len().min(3)].join(", ")
+    ))
 }
 
 /// The one file named `db_name`; exit 2 naming what there is when there is none, or several.
@@ -311,8 +318,16 @@ fn check(db: &Path) -> Vec<String> {
         Ok(p) => problems.extend(p.into_iter().map(|p| format!("foreign_key_check: {p}"))),
         Err(e) => problems.push(format!("foreign_key_check: {}", e.chain())),
     }
+    if problems.len() > PROBLEMS_MAX {
+        let more = problems.len() - PROBLEMS_MAX;
+        problems.truncate(PROBLEMS_MAX);
+        problems.push(format!("… and {more} more"));
+    }
     problems
 }
+
+/// At most this many problems are reported (integrity_check stops at 100 by itself).
+const PROBLEMS_MAX: usize = 200;
 
 /// Copy what can be read of `db` into a new database beside it; it must pass the checks. When
 /// not even its schema can be read, what can be read of the `captured` file (the database as
