@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove old archives by grandfather-father-son retention (as restic''s forget)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old')
             [CompletionResult]::new('drill', 'drill', [CompletionResultType]::ParameterValue, 'Prove that a backup brings the server back: boot a throwaway copy of the container on it')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('manpages', 'manpages', [CompletionResultType]::ParameterValue, 'Write the man pages (kfadmin.1 and one per subcommand) into a directory')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -55,7 +56,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to')
             [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to')
-            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'First part of the archive''s name [default: the database file''s name without .db]')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'First part of the archive''s name [default: the container''s name, or the database file''s name without .db; import: the tarball''s name without .tar.gz]')
             [CompletionResult]::new('--nice', '--nice', [CompletionResultType]::ParameterName, 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority')
             [CompletionResult]::new('--tmp-dir', '--tmp-dir', [CompletionResultType]::ParameterName, 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]')
             [CompletionResult]::new('--compression-level', '--compression-level', [CompletionResultType]::ParameterName, 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress')
@@ -228,6 +229,33 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'kfadmin;import' {
+            [CompletionResult]::new('--db-name', '--db-name', [CompletionResultType]::ParameterName, 'The database''s file name in the tarball')
+            [CompletionResult]::new('-r', '-r', [CompletionResultType]::ParameterName, 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to')
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'First part of the archive''s name [default: the container''s name, or the database file''s name without .db; import: the tarball''s name without .tar.gz]')
+            [CompletionResult]::new('--nice', '--nice', [CompletionResultType]::ParameterName, 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority')
+            [CompletionResult]::new('--tmp-dir', '--tmp-dir', [CompletionResultType]::ParameterName, 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]')
+            [CompletionResult]::new('--compression-level', '--compression-level', [CompletionResultType]::ParameterName, 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress')
+            [CompletionResult]::new('--encrypt-to', '--encrypt-to', [CompletionResultType]::ParameterName, 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable')
+            [CompletionResult]::new('--recipients-file', '--recipients-file', [CompletionResultType]::ParameterName, 'Encrypt to every recipient listed in FILE (one a line, # comments)')
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
+            [CompletionResult]::new('--salvage', '--salvage', [CompletionResultType]::ParameterName, 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing')
+            [CompletionResult]::new('--passphrase', '--passphrase', [CompletionResultType]::ParameterName, 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about each step (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about each step (repeat for more)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'kfadmin;completions' {
             [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
@@ -264,6 +292,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('prune', 'prune', [CompletionResultType]::ParameterValue, 'Remove old archives by grandfather-father-son retention (as restic''s forget)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old')
             [CompletionResult]::new('drill', 'drill', [CompletionResultType]::ParameterValue, 'Prove that a backup brings the server back: boot a throwaway copy of the container on it')
+            [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('manpages', 'manpages', [CompletionResultType]::ParameterValue, 'Write the man pages (kfadmin.1 and one per subcommand) into a directory')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -288,6 +317,9 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             break
         }
         'kfadmin;help;drill' {
+            break
+        }
+        'kfadmin;help;import' {
             break
         }
         'kfadmin;help;completions' {

@@ -28,6 +28,9 @@ _kfadmin() {
             kfadmin,help)
                 cmd="kfadmin__subcmd__help"
                 ;;
+            kfadmin,import)
+                cmd="kfadmin__subcmd__import"
+                ;;
             kfadmin,list)
                 cmd="kfadmin__subcmd__list"
                 ;;
@@ -58,6 +61,9 @@ _kfadmin() {
             kfadmin__subcmd__help,help)
                 cmd="kfadmin__subcmd__help__subcmd__help"
                 ;;
+            kfadmin__subcmd__help,import)
+                cmd="kfadmin__subcmd__help__subcmd__import"
+                ;;
             kfadmin__subcmd__help,list)
                 cmd="kfadmin__subcmd__help__subcmd__list"
                 ;;
@@ -83,7 +89,7 @@ _kfadmin() {
 
     case "${cmd}" in
         kfadmin)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status drill completions manpages help"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status drill import completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -283,7 +289,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__help)
-            opts="backup verify restore list prune status drill completions manpages help"
+            opts="backup verify restore list prune status drill import completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -339,6 +345,20 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__help__subcmd__import)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -429,6 +449,68 @@ _kfadmin() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__import)
+            opts="-o -r -q -v -h -V --db-name --salvage --out --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --json --quiet --no-progress --verbose --lock-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --db-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nice)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tmp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compression-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --encrypt-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --recipients-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

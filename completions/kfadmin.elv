@@ -36,6 +36,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand prune 'Remove old archives by grandfather-father-son retention (as restic''s forget)'
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
             cand drill 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
+            cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -51,7 +52,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -o 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to'
             cand --repo 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to'
             cand --out 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to'
-            cand --name 'First part of the archive''s name [default: the database file''s name without .db]'
+            cand --name 'First part of the archive''s name [default: the container''s name, or the database file''s name without .db; import: the tarball''s name without .tar.gz]'
             cand --nice 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority'
             cand --tmp-dir 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
             cand --compression-level 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress'
@@ -217,6 +218,32 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'kfadmin;import'= {
+            cand --db-name 'The database''s file name in the tarball'
+            cand -r 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to'
+            cand -o 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to'
+            cand --repo 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to'
+            cand --out 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to'
+            cand --name 'First part of the archive''s name [default: the container''s name, or the database file''s name without .db; import: the tarball''s name without .tar.gz]'
+            cand --nice 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority'
+            cand --tmp-dir 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
+            cand --compression-level 'gzip level, 1 (fastest) to 9 (smallest); Keyfount''s vaults are encrypted and barely compress'
+            cand --encrypt-to 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable'
+            cand --recipients-file 'Encrypt to every recipient listed in FILE (one a line, # comments)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --salvage 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
+            cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'kfadmin;completions'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -251,6 +278,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand prune 'Remove old archives by grandfather-father-son retention (as restic''s forget)'
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
             cand drill 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
+            cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -268,6 +296,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         &'kfadmin;help;status'= {
         }
         &'kfadmin;help;drill'= {
+        }
+        &'kfadmin;help;import'= {
         }
         &'kfadmin;help;completions'= {
         }

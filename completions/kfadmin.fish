@@ -38,6 +38,7 @@ complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "list" -d 'List the 
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "import" -d 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -47,7 +48,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compose-proje
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s r -s o -l repo -l out -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l name -d 'First part of the archive\'s name [default: the database file\'s name without .db]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l name -d 'First part of the archive\'s name [default: the container\'s name, or the database file\'s name without .db; import: the tarball\'s name without .tar.gz]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l nice -d 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin\'s own priority' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l tmp-dir -d 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compression-level -d 'gzip level, 1 (fastest) to 9 (smallest); Keyfount\'s vaults are encrypted and barely compress' -r
@@ -157,6 +158,23 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l no-progress -d
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l db-name -d 'The database\'s file name in the tarball' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s r -s o -l repo -l out -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l name -d 'First part of the archive\'s name [default: the container\'s name, or the database file\'s name without .db; import: the tarball\'s name without .tar.gz]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l nice -d 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin\'s own priority' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l tmp-dir -d 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l compression-level -d 'gzip level, 1 (fastest) to 9 (smallest); Keyfount\'s vaults are encrypted and barely compress' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l encrypt-to -d 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l recipients-file -d 'Encrypt to every recipient listed in FILE (one a line, # comments)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l salvage -d 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -171,13 +189,14 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l no-progress
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s h -l help -d 'Print help'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s V -l version -d 'Print version'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory or an S3 location, newest first'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory or an S3 location, newest first'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "import" -d 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

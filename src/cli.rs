@@ -70,6 +70,7 @@ pub enum Command {
     Prune(PruneArgs),
     Status(StatusArgs),
     Drill(DrillArgs),
+    Import(ImportArgs),
     Completions(CompletionsArgs),
     /// Write the man pages (kfadmin.1 and one per subcommand) into a directory
     #[command(hide = true)]
@@ -251,7 +252,7 @@ pub struct OutputArgs {
         default_value = DEFAULT_REPO
     )]
     pub out: PathBuf,
-    /// First part of the archive's name [default: the database file's name without .db]
+    /// First part of the archive's name [default: the container's name, or the database file's name without .db; import: the tarball's name without .tar.gz]
     #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
     pub name: Option<String>,
     /// CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken
@@ -533,6 +534,45 @@ pub struct StatusArgs {
     /// A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none
     #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_DRILL_AGE", value_parser = humantime::parse_duration)]
     pub max_drill_age: Option<std::time::Duration>,
+}
+
+/// Turn a tarball made by hand (tar czf) into a verified kfadmin archive
+///
+/// Reads a .tar.gz, .tgz or .tar of Keyfount's data directory, or of keyfount.db alone, at any
+/// depth, under the rules verify holds archives to (no links, devices, absolute names or `..`;
+/// sizes bounded), into a private directory. Finds the database (--db-name), rolls back a hot
+/// -journal and replays the complete, checksummed commit frames of a captured -wal the way
+/// SQLite's own recovery does (a -shm is never used, only compared), then runs
+/// integrity_check and foreign_key_check. A tarball taken while the server wrote is usually
+/// damaged: its database is refused (exit 3, nothing written) and --salvage archives what can
+/// still be read of it, marked salvaged.
+///
+/// The archive is <name>-<time>-imported.tar.gz in --out (time: the database's modification
+/// time in the tarball), with a manifest that records the tarball's name, size and sha256 and
+/// what was replayed or dropped. verify, restore, list and prune take it like any backup.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin import /root/keyfount-2024-05-01.tar.gz --out /var/backups/keyfount
+  kfadmin import old/kf-data.tgz --name keyfount --json | jq -r .archive
+  kfadmin import live-capture.tar.gz --salvage
+
+Exit codes: 0 imported, 2 not a usable tarball (no database, several, links or devices in
+it), 3 the tarball or its database is damaged (nothing written; see --salvage).")]
+pub struct ImportArgs {
+    /// The tarball: a .tar.gz, .tgz or .tar of Keyfount's data directory or of its database
+    #[arg(value_name = "TARBALL")]
+    pub tarball: PathBuf,
+    /// The database's file name in the tarball
+    #[arg(long, value_name = "NAME", env = "KFADMIN_DB_NAME", default_value = "keyfount.db")]
+    pub db_name: String,
+    /// When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing
+    #[arg(long, env = "KFADMIN_SALVAGE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub salvage: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
 }
 
 #[derive(Debug, Args)]

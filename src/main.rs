@@ -25,7 +25,8 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
         Command::Status(a) => a.target.docker.container.is_some(),
         Command::Drill(_) => true,
         Command::Manpages(_) | Command::Completions(_) => return Ok(()),
-        Command::Verify(_) | Command::List(_) | Command::Prune(_) => false,
+        // Import touches no container.
+        Command::Verify(_) | Command::List(_) | Command::Prune(_) | Command::Import(_) => false,
     };
     for (path, why) in kfadmin::ops::staging::sweep_private() {
         commands::stderr_line(&format!(

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{check_interrupt, Error, IoContext, Result};
 use crate::progress::{Progress, Unit};
 
+pub mod salvage;
+pub mod wal;
+
 /// Keyfount's database file name inside its data directory.
 pub const DB_FILE: &str = "keyfount.db";
 const HEADER: &[u8; 16] = b"SQLite format 3\0";
@@ -515,6 +518,34 @@ pub fn fold_wal(db: &Path) -> Result<u64> {
         )));
     }
     Ok(size.saturating_sub(32) / (page_size + 24))
+}
+
+/// Replay the `-wal` beside a private copy of a database (in a directory only kfadmin uses,
+/// with no `-shm`) the way SQLite recovers a WAL on open: only the frames up to the last valid
+/// commit frame. Then checkpoint them in and remove the `-wal`. Returns how many frames SQLite
+/// replayed.
+pub fn replay_wal(db: &Path) -> Result<u64> {
+    let db = &canonical_parent(db)?;
+    let conn = open_stopped(db)?;
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| sql_err(e, "cannot replay the WAL of", db))?;
+    let checkpoint = |how: &str| -> Result<(i64, i64, i64)> {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({how})"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(|e| sql_err(e, "cannot checkpoint the WAL of", db))
+    };
+    // PASSIVE first: it reports how many frames recovery found (TRUNCATE reports 0 after the reset).
+    let (_, replayed, _) = checkpoint("PASSIVE")?;
+    let (busy, log, done) = checkpoint("TRUNCATE")?;
+    if busy != 0 || log != 0 || done != 0 {
+        return Err(Error::failed(format!(
+            "the WAL of {} could not be checkpointed (busy={busy}, log={log}, checkpointed={done})",
+            db.display()
+        )));
+    }
+    conn.close().map_err(|(_, e)| sql_err(e, "cannot close", db))?;
+    Ok(replayed.max(0) as u64)
 }
 
 /// `db` with its directory resolved (`realpath`), so that SQLite, told never to follow a link

@@ -64,7 +64,7 @@ pub struct Parsed {
 fn split_mode(file_name: &str) -> Option<(&str, Mode, &str)> {
     let plain = file_name.strip_suffix(".age").unwrap_or(file_name);
     let stem = plain.strip_suffix(".tar.gz")?;
-    [Mode::PreRestore, Mode::Online, Mode::Cold].into_iter().find_map(|mode| {
+    [Mode::PreRestore, Mode::Online, Mode::Cold, Mode::Imported].into_iter().find_map(|mode| {
         let rest = stem.strip_suffix(mode.as_str())?.strip_suffix('-')?;
         Some((rest, mode, &file_name[rest.len()..]))
     })
@@ -224,6 +224,7 @@ mod tests {
         assert_eq!(parse_name("my-kf-1-20261126T030000Z-pre-restore.tar.gz").unwrap().0, "my-kf-1");
         assert_eq!(parse_name("kf-20261126T030000Z-cold.tar.gz").unwrap().2, Mode::Cold);
         assert_eq!(parse_name("kf-20261126T030000Z-online.tar.gz.age").unwrap().0, "kf");
+        assert_eq!(parse_name("old-kf-20231126T030000Z-imported.tar.gz").unwrap().2, Mode::Imported);
         for bad in [
             "keyfount-20261126T030000Z-online.tar.gz.sha256",
             "keyfount-20261126T030000Z-online.tar.gz.partial",

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sqlite::salvage::TableCopy;
 use crate::sqlite::DbFacts;
 
 pub const MANIFEST_NAME: &str = "kfadmin-manifest.json";
@@ -23,6 +24,8 @@ pub enum Mode {
     Online,
     Cold,
     PreRestore,
+    /// Made by `kfadmin import` from a tarball made by hand.
+    Imported,
 }
 
 impl Mode {
@@ -31,6 +34,7 @@ impl Mode {
             Mode::Online => "online",
             Mode::Cold => "cold",
             Mode::PreRestore => "pre-restore",
+            Mode::Imported => "imported",
         }
     }
 }
@@ -109,6 +113,74 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dirs: Vec<DirEntry>,
     pub database: DbFacts,
+    /// Imported archives: where the data came from and what was done to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportRecord>,
+}
+
+/// What `kfadmin import` records about the tarball an archive was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// The tarball as it was read.
+    pub tarball: TarballRef,
+    /// The database's path inside the tarball.
+    pub database: String,
+    /// Its directory inside the tarball, whose files became `data/…` ("" for the top).
+    pub data_dir: String,
+    /// What its `-wal` held, when the tarball had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalReplay>,
+    /// A hot `-journal` was rolled back into the database.
+    #[serde(default)]
+    pub journal_rolled_back: bool,
+    /// Entries of the tarball that are not in the archive (sidecars, files outside the data
+    /// directory), at most [`LEFT_OUT_MAX`] of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
+    /// How many entries were left out in all.
+    #[serde(default)]
+    pub left_out_count: u64,
+    /// The database failed its checks and the archive holds what could be salvaged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salvaged: Option<Salvage>,
+}
+
+/// At most this many left-out entries (and problems) are named in a manifest.
+pub const LEFT_OUT_MAX: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TarballRef {
+    pub file_name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What replaying a captured `-wal` did: only complete, checksummed commit frames whose salt
+/// matches the WAL header are folded in; the rest are dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalReplay {
+    /// Frames in the file (a torn last frame counts as one).
+    pub frames: u64,
+    /// Frames up to the last valid commit frame: folded into the database.
+    pub folded: u64,
+    /// Frames after that: torn, of an older generation, or of an uncommitted transaction.
+    pub dropped: u64,
+    /// Transactions (commit frames) folded.
+    pub transactions: u64,
+    /// Why the frames after the last folded one were dropped (empty when none were).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dropped_because: String,
+}
+
+/// What `--salvage` got out of a database that failed its checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Salvage {
+    /// How: `row-copy` (every readable row copied into a new database, through SQLite).
+    pub method: String,
+    /// What was wrong with the database (the first of them).
+    pub problems: Vec<String>,
+    /// Rows per table: before (None when the damaged table could not be counted) and after.
+    pub tables: std::collections::BTreeMap<String, TableCopy>,
 }
 
 impl Manifest {
@@ -205,6 +277,7 @@ pub(crate) mod tests {
                 schema_version: None,
                 tables: Default::default(),
             },
+            import: None,
         }
     }
 

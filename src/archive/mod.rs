@@ -1,9 +1,11 @@
 //! The v1 archive: a manifest, then `data/…`, gzip-compressed, with a `.sha256` sidecar.
 
 pub mod catalog;
+pub mod entry;
 pub mod manifest;
 pub mod pargz;
 pub mod reader;
+pub mod tarball;
 pub mod writer;
 
 pub use manifest::{FileEntry, Manifest, Mode, Source};

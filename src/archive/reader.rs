@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::entry::{self, kind_name, safe_path, Dot};
 use super::manifest::{self, FileEntry, Manifest, FORMAT, FORMAT_VERSION, MANIFEST_NAME};
 use crate::crypto::{self, Keys};
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
@@ -240,6 +241,7 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     };
     let stage = progress.stage("verify", len, Unit::Bytes);
     let encrypted = crypto::is_encrypted(archive);
+    let plain_tar = !encrypted && is_plain_tar(&file);
     let no_keys = Keys::default();
     let keys = opts.keys.unwrap_or(&no_keys);
     let stage_ref: &dyn Stage = stage.as_ref();
@@ -267,8 +269,30 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     stage.finish();
     v.bytes = bytes;
     v.sha256 = sha256;
+    if plain_tar && v.status("gzip") == Status::Fail {
+        v.set(
+            "gzip",
+            Status::Fail,
+            format!("it is a plain tar, not gzip-compressed: {}", hand_made(archive)),
+        );
+    }
     conclude(&mut v, expected, opts, encrypted)?;
     Ok(v)
+}
+
+/// What `verify` and `restore` say about a tar that is not a kfadmin archive.
+pub fn hand_made(archive: &Path) -> String {
+    format!(
+        "this looks like a tarball made by hand; turn it into a kfadmin archive with: kfadmin import {}",
+        archive.display()
+    )
+}
+
+/// Whether a file starts with a tar header (`ustar` at offset 257) and not with gzip's magic.
+fn is_plain_tar(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 262];
+    matches!(file.read_at(&mut head, 0), Ok(262)) && head[..2] != [0x1f, 0x8b] && &head[257..262] == b"ustar"
 }
 
 /// The archive, opened for reading, and its length; a missing path or a directory is bad input.
@@ -445,25 +469,6 @@ impl From<io::Error> for Walk {
     }
 }
 
-/// A path inside the archive as plain components, or why it is refused.
-fn safe_path(raw: &[u8]) -> std::result::Result<PathBuf, String> {
-    let text = String::from_utf8_lossy(raw);
-    if raw.is_empty() {
-        return Err("an entry has an empty name".into());
-    }
-    let path = Path::new(std::str::from_utf8(raw).map_err(|_| format!("the name {text:?} is not UTF-8"))?);
-    let mut clean = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => clean.push(p),
-            Component::RootDir | Component::Prefix(_) => return Err(format!("{text:?} is an absolute path")),
-            Component::ParentDir => return Err(format!("{text:?} climbs out with `..`")),
-            Component::CurDir => return Err(format!("{text:?} has a `.` component")),
-        }
-    }
-    Ok(clean)
-}
-
 /// Whether the walk goes on after an entry, or stops (the verdict says why).
 enum Flow {
     Next,
@@ -505,8 +510,12 @@ fn walk<R: Read>(
     for (i, entry) in tar.entries()?.enumerate() {
         check_interrupt().map_err(Walk::Outside)?;
         let mut entry = entry?;
+        if i == 0 && &*entry.path_bytes() != MANIFEST_NAME.as_bytes() {
+            not_an_archive(&entry, v);
+            return Ok(());
+        }
         let Some(path) = w.admit(&entry, v) else { return Ok(()) };
-        let flow = if i == 0 { w.manifest(&mut entry, &path, v)? } else { w.data(&mut entry, &path, v)? };
+        let flow = if i == 0 { w.manifest(&mut entry, v)? } else { w.data(&mut entry, &path, v)? };
         if let Flow::Stop = flow {
             return Ok(());
         }
@@ -515,12 +524,27 @@ fn walk<R: Read>(
     Ok(())
 }
 
+/// The first entry is not the manifest: most likely a tarball made by hand (say how to import
+/// it), and say what is wrong with the entry itself too.
+fn not_an_archive<R: Read>(entry: &tar::Entry<R>, v: &mut Verdict) {
+    let raw = entry.path_bytes();
+    let kind = entry.header().entry_type();
+    let name = String::from_utf8_lossy(&raw);
+    let why = format!("the first entry is {name}, not {MANIFEST_NAME}: {}", hand_made(&v.archive));
+    v.set("manifest", Status::Fail, why);
+    if let Err(why) = safe_path(&raw, Dot::Refuse) {
+        v.set("tar", Status::Fail, format!("unsafe entry: {why}"));
+    } else if !entry::is_file(kind) && kind != tar::EntryType::Directory {
+        v.set("tar", Status::Fail, format!("{name} is a {}", kind_name(kind)));
+    }
+}
+
 impl Walker<'_> {
     /// The entry's path when it is a safe, new path of an allowed kind; None (and a failed
     /// check) otherwise.
     fn admit<R: Read>(&mut self, entry: &tar::Entry<R>, v: &mut Verdict) -> Option<PathBuf> {
         let kind = entry.header().entry_type();
-        let path = match safe_path(&entry.path_bytes()) {
+        let path = match safe_path(&entry.path_bytes(), Dot::Refuse) {
             Ok(p) => p,
             Err(why) => {
                 v.set("tar", Status::Fail, format!("unsafe entry: {why}"));
@@ -531,11 +555,7 @@ impl Walker<'_> {
             v.set("tar", Status::Fail, format!("{} appears twice", path.display()));
             return None;
         }
-        let allowed = match kind {
-            tar::EntryType::Regular | tar::EntryType::Continuous => true,
-            tar::EntryType::Directory => path.starts_with("data"),
-            _ => false,
-        };
+        let allowed = entry::is_file(kind) || (kind == tar::EntryType::Directory && path.starts_with("data"));
         if !allowed {
             let why = format!(
                 "{} is a {}; kfadmin archives hold only regular files and directories",
@@ -553,17 +573,8 @@ impl Walker<'_> {
     fn manifest<R: Read>(
         &mut self,
         entry: &mut tar::Entry<R>,
-        path: &Path,
         v: &mut Verdict,
     ) -> std::result::Result<Flow, Walk> {
-        if path != Path::new(MANIFEST_NAME) {
-            v.set(
-                "manifest",
-                Status::Fail,
-                format!("the first entry is {}, not {MANIFEST_NAME}", path.display()),
-            );
-            return Ok(Flow::Stop);
-        }
         let size = entry.header().size()?;
         if let Some(problem) = manifest::unread_size_problem(size) {
             v.set("manifest", Status::Fail, problem);
@@ -595,11 +606,16 @@ impl Walker<'_> {
         if let Some(dir) = self.opts.extract_to {
             check_room(dir, &m).map_err(Walk::Outside)?;
         }
-        v.set(
-            "manifest",
-            Status::Pass,
-            format!("format version {}, {} file(s)", m.format_version, m.files.len()),
-        );
+        let origin = match &m.import {
+            Some(i) if i.salvaged.is_some() => format!(
+                ", imported from {}, SALVAGED: its database had failed its checks; this holds what could be read of it",
+                i.tarball.file_name
+            ),
+            Some(i) => format!(", imported from {}", i.tarball.file_name),
+            None => String::new(),
+        };
+        let detail = format!("format version {}, {} file(s){origin}", m.format_version, m.files.len());
+        v.set("manifest", Status::Pass, detail);
         self.wanted = m.files.iter().map(|f| (f.path.clone(), f.clone())).collect();
         v.manifest = Some(m);
         Ok(Flow::Next)
@@ -760,7 +776,7 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
         return Some(problem);
     }
     for f in &m.files {
-        match safe_path(f.path.as_bytes()) {
+        match safe_path(f.path.as_bytes(), Dot::Refuse) {
             Ok(p) if p.starts_with("data") && p != Path::new("data") => {}
             Ok(_) => return Some(format!("the manifest lists {:?}, outside data/", f.path)),
             Err(why) => return Some(format!("the manifest lists an unsafe path: {why}")),
@@ -783,7 +799,7 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
     }
     let mut dirs = HashSet::new();
     for d in &m.dirs {
-        match safe_path(d.path.as_bytes()) {
+        match safe_path(d.path.as_bytes(), Dot::Refuse) {
             Ok(p) if p.starts_with("data") => {}
             Ok(_) => return Some(format!("the manifest lists the directory {:?}, outside data/", d.path)),
             Err(why) => return Some(format!("the manifest lists an unsafe directory: {why}")),
@@ -795,31 +811,9 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
     None
 }
 
-/// Deflate cannot shrink data more than 1032 times: a manifest that lists more bytes than
-/// that lies, and is refused before any space is set aside for it.
-const MAX_RATIO: u64 = 1032;
-
 fn declared_problem(m: &Manifest, archive_bytes: u64) -> Option<String> {
     let declared = m.files.iter().try_fold(0u64, |sum, f| sum.checked_add(f.size));
-    match declared {
-        Some(total) if total <= archive_bytes.saturating_mul(MAX_RATIO) => None,
-        _ => Some(format!(
-            "the manifest lists {} bytes of files, more than an archive of {archive_bytes} bytes can hold",
-            declared.map(|t| t.to_string()).unwrap_or_else(|| "more than 2^64".into())
-        )),
-    }
-}
-
-fn kind_name(kind: tar::EntryType) -> &'static str {
-    match kind {
-        tar::EntryType::Symlink => "symbolic link",
-        tar::EntryType::Link => "hard link",
-        tar::EntryType::Char => "character device",
-        tar::EntryType::Block => "block device",
-        tar::EntryType::Fifo => "FIFO",
-        tar::EntryType::Directory => "directory outside data/",
-        _ => "special entry",
-    }
+    entry::declared_problem(declared, archive_bytes, entry::MAX_RATIO, "the manifest lists", "an archive")
 }
 
 fn sqlite_checks(db: &Path, m: &Manifest, v: &mut Verdict) -> Result<()> {

@@ -11,7 +11,7 @@ use super::{human_bytes, Ctx, Outcome};
 use crate::archive::writer::{Compression, Written};
 use crate::archive::{FileEntry, Mode, Source};
 use crate::cli::{BackupArgs, EncryptArgs, OutputArgs};
-use crate::crypto::{self, Encryption};
+use crate::crypto::Encryption;
 use crate::docker;
 use crate::docker::{StopGuard, Stopped};
 use crate::error::{check_interrupt, Error, Result};
@@ -19,7 +19,7 @@ use crate::fsutil::{self, Copied};
 use crate::monitor;
 use crate::ops::container::{cold_source, container_source, find_container, settle};
 pub use crate::ops::make::Timings;
-use crate::ops::make::{self, ArchiveSpec, Made};
+use crate::ops::make::{self, check_name, ArchiveSpec, Made};
 use crate::ops::offsite::{self, Uploaded};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
 use crate::sqlite::{self, DbFacts, Journal, MadeWhole, SnapshotStats};
@@ -69,18 +69,6 @@ pub struct BackupReport {
 
 pub fn compression(o: &OutputArgs) -> Compression {
     Compression { level: o.compression_level, ..Compression::default() }
-}
-
-fn check_name(n: &str) -> Result<String> {
-    if n.is_empty()
-        || n.len() > 100
-        || n.starts_with('.')
-        || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
-        return Err(Error::usage(format!("--name {n:?} is not a usable archive name"))
-            .hint("use letters, digits, '-', '_' and '.', not starting with '.'"));
-    }
-    Ok(n.to_string())
 }
 
 pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -209,10 +197,7 @@ fn report_to_monitor(
 
 /// The encryption asked for, checked before any work (a bad recipient is bad input).
 pub fn encryption(args: &EncryptArgs, ctx: &Ctx) -> Result<Encryption> {
-    if args.passphrase {
-        return Ok(Encryption::Passphrase(crypto::passphrase(ctx.interactive, true)?));
-    }
-    make::recipients(&args.encrypt_to, args.recipients_file.as_deref())
+    make::encryption(args.passphrase, &args.encrypt_to, args.recipients_file.as_deref(), ctx.interactive)
 }
 
 /// What to do when the private staging area is too small.

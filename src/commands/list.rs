@@ -46,6 +46,8 @@ pub struct Listed {
     pub source: Option<String>,
     /// None when not checked (no `--check`).
     pub sidecar: Option<Sidecar>,
+    /// An import whose database failed its checks: it holds what `--salvage` could read.
+    pub salvaged: bool,
 }
 
 /// The `--json` report of `kfadmin list`.
@@ -123,6 +125,10 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
                 source: manifest.as_ref().map(source_of),
                 database_bytes: manifest.as_ref().map(|m| m.database.page_size * m.database.page_count),
                 sidecar: sidecars.as_ref().map(|s| s[i]),
+                salvaged: manifest
+                    .as_ref()
+                    .and_then(|m| m.import.as_ref())
+                    .is_some_and(|i| i.salvaged.is_some()),
                 path: e.path,
                 file_name: e.file_name,
                 name: e.name,
@@ -268,11 +274,15 @@ fn group_lines(r: &ListReport, s: &mut String) {
     }
 }
 
-/// `online`, `cold (age)`, `pre-restore (safety copy)`, `pre-restore (safety copy, age)`.
+/// `online`, `cold (age)`, `pre-restore (safety copy)`, `pre-restore (safety copy, age)`,
+/// `imported (salvaged)`.
 fn mode_label(a: &Listed) -> String {
     let mut tags = Vec::new();
     if a.kind == ArchiveKind::SafetyCopy {
         tags.push("safety copy");
+    }
+    if a.salvaged {
+        tags.push("salvaged");
     }
     if a.encrypted {
         tags.push("age");

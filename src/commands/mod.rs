@@ -16,6 +16,7 @@ use crate::progress::{Bars, Progress, Silent};
 pub mod backup;
 pub mod completions;
 pub mod drill;
+pub mod import;
 pub mod list;
 pub mod prune;
 pub mod render;
@@ -180,6 +181,7 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::Prune(a) => prune::run(a, ctx),
         Command::Status(a) => status::run(a, ctx),
         Command::Drill(a) => drill::run(a, ctx),
+        Command::Import(a) => import::run(a, ctx),
         Command::Completions(a) => completions::run(a),
         Command::Manpages(a) => completions::manpages(a),
     }

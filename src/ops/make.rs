@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::archive::manifest::{DirEntry, FORMAT, FORMAT_VERSION};
+use crate::archive::manifest::{DirEntry, ImportRecord, FORMAT, FORMAT_VERSION};
 use crate::archive::reader::{self, Options};
 use crate::archive::writer::{self, Compression, Written};
 use crate::archive::{FileEntry, Manifest, Mode, Source};
@@ -49,6 +49,17 @@ pub struct Made {
 
 /// Check, hash, archive and verify staged files: the database first, directories flagged.
 pub fn make(n: &dyn Notice, spec: &ArchiveSpec, encryption: &Encryption, staged: &[Copied]) -> Result<Made> {
+    make_with(n, spec, None, encryption, staged)
+}
+
+/// [`make`], with the manifest's record of an imported tarball.
+pub fn make_with(
+    n: &dyn Notice,
+    spec: &ArchiveSpec,
+    import: Option<ImportRecord>,
+    encryption: &Encryption,
+    staged: &[Copied],
+) -> Result<Made> {
     // From here on the work competes with the server for CPU, not for its data.
     lower_priority(spec.nice);
     let t = Instant::now();
@@ -99,6 +110,7 @@ pub fn make(n: &dyn Notice, spec: &ArchiveSpec, encryption: &Encryption, staged:
         files: entries,
         dirs,
         database,
+        import,
     };
     let paths: Vec<PathBuf> = files.iter().map(|c| c.staged.clone()).collect();
     let file_name =
@@ -186,6 +198,33 @@ pub fn write_and_verify(
     )?;
     let archive_ms = (t.elapsed().as_millis() as u64).saturating_sub(verify_ms);
     Ok((written, archive_ms, verify_ms))
+}
+
+/// An archive name given with `--name`, checked: it becomes the first part of a file name.
+pub fn check_name(n: &str) -> Result<String> {
+    if n.is_empty()
+        || n.len() > 100
+        || n.starts_with('.')
+        || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(Error::usage(format!("--name {n:?} is not a usable archive name"))
+            .hint("use letters, digits, '-', '_' and '.', not starting with '.'"));
+    }
+    Ok(n.to_string())
+}
+
+/// The encryption asked for: a passphrase (asked twice, or `KFADMIN_PASSPHRASE`), or the
+/// recipients of `--encrypt-to` and `--recipients-file`, or none.
+pub fn encryption(
+    passphrase: bool,
+    encrypt_to: &[String],
+    recipients_file: Option<&Path>,
+    interactive: bool,
+) -> Result<Encryption> {
+    if passphrase {
+        return Ok(Encryption::Passphrase(crypto::passphrase(interactive, true)?));
+    }
+    recipients(encrypt_to, recipients_file)
 }
 
 /// Recipients from `--encrypt-to` and `--recipients-file` (no encryption when neither is given).

@@ -32,61 +32,6 @@ fn real_archive(env: &Env) -> (PathBuf, Parts) {
     (path, Parts { manifest, db })
 }
 
-enum Kind {
-    File(Vec<u8>),
-    Dir,
-    Symlink(&'static str),
-    HardLink(&'static str),
-    CharDevice,
-}
-
-/// A tar.gz built header by header, so names the tar crate would refuse can be written.
-fn craft(entries: Vec<(Vec<u8>, Kind)>) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, kind) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(&name);
-        h.set_mode(0o600);
-        h.set_mtime(1_700_000_000);
-        let data: Vec<u8> = match kind {
-            Kind::File(d) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                d
-            }
-            Kind::Dir => {
-                h.set_entry_type(tar::EntryType::Directory);
-                vec![]
-            }
-            Kind::Symlink(t) | Kind::HardLink(t) => {
-                h.set_entry_type(if matches!(kind, Kind::Symlink(_)) {
-                    tar::EntryType::Symlink
-                } else {
-                    tar::EntryType::Link
-                });
-                h.as_old_mut().linkname[..t.len()].copy_from_slice(t.as_bytes());
-                vec![]
-            }
-            Kind::CharDevice => {
-                h.set_entry_type(tar::EntryType::Char);
-                h.set_device_major(1).unwrap();
-                h.set_device_minor(3).unwrap();
-                vec![]
-            }
-        };
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        b.append(&h, &data[..]).unwrap();
-    }
-    let tar = b.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).unwrap();
-    gz.finish().unwrap()
-}
-
-fn file(name: &str, data: &[u8]) -> (Vec<u8>, Kind) {
-    (name.as_bytes().to_vec(), Kind::File(data.to_vec()))
-}
-
 /// Each fixture, and the check that must name it.
 fn fixtures(env: &Env, good: &Path, p: &Parts) -> Vec<(&'static str, PathBuf, &'static [&'static str])> {
     let dir = env.path("bad");

@@ -13,7 +13,7 @@ fn clap_definition_is_consistent() {
 fn help_explains_with_examples() {
     let r = kfadmin(["--help"]);
     r.ok().stdout_has("Examples:").stdout_has("Exit codes");
-    for sub in ["backup", "verify", "restore", "completions"] {
+    for sub in ["backup", "verify", "restore", "import", "completions"] {
         let r = kfadmin([sub, "--help"]);
         r.ok().stdout_has("Examples:");
     }
@@ -138,6 +138,7 @@ fn commands_in(line: &str) -> Vec<Vec<String>> {
                 "list",
                 "prune",
                 "status",
+                "import",
                 "completions",
                 "manpages",
                 "--help",

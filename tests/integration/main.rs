@@ -12,6 +12,7 @@ mod drill;
 mod encrypt;
 mod faults;
 mod hostile;
+mod import;
 mod layouts;
 mod lifecycle;
 mod lock;

@@ -134,6 +134,7 @@ fn make_base() -> Base {
         files: entries,
         dirs: vec![],
         database,
+        import: None,
     };
     let identity = age::x25519::Identity::generate();
     let out = dir.path().join("out");

@@ -350,3 +350,68 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
+
+/// What a crafted tar entry is.
+pub enum Kind {
+    File(Vec<u8>),
+    Dir,
+    Symlink(&'static str),
+    HardLink(&'static str),
+    CharDevice,
+    Fifo,
+    /// A regular file whose header declares this many bytes, followed by none.
+    Lying(u64),
+}
+
+/// A plain tar built header by header, so names the tar crate would refuse can be written.
+pub fn craft_tar(entries: Vec<(Vec<u8>, Kind)>) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(&name);
+        h.set_mode(0o600);
+        h.set_mtime(1_700_000_000);
+        let (kind_type, data, size): (tar::EntryType, Vec<u8>, Option<u64>) = match kind {
+            Kind::File(d) => (tar::EntryType::Regular, d, None),
+            Kind::Dir => (tar::EntryType::Directory, vec![], None),
+            Kind::Symlink(t) | Kind::HardLink(t) => {
+                h.as_old_mut().linkname[..t.len()].copy_from_slice(t.as_bytes());
+                let k = if matches!(kind, Kind::Symlink(_)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                };
+                (k, vec![], None)
+            }
+            Kind::CharDevice => {
+                h.set_device_major(1).unwrap();
+                h.set_device_minor(3).unwrap();
+                (tar::EntryType::Char, vec![], None)
+            }
+            Kind::Fifo => (tar::EntryType::Fifo, vec![], None),
+            Kind::Lying(n) => (tar::EntryType::Regular, vec![], Some(n)),
+        };
+        h.set_entry_type(kind_type);
+        h.set_size(size.unwrap_or(data.len() as u64));
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// gzip, as `tar czf` writes it.
+pub fn gzip_bytes(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+/// A crafted tar.gz; see [`craft_tar`].
+pub fn craft(entries: Vec<(Vec<u8>, Kind)>) -> Vec<u8> {
+    gzip_bytes(&craft_tar(entries))
+}
+
+pub fn file(name: &str, data: &[u8]) -> (Vec<u8>, Kind) {
+    (name.as_bytes().to_vec(), Kind::File(data.to_vec()))
+}
