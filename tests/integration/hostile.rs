@@ -452,3 +452,27 @@ fn a_hostile_container_cannot_make_kfadmin_touch_the_host() {
     }
     assert_eq!((snapshot_tree(&canary), owners(&canary), owners(&canary.join("attachments"))), canary_before);
 }
+
+/// A data directory on a filesystem too small for the restored files (kfadmin stages on
+/// another one, so it must copy them in): refused before anything is copied, with the space
+/// it needs and has; nothing in the data directory changes.
+#[test]
+fn a_full_data_directory_filesystem_refuses_the_restore_and_changes_nothing() {
+    assert!(is_root(), "a tmpfs needs root (CI runs as root)");
+    let env = Env::new();
+    let other = env.data_dir("other", 2);
+    let report = backup(&other.join("keyfount.db"), &env.path("b"));
+    let small = Tmpfs::mount(&env.path("small"), "8m", false);
+    let data = small.dir.join("data");
+    copy_tree(&env.data_dir("current", 2), &data);
+    let before = snapshot_tree(&small.dir);
+    let r = kfadmin([
+        "restore",
+        report["archive"].as_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--yes",
+    ]);
+    r.code(1).stderr_has("not enough space").stderr_has(data.to_str().unwrap());
+    assert_eq!(snapshot_tree(&small.dir), before);
+}
