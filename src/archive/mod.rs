@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod manifest;
+mod member;
 pub mod pargz;
 pub mod reader;
 pub mod writer;
