@@ -121,41 +121,45 @@ impl Encoder {
         if self.level >= 9 {
             return Kind::Text;
         }
+        let (hist, repeated) = self.scan(page, at);
+        if repeated >= REPEATED {
+            Kind::Repeats
+        } else if entropy(&hist, page.len()) < TEXT_BITS {
+            Kind::Text
+        } else {
+            Kind::Plain
+        }
+    }
+
+    /// One pass over a page: its byte histogram, and how many of its bytes repeat bytes of the
+    /// 32 KiB before them.
+    fn scan(&mut self, page: &[u8], at: usize) -> ([u32; 256], usize) {
         let mut hist = [0u32; 256];
         let mut h: u64 = 0;
-        let (mut repeated, mut last) = (0usize, 0usize);
+        let (mut repeated, mut last) = (0, 0);
         for (i, &b) in page.iter().enumerate() {
             hist[usize::from(b)] += 1;
             h = (h << 1).wrapping_add(GEAR[usize::from(b)]);
             // About one position in 64 is an anchor; a copy of 64 bytes or more has the same
             // anchors, with the same hashes, as its original.
             if h >> 58 == 0 {
-                let pos = (at + i) as u32 + 1;
-                let slot = &mut self.anchors[h as usize % SLOTS];
-                if slot.0 == h && slot.1 != 0 && pos - slot.1 <= WINDOW as u32 && i >= 64 {
-                    repeated += i - last;
-                }
-                *slot = (h, pos);
-                last = i;
+                repeated += self.anchor(h, at + i, i, &mut last);
             }
         }
-        if repeated >= REPEATED {
-            return Kind::Repeats;
-        }
-        let n = page.len() as f64;
-        let bits: f64 = hist
-            .iter()
-            .filter(|&&c| c > 0)
-            .map(|&c| {
-                let p = f64::from(c) / n;
-                -p * p.log2()
-            })
-            .sum();
-        if bits < TEXT_BITS {
-            Kind::Text
-        } else {
-            Kind::Plain
-        }
+        (hist, repeated)
+    }
+
+    /// Remember an anchor at block offset `pos` (offset `i` in its page, whose previous anchor
+    /// was at `last`); the bytes since that one when the same hash was seen in the window.
+    fn anchor(&mut self, h: u64, pos: usize, i: usize, last: &mut usize) -> usize {
+        let pos = pos as u32 + 1;
+        let slot = &mut self.anchors[h as usize % SLOTS];
+        let seen = slot.0 == h && slot.1 != 0 && pos.checked_sub(slot.1).is_some_and(|d| d <= WINDOW as u32);
+        *slot = (h, pos);
+        // The first 64 bytes of a page have no full context: their hashes say nothing.
+        let span = if seen && i >= 64 { i - *last } else { 0 };
+        *last = i;
+        span
     }
 
     /// `data` through zlib as raw deflate (with `dict` as its past), ended with a sync flush.
@@ -184,6 +188,16 @@ impl Encoder {
             }
         }
     }
+}
+
+/// Bits per byte of a page with this byte histogram (order-0 entropy).
+fn entropy(hist: &[u32; 256], n: usize) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let n = n as f64;
+    let sum: f64 = hist.iter().filter(|&&c| c > 0).map(|&c| f64::from(c) * f64::from(c).log2()).sum();
+    n.log2() - sum / n
 }
 
 fn zlib_err(e: zlib_rs::DeflateError) -> io::Error {
