@@ -152,7 +152,7 @@ fn stopped_on_damage(e: Error) -> Result<Vec<String>> {
 
 /// glibc gives a freed buffer of over 128 KiB back to the kernel at once (and trims its
 /// threads' heaps), so every 1 MiB block handed between the compressing, encrypting, writing
-/// and verifying threads would cost 256 page faults and the zeroing of fresh pages: a third of
+/// and verifying threads would cost 256 page faults and the zeroing of fresh pages: a fifth of
 /// the CPU time of an encrypted backup. Keep such buffers in the heap instead.
 fn keep_large_buffers() {
     #[cfg(target_env = "gnu")]
