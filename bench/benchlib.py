@@ -181,6 +181,17 @@ def cmd_report(path):
         f"database {int(r['big_db_bytes']) / 2**20:.0f} MiB", f"{mib / 64:.2f}",
         "≤ 64 MiB", mib <= 64 and r["big_rc"] == "0")
 
+    # 5. Text-heavy database.
+    ratio = f("text_kf_bytes") / f("text_gzip6_bytes")
+    row("5a. Text-heavy database: archive size vs `gzip -6` of the database",
+        fmt_mb(r["text_kf_bytes"]), fmt_mb(r["text_gzip6_bytes"]), f"{ratio:.3f}×", "≤ 1.02×",
+        ratio <= 1.02)
+    ratio = f("text_kf_wall_med") / f("text_naive_med")
+    row("5b. Text-heavy database: whole online backup vs `VACUUM INTO` + `tar czf` (wall, median of 3)",
+        f"{fmt_s(r['text_kf_wall_med'])} ({r['text_kf_wall_runs']} ms)",
+        f"{fmt_s(r['text_naive_med'])} ({r['text_naive_runs']} ms)",
+        f"{ratio:.2f}×", "≤ 0.50×", ratio <= 0.5)
+
     print("| Criterion | kfadmin | Alternative / reference | Ratio | Limit | Result |")
     print("|---|---|---|---|---|---|")
     for line in rows:
@@ -191,11 +202,16 @@ def cmd_report(path):
     print(f"- kfadmin idle phases (median of 3): snapshot {r['snap_ms_med']} ms, check "
           f"{r['check_ms_med']} ms, archive {r['archive_ms_med']} ms, verify {r['verify_ms_med']} ms; "
           f"naive pipeline: `VACUUM INTO` {r['vacuum_ms_med']} ms + `tar czf` {r['tar_ms_med']} ms")
+    print(f"- text-heavy database, kfadmin phases (median of 3): snapshot {r['text_snap_ms_med']} ms, "
+          f"check {r['text_check_ms_med']} ms, archive {r['text_archive_ms_med']} ms, verify "
+          f"{r['text_verify_ms_med']} ms; naive pipeline: `VACUUM INTO` {r['text_vacuum_ms_med']} ms + "
+          f"`tar czf` {r['text_tar_ms_med']} ms ({fmt_mb(r['text_tar_bytes'])})")
     for i in (1, 2, 3):
         print(f"- writer at max rate, backup {i}: {r[f'max_run{i}']}")
     print(f"- -wal size right after the first max-rate backup: {fmt_mb(r['max_wal_bytes'])}")
     print(f"- load average at the end: {r['load_end']} (other processes compete with the writer for the CPU)")
-    print(f"- databases: {fmt_mb(r['db_bytes'])} (criteria 1–3), {fmt_mb(r['big_db_bytes'])} (criterion 4)")
+    print(f"- databases: {fmt_mb(r['db_bytes'])} (criteria 1–3), {fmt_mb(r['big_db_bytes'])} (criterion 4), "
+          f"{fmt_mb(r['text_db_bytes'])} text-heavy (criterion 5)")
     print()
     if failed:
         print(f"FAILED: {len(failed)} of {len(rows)} criteria: " + "; ".join(failed))

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod entry;
 pub mod manifest;
+mod member;
 pub mod pargz;
 pub mod reader;
 pub mod tarball;

@@ -1,14 +1,9 @@
 //! A gzip writer that compresses on every core: the input is cut into blocks, each block is
-//! compressed on a worker thread into a complete gzip member, and the members are written in
-//! order. A file of several members is one valid gzip stream (RFC 1952 §2.2) that `gzip -d`,
-//! `tar xzf` and `flate2::read::MultiGzDecoder` read as a whole. Memory stays bounded: at most
-//! two blocks per worker are in flight.
-//!
-//! Keyfount's vaults are encrypted, so most of a database is random bytes that deflate cannot
-//! shrink, only spend time on. Within a block, runs of 64 KiB chunks whose byte entropy says
-//! "mostly random" are deflated with the RLE strategy (no match search; zlib falls back to
-//! stored blocks where coding does not pay), and the other runs with the default strategy at
-//! the chosen level (level 9 uses the default strategy everywhere).
+//! compressed on a worker thread into a complete gzip member ([`super::member`]: page by page,
+//! by what each page holds), and the members are written in order. A file of several members
+//! is one valid gzip stream (RFC 1952 §2.2) that `gzip -d`, `tar xzf` and
+//! `flate2::read::MultiGzDecoder` read as a whole. Memory stays bounded: at most two blocks per
+//! worker are in flight.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -16,86 +11,28 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use zlib_rs::{compress_bound, compress_slice, DeflateConfig, Method, ReturnCode, Strategy};
+use super::member::{Encoder, PAGE};
 
 /// 1 MiB blocks: each starts without a dictionary, which costs well under 0.1 % in size.
 pub const BLOCK: usize = 1 << 20;
 
-type Job = (Vec<u8>, SyncSender<Vec<u8>>);
+/// A block, where its first page starts in it, and where its member goes.
+type Job = (Vec<u8>, usize, SyncSender<io::Result<Vec<u8>>>);
 
 pub struct ParGzWriter<W: Write> {
     inner: Option<W>,
     buf: Vec<u8>,
-    pending: VecDeque<Receiver<Vec<u8>>>,
+    /// Where the current block ends: [`BLOCK`] bytes, or up to a page boundary near it.
+    limit: usize,
+    /// Bytes taken so far.
+    pos: u64,
+    /// A stream offset where a page starts: pages are classified on this grid.
+    grid: u64,
+    pending: VecDeque<Receiver<io::Result<Vec<u8>>>>,
     jobs: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
     max_pending: usize,
     wrote_any: bool,
-}
-
-/// Above this many bits per byte a chunk is mostly random (encrypted vault bytes): deflate's
-/// match search finds nothing there, so it gets the RLE strategy, which still catches the
-/// zero padding of SQLite pages at a fraction of the cost.
-const RANDOM_BITS: f64 = 7.0;
-const CHUNK: usize = 64 * 1024;
-
-fn entropy(chunk: &[u8]) -> f64 {
-    let mut hist = [0u32; 256];
-    for &b in chunk {
-        hist[b as usize] += 1;
-    }
-    let n = chunk.len() as f64;
-    hist.iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum()
-}
-
-fn strategy(chunk: &[u8], level: u32) -> Strategy {
-    if level < 9 && chunk.len() >= 4096 && entropy(chunk) > RANDOM_BITS {
-        Strategy::Rle
-    } else {
-        Strategy::Default
-    }
-}
-
-/// One block as gzip members: one per run of chunks that take the same strategy.
-fn compress_block(block: &[u8], level: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(block.len() + block.len() / 64 + 64);
-    if block.is_empty() {
-        member(block, level, Strategy::Default, &mut out);
-        return out;
-    }
-    let kinds: Vec<Strategy> = block.chunks(CHUNK).map(|c| strategy(c, level)).collect();
-    let mut start = 0;
-    for (i, k) in kinds.iter().enumerate() {
-        if i + 1 == kinds.len() || kinds[i + 1] != *k {
-            let end = ((i + 1) * CHUNK).min(block.len());
-            member(&block[start..end], level, *k, &mut out);
-            start = end;
-        }
-    }
-    out
-}
-
-/// A complete gzip member (window_bits 31: deflate with a gzip header and trailer).
-fn member(data: &[u8], level: u32, strategy: Strategy, out: &mut Vec<u8>) {
-    let config = DeflateConfig {
-        level: level as i32,
-        method: Method::Deflated,
-        window_bits: 31,
-        mem_level: 8,
-        strategy,
-    };
-    let at = out.len();
-    out.resize(at + compress_bound(data.len()) + 64, 0);
-    let (written, rc) = compress_slice(&mut out[at..], data, config);
-    assert_eq!(rc, ReturnCode::Ok, "deflate into a buffer of compress_bound bytes cannot fail");
-    let n = written.len();
-    out.truncate(at + n);
 }
 
 impl<W: Write> ParGzWriter<W> {
@@ -106,16 +43,22 @@ impl<W: Write> ParGzWriter<W> {
         let workers = (0..threads)
             .map(|_| {
                 let rx = Arc::clone(&rx);
-                std::thread::spawn(move || loop {
-                    let job = rx.lock().map(|r| r.recv());
-                    let Ok(Ok((block, reply))) = job else { return };
-                    let _ = reply.send(compress_block(&block, level));
+                std::thread::spawn(move || {
+                    let mut encoder = Encoder::new(level);
+                    loop {
+                        let job = rx.lock().map(|r| r.recv());
+                        let Ok(Ok((block, phase, reply))) = job else { return };
+                        let _ = reply.send(encoder.encode(&block, phase));
+                    }
                 })
             })
             .collect();
         ParGzWriter {
             inner: Some(inner),
-            buf: Vec::with_capacity(BLOCK),
+            buf: Vec::with_capacity(BLOCK + PAGE),
+            limit: BLOCK,
+            pos: 0,
+            grid: 0,
             pending: VecDeque::new(),
             jobs: Some(tx),
             workers,
@@ -124,16 +67,38 @@ impl<W: Write> ParGzWriter<W> {
         }
     }
 
+    /// How many bytes were written into this writer so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Pages (a database file's) start at stream offset `at`: classify on their grid, and end
+    /// the current block on it, so that every later block starts on a page.
+    pub fn align_pages(&mut self, at: u64) {
+        self.grid = at;
+        let start = self.pos - self.buf.len() as u64;
+        let past = ((start + BLOCK as u64).wrapping_sub(at) % PAGE as u64) as usize;
+        let mut limit = BLOCK - past;
+        if limit < self.buf.len() {
+            limit += PAGE;
+        }
+        self.limit = limit;
+    }
+
     fn submit(&mut self) -> io::Result<()> {
         if self.pending.len() >= self.max_pending {
             self.write_oldest()?;
         }
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK));
+        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK + PAGE));
+        let start = self.pos - block.len() as u64;
+        let page = PAGE as u64;
+        let phase = ((self.grid % page + page - start % page) % page) as usize;
+        self.limit = BLOCK;
         let (reply, rx) = mpsc::sync_channel(1);
         self.jobs
             .as_ref()
-            .expect("writer not finished")
-            .send((block, reply))
+            .ok_or_else(|| io::Error::other("the writer was finished"))?
+            .send((block, phase, reply))
             .map_err(|_| io::Error::other("a compression thread stopped"))?;
         self.pending.push_back(rx);
         self.wrote_any = true;
@@ -142,8 +107,11 @@ impl<W: Write> ParGzWriter<W> {
 
     fn write_oldest(&mut self) -> io::Result<()> {
         if let Some(rx) = self.pending.pop_front() {
-            let out = rx.recv().map_err(|_| io::Error::other("a compression thread stopped"))?;
-            self.inner.as_mut().expect("writer not finished").write_all(&out)?;
+            let out = rx.recv().map_err(|_| io::Error::other("a compression thread stopped"))??;
+            self.inner
+                .as_mut()
+                .ok_or_else(|| io::Error::other("the writer was finished"))?
+                .write_all(&out)?;
         }
         Ok(())
     }
@@ -156,7 +124,7 @@ impl<W: Write> ParGzWriter<W> {
         while !self.pending.is_empty() {
             self.write_oldest()?;
         }
-        let mut inner = self.inner.take().expect("writer not finished");
+        let mut inner = self.inner.take().ok_or_else(|| io::Error::other("the writer was finished"))?;
         inner.flush()?;
         Ok(inner)
     }
@@ -164,10 +132,13 @@ impl<W: Write> ParGzWriter<W> {
 
 impl<W: Write> Write for ParGzWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = BLOCK - self.buf.len();
-        let n = room.min(data.len());
+        if self.buf.len() >= self.limit {
+            self.submit()?;
+        }
+        let n = (self.limit - self.buf.len()).min(data.len());
         self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == BLOCK {
+        self.pos += n as u64;
+        if self.buf.len() >= self.limit {
             self.submit()?;
         }
         Ok(n)

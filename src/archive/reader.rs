@@ -128,9 +128,25 @@ fn produce(
     tx: SyncSender<Msg>,
 ) -> io::Result<(String, u64)> {
     let raw = HashRead { inner: file, hash: Sha256::new(), bytes: 0, stage, error: None };
-    let mut buffered = BufReader::with_capacity(1 << 20, raw);
-    if encrypted {
-        match keys.decrypt(&mut buffered) {
+    if !encrypted {
+        let mut buffered = BufReader::with_capacity(1 << 20, raw);
+        pump(&mut buffered, &tx);
+        drop(tx);
+        // The rest of the file, even when decoding stopped early, for the sidecar check.
+        let mut chunk = vec![0u8; 1 << 20];
+        while !crate::error::interrupt::requested() {
+            if buffered.read(&mut chunk)? == 0 {
+                break;
+            }
+        }
+        return hashed(buffered.into_inner());
+    }
+    // Encrypted: this thread decrypts while another one reads and hashes the file.
+    std::thread::scope(|scope| {
+        let (raw_tx, raw_rx) = mpsc::sync_channel::<Vec<u8>>(4);
+        let reader = scope.spawn(move || read_all(raw, raw_tx));
+        let input = BufReader::with_capacity(1 << 20, Chunks { rx: raw_rx, chunk: Vec::new(), pos: 0 });
+        match keys.decrypt(input) {
             Ok(stream) => {
                 let _ = tx.send(Msg::Header(Ok(())));
                 pump(stream, &tx);
@@ -139,22 +155,55 @@ fn produce(
                 let _ = tx.send(Msg::Header(Err(why)));
             }
         }
-    } else {
-        pump(&mut buffered, &tx);
-    }
-    drop(tx);
-    // The rest of the file, even when decoding stopped early, for the sidecar check.
-    let mut chunk = vec![0u8; 1 << 20];
+        drop(tx);
+        reader.join().unwrap_or_else(|_| Err(io::Error::other("the archive reader stopped")))
+    })
+}
+
+/// Read and hash the whole file, handing the bytes on while the decryption takes them (and
+/// after it stopped, read on to the end: the sidecar check needs the whole file's hash).
+fn read_all(mut raw: HashRead, tx: SyncSender<Vec<u8>>) -> io::Result<(String, u64)> {
+    let mut open = true;
     while !crate::error::interrupt::requested() {
-        if buffered.read(&mut chunk)? == 0 {
+        let mut chunk = vec![0u8; 1 << 20];
+        let n = raw.read(&mut chunk)?;
+        if n == 0 {
             break;
         }
+        chunk.truncate(n);
+        open = open && tx.send(chunk).is_ok();
     }
-    let raw = buffered.into_inner();
+    drop(tx);
+    hashed(raw)
+}
+
+fn hashed(raw: HashRead) -> io::Result<(String, u64)> {
     if let Some(kind) = raw.error {
         return Err(io::Error::from(kind));
     }
     Ok((hex(&raw.hash.finalize()), raw.bytes))
+}
+
+/// The raw bytes from the reading thread, as a reader (end of file when it stops).
+struct Chunks {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => (self.chunk, self.pos) = (c, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn pump(mut from: impl Read, tx: &SyncSender<Msg>) {

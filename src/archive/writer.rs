@@ -51,10 +51,11 @@ pub fn file_name(name: &str, created_unix: u64, mode: &str, encrypted: bool) -> 
     format!("{name}-{stamp}-{mode}.tar.gz{}", if encrypted { ".age" } else { "" })
 }
 
-/// Where the gzip stream goes: the file, or an age stream into the file.
+/// Where the gzip stream goes: a thread that hashes and writes the file, with a thread before
+/// it that encrypts when asked, so that compression, encryption, hashing and the disk overlap.
 enum Sink {
-    Plain(HashWriter<File>),
-    Age(age::stream::StreamWriter<HashWriter<File>>),
+    Plain(Threaded<HashWriter<Writeback>>),
+    Age(Threaded<age::stream::StreamWriter<Threaded<HashWriter<Writeback>>>>),
 }
 
 impl Write for Sink {
@@ -65,31 +66,27 @@ impl Write for Sink {
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Plain(w) => w.flush(),
-            Sink::Age(w) => w.flush(),
-        }
+        Ok(())
     }
 }
 
 impl Sink {
-    fn finish(self) -> io::Result<HashWriter<File>> {
+    fn finish(self) -> io::Result<HashWriter<Writeback>> {
         match self {
-            Sink::Plain(w) => Ok(w),
-            Sink::Age(w) => w.finish(),
+            Sink::Plain(w) => w.finish(),
+            Sink::Age(w) => w.finish()?.finish()?.finish(),
         }
     }
 }
 
-/// Hands the compressed stream to a thread that encrypts (when asked) and writes it, so
-/// encryption and the disk overlap with compression.
-struct Threaded {
+/// A writer on a thread of its own: what is written here is handed over in chunks.
+struct Threaded<S: Write + Send + 'static> {
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    thread: Option<std::thread::JoinHandle<io::Result<Sink>>>,
+    thread: Option<std::thread::JoinHandle<io::Result<S>>>,
 }
 
-impl Threaded {
-    fn spawn(mut sink: Sink) -> Threaded {
+impl<S: Write + Send + 'static> Threaded<S> {
+    fn spawn(mut sink: S) -> Threaded<S> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let thread = std::thread::spawn(move || {
             for chunk in rx {
@@ -109,7 +106,7 @@ impl Threaded {
         }
     }
 
-    fn finish(mut self) -> io::Result<Sink> {
+    fn finish(mut self) -> io::Result<S> {
         self.tx.take();
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
@@ -118,7 +115,7 @@ impl Threaded {
     }
 }
 
-impl Write for Threaded {
+impl<S: Write + Send + 'static> Write for Threaded<S> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("the archive writer stopped"))?;
         if tx.send(data.to_vec()).is_err() {
@@ -131,7 +128,7 @@ impl Write for Threaded {
     }
 }
 
-impl Drop for Threaded {
+impl<S: Write + Send + 'static> Drop for Threaded<S> {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(t) = self.thread.take() {
@@ -156,6 +153,40 @@ impl<W: Write> Write for HashWriter<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// The archive file. Every 8 MiB written are handed to the disk at once
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)` starts the writeback and does not wait), so that
+/// the fsync at the end has little left to wait for.
+struct Writeback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl Write for Writeback {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        use std::os::unix::io::AsRawFd;
+        let n = self.file.write(data)?;
+        self.written += n as u64;
+        if self.written - self.started >= 8 << 20 {
+            // SAFETY: a valid descriptor and range. Only a hint: a failure to write shows in
+            // the fsync that follows the last byte.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.started as libc::off64_t,
+                    (self.written - self.started) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -346,12 +377,15 @@ fn write_tar(
 ) -> Result<(String, u64)> {
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     let stage = progress.stage(if encryption.is_some() { "encrypt" } else { "compress" }, total, Unit::Bytes);
-    let hashed = HashWriter { inner: file, hash: Sha256::new(), bytes: 0 };
+    let hashed =
+        HashWriter { inner: Writeback { file, written: 0, started: 0 }, hash: Sha256::new(), bytes: 0 };
     let sink = match encryption.encryptor()? {
-        None => Sink::Plain(hashed),
-        Some(enc) => Sink::Age(enc.wrap_output(hashed).ctx("cannot write", path)?),
+        None => Sink::Plain(Threaded::spawn(hashed)),
+        Some(enc) => {
+            Sink::Age(Threaded::spawn(enc.wrap_output(Threaded::spawn(hashed)).ctx("cannot write", path)?))
+        }
     };
-    let gz = ParGzWriter::new(Threaded::spawn(sink), compression.level, compression.threads);
+    let gz = ParGzWriter::new(sink, compression.level, compression.threads);
     let mut tar = tar::Builder::new(Tick { inner: gz, stage: stage.as_ref() });
 
     let mtime = manifest.created_unix;
@@ -381,15 +415,20 @@ fn write_tar(
             )));
         }
         let mut h = header(tar::EntryType::Regular, entry.size, entry.mode, entry.uid, entry.gid, mtime);
+        if entry.path.len() < 100 {
+            // The file starts after its 512-byte header (a longer name would need two): a
+            // database's pages are compressed on their own grid.
+            let gz = &mut tar.get_mut().inner;
+            gz.align_pages(gz.position() + 512);
+        }
         tar.append_data(&mut h, &entry.path, io::Read::take(f, entry.size)).map_err(|e| tar_err(e, path))?;
     }
     let tick = tar.into_inner().map_err(|e| tar_err(e, path))?;
     stage.finish();
-    let threaded = tick.inner.finish().map_err(|e| tar_err(e, path))?;
-    let sink = threaded.finish().map_err(|e| tar_err(e, path))?;
+    let sink = tick.inner.finish().map_err(|e| tar_err(e, path))?;
     let mut sink = sink.finish().map_err(|e| tar_err(e, path))?;
     sink.flush().ctx("cannot write", path)?;
-    sink.inner.sync_all().ctx("cannot write", path)?;
+    sink.inner.file.sync_all().ctx("cannot write", path)?;
     Ok((hex(&sink.hash.finalize()), sink.bytes))
 }
 

@@ -229,6 +229,40 @@ fn a_rollback_journal_database_is_backed_up_with_a_warning() {
     kfadmin(["verify", j["archive"].as_str().unwrap()]).ok();
 }
 
+/// The quick_check runs beside the checksums: a damaged database still fails the backup with
+/// exit 3, naming the check, and nothing is left in the output directory.
+#[test]
+fn a_database_that_fails_quick_check_is_not_archived() {
+    let env = Env::new();
+    let db = env.path("damaged.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=DELETE; CREATE TABLE t(x TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO t SELECT printf('%0500d', i) FROM n;",
+    )
+    .unwrap();
+    drop(conn);
+    // A leaf page in the middle of t with a page type SQLite does not know.
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() > 101 * 4096);
+    bytes[100 * 4096..100 * 4096 + 8].fill(0xff);
+    std::fs::write(&db, bytes).unwrap();
+    let out = env.path("backups");
+    let r = kfadmin([
+        "backup".as_ref(),
+        "--online".as_ref(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    r.code(3).stderr_has("fails PRAGMA quick_check");
+    assert_eq!(r.json()["error"]["exit_code"], 3);
+    assert!(ls(&out).is_empty(), "left behind: {:?}", ls(&out));
+}
+
 #[test]
 fn an_output_directory_that_cannot_be_written_is_refused() {
     assert!(is_root(), "a read-only mount needs root (CI runs as root)");

@@ -3,7 +3,7 @@
 use crate::db::sidecar;
 use crate::Fail;
 use clap::Args;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, Transaction};
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,12 @@ pub struct InitArgs {
     #[arg(long, value_name = "K", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub blob_kib: u32,
+    /// A text-heavy database, like a server's after some history: vault items of varied sizes
+    /// (random bytes, 100 B to 8 KiB) that are rewritten at other sizes over time, so B-tree
+    /// page splits leave stale copies of cells in the pages, and an audit log of text rows with
+    /// hex ids (devices, items, requests). `--blob-kib` does not apply.
+    #[arg(long)]
+    pub text_heavy: bool,
 }
 
 const SCHEMA: &str = "
@@ -61,7 +67,8 @@ CREATE TABLE audit_log(
     user_id INTEGER NOT NULL REFERENCES users(id),
     kind TEXT NOT NULL,
     amount INTEGER NOT NULL,
-    at INTEGER NOT NULL
+    at INTEGER NOT NULL,
+    detail TEXT
 ) STRICT;
 CREATE TABLE meta(
     key TEXT PRIMARY KEY,
@@ -101,7 +108,7 @@ pub fn init(a: &InitArgs) -> Result<ExitCode, Fail> {
 
     let started = Instant::now();
     match build(a) {
-        Ok(blobs) => {
+        Ok(filled) => {
             std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o600))?;
             for suffix in ["-wal", "-shm"] {
                 let p = sidecar(db, suffix);
@@ -110,12 +117,15 @@ pub fn init(a: &InitArgs) -> Result<ExitCode, Fail> {
                 }
             }
             let size = std::fs::metadata(db)?.len();
+            let blobs = if a.text_heavy {
+                format!("{} blobs of 0.1 to 8 KiB, {} audit rows", filled.blobs, filled.audit_rows)
+            } else {
+                format!("{} blobs of {} KiB", filled.blobs, a.blob_kib)
+            };
             eprintln!(
-                "keyfount-sim: created {} ({} users, {} blobs of {} KiB, {:.1} MiB) in {:.2} s",
+                "keyfount-sim: created {} ({} users, {blobs}, {:.1} MiB) in {:.2} s",
                 db.display(),
                 a.users,
-                blobs,
-                a.blob_kib,
                 size as f64 / 1048576.0,
                 started.elapsed().as_secs_f64()
             );
@@ -152,8 +162,8 @@ fn random_key() -> Result<Vec<u8>, Fail> {
     Ok(key)
 }
 
-/// Creates schema and data; returns the number of blobs written.
-fn build(a: &InitArgs) -> Result<u64, Fail> {
+/// Creates schema and data; returns what it wrote.
+fn build(a: &InitArgs) -> Result<Filled, Fail> {
     let mut conn = Connection::open(&a.db)?;
     // Bulk load without a WAL (every page would be written twice: WAL, then checkpoint) and
     // without syncs; the database is switched to WAL once it is filled.
@@ -189,25 +199,11 @@ fn build(a: &InitArgs) -> Result<u64, Fail> {
         "INSERT INTO meta(key, value) VALUES ('last_seq', 0), ('total', ?1)",
         params![START_BALANCE * users],
     )?;
-    let mut blobs: u64 = 0;
-    {
-        let mut ins =
-            tx.prepare("INSERT INTO sync_blobs(user_id, item_id, version, data) VALUES (?1, ?2, 1, ?3)")?;
-        let mut rng = fastrand::Rng::new();
-        let mut buf = vec![0u8; a.blob_kib as usize * 1024];
-        loop {
-            if blobs % 32 == 0 {
-                let pages: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-                if pages >= target_pages {
-                    break;
-                }
-            }
-            rng.fill(&mut buf);
-            let n = blobs as i64;
-            ins.execute(params![n % users + 1, n / users, &buf[..]])?;
-            blobs += 1;
-        }
-    }
+    let filled = if a.text_heavy {
+        fill_text_heavy(&tx, users, target_pages)?
+    } else {
+        fill_blobs(&tx, users, target_pages, a.blob_kib)?
+    };
     tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))?;
     tx.commit()?;
 
@@ -221,12 +217,113 @@ fn build(a: &InitArgs) -> Result<u64, Fail> {
     if let Some(dir) = Path::new(&a.db).parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::File::open(dir)?.sync_all()?;
     }
-    Ok(blobs)
+    Ok(filled)
+}
+
+/// What the fill wrote.
+struct Filled {
+    blobs: u64,
+    audit_rows: i64,
+}
+
+/// Does the database have `target_pages` pages yet?
+fn full(tx: &Transaction, target_pages: i64) -> Result<bool, Fail> {
+    Ok(tx.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? >= target_pages)
+}
+
+/// Random blobs of `blob_kib` KiB, round-robin over the users, until the size is reached.
+fn fill_blobs(tx: &Transaction, users: i64, target_pages: i64, blob_kib: u32) -> Result<Filled, Fail> {
+    let mut ins =
+        tx.prepare("INSERT INTO sync_blobs(user_id, item_id, version, data) VALUES (?1, ?2, 1, ?3)")?;
+    let mut rng = fastrand::Rng::new();
+    let mut buf = vec![0u8; blob_kib as usize * 1024];
+    let mut blobs: u64 = 0;
+    while blobs % 32 != 0 || !full(tx, target_pages)? {
+        rng.fill(&mut buf);
+        let n = blobs as i64;
+        ins.execute(params![n % users + 1, n / users, &buf[..]])?;
+        blobs += 1;
+    }
+    Ok(Filled { blobs, audit_rows: 0 })
+}
+
+/// The size of a vault item: mostly small (logins), some notes, a few attachments.
+fn item_size(rng: &mut fastrand::Rng) -> usize {
+    match rng.u32(..100) {
+        0..50 => rng.usize(100..600),
+        50..85 => rng.usize(600..2500),
+        _ => rng.usize(2500..8192),
+    }
+}
+
+fn hex_id(rng: &mut fastrand::Rng, digits: usize) -> String {
+    (0..digits).map(|_| char::from(b"0123456789abcdef"[rng.usize(..16)])).collect()
+}
+
+/// One audit row's text: what a sync server logs about a request.
+fn audit_detail(rng: &mut fastrand::Rng, device: &str, item: i64, size: usize) -> (&'static str, String) {
+    const KINDS: [&str; 5] = ["sync.push", "sync.pull", "sync.pull", "login", "device.seen"];
+    const AGENTS: [&str; 4] = [
+        "Keyfount/3.2.1 (iOS 17.5; iPhone15,2)",
+        "Keyfount/3.2.0 (Android 14; Pixel 8)",
+        "Keyfount-Desktop/1.9.4 (Windows NT 10.0; x64)",
+        "Keyfount-Web/3.2.1 (Firefox 128.0)",
+    ];
+    let kind = KINDS[rng.usize(..KINDS.len())];
+    let detail = format!(
+        r#"{{"ip":"203.0.113.{}","ua":"{}","device":"{device}","item":"{item:016x}","req":"{}","bytes":{size},"ms":{}}}"#,
+        rng.u8(1..255),
+        AGENTS[rng.usize(..AGENTS.len())],
+        hex_id(rng, 32),
+        rng.u32(1..400),
+    );
+    (kind, detail)
+}
+
+/// A server's history: new vault items, rewrites of old ones at other sizes (B-tree page
+/// splits in the middle of the table leave stale cell copies), and an audit row for each.
+fn fill_text_heavy(tx: &Transaction, users: i64, target_pages: i64) -> Result<Filled, Fail> {
+    let mut rng = fastrand::Rng::new();
+    let devices: Vec<Vec<String>> =
+        (0..users).map(|_| (0..3).map(|_| hex_id(&mut rng, 32)).collect()).collect();
+    let mut next_item = vec![0i64; users as usize];
+    let mut insert =
+        tx.prepare("INSERT INTO sync_blobs(user_id, item_id, version, data) VALUES (?1, ?2, 1, ?3)")?;
+    let mut rewrite = tx.prepare(
+        "UPDATE sync_blobs SET version = version + 1, data = ?3 WHERE user_id = ?1 AND item_id = ?2",
+    )?;
+    let mut audit = tx.prepare(
+        "INSERT INTO audit_log(seq, user_id, kind, amount, at, detail) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+    )?;
+    let mut buf = vec![0u8; 8192];
+    let (mut blobs, mut seq) = (0u64, 0i64);
+    let at0 = crate::db::now_ms() - 90 * 86_400_000;
+    while seq % 64 != 0 || !full(tx, target_pages)? {
+        let u = rng.usize(..users as usize);
+        let size = item_size(&mut rng);
+        rng.fill(&mut buf[..size]);
+        let item = if next_item[u] == 0 || rng.u32(..100) < 55 {
+            next_item[u] += 1;
+            insert.execute(params![u as i64 + 1, next_item[u] - 1, &buf[..size]])?;
+            blobs += 1;
+            next_item[u] - 1
+        } else {
+            let item = rng.i64(0..next_item[u]);
+            rewrite.execute(params![u as i64 + 1, item, &buf[..size]])?;
+            item
+        };
+        seq += 1;
+        let device = &devices[u][rng.usize(..3)];
+        let (kind, detail) = audit_detail(&mut rng, device, item, size);
+        audit.execute(params![seq, u as i64 + 1, kind, at0 + seq * 20, detail])?;
+    }
+    tx.execute("UPDATE meta SET value = ?1 WHERE key = 'last_seq'", params![seq])?;
+    Ok(Filled { blobs, audit_rows: seq })
 }
 
 impl InitArgs {
     /// Defaults, as `init --db DB --size-mb SIZE_MB`.
     pub fn new(db: PathBuf, size_mb: u64) -> Self {
-        InitArgs { db, size_mb, users: 50, blob_kib: 4 }
+        InitArgs { db, size_mb, users: 50, blob_kib: 4, text_heavy: false }
     }
 }
