@@ -1,4 +1,4 @@
-//! Fault injection for the tests, compiled into debug builds only: `KFADMIN_TEST_FAULT=POINT:ACTION`
+//! Test hooks, compiled into debug builds only. Fault injection: `KFADMIN_TEST_FAULT=POINT:ACTION`
 //! makes kfadmin, on reaching the named step, kill itself (`kill`: SIGKILL, as the OOM killer
 //! or a power cut would), signal itself (`term`, `int`: as an operator or systemd would), or fail
 //! there (`fail`: any error; `full`: a full disk). The tests walk every step of backup and
@@ -44,4 +44,26 @@ pub fn point(name: &str) -> Result<()> {
 #[inline(always)]
 pub fn point(_name: &str) -> Result<()> {
     Ok(())
+}
+
+/// A test hook, compiled into debug builds only: when `KFADMIN_TEST_PAUSE_AT` (a comma-separated
+/// list) names `point`, create `$KFADMIN_TEST_PAUSE_DIR/<point>.reached` and wait (at most 5
+/// minutes) until `<point>.go` exists there. Release builds ignore both variables.
+pub fn pause(point: &str) {
+    #[cfg(debug_assertions)]
+    {
+        let named = std::env::var("KFADMIN_TEST_PAUSE_AT").is_ok_and(|v| v.split(',').any(|p| p == point));
+        let Some(dir) =
+            std::env::var_os("KFADMIN_TEST_PAUSE_DIR").filter(|_| named).map(std::path::PathBuf::from)
+        else {
+            return;
+        };
+        let _ = std::fs::write(dir.join(format!("{point}.reached")), b"");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while !dir.join(format!("{point}.go")).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
 }

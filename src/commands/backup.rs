@@ -380,7 +380,7 @@ fn stop_and_copy(
     let (files, warnings) = fsutil::copy_data_parts(parts, &staging.path())?;
     crate::fault::point("cold.copied")?;
     // A server started behind kfadmin's back during the copy makes it inconsistent.
-    docker::test_pause("after-copy");
+    crate::fault::pause("after-copy");
     guard.ensure_stopped()?;
     check_interrupt()?;
     Ok((stopped, whole, files, warnings))

@@ -339,7 +339,7 @@ fn restore_container(
     report.safety_archive = archive;
     report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
     let kept = Kept { dir: swapped.safety_dir(), ..kept };
-    docker::test_pause("after-swap");
+    crate::fault::pause("after-swap");
     match guard.started_since() {
         Ok(None) => {}
         Ok(Some(now)) => {
@@ -375,7 +375,7 @@ fn up_or_roll_back(
     ctx.note(&format!("Starting container {} on the restored data", c.name));
     let settle_for = Duration::from_secs(u64::from(args.settle));
     let wait = UpWait::new(c, settle_for, args.health_timeout.map(|s| Duration::from_secs(u64::from(s))));
-    docker::test_pause("before-start");
+    crate::fault::pause("before-start");
     let (up, others) = bring_up(ctx, guard, f, &wait, report)?;
     report.downtime_ms = Some(t0.elapsed().as_millis() as u64);
     let why = match up {
@@ -481,7 +481,7 @@ fn pre_restore_archive(
     };
     drop(copy);
     // Nothing may have started a server since the stop: the swap would go under it.
-    docker::test_pause("before-swap");
+    crate::fault::pause("before-swap");
     still_down(guard, db, dir)?;
     Ok(archive)
 }
@@ -619,7 +619,7 @@ impl Rollback<'_> {
             ))
             .hint(format!("act now: {}", self.kept.restore_hint(name)));
         }
-        docker::test_pause("before-rollback-start");
+        crate::fault::pause("before-rollback-start");
         if let Err(e) = guard.restart() {
             return act(format!(
                 "and after the previous data was put back it cannot be started: {}",

@@ -2,7 +2,7 @@
 //! and the recovery of journals that a killed kfadmin left.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -79,27 +79,6 @@ pub(super) fn now_ms() -> u64 {
 pub(super) fn unix_ms(rfc3339: &str) -> Option<u64> {
     let t = humantime::parse_rfc3339(rfc3339).ok()?;
     t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64)
-}
-
-/// A test hook, compiled into debug builds only: when `KFADMIN_TEST_PAUSE_AT` (a comma-separated
-/// list) names `point`, create `$KFADMIN_TEST_PAUSE_DIR/<point>.reached` and wait (at most 5
-/// minutes) until `<point>.go` exists there. Release builds ignore both variables.
-pub fn test_pause(point: &str) {
-    #[cfg(debug_assertions)]
-    {
-        let named = std::env::var("KFADMIN_TEST_PAUSE_AT").is_ok_and(|v| v.split(',').any(|p| p == point));
-        let Some(dir) = std::env::var_os("KFADMIN_TEST_PAUSE_DIR").filter(|_| named).map(PathBuf::from)
-        else {
-            return;
-        };
-        let _ = std::fs::write(dir.join(format!("{point}.reached")), b"");
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while !dir.join(format!("{point}.go")).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = point;
 }
 
 /// Something other than kfadmin started container `c` while kfadmin had it stopped.
@@ -191,7 +170,7 @@ impl<'a> StopGuard<'a> {
     /// the container in kfadmin's charge.
     pub(super) fn stop_journaled(&mut self, c: &Container, timeout_s: i64, command: &str) -> Result<Stopped> {
         JournalEntry::new(c, timeout_s, command).write()?;
-        test_pause("before-stop");
+        crate::fault::pause("before-stop");
         let t0 = Instant::now();
         let result = self.engine.stop(c, timeout_s);
         let after = match &result {

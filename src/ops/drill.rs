@@ -341,7 +341,7 @@ impl<'a> Run<'a> {
         });
         d.opened = signs_while_up(e, &c, spec.db_path)?;
         crate::fault::point("drill.up")?;
-        docker::test_pause("drill-up");
+        crate::fault::pause("drill-up");
         let t0 = Instant::now();
         stop(n, e, &c, bp, d)?;
         let after = check_after(e, &c, spec)?;

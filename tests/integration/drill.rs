@@ -52,7 +52,7 @@ fn restart_count(c: &Kf) -> i64 {
     c.inspect().restart_count.unwrap_or(0)
 }
 
-/// A kfadmin run held at a `KFADMIN_TEST_PAUSE_AT` point (see `kfadmin::docker::test_pause`).
+/// A kfadmin run held at a `KFADMIN_TEST_PAUSE_AT` point (see `kfadmin::fault::pause`).
 /// Dropped unfinished (a failed assertion), it is let go and waited for: it cleans up.
 struct Paused {
     child: Option<std::process::Child>,

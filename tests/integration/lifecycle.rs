@@ -5,7 +5,7 @@
 //! with the engine down.
 //!
 //! Some tests stop kfadmin at a named point with the debug-build hook `KFADMIN_TEST_PAUSE_AT`
-//! (see `kfadmin::docker::test_pause`): kfadmin creates `<dir>/<point>.reached` and waits for
+//! (see `kfadmin::fault::pause`): kfadmin creates `<dir>/<point>.reached` and waits for
 //! `<dir>/<point>.go`.
 
 use std::path::{Path, PathBuf};
