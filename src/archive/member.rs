@@ -480,18 +480,7 @@ mod tests {
         data.extend(random_page(&mut rng, 1000));
         data.extend(std::iter::repeat_n(0u8, 5000));
         let gz = Encoder::new(6).encode(&data, 512).unwrap();
-        let mut child = std::process::Command::new("gzip")
-            .args(["-dc"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &gz).unwrap());
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        assert!(out.status.success());
-        assert_eq!(out.stdout, data);
+        assert_eq!(crate::archive::pargz::tests::system_gunzip(gz), data);
     }
 
     /// A block made of random, text, run and repeated pieces of any length.
