@@ -108,8 +108,10 @@ pub fn make_with(
     let file_name =
         writer::file_name(spec.name, manifest.created_unix, spec.mode.as_str(), encryption.is_some());
     crate::fault::point("make.write")?;
-    let (written, archive_ms, verify_ms) =
-        write_and_verify(n, spec.out, &file_name, &manifest, &paths, spec.compression, encryption)?;
+    let written = write_and_verify(n, spec.out, &file_name, &manifest, &paths, spec.compression, encryption);
+    // What the archiving kept in the heap goes back now, before an upload allocates its parts.
+    release_heap();
+    let (written, archive_ms, verify_ms) = written?;
     crate::fault::point("make.written")?;
     n.detail(&format!("check and checksum {check_ms} ms, archive {archive_ms} ms, verify {verify_ms} ms"));
     Ok(Made { written, manifest, timings: Timings { snapshot_ms: 0, check_ms, archive_ms, verify_ms } })
@@ -172,6 +174,21 @@ fn keep_large_buffers() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+/// Undo [`keep_large_buffers`] and give the free memory of every heap arena back to the system
+/// (glibc `malloc_trim`): what follows an archive (an offsite upload) allocates parts of a few
+/// MiB each, which are best mapped and unmapped one by one, and the archive's kept buffers would
+/// otherwise count in the peak memory of the whole run.
+fn release_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets the allocator's parameters (these are glibc's defaults);
+    // malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
+        libc::malloc_trim(0);
     }
 }
 

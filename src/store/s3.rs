@@ -26,8 +26,8 @@ use crate::progress::Stage;
 
 /// Multipart part size: S3's minimum; memory is `PART × (CONCURRENCY + 1)`.
 pub const PART: usize = 5 << 20;
-/// Parts in flight at once.
-pub const CONCURRENCY: usize = 8;
+/// Parts in flight at once: six keep a whole backup with `--to` under 64 MiB (docs/benchmarks.md).
+pub const CONCURRENCY: usize = 6;
 /// How long a single request may take before it counts as failed (and is retried).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an abort or a clean-up may take once an upload failed.
