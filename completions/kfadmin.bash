@@ -219,7 +219,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__drill)
-            opts="-c -o -i -q -v -h -V --container --compose-project --db-path --out --settle --health-timeout --tmp-dir --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -o -r -i -q -v -h -V --container --compose-project --db-path --out --repo --settle --health-timeout --tmp-dir --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -241,7 +241,15 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -144,7 +144,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s V -l version 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s o -l out -d 'The backup directory to take the newest backup from' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s r -s o -l repo -l out -d 'The repository to take the newest backup from: a backup directory or s3://BUCKET[/PREFIX]; --out and -o are its old spellings' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l settle -d 'How long the copy must stay running to count as up (without a healthcheck)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l health-timeout -d 'How long to wait for the copy\'s healthcheck to report healthy [default: what the healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l tmp-dir -d 'Where kfadmin unpacks and checks the backup (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F

@@ -371,7 +371,7 @@ pub struct RestoreArgs {
 /// Prove that a backup brings the server back: boot a throwaway copy of the container on it
 ///
 /// Verifies the archive in full (without ARCHIVE: the newest backup of the container in the
-/// backup directory that verifies), then starts a copy of the live container (same image id,
+/// repository that verifies; a remote one is downloaded to a private directory first), then starts a copy of the live container (same image id,
 /// entrypoint, command, user, environment, working directory and healthcheck) with the
 /// restored data in a new volume at the same path, owned as the archive records, and nothing
 /// else: no other mount, no published port, --network none, no restart policy. The live
@@ -389,21 +389,26 @@ pub struct RestoreArgs {
 Examples:
   kfadmin drill --container keyfount
   kfadmin drill /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --container keyfount
+  kfadmin drill --container keyfount --repo s3://backups/keyfount/host1
   kfadmin drill --container keyfount --json | jq '{passed, reason, logs}'")]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["container"])))]
 pub struct DrillArgs {
-    /// The archive to drill [default: the newest backup of the container in --out that verifies]
+    /// The archive to drill: a file, or s3://BUCKET/PREFIX/NAME.tar.gz[.age] [default: the newest
+    /// backup of the container in the repository that verifies]
     #[arg(value_name = "ARCHIVE")]
     pub archive: Option<PathBuf>,
     #[command(flatten)]
     pub docker: ContainerArgs,
-    /// The backup directory to take the newest backup from
+    /// The repository to take the newest backup from: a backup directory or
+    /// s3://BUCKET[/PREFIX]; --out and -o are its old spellings
     #[arg(
-        long,
-        short = 'o',
-        value_name = "DIR",
-        env = "KFADMIN_BACKUP_DIR",
-        default_value = "/var/backups/keyfount"
+        long = "repo",
+        short = 'r',
+        visible_alias = "out",
+        visible_short_alias = 'o',
+        value_name = "LOCATION",
+        env = "KFADMIN_REPO",
+        default_value = DEFAULT_REPO
     )]
     pub out: PathBuf,
     /// How long the copy must stay running to count as up (without a healthcheck)

@@ -504,6 +504,22 @@ pub fn keys_for(archive: &Path, identity_files: &[PathBuf], interactive: bool) -
     Ok(keys)
 }
 
+/// The keys for the next of several archives read in one run: those of the ones before, unless
+/// this one is encrypted and there are none yet (a passphrase is asked at most once).
+pub fn keys_next(
+    before: Option<Keys>,
+    archive: &Path,
+    identity_files: &[PathBuf],
+    interactive: bool,
+) -> Result<Keys> {
+    let encrypted = is_encrypted(archive);
+    match before {
+        Some(k) if !(encrypted && k.is_empty()) => Ok(k),
+        _ if encrypted => keys_for(archive, identity_files, interactive),
+        _ => Keys::from_files(identity_files),
+    }
+}
+
 fn is_scrypt(archive: &Path) -> bool {
     std::fs::File::open(archive)
         .ok()

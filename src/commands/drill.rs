@@ -9,15 +9,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{future_warning, in_future, now_unix, ArchiveKind, Ctx, Outcome};
-use crate::archive::catalog;
 use crate::archive::reader::Verdict;
 use crate::cli::DrillArgs;
-use crate::crypto::{self, Keys};
 use crate::docker::Engine;
 use crate::error::{Error, Kind, Result};
 use crate::lock::Key;
 use crate::monitor;
-use crate::ops::drill::{self, Drilled, LastDrill, Spec, LOG_LINES};
+use crate::ops::drill::{self, Drilled, LastDrill, Sources, Spec, LOG_LINES};
+use crate::store::{is_remote_path, Location, Store};
 
 /// The `--json` report of a drill.
 #[derive(Debug, Serialize)]
@@ -90,8 +89,12 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         warnings: vec![],
     };
     let candidates = candidates(args, &live.name, ctx, &mut report.warnings)?;
-    let keys = keys(args, &candidates, ctx)?;
-    let (verified, failed) = drill::first_verified(ctx, &candidates, &keys, args.tmp_dir.as_deref())?;
+    let from = Sources {
+        identity: &args.decrypt.identity,
+        interactive: ctx.interactive,
+        tmp_dir: args.tmp_dir.as_deref(),
+    };
+    let (verified, failed) = drill::first_verified(ctx, &candidates, &from)?;
     for v in &failed {
         let w =
             format!("{} fails verification ({}); it is not drilled", v.archive.display(), failed_checks(v));
@@ -130,19 +133,21 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
     Ok(report)
 }
 
-/// The archive to drill, or the container's backups in `--out`, newest first (pre-restore
-/// safety copies and archives dated in the future are not backups to drill).
+/// The archive to drill, or the container's backups in the repository (a directory or an
+/// `s3://` location), newest first (pre-restore safety copies and archives dated in the future
+/// are not backups to drill).
 fn candidates(args: &DrillArgs, name: &str, ctx: &Ctx, warnings: &mut Vec<String>) -> Result<Vec<PathBuf>> {
     if let Some(a) = &args.archive {
-        if !a.is_file() {
+        if !is_remote_path(a) && !a.is_file() {
             return Err(Error::usage(format!("archive {} does not exist or is not a file", a.display()))
-                .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
+                .hint("pass the path of a .tar.gz that kfadmin backup wrote, or its s3:// URL"));
         }
         return Ok(vec![a.clone()]);
     }
+    let store = Store::open(&Location::from_path(&args.out)?)?;
     let now = now_unix();
     let mut list = Vec::new();
-    for e in catalog::scan(&args.out)?.into_iter().filter(|e| e.name == name) {
+    for e in store.scan()?.into_iter().filter(|e| e.name == name) {
         if ArchiveKind::of(e.mode) != ArchiveKind::Backup {
             continue;
         }
@@ -157,19 +162,11 @@ fn candidates(args: &DrillArgs, name: &str, ctx: &Ctx, warnings: &mut Vec<String
     if list.is_empty() {
         return Err(Error::usage(format!(
             "there is no backup of container {name} in {}",
-            args.out.display()
+            store.shown().display()
         ))
-        .hint("pass the archive to drill, or the backup directory with --out (or KFADMIN_BACKUP_DIR)"));
+        .hint("pass the archive to drill, or the repository with -r/--repo (or KFADMIN_REPO)"));
     }
     Ok(list)
-}
-
-/// The keys to read the candidates with: a passphrase is asked at most once.
-fn keys(args: &DrillArgs, candidates: &[PathBuf], ctx: &Ctx) -> Result<Keys> {
-    match candidates.iter().find(|a| crypto::is_encrypted(a)) {
-        Some(a) => crypto::keys_for(a, &args.decrypt.identity, ctx.interactive),
-        None => Keys::from_files(&args.decrypt.identity),
-    }
 }
 
 fn failed_checks(v: &Verdict) -> String {

@@ -46,13 +46,7 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
             None => None,
         };
         let local = fetched.as_ref().map(|f| f.path()).unwrap_or_else(|| a.clone());
-        // The keys once for all archives: a passphrase is asked at most once.
-        let encrypted = crate::crypto::is_encrypted(&local);
-        let k = match keys.take() {
-            Some(k) if !(encrypted && k.is_empty()) => k,
-            _ if encrypted => crate::crypto::keys_for(&local, &args.decrypt.identity, ctx.interactive)?,
-            _ => Keys::from_files(&args.decrypt.identity)?,
-        };
+        let k = crate::crypto::keys_next(keys.take(), &local, &args.decrypt.identity, ctx.interactive)?;
         let verdict = check(&local, &args, &k, ctx);
         keys = Some(k);
         let mut verdict = verdict?;

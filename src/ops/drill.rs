@@ -27,15 +27,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::reader::{self, Options, Verdict};
 use crate::archive::Manifest;
-use crate::crypto::Keys;
+use crate::crypto::{self, Keys};
 use crate::docker::{self, Blueprint, Container, Engine, Object, Stopped, Throwaway, UpWait};
 use crate::error::{check_interrupt, interrupt, Error, IoContext, Result};
 use crate::fsutil;
+use crate::ops::fetch::{self, Fetched};
 use crate::ops::staging::{self, Staging, STAGING_PREFIX};
 use crate::ops::swap::{rel_of, Owners, Perm};
 use crate::progress::{Notice, Stage, Unit};
 use crate::safedir::{self, Dir};
 use crate::sqlite::{self, DbFacts, DB_FILE};
+use crate::store::{is_remote_path, Remote, S3Url};
 
 /// Every drill container and volume carries `kfadmin.drill=1`.
 pub const LABEL: &str = "kfadmin.drill";
@@ -129,22 +131,42 @@ pub struct Verified {
     pub staged: Staging,
 }
 
-/// The first of `candidates` that verifies in full (unpacked, like a restore), and the verdicts
-/// of those before it that did not.
+/// Where the candidates are read from, and with what.
+pub struct Sources<'a> {
+    /// Age identity files (`--identity`).
+    pub identity: &'a [PathBuf],
+    /// A passphrase may be asked on the terminal.
+    pub interactive: bool,
+    /// Downloads and unpacked archives go in a private directory here (`--tmp-dir`).
+    pub tmp_dir: Option<&'a Path>,
+}
+
+/// The first of `candidates` (files, or `s3://` URLs: downloaded to a private directory, then
+/// checked like a file) that verifies in full (unpacked, like a restore), and the verdicts of
+/// those before it that did not.
 pub fn first_verified(
     n: &dyn Notice,
     candidates: &[PathBuf],
-    keys: &Keys,
-    tmp_dir: Option<&Path>,
+    from: &Sources,
 ) -> Result<(Option<Verified>, Vec<Verdict>)> {
     let mut failed = Vec::new();
+    let mut keys: Option<Keys> = None;
+    let mut remote: Option<Remote> = None;
     for archive in candidates {
         check_interrupt()?;
-        let staged = Staging::private(tmp_dir, STAGING_PREFIX)?;
+        let fetched = download(n, archive, &mut remote, from.tmp_dir)?;
+        let local = fetched.as_ref().map(Fetched::path).unwrap_or_else(|| archive.clone());
+        let k = crypto::keys_next(keys.take(), &local, from.identity, from.interactive)?;
+        let staged = Staging::private(from.tmp_dir, STAGING_PREFIX)?;
         n.note(&format!("Verifying {}", archive.display()));
         let opts =
-            Options { sqlite: true, extract_to: Some(staged.dir()), expected_sha256: None, keys: Some(keys) };
-        let verdict = reader::verify(archive, &opts, n.progress())?;
+            Options { sqlite: true, extract_to: Some(staged.dir()), expected_sha256: None, keys: Some(&k) };
+        let verdict = reader::verify(&local, &opts, n.progress());
+        keys = Some(k);
+        let mut verdict = verdict?;
+        if let Some(f) = &fetched {
+            f.relabel(&mut verdict);
+        }
         match verdict.manifest.clone().filter(|_| verdict.ok) {
             Some(manifest) => {
                 let v = Verified { archive: archive.clone(), verdict, manifest, staged };
@@ -154,6 +176,29 @@ pub fn first_verified(
         }
     }
     Ok((None, failed))
+}
+
+/// A remote archive, downloaded (None for a local one); `remote` keeps the connection to its
+/// location for the next one.
+fn download(
+    n: &dyn Notice,
+    archive: &Path,
+    remote: &mut Option<Remote>,
+    tmp_dir: Option<&Path>,
+) -> Result<Option<Fetched>> {
+    if !is_remote_path(archive) {
+        return Ok(None);
+    }
+    let (url, name) = S3Url::split_object(&archive.to_string_lossy())?;
+    if remote.as_ref().is_some_and(|r| r.url != url) {
+        *remote = None;
+    }
+    let r = match remote {
+        Some(r) => r,
+        None => remote.insert(Remote::connect(&url)?),
+    };
+    n.note(&format!("Downloading {}", url.object(&name)));
+    fetch::fetch(r, &name, tmp_dir, n.progress()).map(Some)
 }
 
 /// Boot the throwaway copy on the archive's verified files in `staged` (removed once they are

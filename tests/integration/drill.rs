@@ -428,3 +428,85 @@ fn a_container_whose_image_is_gone_cannot_be_drilled_exit_1() {
     assert_eq!(r.json()["error"]["kind"], "failed");
     assert_nothing_left(&name, &env);
 }
+
+#[test]
+fn a_drill_takes_the_newest_offsite_copy_that_verifies_when_the_local_disk_is_gone() {
+    use crate::s3::{kf_s3, Moto};
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("drill");
+    let c = Kf::start(&env, "drill-s3", Spec { init_mb: 2, rate: 50, ..Spec::default() });
+    let out = env.path("backups");
+    let to = format!("s3://{bucket}/host1");
+    let backup = ["backup", "--online", "--container", &c.name, "-r", out.to_str().unwrap()];
+    let j = kf_s3(
+        &env,
+        &moto.endpoint(),
+        &[],
+        &[&backup[..], &["--to", &to, "--plaintext-offsite", "--json"]].concat(),
+    )
+    .ok()
+    .json();
+    let url = j["offsite"][0]["url"].as_str().unwrap().to_string();
+    // A newer copy in the bucket whose bytes were damaged (its sidecar is of the copy as
+    // written): the newest backup there, and one that fails verification.
+    let good = newer_corrupt_copy(&out);
+    let good_name = std::path::Path::new(&good).file_name().unwrap().to_str().unwrap().to_string();
+    let mut bad_url = String::new();
+    for name in ls(&out).into_iter().filter(|n| !n.starts_with(&good_name)) {
+        moto.put(&bucket, &format!("host1/{name}"), &out.join(&name));
+        if name.ends_with(".tar.gz") {
+            bad_url = format!("{to}/{name}");
+        }
+    }
+    // The local disk is gone: the drill comes from the bucket alone.
+    std::fs::remove_dir_all(&out).unwrap();
+    let seq_before = c.status()["last_seq"].as_i64().unwrap();
+    let r = kf_s3(
+        &env,
+        &moto.endpoint(),
+        &[],
+        &["drill", "--container", &c.name, "--repo", &to, "--settle", "2", "--json"],
+    );
+    r.ok().stderr_has(&format!("{bad_url} fails verification"));
+    let j = r.json();
+    assert_eq!(
+        (j["passed"].clone(), j["chosen"].clone()),
+        (Value::Bool(true), "newest that verifies".into()),
+        "{j}"
+    );
+    assert_eq!(j["archive"], url.as_str());
+    let checked: Vec<(String, bool)> = j["verification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["archive"].as_str().unwrap().to_string(), v["ok"] == true))
+        .collect();
+    assert_eq!(checked, vec![(bad_url.clone(), false), (url.clone(), true)]);
+    // Nothing of the drill, and no download, is left; the live server wrote on throughout.
+    assert_nothing_left(&c.name, &env);
+    let staging = env.path("state").join("staging");
+    let left: Vec<String> = ls(&staging).into_iter().filter(|n| !n.ends_with(".lock")).collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "downloads or unpacked archives were left in {}",
+        staging.display()
+    );
+    c.wait_writing_past(seq_before);
+    // One archive by its URL; one that is not there is bad input, named.
+    let j = kf_s3(
+        &env,
+        &moto.endpoint(),
+        &[],
+        &["drill", &url, "--container", &c.name, "--settle", "2", "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!((j["passed"].clone(), j["chosen"].clone()), (Value::Bool(true), "given".into()), "{j}");
+    let missing = format!("{to}/drill-s3-20200101T000000Z-online.tar.gz");
+    kf_s3(&env, &moto.endpoint(), &[], &["drill", &missing, "--container", &c.name])
+        .code(2)
+        .stderr_has(&format!("archive {missing} does not exist"));
+    assert_nothing_left(&c.name, &env);
+}

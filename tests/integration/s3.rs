@@ -116,6 +116,19 @@ impl Moto {
         tags(&body, "UploadId")
     }
 
+    /// Upload the file `from` to `key`, through the AWS CLI.
+    pub fn put(&self, bucket: &str, key: &str, from: &std::path::Path) {
+        let out = Command::new("aws")
+            .args(["s3", "cp", from.to_str().unwrap(), &format!("s3://{bucket}/{key}")])
+            .args(["--endpoint-url", &self.endpoint()])
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "anything")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .expect("the AWS CLI (scripts/test.sh installs awscli with pip)");
+        assert!(out.status.success(), "aws s3 cp: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// An object's body, through the AWS CLI (moto refuses an unsigned GET of an object).
     pub fn get(&self, bucket: &str, key: &str) -> Option<String> {
         let out = Command::new("aws")
