@@ -52,59 +52,6 @@ fn restart_count(c: &Kf) -> i64 {
     c.inspect().restart_count.unwrap_or(0)
 }
 
-/// A kfadmin run held at a `KFADMIN_TEST_PAUSE_AT` point (see `kfadmin::fault::pause`).
-/// Dropped unfinished (a failed assertion), it is let go and waited for: it cleans up.
-struct Paused {
-    child: Option<std::process::Child>,
-    dir: std::path::PathBuf,
-    point: String,
-}
-
-impl Paused {
-    fn spawn(env: &Env, point: &str, args: &[&str]) -> Paused {
-        let dir = env.path("pause");
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = std::process::Command::new(kfadmin_bin())
-            .args(args)
-            .env("KFADMIN_STATE_DIR", env.path("state"))
-            .env("KFADMIN_TEST_PAUSE_AT", point)
-            .env("KFADMIN_TEST_PAUSE_DIR", &dir)
-            .env_remove("KFADMIN_BACKUP_DIR")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        Paused { child: Some(child), dir, point: point.to_string() }
-    }
-
-    fn wait(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while !self.dir.join(format!("{}.reached", self.point)).exists() {
-            assert!(std::time::Instant::now() < deadline, "kfadmin never reached {}", self.point);
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-
-    fn go(&self) {
-        std::fs::write(self.dir.join(format!("{}.go", self.point)), b"").unwrap();
-    }
-
-    fn finish(mut self) -> Run {
-        self.go();
-        self.child.take().unwrap().wait_with_output().unwrap().into()
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = std::fs::write(self.dir.join(format!("{}.go", self.point)), b"");
-            let _ = child.wait();
-        }
-    }
-}
-
 /// The running copy of `live`: its image, command and user, one new volume at /data owned as
 /// the backup records it, no network, no port, no restart policy, labels that say what it is.
 fn the_copy_is_isolated(live: &Kf) {
@@ -164,10 +111,11 @@ fn a_good_backup_passes_while_the_live_server_keeps_writing() {
     let m = metrics.to_str().unwrap();
     let args =
         ["drill", "--container", &c.name, "--out", &out, "--settle", "2", "--metrics-file", m, "--json"];
-    let paused = Paused::spawn(&env, "drill-up", &args);
-    paused.wait();
+    let mut paused = Paused::spawn(&env, "drill-up", &args);
+    paused.expect("drill-up");
     // While the copy is up: what it is, and what it is not.
     the_copy_is_isolated(&c);
+    paused.go("drill-up");
     let r = paused.finish();
     r.ok();
     let j = r.json();

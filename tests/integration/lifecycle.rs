@@ -9,10 +9,9 @@
 //! `<dir>/<point>.go`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::dock::*;
 use crate::util::*;
@@ -60,60 +59,6 @@ fn live_seq(c: &Kf) -> i64 {
 /// Replaced files kept beside the data (`.kfadmin-pre-restore-*`).
 fn safety_dirs(c: &Kf) -> Vec<String> {
     ls(&c.host_data()).into_iter().filter(|n| n.starts_with(".kfadmin-pre-restore-")).collect()
-}
-
-/// A kfadmin run that stops at the named points until the test lets it go.
-struct Paused {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Paused {
-    fn spawn(env: &Env, points: &str, args: &[&str]) -> Paused {
-        let dir = (0..).map(|n| env.path(&format!("pause-{n}"))).find(|d| !d.exists()).unwrap();
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(kfadmin_bin())
-            .args(args)
-            .env("KFADMIN_STATE_DIR", env.path("state"))
-            .env("KFADMIN_TEST_PAUSE_AT", points)
-            .env("KFADMIN_TEST_PAUSE_DIR", &dir)
-            .env_remove("KFADMIN_BACKUP_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        Paused { child, dir }
-    }
-
-    /// Wait until kfadmin stops at `point` (true) or exits first (false: it failed earlier, or
-    /// it is a build without the hook).
-    fn reached(&mut self, point: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            if self.dir.join(format!("{point}.reached")).exists() {
-                return true;
-            }
-            if self.child.try_wait().unwrap().is_some() {
-                return false;
-            }
-            assert!(Instant::now() < deadline, "kfadmin never reached {point}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn go(&self, point: &str) {
-        std::fs::write(self.dir.join(format!("{point}.go")), b"").unwrap();
-    }
-
-    fn finish(self) -> Run {
-        self.child.wait_with_output().unwrap().into()
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
 }
 
 /// Starts the container again as soon as it is down, as `restart: always` after a dockerd
@@ -239,11 +184,7 @@ fn a_server_started_during_the_swap_is_exit_4_and_the_replaced_files_stay() {
     let (archive, _) = online_archive(&env, &c);
     let out = env.path("backups");
     let mut run = Paused::spawn(&env, "after-swap", &restore_args(&archive, &c, &out, &["--settle", "1"]));
-    assert!(
-        run.reached("after-swap"),
-        "kfadmin (a debug build) stops at after-swap: {}",
-        run.finish().stderr
-    );
+    run.expect("after-swap");
     block(docker().start_container(&c.name, None::<StartContainerOptions>)).unwrap();
     run.go("after-swap");
     let r = run.finish();
@@ -266,11 +207,7 @@ fn a_start_behind_kfadmins_back_after_the_swap_is_reported() {
     let out = env.path("backups");
     let args = restore_args(&archive, &c, &out, &["--settle", "1", "--json"]);
     let mut run = Paused::spawn(&env, "before-start", &args);
-    assert!(
-        run.reached("before-start"),
-        "kfadmin (a debug build) stops at before-start: {}",
-        run.finish().stderr
-    );
+    run.expect("before-start");
     block(docker().start_container(&c.name, None::<StartContainerOptions>)).unwrap();
     run.go("before-start");
     let r = run.finish();
@@ -294,11 +231,7 @@ fn a_server_started_during_a_cold_copy_fails_the_backup() {
     let out = env.path("backups");
     let args = ["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()];
     let mut run = Paused::spawn(&env, "after-copy", &args);
-    assert!(
-        run.reached("after-copy"),
-        "kfadmin (a debug build) stops at after-copy: {}",
-        run.finish().stderr
-    );
+    run.expect("after-copy");
     block(docker().start_container(&c.name, None::<StartContainerOptions>)).unwrap();
     run.go("after-copy");
     run.finish().code(1).stderr_has("was started again").stderr_has("by something other than kfadmin");
@@ -345,7 +278,7 @@ fn a_journal_survives_a_stop_still_under_way_and_the_next_run_starts_the_contain
     );
     // SIGTERM has reached the app: the engine's stop is under way.
     c.wait_for(|s| s["sigterm"] == true);
-    assert!(run.child.try_wait().unwrap().is_none());
+    assert!(run.running(), "kfadmin is still waiting for the stop");
     run.kill();
     let backups = env.path("status-backups");
     let status = ["status", "--container", &c.name, "--backup-dir", backups.to_str().unwrap()];
@@ -387,11 +320,7 @@ fn a_container_recreated_between_find_and_stop_is_exit_1_and_nothing_changes() {
     let (archive, backed_up) = online_archive(&env, &c);
     let out = env.path("backups");
     let mut run = Paused::spawn(&env, "before-stop", &restore_args(&archive, &c, &out, &["--settle", "1"]));
-    assert!(
-        run.reached("before-stop"),
-        "kfadmin (a debug build) stops at before-stop: {}",
-        run.finish().stderr
-    );
+    run.expect("before-stop");
     recreate(&c.name);
     let started = c.started_at();
     run.go("before-stop");
@@ -427,11 +356,7 @@ fn a_start_that_fails_on_the_restored_data_is_rolled_back() {
     let out = env.path("backups");
     let points = "after-swap,before-rollback-start";
     let mut run = Paused::spawn(&env, points, &restore_args(&archive, &c, &out, &["--settle", "1"]));
-    assert!(
-        run.reached("after-swap"),
-        "kfadmin (a debug build) stops at after-swap: {}",
-        run.finish().stderr
-    );
+    run.expect("after-swap");
     let fix = break_start(&c);
     run.go("after-swap");
     assert!(run.reached("before-rollback-start"));
@@ -456,11 +381,7 @@ fn a_container_that_cannot_start_after_the_rollback_is_exit_4_and_keeps_its_jour
     c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= backed_up + 100);
     let out = env.path("backups");
     let mut run = Paused::spawn(&env, "after-swap", &restore_args(&archive, &c, &out, &["--settle", "1"]));
-    assert!(
-        run.reached("after-swap"),
-        "kfadmin (a debug build) stops at after-swap: {}",
-        run.finish().stderr
-    );
+    run.expect("after-swap");
     let fix = break_start(&c);
     run.go("after-swap");
     run.finish()
@@ -490,11 +411,7 @@ fn kfadmin_killed_during_the_rollback_leaves_a_journal_and_the_next_run_starts_t
     let out = env.path("backups");
     let mut run =
         Paused::spawn(&env, "before-rollback-start", &restore_args(&archive, &c, &out, &["--settle", "1"]));
-    assert!(
-        run.reached("before-rollback-start"),
-        "kfadmin (a debug build) stops there: {}",
-        run.finish().stderr
-    );
+    run.expect("before-rollback-start");
     run.kill();
     assert!(!c.running());
     assert_eq!(journals(&env.path("state")).len(), 1, "the rollback's stop is journaled");

@@ -415,3 +415,90 @@ pub fn craft(entries: Vec<(Vec<u8>, Kind)>) -> Vec<u8> {
 pub fn file(name: &str, data: &[u8]) -> (Vec<u8>, Kind) {
     (name.as_bytes().to_vec(), Kind::File(data.to_vec()))
 }
+
+/// A kfadmin run that stops at the named `KFADMIN_TEST_PAUSE_AT` points (comma-separated; see
+/// `kfadmin::fault::pause`) until the test lets it go. Dropped unfinished (a failed assertion),
+/// it is let go at every point and waited for: it cleans up.
+pub struct Paused {
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+    points: Vec<String>,
+}
+
+impl Paused {
+    pub fn spawn(env: &Env, points: &str, args: &[&str]) -> Paused {
+        let dir = (0..).map(|n| env.path(&format!("pause-{n}"))).find(|d| !d.exists()).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(kfadmin_bin())
+            .args(args)
+            .env("KFADMIN_STATE_DIR", env.path("state"))
+            .env("KFADMIN_TEST_PAUSE_AT", points)
+            .env("KFADMIN_TEST_PAUSE_DIR", &dir)
+            .env_remove("KFADMIN_BACKUP_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Paused { child: Some(child), dir, points: points.split(',').map(str::to_string).collect() }
+    }
+
+    fn child(&mut self) -> &mut std::process::Child {
+        self.child.as_mut().expect("the run is not finished")
+    }
+
+    /// Wait until kfadmin stops at `point` (true) or exits first (false: it failed earlier, or
+    /// it is a build without the hook).
+    pub fn reached(&mut self, point: &str) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        loop {
+            if self.dir.join(format!("{point}.reached")).exists() {
+                return true;
+            }
+            if self.child().try_wait().unwrap().is_some() {
+                return false;
+            }
+            assert!(std::time::Instant::now() < deadline, "kfadmin never reached {point}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// kfadmin has not exited.
+    pub fn running(&mut self) -> bool {
+        self.child().try_wait().unwrap().is_none()
+    }
+
+    /// [`Paused::reached`], or fail the test with what kfadmin said.
+    pub fn expect(&mut self, point: &str) {
+        if !self.reached(point) {
+            let r: Run = self.child.take().unwrap().wait_with_output().unwrap().into();
+            panic!("kfadmin (a debug build) stops at {point}: {}", r.stderr);
+        }
+    }
+
+    pub fn go(&self, point: &str) {
+        std::fs::write(self.dir.join(format!("{point}.go")), b"").unwrap();
+    }
+
+    /// Wait for the run to end (let it go first where it is held).
+    pub fn finish(mut self) -> Run {
+        self.child.take().unwrap().wait_with_output().unwrap().into()
+    }
+
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            for p in &self.points {
+                let _ = std::fs::write(self.dir.join(format!("{p}.go")), b"");
+            }
+            let _ = child.wait();
+        }
+    }
+}
