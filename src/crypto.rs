@@ -224,25 +224,33 @@ fn redact_credentials(text: &str) -> std::borrow::Cow<'_, str> {
     if !out.contains("AKIA") && !out.contains("ASIA") {
         return out;
     }
-    let mut masked = String::with_capacity(out.len());
-    let (mut i, mut changed) = (0, false);
-    while i < out.len() {
+    match mask_each(&out, |rest, i| {
         let boundary = i == 0 || !out.as_bytes()[i - 1].is_ascii_alphanumeric();
-        if boundary && access_key_id_at(&out[i..]) {
-            masked.push_str("[redacted access key id]");
-            i += 20;
+        (boundary && access_key_id_at(rest)).then_some((20, "[redacted access key id]"))
+    }) {
+        Some(masked) => std::borrow::Cow::Owned(masked),
+        None => out,
+    }
+}
+
+/// `text` with every match of `at` replaced, scanning left to right: `at(rest, i)` is given
+/// the text from byte `i` on and returns the length of a secret starting there and its mask.
+/// None when nothing matched.
+fn mask_each(text: &str, at: impl Fn(&str, usize) -> Option<(usize, &'static str)>) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut changed) = (0, false);
+    while i < text.len() {
+        if let Some((len, mask)) = at(&text[i..], i) {
+            out.push_str(mask);
+            i += len;
             changed = true;
         } else {
-            let c = out[i..].chars().next().unwrap_or(' ');
-            masked.push(c);
+            let c = text[i..].chars().next().unwrap_or(' ');
+            out.push(c);
             i += c.len_utf8();
         }
     }
-    if changed {
-        std::borrow::Cow::Owned(masked)
-    } else {
-        out
-    }
+    changed.then_some(out)
 }
 
 /// Secrets masked in text that leaves the process (error messages, JSON reports, pings,
@@ -265,23 +273,9 @@ fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
     if !suspicious {
         return std::borrow::Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len());
-    let (mut i, mut changed) = (0, false);
-    while i < text.len() {
-        if let Some((len, mask)) = secret_at(&text[i..], &upper[i..]) {
-            out.push_str(mask);
-            i += len;
-            changed = true;
-        } else {
-            let c = text[i..].chars().next().unwrap_or(' ');
-            out.push(c);
-            i += c.len_utf8();
-        }
-    }
-    if changed {
-        std::borrow::Cow::Owned(out)
-    } else {
-        std::borrow::Cow::Borrowed(text)
+    match mask_each(text, |rest, i| secret_at(rest, &upper[i..])) {
+        Some(masked) => std::borrow::Cow::Owned(masked),
+        None => std::borrow::Cow::Borrowed(text),
     }
 }
 
