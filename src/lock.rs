@@ -157,6 +157,20 @@ pub fn acquire(mut keys: Vec<Key>, wait: Duration, command: &str, waiting: &dyn 
     Ok(Held { _files: files })
 }
 
+/// Take `key` now if no other run holds it, without waiting: None when another run holds it.
+/// A journal's owner holds its lock for as long as it lives (the kernel releases it however the
+/// owner dies), so a free lock is how a recovery tells a dead owner's journal from a live one,
+/// never by a program name or a pid (another name, another PID namespace, a reused pid).
+pub fn try_hold(key: &Key, command: &str) -> Result<Option<Held>> {
+    let path = locks_dir()?.join(&key.file);
+    let file = open(&path)?;
+    if !try_lock(&file, &path)? {
+        return Ok(None);
+    }
+    write_holder(&file, &path, command)?;
+    Ok(Some(Held { _files: vec![file] }))
+}
+
 fn busy(key: &Key, holder: &Holder, wait: Duration) -> Error {
     let waited = if wait.is_zero() {
         "did not wait (--lock-wait 0)".to_string()

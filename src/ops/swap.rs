@@ -261,7 +261,8 @@ pub struct Swap {
     safety: Dir,
     name: OsString,
     kept: Vec<Kept>,
-    placed: Vec<PathBuf>,
+    /// Restored files moved in: (relative path, device, inode).
+    placed: Vec<(PathBuf, u64, u64)>,
     created_dirs: Vec<PathBuf>,
 }
 
@@ -287,9 +288,7 @@ impl Swap {
     pub fn undo(&self, data: &Dir, e: Error, journal: &mut Journal) -> Error {
         match self.rollback(data) {
             Ok(()) => {
-                if !self.kept_anything() {
-                    let _ = self.discard(data);
-                }
+                self.discard_if_empty(data);
                 let hint =
                     e.hint.clone().unwrap_or_else(|| "fix the cause above and run the restore again".into());
                 Error::new(e.kind, format!("{}; the data directory was put back as it was", e.chain()))
@@ -331,6 +330,7 @@ impl Swap {
         }
         self.safety.sync()?;
         crate::fault::point("swap.kept")?;
+        crate::fault::pause("swap-kept");
         for f in &plan.files {
             let (parent, name) = split(&f.rel)?;
             let from = staging.walk(parent, None)?;
@@ -344,7 +344,8 @@ impl Swap {
             }
             let to = data.walk(parent, None)?;
             from.rename(name, &to, name)?;
-            self.placed.push(f.rel.clone());
+            let now = now.expect("checked above");
+            self.placed.push((f.rel.clone(), now.dev, now.ino));
             to.sync()?;
             crate::fault::point("swap.placed-one")?;
         }
@@ -354,29 +355,35 @@ impl Swap {
     /// Put back what the swap replaced. The restored files (and any `-wal`/`-shm`/`-journal` a
     /// server made beside them) go into `<safety>/failed-restore/`, not away. Every step is
     /// tried; the error lists the ones that failed.
+    /// Each step looks at what is there first, so that a rollback killed half-way can be run
+    /// again from the journal and finish the job.
     pub fn rollback(&self, data: &Dir) -> Result<()> {
         let mut problems = Vec::new();
-        let failed = self.safety.walk(Path::new("failed-restore"), Some(0o700))?;
-        for rel in self.placed.iter().rev() {
-            if let Err(e) = self.unplace(data, &failed, rel) {
+        let failed = self.safety.walk(Path::new(FAILED), Some(0o700))?;
+        for placed in self.placed.iter().rev() {
+            if let Err(e) = self.unplace(data, &failed, placed) {
                 problems.push(e.chain());
             }
         }
         for k in self.kept.iter().rev() {
             if let Kept::Moved(rel) = k {
-                let r = split(rel).and_then(|(parent, name)| {
-                    self.safety.walk(parent, None)?.rename_new(name, &data.walk(parent, None)?, name)
-                });
-                if let Err(e) = r {
+                if let Err(e) = self.put_back(data, rel) {
                     problems.push(e.chain());
                 }
             }
         }
         for rel in self.created_dirs.iter().rev() {
-            if let Err(e) = split(rel).and_then(|(p, n)| data.walk(p, None)?.rmdir(n)) {
+            let r = split(rel).and_then(|(p, n)| match data.walk(p, None)?.meta(n)? {
+                Some(_) => data.walk(p, None)?.rmdir(n),
+                None => Ok(()),
+            });
+            if let Err(e) = r {
                 problems.push(e.chain());
             }
         }
+        drop(failed);
+        // Nothing restored was kept: no empty directory stays behind.
+        let _ = self.safety.rmdir(OsStr::new(FAILED));
         let _ = data.sync();
         if problems.is_empty() {
             Ok(())
@@ -385,25 +392,45 @@ impl Swap {
         }
     }
 
-    /// Undo one placed file: keep it (and sidecars made beside it) in `failed`, put the old one back.
-    fn unplace(&self, data: &Dir, failed: &Dir, rel: &Path) -> Result<()> {
+    /// Undo one placed file: keep it (and sidecars made beside it) in `failed`, put the old one
+    /// back. Only while the file there is still the restored one.
+    fn unplace(&self, data: &Dir, failed: &Dir, (rel, dev, ino): &(PathBuf, u64, u64)) -> Result<()> {
         let (parent, name) = split(rel)?;
         let here = data.walk(parent, None)?;
+        let now = here.meta(name)?;
+        if !now.is_some_and(|m| m.dev == *dev && m.ino == *ino) {
+            // Already undone (a rollback killed after this step), or replaced by something else.
+            return Ok(());
+        }
         let post_mortem = failed.walk(parent, Some(0o700))?;
         for suffix in sqlite::SIDECAR_SUFFIXES {
             // A sidecar here now was made after the swap (a server), unless the restore placed it.
             let side = with_suffix(name, suffix);
-            if here.meta(&side)?.is_some() && !self.placed.contains(&parent.join(&side)) {
+            if here.meta(&side)?.is_some() && !self.placed.iter().any(|p| p.0 == parent.join(&side)) {
                 here.rename(&side, &post_mortem, &side)?;
             }
         }
         let linked = self.kept.iter().any(|k| matches!(k, Kept::Linked(r) if r == rel));
-        if linked {
-            here.link(name, &post_mortem, name)?;
-            self.safety.walk(parent, None)?.rename(name, &here, name)
-        } else {
-            here.rename_new(name, &post_mortem, name)
+        if !linked {
+            return here.rename_new(name, &post_mortem, name);
         }
+        // A rollback killed between these two steps left the link: it is not made twice.
+        let kept = post_mortem.meta(name)?;
+        if !kept.zip(now).is_some_and(|(k, n)| k.same(&n)) {
+            here.link(name, &post_mortem, name)?;
+        }
+        crate::fault::point("rollback.linked")?;
+        self.safety.walk(parent, None)?.rename(name, &here, name)
+    }
+
+    /// Move an entry that was moved out of the way back, unless that was done already.
+    fn put_back(&self, data: &Dir, rel: &Path) -> Result<()> {
+        let (parent, name) = split(rel)?;
+        let Some(from) = existing_dir(&self.safety, parent)? else { return Ok(()) };
+        if from.meta(name)?.is_none() {
+            return Ok(());
+        }
+        from.rename_new(name, &data.walk(parent, None)?, name)
     }
 
     /// The entries that were moved out of the way (relative to the data directory).
@@ -425,6 +452,13 @@ impl Swap {
     /// Where what was replaced is kept (None when nothing was).
     pub fn safety_dir(&self) -> Option<PathBuf> {
         self.kept_anything().then(|| self.safety.path().to_path_buf())
+    }
+
+    /// After a rollback: the safety directory goes when nothing is left in it.
+    fn discard_if_empty(&self, data: &Dir) {
+        if self.safety.entries().is_ok_and(|e| e.is_empty()) {
+            let _ = self.discard(data);
+        }
     }
 
     /// Remove the safety directory (the swap is final, or nothing was kept).
@@ -467,14 +501,20 @@ pub fn place(private: &Staging, data: &Dir, plan: &mut Plan) -> Result<Option<St
     Ok(Some(local))
 }
 
+/// Where a rollback keeps the restored files, inside the safety directory.
+const FAILED: &str = "failed-restore";
+
 /// The prefix of the staging directory a restore makes inside a data directory.
 pub const RESTORE_PREFIX: &str = ".kfadmin-restore-";
 
 /// What a swap is about to do, written to the state directory before the first change and
 /// removed after the last: a kfadmin killed in the middle (kill -9, OOM, power cut) leaves it,
-/// and the next run puts the data directory back as it was ([`recover`]).
-#[derive(Debug, Serialize, serde::Deserialize)]
+/// and the next run (or the guardian) puts the data directory back as it was ([`recover`]).
+/// Its owner holds the data directory's lock ([`owner_lock`]) from before it is written until
+/// after it is removed: a journal whose lock is free is a dead run's.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct SwapJournal {
+    /// For messages only: liveness is the lock's.
     pub pid: u32,
     pub data_dir: PathBuf,
     pub safety: PathBuf,
@@ -482,26 +522,60 @@ pub struct SwapJournal {
     pub files: Vec<(PathBuf, u64, u64, bool)>,
     pub aside: Vec<PathBuf>,
     pub new_dirs: Vec<PathBuf>,
+    #[serde(default)]
+    pub phase: Phase,
+}
+
+/// Where a restore is, for a recovery after its owner died.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Files are being swapped in: a dead run's swap is undone.
+    #[default]
+    Swapping,
+    /// The swap is complete and a container is started on it: a dead run's restored data stays
+    /// (the container's stop journal starts it again).
+    Swapped,
+    /// The container did not come up on the restored data, which is being put back: a dead
+    /// run's rollback is finished.
+    RollingBack,
+}
+
+/// The lock a journal's owner holds: the data directory's (every restore takes it first).
+pub fn owner_lock(data_dir: &Path) -> crate::lock::Key {
+    crate::lock::Key::dir("data directory", data_dir)
 }
 
 /// The journal of a restore in progress: written when the plan is made (before anything is
-/// copied into the data directory), brought up to date right before the swap, removed when the
-/// restore ends, one way or the other (kept when putting things back failed).
+/// copied into the data directory), brought up to date right before the swap and at each
+/// phase, removed when the restore ends, one way or the other (kept when putting things back
+/// failed). Only while holding [`owner_lock`] of the data directory.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     keep: bool,
+    state: Option<SwapJournal>,
 }
 
 impl Journal {
     pub fn begin(data: &Dir, plan: &Plan) -> Result<Journal> {
-        let mut j = Journal { path: journal_path(data.path()), keep: false };
+        let mut j = Journal { path: journal_path(data.path()), keep: false, state: None };
         j.record(data, plan)?;
         Ok(j)
     }
 
     fn record(&mut self, data: &Dir, plan: &Plan) -> Result<()> {
-        SwapJournal::write(&self.path, data, plan)
+        let j = SwapJournal::of(data, plan);
+        j.write(&self.path)?;
+        self.state = Some(j);
+        Ok(())
+    }
+
+    /// The restore moved on: a recovery after this point does what `phase` says.
+    pub fn phase(&mut self, phase: Phase) -> Result<()> {
+        let Some(j) = self.state.as_mut() else { return Ok(()) };
+        j.phase = phase;
+        j.write(&self.path)
     }
 
     /// The swap is final: nothing for a later run to put back.
@@ -526,8 +600,8 @@ fn journal_path(data_dir: &Path) -> PathBuf {
 }
 
 impl SwapJournal {
-    fn write(path: &Path, data: &Dir, plan: &Plan) -> Result<()> {
-        let j = SwapJournal {
+    fn of(data: &Dir, plan: &Plan) -> SwapJournal {
+        SwapJournal {
             pid: std::process::id(),
             data_dir: data.path().to_path_buf(),
             safety: PathBuf::from(&plan.safety),
@@ -541,11 +615,15 @@ impl SwapJournal {
                 .collect(),
             aside: plan.aside.clone(),
             new_dirs: plan.new_dirs.iter().map(|(d, _)| d.clone()).collect(),
-        };
-        let text = serde_json::to_vec(&j).map_err(|e| {
+            phase: Phase::Swapping,
+        }
+    }
+
+    fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_vec(self).map_err(|e| {
             Error::failed(format!(
                 "cannot record the restore of {} in kfadmin's state directory",
-                data.path().display()
+                self.data_dir.display()
             ))
             .source(e)
         })?;
@@ -553,7 +631,11 @@ impl SwapJournal {
         crate::fsutil::write_atomic(path, &text, 0o600)
     }
 
-    /// Rebuild the swap from what is on disk and undo it.
+    fn read(path: &Path) -> Option<SwapJournal> {
+        std::fs::read(path).ok().and_then(|t| serde_json::from_slice(&t).ok())
+    }
+
+    /// Rebuild the swap from what is on disk and undo it. Under the data directory's lock.
     fn roll_back(&self) -> Result<()> {
         // A server started on the half-swapped data (a restart policy) must not have it changed
         // under it: that is for the operator now.
@@ -575,6 +657,16 @@ impl SwapJournal {
             }
             return Ok(());
         };
+        let swap = self.rebuild(&data, safety, name)?;
+        crate::fault::pause("recover-rebuilt");
+        swap.rollback(&data)?;
+        swap.discard_if_empty(&data);
+        Ok(())
+    }
+
+    /// The swap as it is on disk: what is kept in the safety directory, which restored files are
+    /// in place (by inode), which new directories exist.
+    fn rebuild(&self, data: &Dir, safety: Dir, name: &OsStr) -> Result<Swap> {
         let exists = |dir: &Dir, rel: &Path| -> bool {
             split(rel).and_then(|(p, n)| dir.walk(p, None)?.meta(n)).ok().flatten().is_some()
         };
@@ -593,65 +685,120 @@ impl SwapJournal {
                     .flatten()
                     .is_some_and(|m| m.dev == *dev && m.ino == *ino)
             })
-            .map(|f| f.0.clone())
+            .map(|f| (f.0.clone(), f.1, f.2))
             .collect();
-        let created_dirs = self.new_dirs.iter().filter(|d| exists(&data, d)).cloned().collect();
-        let swap = Swap { safety, name: name.to_os_string(), kept, placed, created_dirs };
-        swap.rollback(&data)
+        let created_dirs = self.new_dirs.iter().filter(|d| exists(data, d)).cloned().collect();
+        Ok(Swap { safety, name: name.to_os_string(), kept, placed, created_dirs })
     }
 }
 
-/// The swap journals of dead runs in the state directory (restores killed half-way, not put
-/// back), with what they say.
-fn dead_journals() -> Vec<(PathBuf, Option<SwapJournal>)> {
+/// The swap journals in the state directory.
+fn journal_files() -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(crate::docker::state_dir()) else { return vec![] };
-    rd.flatten()
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("swap-")))
-        .map(|p| {
-            let j = std::fs::read(&p).ok().and_then(|t| serde_json::from_slice::<SwapJournal>(&t).ok());
-            (p, j)
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("swap-") && n.ends_with(".json")
+            })
         })
-        .filter(|(_, j)| !j.as_ref().is_some_and(|j| crate::fsutil::kfadmin_alive(j.pid)))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The journal at `path`, with the lock of its data directory held, when its owner is dead
+/// (read again under the lock: the owner may have finished meanwhile). None when the owner (or
+/// another run recovering it) holds the lock, or when nothing is left to recover.
+fn take_dead(path: &Path) -> Result<Option<(SwapJournal, crate::lock::Held)>> {
+    let Some(j) = SwapJournal::read(path) else { return Ok(None) };
+    let Some(held) = crate::lock::try_hold(&owner_lock(&j.data_dir), "kfadmin (recovery of a restore)")?
+    else {
+        return Ok(None);
+    };
+    Ok(SwapJournal::read(path).map(|j| (j, held)))
+}
+
+/// Restores killed half-way that no run could put back yet: their journals (and journals
+/// kfadmin cannot read).
+pub fn pending() -> Vec<PathBuf> {
+    journal_files()
+        .into_iter()
+        .filter(|p| match SwapJournal::read(p) {
+            None => p.exists(),
+            Some(j) => {
+                crate::lock::try_hold(&owner_lock(&j.data_dir), "kfadmin status").ok().flatten().is_some()
+            }
+        })
         .collect()
 }
 
-/// Restores killed half-way that no run could put back yet: their journals.
-pub fn pending() -> Vec<PathBuf> {
-    dead_journals().into_iter().map(|(p, _)| p).collect()
-}
-
-/// Swaps that a killed kfadmin left half-done: put each data directory back as it was. Returns
-/// what was done, for the operator; an error when one cannot be put back (exit 4: act now).
+/// Swaps that a killed kfadmin left half-done: put each data directory back as it was (or
+/// finish its rollback), each under its data directory's lock; a journal whose lock is held
+/// belongs to a live run and is left alone. Safe to call from any process at any time, and
+/// again after being killed at any point. Returns what was done, for the operator; an error when
+/// one cannot be put back (exit 4: act now).
 pub fn recover() -> Result<Vec<String>> {
     let mut said = Vec::new();
-    for (p, j) in dead_journals() {
-        let Some(j) = j else {
+    for p in journal_files() {
+        if p.exists() && SwapJournal::read(&p).is_none() {
             said.push(format!("{} is not a journal kfadmin can read; look at it and remove it", p.display()));
             continue;
-        };
-        j.roll_back().map_err(|e| {
-            Error::new(
-                crate::error::Kind::ContainerState,
-                format!(
-                    "a restore into {} was killed half-way, and putting the data directory back failed: {}",
-                    j.data_dir.display(),
+        }
+        let (j, _held) = match take_dead(&p) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                said.push(format!(
+                    "cannot tell whether the restore of {} is still running: {}",
+                    p.display(),
                     e.chain()
-                ),
-            )
-            .hint(format!(
-                "act now: the replaced files are in {}; move them back before starting the server (the journal is {})",
-                j.data_dir.join(&j.safety).display(),
-                p.display()
-            ))
-        })?;
-        let _ = std::fs::remove_file(&p);
-        said.push(format!(
-            "a restore into {} (pid {}) was killed half-way; the data directory was put back as it was (the restored files are kept in {})",
-            j.data_dir.display(),
-            j.pid,
-            j.data_dir.join(&j.safety).join("failed-restore").display()
-        ));
+                ));
+                continue;
+            }
+        };
+        said.push(recover_one(&p, &j)?);
     }
     Ok(said)
+}
+
+/// Recover one dead run's restore, as its journal's phase says; the journal goes when done.
+fn recover_one(p: &Path, j: &SwapJournal) -> Result<String> {
+    let dir = j.data_dir.display();
+    let kept = j.data_dir.join(&j.safety);
+    if j.phase == Phase::Swapped {
+        let _ = std::fs::remove_file(p);
+        return Ok(format!(
+            "a restore into {dir} (pid {}) was killed after its swap; the restored data stays (the replaced files are kept in {})",
+            j.pid,
+            kept.display()
+        ));
+    }
+    j.roll_back().map_err(|e| {
+        Error::new(
+            crate::error::Kind::ContainerState,
+            format!(
+                "a restore into {dir} was killed half-way, and putting the data directory back failed: {}",
+                e.chain()
+            ),
+        )
+        .hint(format!(
+            "act now: the replaced files are in {}; move them back before starting the server (the journal is {})",
+            kept.display(),
+            p.display()
+        ))
+    })?;
+    let _ = std::fs::remove_file(p);
+    let failed = kept.join(FAILED);
+    Ok(format!(
+        "a restore into {dir} (pid {}) was killed half-way; the data directory was put back as it was{}",
+        j.pid,
+        if failed.exists() {
+            format!(" (the restored files are kept in {})", failed.display())
+        } else {
+            String::new()
+        }
+    ))
 }

@@ -22,6 +22,7 @@ mod monitor;
 mod offsite;
 mod output;
 mod props;
+mod recovery;
 mod restore;
 mod s3;
 mod terminal;

@@ -427,9 +427,14 @@ pub struct Paused {
 
 impl Paused {
     pub fn spawn(env: &Env, points: &str, args: &[&str]) -> Paused {
+        Paused::spawn_bin(env, &kfadmin_bin(), points, args)
+    }
+
+    /// [`Paused::spawn`] of a copy of kfadmin (another name, another path).
+    pub fn spawn_bin(env: &Env, bin: &Path, points: &str, args: &[&str]) -> Paused {
         let dir = (0..).map(|n| env.path(&format!("pause-{n}"))).find(|d| !d.exists()).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(kfadmin_bin())
+        let child = Command::new(bin)
             .args(args)
             .env("KFADMIN_STATE_DIR", env.path("state"))
             .env("KFADMIN_TEST_PAUSE_AT", points)
