@@ -24,7 +24,7 @@ use crate::ops::fetch::{fetch, Fetched};
 use crate::ops::make::{self, ArchiveSpec};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
 pub use crate::ops::swap::Owner;
-use crate::ops::swap::{self, Journal, Owners, Plan, Swap};
+use crate::ops::swap::{self, Journal, Owners, Phase, Plan, Swap};
 use crate::safedir::Dir;
 use crate::sqlite::{self, DB_FILE};
 use crate::store::{is_remote_path, Remote, S3Url};
@@ -355,7 +355,7 @@ fn restore_container(
         ctx.note(&format!("Container {} was not running; it was left stopped", c.name));
         return Ok(());
     }
-    up_or_roll_back(args, ctx, f, target, (&swapped, &kept), &mut guard, (timeout, t0), report)
+    up_or_roll_back(args, ctx, f, target, (&swapped, &kept, journal), &mut guard, (timeout, t0), report)
 }
 
 /// Start the container on the restored data and wait until it is up; when it does not come
@@ -366,7 +366,7 @@ fn up_or_roll_back(
     ctx: &Ctx,
     f: &Found,
     target: &Target,
-    (swapped, kept): (&Swap, &Kept),
+    (swapped, kept, journal): (&Swap, &Kept, &mut Journal),
     guard: &mut StopGuard,
     (timeout, t0): (i64, Instant),
     report: &mut RestoreReport,
@@ -400,16 +400,15 @@ fn up_or_roll_back(
     }
     let rollback =
         Rollback { ctx, f, swapped, data: &target.data, kept, timeout, wait: wait.at_least_derived() };
-    Err(rollback.run(guard, &why))
+    Err(rollback.run(guard, journal, &why))
 }
 
 /// Swap the restored files in (the swap journal covers it until it is final).
 fn swap_in(target: &Target, from: &Dir, plan: &Plan, journal: &mut Journal) -> Result<Swap> {
     let swapped = Swap::apply(&target.data, from, plan, journal)?;
-    if let Err(e) = crate::fault::point("restore.swapped") {
+    if let Err(e) = crate::fault::point("restore.swapped").and_then(|()| journal.phase(Phase::Swapped)) {
         return Err(swapped.undo(&target.data, e, journal));
     }
-    journal.finish();
     Ok(swapped)
 }
 
@@ -596,7 +595,7 @@ struct Rollback<'a> {
 impl Rollback<'_> {
     /// Stop the container again (journaled), put the previous data back, start it and wait.
     /// Always an error: exit 1 when it runs on its previous data again, exit 4 when it does not.
-    fn run(&self, guard: &mut StopGuard, why: &str) -> Error {
+    fn run(&self, guard: &mut StopGuard, journal: &mut Journal, why: &str) -> Error {
         let name = &self.f.container.name;
         self.ctx.warn(&format!("container {name} did not come up on the restored data: {why}; rolling back"));
         let act = |what: String| {
@@ -611,7 +610,13 @@ impl Rollback<'_> {
                 self.kept.restore_hint(name)
             ));
         }
-        if let Err(e) = self.swapped.rollback(self.data) {
+        // From here a killed run's rollback is finished by the next run (or the guardian).
+        let rolled = journal
+            .phase(Phase::RollingBack)
+            .and_then(|()| crate::fault::point("rollback.started"))
+            .and_then(|()| self.swapped.rollback(self.data));
+        if let Err(e) = rolled {
+            journal.keep();
             guard.release();
             return act(format!(
                 "and putting the previous data back failed: {}; kfadmin left it stopped, on data that is neither the restored nor the previous",
@@ -619,6 +624,7 @@ impl Rollback<'_> {
             ))
             .hint(format!("act now: {}", self.kept.restore_hint(name)));
         }
+        journal.finish();
         crate::fault::pause("before-rollback-start");
         if let Err(e) = guard.restart() {
             return act(format!(

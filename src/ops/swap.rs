@@ -578,6 +578,11 @@ impl Journal {
         j.write(&self.path)
     }
 
+    /// Putting things back failed: the journal stays for the next run (and the operator).
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
     /// The swap is final: nothing for a later run to put back.
     pub fn finish(&mut self) {
         self.keep = false;

@@ -24,5 +24,6 @@ mod output;
 mod props;
 mod recovery;
 mod restore;
+mod restore_docker;
 mod s3;
 mod terminal;
