@@ -116,6 +116,10 @@ pub struct Manifest {
     /// Imported archives: where the data came from and what was done to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportRecord>,
+    /// Pre-restore archives of a damaged database: what SQLite found. The data is kept as it
+    /// was (the facts are what could be read, zero otherwise) and is not checked again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 /// What `kfadmin import` records about the tarball an archive was made from.
@@ -278,6 +282,7 @@ pub(crate) mod tests {
                 tables: Default::default(),
             },
             import: None,
+            damaged: None,
         }
     }
 

@@ -453,7 +453,18 @@ fn conclude(
     }
 
     let files_ok = v.status("files") == Status::Pass;
-    if opts.sqlite && files_ok {
+    // A pre-restore copy of a damaged database is kept as it was: its files are checked, its
+    // database is not (it is known not to pass).
+    let damaged = v
+        .manifest
+        .as_ref()
+        .filter(|m| m.mode == crate::archive::Mode::PreRestore)
+        .and_then(|m| m.damaged.clone());
+    if let Some(d) = &damaged {
+        for n in ["integrity", "foreign_keys", "facts"] {
+            v.set(n, Status::Skip, format!("a damaged database kept as it was before a restore ({d})"));
+        }
+    } else if opts.sqlite && files_ok {
         if let (Some(dir), Some(m)) = (opts.extract_to, v.manifest.clone()) {
             sqlite_checks(&dir.display(sqlite::DB_FILE), &m, v)?;
         }
@@ -466,6 +477,7 @@ fn conclude(
         no_fail
             && ["gzip", "tar", "manifest", "files"].iter().all(|n| v.status(n) == Status::Pass)
             && (!opts.sqlite
+                || damaged.is_some()
                 || ["integrity", "foreign_keys", "facts"].iter().all(|n| v.status(n) == Status::Pass))
     };
     Ok(())

@@ -49,6 +49,10 @@ pub struct RestoreReport {
     /// The pre-restore cold archive of the data that was replaced (`--container`).
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
     pub safety_archive: Option<PathBuf>,
+    /// The replaced database was damaged (what SQLite found): it is kept as it was in the
+    /// pre-restore archive, whose manifest says so too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_damaged: Option<String>,
     /// Entries moved out of the way: SQLite sidecars (`-wal`, `-shm`, `-journal`) of the
     /// replaced files, and anything that stood where a restored file goes.
     #[serde(serialize_with = "super::lossy::paths")]
@@ -323,7 +327,10 @@ fn restore_container(
     }
     let t0 = Instant::now();
     let archive = match pre_restore_archive(args, ctx, f, protect, &mut guard, timeout, target) {
-        Ok(a) => a,
+        Ok((a, damaged)) => {
+            report.replaced_damaged = damaged;
+            a
+        }
         Err(e) => return settle(Err(e), guard.restart().map(drop)),
     };
     let kept = Kept { archive: archive.clone(), dir: None };
@@ -441,8 +448,9 @@ fn came_up(
 
 /// Stop the container (journaled), check that nothing started it again and that no process
 /// has the database open, and keep the data being replaced as a cold pre-restore archive in
-/// `--out` (the databases made whole first). None when there was no database to keep. Checked
-/// again just before the swap.
+/// `--out` (the databases made whole first). None when there was no database to keep; with
+/// what SQLite found when the database was damaged (kept as it is). Checked again just before
+/// the swap.
 fn pre_restore_archive(
     args: &RestoreArgs,
     ctx: &Ctx,
@@ -451,7 +459,7 @@ fn pre_restore_archive(
     guard: &mut StopGuard,
     timeout: i64,
     target: &Target,
-) -> Result<Option<PathBuf>> {
+) -> Result<(Option<PathBuf>, Option<String>)> {
     let (db, dir) = (&target.db(), &target.dir);
     guard.stop(timeout, "kfadmin restore").map_err(|e| unchanged(e, dir))?;
     still_down(guard, db, dir)?;
@@ -474,9 +482,16 @@ fn pre_restore_archive(
             compression: Compression { level: 6, ..Compression::default() },
             nice: 0,
         };
-        Some(make::make(ctx, &spec, protect, &files)?.written.path)
+        let made = make::make(ctx, &spec, protect, &files)?;
+        if let Some(d) = &made.manifest.damaged {
+            ctx.warn(&format!(
+                "the current database is damaged ({d}); it is kept as it is in {}, marked damaged",
+                made.written.path.display()
+            ));
+        }
+        (Some(made.written.path), made.manifest.damaged)
     } else {
-        None
+        (None, None)
     };
     drop(copy);
     // Nothing may have started a server since the stop: the swap would go under it.
@@ -785,6 +800,9 @@ fn human(args: &RestoreArgs, m: &Manifest, target: &Target, report: &RestoreRepo
     if let Some(a) = &report.safety_archive {
         let _ = writeln!(human, "  the data it replaced is kept in {}", a.display());
     }
+    if let Some(d) = &report.replaced_damaged {
+        let _ = writeln!(human, "  the database it replaced was damaged ({d}); it is kept as it was");
+    }
     if let (Some(d), Some(up)) = (report.downtime_ms, &report.up) {
         let _ = writeln!(
             human,
@@ -812,6 +830,7 @@ fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Inst
         files: vec![],
         safety_dir: None,
         safety_archive: None,
+        replaced_damaged: None,
         moved_aside: vec![],
         owner: Owner { uid: 0, gid: 0, mode: 0, from: "manifest" },
         downtime_ms: None,

@@ -945,6 +945,7 @@ mod tests {
             files: vec![file("data/keyfount.db", 0o600), file("data/uploads/a/b.png", 0o640)],
             dirs,
             import: None,
+            damaged: None,
             database: DbFacts {
                 page_size: 4096,
                 page_count: 1,

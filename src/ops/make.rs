@@ -70,8 +70,8 @@ pub fn make_with(
         .filter(|c| c.rel == Path::new(sqlite::DB_FILE))
         .ok_or_else(|| Error::failed(format!("no {} among the staged files", sqlite::DB_FILE)))?;
     // The quick_check and the facts (SQLite, one core) beside the checksums (the other).
-    let (database, entries) = std::thread::scope(|scope| {
-        let check = scope.spawn(|| check_database(&db.staged, &spec.source));
+    let ((database, damaged), entries) = std::thread::scope(|scope| {
+        let check = scope.spawn(|| check_database(&db.staged, &spec.source, spec.mode));
         let entries = hash_files(n, &files);
         let database = check.join().unwrap_or_else(|_| Err(Error::failed("the database check stopped")));
         Ok::<_, Error>((database?, entries?))
@@ -103,6 +103,7 @@ pub fn make_with(
         dirs,
         database,
         import,
+        damaged,
     };
     let paths: Vec<PathBuf> = files.iter().map(|c| c.staged.clone()).collect();
     let file_name =
@@ -137,19 +138,50 @@ fn hash_files(n: &dyn Notice, files: &[&Copied]) -> Result<Vec<FileEntry>> {
     Ok(entries)
 }
 
-/// `PRAGMA quick_check` and the facts of a staged copy.
-fn check_database(db: &Path, source: &Source) -> Result<sqlite::DbFacts> {
-    let conn = sqlite::open_immutable(db)?;
-    let problems = sqlite::check(&conn, false).or_else(stopped_on_damage)?;
-    if !problems.is_empty() {
-        return Err(Error::verification(format!(
-            "the copy of {} fails PRAGMA quick_check: {}",
-            source.path,
-            problems.join("; ")
-        ))
-        .hint("the database itself is damaged: check it with `sqlite3 keyfount.db 'PRAGMA integrity_check'` and keep your older backups"));
+/// `PRAGMA quick_check` and the facts of a staged copy. A damaged database fails a backup; a
+/// pre-restore copy keeps it as it is (damage is the most common reason to restore), with what
+/// was found (the second value) and the facts that could be read.
+fn check_database(db: &Path, source: &Source, mode: Mode) -> Result<(sqlite::DbFacts, Option<String>)> {
+    let checked = sqlite::open_immutable(db).and_then(|conn| {
+        let problems = sqlite::check(&conn, false).or_else(stopped_on_damage)?;
+        if problems.is_empty() {
+            return Ok(Ok(sqlite::facts(&conn, db)?));
+        }
+        Ok(Err((first_problems(&problems), sqlite::facts(&conn, db).ok())))
+    });
+    let (problem, facts) = match (checked, mode) {
+        (Ok(Ok(facts)), _) => return Ok((facts, None)),
+        (Ok(Err(damage)), Mode::PreRestore) => damage,
+        (Err(e), Mode::PreRestore) => (e.chain(), None),
+        (Err(e), _) => return Err(e),
+        (Ok(Err((problem, _))), _) => {
+            return Err(Error::verification(format!(
+                "the copy of {} fails PRAGMA quick_check: {problem}",
+                source.path
+            ))
+            .hint("the database itself is damaged: check it with `sqlite3 keyfount.db 'PRAGMA integrity_check'` and keep your older backups"))
+        }
+    };
+    let facts = facts.unwrap_or_else(|| sqlite::DbFacts {
+        page_size: 0,
+        page_count: 0,
+        journal_mode: sqlite::Journal::Wal,
+        user_version: 0,
+        schema_version: None,
+        tables: Default::default(),
+    });
+    Ok((facts, Some(problem)))
+}
+
+/// What a check found, short enough for a report: the first three problems.
+fn first_problems(problems: &[String]) -> String {
+    let lines: Vec<&str> =
+        problems.iter().flat_map(|p| p.lines()).filter(|l| !l.starts_with("***")).collect();
+    let mut s = lines.iter().take(3).copied().collect::<Vec<_>>().join("; ");
+    if lines.len() > 3 {
+        s.push_str(&format!("; and {} more", lines.len() - 3));
     }
-    sqlite::facts(&conn, db)
+    s
 }
 
 /// A quick_check that stops on a damaged page (SQLite answers "malformed" instead of listing

@@ -135,6 +135,7 @@ fn make_base() -> Base {
         dirs: vec![],
         database,
         import: None,
+        damaged: None,
     };
     let identity = age::x25519::Identity::generate();
     let out = dir.path().join("out");

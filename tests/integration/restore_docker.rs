@@ -65,3 +65,47 @@ fn a_rollback_killed_half_way_is_finished_before_the_container_starts() {
         check_db(&c.host_data().join("keyfount.db"), 20);
     }
 }
+
+/// Damage is the most common reason to restore: a container whose database has 16 corrupted
+/// pages, then one whose header is zeroed, is restored (exit 0); the damaged database is kept
+/// as it was, byte for byte, in the pre-restore archive, whose manifest and the report say it
+/// is damaged; `verify` of that archive checks its files and says why it skips the database.
+#[test]
+fn a_damaged_database_is_replaced_and_kept_as_it_was() {
+    use sha2::{Digest, Sha256};
+    use std::io::{Seek, SeekFrom, Write};
+    let env = Env::new();
+    let c = Kf::start(&env, "damaged", Spec { rate: 100, ..Spec::default() });
+    c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 20);
+    let archive = backup(&c.host_data().join("keyfount.db"), &env.path("good"));
+    let backed_up = archive["database"]["tables"]["audit_log"].as_i64().unwrap();
+    let archive = archive["archive"].as_str().unwrap().to_string();
+    c.stop();
+    let db = c.host_data().join("keyfount.db");
+    let out = env.path("backups");
+    for (what, at, len) in [("16 corrupted pages", 2 * 4096, 16 * 4096), ("a zeroed header", 0, 100)] {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&vec![if at == 0 { 0 } else { 0xA5 }; len]).unwrap();
+        drop(f);
+        let damaged = format!("{:x}", Sha256::digest(std::fs::read(&db).unwrap()));
+        let r = kf_fault(
+            &env,
+            "",
+            &["restore", &archive, "--container", &c.name, "--out", out.to_str().unwrap(), "--yes", "--json"],
+        );
+        r.ok();
+        let j = r.json();
+        assert!(j["replaced_damaged"].is_string(), "{what}: the report says the data was damaged: {j}");
+        assert_eq!(check_db(&db, 0)["last_seq"].as_i64().unwrap(), backed_up, "{what}");
+        let kept = j["safety_archive"].as_str().unwrap();
+        let v = kfadmin(["verify", kept, "--json"]);
+        v.ok();
+        let m = Command::new("tar").args(["-xzOf", kept, "kfadmin-manifest.json"]).output().unwrap();
+        let m: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
+        assert!(m["damaged"].is_string(), "{what}: the manifest says it is damaged: {m}");
+        let file = m["files"].as_array().unwrap().iter().find(|f| f["path"] == "data/keyfount.db").unwrap();
+        assert_eq!(file["sha256"].as_str().unwrap(), damaged, "{what}: kept as it was");
+        assert!(v.stdout.contains("damaged database kept as it was"), "{}", v.stdout);
+    }
+}
