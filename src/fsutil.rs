@@ -264,8 +264,13 @@ fn copy_tree(
         if b.starts_with(b".kfadmin-") || (b.ends_with(b"-shm") && meta.kind == safedir::Kind::File) {
             continue;
         }
-        let wal = b.ends_with(b"-wal") && meta.kind == safedir::Kind::File;
-        let journal = b.ends_with(b"-journal") && meta.kind == safedir::Kind::File;
+        // Only a database's own sidecars: `notes-wal` with no database `notes` is a file.
+        let sidecar = match meta.kind {
+            safedir::Kind::File => crate::sqlite::sidecar_of_database(from, &name)?,
+            _ => None,
+        };
+        let wal = sidecar.as_ref().is_some_and(|s| s.1);
+        let journal = sidecar.as_ref().is_some_and(|s| !s.1);
         if wal && meta.size > 0 || journal && crate::sqlite::journal_is_hot(&path)? {
             return Err(Error::failed(format!(
                 "{} holds {} that were not folded into its database",

@@ -571,6 +571,30 @@ fn open_stopped(db: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// `(database name, is a WAL)` when `name` in `d` is SQLite's `-wal` or `-journal` of a
+/// database beside it: `<base>-wal` or `<base>-journal` where `<base>` is a regular file that
+/// starts with SQLite's header. An ordinary file named like `travel-journal` or `notes-wal` is
+/// none (nothing is read through a link).
+pub fn sidecar_of_database(
+    d: &crate::safedir::Dir,
+    name: &std::ffi::OsStr,
+) -> Result<Option<(PathBuf, bool)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
+    let (base, is_wal) = match (bytes.strip_suffix(b"-wal"), bytes.strip_suffix(b"-journal")) {
+        (Some(b), _) => (b, true),
+        (_, Some(b)) => (b, false),
+        _ => return Ok(None),
+    };
+    let base = std::ffi::OsStr::from_bytes(base);
+    if base.is_empty() || !d.meta(base)?.is_some_and(|m| m.kind == crate::safedir::Kind::File) {
+        return Ok(None);
+    }
+    let mut head = [0u8; 16];
+    let n = read_up_to(&mut d.open_file(base)?, &mut head).ctx("cannot read", &d.display(base))?;
+    Ok((n == 16 && &head == HEADER).then(|| (PathBuf::from(base), is_wal)))
+}
+
 /// Whether a rollback journal is hot (a crash left a transaction half-written into the
 /// database; SQLite rolls it back on the next open, into whatever file has the database's
 /// name): it has content and its header is not zeroed (`journal_mode=PERSIST` zeroes it).
@@ -647,21 +671,13 @@ fn make_whole_in(d: &crate::safedir::Dir, rel: &Path, done: &mut Vec<MadeWhole>)
             make_whole_in(&d.open_dir(&name)?, &rel.join(&name), done)?;
             continue;
         }
-        let (base, is_wal) = match (bytes.strip_suffix(b"-wal"), bytes.strip_suffix(b"-journal")) {
-            (Some(b), _) if meta.size > 0 => (b, true),
-            (_, Some(b)) if journal_is_hot(&d.display(&name))? => (b, false),
+        let Some((base, is_wal)) = sidecar_of_database(d, &name)? else { continue };
+        match is_wal {
+            true if meta.size > 0 => {}
+            false if journal_is_hot(&d.display(&name))? => {}
             _ => continue,
-        };
-        let base = std::ffi::OsStr::from_bytes(base);
-        if !d.meta(base)?.is_some_and(|m| m.kind == Kind::File) {
-            return Err(Error::failed(format!(
-                "{} holds {} but there is no database {} beside it",
-                d.display(&name).display(),
-                if is_wal { "WAL frames" } else { "a hot rollback journal" },
-                d.display(base).display()
-            ))
-            .hint("it is not kfadmin's to delete: move it out of the data directory, then run the cold backup again"));
         }
+        let base = base.as_os_str();
         let path = d.display(base);
         let mut m = MadeWhole { path: rel.join(base), wal_frames_folded: 0, journal_rolled_back: false };
         if is_wal {

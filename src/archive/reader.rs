@@ -845,13 +845,17 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
         if f.path.ends_with("-shm") {
             return Some(format!("the manifest lists {}; a -shm file is never archived", f.path));
         }
-        if f.path.ends_with("-wal") && f.size > 0 {
+        // Only a listed database's sidecars are SQLite's: `attachments/travel-journal` is a file.
+        let beside_a_db = |suffix: &str| {
+            f.path.strip_suffix(suffix).is_some_and(|base| m.files.iter().any(|g| g.path == base))
+        };
+        if beside_a_db("-wal") && f.size > 0 {
             return Some(format!(
                 "the manifest lists a non-empty {}; a backup never carries WAL frames",
                 f.path
             ));
         }
-        if f.path.ends_with("-journal") && f.size > 0 {
+        if beside_a_db("-journal") && f.size > 0 {
             return Some(format!(
                 "the manifest lists a non-empty {}: a hot rollback journal, which SQLite would roll back into the database on its next open; a backup never carries one",
                 f.path

@@ -109,3 +109,36 @@ fn a_damaged_database_is_replaced_and_kept_as_it_was() {
         assert!(v.stdout.contains("damaged database kept as it was"), "{}", v.stdout);
     }
 }
+
+/// Only `<database>-journal` beside a database is SQLite's: an attachment named
+/// `travel-journal` is an ordinary file, kept in the pre-restore archive and left in place.
+#[test]
+fn a_file_named_like_a_journal_is_an_ordinary_file() {
+    let env = Env::new();
+    let c = Kf::start(&env, "journalname", Spec { rate: 50, ..Spec::default() });
+    c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 10);
+    let archive = backup(&c.host_data().join("keyfount.db"), &env.path("good"))["archive"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let att = c.host_data().join("attachments");
+    std::fs::create_dir_all(&att).unwrap();
+    std::fs::write(att.join("travel-journal"), b"Day 1: Lisbon. Day 2: Porto.\n").unwrap();
+    std::fs::write(att.join("notes-wal"), b"not SQLite's\n").unwrap();
+    let out = env.path("backups");
+    let r = kf_fault(
+        &env,
+        "",
+        &["restore", &archive, "--container", &c.name, "--out", out.to_str().unwrap(), "--yes", "--json"],
+    );
+    r.ok();
+    assert!(c.running());
+    assert_eq!(std::fs::read(att.join("travel-journal")).unwrap(), b"Day 1: Lisbon. Day 2: Porto.\n");
+    let kept = r.json()["safety_archive"].as_str().unwrap().to_string();
+    let m = Command::new("tar").args(["-xzOf", &kept, "kfadmin-manifest.json"]).output().unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
+    let paths: Vec<&str> =
+        m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert!(paths.contains(&"data/attachments/travel-journal"), "{paths:?}");
+    assert!(paths.contains(&"data/attachments/notes-wal"), "{paths:?}");
+}
