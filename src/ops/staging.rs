@@ -155,16 +155,24 @@ pub fn sweep(parent: &Dir, prefix: &str, legacy: bool) -> Vec<(PathBuf, String)>
     failed
 }
 
+/// The lock goes last, held while everything else goes: a sweep killed half-way leaves a
+/// directory that the next sweep still tells for dead (a directory without its lock is taken
+/// for one being made).
 fn remove_if_dead(parent: &Dir, name: &OsStr, legacy: bool) -> Result<()> {
     let dir = parent.open_dir(name)?;
-    let alive = match dir.open_file(OsStr::new(LOCK)) {
-        Ok(f) => rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).is_err(),
+    let lock = dir.open_file(OsStr::new(LOCK));
+    let alive = match &lock {
+        Ok(f) => rustix::fs::flock(f, FlockOperation::NonBlockingLockExclusive).is_err(),
         Err(_) => !legacy,
     };
     if alive {
         return Ok(());
     }
-    drop(dir);
+    for n in dir.entries()?.iter().filter(|n| n.as_bytes() != LOCK.as_bytes()) {
+        dir.remove_all(n)?;
+        crate::fault::point("sweep.removed-one")?;
+    }
+    drop((dir, lock));
     parent.remove_all(name)
 }
 

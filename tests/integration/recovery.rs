@@ -134,3 +134,20 @@ fn a_recovery_killed_half_way_is_finished_by_the_next_run() {
     r.ok();
     assert!(!r.stderr.contains("killed half-way"), "{}", r.stderr);
 }
+
+/// A sweep of a dead run's staging directory (the decrypted, verified copy of a restore) killed
+/// half-way: the next run still tells the directory for a dead run's and removes it.
+#[test]
+fn a_sweep_killed_half_way_is_finished_by_the_next_run() {
+    let k = Killed::new();
+    let r = k.run("restore.verified:kill", &k.restore_args());
+    assert_eq!(r.code, -1, "killed: {}", r.stderr);
+    let staging = k.env.path("state/staging");
+    let left = ls(&staging);
+    assert_eq!(left.len(), 1, "the killed run's staging: {left:?}");
+    assert!(ls(&staging.join(&left[0])).len() >= 2, "a lock and the staged files");
+    let r = k.run("sweep.removed-one:kill", &k.list());
+    assert_eq!(r.code, -1, "the sweep was killed: {}", r.stderr);
+    k.run("", &k.list()).ok();
+    assert!(ls(&staging).is_empty(), "left: {:?}", ls(&staging));
+}
