@@ -502,6 +502,10 @@ pub struct PruneArgs {
     /// Keep the N newest pre-restore safety copies of each name (they are never counted as backups)
     #[arg(long, value_name = "N", env = "KFADMIN_KEEP_PRE_RESTORE", default_value_t = 3)]
     pub keep_pre_restore: u32,
+    /// Keep every pre-restore safety copy younger than this too, however many there are
+    /// (the first one may be the only copy of the data from before an incident; 0s: count only)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_PRE_RESTORE_WITHIN", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub keep_pre_restore_within: std::time::Duration,
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
     #[arg(long, env = "KFADMIN_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,

@@ -32,6 +32,8 @@ pub const NO_RULE: &str = "no rule keeps it";
 pub const FUTURE: &str = "dated in the future: not counted, not removed; check the clocks";
 /// Why a pre-restore safety copy stays (`--keep-pre-restore`).
 pub const PRE_RESTORE: &str = "pre-restore";
+/// Why a pre-restore safety copy stays (`--keep-pre-restore-within`).
+pub const PRE_RESTORE_YOUNG: &str = "pre-restore, younger than the minimum age";
 
 /// How many archives each rule keeps; 0 turns a rule off. `last` to `monthly` apply to
 /// backups; `pre_restore` keeps the newest pre-restore safety copies, which are never backups.
@@ -42,6 +44,8 @@ pub struct Policy {
     pub weekly: u32,
     pub monthly: u32,
     pub pre_restore: u32,
+    /// Every pre-restore safety copy younger than this (seconds) stays too.
+    pub pre_restore_min_age_s: u64,
 }
 
 impl Policy {
@@ -174,15 +178,18 @@ pub fn decide(group: &[(u64, Standing)], policy: &Policy) -> Vec<Decision> {
 
 /// Pre-restore safety copies, newest first: the newest `keep` that verify stay, as do those
 /// that no rule may count; the others go.
-pub fn decide_safety_copies(group: &[(u64, Standing)], keep: u32) -> Vec<Decision> {
+pub fn decide_safety_copies(group: &[(u64, Standing)], keep: u32, min_age_s: u64, now: u64) -> Vec<Decision> {
     let mut left = keep;
     group
         .iter()
-        .map(|&(_, standing)| match standing.exempt() {
+        .map(|&(created, standing)| match standing.exempt() {
             Some(d) => d,
             None if left > 0 => {
                 left -= 1;
                 Decision { keep: true, reasons: vec![PRE_RESTORE] }
+            }
+            None if now.saturating_sub(created) < min_age_s => {
+                Decision { keep: true, reasons: vec![PRE_RESTORE_YOUNG] }
             }
             None => Decision { keep: false, reasons: vec![NO_RULE] },
         })
@@ -280,6 +287,7 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         weekly: args.keep_weekly.unwrap_or(0),
         monthly: args.keep_monthly.unwrap_or(0),
         pre_restore: args.keep_pre_restore,
+        pre_restore_min_age_s: args.keep_pre_restore_within.as_secs(),
     };
     if policy.is_empty() {
         return Err(Error::usage("no retention rule given: prune removes nothing without one").hint(
@@ -354,7 +362,9 @@ fn plan(
             members.iter().map(|&i| (entries[i].created_unix, standing(i))).collect();
         let decisions = match kind {
             ArchiveKind::Backup => decide(&input, policy),
-            ArchiveKind::SafetyCopy => decide_safety_copies(&input, policy.pre_restore),
+            ArchiveKind::SafetyCopy => {
+                decide_safety_copies(&input, policy.pre_restore, policy.pre_restore_min_age_s, now)
+            }
         };
         for (&i, d) in members.iter().zip(decisions) {
             let e = &entries[i];
@@ -633,8 +643,9 @@ mod tests {
             (at(2026, 11, 3, 10), Standing::Good),
             (at(2026, 11, 2, 10), Standing::Good),
         ];
-        let keep: Vec<Vec<&str>> = decide_safety_copies(&group, 2).into_iter().map(|d| d.reasons).collect();
+        let keep: Vec<Vec<&str>> =
+            decide_safety_copies(&group, 2, 0, 0).into_iter().map(|d| d.reasons).collect();
         assert_eq!(keep, [vec![PRE_RESTORE], vec![BAD], vec![PRE_RESTORE], vec![NO_RULE]]);
-        assert!(decide_safety_copies(&group, 0).iter().all(|d| !d.keep || d.reasons == [BAD]));
+        assert!(decide_safety_copies(&group, 0, 0, 0).iter().all(|d| !d.keep || d.reasons == [BAD]));
     }
 }

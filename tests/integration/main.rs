@@ -26,4 +26,5 @@ mod recovery;
 mod restore;
 mod restore_docker;
 mod s3;
+mod safety_copies;
 mod terminal;
