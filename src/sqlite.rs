@@ -590,9 +590,15 @@ pub fn sidecar_of_database(
     if base.is_empty() || !d.meta(base)?.is_some_and(|m| m.kind == crate::safedir::Kind::File) {
         return Ok(None);
     }
+    Ok(is_database(d, base)?.then(|| (PathBuf::from(base), is_wal)))
+}
+
+/// Whether the regular file `name` in `d` starts with SQLite's header (read through the
+/// directory's descriptor, never through a link).
+pub fn is_database(d: &crate::safedir::Dir, name: &std::ffi::OsStr) -> Result<bool> {
     let mut head = [0u8; 16];
-    let n = read_up_to(&mut d.open_file(base)?, &mut head).ctx("cannot read", &d.display(base))?;
-    Ok((n == 16 && &head == HEADER).then(|| (PathBuf::from(base), is_wal)))
+    let n = read_up_to(&mut d.open_file(name)?, &mut head).ctx("cannot read", &d.display(name))?;
+    Ok(n == 16 && &head == HEADER)
 }
 
 /// Whether a rollback journal is hot (a crash left a transaction half-written into the

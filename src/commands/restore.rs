@@ -78,11 +78,15 @@ struct Target {
     data: Dir,
     /// The data directory did not exist: it was created, and goes again if the restore stops.
     created: bool,
+    /// Every database the restore replaces (keyfount.db and any other): no process may have
+    /// one open when the files are swapped.
+    dbs: Vec<PathBuf>,
 }
 
 impl Target {
-    fn db(&self) -> PathBuf {
-        self.dir.join(DB_FILE)
+    /// Refused (exit 2) while a process has any database being replaced open.
+    fn refuse_if_in_use(&self) -> Result<()> {
+        self.dbs.iter().try_for_each(|db| refuse_if_in_use(db))
     }
 }
 
@@ -91,7 +95,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     check_input(&args, ctx)?;
     let (found, dir) = resolve_target(&args)?;
     let _locks = super::restore_locks(&args, ctx, found.as_ref(), &dir)?;
-    let target = open_target(found, dir)?;
+    let mut target = open_target(found, dir)?;
     let mut guard = DirGuard { dir: target.created.then(|| target.dir.clone()) };
     // A remote archive is downloaded into a private directory (never beside the data) and
     // verified there in full, against its sidecar, like a local one.
@@ -131,6 +135,10 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     }
     let owners = Owners::new(Some(&target.data), &manifest)?;
     let mut plan = Plan::new(&target.data, &manifest, &owners, safety_name(&target.data)?)?;
+    target.dbs.extend(plan.databases(&target.data)?.into_iter().map(|r| target.dir.join(r)));
+    if target.found.is_none() {
+        target.refuse_if_in_use()?;
+    }
     let text = plan_text(&args, &manifest, &target, &plan, owners.db);
     let mut report = failed_report(&args, &target.dir, verdict, started);
     report.ok = true;
@@ -261,7 +269,8 @@ fn open_target(found: Option<Found>, dir: PathBuf) -> Result<Target> {
         std::fs::DirBuilder::new().mode(0o700).create(&dir).ctx("cannot create the data directory", &dir)?;
     }
     let data = Dir::open(&dir)?;
-    Ok(Target { found, dir, data, created })
+    let dbs = vec![dir.join(DB_FILE)];
+    Ok(Target { found, dir, data, created, dbs })
 }
 
 fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> {
@@ -289,7 +298,7 @@ fn swap_dir(
     journal: &mut Journal,
     report: &mut RestoreReport,
 ) -> Result<()> {
-    refuse_if_in_use(&target.db())?;
+    target.refuse_if_in_use()?;
     let swapped = Swap::apply(&target.data, from, plan, journal)?;
     if let Err(e) = crate::fault::point("restore.swapped").and_then(|()| target.data.sync()) {
         return Err(swapped.undo(&target.data, e, journal));
@@ -460,9 +469,9 @@ fn pre_restore_archive(
     timeout: i64,
     target: &Target,
 ) -> Result<(Option<PathBuf>, Option<String>)> {
-    let (db, dir) = (&target.db(), &target.dir);
+    let dir = &target.dir;
     guard.stop(timeout, "kfadmin restore").map_err(|e| unchanged(e, dir))?;
-    still_down(guard, db, dir)?;
+    still_down(guard, target)?;
     crate::fault::point("restore.stopped")?;
     sqlite::make_whole(dir)?;
     let copy = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
@@ -496,16 +505,17 @@ fn pre_restore_archive(
     drop(copy);
     // Nothing may have started a server since the stop: the swap would go under it.
     crate::fault::pause("before-swap");
-    still_down(guard, db, dir)?;
+    still_down(guard, target)?;
     Ok(archive)
 }
 
 /// The container is still down on the run kfadmin's stop ended (or, not running, as found),
 /// and no process holds the database open. Errors say that nothing was changed.
-fn still_down(guard: &StopGuard, db: &Path, dir: &Path) -> Result<()> {
+fn still_down(guard: &StopGuard, target: &Target) -> Result<()> {
+    let dir = &target.dir;
     guard.ensure_stopped().map_err(|e| unchanged(e, dir))?;
     // A server that was starting while the container was checked holds the database: say who.
-    refuse_if_in_use(db).map_err(|e| unchanged(guard.ensure_stopped().err().unwrap_or(e), dir))
+    target.refuse_if_in_use().map_err(|e| unchanged(guard.ensure_stopped().err().unwrap_or(e), dir))
 }
 
 /// An error before the swap: the data directory is as it was.

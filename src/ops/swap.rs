@@ -235,6 +235,21 @@ impl Plan {
         staging.sync_filesystem()
     }
 
+    /// The replaced files that are SQLite databases now (they start with SQLite's header), each
+    /// once, relative to the data directory: a process may hold any of them open.
+    pub fn databases(&self, data: &Dir) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        for f in self.files.iter().filter(|f| f.replaces) {
+            let (parent, name) = split(&f.rel)?;
+            let Some(dir) = existing_dir(data, parent)? else { continue };
+            if dir.meta(name)?.is_some_and(|m| m.kind == Kind::File) && sqlite::is_database(&dir, name)? {
+                out.push(f.rel.clone());
+            }
+        }
+        out.retain(|r| r != Path::new(DB_FILE));
+        Ok(out)
+    }
+
     /// Whether the swap keeps anything (a safety directory is made).
     pub fn keeps_anything(&self) -> bool {
         !self.aside.is_empty() || self.files.iter().any(|f| f.replaces)

@@ -143,3 +143,40 @@ fn restore_without_a_terminal_needs_yes() {
     restore(report["archive"].as_str().unwrap(), &data, &[]).code(2).stderr_has("--yes");
     assert_eq!(snapshot_tree(&data), before);
 }
+
+/// An archive that restores a second database (`other.db`) while a process writes it: refused
+/// like the main one (exit 2, nothing changed), not swapped in under the writer.
+#[test]
+fn restore_refuses_while_any_restored_database_is_open() {
+    let env = Env::new();
+    let src = env.data_dir("src", 1);
+    let other_src = env.data_dir("other-src", 1);
+    std::fs::copy(other_src.join("keyfount.db"), src.join("other.db")).unwrap();
+    let tarball = env.path("old.tar.gz");
+    let st = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&src)
+        .args(["keyfount.db", "other.db"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r =
+        kfadmin(["import", tarball.to_str().unwrap(), "--out", env.path("b").to_str().unwrap(), "--json"]);
+    r.ok();
+    let archive = r.json()["archive"].as_str().unwrap().to_string();
+    let data = env.data_dir("data", 1);
+    let other = env.data_dir("other", 1);
+    std::fs::rename(other.join("keyfount.db"), data.join("other.db")).unwrap();
+    let writer = env.start_writer(&data.join("other.db"), 100, false);
+    writer.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 5);
+    let before = snapshot_tree(&data);
+    let r = restore(&archive, &data, &["--yes"]);
+    r.code(2).stderr_has("is open in process").stderr_has(&writer.pid().to_string()).stderr_has("other.db");
+    let st = writer.stop();
+    let now: std::collections::BTreeMap<_, _> =
+        snapshot_tree(&data).into_iter().filter(|(k, _)| k == "keyfount.db").collect();
+    assert_eq!(now.get("keyfount.db"), before.get("keyfount.db"), "nothing replaced");
+    check_db(&data.join("other.db"), st["last_seq"].as_i64().unwrap());
+}
