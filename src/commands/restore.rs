@@ -304,6 +304,23 @@ fn swap_dir(
         return Err(swapped.undo(&target.data, e, journal));
     }
     journal.finish();
+    // A server started during the swap has the replaced database (or the restored one) open,
+    // and its files beside the restored one: putting things back under it would not help.
+    let intruders = swapped.intruders(&target.data)?;
+    if !intruders.is_empty() {
+        return Err(Error::new(
+            Kind::ContainerState,
+            format!(
+                "a process used the database while the restored files were swapped into {}: {}",
+                target.dir.display(),
+                intruders.join("; ")
+            ),
+        )
+        .hint(format!(
+            "act now: stop that server, move the files that appeared beside the restored database out of the data directory, and run the restore again; the replaced files are kept in {}",
+            target.data.display(&plan.safety).display()
+        )));
+    }
     report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
     if swapped.kept_anything() {
         report.safety_dir = Some(target.data.display(&plan.safety));

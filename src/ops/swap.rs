@@ -448,6 +448,40 @@ impl Swap {
         from.rename_new(name, &data.walk(parent, None)?, name)
     }
 
+    /// What shows that a process used a database during the swap: one holds a restored
+    /// database or a replaced one open, or SQLite files appeared beside a restored database that
+    /// the restore did not place (a server's `-wal` of the replaced database would corrupt the
+    /// restored one on its next open). Empty when there is none.
+    pub fn intruders(&self, data: &Dir) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for (rel, _, _) in &self.placed {
+            let (parent, name) = split(rel)?;
+            let here = data.walk(parent, None)?;
+            if here.meta(name)?.is_none_or(|m| m.kind != Kind::File) || !sqlite::is_database(&here, name)? {
+                continue;
+            }
+            for suffix in sqlite::SIDECAR_SUFFIXES {
+                let side = with_suffix(name, suffix);
+                if here.meta(&side)?.is_some() && !self.placed.iter().any(|p| p.0 == parent.join(&side)) {
+                    found.push(format!(
+                        "{} appeared beside the restored database",
+                        here.display(&side).display()
+                    ));
+                }
+            }
+            let mut paths = vec![here.display(name)];
+            if self.kept.iter().any(|k| matches!(k, Kept::Linked(r) if r == rel)) {
+                paths.push(self.safety.path().join(rel));
+            }
+            for p in paths {
+                if let Some(h) = sqlite::in_use(&p)? {
+                    found.push(format!("process {} has {} open", h.pid, h.file.display()));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The entries that were moved out of the way (relative to the data directory).
     pub fn moved_aside(&self) -> Vec<PathBuf> {
         self.kept

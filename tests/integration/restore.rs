@@ -180,3 +180,30 @@ fn restore_refuses_while_any_restored_database_is_open() {
     assert_eq!(now.get("keyfount.db"), before.get("keyfount.db"), "nothing replaced");
     check_db(&data.join("other.db"), st["last_seq"].as_i64().unwrap());
 }
+
+/// A server started in the middle of a `--data-dir` swap (after the old files were kept, before
+/// the restored ones were moved in) keeps the replaced database open and leaves its `-wal`
+/// beside the restored one: the restore fails loudly (exit 4, naming the process), never
+/// "Restored".
+#[test]
+fn a_server_started_during_the_swap_is_caught_after_it() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let db = data.join("keyfount.db");
+    let archive = backup(&db, &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let mut run = Paused::spawn(
+        &env,
+        "swap-kept",
+        &["restore", &archive, "--data-dir", data.to_str().unwrap(), "--yes"],
+    );
+    run.expect("swap-kept");
+    let writer = env.start_writer(&db, 100, false);
+    writer.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 5);
+    run.go("swap-kept");
+    let r = run.finish();
+    r.code(4)
+        .stderr_has("used the database while the restored files were swapped")
+        .stderr_has(&writer.pid().to_string());
+    assert!(!r.stdout.contains("Restored"), "{}", r.stdout);
+    drop(writer);
+}
