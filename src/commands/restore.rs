@@ -66,6 +66,10 @@ pub struct RestoreReport {
     pub duration_ms: u64,
     #[serde(serialize_with = "super::lossy::verdict")]
     pub verification: Verdict,
+    /// The command that undoes this restore (a finished one): restore the pre-restore archive
+    /// (`--container`), or copy the kept files back (`--data-dir`, with the server stopped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo: Option<String>,
     /// What went differently than planned without failing the restore.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -168,6 +172,7 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     }
     guard.dir = None;
     report.restored = true;
+    report.undo = undo_command(&report);
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(Outcome::new(0, human(&args, &manifest, &target, &report), &report))
 }
@@ -273,21 +278,47 @@ fn open_target(found: Option<Found>, dir: PathBuf) -> Result<Target> {
     Ok(Target { found, dir, data, created, dbs })
 }
 
+/// Show the plan (also with `--yes`: the log then records what was replaced) and ask.
 fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> {
+    ctx.note(plan);
     if args.confirm.yes {
         return Ok(());
     }
-    ctx.note(plan);
-    let yes = dialoguer::Confirm::new()
-        .with_prompt(format!("Replace Keyfount's data in {}?", dir.display()))
-        .default(false)
-        .interact_on(&dialoguer::console::Term::stderr())
-        .map_err(|e| Error::failed("cannot read the answer").source(e))?;
-    if yes {
+    if ask(&format!("Replace Keyfount's data in {}?", dir.display()))? {
         Ok(())
     } else {
         Err(Error::failed("restore cancelled; nothing was changed"))
     }
+}
+
+/// Ask a question on the terminal: true only for `y` or `yes` and Enter. Keys typed before the
+/// question appeared are thrown away (the terminal's input queue is flushed), so a key pressed
+/// early never answers it. Ctrl-C at the question is an interruption (exit 130).
+fn ask(question: &str) -> Result<bool> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let mut err = std::io::stderr();
+    let _ = rustix::termios::tcflush(&stdin, rustix::termios::QueueSelector::IFlush);
+    // The cursor shown (a progress bar may have hidden it) where the answer goes.
+    let _ = write!(err, "\x1b[?25h{question} Type y or yes and press Enter [y/N]: ");
+    let _ = err.flush();
+    let wait = rustix::event::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+    loop {
+        if let Err(e) = crate::error::check_interrupt() {
+            // On a new line, with the cursor shown.
+            let _ = write!(err, "\x1b[?25h\n");
+            return Err(e);
+        }
+        let mut fds = [rustix::event::PollFd::new(&stdin, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&wait)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => break,
+            Err(e) => return Err(Error::failed("cannot read the answer").source(std::io::Error::from(e))),
+        }
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).map_err(|e| Error::failed("cannot read the answer").source(e))?;
+    Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
 /// `--data-dir`: swap, and keep what was replaced in the safety directory.
@@ -841,7 +872,20 @@ fn human(args: &RestoreArgs, m: &Manifest, target: &Target, report: &RestoreRepo
         let _ = writeln!(human, "  the replaced files are kept in {}", s.display());
         let _ = writeln!(human, "  remove that directory once the server runs well on the restored data");
     }
+    if let Some(u) = &report.undo {
+        let _ = writeln!(human, "  to undo it: {u}");
+    }
     human
+}
+
+/// The exact command that puts back what a finished restore replaced.
+fn undo_command(r: &RestoreReport) -> Option<String> {
+    let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    match (&r.container, &r.safety_archive, &r.safety_dir) {
+        (Some(c), Some(a), _) => Some(format!("kfadmin restore {} --container {}", q(a), q(Path::new(c)))),
+        (None, _, Some(s)) => Some(format!("(with the server stopped) cp -a {}/. {}/", q(s), q(&r.data_dir))),
+        _ => None,
+    }
 }
 
 /// The report of a restore that did not get past verification (the others start from it).
@@ -858,6 +902,7 @@ fn failed_report(args: &RestoreArgs, dir: &Path, verdict: Verdict, started: Inst
         safety_dir: None,
         safety_archive: None,
         replaced_damaged: None,
+        undo: None,
         moved_aside: vec![],
         owner: Owner { uid: 0, gid: 0, mode: 0, from: "manifest" },
         downtime_ms: None,

@@ -207,3 +207,30 @@ fn a_server_started_during_the_swap_is_caught_after_it() {
     assert!(!r.stdout.contains("Restored"), "{}", r.stdout);
     drop(writer);
 }
+
+/// `--yes` still prints the plan (on stderr: a log records what was replaced), and a finished
+/// restore ends with the exact command that undoes it; run, it puts the old data back.
+#[test]
+fn a_finished_restore_names_the_command_that_undoes_it() {
+    let env = Env::new();
+    let src = env.data_dir("src", 1);
+    let archive = backup(&src.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let data = env.data_dir("data", 2);
+    let old = snapshot_tree(&data);
+    let r = restore(&archive, &data, &["--yes"]);
+    r.ok().stderr_has("Restore plan").stderr_has("replace");
+    let undo = r
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("to undo it: "))
+        .expect("an undo line")
+        .to_string();
+    let cmd = undo.strip_prefix("(with the server stopped) ").unwrap();
+    let st = std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(st.success(), "{cmd}");
+    let now: std::collections::BTreeMap<String, String> =
+        snapshot_tree(&data).into_iter().filter(|(k, _)| !k.starts_with(".kfadmin-")).collect();
+    assert_eq!(now, old, "{cmd}");
+    let j = restore(&archive, &data, &["--yes", "--json"]);
+    assert!(j.json()["undo"].as_str().unwrap().contains("cp -a"));
+}

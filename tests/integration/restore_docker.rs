@@ -135,6 +135,8 @@ fn a_file_named_like_a_journal_is_an_ordinary_file() {
     assert!(c.running());
     assert_eq!(std::fs::read(att.join("travel-journal")).unwrap(), b"Day 1: Lisbon. Day 2: Porto.\n");
     let kept = r.json()["safety_archive"].as_str().unwrap().to_string();
+    // The exact command that undoes it.
+    assert_eq!(r.json()["undo"], format!("kfadmin restore '{kept}' --container '{}'", c.name));
     let m = Command::new("tar").args(["-xzOf", &kept, "kfadmin-manifest.json"]).output().unwrap();
     let m: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
     let paths: Vec<&str> =

@@ -132,7 +132,7 @@ fn progress_bars_on_a_terminal_and_the_restore_prompt() {
         s.contains("Restore plan") && s.contains("replace"),
         "the plan is shown before the question:\n{s}"
     );
-    t.keys(&["n"]);
+    t.keys(&["n", "Enter"]);
     let s = t.wait_for("EXIT=", Duration::from_secs(30));
     assert!(s.contains("EXIT=1") && s.contains("cancelled"), "{s}");
     assert_eq!(snapshot_tree(&target), before);
@@ -141,7 +141,7 @@ fn progress_bars_on_a_terminal_and_the_restore_prompt() {
     // Answering "y" restores.
     let t = Tmux::start(&cmd);
     t.wait_for("[y/N]", Duration::from_secs(60));
-    t.keys(&["y"]);
+    t.keys(&["y", "Enter"]);
     let s = t.wait_for("EXIT=", Duration::from_secs(60));
     assert!(s.contains("EXIT=0") && s.contains("Restored"), "{s}");
     check_db(&target.join("keyfount.db"), 0);
@@ -221,7 +221,50 @@ fn no_progress_on_a_terminal_still_shows_the_plan_above_the_prompt() {
     let plan = s.find("Restore plan").unwrap_or_else(|| panic!("no plan above the prompt:\n{s}"));
     assert!(plan < s.find("[y/N]").unwrap(), "{s}");
     assert!(s.contains("Verifying") && s.contains("replace"), "{s}");
-    t.keys(&["n"]);
+    t.keys(&["n", "Enter"]);
     t.wait_for("EXIT=1", Duration::from_secs(30));
     assert_eq!(snapshot_tree(&target), before);
+}
+
+/// The restore question takes `y` or `yes` and Enter, never a single key, and never a key typed
+/// before it appeared; Ctrl-C at it exits 130 with the cursor visible.
+#[test]
+fn the_restore_question_needs_yes_and_enter_and_ignores_type_ahead() {
+    let env = Env::new();
+    let data = env.data_dir("data", 8);
+    let archive = backup(&data.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let target = env.data_dir("target", 1);
+    let before = snapshot_tree(&target);
+    let cmd = format!(
+        "{} restore {} --data-dir {}; echo EXIT=$?",
+        sh_quote(&kfadmin_bin()),
+        sh_quote(Path::new(&archive)),
+        sh_quote(&target)
+    );
+    let t = Tmux::start(&cmd);
+    // Typed while the archive is verified, before the question: thrown away.
+    t.keys(&["y", "Enter"]);
+    t.wait_for("[y/N]", Duration::from_secs(60));
+    // A single key is no answer.
+    t.keys(&["y"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let s = t.screen();
+    assert!(!s.contains("EXIT="), "answered without Enter, or by a key typed before the question:\n{s}");
+    assert_eq!(snapshot_tree(&target), before);
+    t.keys(&["Enter"]);
+    let s = t.wait_for("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0") && s.contains("Restored"), "{s}");
+    drop(t);
+
+    // The shell outlives the Ctrl-C (it only reports the exit code).
+    let t = Tmux::start(&format!("trap : INT; {cmd}; sleep 60"));
+    t.wait_for("[y/N]", Duration::from_secs(60));
+    let restored = snapshot_tree(&target);
+    t.keys(&["C-c"]);
+    let s = t.wait_for("EXIT=", Duration::from_secs(30));
+    assert!(s.contains("EXIT=130"), "{s}");
+    let cursor =
+        Command::new("tmux").args(["-L", &t.socket, "display", "-p", "#{cursor_flag}"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&cursor.stdout).trim(), "1", "the cursor is visible");
+    assert_eq!(snapshot_tree(&target), restored);
 }
