@@ -306,7 +306,7 @@ fn ask(question: &str) -> Result<bool> {
     loop {
         if let Err(e) = crate::error::check_interrupt() {
             // On a new line, with the cursor shown.
-            let _ = write!(err, "\x1b[?25h\n");
+            let _ = writeln!(err, "\x1b[?25h");
             return Err(e);
         }
         let mut fds = [rustix::event::PollFd::new(&stdin, rustix::event::PollFlags::IN)];
