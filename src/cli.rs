@@ -362,6 +362,11 @@ pub struct RestoreArgs {
     /// Keep the restored data even if the container does not come up on it
     #[arg(long, env = "KFADMIN_NO_ROLLBACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_rollback: bool,
+    /// Restore even when the plan warns that the archive may be the wrong one (another
+    /// container's, no Keyfount schema, less than half the size of the current database);
+    /// needed with --yes, where there is no second question to answer
+    #[arg(long, env = "KFADMIN_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub force: bool,
     #[command(flatten)]
     pub decrypt: DecryptArgs,
     #[command(flatten)]

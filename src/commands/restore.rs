@@ -143,18 +143,24 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if target.found.is_none() {
         target.refuse_if_in_use()?;
     }
-    let text = plan_text(&args, &manifest, &target, &plan, owners.db);
+    let doubts = wrong_archive(&manifest, &target);
+    let mut text = plan_text(&args, &manifest, &target, &plan, owners.db);
+    for (d, _) in &doubts {
+        let _ = writeln!(text, "  WARNING  {d}");
+    }
     let mut report = failed_report(&args, &target.dir, verdict, started);
     report.ok = true;
     report.backup_created = Some(manifest.created.clone());
     report.files = plan.files.iter().map(|f| target.dir.join(&f.rel)).collect();
     report.owner = owners.db;
     report.container = target.found.as_ref().map(|f| f.container.name.clone());
+    report.warnings.extend(doubts.iter().map(|(d, _)| d.clone()));
     if args.confirm.dry_run {
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(Outcome::new(0, format!("{text}Dry run: nothing was changed.\n"), &report));
     }
     confirm(&args, ctx, &text, &target.dir)?;
+    confirm_doubts(&args, &doubts)?;
     let mut journal = Journal::begin(&target.data, &plan)?;
     let local = swap::place(&private, &target.data, &mut plan)?;
     let from = local.as_ref().map(Staging::dir).unwrap_or(private.dir());
@@ -285,6 +291,61 @@ fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> 
         return Ok(());
     }
     if ask(&format!("Replace Keyfount's data in {}?", dir.display()))? {
+        Ok(())
+    } else {
+        Err(Error::failed("restore cancelled; nothing was changed"))
+    }
+}
+
+/// Why the archive may be the wrong one for this target: (what, whether `--yes` alone is not
+/// enough to go on). Another container's backup, no Keyfount schema, a database that would
+/// shrink by more than half; a `--data-dir` backup of another path is only said.
+fn wrong_archive(m: &Manifest, target: &Target) -> Vec<(String, bool)> {
+    let mut doubts = Vec::new();
+    let db = target.dir.join(DB_FILE);
+    match (&target.found, &m.source.container) {
+        (Some(f), Some(c)) if c.name != f.container.name => {
+            doubts.push((format!("the backup is of container {}, not of {}", c.name, f.container.name), true))
+        }
+        (None, _) if Path::new(&m.source.path) != db => {
+            doubts.push((format!("the backup is of {}, not of {}", m.source.path, db.display()), false))
+        }
+        _ => {}
+    }
+    if !m.database.tables.contains_key("schema_migrations") {
+        doubts
+            .push(("the backup's database has no Keyfount schema (no schema_migrations table)".into(), true));
+    }
+    let now = std::fs::symlink_metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let new = m.database.page_size * m.database.page_count;
+    if new.saturating_mul(2) < now {
+        doubts.push((
+            format!(
+                "the database would shrink by more than half: {} now, {} in the backup",
+                super::human_bytes(now),
+                super::human_bytes(new)
+            ),
+            true,
+        ));
+    }
+    doubts
+}
+
+/// The plan warned that the archive may be the wrong one: a second, explicit answer on the
+/// terminal, or `--force` with `--yes`.
+fn confirm_doubts(args: &RestoreArgs, doubts: &[(String, bool)]) -> Result<()> {
+    if args.force || doubts.is_empty() || (args.confirm.yes && !doubts.iter().any(|d| d.1)) {
+        return Ok(());
+    }
+    if args.confirm.yes {
+        let what: Vec<&str> = doubts.iter().filter(|d| d.1).map(|d| d.0.as_str()).collect();
+        return Err(Error::usage(format!(
+            "this archive may not be the one to restore here: {}; nothing was changed",
+            what.join("; ")
+        ))
+        .hint("check the archive (`kfadmin list`, `kfadmin verify`); pass --force with --yes to restore it anyway"));
+    }
+    if ask("The plan warns that this archive may be the wrong one (see WARNING above). Restore it anyway?")? {
         Ok(())
     } else {
         Err(Error::failed("restore cancelled; nothing was changed"))

@@ -390,6 +390,7 @@ fn a_restore_the_container_cannot_start_on_is_rolled_back() {
             "--out",
             out.to_str().unwrap(),
             "--yes",
+            "--force",
             "--settle",
             "3",
         ],

@@ -234,3 +234,28 @@ fn a_finished_restore_names_the_command_that_undoes_it() {
     let j = restore(&archive, &data, &["--yes", "--json"]);
     assert!(j.json()["undo"].as_str().unwrap().contains("cp -a"));
 }
+
+/// A backup of another database (2 rows, no Keyfount schema) against a live 8 MiB one: the
+/// plan warns, `--yes` alone refuses (exit 2, nothing changed), `--yes --force` restores.
+#[test]
+fn the_wrong_archive_is_not_restored_without_force() {
+    let env = Env::new();
+    let other = env.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let conn = rusqlite::Connection::open(other.join("keyfount.db")).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE notes(x); INSERT INTO notes VALUES (1), (2);")
+        .unwrap();
+    drop(conn);
+    let archive = backup(&other.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let data = env.data_dir("data", 8);
+    let before = snapshot_tree(&data);
+    let r = restore(&archive, &data, &["--dry-run"]);
+    r.ok().stdout_has("WARNING").stdout_has("no Keyfount schema").stdout_has("shrink by more than half");
+    let r = restore(&archive, &data, &["--yes"]);
+    r.code(2).stderr_has("may not be the one").stderr_has("--force");
+    assert_eq!(snapshot_tree(&data), before);
+    let r = restore(&archive, &data, &["--yes", "--force", "--json"]);
+    r.ok();
+    let w = r.json()["warnings"].to_string();
+    assert!(w.contains("no Keyfount schema"), "{w}");
+}

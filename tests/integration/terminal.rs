@@ -268,3 +268,28 @@ fn the_restore_question_needs_yes_and_enter_and_ignores_type_ahead() {
     assert_eq!(String::from_utf8_lossy(&cursor.stdout).trim(), "1", "the cursor is visible");
     assert_eq!(snapshot_tree(&target), restored);
 }
+
+/// A plan that warns about the archive asks a second, explicit question: "no" there changes
+/// nothing.
+#[test]
+fn a_warned_restore_asks_a_second_question() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let archive = backup(&data.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let target = env.data_dir("target", 4);
+    let before = snapshot_tree(&target);
+    let t = Tmux::start(&format!(
+        "{} restore {} --data-dir {}; echo EXIT=$?",
+        sh_quote(&kfadmin_bin()),
+        sh_quote(Path::new(&archive)),
+        sh_quote(&target)
+    ));
+    let s = t.wait_for("[y/N]", Duration::from_secs(60));
+    assert!(s.contains("WARNING") && s.contains("shrink by more than half"), "{s}");
+    t.keys(&["yes", "Enter"]);
+    t.wait_for("Restore it anyway?", Duration::from_secs(30));
+    t.keys(&["n", "Enter"]);
+    let s = t.wait_for("EXIT=", Duration::from_secs(30));
+    assert!(s.contains("EXIT=1") && s.contains("cancelled"), "{s}");
+    assert_eq!(snapshot_tree(&target), before);
+}
