@@ -49,6 +49,7 @@ fn a_rollback_killed_half_way_is_finished_before_the_container_starts() {
                 "--out",
                 out.to_str().unwrap(),
                 "--yes",
+                "--force",
                 "--settle",
                 "2",
             ],
