@@ -271,20 +271,33 @@ impl SidecarOwners {
         SidecarOwners { db: db.to_path_buf(), existed }
     }
 
+    /// Through descriptors opened without following a link: a sidecar swapped for a link
+    /// after it was looked at never passes its owner or mode to what the link points at.
     pub fn restore(&self) -> Result<()> {
-        let Ok(meta) = std::fs::metadata(&self.db) else { return Ok(()) };
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let Ok(meta) = std::fs::symlink_metadata(&self.db) else { return Ok(()) };
+        if !meta.is_file() {
+            return Ok(());
+        }
         for (path, existed) in sidecars(&self.db).iter().zip(self.existed) {
-            let Ok(side) = path.symlink_metadata() else { continue };
-            if existed || !side.is_file() {
+            if existed {
+                continue;
+            }
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path);
+            let Ok(file) = opened else { continue };
+            let side = file.metadata().ctx("cannot read", path)?;
+            if !side.is_file() {
                 continue;
             }
             if side.uid() != meta.uid() || side.gid() != meta.gid() {
-                std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
+                std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))
                     .ctx("cannot give back the owner of", path)?;
             }
             if side.mode() & 0o777 != meta.mode() & 0o777 {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o777))
+                file.set_permissions(std::fs::Permissions::from_mode(meta.mode() & 0o777))
                     .ctx("cannot set the mode of", path)?;
             }
         }

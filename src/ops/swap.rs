@@ -149,6 +149,16 @@ fn existing_dir(data: &Dir, rel: &Path) -> Result<Option<Dir>> {
 
 impl Plan {
     pub fn new(data: &Dir, m: &Manifest, owners: &Owners, safety: OsString) -> Result<Plan> {
+        // kfadmin's own entries (safety and staging directories) are never restored over.
+        let own = m.files.iter().map(|f| &f.path).chain(m.dirs.iter().map(|d| &d.path)).find(|p| {
+            rel_of(p).components().any(|c| c.as_os_str().as_encoded_bytes().starts_with(b".kfadmin-"))
+        });
+        if let Some(p) = own {
+            return Err(Error::usage(format!(
+                "the archive holds {p}, a name kfadmin keeps for its own safety and staging directories; refusing to restore it"
+            ))
+            .hint("this archive was not written by kfadmin backup from a data directory: check where it comes from"));
+        }
         let mut dir_perms: Vec<(PathBuf, Perm)> =
             m.dirs.iter().map(|d| (rel_of(&d.path), owners.dir(Some(d)))).collect();
         dir_perms.retain(|(d, _)| !d.as_os_str().is_empty());
