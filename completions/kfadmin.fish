@@ -93,6 +93,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l health-timeo
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-rollback -d 'Keep the restored data even if the container does not come up on it'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l force -d 'Restore even when the plan warns that the archive may be the wrong one (another container\'s, no Keyfount schema, less than half the size of the current database); needed with --yes, where there is no second question to answer'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s y -l yes -d 'Do not ask for confirmation (needed when stdin is not a terminal)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l dry-run -d 'Verify and show the plan, then stop without changing anything'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -117,6 +118,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-daily -d 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-weekly -d 'Keep the newest archive of each of the last N ISO weeks that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-monthly -d 'Keep the newest archive of each of the last N months that have one' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-pre-restore -d 'Keep the N newest pre-restore safety copies of each name (they are never counted as backups)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-pre-restore-within -d 'Keep every pre-restore safety copy younger than this too, however many there are (the first one may be the only copy of the data from before an incident; 0s: count only)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l tmp-dir -d 'Where a remote archive without a sidecar is downloaded for its check (a private directory is made there) [default: the state directory\'s staging/]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l dry-run -d 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'

@@ -331,10 +331,11 @@ fn wrong_archive(m: &Manifest, target: &Target) -> Vec<(String, bool)> {
     doubts
 }
 
-/// The plan warned that the archive may be the wrong one: a second, explicit answer on the
-/// terminal, or `--force` with `--yes`.
+/// The plan warned that the archive may be the wrong one (another container's, no Keyfount
+/// schema, much smaller): a second, explicit answer on the terminal, or `--force` with `--yes`.
 fn confirm_doubts(args: &RestoreArgs, doubts: &[(String, bool)]) -> Result<()> {
-    if args.force || doubts.is_empty() || (args.confirm.yes && !doubts.iter().any(|d| d.1)) {
+    // Only what is worth a second answer (another path for --data-dir is only said).
+    if args.force || !doubts.iter().any(|d| d.1) {
         return Ok(());
     }
     if args.confirm.yes {

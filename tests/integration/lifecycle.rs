@@ -46,7 +46,9 @@ fn refused_archive(env: &Env) -> String {
 }
 
 fn restore_args<'a>(archive: &'a str, c: &'a Kf, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec!["restore", archive, "--container", &c.name, "--out", out.to_str().unwrap(), "--yes"];
+    // --force: some tests restore a deliberately odd archive (the plan warns about it).
+    let mut a =
+        vec!["restore", archive, "--container", &c.name, "--out", out.to_str().unwrap(), "--yes", "--force"];
     a.extend_from_slice(extra);
     a
 }

@@ -109,7 +109,7 @@ fn a_held_lock_waits_then_fails_naming_the_holder_and_dies_with_it() {
     let mut lines = BufReader::new(waiter.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains(&format!("pid {pid}")) && first.contains("waiting up to 5m"), "{first}");
-    t.keys(&["n"]);
+    t.keys(&["n", "Enter"]);
     t.wait_for("EXIT=1", Duration::from_secs(30));
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert!(waiter.wait().unwrap().success(), "the waiting restore failed: {rest:?}");
@@ -159,7 +159,7 @@ fn a_cold_backup_never_stops_a_container_that_a_restore_holds() {
     cold("1s").code(1).stderr_has(&format!("pid {pid} (`kfadmin restore`"));
     assert!(c.running() && c.started_at() == started, "the held container was stopped");
     assert!(ls(&env.path("cold")).iter().all(|n| !n.ends_with(".tar.gz")));
-    t.keys(&["n"]);
+    t.keys(&["n", "Enter"]);
     t.wait_for("EXIT=1", Duration::from_secs(30));
     cold("0").ok();
     assert!(c.running());
