@@ -12,6 +12,7 @@ use crate::progress::Stage;
 
 pub mod awsconfig;
 pub mod s3;
+mod watch;
 
 pub use s3::Remote;
 

@@ -4,8 +4,11 @@
 //! concurrently, aborted on any failure or interrupt), delete.
 //!
 //! Transient errors are retried with backoff by `object_store`, bounded in all by
-//! `KFADMIN_OFFSITE_RETRY` (default 2 min). Ctrl-C and SIGTERM stop any call within a tenth
-//! of a second. No credential is ever formatted into a message.
+//! `KFADMIN_OFFSITE_RETRY` (default 2 min). No request has a total deadline: one fails when no
+//! byte moved for `KFADMIN_OFFSITE_IDLE` (default 60 s, [`super::watch`]), and a download cut
+//! off midway resumes where it stopped (a Range request for the same ETag), so a transfer that
+//! keeps making progress never fails, however slow the link. Ctrl-C and SIGTERM stop any call
+//! within a tenth of a second. No credential is ever formatted into a message.
 
 use std::future::Future;
 use std::io::Read;
@@ -17,7 +20,9 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 
 use super::awsconfig::{self, Settings};
 use super::S3Url;
@@ -28,8 +33,10 @@ use crate::progress::Stage;
 pub const PART: usize = 5 << 20;
 /// Parts in flight at once: six keep a whole backup with `--to` under 64 MiB (docs/benchmarks.md).
 pub const CONCURRENCY: usize = 6;
-/// How long a single request may take before it counts as failed (and is retried).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resumes of a download in a row without a byte between them before it counts as failed.
+const RESUMES: u32 = 5;
 /// How long an abort or a clean-up may take once an upload failed.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,15 +57,39 @@ pub struct Remote {
     settings: Settings,
 }
 
-/// The retry bound of every call: `KFADMIN_OFFSITE_RETRY` (e.g. 30s), default 2 minutes.
-fn retry_timeout() -> Result<Duration> {
-    match std::env::var("KFADMIN_OFFSITE_RETRY") {
-        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim()).map_err(|e| {
-            Error::usage(format!("KFADMIN_OFFSITE_RETRY={v:?} is not a duration: {e}"))
-                .hint("e.g. KFADMIN_OFFSITE_RETRY=2m (how long transient S3 errors are retried)")
-        }),
-        _ => Ok(Duration::from_secs(120)),
+/// A duration from the environment variable `var` (e.g. `30s`), else `default`; `what` says
+/// what it bounds (for the hint of a value that is not a duration).
+fn env_duration(var: &str, default: Duration, what: &str) -> Result<Duration> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => match humantime::parse_duration(v.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => {
+                Err(Error::usage(format!("{var}={v:?} is zero")).hint(format!("e.g. {var}=2m ({what})")))
+            }
+            Err(e) => Err(Error::usage(format!("{var}={v:?} is not a duration: {e}"))
+                .hint(format!("e.g. {var}=2m ({what})"))),
+        },
+        _ => Ok(default),
     }
+}
+
+/// The retry bound of every call: `KFADMIN_OFFSITE_RETRY` (e.g. 30s), default 2 minutes.
+pub fn retry_timeout() -> Result<Duration> {
+    env_duration(
+        "KFADMIN_OFFSITE_RETRY",
+        Duration::from_secs(120),
+        "how long transient S3 errors are retried",
+    )
+}
+
+/// How long no byte may move before a request counts as stalled: `KFADMIN_OFFSITE_IDLE`,
+/// default 60 s.
+pub fn idle_timeout() -> Result<Duration> {
+    env_duration(
+        "KFADMIN_OFFSITE_IDLE",
+        Duration::from_secs(60),
+        "how long a transfer may make no progress before it is retried",
+    )
 }
 
 impl Remote {
@@ -69,16 +100,21 @@ impl Remote {
         // TLS by rustls with ring (reqwest is built without a provider of its own).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let retry_timeout = retry_timeout()?;
+        let idle = idle_timeout()?;
         let retry = RetryConfig { retry_timeout, max_retries: 20, ..RetryConfig::default() };
+        // No total deadline (a slow link is not a failure): the connector's idle timeout.
         let options = ClientOptions::new()
             .with_allow_http(settings.allow_http)
-            .with_timeout(REQUEST_TIMEOUT.min(retry_timeout.max(Duration::from_secs(5))))
-            .with_connect_timeout(Duration::from_secs(10));
+            .with_timeout_disabled()
+            .with_connect_timeout(CONNECT_TIMEOUT);
+        let connector =
+            super::watch::Connector { idle, connect: CONNECT_TIMEOUT, allow_http: settings.allow_http };
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&url.bucket)
             .with_region(&settings.region)
             .with_retry(retry)
             .with_client_options(options)
+            .with_http_connector(connector)
             .with_virtual_hosted_style_request(false)
             // The payload's integrity is TLS's (https) or the loopback's; what the store holds is
             // checked against the sidecar after the upload. Not hashing each part for the
@@ -158,33 +194,73 @@ impl Remote {
         })
     }
 
-    /// A small object in full (a sidecar); None when there is none.
+    /// A small object in full (a sidecar); None when there is none. At most `limit + 1` bytes
+    /// are asked for (a Range request): an object larger than `limit` is an error naming it,
+    /// whatever its size.
     pub fn get_small(&self, name: &str, limit: usize) -> Result<Option<Vec<u8>>> {
         let key = self.key(name);
+        let opts =
+            GetOptions { range: Some(GetRange::Bounded(0..limit as u64 + 1)), ..GetOptions::default() };
         let got = self.block(async {
-            match self.store.get(&key).await {
-                Ok(r) => r.bytes().await.map(Some).map_err(|e| self.error("read", Some(name), e)),
+            match self.store.get_opts(&key, opts).await {
+                Ok(r) => {
+                    let size = r.meta.size;
+                    r.bytes().await.map(|b| Some((b, size))).map_err(|e| self.error("read", Some(name), e))
+                }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
+                // An empty object has no byte 0 to start a range at.
+                Err(e) if e.to_string().contains("InvalidRange") => Ok(Some((Bytes::new(), 0))),
                 Err(e) => Err(self.error("read", Some(name), e)),
             }
         })?;
         match got {
-            Some(b) if b.len() > limit => Err(Error::failed(format!(
-                "{} is {} bytes, more than a .sha256 sidecar can be",
+            Some((_, size)) if size > limit as u64 => Err(Error::failed(format!(
+                "{} is {size} bytes, more than a .sha256 sidecar can be",
                 self.url.object(name),
-                b.len()
             ))),
-            other => Ok(other.map(|b| b.to_vec())),
+            other => Ok(other.map(|(b, _)| b.to_vec())),
         }
     }
 
-    /// A reader over the object, streamed (only what is read is transferred).
+    /// A reader over the object, streamed (only what is read is transferred). A body cut off
+    /// midway is resumed from where it stopped (a Range request pinned to the same ETag):
+    /// only [`RESUMES`] attempts in a row without a byte between them fail it.
     pub fn reader(&self, name: &str) -> Result<RemoteRead<'_>> {
+        let stream = self.get_from(name, 0, None)?;
+        Ok(RemoteRead {
+            remote: self,
+            name: name.to_string(),
+            stream: stream.0,
+            etag: stream.1,
+            offset: 0,
+            stuck: 0,
+            chunk: Bytes::new(),
+        })
+    }
+
+    /// The object's body from `offset` on (pinned to `etag` when given), and its ETag.
+    fn get_from(
+        &self,
+        name: &str,
+        offset: u64,
+        etag: Option<String>,
+    ) -> Result<(BoxStream<'static, object_store::Result<Bytes>>, Option<String>)> {
         let key = self.key(name);
-        let stream = self.block(async {
-            self.store.get(&key).await.map(|r| r.into_stream()).map_err(|e| self.error("read", Some(name), e))
-        })?;
-        Ok(RemoteRead { remote: self, name: name.to_string(), stream, chunk: Bytes::new() })
+        let opts = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            if_match: etag,
+            ..GetOptions::default()
+        };
+        self.block(async {
+            self.store
+                .get_opts(&key, opts)
+                .await
+                .map(|r| {
+                    let etag = r.meta.e_tag.clone();
+                    (r.into_stream(), etag)
+                })
+                .map_err(|e| self.error("read", Some(name), e))
+        })
     }
 
     /// Stream the object into `to`, counting on `stage`; returns its length.
@@ -427,20 +503,63 @@ pub struct RemoteRead<'a> {
     remote: &'a Remote,
     name: String,
     stream: BoxStream<'static, object_store::Result<Bytes>>,
+    etag: Option<String>,
+    /// Bytes of the body read so far.
+    offset: u64,
+    /// Resumes since the last byte arrived.
+    stuck: u32,
     chunk: Bytes,
+}
+
+impl RemoteRead<'_> {
+    /// The next piece of the body, resuming a cut-off transfer; None at its end.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let next = self.remote.block(async { Ok(self.stream.next().await) })?;
+            match next {
+                None => return Ok(None),
+                Some(Ok(b)) => {
+                    self.offset += b.len() as u64;
+                    if !b.is_empty() {
+                        self.stuck = 0;
+                    }
+                    return Ok(Some(b));
+                }
+                Some(Err(e)) if self.stuck < RESUMES && resumable(&e) => {
+                    self.stuck += 1;
+                    let wait = Duration::from_millis(200 << self.stuck.min(5));
+                    self.remote.block(async {
+                        tokio::time::sleep(wait).await;
+                        Ok(())
+                    })?;
+                    match self.remote.get_from(&self.name, self.offset, self.etag.clone()) {
+                        Ok((s, _)) => self.stream = s,
+                        Err(err) if err.kind == Kind::Interrupted => return Err(err),
+                        // Counted: the next read fails again, or resumes again.
+                        Err(_) => self.stream = futures_util::stream::iter([Err(e)]).boxed(),
+                    }
+                }
+                Some(Err(e)) => return Err(self.remote.error("read", Some(&self.name), e)),
+            }
+        }
+    }
+}
+
+/// Whether a failed body read may be resumed: the connection failed, not the request.
+fn resumable(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+    )
 }
 
 impl Read for RemoteRead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            let next = self.remote.block(async {
-                match self.stream.next().await {
-                    None => Ok(None),
-                    Some(Ok(b)) => Ok(Some(b)),
-                    Some(Err(e)) => Err(self.remote.error("read", Some(&self.name), e)),
-                }
-            });
-            match next {
+            match self.next_chunk() {
                 Ok(Some(b)) => self.chunk = b,
                 Ok(None) => return Ok(0),
                 Err(e) => return Err(std::io::Error::other(e)),
