@@ -18,10 +18,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path as Key;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
 };
 
 use super::awsconfig::{self, Settings};
@@ -37,8 +37,8 @@ pub const CONCURRENCY: usize = 6;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Resumes of a download in a row without a byte between them before it counts as failed.
 const RESUMES: u32 = 5;
-/// How long an abort or a clean-up may take once an upload failed.
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an abort or a clean-up may take once an upload failed (or Ctrl-C was pressed).
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An object directly under the location's prefix.
 #[derive(Debug, Clone)]
@@ -47,6 +47,19 @@ pub struct Object {
     pub bytes: u64,
     /// The ETag and modification time: what changes when the object is replaced.
     pub version: String,
+    pub etag: Option<String>,
+}
+
+/// What [`Remote::delete_own`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Nothing is at the key.
+    Gone,
+    /// Another object than this run's is at the key: left alone.
+    NotOurs,
+    /// Refused or unanswered: the object is still there. Why.
+    Failed(String),
 }
 
 /// A connection to one bucket and prefix.
@@ -115,6 +128,8 @@ impl Remote {
             .with_retry(retry)
             .with_client_options(options)
             .with_http_connector(connector)
+            // Objects are created with If-None-Match: * (never replacing another host's).
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_virtual_hosted_style_request(false)
             // The payload's integrity is TLS's (https) or the loopback's; what the store holds is
             // checked against the sidecar after the upload. Not hashing each part for the
@@ -177,7 +192,7 @@ impl Remote {
             .into_iter()
             .filter_map(|m| {
                 let name = m.location.filename()?.to_string();
-                Some(Object { name, bytes: m.size, version: version(&m) })
+                Some(Object { name, bytes: m.size, version: version(&m), etag: m.e_tag.clone() })
             })
             .collect())
     }
@@ -187,7 +202,12 @@ impl Remote {
         let key = self.key(name);
         self.block(async {
             match self.store.head(&key).await {
-                Ok(m) => Ok(Some(Object { name: name.to_string(), bytes: m.size, version: version(&m) })),
+                Ok(m) => Ok(Some(Object {
+                    name: name.to_string(),
+                    bytes: m.size,
+                    version: version(&m),
+                    etag: m.e_tag.clone(),
+                })),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.error("read", Some(name), e)),
             }
@@ -280,28 +300,39 @@ impl Remote {
         }
     }
 
-    /// Put a small object in one request.
-    pub fn put_small(&self, name: &str, data: Vec<u8>) -> Result<()> {
+    /// Create a small object in one request, only if there is none at its key yet
+    /// (`If-None-Match: *`); returns its ETag. One that is already there is an error saying so.
+    pub fn create_small(&self, name: &str, data: Vec<u8>) -> Result<Option<String>> {
         let key = self.key(name);
         self.block(async {
-            self.store
-                .put(&key, PutPayload::from(data))
-                .await
-                .map(drop)
-                .map_err(|e| self.error("upload", Some(name), e))
+            match self.store.put_opts(&key, PutPayload::from(data), PutMode::Create.into()).await {
+                Ok(r) => Ok(r.e_tag),
+                Err(object_store::Error::AlreadyExists { .. }) => Err(Error::failed(format!(
+                    "{} already exists; kfadmin never replaces an offsite object",
+                    self.url.object(name)
+                ))
+                .hint("another host writes archives of the same name there: give each host its own prefix or --name")),
+                Err(e) => Err(self.error("upload", Some(name), e)),
+            }
         })
     }
 
     /// Upload the file `from` to `name`: multipart, at most `CONCURRENCY` parts of `PART`
     /// bytes in flight, read as they go. The object appears at its key only when every part is
     /// in; on any failure or interrupt the upload is aborted (no parts left behind, billing).
-    pub fn upload(&self, name: &str, mut from: std::fs::File, stage: &dyn Stage) -> Result<u64> {
+    /// Returns the bytes sent and the object's ETag.
+    pub fn upload(
+        &self,
+        name: &str,
+        mut from: std::fs::File,
+        stage: &dyn Stage,
+    ) -> Result<(u64, Option<String>)> {
         let key = self.key(name);
         let mut upload = self.block(async {
             self.store.put_multipart(&key).await.map_err(|e| self.error("upload", Some(name), e))
         })?;
         let mut parts = tokio::task::JoinSet::new();
-        let sent = self.rt.block_on(async {
+        self.rt.block_on(async {
             let pump = async {
                 let mut sent = 0u64;
                 loop {
@@ -325,8 +356,8 @@ impl Remote {
                 while !parts.is_empty() {
                     self.joined(parts.join_next().await, name)?;
                 }
-                upload.complete().await.map_err(|e| self.error("upload", Some(name), e))?;
-                Ok(sent)
+                let done = upload.complete().await.map_err(|e| self.error("upload", Some(name), e))?;
+                Ok((sent, done.e_tag))
             };
             let result = tokio::select! {
                 r = pump => r,
@@ -334,20 +365,25 @@ impl Remote {
             };
             if result.is_err() {
                 parts.shutdown().await;
-                if let Ok(Err(e)) = tokio::time::timeout(CLEANUP_TIMEOUT, upload.abort()).await {
-                    return result.map_err(|err| {
-                        let hint = format!(
-                            "{}; the unfinished multipart upload could not be aborted ({}): an S3 lifecycle rule AbortIncompleteMultipartUpload removes such leftovers",
-                            err.hint.clone().unwrap_or_default(),
-                            short(&e.to_string())
-                        );
-                        err.hint(hint)
-                    });
-                }
+                let why = match tokio::time::timeout(CLEANUP_TIMEOUT, upload.abort()).await {
+                    Ok(Ok(())) => return result,
+                    Ok(Err(e)) => short(&e.to_string()),
+                    Err(_) => format!("no answer in {}", humantime::format_duration(CLEANUP_TIMEOUT)),
+                };
+                return result.map_err(|err| {
+                    let hint = format!(
+                        "{}{}the unfinished multipart upload of {} could not be aborted ({why}): `aws s3api list-multipart-uploads --bucket {} --prefix {}` shows it, `aws s3api abort-multipart-upload` removes it, and an S3 lifecycle rule AbortIncompleteMultipartUpload removes such leftovers",
+                        err.hint.clone().unwrap_or_default(),
+                        if err.hint.is_some() { "; " } else { "" },
+                        self.url.object(name),
+                        self.url.bucket,
+                        self.url.key(name),
+                    );
+                    err.hint(hint)
+                });
             }
             result
-        })?;
-        Ok(sent)
+        })
     }
 
     /// One finished part upload.
@@ -372,6 +408,48 @@ impl Remote {
             match self.store.delete(&key).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(self.error("delete", Some(name), e)),
+            }
+        })
+    }
+
+    /// Delete `name` if it is still the object this run wrote (its ETag is `etag`), even after
+    /// Ctrl-C (a clean-up is not cut short; it takes at most [`CLEANUP_TIMEOUT`]).
+    pub fn delete_own(&self, name: &str, etag: Option<&str>) -> Removal {
+        let key = self.key(name);
+        let run = async {
+            let now = match self.store.head(&key).await {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => return Removal::Gone,
+                Err(e) => return Removal::Failed(self.error("read", Some(name), e).chain()),
+            };
+            if etag.is_none() || now.e_tag.as_deref() != etag {
+                return Removal::NotOurs;
+            }
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Removal::Removed,
+                Err(e) => Removal::Failed(self.error("delete", Some(name), e).chain()),
+            }
+        };
+        self.rt.block_on(async {
+            tokio::time::timeout(CLEANUP_TIMEOUT, run).await.unwrap_or_else(|_| {
+                Removal::Failed(format!(
+                    "no answer in {} while removing {}",
+                    humantime::format_duration(CLEANUP_TIMEOUT),
+                    self.url.object(name)
+                ))
+            })
+        })
+    }
+
+    /// Whether `name` is in the bucket now (None: the store did not say, in [`CLEANUP_TIMEOUT`],
+    /// even after Ctrl-C).
+    pub fn exists_now(&self, name: &str) -> Option<bool> {
+        let key = self.key(name);
+        self.rt.block_on(async {
+            match tokio::time::timeout(CLEANUP_TIMEOUT, self.store.head(&key)).await {
+                Ok(Ok(_)) => Some(true),
+                Ok(Err(object_store::Error::NotFound { .. })) => Some(false),
+                _ => None,
             }
         })
     }

@@ -87,7 +87,7 @@ impl Net {
     }
 
     /// Do `act` to the next `times` requests whose method is `method` ("" for any) and whose
-    /// path contains `path_has`.
+    /// request line after the method (`/bucket/key?query HTTP/1.1`) contains `path_has`.
     pub fn rule(&self, method: &str, path_has: &str, act: Act, times: u32) -> &Net {
         self.shared.rules.lock().unwrap().push(Rule {
             method: method.to_string(),
@@ -143,10 +143,9 @@ fn hold(shared: &Shared) {
 fn take_rule(shared: &Shared, line: &str) -> Option<Act> {
     let mut rules = shared.rules.lock().unwrap();
     let (method, rest) = line.split_once(' ')?;
-    let path = rest.split(' ').next().unwrap_or("");
     let r = rules
         .iter_mut()
-        .find(|r| r.left > 0 && (r.method.is_empty() || r.method == method) && path.contains(&r.path_has))?;
+        .find(|r| r.left > 0 && (r.method.is_empty() || r.method == method) && rest.contains(&r.path_has))?;
     r.left -= 1;
     Some(r.act.clone())
 }

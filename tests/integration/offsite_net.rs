@@ -80,3 +80,169 @@ fn a_download_cut_or_stalled_midway_resumes_where_it_stopped() {
     let v = kf_s3(&env, &net.endpoint(), &QUICK, &["verify", &url]);
     v.code(1).stderr_has("no data moved");
 }
+
+#[test]
+fn a_read_back_that_times_out_keeps_the_good_copy_and_says_so() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("readback");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let net = Net::start(moto.port);
+    // Every GET of the whole archive (the read-back) stalls at once.
+    net.rule("GET", "-online.tar.gz HTTP", Act::StallAfter(0), 100);
+    let to = format!("s3://{bucket}/rb");
+    let r = backup_to(&env, &net.endpoint(), &QUICK, &db, &to, &["--verify-offsite"]);
+    r.code(1);
+    let j = r.json();
+    let name = archive_name(&j);
+    assert_eq!(j["offsite"][0]["ok"], false);
+    let hint = j["offsite"][0]["hint"].as_str().unwrap();
+    assert!(hint.contains("left in place, unchecked") && hint.contains("kfadmin verify"), "{hint}");
+    // Both objects are still there, and the copy is good.
+    let mut keys = moto.keys(&bucket, "rb/");
+    keys.sort();
+    assert_eq!(keys, [format!("rb/{name}"), format!("rb/{name}.sha256")]);
+    kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("{to}/{name}")]).ok();
+}
+
+#[test]
+fn ctrl_c_after_the_upload_completed_removes_archive_and_sidecar_and_says_so() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("intr");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/i");
+    let r =
+        backup_to(&env, &moto.endpoint(), &[("KFADMIN_TEST_FAULT", "offsite.uploaded:int")], &db, &to, &[]);
+    r.code(130).stderr_has("nothing of this copy is left in the bucket");
+    assert!(moto.keys(&bucket, "").is_empty(), "{:?}", moto.keys(&bucket, ""));
+    assert!(moto.pending_uploads(&bucket).is_empty());
+    assert!(
+        !r.stderr.contains("was cleaned up") || r.stderr.contains("nothing of this copy"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn refused_deletes_are_reported_as_what_is_left_in_the_bucket() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("nodel");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let net = Net::start(moto.port);
+    // A write-only key: every delete is refused (one object, or several in one POST).
+    net.rule("DELETE", "", Act::Status(403, "AccessDenied"), 1000).rule(
+        "POST",
+        "?delete",
+        Act::Status(403, "AccessDenied"),
+        1000,
+    );
+    let to = format!("s3://{bucket}/w");
+    let r =
+        backup_to(&env, &net.endpoint(), &[("KFADMIN_TEST_FAULT", "offsite.uploaded:fail")], &db, &to, &[]);
+    r.code(1);
+    let j = r.json();
+    let name = archive_name(&j);
+    let error = j["offsite"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("left in the bucket") && error.contains("AccessDenied"),
+        "{error}\n{:?}",
+        net.requests()
+    );
+    assert!(error.contains(&format!("{to}/{name} (not removed")), "{error}");
+    assert!(!r.stderr.contains("was removed"), "{}", r.stderr);
+    let mut keys = moto.keys(&bucket, "w/");
+    keys.sort();
+    assert_eq!(keys, [format!("w/{name}"), format!("w/{name}.sha256")], "what the report says is there");
+}
+
+#[test]
+fn two_hosts_with_one_name_in_one_second_never_both_succeed() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("race");
+    let (db1, db2) = (env.data_dir("d1", 1).join("keyfount.db"), env.data_dir("d2", 1).join("keyfount.db"));
+    let net = Net::start(moto.port);
+    net.rate(512 << 10);
+    let to = format!("s3://{bucket}/same");
+    for attempt in 0..3 {
+        // Both start just after a second begins, so their archives have the same name.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1050 - u64::from(now.subsec_millis())));
+        // Two hosts: each its own repository and state directory (no shared lock).
+        let spawn = |db: &Path, host: &str| {
+            let out = env.path(&format!("{host}{attempt}"));
+            let state = env.path(&format!("state-{host}"));
+            let args = [
+                "backup",
+                "--online",
+                "--db",
+                s(db),
+                "-r",
+                s(&out),
+                "--to",
+                &to,
+                "--plaintext-offsite",
+                "--json",
+            ];
+            let extra = [QUICK[0], QUICK[1], ("KFADMIN_STATE_DIR", s(&state))];
+            kf_s3_cmd(&env, &net.endpoint(), &extra, &args)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(&db1, "a"), spawn(&db2, "b"));
+        let runs: Vec<serde_json::Value> = [a, b]
+            .into_iter()
+            .map(|c| serde_json::from_slice(&c.wait_with_output().unwrap().stdout).unwrap())
+            .collect();
+        if archive_name(&runs[0]) != archive_name(&runs[1]) {
+            eprintln!("attempt {attempt}: {} and {}", archive_name(&runs[0]), archive_name(&runs[1]));
+            continue;
+        }
+        let name = archive_name(&runs[0]);
+        let ok: Vec<&serde_json::Value> = runs.iter().filter(|j| j["offsite"][0]["ok"] == true).collect();
+        assert!(ok.len() <= 1, "both reported success: {runs:?}");
+        // What the bucket holds is whole: the winner's archive with the winner's sidecar.
+        let held = moto.get(&bucket, &format!("same/{name}.sha256"));
+        if let Some(winner) = ok.first() {
+            let sha = winner["sha256"].as_str().unwrap();
+            assert!(held.as_deref().is_some_and(|h| h.starts_with(sha)), "{held:?} vs {sha}");
+            kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("{to}/{name}")]).ok();
+        }
+        let loser = runs.iter().find(|j| j["offsite"][0]["ok"] != true).unwrap();
+        assert!(loser["offsite"][0]["error"].as_str().unwrap().contains("already exists"), "{loser}");
+        return;
+    }
+    panic!("three attempts and the two backups never got the same name");
+}
+
+#[test]
+fn ctrl_c_on_a_hung_endpoint_names_the_unfinished_upload() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("hang");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let net = Net::start(moto.port);
+    let to = format!("s3://{bucket}/h");
+    // Parts and the abort hang: only the multipart upload's creation gets through.
+    net.rule("PUT", "partNumber", Act::Hang, 100).rule("DELETE", "uploadId", Act::Hang, 100);
+    let out = env.path("out");
+    let args = ["backup", "--online", "--db", s(&db), "-r", s(&out), "--to", &to, "--plaintext-offsite"];
+    let long = [("KFADMIN_OFFSITE_IDLE", "60s"), ("KFADMIN_OFFSITE_RETRY", "60s")];
+    let child = kf_s3_cmd(&env, &net.endpoint(), &long, &args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while net.count("PUT", "partNumber") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no part upload began: {:?}", net.requests());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let r: Run = child.wait_with_output().unwrap().into();
+    r.code(130).stderr_has("list-multipart-uploads").stderr_has(&format!("--bucket {bucket}"));
+}

@@ -316,6 +316,13 @@ fn serve(mut client: TcpStream, moto: &Moto, mode: Parts, seen: &AtomicU32) {
 /// kfadmin with the test's credentials, endpoint and state directory, and `extra` on top;
 /// every output is checked for the credentials.
 pub fn kf_s3(env: &Env, endpoint: &str, extra: &[(&str, &str)], args: &[&str]) -> Run {
+    let r: Run = kf_s3_cmd(env, endpoint, extra, args).output().expect("kfadmin runs").into();
+    assert_no_credentials(&r, &[KEY_ID, SECRET, TOKEN]);
+    r
+}
+
+/// The command `kf_s3` runs (for a test that signals it midway).
+pub fn kf_s3_cmd(env: &Env, endpoint: &str, extra: &[(&str, &str)], args: &[&str]) -> Command {
     let state = env.path("state");
     let mut cmd = Command::new(kfadmin_bin());
     cmd.args(args)
@@ -332,9 +339,7 @@ pub fn kf_s3(env: &Env, endpoint: &str, extra: &[(&str, &str)], args: &[&str]) -
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let r: Run = cmd.output().expect("kfadmin runs").into();
-    assert_no_credentials(&r, &[KEY_ID, SECRET, TOKEN]);
-    r
+    cmd
 }
 
 /// None of `secrets` (nor a part of one long enough to matter) is in what kfadmin printed.
