@@ -388,7 +388,12 @@ fn check_all(store: &Store, entries: &[Entry], args: &PruneArgs, ctx: &Ctx) -> R
         let stamp = store.stamp(e)?;
         let remote = store.is_remote().then_some(stage.as_ref());
         let (good, problem) = match store.sidecar_matches(e, remote)? {
-            Some(true) => (true, None),
+            // A matching sidecar proves nothing about a file anyone with write access made:
+            // only what starts as a kfadmin archive of that name counts.
+            Some(true) => match store.structure_problem(e)? {
+                None => (true, None),
+                Some(p) => (false, Some(p)),
+            },
             Some(false) => (false, Some("does not match its .sha256 sidecar".to_string())),
             None => quick_verify(store, e, args, ctx)?,
         };

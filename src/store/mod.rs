@@ -18,6 +18,8 @@ pub use s3::Remote;
 
 /// The most a `.sha256` sidecar can hold (a hash, two spaces, a file name).
 pub const SIDECAR_MAX: usize = 4096;
+/// The most of an archive's start read for its manifest (a manifest of many files is large).
+pub const HEAD_MAX: usize = 4 << 20;
 
 /// `s3://bucket[/prefix]`: a bucket and a prefix without leading or trailing slashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +203,23 @@ impl Store {
                 let (got, _) = crate::fsutil::sha256_reader(r.reader(&e.file_name)?, stage)
                     .map_err(|err| Error::failed(format!("cannot read {}", e.path.display())).source(err))?;
                 Ok(Some(want == got))
+            }
+        }
+    }
+
+    /// Whether the archive's first bytes are what its name says (see
+    /// [`catalog::structure_problem`]); remote: at most [`HEAD_MAX`] bytes are read. In a
+    /// bucket, which other hosts may write to, the manifest must also agree with the name (a
+    /// local repository may hold copies renamed by hand, as the tests' fixtures are).
+    pub fn structure_problem(&self, e: &Entry) -> Result<Option<String>> {
+        match self {
+            Store::Local(_) => {
+                let f = std::fs::File::open(&e.path).ctx("cannot read", &e.path)?;
+                Ok(catalog::structure_problem(e, std::io::BufReader::new(f), false))
+            }
+            Store::S3(r) => {
+                let head = r.get_head(&e.file_name, HEAD_MAX)?;
+                Ok(catalog::structure_problem(e, std::io::Cursor::new(head), true))
             }
         }
     }

@@ -242,6 +242,19 @@ impl Remote {
         }
     }
 
+    /// The first `limit` bytes of an object (all of a smaller one); an absent object is an error.
+    pub fn get_head(&self, name: &str, limit: usize) -> Result<Vec<u8>> {
+        let key = self.key(name);
+        let opts = GetOptions { range: Some(GetRange::Bounded(0..limit as u64)), ..GetOptions::default() };
+        self.block(async {
+            match self.store.get_opts(&key, opts).await {
+                Ok(r) => r.bytes().await.map(|b| b.to_vec()).map_err(|e| self.error("read", Some(name), e)),
+                Err(e) if e.to_string().contains("InvalidRange") => Ok(Vec::new()),
+                Err(e) => Err(self.error("read", Some(name), e)),
+            }
+        })
+    }
+
     /// A reader over the object, streamed (only what is read is transferred). A body cut off
     /// midway is resumed from where it stopped (a Range request pinned to the same ETag):
     /// only [`RESUMES`] attempts in a row without a byte between them fail it.

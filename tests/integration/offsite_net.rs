@@ -246,3 +246,47 @@ fn ctrl_c_on_a_hung_endpoint_names_the_unfinished_upload() {
     let r: Run = child.wait_with_output().unwrap().into();
     r.code(130).stderr_has("list-multipart-uploads").stderr_has(&format!("--bucket {bucket}"));
 }
+
+/// Put `body` at `key` in `bucket` with a matching `.sha256` beside it, as any host with
+/// write access to the prefix can.
+fn plant(moto: &Moto, bucket: &str, key: &str, body: &[u8]) {
+    let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(body));
+    let name = key.rsplit('/').next().unwrap();
+    for (k, b) in
+        [(key.to_string(), body.to_vec()), (format!("{key}.sha256"), format!("{sha}  {name}\n").into_bytes())]
+    {
+        let (st, text) = http(moto.port, "PUT", &format!("/{bucket}/{k}"), &b).unwrap();
+        assert_eq!(st, 200, "{text}");
+    }
+}
+
+#[test]
+fn prune_does_not_count_junk_with_matching_sidecars_as_backups() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("junk");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/p");
+    let mut genuine = Vec::new();
+    for _ in 0..2 {
+        let j = backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json();
+        genuine.push(archive_name(&j));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    // Named as newer backups of the same name (same second, later sequence numbers): random
+    // bytes, random bytes named .age, and the older genuine archive under a newer name.
+    let stamp = genuine[1].trim_start_matches("keyfount-").split('-').next().unwrap().to_string();
+    let junk: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    plant(&moto, &bucket, &format!("p/keyfount-{stamp}-2-online.tar.gz"), &junk);
+    plant(&moto, &bucket, &format!("p/keyfount-{stamp}-3-online.tar.gz.age"), &junk);
+    let old = std::fs::read(env.path("out").join(&genuine[0])).unwrap();
+    plant(&moto, &bucket, &format!("p/keyfount-{stamp}-4-online.tar.gz"), &old);
+    let r = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--json"]);
+    r.ok();
+    assert_eq!(r.json()["removed"], 1, "{}", r.stdout);
+    let keys = moto.keys(&bucket, "p/");
+    // The newest genuine backup is kept, the older one goes; the junk is kept, not counted.
+    assert!(keys.contains(&format!("p/{}", genuine[1])), "{keys:?}");
+    assert!(!keys.contains(&format!("p/{}", genuine[0])), "{keys:?}");
+    r.stderr_has("not a kfadmin archive").stderr_has("age header").stderr_has("its name says");
+}
