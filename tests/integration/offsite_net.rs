@@ -277,10 +277,10 @@ fn prune_does_not_count_junk_with_matching_sidecars_as_backups() {
     // bytes, random bytes named .age, and the older genuine archive under a newer name.
     let stamp = genuine[1].trim_start_matches("keyfount-").split('-').next().unwrap().to_string();
     let junk: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    plant(&moto, &bucket, &format!("p/keyfount-{stamp}-2-online.tar.gz"), &junk);
-    plant(&moto, &bucket, &format!("p/keyfount-{stamp}-3-online.tar.gz.age"), &junk);
+    plant(moto, &bucket, &format!("p/keyfount-{stamp}-2-online.tar.gz"), &junk);
+    plant(moto, &bucket, &format!("p/keyfount-{stamp}-3-online.tar.gz.age"), &junk);
     let old = std::fs::read(env.path("out").join(&genuine[0])).unwrap();
-    plant(&moto, &bucket, &format!("p/keyfount-{stamp}-4-online.tar.gz"), &old);
+    plant(moto, &bucket, &format!("p/keyfount-{stamp}-4-online.tar.gz"), &old);
     let r = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--json"]);
     r.ok();
     assert_eq!(r.json()["removed"], 1, "{}", r.stdout);
