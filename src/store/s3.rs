@@ -215,8 +215,8 @@ impl Remote {
     }
 
     /// A small object in full (a sidecar); None when there is none. At most `limit + 1` bytes
-    /// are asked for (a Range request): an object larger than `limit` is an error naming it,
-    /// whatever its size.
+    /// are asked for (a Range request): an object larger than `limit` is an error of kind
+    /// Verification naming it, whatever its size (a bogus 1 GiB sidecar costs 4 KiB).
     pub fn get_small(&self, name: &str, limit: usize) -> Result<Option<Vec<u8>>> {
         let key = self.key(name);
         let opts =
@@ -234,7 +234,8 @@ impl Remote {
             }
         })?;
         match got {
-            Some((_, size)) if size > limit as u64 => Err(Error::failed(format!(
+            // Not what kfadmin writes: a verdict on that object (exit 3), not a failure to read.
+            Some((_, size)) if size > limit as u64 => Err(Error::verification(format!(
                 "{} is {size} bytes, more than a .sha256 sidecar can be",
                 self.url.object(name),
             ))),

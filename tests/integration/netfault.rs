@@ -45,6 +45,8 @@ struct Shared {
     rate: AtomicU64,
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<String>>,
+    /// Response body bytes passed to clients.
+    sent: AtomicU64,
 }
 
 pub struct Net {
@@ -106,6 +108,11 @@ impl Net {
     /// The request lines seen so far (`GET /bucket/key?… HTTP/1.1`).
     pub fn requests(&self) -> Vec<String> {
         self.shared.log.lock().unwrap().clone()
+    }
+
+    /// Response body bytes passed on so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::SeqCst)
     }
 
     /// How many requests seen so far had `method` and a path containing `path_has`.
@@ -248,6 +255,7 @@ fn serve(mut client: TcpStream, upstream: u16, shared: &Shared) {
         if client.write_all(piece).is_err() {
             return;
         }
+        shared.sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
     }
     if let Some(Act::StallAfter(_)) = act {
         hold(shared);

@@ -290,3 +290,32 @@ fn prune_does_not_count_junk_with_matching_sidecars_as_backups() {
     assert!(!keys.contains(&format!("p/{}", genuine[0])), "{keys:?}");
     r.stderr_has("not a kfadmin archive").stderr_has("age header").stderr_has("its name says");
 }
+
+#[test]
+fn a_huge_bogus_sidecar_costs_a_few_bytes_and_marks_only_its_archive_bad() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("bigsc");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/p");
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        names.push(archive_name(&backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json()));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    // The newest archive's sidecar is replaced by 32 MB.
+    let big = env.path("big");
+    std::fs::write(&big, vec![b'a'; 32 << 20]).unwrap();
+    moto.put(&bucket, &format!("p/{}.sha256", names[1]), &big);
+    let net = Net::start(moto.port);
+    let r =
+        kf_s3(&env, &net.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--dry-run", "--json"]);
+    r.ok().stderr_has("does not match its .sha256 sidecar").stderr_has(&names[1]);
+    let j = r.json();
+    let bad: Vec<&serde_json::Value> =
+        j["archives"].as_array().unwrap().iter().filter(|a| a["good"] == false).collect();
+    assert_eq!(bad.len(), 1, "{j}");
+    assert!(bad[0]["path"].as_str().unwrap().ends_with(&names[1]));
+    // The other archive counts; at most the archives and a few KiB were read, not 32 MB.
+    assert!(net.bytes_sent() < 8 << 20, "{} bytes read", net.bytes_sent());
+}
