@@ -73,6 +73,13 @@ impl S3Url {
         if !prefix.is_empty() && prefix.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
             return Err(bad("the prefix has an empty, '.' or '..' part"));
         }
+        // The S3 client stores such characters percent-encoded (`team~a` lands at `team%7Ea`):
+        // refused, rather than write somewhere other than the URL says.
+        if let Some(c) = prefix.chars().find(|c| !c.is_ascii() || "~%[]{}^`|<>\"*".contains(*c)) {
+            return Err(bad(&format!(
+                "the prefix has {c:?}, which S3 clients store percent-encoded (at another key than the one written): use letters, digits and - _ . / only"
+            )));
+        }
         Ok(S3Url { bucket: bucket.to_string(), prefix: prefix.to_string() })
     }
 
@@ -317,6 +324,10 @@ mod tests {
             "s3://bkt//x",
             "s3://bkt/../x",
             "s3://bkt/a?x",
+            "s3://bkt/team~a/host1",
+            "s3://bkt/50%",
+            "s3://bkt/h\u{e9}",
+            "s3://bkt/a*b",
             "/tmp",
         ] {
             assert!(S3Url::parse(bad).is_err(), "{bad}");

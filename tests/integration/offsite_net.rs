@@ -319,3 +319,29 @@ fn a_huge_bogus_sidecar_costs_a_few_bytes_and_marks_only_its_archive_bad() {
     // The other archive counts; at most the archives and a few KiB were read, not 32 MB.
     assert!(net.bytes_sent() < 8 << 20, "{} bytes read", net.bytes_sent());
 }
+
+#[test]
+fn a_prefix_s3_clients_would_re_encode_is_refused_before_any_work() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("enc");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    for prefix in ["team~a/host1", "p%41", "h\u{e9}te", "a[1]", "x|y"] {
+        let to = format!("s3://{bucket}/{prefix}");
+        let r = backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]);
+        r.code(2).stderr_has("percent-encoded");
+        kf_s3(&env, &moto.endpoint(), &[], &["list", &to]).code(2);
+    }
+    assert!(moto.keys(&bucket, "").is_empty(), "{:?}", moto.keys(&bucket, ""));
+    assert!(!env.path("out").exists() || ls(&env.path("out")).is_empty(), "no backup was made");
+}
+
+#[test]
+fn the_runbook_states_the_part_size_and_concurrency_the_code_uses() {
+    use kfadmin::store::s3::{CONCURRENCY, PART};
+    let runbook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md")).unwrap();
+    let words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"];
+    let said = format!("multipart parts ({} MiB, {} at a time", PART >> 20, words[CONCURRENCY]);
+    let flat = runbook.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(&said), "docs/runbook.md should say {said:?}");
+}
