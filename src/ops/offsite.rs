@@ -54,6 +54,16 @@ pub fn destinations(to: &[String]) -> Result<Vec<S3Url>> {
     Ok(out)
 }
 
+/// Check every destination's settings and reach before any work: the environment and AWS
+/// files (`KFADMIN_OFFSITE_RETRY`, `AWS_PROFILE`, …), the bucket, the credentials, the region.
+/// A bad setting is exit 2 before the snapshot, not an offsite failure after the backup.
+pub fn preflight(dests: &[S3Url]) -> Result<()> {
+    for d in dests {
+        Remote::connect(d)?.probe()?;
+    }
+    Ok(())
+}
+
 /// Upload `written` to `dest` and check it. Err only when interrupted (exit 130): every other
 /// failure is in the result, for the report.
 pub fn upload(dest: &S3Url, written: &Written, verify: bool, n: &dyn Notice) -> Result<Uploaded> {

@@ -197,6 +197,21 @@ impl Remote {
             .collect())
     }
 
+    /// One cheap request that fails as every later one would on a missing bucket, refused
+    /// credentials or a wrong region: a GET of a key kfadmin never writes (a HEAD has no body
+    /// to tell a missing bucket from a missing key; a listing is refused by some servers'
+    /// signature checks). What a backup checks before its snapshot.
+    pub fn probe(&self) -> Result<()> {
+        let key = self.key(".kfadmin-probe");
+        self.block(async {
+            match self.store.get(&key).await {
+                Ok(_) => Ok(()),
+                Err(e @ object_store::Error::NotFound { .. }) if !is_no_bucket(&e.to_string()) => Ok(()),
+                Err(e) => Err(self.error("read", None, e)),
+            }
+        })
+    }
+
     /// The object's size and version; None when there is none.
     pub fn head(&self, name: &str) -> Result<Option<Object>> {
         let key = self.key(name);
@@ -484,7 +499,7 @@ impl Remote {
             .as_ref()
             .map(|c| c.from.clone())
             .unwrap_or_else(|| "the instance role".into());
-        let (kind, hint) = if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
+        let (kind, hint) = if is_no_bucket(&text) {
             (
                 Kind::Usage,
                 format!(
@@ -492,19 +507,37 @@ impl Remote {
                     self.url.bucket, self.url.bucket
                 ),
             )
-        } else if matches!(
-            e,
-            object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
-        ) || [
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-            "AccessDenied",
-            "ExpiredToken",
-            "InvalidToken",
-            "403 Forbidden",
+        } else if [
+            "PermanentRedirect",
+            "AuthorizationHeaderMalformed",
+            "IllegalLocationConstraint",
+            "incorrectly configured region",
         ]
         .iter()
         .any(|c| text.contains(c))
+            || status_in(&text, &["301", "307", "400"])
+        {
+            (
+                Kind::Usage,
+                format!(
+                    "{endpoint} refused the request as malformed or sent it elsewhere (region {}): check AWS_REGION (or the profile's region) is the bucket's region, and AWS_ENDPOINT_URL",
+                    self.settings.region
+                ),
+            )
+        } else if matches!(
+            e,
+            object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
+        ) || status_in(&text, &["403"])
+            || [
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "ExpiredToken",
+                "InvalidToken",
+                "403 Forbidden",
+            ]
+            .iter()
+            .any(|c| text.contains(c))
         {
             (
                 Kind::Usage,
@@ -535,6 +568,23 @@ impl Remote {
             None => Error::failed(format!("cannot {what} {}", self.url.object(name))).source(e),
         }
     }
+}
+
+/// Whether an error's text says the bucket does not exist.
+fn is_no_bucket(text: &str) -> bool {
+    text.contains("NoSuchBucket") || text.contains("bucket does not exist")
+}
+
+/// Whether an error's text carries one of these HTTP statuses (`status 403`, `403 Forbidden`).
+fn status_in(text: &str, codes: &[&str]) -> bool {
+    codes.iter().any(|c| {
+        text.match_indices(c).any(|(i, _)| {
+            let before = text[..i].chars().next_back();
+            let after = text[i + c.len()..].chars().next();
+            before.is_some_and(|b| b == ' ' || b == ':')
+                && after.is_none_or(|a| a == ' ' || a == ')' || a == ',')
+        })
+    })
 }
 
 /// Resolves when Ctrl-C or SIGTERM was received.

@@ -217,8 +217,11 @@ fn serve(mut client: TcpStream, upstream: u16, shared: &Shared) {
     }
     match act {
         Some(Act::Status(code, what)) => {
-            let text =
+            let mut text =
                 format!("<Error><Code>{what}</Code><Message>injected by the test proxy</Message></Error>");
+            if line.starts_with("HEAD ") {
+                text.clear();
+            }
             let resp = format!(
                 "HTTP/1.1 {code} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
                 text.len()

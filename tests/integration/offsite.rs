@@ -233,7 +233,7 @@ fn sigterm_during_an_upload_exits_130_and_aborts_it() {
 }
 
 #[test]
-fn a_missing_bucket_is_named_and_the_local_backup_is_made() {
+fn a_missing_bucket_is_named_before_any_backup_is_made() {
     let env = Env::new();
     let moto = Moto::shared();
     let db = env.data_dir("data", 2).join("keyfount.db");
@@ -245,10 +245,10 @@ fn a_missing_bucket_is_named_and_the_local_backup_is_made() {
         &out,
         &["--to", "s3://kf-no-such-bucket/p", "--plaintext-offsite"],
     );
+    // Found before the snapshot (issue 17 item 13): exit 2, nothing written.
     r.code(2).stderr_has("bucket kf-no-such-bucket does not exist");
-    let j = r.json();
-    assert!(j["offsite"][0]["error"].as_str().unwrap().contains("NoSuchBucket"), "{j}");
-    assert!(Path::new(j["archive"].as_str().unwrap()).is_file());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("NoSuchBucket"), "{}", r.stdout);
+    assert!(!out.exists() || ls(&out).is_empty(), "{:?}", ls(&out));
     kf_s3(&env, &moto.endpoint(), &[], &["list", "s3://kf-no-such-bucket"]).code(2);
 }
 
@@ -294,7 +294,8 @@ fn refused_credentials_name_the_variable_and_good_ones_work() {
     // The test's own keys are unknown to this server.
     let r = backup(&env, &moto.endpoint(), &db, &out, &["--to", &to, "--plaintext-offsite"]);
     r.code(2).stderr_has("AWS_ACCESS_KEY_ID");
-    assert_eq!(r.json()["offsite"][0]["ok"], false);
+    assert_eq!(r.json()["ok"], false);
+    assert!(!out.exists() || ls(&out).is_empty(), "refused before the snapshot: {:?}", ls(&out));
     // The right key with a wrong secret, from a profile: refused, and the profile is named.
     let home = env.path("home");
     std::fs::create_dir_all(home.join(".aws")).unwrap();

@@ -345,3 +345,52 @@ fn the_runbook_states_the_part_size_and_concurrency_the_code_uses() {
     let flat = runbook.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(flat.contains(&said), "docs/runbook.md should say {said:?}");
 }
+
+#[test]
+fn bad_offsite_settings_are_refused_before_the_snapshot() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("pre");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/p");
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 3] = [
+        (&[("KFADMIN_OFFSITE_RETRY", "soon")], &to, "KFADMIN_OFFSITE_RETRY"),
+        (
+            &[("AWS_PROFILE", "nosuch"), ("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+            &to,
+            "nosuch",
+        ),
+        (&[], "s3://kf-no-such-bucket-pre/p", "does not exist"),
+    ];
+    for (extra, to, says) in cases {
+        let r = backup_to(&env, &moto.endpoint(), extra, &db, to, &[]);
+        r.code(2).stderr_has(says);
+        let out = env.path("out");
+        assert!(!out.exists() || ls(&out).is_empty(), "no snapshot was taken: {:?}", ls(&out));
+    }
+}
+
+#[test]
+fn a_wrong_region_or_refused_head_is_configuration_not_the_network() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("cls");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/p");
+    let name = archive_name(&backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json());
+    let url = format!("{to}/{name}");
+    let net = Net::start(moto.port);
+    // A HEAD has no body: only its status tells a wrong region (400, 301) or an expired token
+    // (403) from anything else.
+    for (status, says) in [(400, "AWS_REGION"), (301, "AWS_REGION"), (403, "credentials were refused")] {
+        net.clear();
+        net.rule("HEAD", &name, Act::Status(status, "x"), 100);
+        let r = kf_s3(&env, &net.endpoint(), &QUICK, &["verify", &url]);
+        r.code(2).stderr_has(says);
+        assert!(!r.stderr.contains("reachable"), "{status}: {}", r.stderr);
+    }
+    // A missing bucket is not a missing archive.
+    let r = kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("s3://kf-no-such-bucket-cls/p/{name}")]);
+    r.code(2).stderr_has("bucket kf-no-such-bucket-cls does not exist");
+}
