@@ -120,6 +120,8 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
         }
         (None, None) => unreachable!("clap requires --db or --container"),
     };
+    // Archives made with backup --name (many hosts, one bucket) are followed by that name.
+    let named = args.name.clone().unwrap_or_else(|| name.clone());
     let info = sqlite::inspect(&db)?;
     let [wal, _] = sqlite::sidecars(&db);
     let database = DatabaseState {
@@ -130,9 +132,9 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
     };
 
     let dests = crate::ops::offsite::destinations(&args.to)?;
-    let backups = backup_state(&args, &name, &mut problems);
+    let backups = backup_state(&args, &named, &mut problems);
     let drill = drill_state(&args, &name, &mut problems);
-    let offsite = dests.iter().map(|d| offsite_state(d, &name, &args, &mut problems)).collect();
+    let offsite = dests.iter().map(|d| offsite_state(d, &named, &args, &mut problems)).collect();
     problems.extend(leftovers());
     let report =
         StatusReport { ok: problems.is_empty(), problems, container, database, backups, drill, offsite };

@@ -394,3 +394,27 @@ fn a_wrong_region_or_refused_head_is_configuration_not_the_network() {
     let r = kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("s3://kf-no-such-bucket-cls/p/{name}")]);
     r.code(2).stderr_has("bucket kf-no-such-bucket-cls does not exist");
 }
+
+#[test]
+fn status_follows_archives_made_with_name_by_flag_and_by_kfadmin_name() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("stname");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/fleet");
+    let j = backup_to(&env, &moto.endpoint(), &[], &db, &to, &["--name", "host7"]).ok().json();
+    let name = archive_name(&j);
+    let out = env.path("out");
+    let status = ["status", "--db", s(&db), "-r", s(&out), "--to", &to, "--json"];
+    // Without the name: nothing of "keyfount" there, a problem.
+    kf_s3(&env, &moto.endpoint(), &[], &status).code(1);
+    let mut with_flag = status.to_vec();
+    with_flag.extend(["--name", "host7"]);
+    for (extra, args) in [(vec![], with_flag.as_slice()), (vec![("KFADMIN_NAME", "host7")], &status[..])] {
+        let r = kf_s3(&env, &moto.endpoint(), &extra, args);
+        r.ok();
+        let j = r.json();
+        assert_eq!(j["offsite"][0]["ok"], true, "{j}");
+        assert_eq!(j["offsite"][0]["newest"], format!("{to}/{name}"));
+    }
+}
