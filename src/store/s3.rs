@@ -66,6 +66,9 @@ pub enum Removal {
 pub struct Remote {
     pub url: S3Url,
     store: Arc<AmazonS3>,
+    /// For listings (see [`super::listing`]).
+    lister: reqwest::Client,
+    retry: Duration,
     rt: tokio::runtime::Runtime,
     settings: Settings,
 }
@@ -164,7 +167,9 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| Error::failed("cannot start the S3 client's threads").source(e))?;
-        Ok(Remote { url: url.clone(), store: Arc::new(store), rt, settings })
+        let lister = super::listing::client(CONNECT_TIMEOUT, idle, settings.allow_http)
+            .map_err(|e| Error::failed("cannot set up the S3 client").source(e))?;
+        Ok(Remote { url: url.clone(), store: Arc::new(store), lister, retry: retry_timeout, rt, settings })
     }
 
     fn key(&self, name: &str) -> Key {
@@ -181,8 +186,53 @@ impl Remote {
         })
     }
 
-    /// Every object directly under the prefix (not in "subdirectories").
+    /// Every object directly under the prefix (not in "subdirectories"), whatever else others
+    /// put there: a key object_store cannot represent (`p//x`, `p/./y`) does not hide the
+    /// rest (static credentials: our own listing; an instance role: object_store's).
     pub fn list(&self) -> Result<Vec<Object>> {
+        let Some(creds) = &self.settings.creds else { return self.list_by_object_store() };
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let got = self.block(async {
+                Ok(super::listing::list(
+                    &self.lister,
+                    &self.settings,
+                    creds,
+                    &self.url.bucket,
+                    &self.url.prefix,
+                )
+                .await)
+            })?;
+            match got {
+                Ok(listed) => {
+                    return Ok(listed
+                        .into_iter()
+                        .map(|l| Object {
+                            version: l.etag.clone().unwrap_or_default(),
+                            name: l.name,
+                            bytes: l.bytes,
+                            etag: l.etag,
+                        })
+                        .collect())
+                }
+                // Transient (5xx, the connection): retried within the budget, as every call.
+                Err(text) if !text.starts_with("status 4") && started.elapsed() + wait < self.retry => {
+                    self.block(async {
+                        tokio::time::sleep(wait).await;
+                        Ok(())
+                    })?;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(text) => {
+                    let e = object_store::Error::Generic { store: "S3", source: text.into() };
+                    return Err(self.error("list", None, e));
+                }
+            }
+        }
+    }
+
+    fn list_by_object_store(&self) -> Result<Vec<Object>> {
         let prefix = (!self.url.prefix.is_empty()).then(|| Key::from(self.url.prefix.as_str()));
         let listed = self.block(async {
             self.store.list_with_delimiter(prefix.as_ref()).await.map_err(|e| self.error("list", None, e))

@@ -418,3 +418,44 @@ fn status_follows_archives_made_with_name_by_flag_and_by_kfadmin_name() {
         assert_eq!(j["offsite"][0]["newest"], format!("{to}/{name}"));
     }
 }
+
+#[test]
+fn stray_objects_in_the_prefix_are_skipped_and_retention_keeps_working() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("stray");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/p");
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        names.push(archive_name(&backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json()));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    // What an `aws s3 cp` typo or another tool leaves beside them (paths percent-encoded here).
+    let long = "l".repeat(300);
+    for key in
+        ["p//x", "p/./y", "p/a%09tab", "p/~home", "p/100%25", "p/h%C3%A9", &format!("p/{long}"), "p/sub/z"]
+    {
+        let (st, text) = http(moto.port, "PUT", &format!("/{bucket}/{key}"), b"stray").unwrap();
+        assert_eq!(st, 200, "{key}: {text}");
+    }
+    let l = kf_s3(&env, &moto.endpoint(), &[], &["list", &to, "--json"]);
+    l.ok();
+    assert_eq!(l.json()["archives"].as_array().unwrap().len(), 2, "{}", l.stdout);
+    let st = kf_s3(
+        &env,
+        &moto.endpoint(),
+        &[],
+        &["status", "--db", s(&db), "-r", s(&env.path("out")), "--to", &to, "--json"],
+    );
+    st.ok();
+    let p = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--json"]);
+    p.ok();
+    assert_eq!(p.json()["removed"], 1);
+    let keys = moto.keys(&bucket, "p/");
+    assert!(
+        keys.contains(&format!("p/{}", names[1])) && !keys.contains(&format!("p/{}", names[0])),
+        "{keys:?}"
+    );
+    assert!(keys.iter().any(|k| k.starts_with("p/~home")), "strays are left alone: {keys:?}");
+}
