@@ -11,6 +11,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::progress::Stage;
 
 pub mod awsconfig;
+mod credsrc;
 mod listing;
 pub mod s3;
 mod watch;

@@ -766,5 +766,5 @@ impl Read for RemoteRead<'_> {
 /// No credentials anywhere the AWS CLI would look, for a service that needs them.
 fn no_credentials(url: &S3Url) -> Error {
     Error::usage(format!("no S3 credentials for {url}"))
-        .hint("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws/credentials")
+        .hint("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws/credentials (keys or credential_process), or web identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)")
 }

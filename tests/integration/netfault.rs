@@ -195,7 +195,14 @@ fn closing(head: &str) -> String {
 fn serve(mut client: TcpStream, upstream: u16, shared: &Shared) {
     let Some((head, mut body)) = read_head(&mut client) else { return };
     let line = head.lines().next().unwrap_or("").to_string();
-    shared.log.lock().unwrap().push(line.clone());
+    // The access key id a signed request names (what credentials kfadmin used).
+    let cred = head
+        .split("Credential=")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .map(|k| format!(" [cred {k}]"))
+        .unwrap_or_default();
+    shared.log.lock().unwrap().push(format!("{line}{cred}"));
     let act = take_rule(shared, &line);
     let len = content_length(&head);
     // The request body, at the link's pace; a stalled upload stops reading.

@@ -459,3 +459,119 @@ fn stray_objects_in_the_prefix_are_skipped_and_retention_keeps_working() {
     );
     assert!(keys.iter().any(|k| k.starts_with("p/~home")), "strays are left alone: {keys:?}");
 }
+
+/// A profile `name` in `home`'s ~/.aws/config with `lines`.
+fn aws_config(env: &Env, name: &str, lines: &str) {
+    let dir = env.path("home/.aws");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config"), format!("[profile {name}]\n{lines}\n")).unwrap();
+}
+
+/// No static keys in the environment.
+const NO_KEYS: [(&str, &str); 3] =
+    [("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", ""), ("AWS_SESSION_TOKEN", "")];
+
+#[test]
+fn credentials_from_credential_process_and_container_endpoints_are_used_and_masked() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("creds");
+    let net = Net::start(moto.port);
+    let to = format!("s3://{bucket}/c");
+    // credential_process (what `aws configure export-credentials --format process` prints).
+    let (pk, ps, pt) = ("ASIAPROCESSKEY000001", "procSecret0123456789abcdef", "procSessionTokenABCDEFGH");
+    let script = env.path("creds.sh");
+    let json =
+        format!(r#"{{"Version":1,"AccessKeyId":"{pk}","SecretAccessKey":"{ps}","SessionToken":"{pt}"}}"#);
+    std::fs::write(&script, format!("#!/bin/sh\necho '{json}'\n")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    aws_config(&env, "proc", &format!("credential_process = {}", s(&script)));
+    let extra = [NO_KEYS[0], NO_KEYS[1], NO_KEYS[2], ("AWS_PROFILE", "proc")];
+    let r = kf_s3(&env, &net.endpoint(), &extra, &["list", &to, "--json"]);
+    r.ok();
+    assert_no_credentials(&r, &[pk, ps, pt]);
+    assert!(net.requests().iter().any(|l| l.contains(&format!("[cred {pk}]"))), "{:?}", net.requests());
+    // A failing process is named.
+    aws_config(&env, "proc", "credential_process = sh -c 'echo token expired >&2; exit 3'");
+    kf_s3(&env, &net.endpoint(), &extra, &["list", &to])
+        .code(2)
+        .stderr_has("credential_process of profile proc");
+
+    // Container credentials (EKS Pod Identity / ECS style): a full URI and a token.
+    let (ck, cs) = ("ASIACONTAINERKEY0001", "containerSecret0123456789");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = format!(
+        r#"{{"AccessKeyId":"{ck}","SecretAccessKey":"{cs}","Token":"containerTokenXYZ0123","Expiration":"2099-01-01T00:00:00Z"}}"#
+    );
+    let served = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let n = std::io::Read::read(&mut c, &mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        let resp =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        std::io::Write::write_all(&mut c, resp.as_bytes()).unwrap();
+        head
+    });
+    let uri = format!("http://127.0.0.1:{port}/v2/credentials");
+    let extra = [
+        NO_KEYS[0],
+        NO_KEYS[1],
+        NO_KEYS[2],
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri.as_str()),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "podTokenSecret01"),
+    ];
+    let r = kf_s3(&env, &net.endpoint(), &extra, &["list", &to]);
+    r.ok();
+    assert_no_credentials(&r, &[ck, cs, "podTokenSecret01"]);
+    let head = served.join().unwrap();
+    assert!(head.to_ascii_lowercase().contains("authorization: podtokensecret01"), "{head}");
+    assert!(net.requests().iter().any(|l| l.contains(&format!("[cred {ck}]"))), "{:?}", net.requests());
+}
+
+#[test]
+fn roles_and_sso_profiles_say_how_to_get_around_them_and_short_secrets_are_masked() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let extra = [NO_KEYS[0], NO_KEYS[1], NO_KEYS[2], ("AWS_PROFILE", "p")];
+    for lines in ["role_arn = arn:aws:iam::1:role/x\nsource_profile = default", "sso_session = corp"] {
+        aws_config(&env, "p", lines);
+        let r = kf_s3(&env, &moto.endpoint(), &extra, &["list", "s3://kf-any/p"]);
+        r.code(2).stderr_has("profile p").stderr_has("credential_process = aws configure export-credentials");
+    }
+    // MinIO's default secret, 10 characters, is masked wherever it would show (here, in a
+    // bucket name).
+    let short = [
+        ("AWS_ACCESS_KEY_ID", "minioadmin"),
+        ("AWS_SECRET_ACCESS_KEY", "minioadmin"),
+        ("AWS_SESSION_TOKEN", ""),
+    ];
+    let r = kf_s3(&env, &moto.endpoint(), &short, &["list", "s3://minioadmin/p"]);
+    r.code(2);
+    assert!(!r.stderr.contains("minioadmin") && !r.stdout.contains("minioadmin"), "{}", r.stderr);
+}
+
+#[test]
+fn web_identity_credentials_come_from_sts() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("wid");
+    let net = Net::start(moto.port);
+    let token = env.path("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.kfadmin-test.signature").unwrap();
+    let extra = [
+        NO_KEYS[0],
+        NO_KEYS[1],
+        NO_KEYS[2],
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", s(&token)),
+        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/kfadmin"),
+    ];
+    let r = kf_s3(&env, &net.endpoint(), &extra, &["list", &format!("s3://{bucket}/w"), "--json"]);
+    r.ok();
+    assert!(!r.stderr.contains("eyJhbGci"), "{}", r.stderr);
+    let log = net.requests();
+    assert!(log.iter().any(|l| l.starts_with("POST / ")), "STS was asked: {log:?}");
+    // The list was signed with the temporary key STS handed out (ASIA…), not the test's.
+    assert!(log.iter().any(|l| l.contains("[cred ASIA")), "{log:?}");
+}
