@@ -15,7 +15,7 @@ use crate::archive::writer::Written;
 use crate::error::{Error, Kind, Result};
 use crate::progress::{Notice, Unit};
 use crate::store::s3::Removal;
-use crate::store::{Remote, S3Url, SIDECAR_MAX};
+use crate::store::{record_name, Record, Remote, S3Url, RECORD_FORMAT, SIDECAR_MAX};
 
 /// One destination's outcome (the `--json` report's `offsite` entries).
 #[derive(Debug, Clone, Serialize)]
@@ -110,7 +110,7 @@ fn copy(
     // name, so a second host with the same name and prefix stops here, before it uploads or
     // removes anything. The archive appears whole (a multipart upload) only after it.
     let claim = remote.create_small(&sidecar_name, sidecar.clone())?;
-    let mut own = Own { remote: &remote, name, sidecar: claim, archive: None };
+    let mut own = Own { remote: &remote, name, sidecar: claim, archive: None, record: None };
     n.note(&format!("Uploading {} to {}", indicatif::BinaryBytes(w.bytes), done.url));
     let t = Instant::now();
     let file = std::fs::File::open(&w.path).map_err(|e| Error::io("cannot read", &w.path, e));
@@ -127,6 +127,13 @@ fn copy(
     }
     if let Err(e) = crate::fault::point("offsite.uploaded") {
         return Err(own.undo(e));
+    }
+    // The record beside it, so list and prune need not read the archive (only an
+    // optimisation: without it they read the archive, as before).
+    match remote.create_small(&record_name(name), record(w, name)) {
+        Ok(etag) => own.record = Some(etag),
+        Err(e) if e.kind == Kind::Interrupted => return Err(own.undo(e)),
+        Err(e) => n.warn(&format!("{} (list and prune will read the archive instead)", e.chain())),
     }
     match check(&remote, w, name, &sidecar, own.archive.clone().flatten(), verify, n) {
         Ok(()) => {}
@@ -151,6 +158,8 @@ struct Own<'a> {
     sidecar: Option<String>,
     /// Some once the archive's upload completed (with its ETag).
     archive: Option<Option<String>>,
+    /// Some once the record was written (with its ETag).
+    record: Option<Option<String>>,
 }
 
 impl Own<'_> {
@@ -178,7 +187,13 @@ impl Own<'_> {
                 }
             }
         }
-        let archive_gone = left.is_empty();
+        if let Some(etag) = &self.record {
+            let rec = record_name(self.name);
+            if let Removal::Failed(why) = r.delete_own(&rec, etag.as_deref()) {
+                left.push(format!("{} (not removed: {why})", r.url.object(&rec)));
+            }
+        }
+        let archive_gone = !left.iter().any(|l| l.starts_with(&format!("{} ", r.url.object(self.name))));
         if archive_gone {
             match r.delete_own(&sidecar, self.sidecar.as_deref()) {
                 Removal::Removed | Removal::Gone | Removal::NotOurs => {}
@@ -207,6 +222,19 @@ impl Own<'_> {
         };
         Error { message, hint: Some(hint), ..err }
     }
+}
+
+/// The record of the archive `w` (see [`Record`]): for a plaintext archive its manifest too.
+fn record(w: &Written, name: &str) -> Vec<u8> {
+    let encrypted = name.ends_with(".age");
+    let rec = Record {
+        format: RECORD_FORMAT.into(),
+        bytes: w.bytes,
+        sha256: w.sha256.clone(),
+        encrypted,
+        manifest: if encrypted { None } else { crate::archive::catalog::read_manifest(&w.path) },
+    };
+    serde_json::to_vec(&rec).unwrap_or_default()
 }
 
 /// Why a check failed: the copy is known bad (removed), or it could not be checked (kept).

@@ -61,9 +61,14 @@ fn encrypted_round_trip_backup_list_verify_restore() {
     assert!(up["error"].is_null());
     assert_eq!(up["bytes"], j["bytes"]);
     // What the store holds: the archive byte for byte, and the sidecar as written locally.
+    // (and the record list and prune read instead of the archive: issue 17 item 11)
     assert_eq!(
         moto.keys(&bucket, "fleet/host1/"),
-        [format!("fleet/host1/{name}"), format!("fleet/host1/{name}.sha256")]
+        [
+            format!("fleet/host1/{name}"),
+            format!("fleet/host1/{name}.json"),
+            format!("fleet/host1/{name}.sha256")
+        ]
     );
     let sidecar = moto.get(&bucket, &format!("fleet/host1/{name}.sha256")).unwrap();
     assert_eq!(sidecar, std::fs::read_to_string(format!("{}.sha256", archive.display())).unwrap());
@@ -351,8 +356,11 @@ fn prune_on_a_remote_location_keeps_its_newest_that_verifies_and_leaves_local_al
     let j = r.json();
     assert_eq!(j["dir"], to.as_str());
     assert_eq!(j["removed"], 1, "{j}");
-    let kept: Vec<String> =
-        moto.keys(&bucket, "p/").into_iter().filter(|k| !k.ends_with(".sha256")).collect();
+    let kept: Vec<String> = moto
+        .keys(&bucket, "p/")
+        .into_iter()
+        .filter(|k| !k.ends_with(".sha256") && !k.ends_with(".json"))
+        .collect();
     // The damaged one is kept (not counted), the newest that verifies is kept, the oldest goes
     // with its sidecar.
     let mut want = [format!("p/{}", names[1]), format!("p/{}", names[2])];

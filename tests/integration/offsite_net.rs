@@ -101,7 +101,7 @@ fn a_read_back_that_times_out_keeps_the_good_copy_and_says_so() {
     // Both objects are still there, and the copy is good.
     let mut keys = moto.keys(&bucket, "rb/");
     keys.sort();
-    assert_eq!(keys, [format!("rb/{name}"), format!("rb/{name}.sha256")]);
+    assert_eq!(keys, [format!("rb/{name}"), format!("rb/{name}.json"), format!("rb/{name}.sha256")]);
     kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("{to}/{name}")]).ok();
 }
 
@@ -154,7 +154,11 @@ fn refused_deletes_are_reported_as_what_is_left_in_the_bucket() {
     assert!(!r.stderr.contains("was removed"), "{}", r.stderr);
     let mut keys = moto.keys(&bucket, "w/");
     keys.sort();
-    assert_eq!(keys, [format!("w/{name}"), format!("w/{name}.sha256")], "what the report says is there");
+    assert_eq!(
+        keys,
+        [format!("w/{name}"), format!("w/{name}.sha256")],
+        "what the report says is there (the failure came before the record)"
+    );
 }
 
 #[test]
@@ -574,4 +578,34 @@ fn web_identity_credentials_come_from_sts() {
     assert!(log.iter().any(|l| l.starts_with("POST / ")), "STS was asked: {log:?}");
     // The list was signed with the temporary key STS handed out (ASIA…), not the test's.
     assert!(log.iter().any(|l| l.contains("[cred ASIA")), "{log:?}");
+}
+
+#[test]
+fn prune_and_list_read_at_most_the_newest_archive_in_full() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("cost");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/c");
+    let mut sizes = Vec::new();
+    for _ in 0..4 {
+        sizes.push(
+            backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json()["bytes"].as_u64().unwrap(),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let net = Net::start(moto.port);
+    let r =
+        kf_s3(&env, &net.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "2", "--dry-run", "--json"]);
+    r.ok();
+    let j = r.json();
+    assert!(j["archives"].as_array().unwrap().iter().all(|a| a["good"] == true), "{j}");
+    let newest = *sizes.last().unwrap();
+    // The newest in full, then per archive its record, sidecar and first 64 KiB.
+    assert!(net.bytes_sent() < newest + 4 * (80 << 10), "{} bytes read for {sizes:?}", net.bytes_sent());
+    let before = net.bytes_sent();
+    let l = kf_s3(&env, &net.endpoint(), &[], &["list", &to, "--json"]);
+    l.ok();
+    assert!(l.json()["archives"][0]["database_bytes"].as_u64().is_some(), "{}", l.stdout);
+    assert!(net.bytes_sent() - before < 4 * (16 << 10), "list read {} bytes", net.bytes_sent() - before);
 }
