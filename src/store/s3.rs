@@ -383,16 +383,45 @@ impl Remote {
     /// (`If-None-Match: *`); returns its ETag. One that is already there is an error saying so.
     pub fn create_small(&self, name: &str, data: Vec<u8>) -> Result<Option<String>> {
         let key = self.key(name);
-        self.block(async {
-            match self.store.put_opts(&key, PutPayload::from(data), PutMode::Create.into()).await {
-                Ok(r) => Ok(r.e_tag),
-                Err(object_store::Error::AlreadyExists { .. }) => Err(Error::failed(format!(
-                    "{} already exists; kfadmin never replaces an offsite object",
-                    self.url.object(name)
-                ))
-                .hint("another host writes archives of the same name there: give each host its own prefix or --name")),
+        // Some(etag) created; None: the service has no conditional writes.
+        let created = self.block(async {
+            match self.store.put_opts(&key, PutPayload::from(data.clone()), PutMode::Create.into()).await {
+                Ok(r) => Ok(Some(r.e_tag)),
+                Err(object_store::Error::AlreadyExists { .. }) => Err(self.exists(name)),
+                Err(e) if e.to_string().contains("NotImplemented") || status_in(&e.to_string(), &["501"]) => {
+                    Ok(None)
+                }
                 Err(e) => Err(self.error("upload", Some(name), e)),
             }
+        })?;
+        match created {
+            Some(etag) => Ok(etag),
+            None => self.create_unconditionally(name, data),
+        }
+    }
+
+    /// The error for an object that is already there.
+    fn exists(&self, name: &str) -> Error {
+        Error::failed(format!(
+            "{} already exists; kfadmin never replaces an offsite object",
+            self.url.object(name)
+        ))
+        .hint("another host writes archives of the same name there: give each host its own prefix or --name")
+    }
+
+    /// [`Remote::create_small`] on a service that cannot create conditionally: a HEAD, then a
+    /// plain PUT (two hosts racing for one name are told apart by the ETag check afterwards).
+    fn create_unconditionally(&self, name: &str, data: Vec<u8>) -> Result<Option<String>> {
+        if self.head(name)?.is_some() {
+            return Err(self.exists(name));
+        }
+        let key = self.key(name);
+        self.block(async {
+            self.store
+                .put(&key, PutPayload::from(data))
+                .await
+                .map(|r| r.e_tag)
+                .map_err(|e| self.error("upload", Some(name), e))
         })
     }
 

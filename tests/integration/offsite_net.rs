@@ -609,3 +609,19 @@ fn prune_and_list_read_at_most_the_newest_archive_in_full() {
     assert!(l.json()["archives"][0]["database_bytes"].as_u64().is_some(), "{}", l.stdout);
     assert!(net.bytes_sent() - before < 4 * (16 << 10), "list read {} bytes", net.bytes_sent() - before);
 }
+
+#[test]
+fn a_service_without_conditional_writes_still_gets_its_copy() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("nocond");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let net = Net::start(moto.port);
+    // The first conditional PUT (the sidecar's) is answered as an older MinIO or Garage would.
+    net.rule("PUT", ".sha256 HTTP", Act::Status(501, "NotImplemented"), 1);
+    let to = format!("s3://{bucket}/n");
+    let j = backup_to(&env, &net.endpoint(), &QUICK, &db, &to, &[]).ok().json();
+    assert_eq!(j["offsite"][0]["ok"], true, "{j}");
+    let name = archive_name(&j);
+    kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("{to}/{name}")]).ok();
+}
