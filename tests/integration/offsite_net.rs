@@ -27,6 +27,18 @@ fn archive_name(j: &serde_json::Value) -> String {
     PathBuf::from(j["archive"].as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string()
 }
 
+/// `n` backups of `db` offsite to `to`, each in a second of its own; their reports, oldest first.
+fn backups(env: &Env, endpoint: &str, db: &Path, to: &str, n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| {
+            if i > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1100));
+            }
+            backup_to(env, endpoint, &[], db, to, &[]).ok().json()
+        })
+        .collect()
+}
+
 /// Short timeouts: a request with no byte moving for 1 s is stalled; transient errors are
 /// retried for 1 s in all.
 const QUICK: [(&str, &str); 2] = [("KFADMIN_OFFSITE_IDLE", "1s"), ("KFADMIN_OFFSITE_RETRY", "1s")];
@@ -271,12 +283,8 @@ fn prune_does_not_count_junk_with_matching_sidecars_as_backups() {
     let bucket = moto.bucket("junk");
     let db = env.data_dir("data", 1).join("keyfount.db");
     let to = format!("s3://{bucket}/p");
-    let mut genuine = Vec::new();
-    for _ in 0..2 {
-        let j = backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json();
-        genuine.push(archive_name(&j));
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-    }
+    let genuine: Vec<String> =
+        backups(&env, &moto.endpoint(), &db, &to, 2).iter().map(archive_name).collect();
     // Named as newer backups of the same name (same second, later sequence numbers): random
     // bytes, random bytes named .age, and the older genuine archive under a newer name.
     let stamp = genuine[1].trim_start_matches("keyfount-").split('-').next().unwrap().to_string();
@@ -302,11 +310,7 @@ fn a_huge_bogus_sidecar_costs_a_few_bytes_and_marks_only_its_archive_bad() {
     let bucket = moto.bucket("bigsc");
     let db = env.data_dir("data", 1).join("keyfount.db");
     let to = format!("s3://{bucket}/p");
-    let mut names = Vec::new();
-    for _ in 0..2 {
-        names.push(archive_name(&backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json()));
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-    }
+    let names: Vec<String> = backups(&env, &moto.endpoint(), &db, &to, 2).iter().map(archive_name).collect();
     // The newest archive's sidecar is replaced by 32 MB.
     let big = env.path("big");
     std::fs::write(&big, vec![b'a'; 32 << 20]).unwrap();
@@ -430,11 +434,7 @@ fn stray_objects_in_the_prefix_are_skipped_and_retention_keeps_working() {
     let bucket = moto.bucket("stray");
     let db = env.data_dir("data", 1).join("keyfount.db");
     let to = format!("s3://{bucket}/p");
-    let mut names = Vec::new();
-    for _ in 0..2 {
-        names.push(archive_name(&backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json()));
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-    }
+    let names: Vec<String> = backups(&env, &moto.endpoint(), &db, &to, 2).iter().map(archive_name).collect();
     // What an `aws s3 cp` typo or another tool leaves beside them (paths percent-encoded here).
     let long = "l".repeat(300);
     for key in
@@ -587,13 +587,8 @@ fn prune_and_list_read_at_most_the_newest_archive_in_full() {
     let bucket = moto.bucket("cost");
     let db = env.data_dir("data", 1).join("keyfount.db");
     let to = format!("s3://{bucket}/c");
-    let mut sizes = Vec::new();
-    for _ in 0..4 {
-        sizes.push(
-            backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json()["bytes"].as_u64().unwrap(),
-        );
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-    }
+    let sizes: Vec<u64> =
+        backups(&env, &moto.endpoint(), &db, &to, 4).iter().map(|j| j["bytes"].as_u64().unwrap()).collect();
     let net = Net::start(moto.port);
     let r =
         kf_s3(&env, &net.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "2", "--dry-run", "--json"]);
