@@ -282,7 +282,17 @@ fn offsite_state(
     problems: &mut Vec<String>,
 ) -> OffsiteState {
     let url = dest.to_string();
-    let archives = archives_of(std::path::Path::new(&url), name, problems);
+    // kfadmin writes an offsite archive's sidecar before the archive: one without its sidecar
+    // is an unfinished or foreign copy, never the newest backup.
+    let (archives, orphans): (Vec<_>, Vec<_>) = archives_of(std::path::Path::new(&url), name, problems)
+        .into_iter()
+        .partition(|e| e.sidecar.is_some());
+    for e in &orphans {
+        problems.push(format!(
+            "{} has no .sha256 sidecar: an unfinished or foreign copy, not counted",
+            e.path.display()
+        ));
+    }
     let now = now_unix();
     let (_, last) = newest(&archives, now, problems);
     let age = last.map(|e| now.saturating_sub(e.created_unix));

@@ -620,3 +620,23 @@ fn a_service_without_conditional_writes_still_gets_its_copy() {
     let name = archive_name(&j);
     kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("{to}/{name}")]).ok();
 }
+
+#[test]
+fn status_does_not_take_an_archive_without_its_sidecar_as_the_newest_backup() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("orphan");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/o");
+    let j = backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json();
+    let name = archive_name(&j);
+    // What an interrupted older kfadmin left: the archive, its sidecar gone.
+    moto.rm(&bucket, &format!("o/{name}.sha256"));
+    let out = env.path("out");
+    let r =
+        kf_s3(&env, &moto.endpoint(), &[], &["status", "--db", s(&db), "-r", s(&out), "--to", &to, "--json"]);
+    r.code(1);
+    let j = r.json();
+    assert_eq!(j["offsite"][0]["ok"], false, "{j}");
+    assert!(j["problems"].to_string().contains("has no .sha256 sidecar"), "{j}");
+}

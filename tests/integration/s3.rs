@@ -129,6 +129,18 @@ impl Moto {
         assert!(out.status.success(), "aws s3 cp: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Remove `key`, through the AWS CLI (moto refuses an unsigned DELETE).
+    pub fn rm(&self, bucket: &str, key: &str) {
+        let out = Command::new("aws")
+            .args(["s3", "rm", &format!("s3://{bucket}/{key}"), "--endpoint-url", &self.endpoint()])
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "anything")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .expect("the AWS CLI (scripts/test.sh installs awscli with pip)");
+        assert!(out.status.success(), "aws s3 rm: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// An object's body, through the AWS CLI (moto refuses an unsigned GET of an object).
     pub fn get(&self, bucket: &str, key: &str) -> Option<String> {
         let out = Command::new("aws")
