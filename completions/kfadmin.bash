@@ -219,7 +219,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__drill)
-            opts="-c -o -r -i -q -v -h -V --container --compose-project --db-path --out --repo --settle --health-timeout --tmp-dir --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -o -r -i -q -v -h -V --container --compose-project --db-path --out --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -266,6 +266,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --tmp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -715,7 +719,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__status)
-            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --backup-dir --repo --to --max-age --max-drill-age --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --backup-dir --repo --to --max-age --max-drill-age --name --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -762,6 +766,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --max-drill-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -54,7 +54,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l tmp-dir -d 'W
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compression-level -d 'gzip level, 1 (fastest) to 9 (smallest); Keyfount\'s vaults are encrypted and barely compress' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l encrypt-to -d 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l recipients-file -d 'Encrypt to every recipient listed in FILE (one a line, # comments)' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l to -d 'Also upload the verified archive and its .sha256 to s3://BUCKET[/PREFIX] (repeatable; KFADMIN_TO takes several, separated by spaces). Credentials, region and endpoint as the AWS CLI reads them (AWS_ACCESS_KEY_ID…, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l to -d 'Also upload the verified archive and its .sha256 to s3://BUCKET[/PREFIX] (repeatable; KFADMIN_TO takes several, separated by spaces). Credentials, region and endpoint as the AWS CLI reads them (AWS_ACCESS_KEY_ID…, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL), checked before the snapshot. Parts of 5 MiB, six at a time; a transfer fails only when no byte moved for KFADMIN_OFFSITE_IDLE (60s), never for being slow' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
@@ -62,7 +62,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l online -d 'Co
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l cold -d 'Stop the container, copy its data directory, start it again (needs --container)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l plaintext-offsite -d 'Allow --to without encryption: the database holds the server\'s long-term keys, so a plaintext archive is refused offsite unless this is given'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l verify-offsite -d 'After each upload, read the whole object back and check its sha256 (besides its size and its sidecar, always checked)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l verify-offsite -d 'After each upload, read the whole object back and check its sha256 (besides its size and its sidecar, always checked); a read-back that fails keeps the copy, unchecked'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -136,6 +136,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s r -l repo -l 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l to -d 'Also check the newest backup at this offsite location, s3://BUCKET[/PREFIX], against --max-age (repeatable; KFADMIN_TO takes several, separated by spaces)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'The oldest the last backup may be (e.g. 26h, 2d, 90m)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-drill-age -d 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l name -d 'The archives\' name, as backup --name wrote them [default: the container\'s name, or the database file\'s name without .db]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -150,6 +151,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s r -s o -l repo
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l settle -d 'How long the copy must stay running to count as up (without a healthcheck)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l health-timeout -d 'How long to wait for the copy\'s healthcheck to report healthy [default: what the healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l tmp-dir -d 'Where kfadmin unpacks and checks the backup (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l name -d 'Drill the newest backup of this name, as backup --name wrote it [default: the container\'s name]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r

@@ -131,7 +131,9 @@ pub struct BackupArgs {
 pub struct OffsiteArgs {
     /// Also upload the verified archive and its .sha256 to s3://BUCKET[/PREFIX] (repeatable;
     /// KFADMIN_TO takes several, separated by spaces). Credentials, region and endpoint as the
-    /// AWS CLI reads them (AWS_ACCESS_KEY_ID…, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL)
+    /// AWS CLI reads them (AWS_ACCESS_KEY_ID…, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL),
+    /// checked before the snapshot. Parts of 5 MiB, six at a time; a transfer fails only when no
+    /// byte moved for KFADMIN_OFFSITE_IDLE (60s), never for being slow
     #[arg(long = "to", value_name = "URL", env = "KFADMIN_TO", value_delimiter = ' ')]
     pub to: Vec<String>,
     /// Allow --to without encryption: the database holds the server's long-term keys, so a
@@ -139,7 +141,7 @@ pub struct OffsiteArgs {
     #[arg(long, env = "KFADMIN_PLAINTEXT_OFFSITE", value_parser = clap::builder::BoolishValueParser::new())]
     pub plaintext_offsite: bool,
     /// After each upload, read the whole object back and check its sha256 (besides its size
-    /// and its sidecar, always checked)
+    /// and its sidecar, always checked); a read-back that fails keeps the copy, unchecked
     #[arg(long, env = "KFADMIN_VERIFY_OFFSITE", value_parser = clap::builder::BoolishValueParser::new())]
     pub verify_offsite: bool,
 }
@@ -426,6 +428,9 @@ pub struct DrillArgs {
     /// [default: the state directory's staging/, /var/lib/kfadmin/staging]
     #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
     pub tmp_dir: Option<PathBuf>,
+    /// Drill the newest backup of this name, as backup --name wrote it [default: the container's name]
+    #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
+    pub name: Option<String>,
     #[command(flatten)]
     pub decrypt: DecryptArgs,
     #[command(flatten)]
@@ -548,6 +553,9 @@ pub struct StatusArgs {
     /// A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none
     #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_DRILL_AGE", value_parser = humantime::parse_duration)]
     pub max_drill_age: Option<std::time::Duration>,
+    /// The archives' name, as backup --name wrote them [default: the container's name, or the database file's name without .db]
+    #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
+    pub name: Option<String>,
 }
 
 /// Turn a tarball made by hand (tar czf) into a verified kfadmin archive

@@ -175,8 +175,9 @@ static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new()
 static ENV_SECRETS: std::sync::Once = std::sync::Once::new();
 
 /// Shorter values are not masked: they would mask ordinary words (a real access key id has
-/// 20 characters, a secret key 40, a session token hundreds).
-const MIN_SECRET: usize = 12;
+/// 20 characters, a secret key 40, a session token hundreds; MinIO's default `minioadmin`, 10,
+/// is masked).
+const MIN_SECRET: usize = 8;
 
 /// Mask every later occurrence of `value` in output ([`redact`]).
 pub fn register_secret(value: &str) {

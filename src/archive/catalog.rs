@@ -196,6 +196,35 @@ pub fn read_manifest(path: &Path) -> Option<Manifest> {
     manifest_from(std::io::BufReader::new(File::open(path).ok()?))
 }
 
+/// The first bytes of every age-encrypted file.
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+/// Whether the start of an archive's byte stream is what its name says (None), or what is
+/// wrong (Some): plaintext, a gzip'd tar whose first entry is a manifest (with `by_name`, of
+/// the time and mode in the name); encrypted, an age header. Only the first bytes are read.
+pub fn structure_problem(e: &Entry, mut r: impl Read, by_name: bool) -> Option<String> {
+    if e.encrypted {
+        let mut head = vec![0u8; AGE_MAGIC.len()];
+        return match r.read_exact(&mut head) {
+            Ok(()) if head == AGE_MAGIC => None,
+            _ => Some("is named .age but has no age header: not a kfadmin archive".into()),
+        };
+    }
+    let Some(m) = manifest_from(r) else {
+        return Some("has no readable kfadmin manifest at its start: not a kfadmin archive".into());
+    };
+    if by_name && (m.created_unix != e.created_unix || m.mode != e.mode) {
+        return Some(format!(
+            "its name says {} {}, its manifest {} {}: renamed or not what it claims",
+            e.created,
+            e.mode.as_str(),
+            m.created,
+            m.mode.as_str()
+        ));
+    }
+    None
+}
+
 /// The manifest at the start of an archive's byte stream (only what it needs is read).
 pub fn manifest_from(r: impl Read) -> Option<Manifest> {
     let mut ar = tar::Archive::new(MultiGzDecoder::new(std::io::BufReader::new(r)));

@@ -81,6 +81,7 @@ pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
         }
     }
     let result = super::backup_locks(&args, &dests, ctx).and_then(|_locks| {
+        offsite::preflight(&dests)?;
         let mut report = match (&args.target.docker.container, args.cold) {
             (Some(name), true) => cold(&args, name, ctx, started),
             (_, true) => Err(Error::usage("--cold stops a container and needs --container NAME")

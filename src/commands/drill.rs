@@ -88,7 +88,7 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         duration_ms: 0,
         warnings: vec![],
     };
-    let candidates = candidates(args, &live.name, ctx, &mut report.warnings)?;
+    let candidates = candidates(args, args.name.as_deref().unwrap_or(&live.name), ctx, &mut report.warnings)?;
     let from = Sources {
         identity: &args.decrypt.identity,
         interactive: ctx.interactive,

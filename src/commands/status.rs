@@ -120,6 +120,8 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
         }
         (None, None) => unreachable!("clap requires --db or --container"),
     };
+    // Archives made with backup --name (many hosts, one bucket) are followed by that name.
+    let named = args.name.clone().unwrap_or_else(|| name.clone());
     let info = sqlite::inspect(&db)?;
     let [wal, _] = sqlite::sidecars(&db);
     let database = DatabaseState {
@@ -130,9 +132,9 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
     };
 
     let dests = crate::ops::offsite::destinations(&args.to)?;
-    let backups = backup_state(&args, &name, &mut problems);
+    let backups = backup_state(&args, &named, &mut problems);
     let drill = drill_state(&args, &name, &mut problems);
-    let offsite = dests.iter().map(|d| offsite_state(d, &name, &args, &mut problems)).collect();
+    let offsite = dests.iter().map(|d| offsite_state(d, &named, &args, &mut problems)).collect();
     problems.extend(leftovers());
     let report =
         StatusReport { ok: problems.is_empty(), problems, container, database, backups, drill, offsite };
@@ -280,7 +282,17 @@ fn offsite_state(
     problems: &mut Vec<String>,
 ) -> OffsiteState {
     let url = dest.to_string();
-    let archives = archives_of(std::path::Path::new(&url), name, problems);
+    // kfadmin writes an offsite archive's sidecar before the archive: one without its sidecar
+    // is an unfinished or foreign copy, never the newest backup.
+    let (archives, orphans): (Vec<_>, Vec<_>) = archives_of(std::path::Path::new(&url), name, problems)
+        .into_iter()
+        .partition(|e| e.sidecar.is_some());
+    for e in &orphans {
+        problems.push(format!(
+            "{} has no .sha256 sidecar: an unfinished or foreign copy, not counted",
+            e.path.display()
+        ));
+    }
     let now = now_unix();
     let (_, last) = newest(&archives, now, problems);
     let age = last.map(|e| now.saturating_sub(e.created_unix));

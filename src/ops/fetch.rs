@@ -48,6 +48,8 @@ pub fn fetch(
 ) -> Result<Fetched> {
     let url = remote.url.object(name);
     let Some(head) = remote.head(name)? else {
+        // A HEAD cannot tell a missing bucket from a missing object: a listing can.
+        remote.probe()?;
         return Err(crate::Error::usage(format!("archive {url} does not exist"))
             .hint(format!("`kfadmin list {}` shows the archives there", remote.url)));
     };

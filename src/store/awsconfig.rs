@@ -96,6 +96,10 @@ pub fn resolve() -> Result<Settings> {
     let in_config = config.get(&config_section).or_else(|| config.get(&profile));
     let from_profile =
         |key: &str| in_creds.and_then(|s| s.get(key)).or_else(|| in_config.and_then(|s| s.get(key))).cloned();
+    let region = env("AWS_REGION")
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .or_else(|| in_config.and_then(|s| s.get("region")).cloned())
+        .unwrap_or_else(|| "us-east-1".into());
     let creds = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
         (Some(key_id), Some(secret)) => {
             Some(Creds { key_id, secret, token: env("AWS_SESSION_TOKEN"), from: "AWS_ACCESS_KEY_ID".into() })
@@ -125,7 +129,7 @@ pub fn resolve() -> Result<Settings> {
                 return Err(Error::usage(format!("AWS_PROFILE names profile {profile:?}, which is in neither ~/.aws/credentials nor ~/.aws/config"))
                     .hint("check AWS_PROFILE, or run `aws configure --profile NAME`"))
             }
-            _ => None,
+            _ => other_sources(&profile, &from_profile, &region)?,
         },
     };
     if let Some(c) = &creds {
@@ -135,10 +139,6 @@ pub fn resolve() -> Result<Settings> {
             crate::crypto::register_secret(t);
         }
     }
-    let region = env("AWS_REGION")
-        .or_else(|| env("AWS_DEFAULT_REGION"))
-        .or_else(|| in_config.and_then(|s| s.get("region")).cloned())
-        .unwrap_or_else(|| "us-east-1".into());
     let endpoint = env("AWS_ENDPOINT_URL_S3")
         .or_else(|| env("AWS_ENDPOINT_URL"))
         .or_else(|| in_config.and_then(|s| s.get("endpoint_url")).cloned())
@@ -153,6 +153,39 @@ pub fn resolve() -> Result<Settings> {
         check_endpoint(e, allow_http)?;
     }
     Ok(Settings { region, endpoint, creds, allow_http, profile })
+}
+
+/// Without static keys: what the profile names (a role or SSO: an error saying how to get
+/// around it; a `credential_process`; a web identity), then web identity and container
+/// credentials from the environment; None: the instance role (object_store asks for it).
+fn other_sources(
+    profile: &str,
+    from_profile: &dyn Fn(&str) -> Option<String>,
+    region: &str,
+) -> Result<Option<Creds>> {
+    use super::credsrc;
+    let session = env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "kfadmin".into());
+    if let (Some(file), Some(role)) = (from_profile("web_identity_token_file"), from_profile("role_arn")) {
+        return credsrc::web_identity(&file, &role, &session, region).map(Some);
+    }
+    if from_profile("role_arn").is_some() {
+        return Err(credsrc::unsupported(profile, "role_arn (an assumed role)"));
+    }
+    if from_profile("sso_session").is_some() || from_profile("sso_start_url").is_some() {
+        return Err(credsrc::unsupported(profile, "SSO (sso_session)"));
+    }
+    if let Some(cmd) = from_profile("credential_process") {
+        return credsrc::process(profile, &cmd).map(Some);
+    }
+    if let (Some(file), Some(role)) = (env("AWS_WEB_IDENTITY_TOKEN_FILE"), env("AWS_ROLE_ARN")) {
+        return credsrc::web_identity(&file, &role, &session, region).map(Some);
+    }
+    let (relative, full) =
+        (env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), env("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
+    if relative.is_some() || full.is_some() {
+        return credsrc::container(relative.as_deref(), full.as_deref()).map(Some);
+    }
+    Ok(None)
 }
 
 /// The host of an `http(s)://host[:port][/…]` endpoint.

@@ -11,12 +11,19 @@ use crate::error::{Error, IoContext, Result};
 use crate::progress::Stage;
 
 pub mod awsconfig;
+mod credsrc;
+mod listing;
 pub mod s3;
+mod watch;
 
 pub use s3::Remote;
 
 /// The most a `.sha256` sidecar can hold (a hash, two spaces, a file name).
 pub const SIDECAR_MAX: usize = 4096;
+/// The most of an archive's start read for its manifest (a manifest of many files is large).
+pub const HEAD_MAX: usize = 1 << 20;
+/// What is read first (a usual manifest is a few KiB).
+pub const HEAD_FIRST: usize = 64 << 10;
 
 /// `s3://bucket[/prefix]`: a bucket and a prefix without leading or trailing slashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +77,13 @@ impl S3Url {
         if !prefix.is_empty() && prefix.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
             return Err(bad("the prefix has an empty, '.' or '..' part"));
         }
+        // The S3 client stores such characters percent-encoded (`team~a` lands at `team%7Ea`):
+        // refused, rather than write somewhere other than the URL says.
+        if let Some(c) = prefix.chars().find(|c| !c.is_ascii() || "~%[]{}^`|<>\"*".contains(*c)) {
+            return Err(bad(&format!(
+                "the prefix has {c:?}, which S3 clients store percent-encoded (at another key than the one written): use letters, digits and - _ . / only"
+            )));
+        }
         Ok(S3Url { bucket: bucket.to_string(), prefix: prefix.to_string() })
     }
 
@@ -98,6 +112,31 @@ impl S3Url {
                 .hint("pass the archive's URL: s3://BUCKET/PREFIX/NAME-…tar.gz[.age] (`kfadmin list s3://BUCKET/PREFIX` shows them)")),
         }
     }
+}
+
+/// The small object beside each offsite archive (`<archive>.json`), written at upload time, so
+/// that `list` and `prune` need not read the archive: its size and sha256, and for a plaintext
+/// archive its manifest (an encrypted archive's record says no more than its name and size
+/// already do). Anyone with write access may have written it too: `prune` counts an archive
+/// only when the record, the listed size, the sidecar and the archive's first bytes agree.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub format: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub encrypted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
+}
+
+/// What a [`Record`] says it is.
+pub const RECORD_FORMAT: &str = "kfadmin-offsite-record-1";
+/// The most a record can hold (a manifest of many files).
+pub const RECORD_MAX: usize = 1 << 20;
+
+/// The record's object name beside `archive`.
+pub fn record_name(archive: &str) -> String {
+    format!("{archive}.json")
 }
 
 /// A location as given: a local directory or an S3 URL.
@@ -193,8 +232,12 @@ impl Store {
                 if e.sidecar.is_none() {
                     return Ok(None);
                 }
-                let Some(text) = r.get_small(&format!("{}.sha256", e.file_name), SIDECAR_MAX)? else {
-                    return Ok(None);
+                let text = match r.get_small(&format!("{}.sha256", e.file_name), SIDECAR_MAX) {
+                    Ok(Some(text)) => text,
+                    Ok(None) => return Ok(None),
+                    // Oversized: not kfadmin's sidecar, so this archive does not match it.
+                    Err(err) if err.kind == crate::error::Kind::Verification => return Ok(Some(false)),
+                    Err(err) => return Err(err),
                 };
                 let want = sidecar_hash(&text);
                 let (got, _) = crate::fsutil::sha256_reader(r.reader(&e.file_name)?, stage)
@@ -204,12 +247,69 @@ impl Store {
         }
     }
 
-    /// The manifest, from the archive's first entry (remote: only the first bytes are read).
+    /// Whether the archive's first bytes are what its name says (see
+    /// [`catalog::structure_problem`]); remote: at most [`HEAD_MAX`] bytes are read. In a
+    /// bucket, which other hosts may write to, the manifest must also agree with the name (a
+    /// local repository may hold copies renamed by hand, as the tests' fixtures are).
+    pub fn structure_problem(&self, e: &Entry) -> Result<Option<String>> {
+        match self {
+            Store::Local(_) => {
+                let f = std::fs::File::open(&e.path).ctx("cannot read", &e.path)?;
+                Ok(catalog::structure_problem(e, std::io::BufReader::new(f), false))
+            }
+            Store::S3(r) => {
+                // 64 KiB holds the manifest of a usual data directory; more only when needed.
+                let head = r.get_head(&e.file_name, HEAD_FIRST)?;
+                let found = catalog::structure_problem(e, std::io::Cursor::new(head), true);
+                if found.is_none() || e.encrypted || e.bytes <= HEAD_FIRST as u64 {
+                    return Ok(found);
+                }
+                let head = r.get_head(&e.file_name, HEAD_MAX)?;
+                Ok(catalog::structure_problem(e, std::io::Cursor::new(head), true))
+            }
+        }
+    }
+
+    /// The manifest, from the archive's first entry (remote: from its record when it has one,
+    /// else only the first bytes of the archive are read).
     pub fn manifest(&self, e: &Entry) -> Option<Manifest> {
         match self {
             Store::Local(_) => e.manifest(),
-            Store::S3(r) => catalog::manifest_from(r.reader(&e.file_name).ok()?),
+            Store::S3(r) => match self.record(e) {
+                Some(rec) if rec.manifest.is_some() => rec.manifest,
+                _ => catalog::manifest_from(std::io::Cursor::new(r.get_head(&e.file_name, HEAD_FIRST).ok()?))
+                    .or_else(|| catalog::manifest_from(r.reader(&e.file_name).ok()?)),
+            },
         }
+    }
+
+    /// The record beside a remote archive (None: local, none, or not one).
+    pub fn record(&self, e: &Entry) -> Option<Record> {
+        let Store::S3(r) = self else { return None };
+        let text = r.get_small(&record_name(&e.file_name), RECORD_MAX).ok()??;
+        serde_json::from_slice::<Record>(&text).ok().filter(|rec| rec.format == RECORD_FORMAT)
+    }
+
+    /// Whether a remote archive checks out without reading it: its record, its listed size,
+    /// its sidecar and its first bytes agree (None: no record, read it in full instead).
+    pub fn check_by_record(&self, e: &Entry) -> Result<Option<std::result::Result<(), String>>> {
+        let (Store::S3(r), Some(_)) = (self, &e.sidecar) else { return Ok(None) };
+        let Some(rec) = self.record(e) else { return Ok(None) };
+        let sidecar = match r.get_small(&format!("{}.sha256", e.file_name), SIDECAR_MAX) {
+            Ok(t) => t.map(|t| sidecar_hash(&t)),
+            Err(err) if err.kind == crate::error::Kind::Verification => None,
+            Err(err) => return Err(err),
+        };
+        if rec.bytes != e.bytes
+            || sidecar.as_deref() != Some(rec.sha256.as_str())
+            || rec.encrypted != e.encrypted
+        {
+            return Ok(Some(Err("does not agree with its .sha256 and .json record (size or sha256)".into())));
+        }
+        Ok(Some(match self.structure_problem(e)? {
+            None => Ok(()),
+            Some(p) => Err(p),
+        }))
     }
 
     /// The archive's identity now; None when it is gone.
@@ -293,6 +393,10 @@ mod tests {
             "s3://bkt//x",
             "s3://bkt/../x",
             "s3://bkt/a?x",
+            "s3://bkt/team~a/host1",
+            "s3://bkt/50%",
+            "s3://bkt/h\u{e9}",
+            "s3://bkt/a*b",
             "/tmp",
         ] {
             assert!(S3Url::parse(bad).is_err(), "{bad}");

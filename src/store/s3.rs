@@ -4,8 +4,11 @@
 //! concurrently, aborted on any failure or interrupt), delete.
 //!
 //! Transient errors are retried with backoff by `object_store`, bounded in all by
-//! `KFADMIN_OFFSITE_RETRY` (default 2 min). Ctrl-C and SIGTERM stop any call within a tenth
-//! of a second. No credential is ever formatted into a message.
+//! `KFADMIN_OFFSITE_RETRY` (default 2 min). No request has a total deadline: one fails when no
+//! byte moved for `KFADMIN_OFFSITE_IDLE` (default 60 s, [`super::watch`]), and a download cut
+//! off midway resumes where it stopped (a Range request for the same ETag), so a transfer that
+//! keeps making progress never fails, however slow the link. Ctrl-C and SIGTERM stop any call
+//! within a tenth of a second. No credential is ever formatted into a message.
 
 use std::future::Future;
 use std::io::Read;
@@ -15,9 +18,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path as Key;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
+};
 
 use super::awsconfig::{self, Settings};
 use super::S3Url;
@@ -28,10 +33,12 @@ use crate::progress::Stage;
 pub const PART: usize = 5 << 20;
 /// Parts in flight at once: six keep a whole backup with `--to` under 64 MiB (docs/benchmarks.md).
 pub const CONCURRENCY: usize = 6;
-/// How long a single request may take before it counts as failed (and is retried).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long an abort or a clean-up may take once an upload failed.
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resumes of a download in a row without a byte between them before it counts as failed.
+const RESUMES: u32 = 5;
+/// How long an abort or a clean-up may take once an upload failed (or Ctrl-C was pressed).
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An object directly under the location's prefix.
 #[derive(Debug, Clone)]
@@ -40,25 +47,65 @@ pub struct Object {
     pub bytes: u64,
     /// The ETag and modification time: what changes when the object is replaced.
     pub version: String,
+    pub etag: Option<String>,
+}
+
+/// What [`Remote::delete_own`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Nothing is at the key.
+    Gone,
+    /// Another object than this run's is at the key: left alone.
+    NotOurs,
+    /// Refused or unanswered: the object is still there. Why.
+    Failed(String),
 }
 
 /// A connection to one bucket and prefix.
 pub struct Remote {
     pub url: S3Url,
     store: Arc<AmazonS3>,
+    /// For listings (see [`super::listing`]).
+    lister: reqwest::Client,
+    retry: Duration,
     rt: tokio::runtime::Runtime,
     settings: Settings,
 }
 
-/// The retry bound of every call: `KFADMIN_OFFSITE_RETRY` (e.g. 30s), default 2 minutes.
-fn retry_timeout() -> Result<Duration> {
-    match std::env::var("KFADMIN_OFFSITE_RETRY") {
-        Ok(v) if !v.trim().is_empty() => humantime::parse_duration(v.trim()).map_err(|e| {
-            Error::usage(format!("KFADMIN_OFFSITE_RETRY={v:?} is not a duration: {e}"))
-                .hint("e.g. KFADMIN_OFFSITE_RETRY=2m (how long transient S3 errors are retried)")
-        }),
-        _ => Ok(Duration::from_secs(120)),
+/// A duration from the environment variable `var` (e.g. `30s`), else `default`; `what` says
+/// what it bounds (for the hint of a value that is not a duration).
+fn env_duration(var: &str, default: Duration, what: &str) -> Result<Duration> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => match humantime::parse_duration(v.trim()) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => {
+                Err(Error::usage(format!("{var}={v:?} is zero")).hint(format!("e.g. {var}=2m ({what})")))
+            }
+            Err(e) => Err(Error::usage(format!("{var}={v:?} is not a duration: {e}"))
+                .hint(format!("e.g. {var}=2m ({what})"))),
+        },
+        _ => Ok(default),
     }
+}
+
+/// The retry bound of every call: `KFADMIN_OFFSITE_RETRY` (e.g. 30s), default 2 minutes.
+pub fn retry_timeout() -> Result<Duration> {
+    env_duration(
+        "KFADMIN_OFFSITE_RETRY",
+        Duration::from_secs(120),
+        "how long transient S3 errors are retried",
+    )
+}
+
+/// How long no byte may move before a request counts as stalled: `KFADMIN_OFFSITE_IDLE`,
+/// default 60 s.
+pub fn idle_timeout() -> Result<Duration> {
+    env_duration(
+        "KFADMIN_OFFSITE_IDLE",
+        Duration::from_secs(60),
+        "how long a transfer may make no progress before it is retried",
+    )
 }
 
 impl Remote {
@@ -69,16 +116,23 @@ impl Remote {
         // TLS by rustls with ring (reqwest is built without a provider of its own).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let retry_timeout = retry_timeout()?;
+        let idle = idle_timeout()?;
         let retry = RetryConfig { retry_timeout, max_retries: 20, ..RetryConfig::default() };
+        // No total deadline (a slow link is not a failure): the connector's idle timeout.
         let options = ClientOptions::new()
             .with_allow_http(settings.allow_http)
-            .with_timeout(REQUEST_TIMEOUT.min(retry_timeout.max(Duration::from_secs(5))))
-            .with_connect_timeout(Duration::from_secs(10));
+            .with_timeout_disabled()
+            .with_connect_timeout(CONNECT_TIMEOUT);
+        let connector =
+            super::watch::Connector { idle, connect: CONNECT_TIMEOUT, allow_http: settings.allow_http };
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(&url.bucket)
             .with_region(&settings.region)
             .with_retry(retry)
             .with_client_options(options)
+            .with_http_connector(connector)
+            // Objects are created with If-None-Match: * (never replacing another host's).
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
             .with_virtual_hosted_style_request(false)
             // The payload's integrity is TLS's (https) or the loopback's; what the store holds is
             // checked against the sidecar after the upload. Not hashing each part for the
@@ -113,7 +167,9 @@ impl Remote {
             .enable_all()
             .build()
             .map_err(|e| Error::failed("cannot start the S3 client's threads").source(e))?;
-        Ok(Remote { url: url.clone(), store: Arc::new(store), rt, settings })
+        let lister = super::listing::client(CONNECT_TIMEOUT, idle, settings.allow_http)
+            .map_err(|e| Error::failed("cannot set up the S3 client").source(e))?;
+        Ok(Remote { url: url.clone(), store: Arc::new(store), lister, retry: retry_timeout, rt, settings })
     }
 
     fn key(&self, name: &str) -> Key {
@@ -130,8 +186,53 @@ impl Remote {
         })
     }
 
-    /// Every object directly under the prefix (not in "subdirectories").
+    /// Every object directly under the prefix (not in "subdirectories"), whatever else others
+    /// put there: a key object_store cannot represent (`p//x`, `p/./y`) does not hide the
+    /// rest (static credentials: our own listing; an instance role: object_store's).
     pub fn list(&self) -> Result<Vec<Object>> {
+        let Some(creds) = &self.settings.creds else { return self.list_by_object_store() };
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let got = self.block(async {
+                Ok(super::listing::list(
+                    &self.lister,
+                    &self.settings,
+                    creds,
+                    &self.url.bucket,
+                    &self.url.prefix,
+                )
+                .await)
+            })?;
+            match got {
+                Ok(listed) => {
+                    return Ok(listed
+                        .into_iter()
+                        .map(|l| Object {
+                            version: l.etag.clone().unwrap_or_default(),
+                            name: l.name,
+                            bytes: l.bytes,
+                            etag: l.etag,
+                        })
+                        .collect())
+                }
+                // Transient (5xx, the connection): retried within the budget, as every call.
+                Err(text) if !text.starts_with("status 4") && started.elapsed() + wait < self.retry => {
+                    self.block(async {
+                        tokio::time::sleep(wait).await;
+                        Ok(())
+                    })?;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(text) => {
+                    let e = object_store::Error::Generic { store: "S3", source: text.into() };
+                    return Err(self.error("list", None, e));
+                }
+            }
+        }
+    }
+
+    fn list_by_object_store(&self) -> Result<Vec<Object>> {
         let prefix = (!self.url.prefix.is_empty()).then(|| Key::from(self.url.prefix.as_str()));
         let listed = self.block(async {
             self.store.list_with_delimiter(prefix.as_ref()).await.map_err(|e| self.error("list", None, e))
@@ -141,9 +242,24 @@ impl Remote {
             .into_iter()
             .filter_map(|m| {
                 let name = m.location.filename()?.to_string();
-                Some(Object { name, bytes: m.size, version: version(&m) })
+                Some(Object { name, bytes: m.size, version: version(&m), etag: m.e_tag.clone() })
             })
             .collect())
+    }
+
+    /// One cheap request that fails as every later one would on a missing bucket, refused
+    /// credentials or a wrong region: a GET of a key kfadmin never writes (a HEAD has no body
+    /// to tell a missing bucket from a missing key; a listing is refused by some servers'
+    /// signature checks). What a backup checks before its snapshot.
+    pub fn probe(&self) -> Result<()> {
+        let key = self.key(".kfadmin-probe");
+        self.block(async {
+            match self.store.get(&key).await {
+                Ok(_) => Ok(()),
+                Err(e @ object_store::Error::NotFound { .. }) if !is_no_bucket(&e.to_string()) => Ok(()),
+                Err(e) => Err(self.error("read", None, e)),
+            }
+        })
     }
 
     /// The object's size and version; None when there is none.
@@ -151,40 +267,99 @@ impl Remote {
         let key = self.key(name);
         self.block(async {
             match self.store.head(&key).await {
-                Ok(m) => Ok(Some(Object { name: name.to_string(), bytes: m.size, version: version(&m) })),
+                Ok(m) => Ok(Some(Object {
+                    name: name.to_string(),
+                    bytes: m.size,
+                    version: version(&m),
+                    etag: m.e_tag.clone(),
+                })),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.error("read", Some(name), e)),
             }
         })
     }
 
-    /// A small object in full (a sidecar); None when there is none.
+    /// A small object in full (a sidecar); None when there is none. At most `limit + 1` bytes
+    /// are asked for (a Range request): an object larger than `limit` is an error of kind
+    /// Verification naming it, whatever its size (a bogus 1 GiB sidecar costs 4 KiB).
     pub fn get_small(&self, name: &str, limit: usize) -> Result<Option<Vec<u8>>> {
         let key = self.key(name);
+        let opts =
+            GetOptions { range: Some(GetRange::Bounded(0..limit as u64 + 1)), ..GetOptions::default() };
         let got = self.block(async {
-            match self.store.get(&key).await {
-                Ok(r) => r.bytes().await.map(Some).map_err(|e| self.error("read", Some(name), e)),
+            match self.store.get_opts(&key, opts).await {
+                Ok(r) => {
+                    let size = r.meta.size;
+                    r.bytes().await.map(|b| Some((b, size))).map_err(|e| self.error("read", Some(name), e))
+                }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
+                // An empty object has no byte 0 to start a range at.
+                Err(e) if e.to_string().contains("InvalidRange") => Ok(Some((Bytes::new(), 0))),
                 Err(e) => Err(self.error("read", Some(name), e)),
             }
         })?;
         match got {
-            Some(b) if b.len() > limit => Err(Error::failed(format!(
-                "{} is {} bytes, more than a .sha256 sidecar can be",
+            // Not what kfadmin writes: a verdict on that object (exit 3), not a failure to read.
+            Some((_, size)) if size > limit as u64 => Err(Error::verification(format!(
+                "{} is {size} bytes, more than a .sha256 sidecar can be",
                 self.url.object(name),
-                b.len()
             ))),
-            other => Ok(other.map(|b| b.to_vec())),
+            other => Ok(other.map(|(b, _)| b.to_vec())),
         }
     }
 
-    /// A reader over the object, streamed (only what is read is transferred).
-    pub fn reader(&self, name: &str) -> Result<RemoteRead<'_>> {
+    /// The first `limit` bytes of an object (all of a smaller one); an absent object is an error.
+    pub fn get_head(&self, name: &str, limit: usize) -> Result<Vec<u8>> {
         let key = self.key(name);
-        let stream = self.block(async {
-            self.store.get(&key).await.map(|r| r.into_stream()).map_err(|e| self.error("read", Some(name), e))
-        })?;
-        Ok(RemoteRead { remote: self, name: name.to_string(), stream, chunk: Bytes::new() })
+        let opts = GetOptions { range: Some(GetRange::Bounded(0..limit as u64)), ..GetOptions::default() };
+        self.block(async {
+            match self.store.get_opts(&key, opts).await {
+                Ok(r) => r.bytes().await.map(|b| b.to_vec()).map_err(|e| self.error("read", Some(name), e)),
+                Err(e) if e.to_string().contains("InvalidRange") => Ok(Vec::new()),
+                Err(e) => Err(self.error("read", Some(name), e)),
+            }
+        })
+    }
+
+    /// A reader over the object, streamed (only what is read is transferred). A body cut off
+    /// midway is resumed from where it stopped (a Range request pinned to the same ETag):
+    /// only [`RESUMES`] attempts in a row without a byte between them fail it.
+    pub fn reader(&self, name: &str) -> Result<RemoteRead<'_>> {
+        let stream = self.get_from(name, 0, None)?;
+        Ok(RemoteRead {
+            remote: self,
+            name: name.to_string(),
+            stream: stream.0,
+            etag: stream.1,
+            offset: 0,
+            stuck: 0,
+            chunk: Bytes::new(),
+        })
+    }
+
+    /// The object's body from `offset` on (pinned to `etag` when given), and its ETag.
+    fn get_from(
+        &self,
+        name: &str,
+        offset: u64,
+        etag: Option<String>,
+    ) -> Result<(BoxStream<'static, object_store::Result<Bytes>>, Option<String>)> {
+        let key = self.key(name);
+        let opts = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            if_match: etag,
+            ..GetOptions::default()
+        };
+        self.block(async {
+            self.store
+                .get_opts(&key, opts)
+                .await
+                .map(|r| {
+                    let etag = r.meta.e_tag.clone();
+                    (r.into_stream(), etag)
+                })
+                .map_err(|e| self.error("read", Some(name), e))
+        })
     }
 
     /// Stream the object into `to`, counting on `stage`; returns its length.
@@ -204,14 +379,48 @@ impl Remote {
         }
     }
 
-    /// Put a small object in one request.
-    pub fn put_small(&self, name: &str, data: Vec<u8>) -> Result<()> {
+    /// Create a small object in one request, only if there is none at its key yet
+    /// (`If-None-Match: *`); returns its ETag. One that is already there is an error saying so.
+    pub fn create_small(&self, name: &str, data: Vec<u8>) -> Result<Option<String>> {
+        let key = self.key(name);
+        // Some(etag) created; None: the service has no conditional writes.
+        let created = self.block(async {
+            match self.store.put_opts(&key, PutPayload::from(data.clone()), PutMode::Create.into()).await {
+                Ok(r) => Ok(Some(r.e_tag)),
+                Err(object_store::Error::AlreadyExists { .. }) => Err(self.exists(name)),
+                Err(e) if e.to_string().contains("NotImplemented") || status_in(&e.to_string(), &["501"]) => {
+                    Ok(None)
+                }
+                Err(e) => Err(self.error("upload", Some(name), e)),
+            }
+        })?;
+        match created {
+            Some(etag) => Ok(etag),
+            None => self.create_unconditionally(name, data),
+        }
+    }
+
+    /// The error for an object that is already there.
+    fn exists(&self, name: &str) -> Error {
+        Error::failed(format!(
+            "{} already exists; kfadmin never replaces an offsite object",
+            self.url.object(name)
+        ))
+        .hint("another host writes archives of the same name there: give each host its own prefix or --name")
+    }
+
+    /// [`Remote::create_small`] on a service that cannot create conditionally: a HEAD, then a
+    /// plain PUT (two hosts racing for one name are told apart by the ETag check afterwards).
+    fn create_unconditionally(&self, name: &str, data: Vec<u8>) -> Result<Option<String>> {
+        if self.head(name)?.is_some() {
+            return Err(self.exists(name));
+        }
         let key = self.key(name);
         self.block(async {
             self.store
                 .put(&key, PutPayload::from(data))
                 .await
-                .map(drop)
+                .map(|r| r.e_tag)
                 .map_err(|e| self.error("upload", Some(name), e))
         })
     }
@@ -219,13 +428,19 @@ impl Remote {
     /// Upload the file `from` to `name`: multipart, at most `CONCURRENCY` parts of `PART`
     /// bytes in flight, read as they go. The object appears at its key only when every part is
     /// in; on any failure or interrupt the upload is aborted (no parts left behind, billing).
-    pub fn upload(&self, name: &str, mut from: std::fs::File, stage: &dyn Stage) -> Result<u64> {
+    /// Returns the bytes sent and the object's ETag.
+    pub fn upload(
+        &self,
+        name: &str,
+        mut from: std::fs::File,
+        stage: &dyn Stage,
+    ) -> Result<(u64, Option<String>)> {
         let key = self.key(name);
         let mut upload = self.block(async {
             self.store.put_multipart(&key).await.map_err(|e| self.error("upload", Some(name), e))
         })?;
         let mut parts = tokio::task::JoinSet::new();
-        let sent = self.rt.block_on(async {
+        self.rt.block_on(async {
             let pump = async {
                 let mut sent = 0u64;
                 loop {
@@ -249,8 +464,8 @@ impl Remote {
                 while !parts.is_empty() {
                     self.joined(parts.join_next().await, name)?;
                 }
-                upload.complete().await.map_err(|e| self.error("upload", Some(name), e))?;
-                Ok(sent)
+                let done = upload.complete().await.map_err(|e| self.error("upload", Some(name), e))?;
+                Ok((sent, done.e_tag))
             };
             let result = tokio::select! {
                 r = pump => r,
@@ -258,20 +473,25 @@ impl Remote {
             };
             if result.is_err() {
                 parts.shutdown().await;
-                if let Ok(Err(e)) = tokio::time::timeout(CLEANUP_TIMEOUT, upload.abort()).await {
-                    return result.map_err(|err| {
-                        let hint = format!(
-                            "{}; the unfinished multipart upload could not be aborted ({}): an S3 lifecycle rule AbortIncompleteMultipartUpload removes such leftovers",
-                            err.hint.clone().unwrap_or_default(),
-                            short(&e.to_string())
-                        );
-                        err.hint(hint)
-                    });
-                }
+                let why = match tokio::time::timeout(CLEANUP_TIMEOUT, upload.abort()).await {
+                    Ok(Ok(())) => return result,
+                    Ok(Err(e)) => short(&e.to_string()),
+                    Err(_) => format!("no answer in {}", humantime::format_duration(CLEANUP_TIMEOUT)),
+                };
+                return result.map_err(|err| {
+                    let hint = format!(
+                        "{}{}the unfinished multipart upload of {} could not be aborted ({why}): `aws s3api list-multipart-uploads --bucket {} --prefix {}` shows it, `aws s3api abort-multipart-upload` removes it, and an S3 lifecycle rule AbortIncompleteMultipartUpload removes such leftovers",
+                        err.hint.clone().unwrap_or_default(),
+                        if err.hint.is_some() { "; " } else { "" },
+                        self.url.object(name),
+                        self.url.bucket,
+                        self.url.key(name),
+                    );
+                    err.hint(hint)
+                });
             }
             result
-        })?;
-        Ok(sent)
+        })
     }
 
     /// One finished part upload.
@@ -300,6 +520,48 @@ impl Remote {
         })
     }
 
+    /// Delete `name` if it is still the object this run wrote (its ETag is `etag`), even after
+    /// Ctrl-C (a clean-up is not cut short; it takes at most [`CLEANUP_TIMEOUT`]).
+    pub fn delete_own(&self, name: &str, etag: Option<&str>) -> Removal {
+        let key = self.key(name);
+        let run = async {
+            let now = match self.store.head(&key).await {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => return Removal::Gone,
+                Err(e) => return Removal::Failed(self.error("read", Some(name), e).chain()),
+            };
+            if etag.is_none() || now.e_tag.as_deref() != etag {
+                return Removal::NotOurs;
+            }
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Removal::Removed,
+                Err(e) => Removal::Failed(self.error("delete", Some(name), e).chain()),
+            }
+        };
+        self.rt.block_on(async {
+            tokio::time::timeout(CLEANUP_TIMEOUT, run).await.unwrap_or_else(|_| {
+                Removal::Failed(format!(
+                    "no answer in {} while removing {}",
+                    humantime::format_duration(CLEANUP_TIMEOUT),
+                    self.url.object(name)
+                ))
+            })
+        })
+    }
+
+    /// Whether `name` is in the bucket now (None: the store did not say, in [`CLEANUP_TIMEOUT`],
+    /// even after Ctrl-C).
+    pub fn exists_now(&self, name: &str) -> Option<bool> {
+        let key = self.key(name);
+        self.rt.block_on(async {
+            match tokio::time::timeout(CLEANUP_TIMEOUT, self.store.head(&key)).await {
+                Ok(Ok(_)) => Some(true),
+                Ok(Err(object_store::Error::NotFound { .. })) => Some(false),
+                _ => None,
+            }
+        })
+    }
+
     /// Turn an `object_store` error into one the operator can act on: a missing bucket and
     /// refused credentials are bad input (exit 2) naming the bucket or the variable; anything
     /// else (unreachable, timeouts, 5xx after the retries) failed (exit 1).
@@ -316,7 +578,7 @@ impl Remote {
             .as_ref()
             .map(|c| c.from.clone())
             .unwrap_or_else(|| "the instance role".into());
-        let (kind, hint) = if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
+        let (kind, hint) = if is_no_bucket(&text) {
             (
                 Kind::Usage,
                 format!(
@@ -324,19 +586,37 @@ impl Remote {
                     self.url.bucket, self.url.bucket
                 ),
             )
-        } else if matches!(
-            e,
-            object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
-        ) || [
-            "InvalidAccessKeyId",
-            "SignatureDoesNotMatch",
-            "AccessDenied",
-            "ExpiredToken",
-            "InvalidToken",
-            "403 Forbidden",
+        } else if [
+            "PermanentRedirect",
+            "AuthorizationHeaderMalformed",
+            "IllegalLocationConstraint",
+            "incorrectly configured region",
         ]
         .iter()
         .any(|c| text.contains(c))
+            || status_in(&text, &["301", "307", "400"])
+        {
+            (
+                Kind::Usage,
+                format!(
+                    "{endpoint} refused the request as malformed or sent it elsewhere (region {}): check AWS_REGION (or the profile's region) is the bucket's region, and AWS_ENDPOINT_URL",
+                    self.settings.region
+                ),
+            )
+        } else if matches!(
+            e,
+            object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. }
+        ) || status_in(&text, &["403"])
+            || [
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+                "AccessDenied",
+                "ExpiredToken",
+                "InvalidToken",
+                "403 Forbidden",
+            ]
+            .iter()
+            .any(|c| text.contains(c))
         {
             (
                 Kind::Usage,
@@ -367,6 +647,23 @@ impl Remote {
             None => Error::failed(format!("cannot {what} {}", self.url.object(name))).source(e),
         }
     }
+}
+
+/// Whether an error's text says the bucket does not exist.
+fn is_no_bucket(text: &str) -> bool {
+    text.contains("NoSuchBucket") || text.contains("bucket does not exist")
+}
+
+/// Whether an error's text carries one of these HTTP statuses (`status 403`, `403 Forbidden`).
+fn status_in(text: &str, codes: &[&str]) -> bool {
+    codes.iter().any(|c| {
+        text.match_indices(c).any(|(i, _)| {
+            let before = text[..i].chars().next_back();
+            let after = text[i + c.len()..].chars().next();
+            before.is_some_and(|b| b == ' ' || b == ':')
+                && after.is_none_or(|a| a == ' ' || a == ')' || a == ',')
+        })
+    })
 }
 
 /// Resolves when Ctrl-C or SIGTERM was received.
@@ -427,20 +724,63 @@ pub struct RemoteRead<'a> {
     remote: &'a Remote,
     name: String,
     stream: BoxStream<'static, object_store::Result<Bytes>>,
+    etag: Option<String>,
+    /// Bytes of the body read so far.
+    offset: u64,
+    /// Resumes since the last byte arrived.
+    stuck: u32,
     chunk: Bytes,
+}
+
+impl RemoteRead<'_> {
+    /// The next piece of the body, resuming a cut-off transfer; None at its end.
+    fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let next = self.remote.block(async { Ok(self.stream.next().await) })?;
+            match next {
+                None => return Ok(None),
+                Some(Ok(b)) => {
+                    self.offset += b.len() as u64;
+                    if !b.is_empty() {
+                        self.stuck = 0;
+                    }
+                    return Ok(Some(b));
+                }
+                Some(Err(e)) if self.stuck < RESUMES && resumable(&e) => {
+                    self.stuck += 1;
+                    let wait = Duration::from_millis(200 << self.stuck.min(5));
+                    self.remote.block(async {
+                        tokio::time::sleep(wait).await;
+                        Ok(())
+                    })?;
+                    match self.remote.get_from(&self.name, self.offset, self.etag.clone()) {
+                        Ok((s, _)) => self.stream = s,
+                        Err(err) if err.kind == Kind::Interrupted => return Err(err),
+                        // Counted: the next read fails again, or resumes again.
+                        Err(_) => self.stream = futures_util::stream::iter([Err(e)]).boxed(),
+                    }
+                }
+                Some(Err(e)) => return Err(self.remote.error("read", Some(&self.name), e)),
+            }
+        }
+    }
+}
+
+/// Whether a failed body read may be resumed: the connection failed, not the request.
+fn resumable(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+    )
 }
 
 impl Read for RemoteRead<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.chunk.is_empty() {
-            let next = self.remote.block(async {
-                match self.stream.next().await {
-                    None => Ok(None),
-                    Some(Ok(b)) => Ok(Some(b)),
-                    Some(Err(e)) => Err(self.remote.error("read", Some(&self.name), e)),
-                }
-            });
-            match next {
+            match self.next_chunk() {
                 Ok(Some(b)) => self.chunk = b,
                 Ok(None) => return Ok(0),
                 Err(e) => return Err(std::io::Error::other(e)),
@@ -455,5 +795,5 @@ impl Read for RemoteRead<'_> {
 /// No credentials anywhere the AWS CLI would look, for a service that needs them.
 fn no_credentials(url: &S3Url) -> Error {
     Error::usage(format!("no S3 credentials for {url}"))
-        .hint("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws/credentials")
+        .hint("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws/credentials (keys or credential_process), or web identity (AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN) or container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)")
 }

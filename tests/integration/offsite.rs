@@ -61,9 +61,14 @@ fn encrypted_round_trip_backup_list_verify_restore() {
     assert!(up["error"].is_null());
     assert_eq!(up["bytes"], j["bytes"]);
     // What the store holds: the archive byte for byte, and the sidecar as written locally.
+    // (and the record list and prune read instead of the archive: issue 17 item 11)
     assert_eq!(
         moto.keys(&bucket, "fleet/host1/"),
-        [format!("fleet/host1/{name}"), format!("fleet/host1/{name}.sha256")]
+        [
+            format!("fleet/host1/{name}"),
+            format!("fleet/host1/{name}.json"),
+            format!("fleet/host1/{name}.sha256")
+        ]
     );
     let sidecar = moto.get(&bucket, &format!("fleet/host1/{name}.sha256")).unwrap();
     assert_eq!(sidecar, std::fs::read_to_string(format!("{}.sha256", archive.display())).unwrap());
@@ -233,7 +238,7 @@ fn sigterm_during_an_upload_exits_130_and_aborts_it() {
 }
 
 #[test]
-fn a_missing_bucket_is_named_and_the_local_backup_is_made() {
+fn a_missing_bucket_is_named_before_any_backup_is_made() {
     let env = Env::new();
     let moto = Moto::shared();
     let db = env.data_dir("data", 2).join("keyfount.db");
@@ -245,10 +250,10 @@ fn a_missing_bucket_is_named_and_the_local_backup_is_made() {
         &out,
         &["--to", "s3://kf-no-such-bucket/p", "--plaintext-offsite"],
     );
+    // Found before the snapshot (issue 17 item 13): exit 2, nothing written.
     r.code(2).stderr_has("bucket kf-no-such-bucket does not exist");
-    let j = r.json();
-    assert!(j["offsite"][0]["error"].as_str().unwrap().contains("NoSuchBucket"), "{j}");
-    assert!(Path::new(j["archive"].as_str().unwrap()).is_file());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("NoSuchBucket"), "{}", r.stdout);
+    assert!(!out.exists() || ls(&out).is_empty(), "{:?}", ls(&out));
     kf_s3(&env, &moto.endpoint(), &[], &["list", "s3://kf-no-such-bucket"]).code(2);
 }
 
@@ -294,7 +299,8 @@ fn refused_credentials_name_the_variable_and_good_ones_work() {
     // The test's own keys are unknown to this server.
     let r = backup(&env, &moto.endpoint(), &db, &out, &["--to", &to, "--plaintext-offsite"]);
     r.code(2).stderr_has("AWS_ACCESS_KEY_ID");
-    assert_eq!(r.json()["offsite"][0]["ok"], false);
+    assert_eq!(r.json()["ok"], false);
+    assert!(!out.exists() || ls(&out).is_empty(), "refused before the snapshot: {:?}", ls(&out));
     // The right key with a wrong secret, from a profile: refused, and the profile is named.
     let home = env.path("home");
     std::fs::create_dir_all(home.join(".aws")).unwrap();
@@ -350,8 +356,11 @@ fn prune_on_a_remote_location_keeps_its_newest_that_verifies_and_leaves_local_al
     let j = r.json();
     assert_eq!(j["dir"], to.as_str());
     assert_eq!(j["removed"], 1, "{j}");
-    let kept: Vec<String> =
-        moto.keys(&bucket, "p/").into_iter().filter(|k| !k.ends_with(".sha256")).collect();
+    let kept: Vec<String> = moto
+        .keys(&bucket, "p/")
+        .into_iter()
+        .filter(|k| !k.ends_with(".sha256") && !k.ends_with(".json"))
+        .collect();
     // The damaged one is kept (not counted), the newest that verifies is kept, the oldest goes
     // with its sidecar.
     let mut want = [format!("p/{}", names[1]), format!("p/{}", names[2])];

@@ -129,6 +129,18 @@ impl Moto {
         assert!(out.status.success(), "aws s3 cp: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Remove `key`, through the AWS CLI (moto refuses an unsigned DELETE).
+    pub fn rm(&self, bucket: &str, key: &str) {
+        let out = Command::new("aws")
+            .args(["s3", "rm", &format!("s3://{bucket}/{key}"), "--endpoint-url", &self.endpoint()])
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "anything")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .expect("the AWS CLI (scripts/test.sh installs awscli with pip)");
+        assert!(out.status.success(), "aws s3 rm: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// An object's body, through the AWS CLI (moto refuses an unsigned GET of an object).
     pub fn get(&self, bucket: &str, key: &str) -> Option<String> {
         let out = Command::new("aws")
@@ -316,6 +328,13 @@ fn serve(mut client: TcpStream, moto: &Moto, mode: Parts, seen: &AtomicU32) {
 /// kfadmin with the test's credentials, endpoint and state directory, and `extra` on top;
 /// every output is checked for the credentials.
 pub fn kf_s3(env: &Env, endpoint: &str, extra: &[(&str, &str)], args: &[&str]) -> Run {
+    let r: Run = kf_s3_cmd(env, endpoint, extra, args).output().expect("kfadmin runs").into();
+    assert_no_credentials(&r, &[KEY_ID, SECRET, TOKEN]);
+    r
+}
+
+/// The command `kf_s3` runs (for a test that signals it midway).
+pub fn kf_s3_cmd(env: &Env, endpoint: &str, extra: &[(&str, &str)], args: &[&str]) -> Command {
     let state = env.path("state");
     let mut cmd = Command::new(kfadmin_bin());
     cmd.args(args)
@@ -332,9 +351,7 @@ pub fn kf_s3(env: &Env, endpoint: &str, extra: &[(&str, &str)], args: &[&str]) -
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let r: Run = cmd.output().expect("kfadmin runs").into();
-    assert_no_credentials(&r, &[KEY_ID, SECRET, TOKEN]);
-    r
+    cmd
 }
 
 /// None of `secrets` (nor a part of one long enough to matter) is in what kfadmin printed.
