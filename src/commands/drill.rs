@@ -31,6 +31,10 @@ pub struct DrillReport {
     /// The archive drilled (None when none verified).
     #[serde(serialize_with = "super::lossy::opt_path")]
     pub archive: Option<PathBuf>,
+    /// When the archive drilled was made (its manifest), RFC 3339.
+    pub archive_created: Option<String>,
+    #[serde(skip)]
+    pub archive_created_unix: Option<u64>,
     /// "given", or "newest that verifies".
     pub chosen: &'static str,
     /// Every archive verified, newest first: those that failed, then the one drilled.
@@ -81,6 +85,8 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         reason: None,
         container: live.name.clone(),
         archive: None,
+        archive_created: None,
+        archive_created_unix: None,
         chosen: if args.archive.is_some() { "given" } else { "newest that verifies" },
         verification: vec![],
         logs: vec![],
@@ -110,6 +116,8 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         return Ok(report);
     };
     report.archive = Some(v.archive.clone());
+    report.archive_created = Some(v.manifest.created.clone());
+    report.archive_created_unix = Some(v.manifest.created_unix);
     report.verification.push(v.verdict.clone());
     let spec = Spec {
         engine: &engine,
@@ -187,6 +195,13 @@ fn record(r: &DrillReport) -> Result<()> {
         finished: humantime::format_rfc3339_seconds(now).to_string(),
         finished_unix: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         duration_ms: r.duration_ms,
+        archive_name: r
+            .archive
+            .as_ref()
+            .and_then(|a| a.file_name())
+            .and_then(|n| crate::archive::catalog::parse_name(&n.to_string_lossy()))
+            .map(|(name, _, _)| name),
+        archive_created_unix: r.archive_created_unix,
     })
 }
 

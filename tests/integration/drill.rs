@@ -146,6 +146,86 @@ fn a_good_backup_passes_while_the_live_server_keeps_writing() {
     );
     s.ok();
     assert!(s.json()["drill"]["last"]["archive"].as_str().unwrap().ends_with("-online.tar.gz"));
+    assert_eq!(s.json()["drill"]["last"]["archive_name"], c.name.as_str());
+    assert!(s.json()["drill"]["last"]["archive_age_seconds"].as_u64().unwrap() < 3600);
+}
+
+#[test]
+fn a_drill_is_of_the_newest_backup_or_fails_and_status_counts_only_recent_backups_of_this_server() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-newest", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    let out = backup(&env, &c);
+    // The newest backup is encrypted, and no key is given: no older plaintext one instead.
+    let key = env.path("drill.key");
+    let gen = std::process::Command::new("age-keygen").arg("-o").arg(&key).output().unwrap();
+    assert!(gen.status.success(), "{gen:?}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let args =
+        ["backup", "--online", "--container", &c.name, "--out", &out, "--encrypt-to", recipient, "--quiet"];
+    kf(&env, &args).ok();
+    let r = kf(&env, &["drill", "--container", &c.name, "--out", &out, "--settle", "1"]);
+    r.code(2).stderr_has("cannot open").stderr_has("--identity");
+    assert!(!r.stdout.contains("passed"), "{}", r.stdout);
+    assert_nothing_left(&c.name, &env);
+    let s = kf(
+        &env,
+        &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "1h", "--json"],
+    );
+    assert_eq!(s.json()["drill"]["last"], Value::Null, "nothing counts as drilled: {}", s.stdout);
+    // A backup of another server, drilled by hand, passes, but does not count for this one.
+    let other = env.path("other");
+    let name = format!("{}-other", c.name);
+    let db = env.path("other-db/keyfount.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let init = std::process::Command::new(sim_bin())
+        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
+    let args = [
+        "backup",
+        "--online",
+        "--db",
+        db.to_str().unwrap(),
+        "--name",
+        &name,
+        "--out",
+        other.to_str().unwrap(),
+    ];
+    kf(&env, &[&args[..], &["--quiet"]].concat()).ok();
+    let archive = std::fs::read_dir(&other)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap();
+    kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "1"]).ok();
+    let s = kf(
+        &env,
+        &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "1h", "--json"],
+    );
+    s.code(1);
+    let j = s.json();
+    assert!(
+        j["problems"].to_string().contains(&format!("was of a backup of {name}, not of {}", c.name)),
+        "{j}"
+    );
+    // With the key, the newest is drilled and counts.
+    let k = key.to_str().unwrap();
+    let r = kf(
+        &env,
+        &["drill", "--container", &c.name, "--out", &out, "--settle", "1", "--identity", k, "--json"],
+    );
+    r.ok();
+    assert!(r.json()["archive"].as_str().unwrap().ends_with(".tar.gz.age"), "{}", r.stdout);
+    let s = kf(
+        &env,
+        &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "1h", "--json"],
+    );
+    assert!(!s.json()["problems"].to_string().contains("drill"), "{}", s.stdout);
+    assert_nothing_left(&c.name, &env);
 }
 
 #[test]
@@ -153,28 +233,7 @@ fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
     let env = Env::new();
     let c = Kf::start(&env, "drill-rejects", Spec { init_mb: 1, rate: 20, ..Spec::default() });
     // A database SQLite calls healthy, from a release this server refuses (schema version 3).
-    let db = env.path("old/keyfount.db");
-    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-    let init = std::process::Command::new(sim_bin())
-        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
-    rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 3").unwrap();
-    // Owned by the server's user, as its own database would be.
-    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
-    let out = env.path("backups");
-    let out = out.to_str().unwrap();
-    kf(
-        &env,
-        &["backup", "--online", "--db", db.to_str().unwrap(), "--name", &c.name, "--out", out, "--quiet"],
-    )
-    .ok();
-    let archive = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .unwrap();
+    let archive = host_archive(&env, &c, "PRAGMA user_version = 3");
     kf(&env, &["verify", archive.to_str().unwrap()]).ok();
     // A damaged copy of it is refused before anything is created (exit 3, no copy booted).
     let damaged = env.path("damaged-20260101T000000Z-online.tar.gz");
@@ -215,6 +274,56 @@ fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
     assert!(logs.contains("has schema version 3"), "{logs}");
     assert_eq!(c.started_at(), started_at);
     assert!(c.running());
+    assert_nothing_left(&c.name, &env);
+}
+
+/// An online backup, named as `c`'s, of a database made on the host by the writer's `init`
+/// and then changed by `sql`; returns the archive.
+fn host_archive(env: &Env, c: &Kf, sql: &str) -> std::path::PathBuf {
+    let db = env.path("old/keyfount.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let init = std::process::Command::new(sim_bin())
+        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    rusqlite::Connection::open(&db).unwrap().execute_batch(sql).unwrap();
+    // Owned by the server's user, as its own database would be.
+    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
+    let out = env.path("backups");
+    let out = out.to_str().unwrap();
+    kf(
+        env,
+        &["backup", "--online", "--db", db.to_str().unwrap(), "--name", &c.name, "--out", out, "--quiet"],
+    )
+    .ok();
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_starts_on_other_data_fails_the_drill() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-discards", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    // The server moves this backup's database aside and starts, healthy, on a new one of the
+    // same schema (a handful of rows): the backup's data never served a request.
+    let archive = host_archive(&env, &c, "INSERT INTO meta(key, value) VALUES ('test.discard_on_start', 1)");
+    let r =
+        kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "2", "--json"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!((j["passed"].clone(), j["ok"].clone()), (Value::Bool(false), Value::Bool(false)), "{j}");
+    let reason = j["reason"].as_str().unwrap();
+    assert!(reason.contains("not on the backup's data"), "{reason}");
+    assert!(reason.contains("table users has 2 rows (50 in the backup)"), "{reason}");
+    // Nothing recorded as a passed drill.
+    let r = kf(&env, &["status", "--container", &c.name, "--max-drill-age", "1h", "--json"]);
+    let j = r.json();
+    assert_eq!(j["drill"]["last"], Value::Null, "{j}");
+    assert!(j["problems"].to_string().contains("no restore drill"), "{j}");
     assert_nothing_left(&c.name, &env);
 }
 
