@@ -94,6 +94,8 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         duration_ms: 0,
         warnings: vec![],
     };
+    // The image is checked before any archive is verified: a drill cannot run without it.
+    let blueprint = engine.blueprint(&live)?;
     let candidates = candidates(args, &live.name, ctx, &mut report.warnings)?;
     let from = Sources {
         identity: &args.decrypt.identity,
@@ -128,6 +130,7 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         settle: Duration::from_secs(u64::from(args.settle)),
         health_timeout: args.health_timeout.map(|s| Duration::from_secs(u64::from(s))),
         tmp_dir: args.tmp_dir.as_deref(),
+        blueprint: &blueprint,
     };
     let mut drilled = drill::drill(ctx, &spec, v.staged)?;
     for w in &drilled.warnings {

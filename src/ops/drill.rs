@@ -63,6 +63,9 @@ pub struct Spec<'a> {
     pub health_timeout: Option<Duration>,
     /// Where the drilled database is checked (the private staging area by default).
     pub tmp_dir: Option<&'a Path>,
+    /// The live container as a copy is made of it (checked before any verification: an image
+    /// that is gone fails the drill at once).
+    pub blueprint: &'a Blueprint,
 }
 
 /// How a drill went.
@@ -212,7 +215,7 @@ fn download(
 /// (on every way out).
 pub fn drill(n: &dyn Notice, spec: &Spec, staged: Staging) -> Result<Drilled> {
     let data_dir = data_dir(spec.live, spec.db_path)?;
-    let bp = spec.engine.blueprint(spec.live)?;
+    let bp = spec.blueprint;
     let names = Names::new(&spec.live.name);
     let mut d = Drilled {
         passed: false,
@@ -234,7 +237,7 @@ pub fn drill(n: &dyn Notice, spec: &Spec, staged: Staging) -> Result<Drilled> {
     };
     let mut run = Run::begin(spec, &names)?;
     let went =
-        run.prepare(n, spec, &bp, &data_dir, staged, &mut d).and_then(|c| run.go(n, spec, &bp, c, &mut d));
+        run.prepare(n, spec, bp, &data_dir, staged, &mut d).and_then(|c| run.go(n, spec, bp, c, &mut d));
     let cleaned = run.clean_up();
     match (went, cleaned) {
         (Ok(()), Ok(())) => Ok(d),
@@ -353,10 +356,24 @@ impl<'a> Run<'a> {
             mount_at: data_dir,
             labels: &labels,
         };
-        let c = e.create_throwaway(&t)?;
-        crate::fault::point("drill.created")?;
         let t0 = Instant::now();
-        fill(n, e, &c, spec, data_dir, &staged)?;
+        let c = if bp.limits.readonly_rootfs == Some(true) {
+            // The engine copies nothing into a container whose root is read-only, even into a
+            // volume: the volume is filled through a writable copy first, which is removed,
+            // and the copy that runs is created read-only on the filled volume.
+            let mut writable = bp.clone();
+            writable.limits.readonly_rootfs = Some(false);
+            let loader = e.create_throwaway(&Throwaway { blueprint: &writable, ..t })?;
+            crate::fault::point("drill.created")?;
+            fill(n, e, &loader, spec, data_dir, &staged)?;
+            e.remove_labelled(Object::Container, &names.container, (LABEL_RUN, names.run.as_str()))?;
+            e.create_throwaway(&t)?
+        } else {
+            let c = e.create_throwaway(&t)?;
+            crate::fault::point("drill.created")?;
+            fill(n, e, &c, spec, data_dir, &staged)?;
+            c
+        };
         d.timings.fill_ms = t0.elapsed().as_millis() as u64;
         Ok(c)
     }

@@ -431,27 +431,12 @@ impl Drop for Gone {
 
 #[test]
 fn a_container_whose_image_is_gone_cannot_be_drilled_exit_1() {
-    use futures_util::StreamExt;
     let env = Env::new();
     let d = docker();
     // An image of its own (the test image plus a label), so that removing it touches no other test.
     let unique = env.dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('_', "-");
-    let tag = format!("kfadmin-test-gone:{unique}");
-    let mut context = tar::Builder::new(Vec::new());
-    let dockerfile = format!("FROM {}\nLABEL kfadmin.test.gone={unique}\n", image());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(dockerfile.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    context.append_data(&mut h, "Dockerfile", dockerfile.as_bytes()).unwrap();
-    let opts = bollard::query_parameters::BuildImageOptionsBuilder::default().t(&tag).rm(true).build();
-    let body = bollard::body_full(bytes::Bytes::from(context.into_inner().unwrap()));
-    block(async {
-        let mut stream = d.build_image(opts, None, Some(body));
-        while let Some(item) = stream.next().await {
-            assert!(item.unwrap().error_detail.is_none(), "building {tag} failed");
-        }
-    });
+    let tag =
+        derived_image(&format!("kfadmin-test-gone:{unique}"), &format!("LABEL kfadmin.test.gone={unique}"));
     let name = format!("kfadmin-test-{}-{unique}", std::process::id());
     let data = env.path("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -481,7 +466,9 @@ fn a_container_whose_image_is_gone_cannot_be_drilled_exit_1() {
     let out = out.to_str().unwrap();
     kf(&env, &["backup", "--online", "--container", &name, "--out", out, "--quiet"]).ok();
     let r = kf(&env, &["drill", "--container", &name, "--out", out, "--json"]);
-    r.code(1).stderr_has("is no longer in the Docker engine").stderr_has("docker pull");
+    // Said at once, before any archive is verified, and without a hint that cannot help.
+    r.code(1).stderr_has("is no longer in the Docker engine").stderr_has("pulling or building");
+    assert!(r.stderr.contains("cannot help") && !r.stderr.contains("Verifying"), "{}", r.stderr);
     assert_eq!(r.json()["error"]["kind"], "failed");
     assert_nothing_left(&name, &env);
 }
@@ -566,4 +553,76 @@ fn a_drill_takes_the_newest_offsite_copy_that_verifies_when_the_local_disk_is_go
         .code(2)
         .stderr_has(&format!("archive {missing} does not exist"));
     assert_nothing_left(&c.name, &env);
+}
+
+#[test]
+fn the_copy_keeps_the_servers_limits_and_never_passes_for_the_compose_service() {
+    let env = Env::new();
+    let unique = env.dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('_', "-");
+    let service = format!("svc-{unique}");
+    // An image built by Compose carries its labels; a proxy routes by traefik labels.
+    let tag = derived_image(
+        &format!("kfadmin-test-labels:{unique}"),
+        &format!(
+            "LABEL com.docker.compose.service={service} com.docker.compose.project=kfproj traefik.enable=true traefik.http.routers.kf.rule=Host(`kf.example`)"
+        ),
+    );
+    let host = bollard::models::HostConfig {
+        memory: Some(256 << 20),
+        nano_cpus: Some(500_000_000),
+        pids_limit: Some(64),
+        ulimits: Some(vec![bollard::models::ResourcesUlimits {
+            name: Some("nofile".into()),
+            soft: Some(1024),
+            hard: Some(2048),
+        }]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some([("/tmp".to_string(), "size=16m".to_string())].into()),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        log_config: Some(bollard::models::HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some([("max-size".to_string(), "1m".to_string())].into()),
+        }),
+        ..Default::default()
+    };
+    let labels = vec![("com.docker.compose.service".to_string(), service.clone())];
+    let spec = Spec { init_mb: 1, rate: 20, image: Some(tag.clone()), host, labels, ..Spec::default() };
+    let c = Kf::start(&env, "drill-limits", spec);
+    let out = backup(&env, &c);
+    let args = ["drill", "--container", &service, "--out", &out, "--settle", "1", "--json"];
+    let mut paused = Paused::spawn(&env, "drill-up", &args);
+    paused.expect("drill-up");
+    // While the copy runs: a nightly backup by service name still finds the one server.
+    kf(&env, &["backup", "--online", "--container", &service, "--out", &out, "--quiet"]).ok();
+    let filters = HashMap::from([("label", vec![format!("kfadmin.drill.container={}", c.name)])]);
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let found = block(docker().list_containers(Some(opts))).unwrap();
+    let no_opts = None::<bollard::query_parameters::InspectContainerOptions>;
+    let copy = block(docker().inspect_container(found[0].id.as_deref().unwrap(), no_opts)).unwrap();
+    let labels = copy.config.unwrap().labels.unwrap();
+    assert_eq!(labels.get("com.docker.compose.service").map(String::as_str), Some(""), "{labels:?}");
+    assert_eq!(labels.get("com.docker.compose.project").map(String::as_str), Some(""), "{labels:?}");
+    assert_eq!(labels.get("traefik.enable").map(String::as_str), Some("false"), "{labels:?}");
+    assert_eq!(labels.get("traefik.http.routers.kf.rule").map(String::as_str), Some(""), "{labels:?}");
+    let (h, live) = (copy.host_config.unwrap(), c.inspect().host_config.unwrap());
+    assert_eq!((h.memory, h.nano_cpus, h.pids_limit), (Some(256 << 20), Some(500_000_000), Some(64)));
+    assert_eq!(
+        (h.ulimits.clone(), h.readonly_rootfs, h.tmpfs.clone()),
+        (live.ulimits, Some(true), live.tmpfs)
+    );
+    assert_eq!((h.cap_drop.clone(), h.security_opt.clone()), (live.cap_drop, live.security_opt));
+    assert_eq!(h.log_config.and_then(|l| l.config), live.log_config.and_then(|l| l.config));
+    // Still isolated: no network, no binds, not privileged.
+    assert_eq!(h.network_mode.as_deref(), Some("none"));
+    assert!(h.binds.unwrap_or_default().is_empty());
+    assert_ne!(h.privileged, Some(true));
+    paused.go("drill-up");
+    let r = paused.finish();
+    r.ok();
+    assert_eq!(r.json()["passed"], true);
+    assert_nothing_left(&c.name, &env);
+    let opts = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+    drop(c);
+    let _ = block(docker().remove_image(&tag, Some(opts), None));
 }
