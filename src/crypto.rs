@@ -409,24 +409,30 @@ impl Keys {
     }
 
     /// Open the age stream in `input` (its header must come first).
-    pub fn decrypt<R: BufRead>(&self, input: R) -> std::result::Result<age::stream::StreamReader<R>, String> {
-        let d = age::Decryptor::new_buffered(input).map_err(|e| format!("not a valid age file: {e}"))?;
+    pub fn decrypt<R: BufRead>(
+        &self,
+        input: R,
+    ) -> std::result::Result<age::stream::StreamReader<R>, DecryptFailure> {
+        let d = age::Decryptor::new_buffered(input)
+            .map_err(|e| DecryptFailure::damage(format!("not a valid age file: {e}")))?;
         if self.is_empty() {
-            return Err(if d.is_scrypt() {
+            return Err(DecryptFailure::key(if d.is_scrypt() {
                 "encrypted with a passphrase: set KFADMIN_PASSPHRASE or run on a terminal to be asked for it"
                     .into()
             } else {
                 "encrypted: pass --identity FILE (or set KFADMIN_IDENTITY_FILE) with a key it was encrypted to".into()
-            });
+            }));
         }
         let scrypt = d.is_scrypt();
         let all = self.all();
         d.decrypt(all.iter().map(|b| b.as_ref() as &dyn age::Identity)).map_err(|e| match e {
             age::DecryptError::NoMatchingKeys if scrypt => {
-                "it is encrypted with a passphrase; give the passphrase, not an identity".into()
+                DecryptFailure::key("it is encrypted with a passphrase; give the passphrase, not an identity".into())
             }
-            age::DecryptError::NoMatchingKeys => format!(
-                "none of the identities given{} can decrypt it: it was encrypted to other keys",
+            // The header parses and no stanza opens with the keys given: a key question, not
+            // damage (the sidecar's checksum says whether the bytes are as written).
+            age::DecryptError::NoMatchingKeys => DecryptFailure::key(format!(
+                "none of the identities given{} can decrypt it: it was encrypted to other keys; pass --identity FILE with one of its recipients' keys",
                 if self.files.is_empty() {
                     String::new()
                 } else {
@@ -435,12 +441,30 @@ impl Keys {
                         self.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
                     )
                 }
-            ),
+            )),
             age::DecryptError::DecryptionFailed | age::DecryptError::KeyDecryptionFailed if scrypt => {
-                "the passphrase is wrong".into()
+                DecryptFailure::key("the passphrase is wrong".into())
             }
-            other => format!("cannot decrypt it: {other}"),
+            other => DecryptFailure::damage(format!("cannot decrypt it: {other}")),
         })
+    }
+}
+
+/// Why an encrypted archive could not be opened: the keys (none given, none that matches, a
+/// wrong passphrase: the operator passes the right one, exit 2), or the file (exit 3).
+#[derive(Debug, Clone)]
+pub struct DecryptFailure {
+    pub why: String,
+    /// The keys are the problem, not the archive.
+    pub key: bool,
+}
+
+impl DecryptFailure {
+    fn key(why: String) -> Self {
+        DecryptFailure { why, key: true }
+    }
+    fn damage(why: String) -> Self {
+        DecryptFailure { why, key: false }
     }
 }
 

@@ -52,6 +52,9 @@ pub struct Verdict {
     pub sha256: String,
     #[serde(skip)]
     pub manifest: Option<Manifest>,
+    /// Encrypted, and the keys given cannot open it (none given, none matching, a wrong
+    /// passphrase): what to pass. The archive is not to blame; it is not verified either.
+    pub needs_key: Option<String>,
 }
 
 impl Verdict {
@@ -83,17 +86,17 @@ pub struct Options<'a> {
 /// What the reader thread sends.
 enum Msg {
     /// Encrypted archives first: whether the age header could be opened with the keys.
-    Header(std::result::Result<(), String>),
+    Header(std::result::Result<(), crypto::DecryptFailure>),
     Data(Vec<u8>),
     /// Decryption (or reading) failed at this point of the stream.
     Failed(io::Error),
 }
 
 impl Msg {
-    fn header(self) -> std::result::Result<(), String> {
+    fn header(self) -> std::result::Result<(), crypto::DecryptFailure> {
         match self {
             Msg::Header(h) => h,
-            _ => Err("the reader sent no header".into()),
+            _ => Err(crypto::DecryptFailure { why: "the reader sent no header".into(), key: false }),
         }
     }
 }
@@ -283,6 +286,7 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
         bytes: 0,
         sha256: String::new(),
         manifest: None,
+        needs_key: None,
     };
     let expected = match opts.expected_sha256 {
         Some(h) => Some((h.to_string(), "the checksum computed while writing".to_string())),
@@ -299,8 +303,12 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     let produced = std::thread::scope(|scope| -> Result<(String, u64)> {
         let (tx, rx) = mpsc::sync_channel::<Msg>(4);
         let producer = scope.spawn(move || produce(file, encrypted, keys, stage_ref, tx));
-        let header =
-            encrypted.then(|| rx.recv().map_or(Err("the reader stopped".to_string()), |m| m.header()));
+        let header = encrypted.then(|| {
+            rx.recv().map_or_else(
+                |_| Err(crypto::DecryptFailure { why: "the reader stopped".into(), key: false }),
+                Msg::header,
+            )
+        });
         let outside = if judge_header(header, keys, opts, &mut v) {
             read_tar(rx, opts, len, encrypted, &mut v)
         } else {
@@ -363,7 +371,7 @@ fn open_archive(archive: &Path) -> Result<(File, u64)> {
 
 /// Whether the contents can be read: not encrypted, or the age header opened with the keys.
 fn judge_header(
-    header: Option<std::result::Result<(), String>>,
+    header: Option<std::result::Result<(), crypto::DecryptFailure>>,
     keys: &Keys,
     opts: &Options,
     v: &mut Verdict,
@@ -377,12 +385,18 @@ fn judge_header(
             v.set("decrypt", Status::Pass, "age: the header and every chunk authenticate");
             true
         }
-        Some(Err(why)) if keys.is_empty() && !opts.sqlite => {
-            v.set("decrypt", Status::Skip, format!("{why}; the contents were not checked"));
+        Some(Err(f)) if keys.is_empty() && !opts.sqlite => {
+            v.set("decrypt", Status::Skip, format!("{}; the contents were not checked", f.why));
             false
         }
-        Some(Err(why)) => {
-            v.set("decrypt", Status::Fail, why);
+        // No key to open it: nothing is known against the archive, and it is not verified.
+        Some(Err(f)) if f.key => {
+            v.set("decrypt", Status::Skip, format!("{}; the contents were not checked", f.why));
+            v.needs_key = Some(f.why);
+            false
+        }
+        Some(Err(f)) => {
+            v.set("decrypt", Status::Fail, f.why);
             false
         }
     }
@@ -470,7 +484,9 @@ fn conclude(
         }
     }
     let no_fail = v.checks.iter().all(|c| c.status != Status::Fail);
-    v.ok = if encrypted && v.status("decrypt") == Status::Skip {
+    v.ok = if v.needs_key.is_some() {
+        false
+    } else if encrypted && v.status("decrypt") == Status::Skip {
         // Encrypted and no key given to a quick check: the sidecar is all that can be checked.
         no_fail && v.status("sidecar") == Status::Pass
     } else {

@@ -31,6 +31,10 @@ pub struct DrillReport {
     /// The archive drilled (None when none verified).
     #[serde(serialize_with = "super::lossy::opt_path")]
     pub archive: Option<PathBuf>,
+    /// When the archive drilled was made (its manifest), RFC 3339.
+    pub archive_created: Option<String>,
+    #[serde(skip)]
+    pub archive_created_unix: Option<u64>,
     /// "given", or "newest that verifies".
     pub chosen: &'static str,
     /// Every archive verified, newest first: those that failed, then the one drilled.
@@ -81,6 +85,8 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         reason: None,
         container: live.name.clone(),
         archive: None,
+        archive_created: None,
+        archive_created_unix: None,
         chosen: if args.archive.is_some() { "given" } else { "newest that verifies" },
         verification: vec![],
         logs: vec![],
@@ -88,6 +94,8 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         duration_ms: 0,
         warnings: vec![],
     };
+    // The image is checked before any archive is verified: a drill cannot run without it.
+    let blueprint = engine.blueprint(&live)?;
     let candidates = candidates(args, args.name.as_deref().unwrap_or(&live.name), ctx, &mut report.warnings)?;
     let from = Sources {
         identity: &args.decrypt.identity,
@@ -110,6 +118,8 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         return Ok(report);
     };
     report.archive = Some(v.archive.clone());
+    report.archive_created = Some(v.manifest.created.clone());
+    report.archive_created_unix = Some(v.manifest.created_unix);
     report.verification.push(v.verdict.clone());
     let spec = Spec {
         engine: &engine,
@@ -120,6 +130,7 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         settle: Duration::from_secs(u64::from(args.settle)),
         health_timeout: args.health_timeout.map(|s| Duration::from_secs(u64::from(s))),
         tmp_dir: args.tmp_dir.as_deref(),
+        blueprint: &blueprint,
     };
     let mut drilled = drill::drill(ctx, &spec, v.staged)?;
     for w in &drilled.warnings {
@@ -187,6 +198,13 @@ fn record(r: &DrillReport) -> Result<()> {
         finished: humantime::format_rfc3339_seconds(now).to_string(),
         finished_unix: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         duration_ms: r.duration_ms,
+        archive_name: r
+            .archive
+            .as_ref()
+            .and_then(|a| a.file_name())
+            .and_then(|n| crate::archive::catalog::parse_name(&n.to_string_lossy()))
+            .map(|(name, _, _)| name),
+        archive_created_unix: r.archive_created_unix,
     })
 }
 

@@ -74,7 +74,9 @@ pub fn verdict(v: &Verdict, quick: bool) -> String {
         .checks
         .iter()
         .any(|c| c.name == "decrypt" && c.status == Status::Skip && c.detail.contains("not checked"));
-    if v.ok && unread {
+    if let (false, Some(why)) = (v.ok, &v.needs_key) {
+        let _ = writeln!(s, "  => NOT VERIFIED: the keys given cannot open it ({why})");
+    } else if v.ok && unread {
         let _ = writeln!(
             s,
             "  => OK, the checksum only: the encrypted contents were not checked (pass --identity)"

@@ -121,6 +121,14 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         f.relabel(&mut verdict);
     }
     drop(fetched);
+    if let (false, Some(why)) = (verdict.ok, &verdict.needs_key) {
+        return Err(Error::usage(format!(
+            "cannot open {}: {why}. Nothing in {} was changed",
+            args.archive.display(),
+            target.dir.display()
+        ))
+        .hint("the archive is not known to be damaged: pass --identity FILE with a key it was encrypted to (or the passphrase), then restore again"));
+    }
     let Some(manifest) = verdict.manifest.clone().filter(|_| verdict.ok) else {
         drop(private);
         let mut human = render::verdict(&verdict, false);

@@ -45,6 +45,9 @@ pub struct LastDrillState {
     pub finished: String,
     pub age_seconds: u64,
     pub duration_ms: u64,
+    /// The name the drilled archive carries, and how old that backup is now.
+    pub archive_name: Option<String>,
+    pub archive_age_seconds: Option<u64>,
 }
 
 /// The newest backup of this server at one offsite location.
@@ -224,6 +227,8 @@ fn backup_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> Ba
 fn drill_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> Option<DrillState> {
     let last = crate::ops::drill::last_success(name).map(|l| LastDrillState {
         age_seconds: now_unix().saturating_sub(l.finished_unix),
+        archive_age_seconds: l.archive_created_unix.map(|c| now_unix().saturating_sub(c)),
+        archive_name: l.archive_name,
         archive: l.archive,
         finished: l.finished,
         duration_ms: l.duration_ms,
@@ -239,9 +244,34 @@ fn drill_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> Opt
             humantime::format_duration(std::time::Duration::from_secs(l.age_seconds)),
             humantime::format_duration(max)
         )),
-        (Some(_), Some(_)) => {}
+        (Some(l), Some(max)) => {
+            if let Some(p) = drilled_what(l, name, max) {
+                problems.push(p);
+            }
+        }
     }
     (last.is_some() || max.is_some()).then(|| DrillState { last, max_age_seconds: max.map(|m| m.as_secs()) })
+}
+
+/// A drill counts for `--max-drill-age` only when it was of a backup of this container (by the
+/// archive's name) that was itself made within `max`: a pass on an old archive, or on one of
+/// another server given by hand, proves nothing about tonight's backups.
+fn drilled_what(l: &LastDrillState, name: &str, max: std::time::Duration) -> Option<String> {
+    let fmt = |s: u64| humantime::format_duration(std::time::Duration::from_secs(s)).to_string();
+    match (&l.archive_name, l.archive_age_seconds) {
+        (Some(n), _) if n != name => Some(format!(
+            "the last restore drill that passed was of a backup of {n}, not of {name}: run `kfadmin drill --container {name}`"
+        )),
+        (Some(_), Some(age)) if age <= max.as_secs() => None,
+        (Some(_), Some(age)) => Some(format!(
+            "the last restore drill that passed was of a backup made {} ago, more than --max-drill-age {}: drill a recent backup (`kfadmin drill --container {name}` takes the newest)",
+            fmt(age),
+            humantime::format_duration(max)
+        )),
+        _ => Some(format!(
+            "the last restore drill that passed was recorded by an older kfadmin that did not record which backup it drilled: run `kfadmin drill --container {name}`"
+        )),
+    }
 }
 
 /// The archives of `name` at a location (a directory or an S3 URL); a location that cannot

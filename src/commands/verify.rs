@@ -57,8 +57,16 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         archives.push(verdict);
     }
     let ok = archives.iter().all(|v| v.ok);
+    // Exit 3 only for an archive that is damaged; one that the keys given cannot open is the
+    // operator's to fix (exit 2, pass the key), and not verified either.
+    let damaged = archives.iter().any(|v| !v.ok && v.needs_key.is_none());
+    let code = match (ok, damaged) {
+        (true, _) => 0,
+        (false, true) => 3,
+        (false, false) => 2,
+    };
     let report = VerifyReport { ok, quick: args.quick, archives };
-    Ok(Outcome::new(if ok { 0 } else { 3 }, human(&report), &report))
+    Ok(Outcome::new(code, human(&report), &report))
 }
 
 /// Verify one local file (a download, for a remote archive).

@@ -75,8 +75,10 @@ impl Engine {
         }
         filters.insert("label", labels);
         let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        let list =
+        let mut list =
             self.rt.block_on(self.docker.list_containers(Some(opts))).map_err(|e| self.api_err(e, name))?;
+        // A drill's throwaway copy is never the service, whatever labels its image carries.
+        list.retain(|c| !c.labels.as_ref().is_some_and(|l| l.contains_key("kfadmin.drill")));
         match list.len() {
             0 => Err(Error::usage(format!(
                 "no container is named {name}{}",

@@ -30,6 +30,55 @@ pub struct Blueprint {
     pub stop_timeout: Option<i64>,
     /// `--init`: an init process forwards the stop signal to the server.
     pub init: Option<bool>,
+    /// The live container's limits and hardening ([`limits_of`]), so the copy is bounded and
+    /// confined as the server is.
+    pub limits: bollard::models::HostConfig,
+    /// Labels the image carries that would make the copy look like the service to Compose,
+    /// Traefik or Swarm, each overridden (emptied, `traefik.enable=false`) on the copy.
+    pub neutral_labels: HashMap<String, String>,
+}
+
+/// What of the live container's host configuration a drill copy keeps: memory, CPU, pids and
+/// ulimits, a read-only root, tmpfs mounts, capabilities, security options, the log driver, the
+/// shm size and the OOM score. Never privileged mode, devices, binds, volumes-from, or the
+/// network, pid, ipc or uts modes: the copy is isolated from the host and from production.
+pub fn limits_of(h: &bollard::models::HostConfig) -> bollard::models::HostConfig {
+    bollard::models::HostConfig {
+        memory: h.memory,
+        memory_swap: h.memory_swap,
+        memory_reservation: h.memory_reservation,
+        memory_swappiness: h.memory_swappiness,
+        nano_cpus: h.nano_cpus,
+        cpu_shares: h.cpu_shares,
+        cpu_period: h.cpu_period,
+        cpu_quota: h.cpu_quota,
+        cpuset_cpus: h.cpuset_cpus.clone(),
+        cpuset_mems: h.cpuset_mems.clone(),
+        blkio_weight: h.blkio_weight,
+        pids_limit: h.pids_limit,
+        ulimits: h.ulimits.clone(),
+        readonly_rootfs: h.readonly_rootfs,
+        tmpfs: h.tmpfs.clone(),
+        cap_add: h.cap_add.clone(),
+        cap_drop: h.cap_drop.clone(),
+        security_opt: h.security_opt.clone(),
+        log_config: h.log_config.clone(),
+        shm_size: h.shm_size,
+        oom_score_adj: h.oom_score_adj,
+        oom_kill_disable: h.oom_kill_disable,
+        ..Default::default()
+    }
+}
+
+/// The image's labels a copy must not carry as they are: `com.docker.compose.*` (service
+/// lookups by kfadmin and Compose would find two containers), `com.docker.swarm.*`, and
+/// `traefik.*` (a proxy would route production traffic to the copy).
+fn neutral_labels(image: &HashMap<String, String>) -> HashMap<String, String> {
+    image
+        .keys()
+        .filter(|k| ["com.docker.compose.", "com.docker.swarm.", "traefik."].iter().any(|p| k.starts_with(p)))
+        .map(|k| (k.clone(), if k == "traefik.enable" { "false".to_string() } else { String::new() }))
+        .collect()
 }
 
 /// A throwaway container: a blueprint, one fresh volume mounted at `mount_at`, no network, no
@@ -133,12 +182,16 @@ impl Engine {
                     "the image of container {} ({image_ref}, id {image_id}) is no longer in the Docker engine",
                     c.name
                 ))
-                .hint(format!("pull or build it again (`docker pull {image_ref}`), then run the drill again"))
+                .hint(format!(
+                    "a drill boots the very image the live container runs, by its id; pulling or building {image_ref} again gives another id and cannot help. Recreate the container from the image you want (e.g. `docker compose up -d`), then drill"
+                ))
             } else {
                 engine_said(&self.host, e, &format!("to inspect the image of container {}", c.name))
             }
         })?;
-        let healthcheck = config.healthcheck.or(image.config.and_then(|i| i.healthcheck));
+        let image_config = image.config.unwrap_or_default();
+        let healthcheck = config.healthcheck.or(image_config.healthcheck);
+        let host = r.host_config.unwrap_or_default();
         Ok(Blueprint {
             image_id,
             image_ref,
@@ -150,7 +203,9 @@ impl Engine {
             healthcheck,
             stop_signal: config.stop_signal,
             stop_timeout: config.stop_timeout,
-            init: r.host_config.and_then(|h| h.init),
+            init: host.init,
+            limits: limits_of(&host),
+            neutral_labels: neutral_labels(&image_config.labels.unwrap_or_default()),
         })
     }
 
@@ -196,13 +251,13 @@ impl Engine {
             healthcheck: bp.healthcheck.clone(),
             stop_signal: bp.stop_signal.clone(),
             stop_timeout: bp.stop_timeout,
-            labels: Some(t.labels.clone()),
+            labels: Some(bp.neutral_labels.clone().into_iter().chain(t.labels.clone()).collect()),
             host_config: Some(HostConfig {
                 mounts: Some(vec![mount]),
                 network_mode: Some("none".into()),
                 init: bp.init,
                 publish_all_ports: Some(false),
-                ..Default::default()
+                ..bp.limits.clone()
             }),
             ..Default::default()
         };

@@ -15,7 +15,7 @@
 //! A journal in the state directory, locked while its run lives, names the container and the
 //! volume before they exist: the next kfadmin run removes what a killed drill left ([`recover`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -63,6 +63,9 @@ pub struct Spec<'a> {
     pub health_timeout: Option<Duration>,
     /// Where the drilled database is checked (the private staging area by default).
     pub tmp_dir: Option<&'a Path>,
+    /// The live container as a copy is made of it (checked before any verification: an image
+    /// that is gone fails the drill at once).
+    pub blueprint: &'a Blueprint,
 }
 
 /// How a drill went.
@@ -167,6 +170,12 @@ pub fn first_verified(
         if let Some(f) = &fetched {
             f.relabel(&mut verdict);
         }
+        if let (false, Some(why)) = (verdict.ok, &verdict.needs_key) {
+            // Never an older backup instead: a drill that passes on it says nothing of this one.
+            return Err(Error::usage(format!("cannot open {}: {why}", archive.display())).hint(
+                "a drill is of the newest backup: pass --identity FILE (or the passphrase) that opens it, or name an older ARCHIVE to drill that one on purpose",
+            ));
+        }
         match verdict.manifest.clone().filter(|_| verdict.ok) {
             Some(manifest) => {
                 let v = Verified { archive: archive.clone(), verdict, manifest, staged };
@@ -206,7 +215,7 @@ fn download(
 /// (on every way out).
 pub fn drill(n: &dyn Notice, spec: &Spec, staged: Staging) -> Result<Drilled> {
     let data_dir = data_dir(spec.live, spec.db_path)?;
-    let bp = spec.engine.blueprint(spec.live)?;
+    let bp = spec.blueprint;
     let names = Names::new(&spec.live.name);
     let mut d = Drilled {
         passed: false,
@@ -228,7 +237,7 @@ pub fn drill(n: &dyn Notice, spec: &Spec, staged: Staging) -> Result<Drilled> {
     };
     let mut run = Run::begin(spec, &names)?;
     let went =
-        run.prepare(n, spec, &bp, &data_dir, staged, &mut d).and_then(|c| run.go(n, spec, &bp, c, &mut d));
+        run.prepare(n, spec, bp, &data_dir, staged, &mut d).and_then(|c| run.go(n, spec, bp, c, &mut d));
     let cleaned = run.clean_up();
     match (went, cleaned) {
         (Ok(()), Ok(())) => Ok(d),
@@ -347,10 +356,24 @@ impl<'a> Run<'a> {
             mount_at: data_dir,
             labels: &labels,
         };
-        let c = e.create_throwaway(&t)?;
-        crate::fault::point("drill.created")?;
         let t0 = Instant::now();
-        fill(n, e, &c, spec, data_dir, &staged)?;
+        let c = if bp.limits.readonly_rootfs == Some(true) {
+            // The engine copies nothing into a container whose root is read-only, even into a
+            // volume: the volume is filled through a writable copy first, which is removed,
+            // and the copy that runs is created read-only on the filled volume.
+            let mut writable = bp.clone();
+            writable.limits.readonly_rootfs = Some(false);
+            let loader = e.create_throwaway(&Throwaway { blueprint: &writable, ..t })?;
+            crate::fault::point("drill.created")?;
+            fill(n, e, &loader, spec, data_dir, &staged)?;
+            e.remove_labelled(Object::Container, &names.container, (LABEL_RUN, names.run.as_str()))?;
+            e.create_throwaway(&t)?
+        } else {
+            let c = e.create_throwaway(&t)?;
+            crate::fault::point("drill.created")?;
+            fill(n, e, &c, spec, data_dir, &staged)?;
+            c
+        };
         d.timings.fill_ms = t0.elapsed().as_millis() as u64;
         Ok(c)
     }
@@ -677,6 +700,18 @@ fn judge(d: &mut Drilled, after: Option<After>, spec: &Spec) {
             "after the server ran on it, the database fails PRAGMA integrity_check: {}",
             shown.join("; ")
         ))
+    } else if let Some(lost) = after
+        .database
+        .as_ref()
+        .map(|now| lost_data(&spec.manifest.database.tables, &now.tables))
+        .filter(|l| !l.is_empty())
+    {
+        let shown: Vec<&str> = lost.iter().take(5).map(String::as_str).collect();
+        Some(format!(
+            "the server came up, but not on the backup's data: {}{} (a server started on a backup keeps every table and at least half of the rows of each; did it move {db} aside or start on another database?)",
+            shown.join("; "),
+            if lost.len() > shown.len() { format!("; and {} more", lost.len() - shown.len()) } else { String::new() }
+        ))
     } else if d.opened.is_empty() {
         Some(format!(
             "the server came up but left no sign of opening {db}: no -wal or -shm beside it while it ran, and the database is byte for byte the backup's (is --db-path where the server keeps its database? a server that opens it only on its first request cannot be drilled this way)"
@@ -686,6 +721,26 @@ fn judge(d: &mut Drilled, after: Option<After>, spec: &Spec) {
     };
     d.passed = d.reason.is_none();
     d.after = Some(after);
+}
+
+/// Tables of the backup that the drilled server lost: gone, emptied, or (with 10 rows or more)
+/// down to less than half. Keyfount deletes rows only one by one as users act (expired
+/// sessions, a device removed), never most of a table on start: a server that did has thrown
+/// the backup's data away (moved the database aside, started on another one), whatever its
+/// healthcheck says.
+pub fn lost_data(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<String> {
+    let mut lost = Vec::new();
+    for (table, &was) in before {
+        match after.get(table) {
+            None => lost.push(format!("table {table} ({was} rows in the backup) is gone")),
+            Some(0) if was > 0 => lost.push(format!("table {table} is empty ({was} rows in the backup)")),
+            Some(&now) if was >= 10 && now.saturating_mul(2) < was => {
+                lost.push(format!("table {table} has {now} rows ({was} in the backup)"))
+            }
+            Some(_) => {}
+        }
+    }
+    lost
 }
 
 /// A drill that did not pass: the copy's exit code and its last log lines, for the report.
@@ -880,6 +935,13 @@ pub struct LastDrill {
     pub finished: String,
     pub finished_unix: u64,
     pub duration_ms: u64,
+    /// The name the drilled archive carries (`<name>-<time>-<mode>.tar.gz`) and when it was
+    /// made: a drill counts for `status --max-drill-age` only when it was of a recent backup
+    /// of that container. None in records written before they were kept.
+    #[serde(default)]
+    pub archive_name: Option<String>,
+    #[serde(default)]
+    pub archive_created_unix: Option<u64>,
 }
 
 fn last_path(name: &str) -> PathBuf {

@@ -89,6 +89,28 @@ pub fn image() -> String {
     .clone()
 }
 
+/// An image built `FROM` the test image with more Dockerfile lines (e.g. `LABEL …`), tagged
+/// `tag` (unique per test: a test may remove it).
+pub fn derived_image(tag: &str, lines: &str) -> String {
+    let dockerfile = format!("FROM {}\n{lines}\n", image());
+    let mut context = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(dockerfile.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    context.append_data(&mut h, "Dockerfile", dockerfile.as_bytes()).unwrap();
+    let opts = BuildImageOptionsBuilder::default().t(tag).rm(true).build();
+    let body = bollard::body_full(bytes::Bytes::from(context.into_inner().unwrap()));
+    let d = docker();
+    block(async {
+        let mut stream = d.build_image(opts, None, Some(body));
+        while let Some(item) = stream.next().await {
+            assert!(item.unwrap().error_detail.is_none(), "building {tag} failed");
+        }
+    });
+    tag.to_string()
+}
+
 /// keyfount-sim as a static binary for a FROM-scratch image: the musl target (with Debian's
 /// musl-tools), or else glibc with `+crt-static`.
 fn static_sim(root: &Path) -> Vec<u8> {
@@ -146,6 +168,10 @@ pub struct Spec {
     /// The sim's arguments instead of `run …` (e.g. `hostile …`); it must write
     /// /status/status.json with a `last_seq` of at least 1.
     pub command: Option<Vec<String>>,
+    /// Another image than the test image (one built `FROM` it).
+    pub image: Option<String>,
+    /// Host configuration beyond the test's own (limits, hardening), merged under it.
+    pub host: HostConfig,
 }
 
 impl Default for Spec {
@@ -164,6 +190,8 @@ impl Default for Spec {
             health_interval_ms: None,
             restart_policy: None,
             command: None,
+            image: None,
+            host: HostConfig::default(),
         }
     }
 }
@@ -180,7 +208,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl Kf {
     pub fn start(env: &Env, tag: &str, spec: Spec) -> Kf {
-        let image = image();
+        let image = spec.image.clone().unwrap_or_else(image);
         let d = docker();
         let name =
             format!("kfadmin-test-{}-{}-{tag}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
@@ -248,7 +276,7 @@ impl Kf {
                     name: Some(p.parse().unwrap_or_else(|_| panic!("restart policy {p}"))),
                     maximum_retry_count: None,
                 }),
-                ..Default::default()
+                ..spec.host
             }),
             ..Default::default()
         };

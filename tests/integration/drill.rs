@@ -146,6 +146,86 @@ fn a_good_backup_passes_while_the_live_server_keeps_writing() {
     );
     s.ok();
     assert!(s.json()["drill"]["last"]["archive"].as_str().unwrap().ends_with("-online.tar.gz"));
+    assert_eq!(s.json()["drill"]["last"]["archive_name"], c.name.as_str());
+    assert!(s.json()["drill"]["last"]["archive_age_seconds"].as_u64().unwrap() < 3600);
+}
+
+#[test]
+fn a_drill_is_of_the_newest_backup_or_fails_and_status_counts_only_recent_backups_of_this_server() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-newest", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    let out = backup(&env, &c);
+    // The newest backup is encrypted, and no key is given: no older plaintext one instead.
+    let key = env.path("drill.key");
+    let gen = std::process::Command::new("age-keygen").arg("-o").arg(&key).output().unwrap();
+    assert!(gen.status.success(), "{gen:?}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    let recipient = text.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let args =
+        ["backup", "--online", "--container", &c.name, "--out", &out, "--encrypt-to", recipient, "--quiet"];
+    kf(&env, &args).ok();
+    let r = kf(&env, &["drill", "--container", &c.name, "--out", &out, "--settle", "1"]);
+    r.code(2).stderr_has("cannot open").stderr_has("--identity");
+    assert!(!r.stdout.contains("passed"), "{}", r.stdout);
+    assert_nothing_left(&c.name, &env);
+    let s = kf(
+        &env,
+        &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "1h", "--json"],
+    );
+    assert_eq!(s.json()["drill"]["last"], Value::Null, "nothing counts as drilled: {}", s.stdout);
+    // A backup of another server, drilled by hand, passes, but does not count for this one.
+    let other = env.path("other");
+    let name = format!("{}-other", c.name);
+    let db = env.path("other-db/keyfount.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let init = std::process::Command::new(sim_bin())
+        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
+    let args = [
+        "backup",
+        "--online",
+        "--db",
+        db.to_str().unwrap(),
+        "--name",
+        &name,
+        "--out",
+        other.to_str().unwrap(),
+    ];
+    kf(&env, &[&args[..], &["--quiet"]].concat()).ok();
+    let archive = std::fs::read_dir(&other)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap();
+    kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "1"]).ok();
+    let s = kf(
+        &env,
+        &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "1h", "--json"],
+    );
+    s.code(1);
+    let j = s.json();
+    assert!(
+        j["problems"].to_string().contains(&format!("was of a backup of {name}, not of {}", c.name)),
+        "{j}"
+    );
+    // With the key, the newest is drilled and counts.
+    let k = key.to_str().unwrap();
+    let r = kf(
+        &env,
+        &["drill", "--container", &c.name, "--out", &out, "--settle", "1", "--identity", k, "--json"],
+    );
+    r.ok();
+    assert!(r.json()["archive"].as_str().unwrap().ends_with(".tar.gz.age"), "{}", r.stdout);
+    let s = kf(
+        &env,
+        &["status", "--container", &c.name, "--backup-dir", &out, "--max-drill-age", "1h", "--json"],
+    );
+    assert!(!s.json()["problems"].to_string().contains("drill"), "{}", s.stdout);
+    assert_nothing_left(&c.name, &env);
 }
 
 #[test]
@@ -153,28 +233,7 @@ fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
     let env = Env::new();
     let c = Kf::start(&env, "drill-rejects", Spec { init_mb: 1, rate: 20, ..Spec::default() });
     // A database SQLite calls healthy, from a release this server refuses (schema version 3).
-    let db = env.path("old/keyfount.db");
-    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-    let init = std::process::Command::new(sim_bin())
-        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
-    rusqlite::Connection::open(&db).unwrap().execute_batch("PRAGMA user_version = 3").unwrap();
-    // Owned by the server's user, as its own database would be.
-    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
-    let out = env.path("backups");
-    let out = out.to_str().unwrap();
-    kf(
-        &env,
-        &["backup", "--online", "--db", db.to_str().unwrap(), "--name", &c.name, "--out", out, "--quiet"],
-    )
-    .ok();
-    let archive = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .unwrap();
+    let archive = host_archive(&env, &c, "PRAGMA user_version = 3");
     kf(&env, &["verify", archive.to_str().unwrap()]).ok();
     // A damaged copy of it is refused before anything is created (exit 3, no copy booted).
     let damaged = env.path("damaged-20260101T000000Z-online.tar.gz");
@@ -215,6 +274,56 @@ fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
     assert!(logs.contains("has schema version 3"), "{logs}");
     assert_eq!(c.started_at(), started_at);
     assert!(c.running());
+    assert_nothing_left(&c.name, &env);
+}
+
+/// An online backup, named as `c`'s, of a database made on the host by the writer's `init`
+/// and then changed by `sql`; returns the archive.
+fn host_archive(env: &Env, c: &Kf, sql: &str) -> std::path::PathBuf {
+    let db = env.path("old/keyfount.db");
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    let init = std::process::Command::new(sim_bin())
+        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    rusqlite::Connection::open(&db).unwrap().execute_batch(sql).unwrap();
+    // Owned by the server's user, as its own database would be.
+    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
+    let out = env.path("backups");
+    let out = out.to_str().unwrap();
+    kf(
+        env,
+        &["backup", "--online", "--db", db.to_str().unwrap(), "--name", &c.name, "--out", out, "--quiet"],
+    )
+    .ok();
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_starts_on_other_data_fails_the_drill() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-discards", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    // The server moves this backup's database aside and starts, healthy, on a new one of the
+    // same schema (a handful of rows): the backup's data never served a request.
+    let archive = host_archive(&env, &c, "INSERT INTO meta(key, value) VALUES ('test.discard_on_start', 1)");
+    let r =
+        kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "2", "--json"]);
+    r.code(3);
+    let j = r.json();
+    assert_eq!((j["passed"].clone(), j["ok"].clone()), (Value::Bool(false), Value::Bool(false)), "{j}");
+    let reason = j["reason"].as_str().unwrap();
+    assert!(reason.contains("not on the backup's data"), "{reason}");
+    assert!(reason.contains("table users has 2 rows (50 in the backup)"), "{reason}");
+    // Nothing recorded as a passed drill.
+    let r = kf(&env, &["status", "--container", &c.name, "--max-drill-age", "1h", "--json"]);
+    let j = r.json();
+    assert_eq!(j["drill"]["last"], Value::Null, "{j}");
+    assert!(j["problems"].to_string().contains("no restore drill"), "{j}");
     assert_nothing_left(&c.name, &env);
 }
 
@@ -322,27 +431,12 @@ impl Drop for Gone {
 
 #[test]
 fn a_container_whose_image_is_gone_cannot_be_drilled_exit_1() {
-    use futures_util::StreamExt;
     let env = Env::new();
     let d = docker();
     // An image of its own (the test image plus a label), so that removing it touches no other test.
     let unique = env.dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('_', "-");
-    let tag = format!("kfadmin-test-gone:{unique}");
-    let mut context = tar::Builder::new(Vec::new());
-    let dockerfile = format!("FROM {}\nLABEL kfadmin.test.gone={unique}\n", image());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(dockerfile.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    context.append_data(&mut h, "Dockerfile", dockerfile.as_bytes()).unwrap();
-    let opts = bollard::query_parameters::BuildImageOptionsBuilder::default().t(&tag).rm(true).build();
-    let body = bollard::body_full(bytes::Bytes::from(context.into_inner().unwrap()));
-    block(async {
-        let mut stream = d.build_image(opts, None, Some(body));
-        while let Some(item) = stream.next().await {
-            assert!(item.unwrap().error_detail.is_none(), "building {tag} failed");
-        }
-    });
+    let tag =
+        derived_image(&format!("kfadmin-test-gone:{unique}"), &format!("LABEL kfadmin.test.gone={unique}"));
     let name = format!("kfadmin-test-{}-{unique}", std::process::id());
     let data = env.path("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -372,7 +466,9 @@ fn a_container_whose_image_is_gone_cannot_be_drilled_exit_1() {
     let out = out.to_str().unwrap();
     kf(&env, &["backup", "--online", "--container", &name, "--out", out, "--quiet"]).ok();
     let r = kf(&env, &["drill", "--container", &name, "--out", out, "--json"]);
-    r.code(1).stderr_has("is no longer in the Docker engine").stderr_has("docker pull");
+    // Said at once, before any archive is verified, and without a hint that cannot help.
+    r.code(1).stderr_has("is no longer in the Docker engine").stderr_has("pulling or building");
+    assert!(r.stderr.contains("cannot help") && !r.stderr.contains("Verifying"), "{}", r.stderr);
     assert_eq!(r.json()["error"]["kind"], "failed");
     assert_nothing_left(&name, &env);
 }
@@ -457,4 +553,76 @@ fn a_drill_takes_the_newest_offsite_copy_that_verifies_when_the_local_disk_is_go
         .code(2)
         .stderr_has(&format!("archive {missing} does not exist"));
     assert_nothing_left(&c.name, &env);
+}
+
+#[test]
+fn the_copy_keeps_the_servers_limits_and_never_passes_for_the_compose_service() {
+    let env = Env::new();
+    let unique = env.dir.path().file_name().unwrap().to_string_lossy().to_lowercase().replace('_', "-");
+    let service = format!("svc-{unique}");
+    // An image built by Compose carries its labels; a proxy routes by traefik labels.
+    let tag = derived_image(
+        &format!("kfadmin-test-labels:{unique}"),
+        &format!(
+            "LABEL com.docker.compose.service={service} com.docker.compose.project=kfproj traefik.enable=true traefik.http.routers.kf.rule=Host(`kf.example`)"
+        ),
+    );
+    let host = bollard::models::HostConfig {
+        memory: Some(256 << 20),
+        nano_cpus: Some(500_000_000),
+        pids_limit: Some(64),
+        ulimits: Some(vec![bollard::models::ResourcesUlimits {
+            name: Some("nofile".into()),
+            soft: Some(1024),
+            hard: Some(2048),
+        }]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some([("/tmp".to_string(), "size=16m".to_string())].into()),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        log_config: Some(bollard::models::HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some([("max-size".to_string(), "1m".to_string())].into()),
+        }),
+        ..Default::default()
+    };
+    let labels = vec![("com.docker.compose.service".to_string(), service.clone())];
+    let spec = Spec { init_mb: 1, rate: 20, image: Some(tag.clone()), host, labels, ..Spec::default() };
+    let c = Kf::start(&env, "drill-limits", spec);
+    let out = backup(&env, &c);
+    let args = ["drill", "--container", &service, "--out", &out, "--settle", "1", "--json"];
+    let mut paused = Paused::spawn(&env, "drill-up", &args);
+    paused.expect("drill-up");
+    // While the copy runs: a nightly backup by service name still finds the one server.
+    kf(&env, &["backup", "--online", "--container", &service, "--out", &out, "--quiet"]).ok();
+    let filters = HashMap::from([("label", vec![format!("kfadmin.drill.container={}", c.name)])]);
+    let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    let found = block(docker().list_containers(Some(opts))).unwrap();
+    let no_opts = None::<bollard::query_parameters::InspectContainerOptions>;
+    let copy = block(docker().inspect_container(found[0].id.as_deref().unwrap(), no_opts)).unwrap();
+    let labels = copy.config.unwrap().labels.unwrap();
+    assert_eq!(labels.get("com.docker.compose.service").map(String::as_str), Some(""), "{labels:?}");
+    assert_eq!(labels.get("com.docker.compose.project").map(String::as_str), Some(""), "{labels:?}");
+    assert_eq!(labels.get("traefik.enable").map(String::as_str), Some("false"), "{labels:?}");
+    assert_eq!(labels.get("traefik.http.routers.kf.rule").map(String::as_str), Some(""), "{labels:?}");
+    let (h, live) = (copy.host_config.unwrap(), c.inspect().host_config.unwrap());
+    assert_eq!((h.memory, h.nano_cpus, h.pids_limit), (Some(256 << 20), Some(500_000_000), Some(64)));
+    assert_eq!(
+        (h.ulimits.clone(), h.readonly_rootfs, h.tmpfs.clone()),
+        (live.ulimits, Some(true), live.tmpfs)
+    );
+    assert_eq!((h.cap_drop.clone(), h.security_opt.clone()), (live.cap_drop, live.security_opt));
+    assert_eq!(h.log_config.and_then(|l| l.config), live.log_config.and_then(|l| l.config));
+    // Still isolated: no network, no binds, not privileged.
+    assert_eq!(h.network_mode.as_deref(), Some("none"));
+    assert!(h.binds.unwrap_or_default().is_empty());
+    assert_ne!(h.privileged, Some(true));
+    paused.go("drill-up");
+    let r = paused.finish();
+    r.ok();
+    assert_eq!(r.json()["passed"], true);
+    assert_nothing_left(&c.name, &env);
+    let opts = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
+    drop(c);
+    let _ = block(docker().remove_image(&tag, Some(opts), None));
 }

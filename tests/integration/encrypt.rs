@@ -76,7 +76,7 @@ fn an_archive_encrypted_to_an_age_key_is_verified_restored_and_read_by_the_age_t
     // verify: with the identity everything is checked; without, a full check fails (3) and a
     // quick one checks the sidecar and says the contents were not checked.
     kfadmin(["verify", "-i", key.to_str().unwrap(), &archive]).ok().stdout_has("ok    decrypt");
-    kfadmin(["verify", &archive]).code(3).stdout_has("pass --identity");
+    kfadmin(["verify", &archive]).code(2).stdout_has("pass --identity");
     kfadmin(["verify", "--quick", &archive]).ok().stdout_has("contents were not checked");
     let from_env: Run = Command::new(kfadmin_bin())
         .args(["verify", &archive])
@@ -220,16 +220,19 @@ fn passphrase_encryption_and_a_wrong_passphrase() {
     let archive = r.json()["archive"].as_str().unwrap().to_string();
     assert_eq!(r.json()["recipients"][0], "passphrase (scrypt)");
     run(&["verify", &archive], Some("correct horse battery staple")).ok();
+    // A wrong passphrase is the operator's to fix (exit 2), not a damaged archive (exit 3).
     let wrong = run(&["verify", "--json", &archive], Some("Tr0ub4dor&3"));
-    wrong.code(3);
-    assert!(
-        failed_checks(&wrong.json()).iter().any(|c| c.contains("passphrase is wrong")),
-        "{}",
-        wrong.stdout
-    );
+    wrong.code(2);
+    let j = wrong.json();
+    assert_eq!(j["ok"], false);
+    assert!(j["archives"][0]["needs_key"].as_str().unwrap().contains("passphrase is wrong"), "{j}");
+    assert!(failed_checks(&j).is_empty(), "nothing is held against the archive: {j}");
     let target = env.data_dir("target", 1);
     let before = snapshot_tree(&target);
-    run(&["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes"], Some("Tr0ub4dor&3")).code(3);
+    run(&["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes"], Some("Tr0ub4dor&3"))
+        .code(2)
+        .stderr_has("passphrase is wrong")
+        .stderr_has("not known to be damaged");
     assert_eq!(snapshot_tree(&target), before);
     run(
         &["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes"],
@@ -261,29 +264,47 @@ fn wrong_keys_and_damaged_encrypted_files_fail_and_restore_changes_nothing() {
 
     let target = env.data_dir("target", 1);
     let before = snapshot_tree(&target);
-    let cases: [(&str, &Path, &str); 4] = [
-        (archive.as_str(), other.as_path(), "none of the identities"),
-        (truncated.to_str().unwrap(), key.as_path(), "damaged or truncated"),
-        (tampered.to_str().unwrap(), key.as_path(), "damaged or truncated"),
-        (archive.as_str(), Path::new(""), "pass --identity"),
+    // Keys that cannot open a whole archive: exit 2, "pass --identity", nothing failed against
+    // it. Damage: exit 3, decrypt failed.
+    let cases: [(&str, &Path, &str, i32); 4] = [
+        (archive.as_str(), other.as_path(), "none of the identities", 2),
+        (truncated.to_str().unwrap(), key.as_path(), "damaged or truncated", 3),
+        (tampered.to_str().unwrap(), key.as_path(), "damaged or truncated", 3),
+        (archive.as_str(), Path::new(""), "pass --identity", 2),
     ];
-    for (file, id, why) in cases {
+    for (file, id, why, code) in cases {
         let mut args = vec!["verify", "--json", file];
         if !id.as_os_str().is_empty() {
             args.extend(["--identity", id.to_str().unwrap()]);
         }
         let r = kfadmin(args.clone());
-        r.code(3);
-        let failed = failed_checks(&r.json());
-        assert!(
-            failed.iter().any(|c| c.starts_with("decrypt") && c.contains(why)),
-            "{file} with {id:?}: {failed:?}"
-        );
+        r.code(code);
+        let j = r.json();
+        let failed = failed_checks(&j);
+        if code == 3 {
+            assert!(
+                failed.iter().any(|c| c.starts_with("decrypt") && c.contains(why)),
+                "{file} with {id:?}: {failed:?}"
+            );
+            assert_eq!(j["archives"][0]["needs_key"], serde_json::Value::Null);
+        } else {
+            assert!(failed.is_empty(), "{file} with {id:?}: {failed:?}");
+            assert!(j["archives"][0]["needs_key"].as_str().unwrap().contains(why), "{j}");
+            let human = kfadmin(args.iter().filter(|a| **a != "--json").copied().collect::<Vec<_>>());
+            human.code(2).stdout_has("NOT VERIFIED: the keys given cannot open it");
+            assert!(!human.stdout.contains("FAIL"), "{}", human.stdout);
+            assert!(!human.stderr.contains("SSH"), "no SSH key was involved: {}", human.stderr);
+        }
         let mut args = vec!["restore", file, "--data-dir", target.to_str().unwrap(), "--yes"];
         if !id.as_os_str().is_empty() {
             args.extend(["--identity", id.to_str().unwrap()]);
         }
-        kfadmin(args).code(3);
+        let r = kfadmin(args);
+        r.code(code);
+        if code == 2 {
+            r.stderr_has(why);
+            assert!(!r.stderr.contains("fails verification"), "{}", r.stderr);
+        }
         assert_eq!(snapshot_tree(&target), before, "{file}: the data directory changed");
     }
     // A recipient that is not a key is bad input, refused before any work.
@@ -495,7 +516,7 @@ fn the_passphrase_never_appears_in_any_output() {
         r.ok();
         said.push(format!("{}{}", r.stdout, r.stderr));
         let r = run(&args, "a wrong passphrase");
-        r.code(3);
+        r.code(2);
         said.push(format!("{}{}", r.stdout, r.stderr));
     }
     let target = env.path("restored");

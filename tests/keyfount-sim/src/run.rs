@@ -199,6 +199,33 @@ impl Writer<'_> {
     }
 }
 
+/// A misbehaving server, for the drill tests: when the database's `meta` table holds the key
+/// `test.discard_on_start`, the database is moved aside (`keyfount.db.discarded`) and the
+/// server starts on a new, nearly empty one of the same schema, as a server that loses its
+/// data on start would. It stays up and healthy.
+fn discard_if_asked(db: &Path) -> Result<(), Fail> {
+    let asked = {
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.query_row("SELECT count(*) FROM meta WHERE key = 'test.discard_on_start'", [], |r| {
+            r.get::<_, i64>(0)
+        })? > 0
+    };
+    if !asked {
+        return Ok(());
+    }
+    let mut aside = db.as_os_str().to_owned();
+    aside.push(".discarded");
+    std::fs::rename(db, &aside)?;
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(crate::db::sidecar(db, suffix));
+    }
+    let mut fresh = crate::init::InitArgs::new(db.to_path_buf(), 0);
+    fresh.users = 2;
+    crate::init::init(&fresh)?;
+    eprintln!("keyfount-sim: discarded {} and started on a new database", db.display());
+    Ok(())
+}
+
 pub fn run(a: &RunArgs) -> Result<ExitCode, Fail> {
     if let (Some(uid), Some(gid)) = (a.uid, a.gid) {
         drop_privileges(uid, gid)?;
@@ -226,6 +253,7 @@ pub fn run(a: &RunArgs) -> Result<ExitCode, Fail> {
         crate::init::init(&crate::init::InitArgs::new(a.db.clone(), size_mb))?;
     }
     require_existing(&a.db)?;
+    discard_if_asked(&a.db)?;
     let flags =
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(&a.db, flags)
