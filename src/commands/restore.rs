@@ -123,7 +123,8 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if target.found.is_none() {
         target.refuse_if_in_use()?;
     }
-    let doubts = wrong_archive(&manifest, &target);
+    let mut doubts = wrong_archive(&manifest, &target);
+    doubts.extend(newer_backup(&args.archive).map(|n| (n, false)));
     let mut text = plan_text(&args, &manifest, &target, &plan, owners.db);
     for (d, _) in &doubts {
         let _ = writeln!(text, "  WARNING  {d}");
@@ -311,6 +312,24 @@ fn wrong_archive(m: &Manifest, target: &Target) -> Vec<(String, bool)> {
         ));
     }
     doubts
+}
+
+/// A backup of the same name newer than the archive, beside it (local archives): restoring an
+/// older one is rarely meant.
+fn newer_backup(archive: &Path) -> Option<String> {
+    if is_remote_path(archive) {
+        return None;
+    }
+    let parse =
+        |p: &Path| p.file_name().and_then(|n| crate::archive::catalog::parse_name(&n.to_string_lossy()));
+    let (name, created, _) = parse(archive)?;
+    let newest = std::fs::read_dir(archive.parent()?)
+        .ok()?
+        .flatten()
+        .filter_map(|e| parse(&e.path()).map(|p| (p, e.file_name())))
+        .filter(|((n, c, m), _)| *n == name && *c > created && *m != crate::archive::Mode::PreRestore)
+        .max_by_key(|((_, c, _), _)| *c)?;
+    Some(format!("a newer backup of {name} is beside it: {}", newest.1.to_string_lossy()))
 }
 
 /// The plan warned that the archive may be the wrong one (another container's, no Keyfount
