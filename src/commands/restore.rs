@@ -6,27 +6,26 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
 use super::{render, Ctx, Outcome};
 use crate::archive::reader::{self, Options, Verdict};
-use crate::archive::writer::Compression;
-use crate::archive::{Manifest, Mode};
+use crate::archive::Manifest;
 use crate::cli::RestoreArgs;
 use crate::crypto::{Encryption, Keys};
-use crate::docker::{self, Container, Start, StopGuard, UpWait};
+use crate::docker;
 use crate::error::{Error, IoContext, Kind, Result};
-use crate::fsutil;
-use crate::ops::container::{container_source, find_container, settle, Found};
+use crate::ops::container::{find_container, Found};
 use crate::ops::fetch::{fetch, Fetched};
-use crate::ops::make::{self, ArchiveSpec};
+use crate::ops::make;
+use crate::ops::restore::{self, refuse_if_in_use, Target};
 use crate::ops::staging::{Staging, STAGING_PREFIX};
 pub use crate::ops::swap::Owner;
-use crate::ops::swap::{self, Journal, Owners, Phase, Plan, Swap};
+use crate::ops::swap::{self, Journal, Owners, Plan};
 use crate::safedir::Dir;
-use crate::sqlite::{self, DB_FILE};
+use crate::sqlite::DB_FILE;
 use crate::store::{is_remote_path, Remote, S3Url};
 
 #[derive(Debug, Serialize)]
@@ -73,25 +72,6 @@ pub struct RestoreReport {
     /// What went differently than planned without failing the restore.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-}
-
-/// Where the restore goes, resolved and opened.
-struct Target {
-    found: Option<Found>,
-    dir: PathBuf,
-    data: Dir,
-    /// The data directory did not exist: it was created, and goes again if the restore stops.
-    created: bool,
-    /// Every database the restore replaces (keyfount.db and any other): no process may have
-    /// one open when the files are swapped.
-    dbs: Vec<PathBuf>,
-}
-
-impl Target {
-    /// Refused (exit 2) while a process has any database being replaced open.
-    fn refuse_if_in_use(&self) -> Result<()> {
-        self.dbs.iter().try_for_each(|db| refuse_if_in_use(db))
-    }
 }
 
 pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -151,18 +131,13 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if target.found.is_none() {
         target.refuse_if_in_use()?;
     }
-    let doubts = wrong_archive(&manifest, &target);
+    let mut doubts = wrong_archive(&manifest, &target);
+    doubts.extend(newer_backup(&args.archive).map(|n| (n, false)));
     let mut text = plan_text(&args, &manifest, &target, &plan, owners.db);
     for (d, _) in &doubts {
         let _ = writeln!(text, "  WARNING  {d}");
     }
-    let mut report = failed_report(&args, &target.dir, verdict, started);
-    report.ok = true;
-    report.backup_created = Some(manifest.created.clone());
-    report.files = plan.files.iter().map(|f| target.dir.join(&f.rel)).collect();
-    report.owner = owners.db;
-    report.container = target.found.as_ref().map(|f| f.container.name.clone());
-    report.warnings.extend(doubts.iter().map(|(d, _)| d.clone()));
+    let mut report = planned_report(&args, (&target, &plan, &owners), verdict, &doubts, started);
     if args.confirm.dry_run {
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(Outcome::new(0, format!("{text}Dry run: nothing was changed.\n"), &report));
@@ -178,12 +153,20 @@ pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
         target.data.chmod(mode)?;
     }
     crate::fault::point("restore.placed")?;
+    let mut done = restore::Done::default();
     match &target.found {
-        None => swap_dir(&target, from, &plan, &mut journal, &mut report)?,
-        Some(f) => {
-            restore_container(&args, ctx, f, &protect, &target, (from, &plan, &mut journal), &mut report)?
-        }
+        None => restore::into_dir(&target, from, &plan, &mut journal, &mut done)?,
+        Some(f) => restore::into_container(
+            &container_options(&args),
+            ctx,
+            f,
+            &protect,
+            &target,
+            (from, &plan, &mut journal),
+            &mut done,
+        )?,
     }
+    report.absorb(done);
     guard.dir = None;
     report.restored = true;
     report.undo = undo_command(&report);
@@ -339,6 +322,24 @@ fn wrong_archive(m: &Manifest, target: &Target) -> Vec<(String, bool)> {
     doubts
 }
 
+/// A backup of the same name newer than the archive, beside it (local archives): restoring an
+/// older one is rarely meant.
+fn newer_backup(archive: &Path) -> Option<String> {
+    if is_remote_path(archive) {
+        return None;
+    }
+    let parse =
+        |p: &Path| p.file_name().and_then(|n| crate::archive::catalog::parse_name(&n.to_string_lossy()));
+    let (name, created, _) = parse(archive)?;
+    let newest = std::fs::read_dir(archive.parent()?)
+        .ok()?
+        .flatten()
+        .filter_map(|e| parse(&e.path()).map(|p| (p, e.file_name())))
+        .filter(|((n, c, m), _)| *n == name && *c > created && *m != crate::archive::Mode::PreRestore)
+        .max_by_key(|((_, c, _), _)| *c)?;
+    Some(format!("a newer backup of {name} is beside it: {}", newest.1.to_string_lossy()))
+}
+
 /// The plan warned that the archive may be the wrong one (another container's, no Keyfount
 /// schema, much smaller): a second, explicit answer on the terminal, or `--force` with `--yes`.
 fn confirm_doubts(args: &RestoreArgs, doubts: &[(String, bool)]) -> Result<()> {
@@ -391,410 +392,6 @@ fn ask(question: &str) -> Result<bool> {
     Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-/// `--data-dir`: swap, and keep what was replaced in the safety directory.
-fn swap_dir(
-    target: &Target,
-    from: &Dir,
-    plan: &Plan,
-    journal: &mut Journal,
-    report: &mut RestoreReport,
-) -> Result<()> {
-    target.refuse_if_in_use()?;
-    let swapped = Swap::apply(&target.data, from, plan, journal)?;
-    if let Err(e) = crate::fault::point("restore.swapped").and_then(|()| target.data.sync()) {
-        return Err(swapped.undo(&target.data, e, journal));
-    }
-    journal.finish();
-    // A server started during the swap has the replaced database (or the restored one) open,
-    // and its files beside the restored one: putting things back under it would not help.
-    let intruders = swapped.intruders(&target.data)?;
-    if !intruders.is_empty() {
-        return Err(Error::new(
-            Kind::ContainerState,
-            format!(
-                "a process used the database while the restored files were swapped into {}: {}",
-                target.dir.display(),
-                intruders.join("; ")
-            ),
-        )
-        .hint(format!(
-            "act now: stop that server, move the files that appeared beside the restored database out of the data directory, and run the restore again; the replaced files are kept in {}",
-            target.data.display(&plan.safety).display()
-        )));
-    }
-    report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
-    if swapped.kept_anything() {
-        report.safety_dir = Some(target.data.display(&plan.safety));
-    } else {
-        swapped.discard(&target.data)?;
-    }
-    Ok(())
-}
-
-/// Stop, keep a pre-restore archive, swap, start, wait until up; roll back when it is not.
-/// Before the swap and again before the start, the container must still be down on the run
-/// kfadmin's stop ended: a server that something else started would keep the replaced files.
-fn restore_container(
-    args: &RestoreArgs,
-    ctx: &Ctx,
-    f: &Found,
-    protect: &Encryption,
-    target: &Target,
-    (from, plan, journal): (&Dir, &Plan, &mut Journal),
-    report: &mut RestoreReport,
-) -> Result<()> {
-    let c = &f.container;
-    let timeout = args.stop_timeout.map(i64::from).or(c.stop_timeout).unwrap_or(10);
-    for w in crate::ops::staging::prepare_out(&args.out)? {
-        ctx.warn(&w);
-    }
-    let mut guard = StopGuard::new(&f.engine, c.clone());
-    if c.running {
-        ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", c.name));
-    }
-    let t0 = Instant::now();
-    let archive = match pre_restore_archive(args, ctx, f, protect, &mut guard, timeout, target) {
-        Ok((a, damaged)) => {
-            report.replaced_damaged = damaged;
-            a
-        }
-        Err(e) => return settle(Err(e), guard.restart().map(drop)),
-    };
-    let kept = Kept { archive: archive.clone(), dir: None };
-    let swapped = match swap_in(target, from, plan, journal) {
-        Ok(s) => s,
-        Err(e) if e.kind == Kind::ContainerState => {
-            // Half swapped, half put back: no server may start on that.
-            guard.release();
-            return Err(left_stopped(e, c, &kept));
-        }
-        Err(e) => return settle(Err(e), guard.restart().map(drop)),
-    };
-    report.safety_archive = archive;
-    report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
-    let kept = Kept { dir: swapped.safety_dir(), ..kept };
-    crate::fault::pause("after-swap");
-    match guard.started_since() {
-        Ok(None) => {}
-        Ok(Some(now)) => {
-            guard.release();
-            report.safety_dir = swapped.safety_dir();
-            return Err(started_during_swap(c, &now, &kept));
-        }
-        Err(e) => return settle(Err(e), guard.restart().map(drop)),
-    }
-    if !guard.was_running() {
-        // A container that was not running is left as it was.
-        report.safety_dir = swapped.safety_dir();
-        ctx.note(&format!("Container {} was not running; it was left stopped", c.name));
-        return Ok(());
-    }
-    up_or_roll_back(args, ctx, f, target, (&swapped, &kept, journal), &mut guard, (timeout, t0), report)
-}
-
-/// Start the container on the restored data and wait until it is up; when it does not come
-/// up, put the previous data back (unless `--no-rollback`).
-#[allow(clippy::too_many_arguments)]
-fn up_or_roll_back(
-    args: &RestoreArgs,
-    ctx: &Ctx,
-    f: &Found,
-    target: &Target,
-    (swapped, kept, journal): (&Swap, &Kept, &mut Journal),
-    guard: &mut StopGuard,
-    (timeout, t0): (i64, Instant),
-    report: &mut RestoreReport,
-) -> Result<()> {
-    let c = &f.container;
-    ctx.note(&format!("Starting container {} on the restored data", c.name));
-    let settle_for = Duration::from_secs(u64::from(args.settle));
-    let wait = UpWait::new(c, settle_for, args.health_timeout.map(|s| Duration::from_secs(u64::from(s))));
-    crate::fault::pause("before-start");
-    let (up, others) = bring_up(ctx, guard, f, &wait, report)?;
-    report.downtime_ms = Some(t0.elapsed().as_millis() as u64);
-    let why = match up {
-        Ok(now) => {
-            came_up(report, swapped, target, &now, settle_for, others);
-            return Ok(());
-        }
-        Err(why) => why,
-    };
-    report.safety_dir = swapped.safety_dir();
-    if args.no_rollback {
-        // Exit 4 when the container could not even be started: it is down.
-        let kind = if guard.owes_start() { Kind::ContainerState } else { Kind::Failed };
-        return Err(Error::new(
-            kind,
-            format!(
-                "container {} did not come up on the restored data: {why}; the restored data was kept (--no-rollback)",
-                c.name
-            ),
-        )
-        .hint(format!("see `docker logs {}`; {}", c.name, kept.describe())));
-    }
-    let rollback =
-        Rollback { ctx, f, swapped, data: &target.data, kept, timeout, wait: wait.at_least_derived() };
-    Err(rollback.run(guard, journal, &why))
-}
-
-/// Swap the restored files in (the swap journal covers it until it is final).
-fn swap_in(target: &Target, from: &Dir, plan: &Plan, journal: &mut Journal) -> Result<Swap> {
-    let swapped = Swap::apply(&target.data, from, plan, journal)?;
-    if let Err(e) = crate::fault::point("restore.swapped").and_then(|()| journal.phase(Phase::Swapped)) {
-        return Err(swapped.undo(&target.data, e, journal));
-    }
-    Ok(swapped)
-}
-
-/// The swap failed and could not put everything back: the container stays down (exit 4).
-fn left_stopped(e: Error, c: &Container, kept: &Kept) -> Error {
-    Error::new(Kind::ContainerState, format!("{}; kfadmin left container {} stopped", e.chain(), c.name))
-        .hint(format!("act now: {}", kept.restore_hint(&c.name)))
-}
-
-/// The container came up on the restored data: say how. The pre-restore archive is the safety
-/// copy, so the in-place links of the replaced files go, unless something other than kfadmin
-/// started the server (it might hold them).
-fn came_up(
-    report: &mut RestoreReport,
-    swapped: &Swap,
-    target: &Target,
-    now: &Container,
-    settle: Duration,
-    others: bool,
-) {
-    report.up = Some(match now.health.as_deref() {
-        Some(h) => h.to_string(),
-        None => format!("running for {} s", settle.as_secs()),
-    });
-    if report.safety_archive.is_some() && !others && swapped.discard(&target.data).is_ok() {
-        return;
-    }
-    report.safety_dir = swapped.safety_dir();
-}
-
-/// Stop the container (journaled), check that nothing started it again and that no process
-/// has the database open, and keep the data being replaced as a cold pre-restore archive in
-/// `--out` (the databases made whole first). None when there was no database to keep; with
-/// what SQLite found when the database was damaged (kept as it is). Checked again just before
-/// the swap.
-fn pre_restore_archive(
-    args: &RestoreArgs,
-    ctx: &Ctx,
-    f: &Found,
-    protect: &Encryption,
-    guard: &mut StopGuard,
-    timeout: i64,
-    target: &Target,
-) -> Result<(Option<PathBuf>, Option<String>)> {
-    let dir = &target.dir;
-    guard.stop(timeout, "kfadmin restore").map_err(|e| unchanged(e, dir))?;
-    still_down(guard, target)?;
-    crate::fault::point("restore.stopped")?;
-    sqlite::make_whole(dir)?;
-    let copy = Staging::private(args.tmp_dir.as_deref(), STAGING_PREFIX)?;
-    // What the swap replaces: the data directory's own mount (nested mounts stay as they are).
-    let (mut files, _) = fsutil::copy_data_parts(&f.location.parts(false), &copy.path())?;
-    let db_rel = Path::new(DB_FILE);
-    files.sort_by_key(|c| (c.rel != db_rel, c.rel.clone()));
-    let archive = if files.iter().any(|c| c.rel == db_rel) {
-        ctx.note("Keeping the current data as a pre-restore archive");
-        let spec = ArchiveSpec {
-            out: &args.out,
-            name: &f.container.name,
-            mode: Mode::PreRestore,
-            source: container_source(f),
-            created: SystemTime::now(),
-            // The server is down while this runs: no reason to give way.
-            compression: Compression { level: 6, ..Compression::default() },
-            nice: 0,
-        };
-        let made = make::make(ctx, &spec, protect, &files)?;
-        if let Some(d) = &made.manifest.damaged {
-            ctx.warn(&format!(
-                "the current database is damaged ({d}); it is kept as it is in {}, marked damaged",
-                made.written.path.display()
-            ));
-        }
-        (Some(made.written.path), made.manifest.damaged)
-    } else {
-        (None, None)
-    };
-    drop(copy);
-    // Nothing may have started a server since the stop: the swap would go under it.
-    crate::fault::pause("before-swap");
-    still_down(guard, target)?;
-    Ok(archive)
-}
-
-/// The container is still down on the run kfadmin's stop ended (or, not running, as found),
-/// and no process holds the database open. Errors say that nothing was changed.
-fn still_down(guard: &StopGuard, target: &Target) -> Result<()> {
-    let dir = &target.dir;
-    guard.ensure_stopped().map_err(|e| unchanged(e, dir))?;
-    // A server that was starting while the container was checked holds the database: say who.
-    target.refuse_if_in_use().map_err(|e| unchanged(guard.ensure_stopped().err().unwrap_or(e), dir))
-}
-
-/// An error before the swap: the data directory is as it was.
-fn unchanged(e: Error, dir: &Path) -> Error {
-    Error { message: format!("{}; nothing in {} was changed", e.message, dir.display()), ..e }
-}
-
-/// Start the container on the restored data and wait until it is up. Err(why) when it cannot
-/// be started or does not come up; `true` when something else had started it already.
-fn bring_up(
-    ctx: &Ctx,
-    guard: &mut StopGuard,
-    f: &Found,
-    wait: &UpWait,
-    report: &mut RestoreReport,
-) -> Result<(std::result::Result<Container, String>, bool)> {
-    let c = &f.container;
-    let others = match guard.restart() {
-        Ok(Start::AlreadyRunning(now)) => {
-            let w = format!(
-                "container {} was already running when kfadmin went to start it: something else started it (at {}) after the swap, on the restored data; find what starts it behind kfadmin's back (a restart policy, `docker compose up`, Watchtower, a systemd unit)",
-                c.name, now.started_at
-            );
-            ctx.warn(&w);
-            report.warnings.push(w);
-            true
-        }
-        Ok(_) => false,
-        Err(e) => return Ok((Err(format!("it could not be started: {}", e.chain())), false)),
-    };
-    Ok((f.engine.wait_up(c, wait)?, others))
-}
-
-/// Something started the container during the swap: its server may hold the replaced database
-/// open and write to it (and to a new WAL beside the restored one). Exit 4: it must be
-/// restarted now, and the replaced files must stay.
-fn started_during_swap(c: &Container, now: &Container, kept: &Kept) -> Error {
-    Error::new(
-        Kind::ContainerState,
-        format!(
-            "container {} was started by something other than kfadmin (at {}) while the restored files were being swapped in: its server may still have the replaced database open and write to it",
-            c.name, now.started_at
-        ),
-    )
-    .hint(format!(
-        "act now: restart it (`docker restart {}`) so that it opens the restored data, and stop what starts it behind kfadmin's back (a restart policy, `docker compose up`, Watchtower, a systemd unit); {}; do not delete them yet",
-        c.name,
-        kept.describe()
-    ))
-}
-
-/// Where the data that a container restore replaced is kept, for messages.
-struct Kept {
-    /// The pre-restore archive (None when there was no database to keep).
-    archive: Option<PathBuf>,
-    /// The replaced files, beside the data (after the swap).
-    dir: Option<PathBuf>,
-}
-
-impl Kept {
-    fn describe(&self) -> String {
-        match (&self.archive, &self.dir) {
-            (Some(a), Some(d)) => {
-                format!(
-                    "the previous data is kept in {} and the replaced files in {}",
-                    a.display(),
-                    d.display()
-                )
-            }
-            (Some(a), None) => format!("the previous data is kept in {}", a.display()),
-            (None, Some(d)) => format!("the replaced files are kept in {}", d.display()),
-            (None, None) => "there was no previous database to keep".to_string(),
-        }
-    }
-
-    fn restore_hint(&self, container: &str) -> String {
-        match &self.archive {
-            Some(a) => format!(
-                "put the previous data back with `kfadmin restore {} --container {container}`{}",
-                a.display(),
-                self.dir
-                    .as_ref()
-                    .map(|d| format!(" (the replaced files are also in {})", d.display()))
-                    .unwrap_or_default()
-            ),
-            None => format!("check the data directory of {container}; {}", self.describe()),
-        }
-    }
-}
-
-/// Putting the previous data back after the restored data did not come up.
-struct Rollback<'a> {
-    ctx: &'a Ctx,
-    f: &'a Found,
-    swapped: &'a Swap,
-    data: &'a Dir,
-    kept: &'a Kept,
-    timeout: i64,
-    wait: UpWait,
-}
-
-impl Rollback<'_> {
-    /// Stop the container again (journaled), put the previous data back, start it and wait.
-    /// Always an error: exit 1 when it runs on its previous data again, exit 4 when it does not.
-    fn run(&self, guard: &mut StopGuard, journal: &mut Journal, why: &str) -> Error {
-        let name = &self.f.container.name;
-        self.ctx.warn(&format!("container {name} did not come up on the restored data: {why}; rolling back"));
-        let act = |what: String| {
-            Error::new(
-                Kind::ContainerState,
-                format!("container {name} did not come up on the restored data ({why}), {what}"),
-            )
-        };
-        if let Err(e) = guard.stop_again(self.timeout, "kfadmin restore (rollback)") {
-            return act(format!("and kfadmin cannot stop it to roll back: {}", e.chain())).hint(format!(
-                "act now: stop it (`docker stop {name}`), then {}",
-                self.kept.restore_hint(name)
-            ));
-        }
-        // From here a killed run's rollback is finished by the next run (or the guardian).
-        let rolled = journal
-            .phase(Phase::RollingBack)
-            .and_then(|()| crate::fault::point("rollback.started"))
-            .and_then(|()| self.swapped.rollback(self.data));
-        if let Err(e) = rolled {
-            journal.keep();
-            guard.release();
-            return act(format!(
-                "and putting the previous data back failed: {}; kfadmin left it stopped, on data that is neither the restored nor the previous",
-                e.chain()
-            ))
-            .hint(format!("act now: {}", self.kept.restore_hint(name)));
-        }
-        journal.finish();
-        crate::fault::pause("before-rollback-start");
-        if let Err(e) = guard.restart() {
-            return act(format!(
-                "and after the previous data was put back it cannot be started: {}",
-                e.chain()
-            ))
-            .hint(format!(
-                "act now: `docker start {name}` and see `docker logs {name}`; {}",
-                self.kept.describe()
-            ));
-        }
-        match self.f.engine.wait_up(&self.f.container, &self.wait) {
-            Ok(Ok(_)) => Error::failed(format!(
-                "container {name} did not come up on the restored data ({why}); the previous data was put back and the container runs on it again"
-            ))
-            .hint(format!(
-                "see `docker logs {name}` for why the restored data was refused; the restored files are in {}",
-                self.swapped.safety_dir().map(|s| s.join("failed-restore").display().to_string()).unwrap_or_default()
-            )),
-            Ok(Err(again)) => act(format!("nor on its previous data after the rollback ({again})"))
-                .hint(format!("act now: see `docker logs {name}`; {}", self.kept.describe())),
-            Err(e) => act(format!("and kfadmin cannot tell whether it came up on its previous data: {}", e.chain()))
-                .hint(format!("check it now: `docker ps -a --filter name={name}`; {}", self.kept.describe())),
-        }
-    }
-}
-
 /// How the pre-restore archive is encrypted: to `--encrypt-to`/`--recipients-file` when given;
 /// for an encrypted backup, with its own passphrase, or to the public keys of the age identities
 /// that decrypt it; otherwise not, and when the backup was encrypted the operator hears it.
@@ -830,19 +427,6 @@ impl Drop for DirGuard {
             let _ = std::fs::remove_dir_all(d);
         }
     }
-}
-
-fn refuse_if_in_use(db: &Path) -> Result<()> {
-    if let Some(h) = sqlite::in_use(db)? {
-        return Err(Error::usage(format!(
-            "the database {} is open in process {} (it holds {} open); restoring under a running server would corrupt it",
-            db.display(),
-            h.pid,
-            h.file.display()
-        ))
-        .hint("stop the Keyfount server first (`docker stop <container>` or `systemctl stop keyfount`), then run restore again"));
-    }
-    Ok(())
 }
 
 fn plan_text(args: &RestoreArgs, m: &Manifest, target: &Target, plan: &Plan, owner: Owner) -> String {
@@ -955,6 +539,49 @@ fn undo_command(r: &RestoreReport) -> Option<String> {
         (Some(c), Some(a), _) => Some(format!("kfadmin restore {} --container {}", q(a), q(Path::new(c)))),
         (None, _, Some(s)) => Some(format!("(with the server stopped) cp -a {}/. {}/", q(s), q(&r.data_dir))),
         _ => None,
+    }
+}
+
+impl RestoreReport {
+    /// What the restore transaction did.
+    fn absorb(&mut self, d: restore::Done) {
+        self.safety_dir = d.safety_dir;
+        self.safety_archive = d.safety_archive;
+        self.replaced_damaged = d.replaced_damaged;
+        self.moved_aside = d.moved_aside;
+        self.downtime_ms = d.downtime_ms;
+        self.up = d.up;
+        self.warnings.extend(d.warnings);
+    }
+}
+
+/// The report of a restore whose plan is made (nothing done yet).
+fn planned_report(
+    args: &RestoreArgs,
+    (target, plan, owners): (&Target, &Plan, &Owners),
+    verdict: Verdict,
+    doubts: &[(String, bool)],
+    started: Instant,
+) -> RestoreReport {
+    let mut report = failed_report(args, &target.dir, verdict, started);
+    report.ok = true;
+    report.backup_created = report.verification.manifest.as_ref().map(|m| m.created.clone());
+    report.files = plan.files.iter().map(|f| target.dir.join(&f.rel)).collect();
+    report.owner = owners.db;
+    report.container = target.found.as_ref().map(|f| f.container.name.clone());
+    report.warnings.extend(doubts.iter().map(|(d, _)| d.clone()));
+    report
+}
+
+/// The container restore's flags, as the restore transaction takes them.
+fn container_options(args: &RestoreArgs) -> restore::Options {
+    restore::Options {
+        out: args.out.clone(),
+        tmp_dir: args.tmp_dir.clone(),
+        stop_timeout: args.stop_timeout,
+        settle: args.settle,
+        health_timeout: args.health_timeout,
+        no_rollback: args.no_rollback,
     }
 }
 

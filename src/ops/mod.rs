@@ -10,5 +10,6 @@ pub mod fetch;
 pub mod import;
 pub mod make;
 pub mod offsite;
+pub mod restore;
 pub mod staging;
 pub mod swap;

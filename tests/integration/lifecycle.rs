@@ -37,7 +37,7 @@ fn online_archive(env: &Env, c: &Kf) -> (String, i64) {
 }
 
 /// A valid backup of a database this server refuses at start (schema version 3, not 7).
-fn refused_archive(env: &Env) -> String {
+pub fn refused_archive(env: &Env) -> String {
     let odd = env.data_dir("odd", 1);
     let conn = rusqlite::Connection::open(odd.join("keyfount.db")).unwrap();
     conn.execute_batch("PRAGMA user_version=3").unwrap();

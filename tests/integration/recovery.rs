@@ -3,7 +3,6 @@
 //! every undo step, and can itself be killed at any point.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use crate::dock::journals;
 use crate::util::*;
@@ -41,15 +40,7 @@ impl Killed {
     }
 
     fn run(&self, fault: &str, args: &[&str]) -> Run {
-        Command::new(kfadmin_bin())
-            .args(args)
-            .env("KFADMIN_STATE_DIR", self.env.path("state"))
-            .env("KFADMIN_TEST_FAULT", fault)
-            .env_remove("KFADMIN_BACKUP_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-            .into()
+        kfadmin_fault(&self.env.path("state"), fault, args)
     }
 
     fn restore_args(&self) -> Vec<&str> {

@@ -259,3 +259,19 @@ fn the_wrong_archive_is_not_restored_without_force() {
     let w = r.json()["warnings"].to_string();
     assert!(w.contains("no Keyfount schema"), "{w}");
 }
+
+/// Restoring an archive when a newer backup of the same name lies beside it: the plan says so.
+#[test]
+fn the_plan_names_a_newer_backup_beside_the_archive() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let archive = backup(&data.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let newer = env.path("b/keyfount-29991231T000000Z-online.tar.gz");
+    std::fs::copy(&archive, &newer).unwrap();
+    let r = restore(&archive, &data, &["--dry-run"]);
+    r.ok()
+        .stdout_has("WARNING")
+        .stdout_has("a newer backup of keyfount is beside it: keyfount-29991231T000000Z-online.tar.gz");
+    let r = restore(newer.to_str().unwrap(), &data, &["--dry-run"]);
+    assert!(!r.stdout.contains("a newer backup"), "{}", r.stdout);
+}

@@ -1,30 +1,15 @@
 //! Restores into a real container: the rollback journaled, damaged data replaced, every
 //! database the archive restores checked for writers.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::lifecycle::refused_archive;
 
 use crate::dock::*;
 use crate::util::*;
 
 fn kf_fault(env: &Env, fault: &str, args: &[&str]) -> Run {
-    Command::new(kfadmin_bin())
-        .args(args)
-        .env("KFADMIN_STATE_DIR", env.path("state"))
-        .env("KFADMIN_TEST_FAULT", fault)
-        .env_remove("KFADMIN_BACKUP_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-        .into()
-}
-
-/// A valid backup of a database the server refuses (an unsupported schema version).
-fn refused_archive(env: &Env) -> String {
-    let odd = env.data_dir("odd", 1);
-    let conn = rusqlite::Connection::open(odd.join("keyfount.db")).unwrap();
-    conn.execute_batch("PRAGMA user_version=3").unwrap();
-    drop(conn);
-    backup(&odd.join("keyfount.db"), &env.path("odd-backups"))["archive"].as_str().unwrap().to_string()
+    kfadmin_fault(&env.path("state"), fault, args)
 }
 
 /// kfadmin SIGKILLed in the middle of putting the previous data back (the container did not

@@ -100,6 +100,20 @@ where
         .into()
 }
 
+/// kfadmin with its own state directory and a fault point (`KFADMIN_TEST_FAULT`, "" for none),
+/// with no stdin.
+pub fn kfadmin_fault(state: &Path, fault: &str, args: &[&str]) -> Run {
+    Command::new(kfadmin_bin())
+        .args(args)
+        .env("KFADMIN_STATE_DIR", state)
+        .env("KFADMIN_TEST_FAULT", fault)
+        .env_remove("KFADMIN_BACKUP_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into()
+}
+
 /// A private directory for one test, removed at the end.
 pub struct Env {
     pub dir: tempfile::TempDir,
