@@ -276,7 +276,8 @@ pub struct OutputArgs {
 /// gzip stream, the tar entries (only regular files and directories under data/, no absolute
 /// path, no `..`, no links or devices, no duplicates), the manifest, every file's size and
 /// sha256, then PRAGMA integrity_check and foreign_key_check on the database and its facts
-/// against the manifest. Exit code 0 when every archive passes, 3 when any check fails.
+/// against the manifest. Exit code 0 when every archive passes, 3 when any is damaged, 2 when
+/// an encrypted one cannot be opened with the keys given (pass --identity: not a damaged archive).
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -386,11 +387,13 @@ pub struct RestoreArgs {
 ///
 /// The drill passes when the server comes up on the backup (healthy, with a healthcheck;
 /// otherwise running, unrestarted, for --settle seconds), had the database open, and left it
-/// whole after a graceful stop. The copy and its volume are removed on every way out; a
+/// whole after a graceful stop, with every table of the backup and at least half the rows of
+/// each (a server that starts on other data fails). The copy and its volume are removed on every way out; a
 /// killed drill's are removed by the next kfadmin command with --container.
 ///
 /// Exit codes: 0 passed, 3 the server did not come up on this backup (or it fails
-/// verification), 1 the drill could not run (image gone, engine error), 2 usage.
+/// verification), 1 the drill could not run (image gone, engine error), 2 usage, or the newest
+/// backup is encrypted and the keys given cannot open it (pass --identity).
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
