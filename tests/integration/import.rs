@@ -467,3 +467,141 @@ fn an_import_can_be_encrypted_and_pruned_like_a_backup() {
     assert_eq!(j["removed"], 1, "{j}");
     assert!(!archives[0].exists() && archives[1].exists());
 }
+
+/// Run kfadmin and return its exit code, stdout, stderr and peak resident memory in bytes
+/// (the child's own `ru_maxrss`, from `wait4` on its pid: no other process is counted).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot do
+fn peak_rss(env: &Env, args: &[&str]) -> (i32, String, String, u64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(kfadmin_bin())
+        .args(args)
+        .env("KFADMIN_STATE_DIR", env.path("state"))
+        .env_remove("KFADMIN_BACKUP_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let mut stdout = String::new();
+    out.read_to_string(&mut stdout).unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    (code, stdout, reader.join().unwrap(), usage.ru_maxrss as u64 * 1024)
+}
+
+/// A tar.gz that starts with a GNU long-name record declaring 2 GiB, of which 512 MiB of
+/// zeros follow (a multi-member gzip of well under 1 MB): read whole, it takes gigabytes.
+fn long_name_bomb() -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.set_size(2 << 30);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let mut gz = gzip_bytes(h.as_bytes());
+    let mib = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![0u8; 1 << 20]).unwrap();
+        e.finish().unwrap()
+    };
+    for _ in 0..512 {
+        gz.extend_from_slice(&mib);
+    }
+    gz
+}
+
+#[test]
+fn a_huge_long_name_record_is_refused_before_it_is_read() {
+    let env = Env::new();
+    let bomb = env.path("bomb.tar.gz");
+    std::fs::write(&bomb, long_name_bomb()).unwrap();
+    let out = env.path("backups");
+    std::fs::create_dir_all(&out).unwrap();
+    let (code, _, err, rss) =
+        peak_rss(&env, &["import", bomb.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("long-name record declares 2147483648 bytes"), "{err}");
+    assert!(rss <= 256 << 20, "import peaked at {rss} bytes");
+    assert_eq!(written(&out), Vec::<String>::new());
+    // The same record at the start of a file named like an archive: verify fails it on the
+    // tar check with a short line, in bounded memory; list does not choke on it.
+    let repo = env.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let archive = repo.join("kf-20260101T000000Z-online.tar.gz");
+    std::fs::copy(&bomb, &archive).unwrap();
+    let (code, stdout, err, rss) = peak_rss(&env, &["verify", archive.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stdout}{err}");
+    assert!(stdout.contains("long-name record declares"), "{stdout}");
+    assert!(stdout.lines().all(|l| l.len() < 1000), "{stdout}");
+    assert!(rss <= 256 << 20, "verify peaked at {rss} bytes");
+    let (_, _, _, rss) = peak_rss(&env, &["list", "-r", repo.to_str().unwrap()]);
+    assert!(rss <= 256 << 20, "list peaked at {rss} bytes");
+}
+
+#[test]
+fn long_names_are_cut_in_messages_and_a_pax_global_header_is_accepted() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let db = std::fs::read(data.join("keyfount.db")).unwrap();
+    // A 10 000-byte name (a GNU long-name record of 10 kB: allowed, but not worth quoting whole).
+    let long = format!("/{}", "a".repeat(10_000));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o600);
+    b.append_data(&mut h, "data/keyfount.db", &db[..]).ok();
+    let mut t = tar::Header::new_gnu();
+    t.set_size(1);
+    t.set_mode(0o600);
+    t.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut t, "x", &b"x"[..]).unwrap();
+    let mut tar = b.into_inner().unwrap();
+    // Put the long absolute name in through a GNU long-name record written by hand.
+    let mut l = tar::Header::new_gnu();
+    l.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    l.set_entry_type(tar::EntryType::GNULongName);
+    l.set_size(long.len() as u64 + 1);
+    l.set_cksum();
+    let mut rec = l.as_bytes().to_vec();
+    rec.extend_from_slice(long.as_bytes());
+    rec.resize(512 + (long.len() + 1).div_ceil(512) * 512, 0);
+    tar.splice(0..0, rec);
+    let path = env.path("long.tar.gz");
+    std::fs::write(&path, gzip_bytes(&tar)).unwrap();
+    let out = env.path("backups");
+    let r = kf(&env, &["import", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    r.code(2).stderr_has("is an absolute path").stderr_has("(10001 bytes in all)");
+    assert!(r.stderr.len() < 2000, "{}", r.stderr);
+
+    // `git archive` starts its tarball with a PAX global header (the commit id).
+    let repo = env.path("git");
+    std::fs::create_dir_all(repo.join("data")).unwrap();
+    std::fs::copy(data.join("keyfount.db"), repo.join("data/keyfount.db")).unwrap();
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "safe.directory=*"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+        st.stdout
+    };
+    git(&["init", "-q"]);
+    git(&["add", "data"]);
+    git(&["commit", "-qm", "db"]);
+    let gz = env.path("git.tar.gz");
+    std::fs::write(&gz, git(&["archive", "--format=tar.gz", "HEAD"])).unwrap();
+    let (code, j) = import_json(&env, &gz, &out, &[]);
+    assert_eq!(code, 0, "{j}");
+}
