@@ -211,10 +211,13 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Wh
     };
     let wal_name = OsStr::new("keyfount.db-wal");
     let scan = match work.meta(wal_name)? {
-        Some(m) => Some(
-            wal::scan(&work.open_file(wal_name)?, m.size, info.page_size)
-                .map_err(|e| Error::io("cannot read", &work.display(wal_name), e))?,
-        ),
+        Some(m) => {
+            let file = work.open_file(wal_name)?;
+            let read = |e| Error::io("cannot read", &work.display(wal_name), e);
+            let scan = wal::scan(&file, m.size, info.page_size).map_err(read)?;
+            w.problems.extend(wal::damage(&file, m.size, &scan).map_err(read)?.map(damage_problem));
+            Some(scan)
+        }
         None => None,
     };
     if !shm.is_empty() {
@@ -240,6 +243,18 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Wh
         }
     }
     Ok(w)
+}
+
+/// Why a `-wal` damaged in the middle is refused: replaying it would lose committed work.
+fn damage_problem(d: wal::Damage) -> String {
+    let place = match d.at {
+        0 => "in its header".to_string(),
+        n => format!("at frame {n}"),
+    };
+    format!(
+        "the -wal is damaged {place}, and frames after it still verify (damage, not a torn end): replaying it would lose {} committed transaction(s)",
+        d.lost_commits
+    )
 }
 
 /// The first bytes of a file (enough for a wal-index header).

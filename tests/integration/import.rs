@@ -657,3 +657,68 @@ fn an_unreadable_database_is_refused_by_its_name_and_an_import_is_dated_by_its_n
     assert_eq!(code, 0, "{j}");
     assert!(written(&out).iter().any(|n| n.contains("20231114T221320Z-imported")), "{:?}", written(&out));
 }
+
+/// Where each commit frame of a `-wal` starts, in the header's use of the file (its salt).
+fn commit_frames(wal: &[u8]) -> Vec<usize> {
+    let page = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+    let mut at = Vec::new();
+    let mut off = 32;
+    while off + 24 + page <= wal.len() && wal[off + 8..off + 16] == wal[16..24] {
+        if wal[off + 4..off + 8] != [0; 4] {
+            at.push(off);
+        }
+        off += 24 + page;
+    }
+    at
+}
+
+#[test]
+fn a_wal_damaged_in_the_middle_is_refused_whatever_the_member_order() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let w = env.start_writer(&db, 200, false);
+    w.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 40);
+    w.kill();
+    let wal_path = data.join("keyfount.db-wal");
+    let intact = std::fs::read(&wal_path).unwrap();
+    let commits = commit_frames(&intact);
+    assert!(commits.len() >= 5, "the writer's WAL holds {} commits", commits.len());
+    let out = env.path("backups");
+    let orders: [&[&str]; 4] = [
+        &["data/keyfount.db-wal", "data/keyfount.db", "data/keyfount.db-shm"],
+        &["data/keyfount.db", "data/keyfount.db-wal", "data/keyfount.db-shm"],
+        &["data/keyfount.db-shm", "data/keyfount.db", "data/keyfount.db-wal"],
+        &["data/keyfount.db-wal", "data/keyfount.db"],
+    ];
+    // One bit of the 4th commit's page flipped; one bit of the WAL header flipped.
+    let mut mid = intact.clone();
+    mid[commits[3] + 24 + 100] ^= 0x10;
+    let mut head = intact.clone();
+    head[12] ^= 0x01;
+    for (what, bytes, lost) in [("mid", &mid, commits.len() - 3), ("header", &head, commits.len())] {
+        std::fs::write(&wal_path, bytes).unwrap();
+        for (i, members) in orders.iter().enumerate() {
+            let tarball = env.path(&format!("{what}-{i}.tar.gz"));
+            tar_czf(&tarball, env.dir.path(), members);
+            let (code, j) = import_json(&env, &tarball, &out, &[]);
+            assert_eq!(code, 3, "{what} {members:?}: {j}");
+            let said = j["problems"].to_string();
+            assert!(
+                said.contains(&format!("would lose {lost} committed transaction(s)")),
+                "{what} {members:?}: {said}"
+            );
+            assert!(written(&out).iter().all(|n| !n.contains(".tar.gz")), "{:?}", written(&out));
+        }
+        let tarball = env.path(&format!("{what}-0.tar.gz"));
+        let (code, j) = import_json(&env, &tarball, &env.path(&format!("salvaged-{what}")), &["--salvage"]);
+        assert_eq!((code, &j["salvaged"]), (0, &Value::Bool(true)), "{what}: {j}");
+    }
+    // The intact WAL still imports whole.
+    std::fs::write(&wal_path, &intact).unwrap();
+    let tarball = env.path("intact.tar.gz");
+    tar_czf(&tarball, env.dir.path(), orders[0]);
+    let (code, j) = import_json(&env, &tarball, &out, &[]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["import"]["wal"]["transactions"].as_u64(), Some(commits.len() as u64), "{j}");
+}
