@@ -228,12 +228,11 @@ pub fn structure_problem(e: &Entry, mut r: impl Read, by_name: bool) -> Option<S
 /// The manifest at the start of an archive's byte stream (only what it needs is read).
 pub fn manifest_from(r: impl Read) -> Option<Manifest> {
     let mut ar = tar::Archive::new(MultiGzDecoder::new(std::io::BufReader::new(r)));
-    let mut entries = ar.entries().ok()?;
-    let first = entries.next()?.ok()?;
+    let mut entries = super::entry::entries(&mut ar).ok()?;
+    let first = super::entry::next_named(&mut entries).ok()??;
+    let (first, name) = (first.entry, first.name);
     let size = first.header().size().ok()?;
-    if first.path().ok()?.as_ref() != Path::new(MANIFEST_NAME)
-        || manifest::unread_size_problem(size).is_some()
-    {
+    if name != MANIFEST_NAME.as_bytes() || manifest::unread_size_problem(size).is_some() {
         return None;
     }
     let mut json = Vec::new();

@@ -15,7 +15,7 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::entry::{self, kind_name, safe_path, Dot};
+use super::entry::{self, kind_name, safe_path, Dot, Next};
 use super::manifest::{self, FileEntry, Manifest, FORMAT, FORMAT_VERSION, MANIFEST_NAME};
 use crate::crypto::{self, Keys};
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
@@ -584,14 +584,23 @@ fn walk<R: Read>(
         problems: Vec::new(),
         buf: vec![0u8; 1 << 20],
     };
-    for (i, entry) in tar.entries()?.enumerate() {
+    let mut entries = entry::entries(tar)?;
+    for i in 0.. {
         check_interrupt().map_err(Walk::Outside)?;
-        let mut entry = entry?;
-        if i == 0 && &*entry.path_bytes() != MANIFEST_NAME.as_bytes() {
-            not_an_archive(&entry, v);
+        let (mut entry, name) = match entry::next_named(&mut entries) {
+            Ok(Some(named)) => (named.entry, named.name),
+            Ok(None) => break,
+            Err(Next::Io(e)) => return Err(Walk::Archive(e)),
+            Err(Next::Refused(why)) => {
+                v.set("tar", Status::Fail, why);
+                return Ok(());
+            }
+        };
+        if i == 0 && name != MANIFEST_NAME.as_bytes() {
+            not_an_archive(&entry, &name, v);
             return Ok(());
         }
-        let Some(path) = w.admit(&entry, v) else { return Ok(()) };
+        let Some(path) = w.admit(&entry, &name, v) else { return Ok(()) };
         let flow = if i == 0 { w.manifest(&mut entry, v)? } else { w.data(&mut entry, &path, v)? };
         if let Flow::Stop = flow {
             return Ok(());
@@ -603,13 +612,12 @@ fn walk<R: Read>(
 
 /// The first entry is not the manifest: most likely a tarball made by hand (say how to import
 /// it), and say what is wrong with the entry itself too.
-fn not_an_archive<R: Read>(entry: &tar::Entry<R>, v: &mut Verdict) {
-    let raw = entry.path_bytes();
+fn not_an_archive<R: Read>(entry: &tar::Entry<R>, raw: &[u8], v: &mut Verdict) {
     let kind = entry.header().entry_type();
-    let name = String::from_utf8_lossy(&raw);
+    let name = entry::cut(raw);
     let why = format!("the first entry is {name}, not {MANIFEST_NAME}: {}", hand_made(&v.archive));
     v.set("manifest", Status::Fail, why);
-    if let Err(why) = safe_path(&raw, Dot::Refuse) {
+    if let Err(why) = safe_path(raw, Dot::Refuse) {
         v.set("tar", Status::Fail, format!("unsafe entry: {why}"));
     } else if !entry::is_file(kind) && kind != tar::EntryType::Directory {
         v.set("tar", Status::Fail, format!("{name} is a {}", kind_name(kind)));
@@ -619,9 +627,9 @@ fn not_an_archive<R: Read>(entry: &tar::Entry<R>, v: &mut Verdict) {
 impl Walker<'_> {
     /// The entry's path when it is a safe, new path of an allowed kind; None (and a failed
     /// check) otherwise.
-    fn admit<R: Read>(&mut self, entry: &tar::Entry<R>, v: &mut Verdict) -> Option<PathBuf> {
+    fn admit<R: Read>(&mut self, entry: &tar::Entry<R>, raw: &[u8], v: &mut Verdict) -> Option<PathBuf> {
         let kind = entry.header().entry_type();
-        let path = match safe_path(&entry.path_bytes(), Dot::Refuse) {
+        let path = match safe_path(raw, Dot::Refuse) {
             Ok(p) => p,
             Err(why) => {
                 v.set("tar", Status::Fail, format!("unsafe entry: {why}"));

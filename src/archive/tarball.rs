@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
-use super::entry::{self, safe_path, Dot};
+use super::entry::{self, safe_path, Dot, Next};
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
 use crate::fsutil::hex;
 use crate::progress::{Progress, Stage, Unit};
@@ -150,16 +150,19 @@ fn walk<R: Read>(
     let mut files: HashSet<PathBuf> = HashSet::new();
     let mut declared = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    let mut entries = tar.entries()?;
+    let mut entries = entry::entries(tar)?;
     loop {
         check_interrupt()?;
-        let mut e = match entries.next() {
-            None => break,
-            Some(Ok(e)) => e,
-            Some(Err(err)) if items.is_empty() && seen.is_empty() => return Err(Bad::Input(not_a_tar(err))),
-            Some(Err(err)) => return Err(Bad::Io(err)),
+        let (mut e, name) = match entry::next_named(&mut entries) {
+            Ok(None) => break,
+            Ok(Some(named)) => (named.entry, named.name),
+            Err(Next::Io(err)) if items.is_empty() && seen.is_empty() => {
+                return Err(Bad::Input(not_a_tar(err)))
+            }
+            Err(Next::Io(err)) => return Err(Bad::Io(err)),
+            Err(Next::Refused(why)) => return Err(refused(why)),
         };
-        let item = check(&e, &seen, &mut declared, size, ratio)?;
+        let item = check(&e, &name, &seen, &mut declared, size, ratio)?;
         seen.insert(item.path.clone());
         if item.path.as_os_str().is_empty() {
             items.push(item); // `./` itself: nothing to create, its owner and mode kept
@@ -201,21 +204,23 @@ fn not_a_tar(e: io::Error) -> Error {
     Error::usage(format!("it is not a tar archive, gzip-compressed or not: {e}")).hint(NOT_A_TAR_HINT)
 }
 
+fn refused(why: String) -> Bad {
+    Bad::Input(Error::usage(format!("refused: {why}")).hint("kfadmin imports only regular files and directories with plain relative names; make the tarball again without links or special files"))
+}
+
 /// The entry's item, or why the tarball is refused.
 fn check<R: Read>(
     e: &tar::Entry<R>,
+    raw: &[u8],
     seen: &HashSet<PathBuf>,
     declared: &mut u64,
     size: u64,
     ratio: u64,
 ) -> std::result::Result<Item, Bad> {
-    let refuse = |why: String| {
-        Bad::Input(Error::usage(format!("refused: {why}")).hint("kfadmin imports only regular files and directories with plain relative names; make the tarball again without links or special files"))
-    };
+    let refuse = refused;
     let h = e.header();
     let kind = h.entry_type();
-    let raw = e.path_bytes();
-    let path = safe_path(&raw, Dot::Strip).map_err(|why| refuse(format!("unsafe entry: {why}")))?;
+    let path = safe_path(raw, Dot::Strip).map_err(|why| refuse(format!("unsafe entry: {why}")))?;
     let dir = kind == tar::EntryType::Directory;
     if !dir && !entry::is_file(kind) {
         return Err(refuse(format!("{} is a {}", path.display(), entry::kind_name(kind))));

@@ -64,7 +64,9 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     let captured = if req.salvage { Some(keep_captured(&work)?) } else { None };
     let whole = make_whole(&work, &work_db, &shm, read_order(&unpacked.items, &db.path))?;
     let mut problems = whole.problems;
-    problems.extend(check(&work_db));
+    if !whole.unreadable {
+        problems.extend(check(&work_db));
+    }
     let mut record = ImportRecord {
         tarball: tarball_ref(req.tarball, &unpacked),
         database: db.path.display().to_string(),
@@ -82,7 +84,7 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
         work_db
     } else {
         n.warn(&format!("{} fails its checks; salvaging what can be read of it", db.path.display()));
-        let (salvaged, done) = salvage(&work_db, captured.as_deref(), &problems)?;
+        let (salvaged, done) = salvage(&work_db, &db.path, captured.as_deref(), &problems)?;
         record.salvaged = Some(done);
         salvaged
     };
@@ -101,7 +103,7 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
         name: &name,
         mode: Mode::Imported,
         source: source(req.tarball),
-        created: created(db, req.tarball),
+        created: created(&unpacked.items, req.tarball),
         compression: req.compression,
         nice: req.nice,
     };
@@ -164,6 +166,8 @@ struct Whole {
     wal: Option<WalReplay>,
     journal_rolled_back: bool,
     problems: Vec<String>,
+    /// SQLite cannot open the database at all (its checks would only say so again).
+    unreadable: bool,
 }
 
 /// Move the database and its `-wal`/`-journal` out of the unpacked tree into `work`, as
@@ -197,14 +201,23 @@ fn keep_captured(work: &Dir) -> Result<PathBuf> {
 /// Roll back a hot journal, replay the WAL's committed frames (after the `-shm`, when there is
 /// one, was compared with the `-wal` and the database).
 fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Whole> {
-    let info = sqlite::inspect(work_db)?;
-    let mut w = Whole { wal: None, journal_rolled_back: false, problems: Vec::new() };
+    let mut w = Whole { wal: None, journal_rolled_back: false, problems: Vec::new(), unreadable: false };
+    let Ok(info) = sqlite::inspect(work_db) else {
+        // Named by the caller as the tarball's member, never by the private staging path.
+        let why = "it is not a database SQLite can open: it is empty, not SQLite, or its header is damaged";
+        w.problems.push(why.into());
+        w.unreadable = true;
+        return Ok(w);
+    };
     let wal_name = OsStr::new("keyfount.db-wal");
     let scan = match work.meta(wal_name)? {
-        Some(m) => Some(
-            wal::scan(&work.open_file(wal_name)?, m.size, info.page_size)
-                .map_err(|e| Error::io("cannot read", &work.display(wal_name), e))?,
-        ),
+        Some(m) => {
+            let file = work.open_file(wal_name)?;
+            let read = |e| Error::io("cannot read", &work.display(wal_name), e);
+            let scan = wal::scan(&file, m.size, info.page_size).map_err(read)?;
+            w.problems.extend(wal::damage(&file, m.size, &scan).map_err(read)?.map(damage_problem));
+            Some(scan)
+        }
         None => None,
     };
     if !shm.is_empty() {
@@ -230,6 +243,18 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Wh
         }
     }
     Ok(w)
+}
+
+/// Why a `-wal` damaged in the middle is refused: replaying it would lose committed work.
+fn damage_problem(d: wal::Damage) -> String {
+    let place = match d.at {
+        0 => "in its header".to_string(),
+        n => format!("at frame {n}"),
+    };
+    format!(
+        "the -wal is damaged {place}, and frames after it still verify (damage, not a torn end): replaying it would lose {} committed transaction(s)",
+        d.lost_commits
+    )
 }
 
 /// The first bytes of a file (enough for a wal-index header).
@@ -332,21 +357,40 @@ const PROBLEMS_MAX: usize = 200;
 /// Copy what can be read of `db` into a new database beside it; it must pass the checks. When
 /// not even its schema can be read, what can be read of the `captured` file (the database as
 /// the tarball held it, without its `-wal`).
-fn salvage(db: &Path, captured: Option<&Path>, problems: &[String]) -> Result<(PathBuf, Salvage)> {
+fn salvage(
+    db: &Path,
+    member: &Path,
+    captured: Option<&Path>,
+    problems: &[String],
+) -> Result<(PathBuf, Salvage)> {
     let out = db.with_file_name("salvaged.db");
     let wal = sqlite::inspect(db).is_ok_and(|i| i.journal == sqlite::Journal::Wal);
     let mut problems: Vec<String> = problems.iter().take(LEFT_OUT_MAX).cloned().collect();
+    // Messages name the tarball's member, never the private staging copies.
+    let named = |e: Error| {
+        let mut text = e.chain();
+        for copy in [Some(db), captured].into_iter().flatten() {
+            text = text.replace(&copy.display().to_string(), &member.display().to_string());
+        }
+        text
+    };
     let s = match (sqlite::salvage::salvage(db, &out, wal), captured) {
         (Err(e), Some(c)) if e.kind == Kind::Verification => {
             let _ = std::fs::remove_file(&out);
-            problems.push(format!(
-                "{}; salvaged from the database file as captured, without its -wal",
-                e.chain()
-            ));
-            sqlite::salvage::salvage(c, &out, wal)?
+            problems
+                .push(format!("{}; salvaged from the database file as captured, without its -wal", named(e)));
+            sqlite::salvage::salvage(c, &out, wal)
         }
-        (s, _) => s?,
+        (s, _) => s,
     };
+    let s = s.map_err(|e| match e.kind {
+        Kind::Verification => Error::verification(named(e)).hint(NOTHING_SALVAGED),
+        _ => e,
+    })?;
+    if s.tables.is_empty() {
+        let why = format!("nothing of {} can be salvaged: not one table of it can be read", member.display());
+        return Err(Error::verification(why).hint(NOTHING_SALVAGED));
+    }
     let still = check(&out);
     if !still.is_empty() {
         return Err(Error::verification(format!(
@@ -358,6 +402,8 @@ fn salvage(db: &Path, captured: Option<&Path>, problems: &[String]) -> Result<(P
     problems.extend(s.skipped.into_iter().map(|s| format!("not recreated: {s}")));
     Ok((out, Salvage { method: "row-copy".into(), problems, tables: s.tables }))
 }
+
+const NOTHING_SALVAGED: &str = "nothing was written; keep the tarball: a tool that reads pages directly (the sqlite3 shell's .recover, where its library has the sqlite_dbpage table) may get more out of it";
 
 /// The other databases of the data directory (not Keyfount's, which was handled) made whole
 /// the way a cold backup does it, from their WAL alone: every `-shm` goes first, and so does a
@@ -450,11 +496,12 @@ fn source(tarball: &Path) -> Source {
     }
 }
 
-/// When the data is from: the database's modification time in the tarball (the tarball's own,
-/// when the header has none).
-fn created(db: &Item, tarball: &Path) -> SystemTime {
-    if db.mtime > 0 {
-        return UNIX_EPOCH + Duration::from_secs(db.mtime);
+/// When the data is from: the newest modification time of a file in the tarball (a WAL
+/// server's database file is as old as its last checkpoint; its `-wal` is newer), or the
+/// tarball's own when no header has one.
+fn created(items: &[Item], tarball: &Path) -> SystemTime {
+    if let Some(newest) = items.iter().filter(|i| !i.dir).map(|i| i.mtime).max().filter(|m| *m > 0) {
+        return UNIX_EPOCH + Duration::from_secs(newest);
     }
     std::fs::metadata(tarball).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now())
 }

@@ -146,6 +146,77 @@ fn frames(r: &mut impl Read, big_endian: bool, mut sum: (u32, u32), s: &mut Scan
     Ok(())
 }
 
+/// Damage in the middle of a `-wal`, not a torn tail: what SQLite's recovery would silently
+/// leave out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The first frame recovery cannot read (0: the WAL header itself).
+    pub at: u64,
+    /// Committed transactions from there on that recovery would drop.
+    pub lost_commits: u64,
+}
+
+/// Whether the frames past where [`scan`] stopped were written by the server in the same use
+/// of the file (a frame that verifies against the checksum stored in the frame before it, with
+/// the same salt): then the stop is damage (a flipped bit, a bad sector) and not a torn tail,
+/// and every commit frame from the bad frame on is a committed transaction recovery would drop.
+/// A damaged WAL header counts too when its first frame has the header's salt or verifies
+/// against the header's stored checksum.
+pub fn damage(wal: &File, size: u64, s: &Scan) -> std::io::Result<Option<Damage>> {
+    let frame_len = FRAME_HEADER + u64::from(s.page_size);
+    let whole = if size > HEADER { (size - HEADER) / frame_len } else { 0 };
+    let mut head = [0u8; HEADER as usize];
+    if whole == 0 || wal.read_exact_at(&mut head, 0).is_err() {
+        return Ok(None);
+    }
+    let first = if s.header_ok { s.valid + 1 } else { 1 };
+    if first > whole {
+        return Ok(None);
+    }
+    let mut frame = vec![0u8; frame_len as usize];
+    let mut seed = [0u8; 8];
+    if first == 1 {
+        seed.copy_from_slice(&head[24..32]);
+    } else {
+        wal.read_exact_at(&mut seed, s.offset(first - 1) + 16)?;
+    }
+    wal.read_exact_at(&mut frame, s.offset(first))?;
+    let salts: [u8; 8] = if s.header_ok { s.salts } else { frame[8..16].try_into().unwrap_or_default() };
+    // With a bad header, recovery reads no frame: the damage is before the first one.
+    let mut bad = (!s.header_ok).then_some(0);
+    let (mut lost, mut verified_after) = (0, false);
+    for n in first..=whole {
+        if n > first {
+            wal.read_exact_at(&mut frame, s.offset(n))?;
+        }
+        let ok = frame[8..16] == salts && verifies(&frame, &seed);
+        if n == first && !s.header_ok && !(head[16..24] == frame[8..16] || ok) {
+            return Ok(None); // a header that is not this file's: nothing of it is the server's
+        }
+        let commit = frame[8..16] == salts && be(&frame[4..]) != 0;
+        if bad.is_none() && !ok {
+            bad = Some(n);
+            lost += u64::from(commit); // the damaged frame's own transaction, when it says so
+        } else if bad.is_some() && ok {
+            verified_after = true;
+            lost += u64::from(commit);
+        }
+        seed.copy_from_slice(&frame[16..24]);
+    }
+    let at = bad.unwrap_or(0);
+    Ok(verified_after.then_some(Damage { at, lost_commits: lost }))
+}
+
+/// Whether a frame's stored checksum follows from `seed` (the checksum stored before it), in
+/// either byte order (a damaged header's magic number cannot be trusted to say which).
+fn verifies(frame: &[u8], seed: &[u8]) -> bool {
+    let (h, page) = frame.split_at(FRAME_HEADER as usize);
+    let want = (be(&h[16..]), be(&h[20..]));
+    [true, false]
+        .into_iter()
+        .any(|big| checksum(big, page, checksum(big, &h[..8], (be(seed), be(&seed[4..])))) == want)
+}
+
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -328,6 +399,34 @@ mod tests {
         // A header for another page size is not replayed at all.
         assert_eq!(scan_bytes(&w, 1024).valid, 0);
         assert_eq!(scan_bytes(&w[..20], 512).stop, "the WAL header is incomplete");
+    }
+
+    fn damage_of(bytes: &[u8]) -> Option<Damage> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        damage(&f, bytes.len() as u64, &scan(&f, bytes.len() as u64, 512).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_told_from_a_torn_or_unfinished_end() {
+        let w = wal(512, &[(1, 0), (2, 2), (3, 0), (1, 3), (2, 0), (4, 4), (5, 5)]);
+        assert_eq!(damage_of(&w), None);
+        // A torn last frame, an unfinished transaction, frames of an earlier use: not damage.
+        assert_eq!(damage_of(&w[..32 + 6 * 536 + 100]), None);
+        assert_eq!(damage_of(&w[..32 + 5 * 536]), None);
+        let mut old = w.clone();
+        old[32 + 4 * 536 + 8] ^= 1;
+        old[32 + 5 * 536 + 8] ^= 1;
+        old[32 + 6 * 536 + 8] ^= 1;
+        assert_eq!(damage_of(&old), None);
+        // A flipped bit in frame 4 (a commit) with frames after it that verify: 3 commits lost.
+        let mut bad = w.clone();
+        bad[32 + 3 * 536 + 30] ^= 1;
+        assert_eq!(damage_of(&bad), Some(Damage { at: 4, lost_commits: 3 }));
+        // A flipped bit in the header: every commit.
+        let mut head = w.clone();
+        head[13] ^= 1;
+        assert_eq!(damage_of(&head), Some(Damage { at: 0, lost_commits: 4 }));
     }
 
     #[test]
