@@ -640,3 +640,39 @@ fn status_does_not_take_an_archive_without_its_sidecar_as_the_newest_backup() {
     assert_eq!(j["offsite"][0]["ok"], false, "{j}");
     assert!(j["problems"].to_string().contains("has no .sha256 sidecar"), "{j}");
 }
+
+/// The peak RSS (KiB) of a plaintext backup of `db` to `to` through `net`, which must succeed.
+// The child is reaped by wait4 (for its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+fn backup_peak_rss(env: &Env, net: &Net, db: &Path, to: &str, out: &Path) -> u64 {
+    let args =
+        ["backup", "--online", "--db", s(db), "-r", s(out), "--to", to, "--plaintext-offsite", "--json"];
+    let child = kf_s3_cmd(env, &net.endpoint(), &QUICK, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: waiting for our own child, with a zeroed rusage for the kernel to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
+    usage.ru_maxrss as u64
+}
+
+#[test]
+fn a_slow_link_does_not_raise_memory() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("rss");
+    // About 25 MB of archive: five parts, more than fit in flight at once.
+    let db = env.data_dir("data", 28).join("keyfount.db");
+    let net = Net::start(moto.port);
+    let fast = backup_peak_rss(&env, &net, &db, &format!("s3://{bucket}/fast"), &env.path("o1"));
+    net.rate(8 << 20);
+    let slow = backup_peak_rss(&env, &net, &db, &format!("s3://{bucket}/slow"), &env.path("o2"));
+    eprintln!("peak RSS: {fast} KiB on loopback, {slow} KiB at 8 MiB/s");
+    // Parts are read only as slots free up: a slow link holds the same few parts longer.
+    assert!(slow <= fast + (8 << 10), "peak RSS {slow} KiB at 8 MiB/s, {fast} KiB on loopback");
+}
