@@ -1,0 +1,126 @@
+//! Issue 19: one spelling everywhere, durations, JSON usage errors, names an operator can type.
+
+use crate::util::*;
+
+/// Item 1: `-r/--repo` everywhere archives are read or written; the old spellings are hidden
+/// aliases that still work.
+#[test]
+fn repo_flag_everywhere_old_spellings_hidden() {
+    for sub in ["backup", "restore", "verify", "list", "prune", "status", "drill", "import"] {
+        let r = kfadmin([sub, "--help"]);
+        r.ok().stdout_has("-r, --repo");
+        for old in ["--out", "--backup-dir", "-o,"] {
+            assert!(!r.stdout.contains(old), "{sub} --help still shows {old}:\n{}", r.stdout);
+        }
+    }
+    let env = Env::new();
+    let repo = env.path("repo");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    backup(&db, &repo);
+    let repo_s = repo.to_str().unwrap();
+    // Old spellings, hidden, still accepted.
+    kfadmin(["list", "--out", repo_s, "--json"]).ok();
+    kfadmin(["prune", "-o", repo_s, "--keep-last", "1", "--dry-run"]).ok();
+    kfadmin(["verify", "--quick", "-r", repo_s]).ok();
+}
+
+/// Item 2: every duration flag takes a bare number of seconds or a number with a unit.
+#[test]
+fn durations_take_seconds_or_units() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    backup(&db, &repo);
+    let (db_s, repo_s) = (db.to_str().unwrap(), repo.to_str().unwrap());
+    for age in ["93600", "26h", "1d 2h"] {
+        kfadmin(["status", "--db", db_s, "-r", repo_s, "--max-age", age]).ok();
+    }
+    kfadmin(["--lock-wait", "30", "list", "-r", repo_s]).ok();
+    kfadmin(["--lock-wait", "30s", "list", "-r", repo_s]).ok();
+    // Parsing only: a non-existent container fails later, after the flags parsed.
+    for flag in ["--settle", "--health-timeout"] {
+        for v in ["10", "10s", "1m"] {
+            let r = kfadmin(["drill", "-c", "kf-no-such-container-i19", flag, v]);
+            assert!(r.stderr.contains("no container is named"), "drill {flag} {v}: {}", r.stderr);
+        }
+    }
+    let r =
+        kfadmin(["backup", "--cold", "-c", "kf-no-such-container-i19", "--stop-timeout", "1m", "-r", repo_s]);
+    assert!(r.stderr.contains("no container is named"), "--stop-timeout 1m: {}", r.stderr);
+    kfadmin(["status", "--db", db_s, "--max-age", "26 parsecs"]).code(2);
+    kfadmin(["status", "--db", db_s, "--max-age", "-5"]).code(2);
+}
+
+/// Item 3: `--json` on a usage error: exit 2 and exactly one JSON object on stdout.
+#[test]
+fn json_usage_errors() {
+    for args in [
+        vec!["verify", "--json", "--no-such-flag"],
+        vec!["--json", "frobnicate"],
+        vec!["backup", "--db", "x.db", "--json"],
+        vec!["completions", "bash", "--json"],
+    ] {
+        let r = kfadmin(&args);
+        r.code(2);
+        let v = r.json();
+        assert_eq!(v["ok"], false, "{args:?}: {v}");
+        assert_eq!(v["error"]["kind"], "usage", "{args:?}: {v}");
+        assert_eq!(v["error"]["exit_code"], 2, "{args:?}: {v}");
+        assert!(r.stdout.trim().lines().count() == 1, "{args:?}: {}", r.stdout);
+    }
+    // Help and version are not errors.
+    kfadmin(["--json", "--version"]).ok();
+}
+
+/// Item 5: `latest` and the bare name `list` prints are archives, resolved against the repository.
+#[test]
+fn latest_and_bare_names_resolve() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let first = backup(&db, &repo);
+    let repo_s = repo.to_str().unwrap();
+    let name = std::path::Path::new(first["archive"].as_str().unwrap())
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let listed = kfadmin(["list", "-r", repo_s]);
+    listed.ok().stdout_has(&name);
+    kfadmin(["verify", "--quick", "-r", repo_s, &name]).ok().stdout_has(&name);
+    kfadmin(["verify", "--quick", "-r", repo_s, "latest"]).ok().stdout_has(&name);
+    let r = kfadmin(["verify", "--quick", "-r", repo_s, "nope.tar.gz"]);
+    r.code(2).stderr_has("nope.tar.gz");
+}
+
+/// Item 6: `verify` with no archive checks the whole repository; sidecars given by a glob are skipped.
+#[test]
+fn verify_whole_repository() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let a = backup(&db, &repo);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    backup(&db, &repo);
+    let repo_s = repo.to_str().unwrap();
+    let v = kfadmin(["verify", "--quick", "-r", repo_s, "--json"]);
+    v.ok();
+    assert_eq!(v.json()["archives"].as_array().unwrap().len(), 2, "{}", v.stdout);
+    // A glob over the directory: sidecars are not archives.
+    let all: Vec<String> =
+        ls(&repo).into_iter().map(|n| repo.join(n).to_string_lossy().into_owned()).collect();
+    assert!(all.iter().any(|n| n.ends_with(".sha256")));
+    let mut args = vec!["verify".to_owned(), "--quick".to_owned(), "--json".to_owned()];
+    args.extend(all);
+    let v = kfadmin(&args);
+    v.ok();
+    assert_eq!(v.json()["archives"].as_array().unwrap().len(), 2, "{}", v.stdout);
+    // One damaged archive: exit 3.
+    let path = a["archive"].as_str().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+    kfadmin(["verify", "--quick", "-r", repo_s]).code(3);
+}
