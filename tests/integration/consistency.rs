@@ -124,3 +124,35 @@ fn verify_whole_repository() {
     std::fs::write(path, bytes).unwrap();
     kfadmin(["verify", "--quick", "-r", repo_s]).code(3);
 }
+
+/// Item 12: a run removes its lock files when it ends, and stale ones are swept; a lock another
+/// run holds is never removed.
+#[test]
+fn lock_files_do_not_accumulate() {
+    let env = Env::new();
+    let state = env.path("state");
+    let locks = state.join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&locks, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for i in 0..20 {
+        std::fs::write(locks.join(format!("dir-stale{i}.lock")), "pid=1\ncommand=kfadmin backup\n").unwrap();
+    }
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let repo = env.path("repo");
+    let st = state.to_str().unwrap();
+    for args in [
+        vec!["backup", "--online", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap()],
+        vec!["prune", "-r", repo.to_str().unwrap(), "--keep-last", "1"],
+        vec!["list", "-r", repo.to_str().unwrap()],
+    ] {
+        crate::dock::kfadmin_env(&[("KFADMIN_STATE_DIR", st)], &args).ok();
+        assert_eq!(ls(&locks), Vec::<String>::new(), "after {args:?}");
+    }
+    // A lock held by a live run stays while it runs.
+    let held = locks.join("dir-held.lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&held).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    crate::dock::kfadmin_env(&[("KFADMIN_STATE_DIR", st)], ["list", "-r", repo.to_str().unwrap()]).ok();
+    assert_eq!(ls(&locks), vec!["dir-held.lock".to_string()]);
+}
