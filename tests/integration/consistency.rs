@@ -156,3 +156,18 @@ fn lock_files_do_not_accumulate() {
     crate::dock::kfadmin_env(&[("KFADMIN_STATE_DIR", st)], ["list", "-r", repo.to_str().unwrap()]).ok();
     assert_eq!(ls(&locks), vec!["dir-held.lock".to_string()]);
 }
+
+/// Item 10: KFADMIN_PASSPHRASE without --passphrase never writes a plaintext archive silently.
+#[test]
+fn passphrase_variable_without_flag_is_refused() {
+    let env = Env::new();
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let repo = env.path("repo");
+    let args = ["backup", "--online", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap()];
+    let r = crate::dock::kfadmin_env(&[("KFADMIN_PASSPHRASE", "correct horse battery")], args);
+    r.code(2).stderr_has("--passphrase");
+    assert!(ls(&repo).iter().all(|n| !n.contains(".tar.gz")), "{:?}", ls(&repo));
+    let with = [&args[..], &["--passphrase"]].concat();
+    crate::dock::kfadmin_env(&[("KFADMIN_PASSPHRASE", "correct horse battery")], with).ok();
+    assert!(ls(&repo).iter().any(|n| n.ends_with(".tar.gz.age")), "{:?}", ls(&repo));
+}
