@@ -49,6 +49,11 @@ impl Key {
         Key { file: format!("drill-{}", c.file), what: format!("drills of container {name}") }
     }
 
+    /// The lock file's name in the locks directory.
+    pub fn file_name(&self) -> &str {
+        &self.file
+    }
+
     /// A remote location, by its URL: two runs on this host never write to it at once.
     pub fn url(what: &str, url: &str) -> Key {
         let hash = crate::fsutil::hex(&Sha256::digest(url.as_bytes())[..16]);

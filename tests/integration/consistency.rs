@@ -171,3 +171,27 @@ fn passphrase_variable_without_flag_is_refused() {
     crate::dock::kfadmin_env(&[("KFADMIN_PASSPHRASE", "correct horse battery")], with).ok();
     assert!(ls(&repo).iter().any(|n| n.ends_with(".tar.gz.age")), "{:?}", ls(&repo));
 }
+
+/// Item 14: `prune --dry-run` removes nothing, so it does not wait for a backup's lock (as
+/// `list`, `status` and `verify` do not); a real prune still does.
+#[test]
+fn prune_dry_run_does_not_wait_for_a_lock() {
+    let env = Env::new();
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let repo = env.path("repo");
+    backup(&db, &repo);
+    let state = env.path("state");
+    let locks = state.join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    for d in [&state, &locks] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let key = kfadmin::lock::Key::dir("backup directory", &repo);
+    let f = std::fs::File::create(locks.join(key.file_name())).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let st = state.to_str().unwrap();
+    let r = repo.to_str().unwrap();
+    let env_ = [("KFADMIN_STATE_DIR", st), ("KFADMIN_LOCK_WAIT", "0")];
+    crate::dock::kfadmin_env(&env_, ["prune", "-r", r, "--keep-last", "1", "--dry-run"]).ok();
+    crate::dock::kfadmin_env(&env_, ["prune", "-r", r, "--keep-last", "1"]).code(1).stderr_has("in use");
+}
