@@ -48,8 +48,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --compose-project 'With --container: the Compose project, when several projects have that service'
             cand --db-path 'With --container: the database''s path inside the container'
             cand --stop-timeout 'How long between SIGTERM and SIGKILL when stopping (e.g. 30, 30s, 2m) [default: the container''s own stop timeout, or 10]'
-            cand -r 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works. Offsite copies: --to'
-            cand --repo 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works. Offsite copies: --to'
+            cand -r 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works'
+            cand --repo 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works'
             cand --name 'First part of the archive''s name [default: the container''s name, or the database file''s name without .db; import: the tarball''s name without .tar.gz]'
             cand --nice 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority'
             cand --tmp-dir 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'
@@ -217,8 +217,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         }
         &'kfadmin;import'= {
             cand --db-name 'The database''s file name in the tarball'
-            cand -r 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works. Offsite copies: --to'
-            cand --repo 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works. Offsite copies: --to'
+            cand -r 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works'
+            cand --repo 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works'
             cand --name 'First part of the archive''s name [default: the container''s name, or the database file''s name without .db; import: the tarball''s name without .tar.gz]'
             cand --nice 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin''s own priority'
             cand --tmp-dir 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory''s staging/, /var/lib/kfadmin/staging]'

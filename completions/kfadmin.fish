@@ -47,7 +47,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s c -l containe
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l stop-timeout -d 'How long between SIGTERM and SIGKILL when stopping (e.g. 30, 30s, 2m) [default: the container\'s own stop timeout, or 10]' -r
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s r -l repo -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works. Offsite copies: --to' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s r -l repo -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l name -d 'First part of the archive\'s name [default: the container\'s name, or the database file\'s name without .db; import: the tarball\'s name without .tar.gz]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l nice -d 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin\'s own priority' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l tmp-dir -d 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
@@ -160,7 +160,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s v -l verbose -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l db-name -d 'The database\'s file name in the tarball' -r
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s r -l repo -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works. Offsite copies: --to' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s r -l repo -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l name -d 'First part of the archive\'s name [default: the container\'s name, or the database file\'s name without .db; import: the tarball\'s name without .tar.gz]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l nice -d 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin\'s own priority' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l tmp-dir -d 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F

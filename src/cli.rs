@@ -214,7 +214,7 @@ pub struct MonitorArgs {
     #[arg(long, value_name = "PATH", env = "KFADMIN_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
     /// Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure
-    #[arg(long, value_name = "URL", env = "KFADMIN_PING_URL")]
+    #[arg(long, value_name = "URL", env = "KFADMIN_PING_URL", value_parser = parse_ping_url)]
     pub ping_url: Option<String>,
 }
 
@@ -247,7 +247,7 @@ pub struct ContainerArgs {
 #[derive(Debug, Args, Clone)]
 pub struct OutputArgs {
     /// The repository: the directory the archive is written to (created with mode 0700 when
-    /// missing); KFADMIN_BACKUP_DIR, its old variable, still works. Offsite copies: --to
+    /// missing); KFADMIN_BACKUP_DIR, its old variable, still works
     #[arg(
         long = "repo",
         short = 'r',
@@ -635,4 +635,15 @@ pub fn parse_secs(s: &str) -> Result<u32, String> {
     let d = parse_duration(s)?;
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     u32::try_from(secs).map_err(|_| format!("{s} is too long"))
+}
+
+/// `--ping-url`: an http(s) URL with a host, checked before the run starts (a typo found at
+/// the end would leave the monitor without its start ping).
+pub fn parse_ping_url(s: &str) -> Result<String, String> {
+    let uri: ureq::http::Uri = s.trim().parse().map_err(|e| format!("not a URL ({e})"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err("give an http:// or https:// URL with a host, e.g. https://hc-ping.com/UUID".into());
+    }
+    Ok(s.trim().to_string())
 }

@@ -195,3 +195,28 @@ fn prune_dry_run_does_not_wait_for_a_lock() {
     crate::dock::kfadmin_env(&env_, ["prune", "-r", r, "--keep-last", "1", "--dry-run"]).ok();
     crate::dock::kfadmin_env(&env_, ["prune", "-r", r, "--keep-last", "1"]).code(1).stderr_has("in use");
 }
+
+/// Item 4 (in part): a malformed --ping-url is a usage error at start, not a warning at the
+/// end; import --help does not advertise --to, which import does not take.
+#[test]
+fn ping_url_checked_at_start_and_import_help_honest() {
+    let env = Env::new();
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let repo = env.path("repo");
+    for bad in ["not a url", "ftp://monitor.example/x", "http://"] {
+        let args = [
+            "backup",
+            "--online",
+            "--db",
+            db.to_str().unwrap(),
+            "-r",
+            repo.to_str().unwrap(),
+            "--ping-url",
+            bad,
+        ];
+        kfadmin(args).code(2).stderr_has("--ping-url");
+        assert!(ls(&repo).is_empty(), "{bad}: {:?}", ls(&repo));
+    }
+    let help = kfadmin(["import", "--help"]);
+    assert!(!help.ok().stdout.contains("--to"), "{}", help.stdout);
+}
