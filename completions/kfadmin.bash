@@ -107,7 +107,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__backup)
-            opts="-c -o -r -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --out --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --to --plaintext-offsite --verify-offsite --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --to --plaintext-offsite --verify-offsite --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -141,15 +141,7 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --out)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 -r)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -219,7 +211,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__drill)
-            opts="-c -o -r -i -q -v -h -V --container --compose-project --db-path --out --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -245,15 +237,7 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --out)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 -r)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -266,10 +250,6 @@ _kfadmin() {
                     return 0
                     ;;
                 --tmp-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -469,7 +449,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__import)
-            opts="-o -r -q -v -h -V --db-name --salvage --out --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -q -v -h -V --db-name --salvage --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -483,15 +463,7 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --out)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 -r)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -579,7 +551,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__prune)
-            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --keep-pre-restore-within --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -613,10 +585,6 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --keep-pre-restore-within)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --tmp-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -633,7 +601,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__restore)
-            opts="-c -o -r -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --out --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -671,15 +639,7 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --out)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 -r)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -719,7 +679,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__status)
-            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --backup-dir --repo --to --max-age --max-drill-age --name --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --to --max-age --max-drill-age --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -749,10 +709,6 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --backup-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 -r)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -769,10 +725,6 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --name)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --lock-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -785,12 +737,20 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__verify)
-            opts="-i -q -v -h -V --quick --tmp-dir --identity --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -i -q -v -h -V --repo --quick --tmp-dir --identity --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --tmp-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

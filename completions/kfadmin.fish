@@ -46,8 +46,8 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l db -d 'The Ke
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s r -s o -l repo -l out -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l stop-timeout -d 'How long between SIGTERM and SIGKILL when stopping (e.g. 30, 30s, 2m) [default: the container\'s own stop timeout, or 10]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s r -l repo -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l name -d 'First part of the archive\'s name [default: the container\'s name, or the database file\'s name without .db; import: the tarball\'s name without .tar.gz]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l nice -d 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin\'s own priority' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l tmp-dir -d 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
@@ -69,6 +69,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l no-progress -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l tmp-dir -d 'Where to unpack the database for the SQLite checks (a private directory is made there)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
@@ -85,9 +86,9 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l compose-proj
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l encrypt-to -d 'With --container: encrypt the pre-restore safety archive to this recipient (age1…, ssh-…); repeatable' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l recipients-file -d 'With --container: encrypt the pre-restore safety archive to every recipient in FILE' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s r -s o -l repo -l out -d 'With --container: the repository (a directory) the pre-restore safety archive goes to; --out and -o are its old spellings' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s r -l repo -d 'With --container: the repository (a directory) the pre-restore safety archive goes to' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l tmp-dir -d 'Where kfadmin unpacks and checks the backup before it swaps it in (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l stop-timeout -d 'Seconds between SIGTERM and SIGKILL when stopping [default: the container\'s own stop timeout, or 10]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l stop-timeout -d 'How long between SIGTERM and SIGKILL when stopping (e.g. 30, 30s, 2m) [default: the container\'s own stop timeout, or 10]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l settle -d 'How long the container must stay running to count as up (without a healthcheck)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l health-timeout -d 'How long to wait for a healthcheck to report healthy [default: what the container\'s healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
@@ -132,7 +133,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db -d 'The Ke
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s r -l repo -l backup-dir -d 'The repository: a backup directory or s3://BUCKET[/PREFIX]; --backup-dir is its old spelling' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l to -d 'Also check the newest backup at this offsite location, s3://BUCKET[/PREFIX], against --max-age (repeatable; KFADMIN_TO takes several, separated by spaces)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'The oldest the last backup may be (e.g. 26h, 2d, 90m)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-drill-age -d 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none' -r
@@ -147,7 +148,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s V -l version 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s r -s o -l repo -l out -d 'The repository to take the newest backup from: a backup directory or s3://BUCKET[/PREFIX]; --out and -o are its old spellings' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s r -l repo -d 'The repository to take the newest backup from: a backup directory or s3://BUCKET[/PREFIX]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l settle -d 'How long the copy must stay running to count as up (without a healthcheck)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l health-timeout -d 'How long to wait for the copy\'s healthcheck to report healthy [default: what the healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l tmp-dir -d 'Where kfadmin unpacks and checks the backup (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F
@@ -163,7 +164,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s v -l verbose -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l db-name -d 'The database\'s file name in the tarball' -r
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s r -s o -l repo -l out -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite copies: --to' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s r -l repo -d 'The repository: the directory the archive is written to (created with mode 0700 when missing); KFADMIN_BACKUP_DIR, its old variable, still works' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l name -d 'First part of the archive\'s name [default: the container\'s name, or the database file\'s name without .db; import: the tarball\'s name without .tar.gz]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l nice -d 'CPU priority (nice) for checking, compressing and verifying, after the snapshot is taken or the container runs again: the server keeps its speed; 0 keeps kfadmin\'s own priority' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l tmp-dir -d 'Where kfadmin keeps its private copy of the data while it archives it (created 0700, emptied when kfadmin ends) [default: the state directory\'s staging/, /var/lib/kfadmin/staging]' -r -F

@@ -18,7 +18,7 @@ is readable by the operator only (mode 0600).";
 const EXAMPLES: &str = "\
 Examples:
   Take an online backup while the server runs:
-    kfadmin backup --online --db /srv/keyfount/data/keyfount.db --out /var/backups/keyfount
+    kfadmin backup --online --db /srv/keyfount/data/keyfount.db --repo /var/backups/keyfount
 
   Check a backup completely (checksums, gzip, tar, SQLite integrity):
     kfadmin verify /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz
@@ -57,7 +57,7 @@ pub struct Global {
     pub verbose: u8,
     /// How long to wait for another kfadmin run working on the same backup directory, data
     /// directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid
-    #[arg(long, global = true, value_name = "DURATION", env = "KFADMIN_LOCK_WAIT", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", env = "KFADMIN_LOCK_WAIT", default_value = "5m", value_parser = parse_duration)]
     pub lock_wait: std::time::Duration,
 }
 
@@ -94,15 +94,15 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  kfadmin backup --online --container keyfount --out /var/backups/keyfount
-  kfadmin backup --online --db /srv/keyfount/data/keyfount.db --out /var/backups/keyfount
-  kfadmin backup --cold --container keyfount --out /var/backups/keyfount
+  kfadmin backup --online --container keyfount --repo /var/backups/keyfount
+  kfadmin backup --online --db /srv/keyfount/data/keyfount.db --repo /var/backups/keyfount
+  kfadmin backup --cold --container keyfount --repo /var/backups/keyfount
   kfadmin backup --online --container keyfount --json | jq -r .archive
   kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt
   kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt --to s3://kf-backups/host1
 
 From cron, every night at 03:00:
-  0 3 * * *  root  kfadmin backup --online --container keyfount --out /var/backups/keyfount --quiet")]
+  0 3 * * *  root  kfadmin backup --online --container keyfount --repo /var/backups/keyfount --quiet")]
 #[command(group(clap::ArgGroup::new("how").required(true).args(["online", "cold"])))]
 pub struct BackupArgs {
     /// Copy the database while the server keeps running (SQLite online backup API)
@@ -113,8 +113,8 @@ pub struct BackupArgs {
     pub cold: bool,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Seconds between SIGTERM and SIGKILL when stopping [default: the container's own stop timeout, or 10]
-    #[arg(long, value_name = "SECS", env = "KFADMIN_STOP_TIMEOUT")]
+    /// How long between SIGTERM and SIGKILL when stopping (e.g. 30, 30s, 2m) [default: the container's own stop timeout, or 10]
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_STOP_TIMEOUT", value_parser = parse_secs)]
     pub stop_timeout: Option<u32>,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -153,7 +153,14 @@ pub const DEFAULT_REPO: &str = "/var/backups/keyfount";
 #[derive(Debug, Args, Clone, Default)]
 pub struct RepoArgs {
     /// The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]
-    #[arg(long = "repo", short = 'r', value_name = "LOCATION", env = "KFADMIN_REPO")]
+    #[arg(
+        long = "repo",
+        short = 'r',
+        alias = "out",
+        short_alias = 'o',
+        value_name = "LOCATION",
+        env = "KFADMIN_REPO"
+    )]
     pub repo: Option<PathBuf>,
 }
 
@@ -209,7 +216,7 @@ pub struct MonitorArgs {
     #[arg(long, value_name = "PATH", env = "KFADMIN_METRICS_FILE")]
     pub metrics_file: Option<PathBuf>,
     /// Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure
-    #[arg(long, value_name = "URL", env = "KFADMIN_PING_URL")]
+    #[arg(long, value_name = "URL", env = "KFADMIN_PING_URL", value_parser = parse_ping_url)]
     pub ping_url: Option<String>,
 }
 
@@ -242,13 +249,12 @@ pub struct ContainerArgs {
 #[derive(Debug, Args, Clone)]
 pub struct OutputArgs {
     /// The repository: the directory the archive is written to (created with mode 0700 when
-    /// missing); --out and -o are its old spellings, KFADMIN_BACKUP_DIR its old variable. Offsite
-    /// copies: --to
+    /// missing); KFADMIN_BACKUP_DIR, its old variable, still works
     #[arg(
         long = "repo",
         short = 'r',
-        visible_alias = "out",
-        visible_short_alias = 'o',
+        alias = "out",
+        short_alias = 'o',
         value_name = "DIR",
         env = "KFADMIN_REPO",
         default_value = DEFAULT_REPO
@@ -286,10 +292,13 @@ Examples:
   kfadmin verify s3://kf-backups/host1/keyfount-20261126T030000Z-online.tar.gz.age -i /root/kfadmin.key
   kfadmin verify --json backup.tar.gz | jq '.archives[].checks[] | select(.status == \"fail\")'")]
 pub struct VerifyArgs {
-    /// The archives to check: files, or s3://BUCKET/PREFIX/NAME URLs (downloaded into a private
-    /// directory and checked there)
-    #[arg(required = true, value_name = "ARCHIVE")]
+    /// The archives to check: files, names in the repository as `kfadmin list` prints them,
+    /// `latest`, or s3://BUCKET/PREFIX/NAME URLs (downloaded into a private directory and checked
+    /// there) [default: every archive in the repository]. .sha256 sidecars are skipped
+    #[arg(value_name = "ARCHIVE")]
     pub archives: Vec<PathBuf>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
     /// Stop before the SQLite checks (no need to unpack the database)
     #[arg(long, env = "KFADMIN_QUICK", value_parser = clap::builder::BoolishValueParser::new())]
     pub quick: bool,
@@ -337,13 +346,12 @@ pub struct RestoreArgs {
     /// With --container: encrypt the pre-restore safety archive to every recipient in FILE
     #[arg(long, value_name = "FILE", env = "KFADMIN_RECIPIENTS_FILE")]
     pub recipients_file: Option<PathBuf>,
-    /// With --container: the repository (a directory) the pre-restore safety archive goes to;
-    /// --out and -o are its old spellings
+    /// With --container: the repository (a directory) the pre-restore safety archive goes to
     #[arg(
         long = "repo",
         short = 'r',
-        visible_alias = "out",
-        visible_short_alias = 'o',
+        alias = "out",
+        short_alias = 'o',
         value_name = "DIR",
         env = "KFADMIN_REPO",
         default_value = DEFAULT_REPO
@@ -353,14 +361,14 @@ pub struct RestoreArgs {
     /// when kfadmin ends) [default: the state directory's staging/, /var/lib/kfadmin/staging]
     #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
     pub tmp_dir: Option<PathBuf>,
-    /// Seconds between SIGTERM and SIGKILL when stopping [default: the container's own stop timeout, or 10]
-    #[arg(long, value_name = "SECS", env = "KFADMIN_STOP_TIMEOUT")]
+    /// How long between SIGTERM and SIGKILL when stopping (e.g. 30, 30s, 2m) [default: the container's own stop timeout, or 10]
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_STOP_TIMEOUT", value_parser = parse_secs)]
     pub stop_timeout: Option<u32>,
     /// How long the container must stay running to count as up (without a healthcheck)
-    #[arg(long, value_name = "SECS", default_value_t = 5, env = "KFADMIN_SETTLE")]
+    #[arg(long, value_name = "DURATION", default_value = "5s", env = "KFADMIN_SETTLE", value_parser = parse_secs)]
     pub settle: u32,
     /// How long to wait for a healthcheck to report healthy [default: what the container's healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]
-    #[arg(long, value_name = "SECS", env = "KFADMIN_HEALTH_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_HEALTH_TIMEOUT", value_parser = parse_secs)]
     pub health_timeout: Option<u32>,
     /// Keep the restored data even if the container does not come up on it
     #[arg(long, env = "KFADMIN_NO_ROLLBACK", value_parser = clap::builder::BoolishValueParser::new())]
@@ -410,22 +418,22 @@ pub struct DrillArgs {
     #[command(flatten)]
     pub docker: ContainerArgs,
     /// The repository to take the newest backup from: a backup directory or
-    /// s3://BUCKET[/PREFIX]; --out and -o are its old spellings
+    /// s3://BUCKET[/PREFIX]
     #[arg(
         long = "repo",
         short = 'r',
-        visible_alias = "out",
-        visible_short_alias = 'o',
+        alias = "out",
+        short_alias = 'o',
         value_name = "LOCATION",
         env = "KFADMIN_REPO",
         default_value = DEFAULT_REPO
     )]
     pub out: PathBuf,
     /// How long the copy must stay running to count as up (without a healthcheck)
-    #[arg(long, value_name = "SECS", default_value_t = 10, env = "KFADMIN_SETTLE")]
+    #[arg(long, value_name = "DURATION", default_value = "10s", env = "KFADMIN_SETTLE", value_parser = parse_secs)]
     pub settle: u32,
     /// How long to wait for the copy's healthcheck to report healthy [default: what the healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]
-    #[arg(long, value_name = "SECS", env = "KFADMIN_HEALTH_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_HEALTH_TIMEOUT", value_parser = parse_secs)]
     pub health_timeout: Option<u32>,
     /// Where kfadmin unpacks and checks the backup (created 0700, emptied when kfadmin ends)
     /// [default: the state directory's staging/, /var/lib/kfadmin/staging]
@@ -538,23 +546,23 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  kfadmin status --container keyfount --backup-dir /var/backups/keyfount
+  kfadmin status --container keyfount --repo /var/backups/keyfount
   kfadmin status --db /srv/keyfount/data/keyfount.db --max-age 26h --json")]
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// The repository: a backup directory or s3://BUCKET[/PREFIX]; --backup-dir is its old spelling
-    #[arg(long = "repo", short = 'r', visible_alias = "backup-dir", value_name = "LOCATION", env = "KFADMIN_REPO", default_value = DEFAULT_REPO)]
+    /// The repository: a backup directory or s3://BUCKET[/PREFIX]
+    #[arg(long = "repo", short = 'r', alias = "backup-dir", value_name = "LOCATION", env = "KFADMIN_REPO", default_value = DEFAULT_REPO)]
     pub backup_dir: PathBuf,
     /// Also check the newest backup at this offsite location, s3://BUCKET[/PREFIX], against
     /// --max-age (repeatable; KFADMIN_TO takes several, separated by spaces)
     #[arg(long = "to", value_name = "URL", env = "KFADMIN_TO", value_delimiter = ' ')]
     pub to: Vec<String>,
     /// The oldest the last backup may be (e.g. 26h, 2d, 90m)
-    #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_AGE", default_value = "26h", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_AGE", default_value = "26h", value_parser = parse_duration)]
     pub max_age: std::time::Duration,
     /// A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none
-    #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_DRILL_AGE", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_DRILL_AGE", value_parser = parse_duration)]
     pub max_drill_age: Option<std::time::Duration>,
     /// The archives' name, as backup --name wrote them [default: the container's name, or the database file's name without .db]
     #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
@@ -572,13 +580,13 @@ pub struct StatusArgs {
 /// damaged: its database is refused (exit 3, nothing written) and --salvage archives what can
 /// still be read of it, marked salvaged.
 ///
-/// The archive is <name>-<time>-imported.tar.gz in --out (time: the database's modification
+/// The archive is <name>-<time>-imported.tar.gz in the repository, -r/--repo (time: the database's modification
 /// time in the tarball), with a manifest that records the tarball's name, size and sha256 and
 /// what was replayed or dropped. verify, restore, list and prune take it like any backup.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  kfadmin import /root/keyfount-2024-05-01.tar.gz --out /var/backups/keyfount
+  kfadmin import /root/keyfount-2024-05-01.tar.gz --repo /var/backups/keyfount
   kfadmin import old/kf-data.tgz --name keyfount --json | jq -r .archive
   kfadmin import live-capture.tar.gz --salvage
 
@@ -626,4 +634,36 @@ pub enum Shell {
     Fish,
     Elvish,
     Powershell,
+}
+
+/// A duration flag's value: a bare number of seconds (`30`) or numbers with units as
+/// humantime reads them (`30s`, `10m`, `26h`, `1d 2h`).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("{s} seconds is too long"));
+    }
+    humantime::parse_duration(t)
+        .map_err(|e| format!("{e}: give seconds (30) or a number with a unit (30s, 10m, 26h, 2d)"))
+}
+
+/// A duration flag kept in whole seconds (see [`parse_duration`]); a fraction is rounded up.
+pub fn parse_secs(s: &str) -> Result<u32, String> {
+    let d = parse_duration(s)?;
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    u32::try_from(secs).map_err(|_| format!("{s} is too long"))
+}
+
+/// `--ping-url`: an http(s) URL with a host, checked before the run starts (a typo found at
+/// the end would leave the monitor without its start ping).
+pub fn parse_ping_url(s: &str) -> Result<String, String> {
+    let uri: ureq::http::Uri = s.trim().parse().map_err(|e| format!("not a URL ({e})"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) {
+        return Err("give an http:// or https:// URL with a host, e.g. https://hc-ping.com/UUID".into());
+    }
+    Ok(s.trim().to_string())
 }

@@ -5,12 +5,13 @@
 //! One `flock(2)` per thing, on `<state dir>/locks/<key>.lock` (the directory 0700, the file
 //! 0600, opened without following a link). The kernel releases a lock when its holder dies,
 //! however it dies, so a lock is never stale; the holder writes its pid and command into the
-//! file for the message of a run that has to wait. Lock files stay (they are a few bytes):
-//! removing one while another run waits on it would let two runs hold "the same" lock.
+//! file for the message of a run that has to wait. A run removes its lock files when it ends,
+//! while it still holds them, and every run sweeps lock files nobody holds: a run that took a
+//! lock checks that its file is still the one at the lock's path (not removed or replaced
+//! meanwhile), and takes the new one otherwise, so two runs never hold "the same" lock.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -48,6 +49,11 @@ impl Key {
         Key { file: format!("drill-{}", c.file), what: format!("drills of container {name}") }
     }
 
+    /// The lock file's name in the locks directory.
+    pub fn file_name(&self) -> &str {
+        &self.file
+    }
+
     /// A remote location, by its URL: two runs on this host never write to it at once.
     pub fn url(what: &str, url: &str) -> Key {
         let hash = crate::fsutil::hex(&Sha256::digest(url.as_bytes())[..16]);
@@ -83,10 +89,48 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
-/// Locks held by this run; dropping them (or the process ending) releases them.
+/// Locks held by this run; dropping them removes their files and releases them (the process
+/// ending releases them too, leaving the files for the next run's sweep).
 #[derive(Debug)]
 pub struct Held {
-    _files: Vec<File>,
+    files: Vec<(PathBuf, File)>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for (path, file) in self.files.drain(..) {
+            // Still locked: a run waiting on this file sees it gone once it gets it, and
+            // takes the path anew.
+            if is_at(&file, &path) {
+                let _ = std::fs::remove_file(&path);
+            }
+            drop(file);
+        }
+    }
+}
+
+/// `file` is the file at `path` now (not removed or replaced since it was opened).
+fn is_at(file: &File, path: &Path) -> bool {
+    match (file.metadata(), path.symlink_metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Remove the lock files in `dir` that no run holds (left by runs that were killed, or by
+/// versions of kfadmin that kept them). Best effort: a file that cannot be checked stays.
+fn sweep(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let path = e.path();
+        if !e.file_name().to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        let Ok(file) = open(&path) else { continue };
+        if matches!(try_lock(&file, &path), Ok(true)) && is_at(&file, &path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Who holds a lock, as its holder wrote it.
@@ -125,15 +169,21 @@ pub fn acquire(mut keys: Vec<Key>, wait: Duration, command: &str, waiting: &dyn 
     keys.sort_by(|a, b| a.file.cmp(&b.file));
     keys.dedup_by(|a, b| a.file == b.file);
     let dir = locks_dir()?;
+    sweep(&dir);
     let deadline = Instant::now() + wait;
     let mut said = false;
-    let mut files = Vec::with_capacity(keys.len());
+    let mut held = Held { files: Vec::with_capacity(keys.len()) };
     for key in &keys {
         let path = dir.join(&key.file);
-        let file = open(&path)?;
+        let mut file = open(&path)?;
         loop {
             if try_lock(&file, &path)? {
-                break;
+                if is_at(&file, &path) {
+                    break;
+                }
+                // Its holder removed it as it ended: lock the path's new file.
+                file = open(&path)?;
+                continue;
             }
             let holder = holder(&path);
             if Instant::now() >= deadline {
@@ -152,9 +202,9 @@ pub fn acquire(mut keys: Vec<Key>, wait: Duration, command: &str, waiting: &dyn 
             std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
         }
         write_holder(&file, &path, command)?;
-        files.push(file);
+        held.files.push((path, file));
     }
-    Ok(Held { _files: files })
+    Ok(held)
 }
 
 /// Take `key` now if no other run holds it, without waiting: None when another run holds it.
@@ -163,12 +213,17 @@ pub fn acquire(mut keys: Vec<Key>, wait: Duration, command: &str, waiting: &dyn 
 /// never by a program name or a pid (another name, another PID namespace, a reused pid).
 pub fn try_hold(key: &Key, command: &str) -> Result<Option<Held>> {
     let path = locks_dir()?.join(&key.file);
-    let file = open(&path)?;
-    if !try_lock(&file, &path)? {
-        return Ok(None);
+    loop {
+        let file = open(&path)?;
+        if !try_lock(&file, &path)? {
+            return Ok(None);
+        }
+        // A file a finished run or a sweep removed meanwhile locks nothing: take the new one.
+        if is_at(&file, &path) {
+            write_holder(&file, &path, command)?;
+            return Ok(Some(Held { files: vec![(path, file)] }));
+        }
     }
-    write_holder(&file, &path, command)?;
-    Ok(Some(Held { _files: vec![file] }))
 }
 
 fn busy(key: &Key, holder: &Holder, wait: Duration) -> Error {
@@ -194,8 +249,7 @@ fn locks_dir() -> Result<PathBuf> {
         .create(&dir)
         .map_err(|e| Error::io("cannot create the locks directory", &dir, e).hint(hint))?;
     let meta = dir.symlink_metadata().ctx("cannot read", &dir)?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
+    let me = rustix::process::geteuid().as_raw();
     if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o022 != 0 {
         return Err(Error::failed(format!(
             "{} is not a private directory of this user (a link, another owner, or writable by others)",
@@ -226,16 +280,13 @@ fn open(path: &Path) -> Result<File> {
 
 /// `flock(LOCK_EX | LOCK_NB)`: true when this run holds it now.
 fn try_lock(file: &File, path: &Path) -> Result<bool> {
+    use rustix::fs::{flock, FlockOperation};
     loop {
-        // SAFETY: flock on a descriptor this File owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(true);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            Some(libc::EINTR) => continue,
-            _ => return Err(Error::io("cannot lock", path, e)),
+        match flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(Error::io("cannot lock", path, e.into())),
         }
     }
 }

@@ -58,9 +58,46 @@ fn old_env_names() {
     }
 }
 
+/// `--json` was asked for on the command line or in `KFADMIN_JSON` (looked at by hand when
+/// the command line itself does not parse).
+fn json_wanted() -> bool {
+    let on_line = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
+    let from_env = std::env::var("KFADMIN_JSON")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on" | "y"));
+    on_line || from_env
+}
+
+/// A command line clap refuses: its message on stderr and exit 2; with `--json`, also exactly
+/// one JSON object on stdout. Help and version are printed as asked, exit 0.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !json_wanted() {
+        e.exit();
+    }
+    let _ = e.print();
+    let text = e.kind().as_str().map(str::to_owned).unwrap_or_else(|| e.to_string());
+    let message = e.to_string();
+    let first = message.lines().next().unwrap_or(&text).trim_start_matches("error: ").to_owned();
+    let j = serde_json::json!({
+        "ok": false,
+        "error": {
+            "message": first,
+            "hint": "run kfadmin --help, or kfadmin COMMAND --help",
+            "kind": kfadmin::error::Kind::Usage,
+            "exit_code": 2,
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{j}").and_then(|()| out.flush());
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     old_env_names();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     interrupt::install();
     let ctx = Ctx::new(&cli.global);
     let result = recover(&cli.command).and_then(|()| commands::run(cli.command, &ctx));

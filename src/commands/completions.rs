@@ -7,7 +7,13 @@ use super::Outcome;
 use crate::cli::{Cli, CompletionsArgs, Shell};
 use crate::error::Result;
 
-pub fn run(args: CompletionsArgs) -> Result<Outcome> {
+/// A completion script is shell code, not a report: `--json` is refused (exit 2) rather than
+/// ignored.
+pub fn run(args: CompletionsArgs, json: bool) -> Result<Outcome> {
+    if json {
+        return Err(crate::error::Error::usage("completions prints a shell script; it has no JSON report")
+            .hint("run kfadmin completions SHELL without --json"));
+    }
     let target = match args.shell {
         Shell::Bash => Target::Bash,
         Shell::Zsh => Target::Zsh,

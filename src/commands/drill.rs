@@ -48,8 +48,10 @@ pub struct DrillReport {
     pub warnings: Vec<String>,
 }
 
-pub fn run(args: DrillArgs, ctx: &Ctx) -> Result<Outcome> {
+pub fn run(mut args: DrillArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
+    // `latest`, or a bare name as `list` prints it, is an archive in the repository.
+    args.archive = args.archive.map(|a| crate::ops::names::resolve(&a, &args.out)).transpose()?;
     if let Some(url) = &args.monitor.ping_url {
         if let Some(w) = monitor::ping(url, monitor::Ping::Start, "") {
             ctx.warn(&w);

@@ -182,7 +182,7 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::Status(a) => status::run(a, ctx),
         Command::Drill(a) => drill::run(a, ctx),
         Command::Import(a) => import::run(a, ctx),
-        Command::Completions(a) => completions::run(a),
+        Command::Completions(a) => completions::run(a, ctx.json),
         Command::Manpages(a) => completions::manpages(a),
     }
 }

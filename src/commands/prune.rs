@@ -296,7 +296,12 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         ));
     }
     let location = Location::from_path(&args.repo.location(args.dir.as_ref())?)?;
-    let _lock = ctx.lock("kfadmin prune", vec![location.lock_key("backup directory")])?;
+    // A dry run removes nothing: like list and status it reads without waiting for a backup
+    // (archives get their final names only once complete).
+    let _lock = match args.dry_run {
+        true => None,
+        false => Some(ctx.lock("kfadmin prune", vec![location.lock_key("backup directory")])?),
+    };
     let store = Store::open(&location)?;
     let entries = store.scan()?;
     let checked = check_all(&store, &entries, &args, ctx)?;

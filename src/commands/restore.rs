@@ -74,8 +74,10 @@ pub struct RestoreReport {
     pub warnings: Vec<String>,
 }
 
-pub fn run(args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
+pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
+    // `latest`, or a bare name as `list` prints it, is an archive in the repository.
+    args.archive = crate::ops::names::resolve(&args.archive, &args.out)?;
     check_input(&args, ctx)?;
     let (found, dir) = resolve_target(&args)?;
     let _locks = super::restore_locks(&args, ctx, found.as_ref(), &dir)?;

@@ -11,6 +11,7 @@ use crate::cli::VerifyArgs;
 use crate::crypto::Keys;
 use crate::error::{Error, Result};
 use crate::ops::fetch::fetch;
+use crate::ops::names;
 use crate::ops::staging::{Staging, STAGING_PREFIX};
 use crate::store::{is_remote_path, Remote, S3Url};
 
@@ -22,7 +23,8 @@ pub struct VerifyReport {
     pub archives: Vec<Verdict>,
 }
 
-pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
+pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
+    args.archives = targets(&args, ctx)?;
     for a in args.archives.iter().filter(|a| !is_remote_path(a)) {
         if !a.exists() {
             return Err(Error::usage(format!("archive {} does not exist", a.display()))
@@ -67,6 +69,34 @@ pub fn run(args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     };
     let report = VerifyReport { ok, quick: args.quick, archives };
     Ok(Outcome::new(code, human(&report), &report))
+}
+
+/// The archives to check: each ARCHIVE resolved against the repository (`latest`, a bare name
+/// as `list` prints it), sidecars skipped (`verify DIR/*`); none given: every archive in the
+/// repository (restic's and borg's `check`).
+fn targets(args: &VerifyArgs, ctx: &Ctx) -> Result<Vec<PathBuf>> {
+    let repo = args.repo.location(None)?;
+    if args.archives.is_empty() {
+        let all: Vec<PathBuf> = names::archives(&repo)?.into_iter().map(|e| e.path).collect();
+        if all.is_empty() {
+            return Err(Error::usage(format!("there is no archive in {} to verify", repo.display()))
+                .hint("give the archives to check, or the repository that holds them with -r/--repo"));
+        }
+        return Ok(all);
+    }
+    let mut out = Vec::new();
+    for a in &args.archives {
+        if a.to_string_lossy().ends_with(".sha256") {
+            ctx.detail(&format!("Skipping {}: a checksum sidecar, checked with its archive", a.display()));
+            continue;
+        }
+        out.push(names::resolve(a, &repo)?);
+    }
+    if out.is_empty() {
+        return Err(Error::usage("only .sha256 sidecars were given, no archive")
+            .hint("give the .tar.gz (or .tar.gz.age) files; each is checked against its sidecar"));
+    }
+    Ok(out)
 }
 
 /// Verify one local file (a download, for a remote archive).

@@ -310,7 +310,14 @@ pub fn encryption(
     if passphrase {
         return Ok(Encryption::Passphrase(crypto::passphrase(interactive, true)?));
     }
-    recipients(encrypt_to, recipients_file)
+    let chosen = recipients(encrypt_to, recipients_file)?;
+    if matches!(chosen, Encryption::None) && std::env::var_os("KFADMIN_PASSPHRASE").is_some() {
+        return Err(Error::usage(
+            "KFADMIN_PASSPHRASE is set but --passphrase is not given: the archive would be written unencrypted",
+        )
+        .hint("add --passphrase (or KFADMIN_USE_PASSPHRASE=1) to encrypt with it, or unset KFADMIN_PASSPHRASE"));
+    }
+    Ok(chosen)
 }
 
 /// Recipients from `--encrypt-to` and `--recipients-file` (no encryption when neither is given).

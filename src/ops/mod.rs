@@ -9,6 +9,7 @@ pub mod drill;
 pub mod fetch;
 pub mod import;
 pub mod make;
+pub mod names;
 pub mod offsite;
 pub mod restore;
 pub mod staging;

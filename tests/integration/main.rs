@@ -6,6 +6,7 @@ mod util;
 mod archives;
 mod backup;
 mod cli;
+mod consistency;
 mod dock;
 mod docker;
 mod drill;
