@@ -211,7 +211,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__drill)
-            opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -250,6 +250,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --tmp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -551,7 +555,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__prune)
-            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --keep-pre-restore-within --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -585,6 +589,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --keep-pre-restore-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --tmp-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -601,7 +609,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__restore)
-            opts="-c -r -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -679,7 +687,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__status)
-            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --to --max-age --max-drill-age --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --to --max-age --max-drill-age --name --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -722,6 +730,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --max-drill-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
