@@ -229,7 +229,7 @@ pub fn structure_problem(e: &Entry, mut r: impl Read, by_name: bool) -> Option<S
 pub fn manifest_from(r: impl Read) -> Option<Manifest> {
     let mut ar = tar::Archive::new(MultiGzDecoder::new(std::io::BufReader::new(r)));
     let mut entries = super::entry::entries(&mut ar).ok()?;
-    let first = super::entry::next_named(&mut entries).ok()??;
+    let first = super::entry::next_named(&mut entries, false).ok()??;
     let (first, name) = (first.entry, first.name);
     let size = first.header().size().ok()?;
     if name != MANIFEST_NAME.as_bytes() || manifest::unread_size_problem(size).is_some() {

@@ -77,8 +77,12 @@ pub fn entries<R: Read>(tar: &mut tar::Archive<R>) -> io::Result<tar::Entries<'_
 
 /// The next entry with its whole name, after any GNU long-name/long-link records and PAX
 /// headers before it, each refused when it declares more than [`MAX_EXTENSION`] bytes. A PAX
-/// global header (`git archive` writes one) is read and set aside.
-pub fn next_named<'a, R: Read>(entries: &mut tar::Entries<'a, R>) -> Result<Option<Named<'a, R>>, Next> {
+/// global header (`git archive` writes one) is read and set aside when `global_ok` (hand-made
+/// tarballs), refused otherwise (kfadmin never writes one in an archive).
+pub fn next_named<'a, R: Read>(
+    entries: &mut tar::Entries<'a, R>,
+    global_ok: bool,
+) -> Result<Option<Named<'a, R>>, Next> {
     use tar::EntryType as T;
     let (mut long_name, mut pax_path, mut pax_size, mut pending) = (None, None, None, false);
     loop {
@@ -106,6 +110,9 @@ pub fn next_named<'a, R: Read>(entries: &mut tar::Entries<'a, R>) -> Result<Opti
                 return Ok(Some(Named { entry, name }));
             }
         };
+        if kind == T::XGlobalHeader && !global_ok {
+            return Err(Next::Refused(format!("{what}: kfadmin never writes one in an archive")));
+        }
         let body = extension(&mut entry, what)?;
         match kind {
             T::GNULongName if long_name.is_some() => {

@@ -587,7 +587,7 @@ fn walk<R: Read>(
     let mut entries = entry::entries(tar)?;
     for i in 0.. {
         check_interrupt().map_err(Walk::Outside)?;
-        let (mut entry, name) = match entry::next_named(&mut entries) {
+        let (mut entry, name) = match entry::next_named(&mut entries, false) {
             Ok(Some(named)) => (named.entry, named.name),
             Ok(None) => break,
             Err(Next::Io(e)) => return Err(Walk::Archive(e)),

@@ -153,7 +153,7 @@ fn walk<R: Read>(
     let mut entries = entry::entries(tar)?;
     loop {
         check_interrupt()?;
-        let (mut e, name) = match entry::next_named(&mut entries) {
+        let (mut e, name) = match entry::next_named(&mut entries, true) {
             Ok(None) => break,
             Ok(Some(named)) => (named.entry, named.name),
             Err(Next::Io(err)) if items.is_empty() && seen.is_empty() => {

@@ -673,6 +673,10 @@ fn a_slow_link_does_not_raise_memory() {
     net.rate(8 << 20);
     let slow = backup_peak_rss(&env, &net, &db, &format!("s3://{bucket}/slow"), &env.path("o2"));
     eprintln!("peak RSS: {fast} KiB on loopback, {slow} KiB at 8 MiB/s");
-    // Parts are read only as slots free up: a slow link holds the same few parts longer.
-    assert!(slow <= fast + (8 << 10), "peak RSS {slow} KiB at 8 MiB/s, {fast} KiB on loopback");
+    // Parts are read only as slots free up: a slow link holds the same few parts longer. A
+    // debug build's peak varies with the machine's load (glibc arenas: 59 to 293 MiB seen
+    // under a parallel suite), so the slack is a quarter of the fast run, at least 8 MiB; the
+    // 64 MiB bound of a release build is bench/offsite.sh's.
+    let slack = (fast / 4).max(8 << 10);
+    assert!(slow <= fast + slack, "peak RSS {slow} KiB at 8 MiB/s, {fast} KiB on loopback");
 }
