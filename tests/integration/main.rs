@@ -11,6 +11,7 @@ mod docker;
 mod drill;
 mod encrypt;
 mod faults;
+mod guardian;
 mod hostile;
 mod import;
 mod layouts;
