@@ -35,6 +35,23 @@ pub fn log_path() -> PathBuf {
     crate::docker::state_dir().join("guardian.log")
 }
 
+/// What guardians recovered within the last `days` days, as their log says (at most the last
+/// 20 lines, oldest first), for `status`.
+pub fn recent(days: u64) -> Vec<String> {
+    let text = std::fs::read_to_string(log_path()).unwrap_or_default();
+    let since = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.ends_with(": done"))
+        .filter(|l| {
+            l.split(' ').next().and_then(|t| humantime::parse_rfc3339(t).ok()).is_some_and(|t| t >= since)
+        })
+        .map(str::to_string)
+        .collect();
+    lines.drain(..lines.len().saturating_sub(20));
+    lines
+}
+
 /// Start a guardian for this process. `what` says, in its log, what it watches over.
 pub fn spawn(what: &str) -> Result<Guardian> {
     if crate::fault::no_guardian() {

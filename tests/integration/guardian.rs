@@ -54,6 +54,15 @@ fn a_cold_backup_killed_during_a_long_stop_has_its_container_started_by_the_guar
     }
     let log = log(&env);
     assert!(log.contains("ended without finishing") && log.contains("kfadmin started it now"), "{log}");
+    // `status` says what the guardian did.
+    let backups = env.path("status-backups");
+    let state = env.path("state");
+    let r = kfadmin_env(
+        &[("KFADMIN_STATE_DIR", state.to_str().unwrap())],
+        ["status", "--container", &c.name, "--backup-dir", backups.to_str().unwrap(), "--json"],
+    );
+    let lines = r.json()["guardian"].to_string();
+    assert!(lines.contains("kfadmin started it now"), "{}", r.stdout);
 }
 
 #[test]
