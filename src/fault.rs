@@ -67,3 +67,9 @@ pub fn pause(point: &str) {
     #[cfg(not(debug_assertions))]
     let _ = point;
 }
+
+/// A test hook, compiled into debug builds only: `KFADMIN_TEST_NO_GUARDIAN=1` starts no guardian
+/// (crate::ops::guardian), so that the tests can reach the journals, its second line of defence.
+pub fn no_guardian() -> bool {
+    cfg!(debug_assertions) && std::env::var_os("KFADMIN_TEST_NO_GUARDIAN").is_some_and(|v| v == "1")
+}

@@ -335,13 +335,6 @@ pub fn tree_size(dir: &Path) -> Result<(u64, u64)> {
     Ok(acc)
 }
 
-/// Whether `pid` is a live kfadmin (pids are reused: the command line must say kfadmin).
-pub fn kfadmin_alive(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).split('\0').next().is_some_and(|a| a.ends_with("kfadmin")))
-        .unwrap_or(false)
-}
-
 /// Copy a data directory that spans several mounts into `dst`: `parts` are (path inside the data
 /// directory, host directory) pairs, the directory's own mount first (path ""), then each mount
 /// nested in it. Each part goes into a sub-directory of `dst` of its own through

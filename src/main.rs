@@ -93,6 +93,12 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // A guardian (kfadmin::ops::guardian), started by kfadmin itself: not a command.
+    if std::env::args_os().nth(1).is_some_and(|a| a == kfadmin::ops::guardian::ARG) {
+        let args: Vec<String> =
+            std::env::args_os().skip(2).map(|a| a.to_string_lossy().into_owned()).collect();
+        return kfadmin::ops::guardian::main(&args);
+    }
     old_env_names();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -304,6 +304,8 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     let timeout = args.stop_timeout.map(i64::from).or(f.container.stop_timeout).unwrap_or(10);
 
     let created = SystemTime::now();
+    // Starts the container again at once should this run be killed while it is down.
+    let _guardian = crate::ops::guardian::spawn(&format!("a cold backup of container {}", f.container.name))?;
     let mut guard = StopGuard::new(&f.engine, f.container.clone());
     if guard.was_running() {
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", f.container.name));

@@ -30,6 +30,9 @@ pub struct StatusReport {
     /// `--to`: the newest backup at each offsite location.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub offsite: Vec<OffsiteState>,
+    /// What guardians did in the last 7 days after a kfadmin run was killed (guardian.log).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guardian: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,8 +142,17 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
     let drill = drill_state(&args, &name, &mut problems);
     let offsite = dests.iter().map(|d| offsite_state(d, &named, &args, &mut problems)).collect();
     problems.extend(leftovers());
-    let report =
-        StatusReport { ok: problems.is_empty(), problems, container, database, backups, drill, offsite };
+    let guardian = crate::ops::guardian::recent(7);
+    let report = StatusReport {
+        ok: problems.is_empty(),
+        problems,
+        container,
+        database,
+        backups,
+        drill,
+        offsite,
+        guardian,
+    };
     let code = if report.ok { 0 } else { 1 };
     Ok(Outcome::new(code, human(&report), &report))
 }
@@ -378,6 +390,9 @@ fn human(r: &StatusReport) -> String {
     if let Some(c) = &r.container {
         let health = c.health.as_deref().map(|h| format!(", {h}")).unwrap_or_default();
         let _ = writeln!(s, "container  {} ({}{health}), image {}", c.name, c.status, c.image);
+    }
+    for line in &r.guardian {
+        let _ = writeln!(s, "guardian   {line}");
     }
     let d = &r.database;
     let _ = writeln!(

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, IoContext, Kind, Result};
 
 use super::*;
 
@@ -46,11 +46,25 @@ impl JournalEntry {
         }
     }
 
-    pub(super) fn write(&self) -> Result<()> {
-        crate::fsutil::ensure_private_dir(&state_dir())?;
+    /// Written under a temporary name, locked (`flock`), then renamed: a journal is never
+    /// seen unlocked while its run lives, and the kernel frees the lock when the run dies,
+    /// however it dies. The returned file holds the lock.
+    pub(super) fn write(&self) -> Result<std::fs::File> {
+        use std::io::Write;
+        let dir = state_dir();
+        crate::fsutil::ensure_private_dir(&dir)?;
         let json = serde_json::to_vec(self)
             .map_err(|e| Error::failed("cannot write kfadmin's stop journal").source(e))?;
-        crate::fsutil::write_atomic(&journal_path(&self.container_id), &json, 0o600)
+        let tmp = dir.join(format!(".stopped-{}.{}.tmp", self.container_id, std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = crate::fsutil::create_new(&tmp, 0o600)?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .ctx("cannot lock", &tmp)?;
+        f.write_all(&json).and_then(|()| f.sync_all()).ctx("cannot write", &tmp)?;
+        let path = journal_path(&self.container_id);
+        std::fs::rename(&tmp, &path).ctx("cannot rename", &tmp)?;
+        crate::fsutil::fsync_dir(&dir)?;
+        Ok(f)
     }
 
     /// `an earlier kfadmin run (pid N, `COMMAND`)`, for messages.
@@ -68,7 +82,7 @@ pub(super) fn clear_journal(container_id: &str) {
     let _ = std::fs::remove_file(journal_path(container_id));
 }
 
-pub(super) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -130,11 +144,13 @@ pub struct StopGuard<'a> {
     /// A start failed and was reported: dropping the guard does not try again (the journal
     /// stays for the next run).
     start_failed: bool,
+    /// The lock on the journal on disk: while it is held, no recovery touches the journal.
+    journal: Option<std::fs::File>,
 }
 
 impl<'a> StopGuard<'a> {
     pub fn new(engine: &'a Engine, container: Container) -> Self {
-        StopGuard { engine, container, stopped: None, start_failed: false }
+        StopGuard { engine, container, stopped: None, start_failed: false, journal: None }
     }
 
     /// Stop the container if it runs; a container that was not running stays as it is. Its
@@ -160,7 +176,7 @@ impl<'a> StopGuard<'a> {
         if now.running {
             self.stop_journaled(&now, timeout_s, command)?;
         } else {
-            JournalEntry::new(&now, timeout_s, command).write()?;
+            self.journal = Some(JournalEntry::new(&now, timeout_s, command).write()?);
             self.stopped = Some(now);
         }
         Ok(())
@@ -169,7 +185,7 @@ impl<'a> StopGuard<'a> {
     /// Journal, stop, then judge the state the stop left: only a run that really ended puts
     /// the container in kfadmin's charge.
     pub(super) fn stop_journaled(&mut self, c: &Container, timeout_s: i64, command: &str) -> Result<Stopped> {
-        JournalEntry::new(c, timeout_s, command).write()?;
+        self.journal = Some(JournalEntry::new(c, timeout_s, command).write()?);
         crate::fault::pause("before-stop");
         let t0 = Instant::now();
         let result = self.engine.stop(c, timeout_s);
@@ -278,6 +294,7 @@ impl<'a> StopGuard<'a> {
         if self.stopped.take().is_some() {
             clear_journal(&self.container.id);
         }
+        self.journal = None;
     }
 
     pub(super) fn gone_or(&self, e: Error) -> Error {
@@ -364,10 +381,12 @@ pub(super) fn judge(j: &JournalEntry, now: &Container, now_ms: u64) -> Fate {
     }
 }
 
-/// Journals of kfadmin runs that died (a live run's journal is its own business).
-pub(super) fn pending_journals() -> Vec<(PathBuf, JournalEntry)> {
+/// Journals of kfadmin runs that died (a live run's journal is its own business): a journal
+/// is live while its lock is held (never judged by a pid or a program name). Each comes with
+/// its file, locked, so that no other recovery works on it at the same time.
+pub(super) fn pending_journals() -> Vec<(PathBuf, JournalEntry, std::fs::File)> {
     let Ok(rd) = std::fs::read_dir(state_dir()) else { return vec![] };
-    let mut entries: Vec<(PathBuf, JournalEntry)> = rd
+    let mut entries: Vec<(PathBuf, JournalEntry, std::fs::File)> = rd
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
@@ -377,13 +396,41 @@ pub(super) fn pending_journals() -> Vec<(PathBuf, JournalEntry)> {
             })
         })
         .filter_map(|p| {
-            let text = std::fs::read(&p).ok()?;
-            serde_json::from_slice::<JournalEntry>(&text).ok().map(|j| (p, j))
+            let (f, text) = lock_journal(&p)?;
+            serde_json::from_slice::<JournalEntry>(&text).ok().map(|j| (p, j, f))
         })
-        .filter(|(_, j)| !crate::fsutil::kfadmin_alive(j.pid))
         .collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     entries
+}
+
+/// Open and lock a journal file without waiting: None while its run (or another recovery)
+/// holds it, or when the name has meanwhile been given to a newer journal.
+fn lock_journal(p: &Path) -> Option<(std::fs::File, Vec<u8>)> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(p)
+        .ok()?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+    let (now, held) = (p.symlink_metadata().ok()?, f.metadata().ok()?);
+    if (now.dev(), now.ino()) != (held.dev(), held.ino()) || !held.is_file() {
+        return None;
+    }
+    let mut text = Vec::new();
+    f.read_to_end(&mut text).ok()?;
+    Some((f, text))
+}
+
+/// The latest moment (ms since the epoch) a stop recorded in a dead run's journal may still
+/// end, or None when no such journal is left: a guardian keeps trying until then.
+pub fn dead_journals_settle_by() -> Option<u64> {
+    pending_journals()
+        .iter()
+        .map(|(_, j, _)| j.since_ms + (j.stop_timeout_s.unwrap_or(10).max(0) as u64 + STOP_MARGIN_S) * 1000)
+        .max()
 }
 
 /// For commands that do not touch containers: one line per journal a killed run left, naming
@@ -391,7 +438,7 @@ pub(super) fn pending_journals() -> Vec<(PathBuf, JournalEntry)> {
 pub fn journal_notes() -> Vec<String> {
     pending_journals()
         .into_iter()
-        .map(|(path, j)| {
+        .map(|(path, j, _lock)| {
             format!(
                 "{} stopped container {} and was killed before starting it again (journal {}): `kfadmin status --container {}` starts it again, or start it yourself (`docker start {}`) and delete that file",
                 j.run(),
@@ -409,7 +456,7 @@ pub fn journal_notes() -> Vec<String> {
 /// happened to them. Returns the lines to print, or exit 4 when one cannot be started.
 pub fn recover_journal() -> Result<Vec<String>> {
     let entries = pending_journals();
-    let Some((first_path, first)) = entries.first() else { return Ok(vec![]) };
+    let Some((first_path, first, _)) = entries.first() else { return Ok(vec![]) };
     let engine = Engine::connect().map_err(|e| {
         Error::new(
             Kind::ContainerState,
@@ -428,7 +475,7 @@ pub fn recover_journal() -> Result<Vec<String>> {
         ))
     })?;
     let mut said = Vec::new();
-    for (path, j) in &entries {
+    for (path, j, _lock) in &entries {
         if let Some(line) = recover_one(&engine, path, j)? {
             said.push(line);
         }

@@ -320,6 +320,8 @@ struct Run<'a> {
     engine: &'a Engine,
     names: &'a Names,
     journal: Option<Held>,
+    /// Removes the copy and its volume at once should this run be killed.
+    _guardian: super::guardian::Guardian,
 }
 
 impl<'a> Run<'a> {
@@ -332,7 +334,8 @@ impl<'a> Run<'a> {
             container: names.container.clone(),
             volume: names.volume.clone(),
         };
-        Ok(Run { engine: spec.engine, names, journal: Some(j.write()?) })
+        let guardian = super::guardian::spawn(&format!("a drill of container {}", spec.live.name))?;
+        Ok(Run { engine: spec.engine, names, journal: Some(j.write()?), _guardian: guardian })
     }
 
     /// Create the volume and the copy (not started), and fill the volume.

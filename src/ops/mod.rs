@@ -7,6 +7,7 @@
 pub mod container;
 pub mod drill;
 pub mod fetch;
+pub mod guardian;
 pub mod import;
 pub mod make;
 pub mod names;

@@ -125,6 +125,9 @@ pub fn into_container(
     for w in crate::ops::staging::prepare_out(&opts.out)? {
         ctx.warn(&w);
     }
+    // Issue 15: kfadmin killed while the container is down gets it back within seconds: the
+    // guardian puts a half-done swap back (swap::recover) before it starts the container.
+    let _guardian = crate::ops::guardian::spawn(&format!("a restore into container {}", c.name))?;
     let mut guard = StopGuard::new(&f.engine, c.clone());
     if c.running {
         ctx.note(&format!("Stopping container {} (stop timeout {timeout} s)", c.name));

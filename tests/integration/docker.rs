@@ -146,6 +146,8 @@ fn signal_while_down(c: &Kf, out: &std::path::Path, state: &std::path::Path, sig
     let child = std::process::Command::new(kfadmin_bin())
         .args(["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()])
         .env("KFADMIN_STATE_DIR", state)
+        // The journal, the second line (the guardian: tests/integration/guardian.rs).
+        .env("KFADMIN_TEST_NO_GUARDIAN", "1")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

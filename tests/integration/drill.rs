@@ -388,7 +388,8 @@ fn a_drill_interrupted_or_killed_leaves_nothing_once_kfadmin_runs_again() {
     let state = state.to_str().unwrap();
     let drill = |fault: &str| {
         kfadmin_env(
-            &[("KFADMIN_STATE_DIR", state), ("KFADMIN_TEST_FAULT", fault)],
+            // No guardian (tests/integration/guardian.rs): the journal, the second line.
+            &[("KFADMIN_STATE_DIR", state), ("KFADMIN_TEST_FAULT", fault), ("KFADMIN_TEST_NO_GUARDIAN", "1")],
             ["drill", "--container", &c.name, "--out", &out, "--settle", "2"],
         )
     };
@@ -625,4 +626,28 @@ fn the_copy_keeps_the_servers_limits_and_never_passes_for_the_compose_service() 
     let opts = bollard::query_parameters::RemoveImageOptionsBuilder::default().force(true).build();
     drop(c);
     let _ = block(docker().remove_image(&tag, Some(opts), None));
+}
+
+/// Issue 15: kfadmin SIGKILLed while its drill's copy runs, and no other command: its guardian
+/// removes the copy and its volume within seconds.
+#[test]
+fn a_drill_killed_is_cleaned_up_by_its_guardian_with_no_other_command() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-guarded", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    let out = backup(&env, &c);
+    let mut run = Paused::spawn(&env, "drill-up", &["drill", "--container", &c.name, "--out", &out]);
+    run.expect("drill-up");
+    let pid = run.pid();
+    assert_eq!(guardians_of(pid).len(), 1, "one guardian watches the drill");
+    assert_eq!(leftovers(&c.name).0.len(), 1, "the copy runs");
+    run.kill();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while leftovers(&c.name) != (vec![], vec![]) || !journals(&env.path("state")).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left after 15 s: {:?}", leftovers(&c.name));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_nothing_left(&c.name, &env);
+    let log = std::fs::read_to_string(env.path("state").join("guardian.log")).unwrap();
+    assert!(log.contains("kfadmin removed what it left"), "{log}");
+    assert!(c.running());
 }

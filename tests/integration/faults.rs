@@ -38,6 +38,8 @@ impl Faults {
             .env("KFADMIN_STATE_DIR", &self.state)
             .env("KFADMIN_TMPDIR", &self.tmp)
             .env("KFADMIN_TEST_FAULT", fault)
+            // The journals, the second line of defence (the guardian: tests/integration/guardian.rs).
+            .env("KFADMIN_TEST_NO_GUARDIAN", "1")
             .env_remove("KFADMIN_BACKUP_DIR")
             .stdin(Stdio::null())
             .output()

@@ -273,10 +273,14 @@ fn a_journal_survives_a_stop_still_under_way_and_the_next_run_starts_the_contain
     let c = Kf::start(&env, "slowstop", spec);
     let out = env.path("backups");
     let state = env.path("state");
-    let mut run = Paused::spawn(
+    // The guardian would start it at once (tests/integration/guardian.rs): this is the journal,
+    // the second line of defence.
+    let mut run = Paused::spawn_with(
         &env,
+        &kfadmin_bin(),
         "",
         &["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()],
+        &[("KFADMIN_TEST_NO_GUARDIAN", "1")],
     );
     // SIGTERM has reached the app: the engine's stop is under way.
     c.wait_for(|s| s["sigterm"] == true);

@@ -12,6 +12,7 @@ mod docker;
 mod drill;
 mod encrypt;
 mod faults;
+mod guardian;
 mod hostile;
 mod import;
 mod layouts;

@@ -441,14 +441,20 @@ pub struct Paused {
 
 impl Paused {
     pub fn spawn(env: &Env, points: &str, args: &[&str]) -> Paused {
-        Paused::spawn_bin(env, &kfadmin_bin(), points, args)
+        Paused::spawn_with(env, &kfadmin_bin(), points, args, &[])
     }
 
     /// [`Paused::spawn`] of a copy of kfadmin (another name, another path).
     pub fn spawn_bin(env: &Env, bin: &Path, points: &str, args: &[&str]) -> Paused {
+        Paused::spawn_with(env, bin, points, args, &[])
+    }
+
+    /// [`Paused::spawn`] of `bin` with more environment variables.
+    pub fn spawn_with(env: &Env, bin: &Path, points: &str, args: &[&str], vars: &[(&str, &str)]) -> Paused {
         let dir = (0..).map(|n| env.path(&format!("pause-{n}"))).find(|d| !d.exists()).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new(bin)
+            .envs(vars.iter().copied())
             .args(args)
             .env("KFADMIN_STATE_DIR", env.path("state"))
             .env("KFADMIN_TEST_PAUSE_AT", points)
@@ -464,6 +470,11 @@ impl Paused {
 
     fn child(&mut self) -> &mut std::process::Child {
         self.child.as_mut().expect("the run is not finished")
+    }
+
+    /// kfadmin's process id.
+    pub fn pid(&mut self) -> u32 {
+        self.child().id()
     }
 
     /// Wait until kfadmin stops at `point` (true) or exits first (false: it failed earlier, or
@@ -520,4 +531,17 @@ impl Drop for Paused {
             let _ = child.wait();
         }
     }
+}
+
+/// The guardian processes (`kfadmin __guardian PID …`) watching over kfadmin run `pid`.
+pub fn guardians_of(pid: u32) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return vec![] };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            args.len() > 2 && args[1] == b"__guardian" && args[2] == pid.to_string().as_bytes()
+        })
+        .collect()
 }
