@@ -474,20 +474,12 @@ fn an_import_can_be_encrypted_and_pruned_like_a_backup() {
 }
 
 /// Run kfadmin and return its exit code, stdout, stderr and peak resident memory in bytes
-/// (the child's own `ru_maxrss`, from `wait4` on its pid: no other process is counted).
+/// (the child's own `ru_maxrss`, from `wait4` on its pid, which reaps it: no other process
+/// is counted).
 #[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot do
 fn peak_rss(env: &Env, args: &[&str]) -> (i32, String, String, u64) {
     use std::io::Read;
-    use std::process::Stdio;
-    let mut child = Command::new(kfadmin_bin())
-        .args(args)
-        .env("KFADMIN_STATE_DIR", env.path("state"))
-        .env_remove("KFADMIN_BACKUP_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_kf(env, &[], args);
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
         let mut s = String::new();

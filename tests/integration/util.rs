@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -416,6 +417,21 @@ pub fn file(name: &str, data: &[u8]) -> (Vec<u8>, Kind) {
     (name.as_bytes().to_vec(), Kind::File(data.to_vec()))
 }
 
+/// kfadmin started with the test's state directory and `extra` variables, no stdin, stdout and
+/// stderr piped.
+pub fn spawn_kf(env: &Env, extra: &[(&str, &OsStr)], args: &[&str]) -> std::process::Child {
+    Command::new(kfadmin_bin())
+        .args(args)
+        .env("KFADMIN_STATE_DIR", env.path("state"))
+        .envs(extra.iter().copied())
+        .env_remove("KFADMIN_BACKUP_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A kfadmin run that stops at the named `KFADMIN_TEST_PAUSE_AT` points (comma-separated; see
 /// `kfadmin::fault::pause`) until the test lets it go. Dropped unfinished (a failed assertion),
 /// it is let go at every point and waited for: it cleans up.
@@ -429,17 +445,9 @@ impl Paused {
     pub fn spawn(env: &Env, points: &str, args: &[&str]) -> Paused {
         let dir = (0..).map(|n| env.path(&format!("pause-{n}"))).find(|d| !d.exists()).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new(kfadmin_bin())
-            .args(args)
-            .env("KFADMIN_STATE_DIR", env.path("state"))
-            .env("KFADMIN_TEST_PAUSE_AT", points)
-            .env("KFADMIN_TEST_PAUSE_DIR", &dir)
-            .env_remove("KFADMIN_BACKUP_DIR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let pause =
+            [("KFADMIN_TEST_PAUSE_AT", OsStr::new(points)), ("KFADMIN_TEST_PAUSE_DIR", dir.as_os_str())];
+        let child = spawn_kf(env, &pause, args);
         Paused { child: Some(child), dir, points: points.split(',').map(str::to_string).collect() }
     }
 
