@@ -395,13 +395,13 @@ pub struct RestoreArgs {
 ///
 /// The drill passes when the server comes up on the backup (healthy, with a healthcheck;
 /// otherwise running, unrestarted, for --settle seconds), had the database open, and left it
-/// whole after a graceful stop, with every table of the backup and at least half the rows of
-/// each (a server that starts on other data fails). The copy and its volume are removed on every way out; a
+/// whole after a graceful stop, with every table of the backup still there and none emptied or
+/// down to under half its rows (a server on other data than the backup's fails). The copy and its volume are removed on every way out; a
 /// killed drill's are removed by the next kfadmin command with --container.
 ///
 /// Exit codes: 0 passed, 3 the server did not come up on this backup (or it fails
-/// verification), 1 the drill could not run (image gone, engine error), 2 usage, or the newest
-/// backup is encrypted and the keys given cannot open it (pass --identity).
+/// verification), 1 the drill could not run (image gone, engine error), 2 usage, or the
+/// newest backup is encrypted and the keys given cannot open it (never an older one instead).
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
@@ -561,7 +561,7 @@ pub struct StatusArgs {
     /// The oldest the last backup may be (e.g. 26h, 2d, 90m)
     #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_AGE", default_value = "26h", value_parser = parse_duration)]
     pub max_age: std::time::Duration,
-    /// A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none
+    /// A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none, or it was of a backup older than this or of another server
     #[arg(long, value_name = "AGE", env = "KFADMIN_MAX_DRILL_AGE", value_parser = parse_duration)]
     pub max_drill_age: Option<std::time::Duration>,
     /// The archives' name, as backup --name wrote them [default: the container's name, or the database file's name without .db]
@@ -580,8 +580,11 @@ pub struct StatusArgs {
 /// damaged: its database is refused (exit 3, nothing written) and --salvage archives what can
 /// still be read of it, marked salvaged.
 ///
-/// The archive is <name>-<time>-imported.tar.gz in the repository, -r/--repo (time: the database's modification
-/// time in the tarball), with a manifest that records the tarball's name, size and sha256 and
+/// A -wal damaged in the middle (frames after a bad one still verify) is refused too, with
+/// the committed transactions replaying it would lose.
+///
+/// The archive is <name>-<time>-imported.tar.gz in the repository, -r/--repo (time: the newest modification time
+/// of a file in the tarball), with a manifest that records the tarball's name, size and sha256 and
 /// what was replayed or dropped. verify, restore, list and prune take it like any backup.
 #[derive(Debug, Args)]
 #[command(after_help = "\

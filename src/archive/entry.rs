@@ -55,6 +55,12 @@ pub fn cut(raw: &[u8]) -> String {
     }
 }
 
+/// A path from a tar for a message, cut like [`cut`].
+pub fn shown(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    cut(path.as_os_str().as_bytes())
+}
+
 /// Why the next entry of a tar cannot be had.
 pub enum Next {
     /// The stream cannot be read (damaged or cut short).

@@ -637,14 +637,14 @@ impl Walker<'_> {
             }
         };
         if !self.seen.insert(path.clone()) {
-            v.set("tar", Status::Fail, format!("{} appears twice", path.display()));
+            v.set("tar", Status::Fail, format!("{} appears twice", entry::shown(&path)));
             return None;
         }
         let allowed = entry::is_file(kind) || (kind == tar::EntryType::Directory && path.starts_with("data"));
         if !allowed {
             let why = format!(
                 "{} is a {}; kfadmin archives hold only regular files and directories",
-                path.display(),
+                entry::shown(&path),
                 kind_name(kind)
             );
             v.set("tar", Status::Fail, why);
@@ -715,7 +715,7 @@ impl Walker<'_> {
         v: &mut Verdict,
     ) -> std::result::Result<Flow, Walk> {
         if !path.starts_with("data") {
-            v.set("tar", Status::Fail, format!("{} is outside data/", path.display()));
+            v.set("tar", Status::Fail, format!("{} is outside data/", entry::shown(path)));
             return Ok(Flow::Stop);
         }
         if entry.header().entry_type() == tar::EntryType::Directory {

@@ -223,12 +223,12 @@ fn check<R: Read>(
     let path = safe_path(raw, Dot::Strip).map_err(|why| refuse(format!("unsafe entry: {why}")))?;
     let dir = kind == tar::EntryType::Directory;
     if !dir && !entry::is_file(kind) {
-        return Err(refuse(format!("{} is a {}", path.display(), entry::kind_name(kind))));
+        return Err(refuse(format!("{} is a {}", entry::shown(&path), entry::kind_name(kind))));
     }
     if seen.contains(&path) || seen.len() as u64 >= MAX_ENTRIES {
         return Err(refuse(format!(
             "{} appears twice, or the tarball has more than {MAX_ENTRIES} entries",
-            path.display()
+            entry::shown(&path)
         )));
     }
     let bytes = if dir { 0 } else { h.size()? };

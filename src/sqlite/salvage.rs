@@ -184,9 +184,17 @@ fn copy_table(from: &Connection, to: &Connection, table: &str) -> rusqlite::Resu
             return Ok(t);
         }
         t.read_errors += 1;
-        match next_readable(from, table, after) {
-            Some(next) if t.read_errors < MAX_READ_ERRORS => after = next - 1,
-            _ => return Ok(t),
+        let Some(next) = next_readable(from, table, after).filter(|_| t.read_errors < MAX_READ_ERRORS) else {
+            return Ok(t);
+        };
+        if let Some(row) = next.alone {
+            let mut one = from.prepare(&select.replace("rowid > ?1", "rowid = ?1 + 1"))?;
+            let mut at = row - 1;
+            copy_rows(&mut one, &mut insert, rowid, &mut at, &mut t)?;
+        }
+        match next.from {
+            Some(n) => after = n - 1,
+            None => return Ok(t),
         }
     }
 }
@@ -231,19 +239,43 @@ fn copy_rows(
 }
 
 /// The first rowid after `after` that can be read, found by jumping further and further past
-/// the damage; None when there is none.
-fn next_readable(from: &Connection, table: &str, after: i64) -> Option<i64> {
+/// the damage, then searching back between the last jump that failed and the one that
+/// landed (the jump alone would skip the readable rows in between); None when there is none.
+fn next_readable(from: &Connection, table: &str, after: i64) -> Option<Next> {
     let sql = format!("SELECT rowid FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT 1", quote(table));
-    let mut probe = after;
-    let mut step: i64 = 1;
-    loop {
-        probe = probe.checked_add(step)?;
-        match from.query_row(&sql, [probe], |r| r.get::<_, i64>(0)) {
-            Ok(r) => return Some(r),
-            Err(rusqlite::Error::QueryReturnedNoRows) => return None,
-            Err(_) => step = step.saturating_mul(2),
+    let probe = |at: i64| match from.query_row(&sql, [at], |r| r.get::<_, i64>(0)) {
+        Ok(r) => Some(Some(r)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Some(None),
+        Err(_) => None,
+    };
+    let (mut failed, mut step) = (after, 1i64);
+    let (mut landed, mut found) = loop {
+        let at = failed.checked_add(step)?;
+        match probe(at) {
+            Some(None) => return Some(Next { alone: None, from: None }),
+            Some(found) => break (at, found),
+            None => (failed, step) = (at, step.saturating_mul(2)),
+        }
+    };
+    // Every probe in (failed, landed] that answers narrows it down; one that fails moves up.
+    while landed - failed > 1 {
+        let mid = failed + (landed - failed) / 2;
+        match probe(mid) {
+            Some(f) => (landed, found) = (mid, f),
+            None => failed = mid,
         }
     }
+    // `landed` itself (a probe answers with the rows after it), when it can be read alone.
+    let alone = format!("SELECT rowid FROM {} WHERE rowid = ?1", quote(table));
+    let alone = from.query_row(&alone, [landed], |r| r.get::<_, i64>(0)).ok();
+    Some(Next { alone, from: found })
+}
+
+/// Where a copy goes on past damage: a row that can be read only alone, then the first row
+/// from which rows can be read in order again.
+struct Next {
+    alone: Option<i64>,
+    from: Option<i64>,
 }
 
 /// AUTOINCREMENT counters, so that new rows never reuse a lost row's id.
@@ -314,5 +346,32 @@ mod tests {
         assert_eq!(c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).unwrap(), 7);
         assert_eq!(c.query_row("SELECT count(*) FROM names", [], |r| r.get::<_, i64>(0)).unwrap(), 2);
         assert_eq!(crate::sqlite::inspect(&dst).unwrap().journal, crate::sqlite::Journal::Wal);
+    }
+
+    #[test]
+    fn every_row_readable_past_zeroed_pages_is_salvaged() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src.db");
+        let c = Connection::open(&src).unwrap();
+        c.execute_batch(
+            "PRAGMA page_size=4096; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+             INSERT INTO t SELECT i, randomblob(300) FROM n;",
+        )
+        .unwrap();
+        drop(c);
+        // 30 leaf pages in the middle of the table zeroed, as a bad disk does.
+        let mut bytes = std::fs::read(&src).unwrap();
+        bytes[100 * 4096..130 * 4096].fill(0);
+        std::fs::write(&src, &bytes).unwrap();
+        let c = open_immutable(&src).unwrap();
+        let readable = (1..=5000)
+            .filter(|i| {
+                c.query_row("SELECT v FROM t WHERE rowid = ?1", [i], |r| r.get::<_, Vec<u8>>(0)).is_ok()
+            })
+            .count() as u64;
+        assert!(readable < 5000 && readable > 4000, "{readable}");
+        let s = salvage(&src, &t.path().join("dst.db"), false).unwrap();
+        assert_eq!(s.tables["t"].after, readable, "{:?}", s.tables["t"]);
     }
 }

@@ -474,20 +474,12 @@ fn an_import_can_be_encrypted_and_pruned_like_a_backup() {
 }
 
 /// Run kfadmin and return its exit code, stdout, stderr and peak resident memory in bytes
-/// (the child's own `ru_maxrss`, from `wait4` on its pid: no other process is counted).
+/// (the child's own `ru_maxrss`, from `wait4` on its pid, which reaps it: no other process
+/// is counted).
 #[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot do
 fn peak_rss(env: &Env, args: &[&str]) -> (i32, String, String, u64) {
     use std::io::Read;
-    use std::process::Stdio;
-    let mut child = Command::new(kfadmin_bin())
-        .args(args)
-        .env("KFADMIN_STATE_DIR", env.path("state"))
-        .env_remove("KFADMIN_BACKUP_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_kf(env, &[], args);
     let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -721,4 +713,44 @@ fn a_wal_damaged_in_the_middle_is_refused_whatever_the_member_order() {
     let (code, j) = import_json(&env, &tarball, &out, &[]);
     assert_eq!(code, 0, "{j}");
     assert_eq!(j["import"]["wal"]["transactions"].as_u64(), Some(commits.len() as u64), "{j}");
+}
+
+#[test]
+fn salvage_copies_every_row_readable_past_30_zeroed_pages() {
+    let env = Env::new();
+    let data = env.data_dir("data", 4);
+    let db = data.join("keyfount.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let pages: Vec<i64> = c
+        .prepare("SELECT pageno FROM dbstat WHERE name = 'sync_blobs' AND pagetype = 'leaf' ORDER BY pageno LIMIT 30 OFFSET 20")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let ps: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let max: i64 = c.query_row("SELECT max(rowid) FROM sync_blobs", [], |r| r.get(0)).unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    drop(c);
+    assert_eq!(pages.len(), 30);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        for p in &pages {
+            f.write_all_at(&vec![0; ps as usize], (*p as u64 - 1) * ps as u64).unwrap();
+        }
+    }
+    // What can be read at all: each row looked up by its rowid.
+    let c = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let readable = (1..=max)
+        .filter(|i| c.query_row("SELECT data FROM sync_blobs WHERE rowid = ?1", [i], |_| Ok(())).is_ok())
+        .count() as u64;
+    drop(c);
+    let tarball = env.path("zeroed.tar.gz");
+    tar_czf(&tarball, env.dir.path(), &["data"]);
+    let (code, j) = import_json(&env, &tarball, &env.path("backups"), &["--salvage"]);
+    assert_eq!(code, 0, "{j}");
+    let t = &j["import"]["salvaged"]["tables"]["sync_blobs"];
+    let copied = t["after"].as_u64().unwrap() + t["orphans_removed"].as_u64().unwrap();
+    assert_eq!(copied + t["rows_refused"].as_u64().unwrap(), readable, "{t}");
 }

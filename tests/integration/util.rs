@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -428,6 +429,21 @@ pub fn craft(entries: Vec<(Vec<u8>, Kind)>) -> Vec<u8> {
 
 pub fn file(name: &str, data: &[u8]) -> (Vec<u8>, Kind) {
     (name.as_bytes().to_vec(), Kind::File(data.to_vec()))
+}
+
+/// kfadmin started with the test's state directory and `extra` variables, no stdin, stdout and
+/// stderr piped.
+pub fn spawn_kf(env: &Env, extra: &[(&str, &OsStr)], args: &[&str]) -> std::process::Child {
+    Command::new(kfadmin_bin())
+        .args(args)
+        .env("KFADMIN_STATE_DIR", env.path("state"))
+        .envs(extra.iter().copied())
+        .env_remove("KFADMIN_BACKUP_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// A kfadmin run that stops at the named `KFADMIN_TEST_PAUSE_AT` points (comma-separated; see
