@@ -220,3 +220,21 @@ fn ping_url_checked_at_start_and_import_help_honest() {
     let help = kfadmin(["import", "--help"]);
     assert!(!help.ok().stdout.contains("--to"), "{}", help.stdout);
 }
+
+/// Item 13: every metric kfadmin writes is documented in the runbook.
+#[test]
+fn every_metric_name_is_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(root.join("src/monitor.rs")).unwrap();
+    let runbook = std::fs::read_to_string(root.join("docs/runbook.md")).unwrap();
+    let mut names: Vec<&str> = src
+        .split('"')
+        .filter(|s| s.starts_with("kfadmin_") && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .collect();
+    names.extend(src.split("NAME: &str = \"").skip(1).filter_map(|s| s.split('"').next()));
+    assert!(names.len() >= 10, "{names:?}");
+    for n in names {
+        let named = runbook.contains(&format!("`{n}`")) || runbook.contains(&format!("`{n}{{"));
+        assert!(named, "metric {n} is not in docs/runbook.md");
+    }
+}
