@@ -238,3 +238,32 @@ fn every_metric_name_is_documented() {
         assert!(named, "metric {n} is not in docs/runbook.md");
     }
 }
+
+/// Item 15 (in part): the libc calls rustix has a safe API for are made through rustix.
+#[test]
+fn no_unsafe_libc_where_rustix_has_a_safe_api() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            for call in [
+                "geteuid(",
+                "flock(",
+                "statvfs(",
+                "ioctl(",
+                "getpriority(",
+                "setpriority(",
+                "kill(",
+                "renameat2(",
+            ] {
+                assert!(!text.contains(&format!("libc::{call}")), "{}: libc::{call}", p.display());
+            }
+        }
+    }
+}
