@@ -130,11 +130,7 @@ fn verify_whole_repository() {
 #[test]
 fn lock_files_do_not_accumulate() {
     let env = Env::new();
-    let state = env.path("state");
-    let locks = state.join("locks");
-    std::fs::create_dir_all(&locks).unwrap();
-    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    std::fs::set_permissions(&locks, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (state, locks) = private_state(&env);
     for i in 0..20 {
         std::fs::write(locks.join(format!("dir-stale{i}.lock")), "pid=1\ncommand=kfadmin backup\n").unwrap();
     }
@@ -180,12 +176,7 @@ fn prune_dry_run_does_not_wait_for_a_lock() {
     let db = env.data_dir("data", 1).join("keyfount.db");
     let repo = env.path("repo");
     backup(&db, &repo);
-    let state = env.path("state");
-    let locks = state.join("locks");
-    std::fs::create_dir_all(&locks).unwrap();
-    for d in [&state, &locks] {
-        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    }
+    let (state, locks) = private_state(&env);
     let key = kfadmin::lock::Key::dir("backup directory", &repo);
     let f = std::fs::File::create(locks.join(key.file_name())).unwrap();
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
@@ -266,4 +257,15 @@ fn no_unsafe_libc_where_rustix_has_a_safe_api() {
             }
         }
     }
+}
+
+/// A private state directory (KFADMIN_STATE_DIR) with its locks directory, both 0700.
+fn private_state(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
+    let state = env.path("state");
+    let locks = state.join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    for d in [&state, &locks] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    (state, locks)
 }
