@@ -16,17 +16,20 @@ pub fn point(name: &str) -> Result<()> {
         return Ok(());
     }
     let signal = |sig| {
-        // SAFETY: signalling this process.
-        unsafe { libc::kill(libc::getpid(), sig) };
+        let _ = rustix::process::kill_process(rustix::process::getpid(), sig);
     };
     match action {
         "kill" => {
-            signal(libc::SIGKILL);
+            signal(rustix::process::Signal::KILL);
             std::thread::sleep(std::time::Duration::from_secs(60));
             Ok(())
         }
         "term" | "int" => {
-            signal(if action == "term" { libc::SIGTERM } else { libc::SIGINT });
+            signal(if action == "term" {
+                rustix::process::Signal::TERM
+            } else {
+                rustix::process::Signal::INT
+            });
             // The handler sets the flag; the step notices it as every loop would.
             std::thread::sleep(std::time::Duration::from_millis(50));
             crate::error::check_interrupt()

@@ -181,12 +181,8 @@ pub fn remove_if_abandoned(path: &Path) -> bool {
 
 /// Free bytes for an unprivileged writer on the filesystem that holds `path`.
 pub fn free_space(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: valid C string and a zeroed statvfs for the call to fill.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// The system's host name, for the manifest.
@@ -199,11 +195,7 @@ pub fn hostname() -> String {
 /// Copy an open file into a new one: a reflink where the filesystem can share blocks (btrfs,
 /// XFS), an in-kernel copy otherwise. Returns whether it was a reflink.
 pub fn clone_or_copy(mut from: File, mut to: File, dst: &Path) -> Result<bool> {
-    use std::os::unix::io::AsRawFd;
-    const FICLONE: libc::c_ulong = 0x4004_9409;
-    // SAFETY: two valid descriptors; FICLONE only reads the source and fills the target.
-    let rc = unsafe { libc::ioctl(to.as_raw_fd(), FICLONE as _, from.as_raw_fd()) };
-    if rc == 0 {
+    if rustix::fs::ioctl_ficlone(&to, &from).is_ok() {
         return Ok(true);
     }
     io::copy(&mut from, &mut to).ctx("cannot copy into", dst)?;

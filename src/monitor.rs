@@ -52,7 +52,9 @@ fn gauge(out: &mut String, name: &str, help: &str, labels: &str, value: Option<f
 /// The textfile for `f`. A failed run keeps the last success's timestamp, size and duration
 /// from `old` (the file it replaces).
 pub fn render(f: &RunFacts, old: &str) -> String {
-    let labels = format!("{{name=\"{}\",mode=\"{}\"}}", escape(&f.name), escape(&f.mode));
+    // One label set per series whatever the mode, so an alert never sees a series end and
+    // another begin when a cold backup follows an online one.
+    let labels = format!("{{name=\"{}\"}}", escape(&f.name));
     let ok = f.exit_code == 0;
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, value: Option<f64>| gauge(&mut out, name, help, &labels, value);
@@ -87,7 +89,11 @@ pub fn render(f: &RunFacts, old: &str) -> String {
     metric(
         "kfadmin_backup_downtime_seconds",
         "Container downtime of the last successful cold backup.",
-        carry("kfadmin_backup_downtime_seconds", f.downtime_s),
+        // Only a successful cold backup measures downtime; any other run keeps the last one.
+        match f.mode == "cold" && ok {
+            true => f.downtime_s,
+            false => previous(old, "kfadmin_backup_downtime_seconds"),
+        },
     );
     out.push_str(&offsite_metrics(f, old, t));
     out
@@ -259,10 +265,7 @@ mod tests {
         assert_eq!(previous(&second, "kfadmin_backup_last_success_timestamp_seconds"), Some(success));
         assert_eq!(previous(&second, "kfadmin_backup_size_bytes"), Some(1000.0));
         assert_eq!(previous(&second, "kfadmin_backup_duration_seconds"), Some(2.5));
-        assert!(
-            second.contains("kfadmin_backup_last_exit_code{name=\"kf\",mode=\"online\"} 1\n"),
-            "{second}"
-        );
+        assert!(second.contains("kfadmin_backup_last_exit_code{name=\"kf\"} 1\n"), "{second}");
         let series = "kfadmin_offsite_last_success_timestamp_seconds{name=\"kf\",url=\"s3://b/p\"}";
         assert_eq!(previous(&second, "kfadmin_offsite_last_success_timestamp_seconds"), Some(success));
         assert!(second.contains(series) && first.contains(series), "{second}");

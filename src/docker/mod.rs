@@ -22,8 +22,7 @@ pub fn state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("KFADMIN_STATE_DIR") {
         return PathBuf::from(d);
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return PathBuf::from("/var/lib/kfadmin");
     }
     if let Some(d) = std::env::var_os("XDG_STATE_HOME") {

@@ -230,12 +230,10 @@ fn lower_priority(nice: u8) {
     if nice == 0 {
         return;
     }
-    // SAFETY: plain syscalls on the calling thread.
-    unsafe {
-        let now = libc::getpriority(libc::PRIO_PROCESS as _, 0);
-        if now < i32::from(nice) {
-            libc::setpriority(libc::PRIO_PROCESS as _, 0, i32::from(nice));
-        }
+    use rustix::process::{getpriority_process, setpriority_process};
+    // `None`: the calling thread (Linux keeps nice values per thread).
+    if getpriority_process(None).is_ok_and(|now| now < i32::from(nice)) {
+        let _ = setpriority_process(None, i32::from(nice));
     }
 }
 

@@ -130,11 +130,7 @@ fn verify_whole_repository() {
 #[test]
 fn lock_files_do_not_accumulate() {
     let env = Env::new();
-    let state = env.path("state");
-    let locks = state.join("locks");
-    std::fs::create_dir_all(&locks).unwrap();
-    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    std::fs::set_permissions(&locks, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (state, locks) = private_state(&env);
     for i in 0..20 {
         std::fs::write(locks.join(format!("dir-stale{i}.lock")), "pid=1\ncommand=kfadmin backup\n").unwrap();
     }
@@ -180,12 +176,7 @@ fn prune_dry_run_does_not_wait_for_a_lock() {
     let db = env.data_dir("data", 1).join("keyfount.db");
     let repo = env.path("repo");
     backup(&db, &repo);
-    let state = env.path("state");
-    let locks = state.join("locks");
-    std::fs::create_dir_all(&locks).unwrap();
-    for d in [&state, &locks] {
-        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    }
+    let (state, locks) = private_state(&env);
     let key = kfadmin::lock::Key::dir("backup directory", &repo);
     let f = std::fs::File::create(locks.join(key.file_name())).unwrap();
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
@@ -219,4 +210,62 @@ fn ping_url_checked_at_start_and_import_help_honest() {
     }
     let help = kfadmin(["import", "--help"]);
     assert!(!help.ok().stdout.contains("--to"), "{}", help.stdout);
+}
+
+/// Item 13: every metric kfadmin writes is documented in the runbook.
+#[test]
+fn every_metric_name_is_documented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = std::fs::read_to_string(root.join("src/monitor.rs")).unwrap();
+    let runbook = std::fs::read_to_string(root.join("docs/runbook.md")).unwrap();
+    let mut names: Vec<&str> = src
+        .split('"')
+        .filter(|s| s.starts_with("kfadmin_") && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .collect();
+    names.extend(src.split("NAME: &str = \"").skip(1).filter_map(|s| s.split('"').next()));
+    assert!(names.len() >= 10, "{names:?}");
+    for n in names {
+        let named = runbook.contains(&format!("`{n}`")) || runbook.contains(&format!("`{n}{{"));
+        assert!(named, "metric {n} is not in docs/runbook.md");
+    }
+}
+
+/// Item 15 (in part): the libc calls rustix has a safe API for are made through rustix.
+#[test]
+fn no_unsafe_libc_where_rustix_has_a_safe_api() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut dirs = vec![root];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            for call in [
+                "geteuid(",
+                "flock(",
+                "statvfs(",
+                "ioctl(",
+                "getpriority(",
+                "setpriority(",
+                "kill(",
+                "renameat2(",
+            ] {
+                assert!(!text.contains(&format!("libc::{call}")), "{}: libc::{call}", p.display());
+            }
+        }
+    }
+}
+
+/// A private state directory (KFADMIN_STATE_DIR) with its locks directory, both 0700.
+fn private_state(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
+    let state = env.path("state");
+    let locks = state.join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    for d in [&state, &locks] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    (state, locks)
 }

@@ -81,7 +81,9 @@ fn the_metrics_file_is_replaced_atomically_and_keeps_the_last_success() {
             .lines()
             .find(|l| l.starts_with(&format!("{m}{{")))
             .unwrap_or_else(|| panic!("{m} missing:\n{text}"));
-        assert!(l.contains("name=\"keyfount\",mode=\"online\""), "{l}");
+        // One stable label set per series (issue 19, item 13): no mode label to flip between
+        // online and cold runs.
+        assert!(l.contains("{name=\"keyfount\"} "), "{l}");
         l.rsplit(' ').next().unwrap().parse().unwrap()
     };
     assert_eq!(line(&first, "kfadmin_backup_last_exit_code"), 0.0);
