@@ -178,7 +178,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --repo 'The repository: a backup directory or s3://BUCKET[/PREFIX]'
             cand --to 'Also check the newest backup at this offsite location, s3://BUCKET[/PREFIX], against --max-age (repeatable; KFADMIN_TO takes several, separated by spaces)'
             cand --max-age 'The oldest the last backup may be (e.g. 26h, 2d, 90m)'
-            cand --max-drill-age 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none'
+            cand --max-drill-age 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none, or it was of a backup older than this or of another server'
             cand --name 'The archives'' name, as backup --name wrote them [default: the container''s name, or the database file''s name without .db]'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'

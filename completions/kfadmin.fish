@@ -136,7 +136,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l db-path -d 'W
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l to -d 'Also check the newest backup at this offsite location, s3://BUCKET[/PREFIX], against --max-age (repeatable; KFADMIN_TO takes several, separated by spaces)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'The oldest the last backup may be (e.g. 26h, 2d, 90m)' -r
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-drill-age -d 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-drill-age -d 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none, or it was of a backup older than this or of another server' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l name -d 'The archives\' name, as backup --name wrote them [default: the container\'s name, or the database file\'s name without .db]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
