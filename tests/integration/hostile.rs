@@ -357,7 +357,7 @@ fn restore_faults(env: &Env, base: &Path) {
             };
             let r = run(
                 &format!("{point}:{action}"),
-                &["restore", &archive, "--data-dir", data.to_str().unwrap(), "--yes"],
+                &["restore", &archive, "--data-dir", data.to_str().unwrap(), "--yes", "--force"],
             );
             let want = match action {
                 "kill" => -1,

@@ -415,8 +415,11 @@ fn kfadmin_killed_during_the_rollback_leaves_a_journal_and_the_next_run_starts_t
     c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 20);
     let archive = refused_archive(&env);
     let out = env.path("backups");
-    let mut run =
-        Paused::spawn(&env, "before-rollback-start", &restore_args(&archive, &c, &out, &["--settle", "1"]));
+    // The journal, the second line of defence: the guardian (tests/integration/restore_docker.rs)
+    // would start the container at once.
+    let args = restore_args(&archive, &c, &out, &["--settle", "1"]);
+    let no_guardian = [("KFADMIN_TEST_NO_GUARDIAN", "1")];
+    let mut run = Paused::spawn_with(&env, &kfadmin_bin(), "before-rollback-start", &args, &no_guardian);
     run.expect("before-rollback-start");
     run.kill();
     assert!(!c.running());

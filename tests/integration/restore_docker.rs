@@ -22,10 +22,14 @@ fn a_rollback_killed_half_way_is_finished_before_the_container_starts() {
     c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 20);
     let archive = refused_archive(&env);
     let out = env.path("backups");
-    for point in ["rollback.linked", "rollback.started"] {
-        let r = kf_fault(
-            &env,
+    // rollback.linked: the journal and the next command (no guardian); rollback.started: the
+    // guardian, with no other command at all.
+    for (point, guardian) in [("rollback.linked", false), ("rollback.started", true)] {
+        let no_guardian = if guardian { "" } else { "1" };
+        let r = kfadmin_fault_env(
+            &env.path("state"),
             &format!("{point}:kill"),
+            &[("KFADMIN_TEST_NO_GUARDIAN", no_guardian)],
             &[
                 "restore",
                 &archive,
@@ -40,11 +44,24 @@ fn a_rollback_killed_half_way_is_finished_before_the_container_starts() {
             ],
         );
         assert_eq!(r.code, -1, "{point}: killed during the rollback: {}", r.stderr);
-        assert!(!c.running());
-        let r =
-            kf_fault(&env, "", &["status", "--container", &c.name, "--backup-dir", out.to_str().unwrap()]);
-        r.stderr_has("put back as it was");
-        assert!(c.running(), "{point}: the next run starts the container again: {}", r.stderr);
+        if guardian {
+            let killed = std::time::Instant::now();
+            while !(c.running() && journals(&env.path("state")).is_empty()) {
+                assert!(killed.elapsed() < std::time::Duration::from_secs(15), "{point}: not back in 15 s");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let log = std::fs::read_to_string(env.path("state").join("guardian.log")).unwrap();
+            assert!(log.contains("put back as it was"), "{point}: {log}");
+        } else {
+            assert!(!c.running());
+            let r = kf_fault(
+                &env,
+                "",
+                &["status", "--container", &c.name, "--backup-dir", out.to_str().unwrap()],
+            );
+            r.stderr_has("put back as it was");
+            assert!(c.running(), "{point}: the next run starts the container again: {}", r.stderr);
+        }
         assert!(journals(&env.path("state")).is_empty(), "{point}: {:?}", journals(&env.path("state")));
         let seq = c.status()["last_seq"].as_i64().unwrap();
         c.wait_writing_past(seq.max(20));

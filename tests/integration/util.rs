@@ -104,7 +104,13 @@ where
 /// kfadmin with its own state directory and a fault point (`KFADMIN_TEST_FAULT`, "" for none),
 /// with no stdin.
 pub fn kfadmin_fault(state: &Path, fault: &str, args: &[&str]) -> Run {
+    kfadmin_fault_env(state, fault, &[], args)
+}
+
+/// [`kfadmin_fault`] with more environment variables (an empty value is not set).
+pub fn kfadmin_fault_env(state: &Path, fault: &str, vars: &[(&str, &str)], args: &[&str]) -> Run {
     Command::new(kfadmin_bin())
+        .envs(vars.iter().filter(|(_, v)| !v.is_empty()).copied())
         .args(args)
         .env("KFADMIN_STATE_DIR", state)
         .env("KFADMIN_TEST_FAULT", fault)
