@@ -175,32 +175,8 @@ fn a_drill_is_of_the_newest_backup_or_fails_and_status_counts_only_recent_backup
     );
     assert_eq!(s.json()["drill"]["last"], Value::Null, "nothing counts as drilled: {}", s.stdout);
     // A backup of another server, drilled by hand, passes, but does not count for this one.
-    let other = env.path("other");
     let name = format!("{}-other", c.name);
-    let db = env.path("other-db/keyfount.db");
-    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
-    let init = std::process::Command::new(sim_bin())
-        .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{init:?}");
-    std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
-    let args = [
-        "backup",
-        "--online",
-        "--db",
-        db.to_str().unwrap(),
-        "--name",
-        &name,
-        "--out",
-        other.to_str().unwrap(),
-    ];
-    kf(&env, &[&args[..], &["--quiet"]].concat()).ok();
-    let archive = std::fs::read_dir(&other)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .unwrap();
+    let archive = named_host_archive(&env, &name, "other", "SELECT 1");
     kf(&env, &["drill", archive.to_str().unwrap(), "--container", &c.name, "--settle", "1"]).ok();
     let s = kf(
         &env,
@@ -280,7 +256,14 @@ fn a_backup_the_server_rejects_exits_3_with_its_own_error() {
 /// An online backup, named as `c`'s, of a database made on the host by the writer's `init`
 /// and then changed by `sql`; returns the archive.
 fn host_archive(env: &Env, c: &Kf, sql: &str) -> std::path::PathBuf {
-    let db = env.path("old/keyfount.db");
+    named_host_archive(env, &c.name, "old", sql)
+}
+
+/// An online backup named `name` (in `env/<dir>-backups`) of a database made on the host by the
+/// writer's `init` in `env/<dir>` and then changed by `sql` (owned by the server's user, as its
+/// own database would be); returns the archive.
+fn named_host_archive(env: &Env, name: &str, dir: &str, sql: &str) -> std::path::PathBuf {
+    let db = env.path(&format!("{dir}/keyfount.db"));
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let init = std::process::Command::new(sim_bin())
         .args(["init", "--db", db.to_str().unwrap(), "--size-mb", "1"])
@@ -288,15 +271,11 @@ fn host_archive(env: &Env, c: &Kf, sql: &str) -> std::path::PathBuf {
         .unwrap();
     assert!(init.status.success(), "{init:?}");
     rusqlite::Connection::open(&db).unwrap().execute_batch(sql).unwrap();
-    // Owned by the server's user, as its own database would be.
     std::os::unix::fs::chown(&db, Some(APP_UID), Some(APP_UID)).unwrap();
-    let out = env.path("backups");
+    let out = env.path(&format!("{dir}-backups"));
     let out = out.to_str().unwrap();
-    kf(
-        env,
-        &["backup", "--online", "--db", db.to_str().unwrap(), "--name", &c.name, "--out", out, "--quiet"],
-    )
-    .ok();
+    kf(env, &["backup", "--online", "--db", db.to_str().unwrap(), "--name", name, "--out", out, "--quiet"])
+        .ok();
     std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())
