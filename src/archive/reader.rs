@@ -484,6 +484,11 @@ fn conclude(
         }
     }
     let no_fail = v.checks.iter().all(|c| c.status != Status::Fail);
+    if !no_fail {
+        // A failed check (a sidecar that does not match) says the file is damaged: that is the
+        // verdict, whatever the keys could or could not open (a damaged header opens with none).
+        v.needs_key = None;
+    }
     v.ok = if v.needs_key.is_some() {
         false
     } else if encrypted && v.status("decrypt") == Status::Skip {

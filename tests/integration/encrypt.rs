@@ -307,6 +307,31 @@ fn wrong_keys_and_damaged_encrypted_files_fail_and_restore_changes_nothing() {
         }
         assert_eq!(snapshot_tree(&target), before, "{file}: the data directory changed");
     }
+    // A damaged age header opens with no key, but the sidecar shows the damage: exit 3, never
+    // "pass --identity".
+    let header_hit = env.path("header.tar.gz.age");
+    let mut h = bytes.clone();
+    let at = h.windows(9).position(|w| w == b"-> X25519").unwrap() + 20;
+    h[at] = if h[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(&header_hit, &h).unwrap();
+    let sidecar = std::fs::read_to_string(format!("{archive}.sha256")).unwrap();
+    let digest = sidecar.split_whitespace().next().unwrap();
+    std::fs::write(format!("{}.sha256", header_hit.display()), format!("{digest}  header.tar.gz.age\n"))
+        .unwrap();
+    let r = kfadmin(["verify", "--json", header_hit.to_str().unwrap(), "--identity", key.to_str().unwrap()]);
+    r.code(3);
+    assert_eq!(r.json()["archives"][0]["needs_key"], serde_json::Value::Null, "{}", r.stdout);
+    kfadmin([
+        "restore",
+        header_hit.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+        "--yes",
+        "-i",
+        key.to_str().unwrap(),
+    ])
+    .code(3);
+    assert_eq!(snapshot_tree(&target), before, "the data directory changed");
     // A recipient that is not a key is bad input, refused before any work.
     let out = env.path("never");
     kfadmin([
