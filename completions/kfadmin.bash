@@ -22,6 +22,9 @@ _kfadmin() {
             kfadmin,completions)
                 cmd="kfadmin__subcmd__completions"
                 ;;
+            kfadmin,config)
+                cmd="kfadmin__subcmd__config"
+                ;;
             kfadmin,drill)
                 cmd="kfadmin__subcmd__drill"
                 ;;
@@ -43,17 +46,35 @@ _kfadmin() {
             kfadmin,restore)
                 cmd="kfadmin__subcmd__restore"
                 ;;
+            kfadmin,schedule)
+                cmd="kfadmin__subcmd__schedule"
+                ;;
             kfadmin,status)
                 cmd="kfadmin__subcmd__status"
                 ;;
             kfadmin,verify)
                 cmd="kfadmin__subcmd__verify"
                 ;;
+            kfadmin__subcmd__config,help)
+                cmd="kfadmin__subcmd__config__subcmd__help"
+                ;;
+            kfadmin__subcmd__config,show)
+                cmd="kfadmin__subcmd__config__subcmd__show"
+                ;;
+            kfadmin__subcmd__config__subcmd__help,help)
+                cmd="kfadmin__subcmd__config__subcmd__help__subcmd__help"
+                ;;
+            kfadmin__subcmd__config__subcmd__help,show)
+                cmd="kfadmin__subcmd__config__subcmd__help__subcmd__show"
+                ;;
             kfadmin__subcmd__help,backup)
                 cmd="kfadmin__subcmd__help__subcmd__backup"
                 ;;
             kfadmin__subcmd__help,completions)
                 cmd="kfadmin__subcmd__help__subcmd__completions"
+                ;;
+            kfadmin__subcmd__help,config)
+                cmd="kfadmin__subcmd__help__subcmd__config"
                 ;;
             kfadmin__subcmd__help,drill)
                 cmd="kfadmin__subcmd__help__subcmd__drill"
@@ -76,11 +97,17 @@ _kfadmin() {
             kfadmin__subcmd__help,restore)
                 cmd="kfadmin__subcmd__help__subcmd__restore"
                 ;;
+            kfadmin__subcmd__help,schedule)
+                cmd="kfadmin__subcmd__help__subcmd__schedule"
+                ;;
             kfadmin__subcmd__help,status)
                 cmd="kfadmin__subcmd__help__subcmd__status"
                 ;;
             kfadmin__subcmd__help,verify)
                 cmd="kfadmin__subcmd__help__subcmd__verify"
+                ;;
+            kfadmin__subcmd__help__subcmd__config,show)
+                cmd="kfadmin__subcmd__help__subcmd__config__subcmd__show"
                 ;;
             *)
                 ;;
@@ -89,7 +116,7 @@ _kfadmin() {
 
     case "${cmd}" in
         kfadmin)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status drill import completions manpages help"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status drill import config schedule completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,6 +237,88 @@ _kfadmin() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kfadmin__subcmd__config)
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__config__subcmd__help)
+            opts="show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__config__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__config__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__config__subcmd__show)
+            opts="-q -v -h -V --command --json --quiet --no-progress --verbose --lock-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kfadmin__subcmd__drill)
             opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -285,7 +394,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__help)
-            opts="backup verify restore list prune status drill import completions manpages help"
+            opts="backup verify restore list prune status drill import config schedule completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -315,6 +424,34 @@ _kfadmin() {
         kfadmin__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__help__subcmd__config)
+            opts="show"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__help__subcmd__config__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -411,6 +548,20 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__help__subcmd__schedule)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -672,6 +823,68 @@ _kfadmin() {
                     return 0
                     ;;
                 -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__schedule)
+            opts="-c -r -q -v -h -V --container --repo --metrics-file --at --keep-daily --keep-weekly --keep-monthly --no-drill --init --install --force --root --json --quiet --no-progress --verbose --lock-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --container)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-daily)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-weekly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-monthly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --init)
+                    COMPREPLY=($(compgen -W "systemd cron" -- "${cur}"))
+                    return 0
+                    ;;
+                --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -37,6 +37,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
             cand drill 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
             cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+            cand config 'The configuration file: every setting and where it comes from'
+            cand schedule 'Print, or install and enable, the systemd timers (or cron file) that run the backups'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -243,6 +245,70 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'kfadmin;config'= {
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand show 'Print every effective setting of every command (or of one) and where it came from: the environment (naming the variable), the file (naming it and its table), or the default'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'kfadmin;config;show'= {
+            cand --command 'Only the settings of this command (backup, restore, prune, …)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'kfadmin;config;help'= {
+            cand show 'Print every effective setting of every command (or of one) and where it came from: the environment (naming the variable), the file (naming it and its table), or the default'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'kfadmin;config;help;show'= {
+        }
+        &'kfadmin;config;help;help'= {
+        }
+        &'kfadmin;schedule'= {
+            cand -c 'The Keyfount container the jobs back up and drill'
+            cand --container 'The Keyfount container the jobs back up and drill'
+            cand -r 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
+            cand --repo 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
+            cand --metrics-file 'The backup and drill jobs write Prometheus metrics here'
+            cand --at 'The nightly backup''s time (local time, HH:MM); the weekly drill runs on Sundays 90 minutes later'
+            cand --keep-daily 'The prune job''s --keep-daily'
+            cand --keep-weekly 'The prune job''s --keep-weekly'
+            cand --keep-monthly 'The prune job''s --keep-monthly'
+            cand --init 'systemd timers or a cron file [default: systemd when it runs the system, else cron]'
+            cand --root 'Install under this directory instead of / (an image being built): the timers are enabled by their links, without systemctl'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --no-drill 'No weekly drill'
+            cand --install 'Write the files and enable the timers'
+            cand --force 'Replace files of the same names that kfadmin did not write'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'kfadmin;completions'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -278,6 +344,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
             cand drill 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
             cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+            cand config 'The configuration file: every setting and where it comes from'
+            cand schedule 'Print, or install and enable, the systemd timers (or cron file) that run the backups'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -297,6 +365,13 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         &'kfadmin;help;drill'= {
         }
         &'kfadmin;help;import'= {
+        }
+        &'kfadmin;help;config'= {
+            cand show 'Print every effective setting of every command (or of one) and where it came from: the environment (naming the variable), the file (naming it and its table), or the default'
+        }
+        &'kfadmin;help;config;show'= {
+        }
+        &'kfadmin;help;schedule'= {
         }
         &'kfadmin;help;completions'= {
         }

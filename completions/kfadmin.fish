@@ -39,6 +39,8 @@ complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "prune" -d 'Remove o
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "import" -d 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "config" -d 'The configuration file: every setting and where it comes from'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "schedule" -d 'Print, or install and enable, the systemd timers (or cron file) that run the backups'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -180,6 +182,45 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l no-progress -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -f -a "show" -d 'Print every effective setting of every command (or of one) and where it came from: the environment (naming the variable), the file (naming it and its table), or the default'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l command -d 'Only the settings of this command (backup, restore, prune, …)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print every effective setting of every command (or of one) and where it came from: the environment (naming the variable), the file (naming it and its table), or the default'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s c -l container -d 'The Keyfount container the jobs back up and drill' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l metrics-file -d 'The backup and drill jobs write Prometheus metrics here' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l at -d 'The nightly backup\'s time (local time, HH:MM); the weekly drill runs on Sundays 90 minutes later' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l keep-daily -d 'The prune job\'s --keep-daily' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l keep-weekly -d 'The prune job\'s --keep-weekly' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l keep-monthly -d 'The prune job\'s --keep-monthly' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l init -d 'systemd timers or a cron file [default: systemd when it runs the system, else cron]' -r -f -a "systemd\t''
+cron\t''"
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l root -d 'Install under this directory instead of / (an image being built): the timers are enabled by their links, without systemctl' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l no-drill -d 'No weekly drill'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l install -d 'Write the files and enable the timers'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l force -d 'Replace files of the same names that kfadmin did not write'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -194,14 +235,17 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l no-progress
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s h -l help -d 'Print help'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s V -l version -d 'Print version'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory or an S3 location, newest first'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "import" -d 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory or an S3 location, newest first'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "import" -d 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "config" -d 'The configuration file: every setting and where it comes from'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "schedule" -d 'Print, or install and enable, the systemd timers (or cron file) that run the backups'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print every effective setting of every command (or of one) and where it came from: the environment (naming the variable), the file (naming it and its table), or the default'

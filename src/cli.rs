@@ -71,6 +71,8 @@ pub enum Command {
     Status(StatusArgs),
     Drill(DrillArgs),
     Import(ImportArgs),
+    Config(ConfigArgs),
+    Schedule(ScheduleArgs),
     Completions(CompletionsArgs),
     /// Write the man pages (kfadmin.1 and one per subcommand) into a directory
     #[command(hide = true)]
@@ -101,8 +103,8 @@ Examples:
   kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt
   kfadmin backup --online --container keyfount --recipients-file /etc/kfadmin/recipients.txt --to s3://kf-backups/host1
 
-From cron, every night at 03:00:
-  0 3 * * *  root  kfadmin backup --online --container keyfount --repo /var/backups/keyfount --quiet")]
+From cron, every night at 03:00 (by its absolute path; kfadmin schedule writes this):
+  0 3 * * *  root  /usr/local/bin/kfadmin backup --online --container keyfount --repo /var/backups/keyfount --quiet")]
 #[command(group(clap::ArgGroup::new("how").required(true).args(["online", "cold"])))]
 pub struct BackupArgs {
     /// Copy the database while the server keeps running (SQLite online backup API)
@@ -609,6 +611,116 @@ pub struct ImportArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+}
+
+/// The configuration file: every setting and where it comes from
+///
+/// kfadmin reads /etc/kfadmin/config.toml (or the file KFADMIN_CONFIG names; KFADMIN_CONFIG=""
+/// reads none). It can set any option, by its long name without the dashes: at the top for
+/// every command that has that option, or in a table per command (`[backup]`, `[prune]`, …).
+/// A flag on the command line wins over its environment variable, which wins over the file,
+/// which wins over the default. Secrets are never written into it: name a file instead
+/// (identity, recipients-file). A file that group or others can read or write, or that is owned
+/// by another user than root or the one running kfadmin, is refused, and so is a key that is
+/// not an option (a typo), naming the key and the file.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin config show
+  kfadmin config show --command backup
+  kfadmin config show --json | jq '.settings[] | select(.origin != \"default\")'
+
+/etc/kfadmin/config.toml (mode 0600, owned by root):
+  container = \"keyfount\"
+  repo = \"/var/backups/keyfount\"
+  [backup]
+  online = true
+  recipients-file = \"/etc/kfadmin/recipients.txt\"
+  [prune]
+  keep-daily = 7")]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print every effective setting of every command (or of one) and where it came from:
+    /// the environment (naming the variable), the file (naming it and its table), or the default
+    Show(ConfigShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    /// Only the settings of this command (backup, restore, prune, …)
+    #[arg(long, value_name = "COMMAND", env = "KFADMIN_CONFIG_SHOW_COMMAND")]
+    pub command: Option<String>,
+}
+
+/// Print, or install and enable, the systemd timers (or cron file) that run the backups
+///
+/// The nightly online backup (then prune, only when the backup succeeded) and the weekly
+/// restore drill of one container, as the runbook describes them, each calling this kfadmin
+/// binary by its absolute path (cron's PATH has no /usr/local/bin). Other settings (encryption,
+/// --ping-url, offsite copies) come from the config file when the jobs run
+/// (`kfadmin config show`).
+///
+/// Without --install the files are printed. --install writes them (mode 0644, atomically) and
+/// enables the timers (systemctl daemon-reload, systemctl enable --now); a file kfadmin did not
+/// write is never replaced without --force, and running it again changes nothing when the files
+/// are current. systemd is used where it runs the system (/run/systemd/system), cron otherwise
+/// (/etc/cron.d/kfadmin; cron reads it by itself).
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin schedule --container keyfount
+  kfadmin schedule --container keyfount --repo /var/backups/keyfount --install
+  kfadmin schedule --container keyfount --init cron --at 02:30 --install
+  kfadmin schedule --container keyfount --install --root /mnt/image")]
+pub struct ScheduleArgs {
+    /// The Keyfount container the jobs back up and drill
+    #[arg(long, short = 'c', value_name = "NAME", env = "KFADMIN_CONTAINER")]
+    pub container: String,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The backup and drill jobs write Prometheus metrics here
+    #[arg(long, value_name = "PATH", env = "KFADMIN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// The nightly backup's time (local time, HH:MM); the weekly drill runs on Sundays 90
+    /// minutes later
+    #[arg(long, value_name = "HH:MM", default_value = "03:00", env = "KFADMIN_SCHEDULE_AT", value_parser = crate::ops::schedule::parse_at)]
+    pub at: (u8, u8),
+    /// The prune job's --keep-daily
+    #[arg(long, value_name = "N", default_value_t = 7, env = "KFADMIN_SCHEDULE_KEEP_DAILY")]
+    pub keep_daily: u32,
+    /// The prune job's --keep-weekly
+    #[arg(long, value_name = "N", default_value_t = 4, env = "KFADMIN_SCHEDULE_KEEP_WEEKLY")]
+    pub keep_weekly: u32,
+    /// The prune job's --keep-monthly
+    #[arg(long, value_name = "N", default_value_t = 12, env = "KFADMIN_SCHEDULE_KEEP_MONTHLY")]
+    pub keep_monthly: u32,
+    /// No weekly drill
+    #[arg(long, env = "KFADMIN_SCHEDULE_NO_DRILL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_drill: bool,
+    /// systemd timers or a cron file [default: systemd when it runs the system, else cron]
+    #[arg(long, value_enum, value_name = "INIT", env = "KFADMIN_SCHEDULE_INIT")]
+    pub init: Option<InitSystem>,
+    /// Write the files and enable the timers
+    #[arg(long, env = "KFADMIN_SCHEDULE_INSTALL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub install: bool,
+    /// Replace files of the same names that kfadmin did not write
+    #[arg(long, env = "KFADMIN_SCHEDULE_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub force: bool,
+    /// Install under this directory instead of / (an image being built): the timers are
+    /// enabled by their links, without systemctl
+    #[arg(long, value_name = "DIR", env = "KFADMIN_SCHEDULE_ROOT", default_value = "/")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum InitSystem {
+    Systemd,
+    Cron,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod crypto;
 pub mod docker;
 pub mod error;

@@ -24,7 +24,9 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
         Command::Restore(a) => a.docker.container.is_some(),
         Command::Status(a) => a.target.docker.container.is_some(),
         Command::Drill(_) => true,
-        Command::Manpages(_) | Command::Completions(_) => return Ok(()),
+        Command::Manpages(_) | Command::Completions(_) | Command::Config(_) | Command::Schedule(_) => {
+            return Ok(())
+        }
         // Import touches no container.
         Command::Verify(_) | Command::List(_) | Command::Prune(_) | Command::Import(_) => false,
     };
@@ -92,6 +94,36 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Reads the configuration file and applies its settings for this command line.
+fn apply_config() -> kfadmin::Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    if let Some(file) = kfadmin::config::load(&cmd)? {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        kfadmin::config::apply(&cmd, &file, &args);
+    }
+    Ok(())
+}
+
+/// An error before the command line is parsed (the configuration file): on stderr, and as the
+/// one JSON object with `--json`.
+fn early_error(e: &kfadmin::Error) -> ExitCode {
+    let mut line = format!("error: {}", e.chain());
+    if let Some(h) = &e.hint {
+        line.push_str(&format!("\n  hint: {h}"));
+    }
+    commands::stderr_line(&line);
+    if json_wanted() {
+        let j = serde_json::json!({
+            "ok": false,
+            "error": { "message": e.chain(), "hint": e.hint, "kind": e.kind, "exit_code": e.kind.code() }
+        });
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{j}").and_then(|()| out.flush());
+    }
+    e.kind.into()
+}
+
 fn main() -> ExitCode {
     // A guardian (kfadmin::ops::guardian), started by kfadmin itself: not a command.
     if std::env::args_os().nth(1).is_some_and(|a| a == kfadmin::ops::guardian::ARG) {
@@ -100,6 +132,11 @@ fn main() -> ExitCode {
         return kfadmin::ops::guardian::main(&args);
     }
     old_env_names();
+    // The configuration file, handed to clap as environment variables where they are unset:
+    // before the parse and before any thread.
+    if let Err(e) = apply_config() {
+        return early_error(&e);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),

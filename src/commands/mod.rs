@@ -15,12 +15,14 @@ use crate::progress::{Bars, Progress, Silent};
 
 pub mod backup;
 pub mod completions;
+pub mod config;
 pub mod drill;
 pub mod import;
 pub mod list;
 pub mod prune;
 pub mod render;
 pub mod restore;
+pub mod schedule;
 pub mod status;
 pub mod verify;
 
@@ -182,6 +184,8 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::Status(a) => status::run(a, ctx),
         Command::Drill(a) => drill::run(a, ctx),
         Command::Import(a) => import::run(a, ctx),
+        Command::Schedule(a) => schedule::run(a, ctx),
+        Command::Config(a) => config::run(a, ctx),
         Command::Completions(a) => completions::run(a, ctx.json),
         Command::Manpages(a) => completions::manpages(a),
     }

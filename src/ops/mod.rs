@@ -13,5 +13,6 @@ pub mod make;
 pub mod names;
 pub mod offsite;
 pub mod restore;
+pub mod schedule;
 pub mod staging;
 pub mod swap;

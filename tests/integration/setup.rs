@@ -1,0 +1,378 @@
+//! Issue 19, "set up once": the configuration file, `config show`, `schedule`, `--dry-run`,
+//! command-specific environment variables, dynamic completions.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::util::*;
+
+/// kfadmin with these environment variables (and nothing from the caller's KFADMIN_CONFIG).
+fn kf(vars: &[(&str, &str)], args: &[&str]) -> Run {
+    Command::new(kfadmin_bin())
+        .env_remove("KFADMIN_BACKUP_DIR")
+        .env_remove("KFADMIN_REPO")
+        .env("KFADMIN_CONFIG", "")
+        .envs(vars.iter().copied())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}
+
+fn write_config(path: &Path, text: &str, mode: u32) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Item 9: `schedule` prints and, with --install, writes (0644, atomically) and enables the
+/// runbook's jobs with the binary's absolute path; a second run changes nothing; a file kfadmin
+/// did not write is never replaced without --force; systemd accepts the units; the cron line
+/// runs under cron's own PATH.
+#[test]
+fn schedule_installs_jobs_with_absolute_paths_idempotently_and_never_over_a_foreign_file() {
+    let env = Env::new();
+    let bin = std::fs::canonicalize(kfadmin_bin()).unwrap();
+    let bin_s = bin.to_str().unwrap().to_string();
+    let repo = env.path("repo");
+
+    // Printed, not written.
+    let root = env.path("root");
+    let r =
+        kf(&[], &["schedule", "--container", "keyfount", "--init", "systemd", "--root", s(&root), "--json"]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["installed"], false);
+    assert!(!root.exists(), "schedule without --install wrote something");
+    let files = j["files"].as_array().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "/etc/systemd/system/kfadmin-backup.service",
+            "/etc/systemd/system/kfadmin-backup.timer",
+            "/etc/systemd/system/kfadmin-drill.service",
+            "/etc/systemd/system/kfadmin-drill.timer"
+        ]
+    );
+
+    // systemd: written, enabled by its links, accepted by systemd-analyze.
+    let args = [
+        "schedule",
+        "-c",
+        "keyfount",
+        "--repo",
+        s(&repo),
+        "--init",
+        "systemd",
+        "--install",
+        "--root",
+        s(&root),
+    ];
+    let r = kf(&[], &args);
+    r.ok();
+    let units = root.join("etc/systemd/system");
+    let service = std::fs::read_to_string(units.join("kfadmin-backup.service")).unwrap();
+    assert!(
+        service.contains(&format!(
+            "ExecStart={bin_s} backup --online --container keyfount --repo {} --quiet",
+            s(&repo)
+        )),
+        "{service}"
+    );
+    assert!(service.contains(&format!("ExecStartPost={bin_s} prune --repo {}", s(&repo))), "{service}");
+    for line in service.lines().filter(|l| l.starts_with("Exec")) {
+        let cmd = line.split_once('=').unwrap().1.trim_start_matches('-');
+        assert!(cmd.starts_with('/'), "not an absolute path: {line}");
+    }
+    for f in
+        ["kfadmin-backup.service", "kfadmin-backup.timer", "kfadmin-drill.service", "kfadmin-drill.timer"]
+    {
+        assert_eq!(mode(&units.join(f)), 0o644, "{f}");
+        assert_eq!(std::fs::metadata(units.join(f)).unwrap().uid(), rustix_euid());
+    }
+    for t in ["kfadmin-backup.timer", "kfadmin-drill.timer"] {
+        let link = units.join("timers.target.wants").join(t);
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("/etc/systemd/system").join(t));
+    }
+    if which("systemd-analyze") {
+        let paths: Vec<PathBuf> =
+            std::fs::read_dir(&units).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+        let out = Command::new("systemd-analyze").arg("verify").args(&paths).output().unwrap();
+        assert!(out.status.success(), "systemd-analyze verify: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // Again: nothing changes (same inode, same content).
+    let before = std::fs::metadata(units.join("kfadmin-backup.service")).unwrap().ino();
+    let r = kf(&[], &[&args[..], &["--json"]].concat());
+    r.ok();
+    let j = r.json();
+    assert!(j["written"].as_array().unwrap().iter().all(|w| w["action"] == "unchanged"), "{j}");
+    assert_eq!(std::fs::metadata(units.join("kfadmin-backup.service")).unwrap().ino(), before);
+
+    // A changed option replaces kfadmin's own files.
+    let r = kf(&[], &[&args[..], &["--at", "02:15", "--json"]].concat());
+    r.ok();
+    let timer = std::fs::read_to_string(units.join("kfadmin-backup.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=*-*-* 02:15:00"), "{timer}");
+    assert!(std::fs::read_to_string(units.join("kfadmin-drill.timer"))
+        .unwrap()
+        .contains("Sun *-*-* 03:45:00"));
+
+    // A file kfadmin did not write is left alone (exit 2, nothing written), unless --force.
+    let theirs = "[Unit]\nDescription=the admin's own drill\n";
+    std::fs::write(units.join("kfadmin-drill.service"), theirs).unwrap();
+    let r = kf(&[], &[&args[..], &["--at", "01:00"]].concat());
+    r.code(2).stderr_has("was not written by kfadmin schedule").stderr_has("--force");
+    assert_eq!(std::fs::read_to_string(units.join("kfadmin-drill.service")).unwrap(), theirs);
+    assert!(
+        timer == std::fs::read_to_string(units.join("kfadmin-backup.timer")).unwrap(),
+        "a file was written"
+    );
+    // A link is not kfadmin's either.
+    std::fs::remove_file(units.join("kfadmin-drill.service")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", units.join("kfadmin-drill.service")).unwrap();
+    kf(&[], &args).code(2);
+    kf(&[], &[&args[..], &["--force"]].concat()).ok();
+    assert!(std::fs::symlink_metadata(units.join("kfadmin-drill.service")).unwrap().file_type().is_file());
+    assert!(std::fs::read_to_string(units.join("kfadmin-drill.service"))
+        .unwrap()
+        .starts_with("# Written by kfadmin"));
+
+    // Cron, where systemd does not run: one file, 0644, lines that run under cron's PATH.
+    let croot = env.path("croot");
+    let cargs =
+        ["schedule", "-c", "keyfount", "--repo", s(&repo), "--install", "--root", s(&croot), "--json"];
+    let r = kf(&[], &cargs);
+    r.ok();
+    assert_eq!(r.json()["init"], "cron", "no /run/systemd/system under the root: cron");
+    let cron = croot.join("etc/cron.d/kfadmin");
+    assert_eq!(mode(&cron), 0o644);
+    let text = std::fs::read_to_string(&cron).unwrap();
+    let jobs: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && l.contains(" root ")).collect();
+    assert_eq!(jobs.len(), 2, "{text}");
+    for job in &jobs {
+        let cmd = job.split_once(" root ").unwrap().1.trim();
+        assert!(cmd.starts_with(&bin_s), "{job}");
+        for part in cmd.split("&&") {
+            assert!(part.trim().starts_with(&bin_s), "{job}");
+        }
+    }
+    // The prune job of the cron line, run as cron runs it: no /usr/local/bin, no kfadmin on PATH.
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::set_permissions(&repo, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let prune = jobs[0].split("&&").nth(1).unwrap().trim();
+    let out = Command::new("/bin/sh")
+        .args(["-c", prune])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("KFADMIN_CONFIG", "")
+        .env("KFADMIN_STATE_DIR", env.path("state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{prune}: {}", String::from_utf8_lossy(&out.stderr));
+    let r = kf(&[], &cargs);
+    r.ok();
+    assert!(r.json()["written"][0]["action"] == "unchanged");
+    // Systemd timers where kfadmin's cron file is: the cron file goes (never both).
+    let r = kf(
+        &[],
+        &["schedule", "-c", "keyfount", "--init", "systemd", "--install", "--root", s(&croot), "--json"],
+    );
+    r.ok();
+    assert!(!cron.exists(), "the cron file stayed beside the timers");
+    assert!(r.stdout.contains("\"removed\""));
+    // And the other way round is refused while kfadmin's timers are there.
+    kf(&[], &["schedule", "-c", "keyfount", "--init", "cron", "--install", "--root", s(&croot)])
+        .code(2)
+        .stderr_has("twice");
+
+    // Words no unit or cron line can carry as they are.
+    kf(&[], &["schedule", "-c", "kf%n", "--root", s(&croot)]).code(2);
+    kf(&[], &["schedule", "-c", "keyfount", "--repo", "/var/backups/a b", "--root", s(&croot)]).code(2);
+    kf(&[], &["schedule", "-c", "keyfount", "--at", "25:00"]).code(2);
+}
+
+fn rustix_euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+fn which(prog: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().is_ok_and(|o| o.status.success())
+}
+
+/// Item 9: the runbook's cron lines call kfadmin by its absolute path (cron's PATH has no
+/// /usr/local/bin: a bare `kfadmin` exits 127 there).
+#[test]
+fn the_runbooks_cron_lines_call_kfadmin_by_its_absolute_path() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runbook = std::fs::read_to_string(root.join("docs/runbook.md")).unwrap();
+    let mut found = 0;
+    for line in runbook.lines() {
+        // A cron.d line: five time fields, a user, a command.
+        let words: Vec<&str> = line.trim().trim_matches(['(', ')', '`']).split_whitespace().collect();
+        if words.len() > 6
+            && words[5] == "root"
+            && words[..5].iter().all(|w| w.chars().all(|c| "0123456789*/,-".contains(c)))
+        {
+            found += 1;
+            // The command, and each one chained after it with && or ||, start with a path.
+            let starts = std::iter::once(6)
+                .chain((6..words.len()).filter(|&i| ["&&", "||", ";"].contains(&words[i - 1])));
+            for i in starts {
+                let w = words[i].trim_matches('`');
+                assert!(
+                    w.starts_with('/'),
+                    "a cron line calls {w} by a bare name (cron's PATH has no /usr/local/bin): {line}"
+                );
+            }
+        }
+    }
+    assert!(found >= 2, "the runbook shows no cron lines any more ({found})");
+}
+
+/// Item 8: flag > environment > file > default, through the real binary; `config show` says
+/// where each setting came from; a setting that conflicts with a flag on the command line is
+/// not applied (the flag wins).
+#[test]
+fn config_file_precedence_and_show_origin() {
+    let env = Env::new();
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let conf = env.path("config.toml");
+    let (from_file, from_env, from_flag) =
+        (env.path("file-repo"), env.path("env-repo"), env.path("flag-repo"));
+    write_config(
+        &conf,
+        &format!(
+            "container = \"keyfount-from-file\"\nrepo = \"{}\"\n[backup]\nonline = true\nname = \"fromfile\"\ncompression-level = 1\n[prune]\nkeep-daily = 9\n",
+            s(&from_file)
+        ),
+        0o600,
+    );
+    let c = s(&conf);
+    let state = env.path("state");
+    let st = s(&state);
+    // File: repo, name, online from the file; the file's container is overridden by --db.
+    let r = kf(&[("KFADMIN_CONFIG", c), ("KFADMIN_STATE_DIR", st)], &["backup", "--db", s(&db), "--json"]);
+    r.ok();
+    let a = r.json()["archive"].as_str().unwrap().to_string();
+    assert!(a.starts_with(s(&from_file)) && a.contains("/fromfile-"), "{a}");
+    // Environment over the file.
+    let r = kf(
+        &[("KFADMIN_CONFIG", c), ("KFADMIN_STATE_DIR", st), ("KFADMIN_REPO", s(&from_env))],
+        &["backup", "--db", s(&db), "--json"],
+    );
+    r.ok();
+    assert!(r.json()["archive"].as_str().unwrap().starts_with(s(&from_env)));
+    // A flag over both.
+    let r = kf(
+        &[("KFADMIN_CONFIG", c), ("KFADMIN_STATE_DIR", st), ("KFADMIN_REPO", s(&from_env))],
+        &["backup", "--db", s(&db), "--repo", s(&from_flag), "--name", "flag", "--json"],
+    );
+    r.ok();
+    let a = r.json()["archive"].as_str().unwrap().to_string();
+    assert!(a.starts_with(s(&from_flag)) && a.contains("/flag-"), "{a}");
+
+    // config show: every setting and its origin.
+    let r = kf(&[("KFADMIN_CONFIG", c), ("KFADMIN_NICE", "3")], &["config", "show", "--json"]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["config_file"], c);
+    let find = |cmd: &str, key: &str| {
+        j["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["command"] == cmd && x["key"] == key)
+            .unwrap_or_else(|| panic!("no {cmd}.{key} in {j}"))
+            .clone()
+    };
+    let repo = find("backup", "repo");
+    assert_eq!((repo["origin"].as_str(), repo["value"].as_str()), (Some("file"), Some(s(&from_file))));
+    assert_eq!(repo["source"], c);
+    let level = find("backup", "compression-level");
+    assert_eq!((level["origin"].as_str(), level["value"].as_str()), (Some("file"), Some("1")));
+    assert_eq!(level["source"], format!("{c} [backup]"));
+    let nice = find("backup", "nice");
+    assert_eq!(
+        (nice["origin"].as_str(), nice["source"].as_str(), nice["value"].as_str()),
+        (Some("env"), Some("KFADMIN_NICE"), Some("3"))
+    );
+    assert_eq!(find("restore", "settle")["origin"], "default");
+    assert_eq!(find("prune", "keep-daily")["value"], "9");
+    assert_eq!(find("prune", "keep-weekly")["origin"], "unset");
+    // A top-level name never filters list (it means the archives' name elsewhere).
+    write_config(&conf, "name = \"kf\"\n", 0o600);
+    let r = kf(&[("KFADMIN_CONFIG", c)], &["config", "show", "--command", "list", "--json"]);
+    assert_eq!(
+        r.json()["settings"].as_array().unwrap().iter().find(|x| x["key"] == "name").unwrap()["origin"],
+        "unset"
+    );
+    let r = kf(&[("KFADMIN_CONFIG", c)], &["config", "show", "--command", "backup"]);
+    r.ok().stdout_has(&format!("file {c}")).stdout_has("backup.name=kf");
+}
+
+/// Item 8: a configuration file others may read or write, or owned by another user, is refused;
+/// a typo is an error naming the key and the file; a secret is never a value.
+#[test]
+fn config_file_refused_when_readable_by_others_foreign_or_mistyped() {
+    let env = Env::new();
+    let conf = env.path("config.toml");
+    let c = s(&conf);
+    let show =
+        |vars: &[(&str, &str)]| kf(&[&[("KFADMIN_CONFIG", c)], vars].concat(), &["config", "show", "--json"]);
+    write_config(&conf, "repo = \"/var/backups/keyfount\"\n", 0o644);
+    let r = show(&[]);
+    r.code(2).stderr_has("group or others").stderr_has("chmod 600");
+    assert_eq!(r.json()["error"]["exit_code"], 2);
+    // Every command refuses it, not only config show.
+    kf(&[("KFADMIN_CONFIG", c)], &["list", "/nonexistent"]).code(2).stderr_has(c);
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o620)).unwrap();
+    show(&[]).code(2);
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+    show(&[]).ok();
+    if is_root() {
+        std::os::unix::fs::chown(&conf, Some(APP_UID), Some(APP_UID)).unwrap();
+        show(&[]).code(2).stderr_has("owned by uid 1000");
+        std::os::unix::fs::chown(&conf, Some(0), Some(0)).unwrap();
+    }
+    for (text, needle) in [
+        ("[backup]\nkeep-daly = 7\n", "keep-daly"),
+        ("[prune]\nkeep_daily = 7\n", "did you mean \"keep-daily\""),
+        ("contaner = \"kf\"\n", "contaner"),
+        ("[bakup]\nonline = true\n", "[bakup]"),
+        ("[backup]\npassphrase = \"hunter2\"\n", "never"),
+        ("dry-run = true\n", "[prune] dry-run"),
+        ("repo = \n", "TOML"),
+    ] {
+        write_config(&conf, text, 0o600);
+        let r = show(&[]);
+        r.code(2).stderr_has(needle).stderr_has(c);
+        assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"), "the secret was repeated");
+    }
+    // The runbook's example is a valid configuration.
+    let runbook =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbook.md")).unwrap();
+    let example = runbook.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    write_config(&conf, example, 0o600);
+    let r = show(&[]);
+    r.ok();
+    assert!(r.json()["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["command"] == "drill" && x["key"] == "identity" && x["origin"] == "file"));
+    // A named file that does not exist is an error; KFADMIN_CONFIG= (empty) reads none.
+    kf(&[("KFADMIN_CONFIG", s(&env.path("missing.toml")))], &["config", "show"]).code(2);
+    kf(&[("KFADMIN_CONFIG", "")], &["config", "show"]).ok().stdout_has("none");
+}
