@@ -134,7 +134,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__backup)
-            opts="-c -r -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --to --plaintext-offsite --verify-offsite --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --to --plaintext-offsite --verify-offsite --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -320,7 +320,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__drill)
-            opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -604,7 +604,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__import)
-            opts="-r -q -v -h -V --db-name --salvage --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -q -v -h -V --db-name --salvage --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

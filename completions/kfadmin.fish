@@ -65,6 +65,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l cold -d 'Stop
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l plaintext-offsite -d 'Allow --to without encryption: the database holds the server\'s long-term keys, so a plaintext archive is refused offsite unless this is given'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l verify-offsite -d 'After each upload, read the whole object back and check its sha256 (besides its size and its sidecar, always checked); a read-back that fails keeps the copy, unchecked'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l dry-run -d 'Check everything a backup checks first (the database or container, the name, the encryption, the offsite locations) and say what would be done; write, lock, stop and ping nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -159,6 +160,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s i -l identity 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l dry-run -d 'Find the container, check its image, and name the archives the drill would verify and boot a copy on; verify, create, lock and ping nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -176,6 +178,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l recipients-fi
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l salvage -d 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l dry-run -d 'Check the tarball, the name and the encryption and say what would be written; unpack, write and lock nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'

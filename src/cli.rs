@@ -126,6 +126,11 @@ pub struct BackupArgs {
     pub offsite: OffsiteArgs,
     #[command(flatten)]
     pub monitor: MonitorArgs,
+    /// Check everything a backup checks first (the database or container, the name, the
+    /// encryption, the offsite locations) and say what would be done; write, lock, stop and ping
+    /// nothing
+    #[arg(long, env = "KFADMIN_BACKUP_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
 }
 
 /// Offsite copies: after the local archive is written and verified, it is uploaded too.
@@ -448,6 +453,10 @@ pub struct DrillArgs {
     pub decrypt: DecryptArgs,
     #[command(flatten)]
     pub monitor: MonitorArgs,
+    /// Find the container, check its image, and name the archives the drill would verify and
+    /// boot a copy on; verify, create, lock and ping nothing
+    #[arg(long, env = "KFADMIN_DRILL_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
 }
 
 /// Confirmation for commands that replace data.
@@ -611,6 +620,10 @@ pub struct ImportArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub encrypt: EncryptArgs,
+    /// Check the tarball, the name and the encryption and say what would be written; unpack,
+    /// write and lock nothing
+    #[arg(long, env = "KFADMIN_IMPORT_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dry_run: bool,
 }
 
 /// The configuration file: every setting and where it comes from

@@ -30,6 +30,20 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
         // Import touches no container.
         Command::Verify(_) | Command::List(_) | Command::Prune(_) | Command::Import(_) => false,
     };
+    // A dry run changes nothing, not even what a killed run left: it names it.
+    let dry_run = match cmd {
+        Command::Backup(a) => a.dry_run,
+        Command::Drill(a) => a.dry_run,
+        Command::Import(a) => a.dry_run,
+        _ => false,
+    };
+    if dry_run {
+        let lines = kfadmin::docker::journal_notes().into_iter().chain(kfadmin::ops::drill::notes());
+        for line in lines {
+            commands::stderr_line(&format!("warning: {line}"));
+        }
+        return Ok(());
+    }
     for (path, why) in kfadmin::ops::staging::sweep_private() {
         commands::stderr_line(&format!(
             "warning: cannot remove {}, left by a killed kfadmin run: {why}",

@@ -74,6 +74,9 @@ pub fn compression(o: &OutputArgs) -> Compression {
 pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
     let dests = offsite_plan(&args)?;
+    if args.dry_run {
+        return dry_run(&args, &dests, ctx);
+    }
     let mon = &args.monitor;
     if let Some(url) = &mon.ping_url {
         if let Some(w) = monitor::ping(url, monitor::Ping::Start, "") {
@@ -107,6 +110,81 @@ pub fn run(args: BackupArgs, ctx: &Ctx) -> Result<Outcome> {
     let report = result?;
     let human = human(&report);
     Ok(Outcome::new(code, human, &report))
+}
+
+/// `--dry-run`: every check a backup makes before it starts (the target, its database, the
+/// name, the encryption, the offsite locations), and what it would do. Nothing is written,
+/// locked, pinged, stopped or started; a passphrase is not asked for.
+fn dry_run(args: &BackupArgs, dests: &[crate::store::S3Url], ctx: &Ctx) -> Result<Outcome> {
+    let e = &args.encrypt;
+    let (encrypted, recipients) = if e.passphrase {
+        (true, vec!["passphrase (scrypt)".to_string()])
+    } else {
+        let enc = encryption(e, ctx)?;
+        (enc.is_some(), enc.describe())
+    };
+    let mut steps = Vec::new();
+    let (mode, db, source, default_name) = match (&args.target.docker.container, args.cold) {
+        (Some(name), true) => {
+            let d = &args.target.docker;
+            let f = find_container(name, d.compose_project.as_deref(), &d.db_path)?;
+            f.engine.check_stoppable(&f.container, &f.location, docker::Purpose::ColdBackup)?;
+            let timeout = args.stop_timeout.map(i64::from).or(f.container.stop_timeout).unwrap_or(10);
+            steps.push(if f.container.running {
+                format!("stop container {} (SIGTERM, then SIGKILL after {timeout} s), copy its data directory aside, start it again", f.container.name)
+            } else {
+                format!("copy the data directory of container {} (it is not running, and stays stopped)", f.container.name)
+            });
+            (Mode::Cold, f.location.host_db.clone(), cold_source(&f), f.container.name.clone())
+        }
+        (_, true) => {
+            return Err(Error::usage("--cold stops a container and needs --container NAME")
+                .hint("for a database file on this host, take an --online backup"))
+        }
+        (_, false) => {
+            let (db, source, name) = online_target(args)?;
+            steps.push(format!(
+                "snapshot {} through SQLite's online backup API (the server keeps running)",
+                db.display()
+            ));
+            (Mode::Online, db, source, name)
+        }
+    };
+    let info = sqlite::inspect(&db)?;
+    let name = args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(default_name);
+    let out = &args.output.out;
+    let now = crate::commands::now_unix();
+    let file = crate::archive::writer::file_name(&name, now, mode.as_str(), encrypted);
+    let archive = out.join(&file);
+    steps.push(format!(
+        "write and verify {}{} with its .sha256{}",
+        archive.display(),
+        if encrypted { format!(", encrypted to {}", recipients.join(", ")) } else { String::new() },
+        if out.is_dir() { String::new() } else { format!(" (creating {}, mode 0700)", out.display()) }
+    ));
+    for d in dests {
+        steps.push(format!("upload it and its .sha256 to {d}"));
+    }
+    if let Some(m) = &args.monitor.metrics_file {
+        steps.push(format!("write metrics to {}", m.display()));
+    }
+    if args.monitor.ping_url.is_some() {
+        steps.push("ping --ping-url at the start and the end".to_string());
+    }
+    let report = serde_json::json!({
+        "ok": true,
+        "dry_run": true,
+        "mode": mode,
+        "source": source,
+        "database": { "path": db.to_string_lossy(), "size": info.size, "journal_mode": if info.journal == Journal::Wal { "wal" } else { "rollback" } },
+        "archive": archive.to_string_lossy(),
+        "repo": out.to_string_lossy(),
+        "encrypted": encrypted,
+        "recipients": recipients,
+        "offsite": dests.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        "steps": steps,
+    });
+    Ok(Outcome::new(0, super::dry_run_text(&steps), &report))
 }
 
 /// The `--to` destinations, checked before any work: well-formed, and (unless

@@ -52,6 +52,9 @@ pub fn run(mut args: DrillArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
     // `latest`, or a bare name as `list` prints it, is an archive in the repository.
     args.archive = args.archive.map(|a| crate::ops::names::resolve(&a, &args.out)).transpose()?;
+    if args.dry_run {
+        return dry_run(&args, ctx);
+    }
     if let Some(url) = &args.monitor.ping_url {
         if let Some(w) = monitor::ping(url, monitor::Ping::Start, "") {
             ctx.warn(&w);
@@ -144,6 +147,46 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
     report.logs = std::mem::take(&mut drilled.logs);
     report.drill = Some(drilled);
     Ok(report)
+}
+
+/// `--dry-run`: the live container and its image (checked as a drill checks them first), and
+/// the archives it would verify, newest first, to boot a copy on the first that verifies.
+/// Nothing is verified, created, locked, recorded or pinged.
+fn dry_run(args: &DrillArgs, ctx: &Ctx) -> Result<Outcome> {
+    let d = &args.docker;
+    let name = d.container.as_deref().ok_or_else(|| Error::usage("drill needs --container NAME"))?;
+    let engine = Engine::connect()?;
+    let live = engine.find(name, d.compose_project.as_deref())?;
+    engine.blueprint(&live)?;
+    let mut warnings = Vec::new();
+    let candidates = candidates(args, args.name.as_deref().unwrap_or(&live.name), ctx, &mut warnings)?;
+    let mut steps = vec![if candidates.len() == 1 {
+        format!("verify {} in full", candidates[0].display())
+    } else {
+        format!(
+            "verify the backups of {} newest first ({} of them, the newest {}) until one passes",
+            live.name,
+            candidates.len(),
+            candidates[0].display()
+        )
+    }];
+    steps.push(format!(
+        "boot a throwaway copy of container {} ({}) on it, in a new volume, with no network; the live container is not touched",
+        live.name, live.image
+    ));
+    steps.push(
+        "check that the server came up on the backup's data, stop it, remove the copy and its volume".into(),
+    );
+    let report = serde_json::json!({
+        "ok": true,
+        "dry_run": true,
+        "container": live.name,
+        "image": live.image,
+        "candidates": candidates.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>(),
+        "steps": steps,
+        "warnings": warnings,
+    });
+    Ok(Outcome::new(0, super::dry_run_text(&steps), &report))
 }
 
 /// The archive to drill, or the container's backups in the repository (a directory or an

@@ -58,6 +58,9 @@ pub fn run(args: ImportArgs, ctx: &Ctx) -> Result<Outcome> {
     let name = args.output.name.as_deref().map(make::check_name).transpose()?;
     check_input(&args)?;
     let e = &args.encrypt;
+    if args.dry_run {
+        return dry_run(&args, name.as_deref(), ctx);
+    }
     let encryption =
         make::encryption(e.passphrase, &e.encrypt_to, e.recipients_file.as_deref(), ctx.interactive)?;
     let _locks = ctx.lock("kfadmin import", vec![Key::dir("backup directory", &args.output.out)])?;
@@ -95,6 +98,62 @@ pub fn run(args: ImportArgs, ctx: &Ctx) -> Result<Outcome> {
 }
 
 /// What can be refused before anything is read.
+/// `--dry-run`: the checks made before the tarball is read, and what would be written. The
+/// tarball is not unpacked (its database is checked only by the import itself).
+fn dry_run(args: &ImportArgs, name: Option<&str>, ctx: &Ctx) -> Result<Outcome> {
+    let e = &args.encrypt;
+    let (encrypted, recipients) = if e.passphrase {
+        (true, vec!["passphrase (scrypt)".to_string()])
+    } else {
+        let enc = make::encryption(false, &e.encrypt_to, e.recipients_file.as_deref(), ctx.interactive)?;
+        (enc.is_some(), enc.describe())
+    };
+    if crate::store::is_remote_path(&args.output.out) {
+        return Err(Error::usage(format!(
+            "-r/--repo {} is remote: import writes to a local directory",
+            args.output.out.display()
+        )));
+    }
+    let name = name.map(str::to_string).unwrap_or_else(|| import::default_name(&args.tarball));
+    let size = std::fs::metadata(&args.tarball).map(|m| m.len()).unwrap_or(0);
+    let out = &args.output.out;
+    let pattern = format!(
+        "{name}-<time of the newest file in the tarball>-imported.tar.gz{}",
+        if encrypted { ".age" } else { "" }
+    );
+    let steps = vec![
+        format!(
+            "read {} ({}) into a private directory and find {} in it",
+            args.tarball.display(),
+            human_bytes(size),
+            args.db_name
+        ),
+        format!(
+            "check the database (integrity_check, foreign_key_check){}",
+            if args.salvage { ", salvaging what can be read if it fails" } else { "; refuse it if it fails" }
+        ),
+        format!(
+            "write and verify {}{} with its .sha256",
+            out.join(&pattern).display(),
+            if encrypted { format!(", encrypted to {}", recipients.join(", ")) } else { String::new() }
+        ),
+    ];
+    let report = serde_json::json!({
+        "ok": true,
+        "dry_run": true,
+        "tarball": args.tarball.to_string_lossy(),
+        "bytes": size,
+        "name": name,
+        "archive": out.join(&pattern).to_string_lossy(),
+        "repo": out.to_string_lossy(),
+        "encrypted": encrypted,
+        "recipients": recipients,
+        "salvage": args.salvage,
+        "steps": steps,
+    });
+    Ok(Outcome::new(0, super::dry_run_text(&steps), &report))
+}
+
 fn check_input(args: &ImportArgs) -> Result<()> {
     let n = &args.db_name;
     if n.is_empty() || n.contains('/') || n == "." || n == ".." {

@@ -234,6 +234,15 @@ fn container_keys(f: &Found) -> [Key; 2] {
     [Key::container(&f.container.id, &f.container.name), Key::dir("data directory", &f.location.host_dir)]
 }
 
+/// The human text of a `--dry-run`: what would be done, numbered.
+pub(crate) fn dry_run_text(steps: &[String]) -> String {
+    let mut s = String::from("Dry run: nothing was changed. Without --dry-run kfadmin would:\n");
+    for (i, step) in steps.iter().enumerate() {
+        s.push_str(&format!("  {}. {step}\n", i + 1));
+    }
+    s
+}
+
 pub(crate) fn human_bytes(n: u64) -> String {
     indicatif::BinaryBytes(n).to_string()
 }

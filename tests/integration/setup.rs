@@ -376,3 +376,162 @@ fn config_file_refused_when_readable_by_others_foreign_or_mistyped() {
     kf(&[("KFADMIN_CONFIG", s(&env.path("missing.toml")))], &["config", "show"]).code(2);
     kf(&[("KFADMIN_CONFIG", "")], &["config", "show"]).ok().stdout_has("none");
 }
+
+/// Every file under `dir` (relative paths), to prove a dry run wrote nothing.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Item 11: `backup --dry-run` and `import --dry-run` say what they would do (JSON too) and touch
+/// nothing: no archive, no repository directory, no staging, no lock file, no metrics, even with
+/// a lock held by another run.
+#[test]
+fn backup_and_import_dry_runs_write_and_lock_nothing() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let before = snapshot_tree(&data);
+    let repo = env.path("repo");
+    let state = env.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let metrics = env.path("kf.prom");
+    let vars = [("KFADMIN_STATE_DIR", s(&state))];
+    let r = kf(
+        &vars,
+        &[
+            "backup",
+            "--online",
+            "--db",
+            s(&db),
+            "--repo",
+            s(&repo),
+            "--metrics-file",
+            s(&metrics),
+            "--dry-run",
+            "--json",
+        ],
+    );
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["dry_run"], true);
+    let archive = j["archive"].as_str().unwrap();
+    assert!(
+        archive.starts_with(&format!("{}/keyfount-", s(&repo))) && archive.ends_with("-online.tar.gz"),
+        "{j}"
+    );
+    assert!(j["steps"].as_array().unwrap().len() >= 2, "{j}");
+    assert!(!repo.exists(), "a dry run created the repository");
+    assert!(!metrics.exists(), "a dry run wrote metrics");
+    assert_eq!(tree(&state), Vec::<String>::new(), "a dry run left something in the state directory");
+    assert_eq!(snapshot_tree(&data), before, "a dry run changed the data directory");
+    // Human text, and what a real backup would refuse is refused by the dry run too.
+    kf(&vars, &["backup", "--online", "--db", s(&db), "--repo", s(&repo), "--dry-run"])
+        .ok()
+        .stdout_has("Dry run: nothing was changed");
+    kf(&vars, &["backup", "--online", "--db", s(&env.path("nope.db")), "--dry-run"]).code(2);
+    kf(&vars, &["backup", "--online", "--db", s(&db), "--name", "../x", "--dry-run"]).code(2);
+    kf(&vars, &["backup", "--online", "--db", s(&db), "--encrypt-to", "age1notakey", "--dry-run"]).code(2);
+    assert_eq!(tree(&state), Vec::<String>::new());
+
+    // A lock held by another run does not make a dry run wait (it takes none).
+    let locks = state.join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let key = kfadmin::lock::Key::dir("backup directory", &repo);
+    let f = std::fs::File::create(locks.join(key.file_name())).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let held = [("KFADMIN_STATE_DIR", s(&state)), ("KFADMIN_LOCK_WAIT", "0")];
+    kf(&held, &["backup", "--online", "--db", s(&db), "--repo", s(&repo), "--dry-run"]).ok();
+    kf(&held, &["backup", "--online", "--db", s(&db), "--repo", s(&repo)]).code(1).stderr_has("in use");
+    drop(f);
+
+    // Import: the tarball is not unpacked, nothing written.
+    let tarball = env.path("old.tar.gz");
+    let st = Command::new("tar")
+        .arg("czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&data)
+        .arg("keyfount.db")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let state2 = env.path("state2");
+    std::fs::create_dir_all(&state2).unwrap();
+    let r = kf(
+        &[("KFADMIN_STATE_DIR", s(&state2))],
+        &["import", s(&tarball), "--repo", s(&repo), "--dry-run", "--json"],
+    );
+    r.ok();
+    let j = r.json();
+    assert_eq!((j["dry_run"].as_bool(), j["name"].as_str()), (Some(true), Some("old")), "{j}");
+    assert!(!repo.exists(), "an import dry run created the repository");
+    assert_eq!(tree(&state2), Vec::<String>::new());
+    kf(&[("KFADMIN_STATE_DIR", s(&state2))], &["import", s(&env.path("none.tgz")), "--dry-run"]).code(2);
+}
+
+/// Item 11, with a real engine: a cold `backup --dry-run` never stops the container, and a
+/// `drill --dry-run` creates no container or volume; both name what they would do.
+#[test]
+fn cold_backup_and_drill_dry_runs_never_stop_or_create_a_container() {
+    use crate::dock::{Kf, Spec};
+    let env = Env::new();
+    let c = Kf::start(&env, "dry", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    let state = env.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let repo = env.path("repo");
+    let vars = [("KFADMIN_STATE_DIR", s(&state))];
+    let started_at = c.started_at();
+    let r =
+        kf(&vars, &["backup", "--cold", "--container", &c.name, "--repo", s(&repo), "--dry-run", "--json"]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["mode"], "cold");
+    assert!(j["steps"][0].as_str().unwrap().starts_with(&format!("stop container {}", c.name)), "{j}");
+    assert!(c.running() && c.started_at() == started_at, "a dry run stopped the container");
+    assert!(!repo.exists());
+    assert_eq!(tree(&state), Vec::<String>::new(), "a dry run left a journal, lock or staging directory");
+
+    // A real backup, then a drill dry run: it names the archive, creates nothing.
+    let real = env.path("real");
+    kf(&vars, &["backup", "--online", "--container", &c.name, "--repo", s(&real), "--quiet"]).ok();
+    let state2 = env.path("state2");
+    std::fs::create_dir_all(&state2).unwrap();
+    let r = kf(
+        &[("KFADMIN_STATE_DIR", s(&state2))],
+        &["drill", "--container", &c.name, "--repo", s(&real), "--dry-run", "--json"],
+    );
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["candidates"].as_array().unwrap().len(), 1, "{j}");
+    let d = crate::dock::docker();
+    let filters =
+        std::collections::HashMap::from([("label", vec![format!("kfadmin.drill.container={}", c.name)])]);
+    let opts = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    assert!(
+        crate::dock::block(d.list_containers(Some(opts))).unwrap().is_empty(),
+        "a drill dry run created a container"
+    );
+    let opts = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filters).build();
+    assert!(crate::dock::block(d.list_volumes(Some(opts))).unwrap().volumes.unwrap_or_default().is_empty());
+    assert_eq!(tree(&state2), Vec::<String>::new());
+    assert!(c.running() && c.started_at() == started_at);
+    // Nothing to drill is said by the dry run as by the drill.
+    kf(&vars, &["drill", "--container", &c.name, "--repo", s(&env.path("empty")), "--dry-run"]).code(2);
+}
