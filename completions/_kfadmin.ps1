@@ -141,7 +141,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
         'kfadmin;list' {
             [CompletionResult]::new('-r', '-r', [CompletionResultType]::ParameterName, 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]')
             [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]')
-            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Only the archives of this name (a host or container, e.g. in a fleet''s bucket)')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Only the archives of this name (a host or container, e.g. in a fleet''s bucket); KFADMIN_NAME, which names the archives backup writes, does not filter list')
             [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--check', '--check', [CompletionResultType]::ParameterName, 'Check every archive against its .sha256 sidecar (reads every archive in full)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')

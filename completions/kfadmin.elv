@@ -134,7 +134,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         &'kfadmin;list'= {
             cand -r 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
             cand --repo 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
-            cand --name 'Only the archives of this name (a host or container, e.g. in a fleet''s bucket)'
+            cand --name 'Only the archives of this name (a host or container, e.g. in a fleet''s bucket); KFADMIN_NAME, which names the archives backup writes, does not filter list'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --check 'Check every archive against its .sha256 sidecar (reads every archive in full)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'

@@ -107,7 +107,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s v -l verbose
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]' -r -F
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l name -d 'Only the archives of this name (a host or container, e.g. in a fleet\'s bucket)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l name -d 'Only the archives of this name (a host or container, e.g. in a fleet\'s bucket); KFADMIN_NAME, which names the archives backup writes, does not filter list' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l check -d 'Check every archive against its .sha256 sidecar (reads every archive in full)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'

@@ -466,7 +466,7 @@ pub struct ConfirmArgs {
     #[arg(short, long, env = "KFADMIN_YES", value_parser = clap::builder::BoolishValueParser::new())]
     pub yes: bool,
     /// Verify and show the plan, then stop without changing anything
-    #[arg(long, env = "KFADMIN_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "KFADMIN_RESTORE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
 }
 
@@ -491,8 +491,9 @@ pub struct ListArgs {
     /// Check every archive against its .sha256 sidecar (reads every archive in full)
     #[arg(long, env = "KFADMIN_CHECK", value_parser = clap::builder::BoolishValueParser::new())]
     pub check: bool,
-    /// Only the archives of this name (a host or container, e.g. in a fleet's bucket)
-    #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
+    /// Only the archives of this name (a host or container, e.g. in a fleet's bucket);
+    /// KFADMIN_NAME, which names the archives backup writes, does not filter list
+    #[arg(long, value_name = "NAME", env = "KFADMIN_LIST_NAME")]
     pub name: Option<String>,
 }
 
@@ -539,7 +540,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_PRE_RESTORE_WITHIN", default_value = "7d", value_parser = humantime::parse_duration)]
     pub keep_pre_restore_within: std::time::Duration,
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
-    #[arg(long, env = "KFADMIN_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "KFADMIN_PRUNE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,
     /// Where a remote archive without a sidecar is downloaded for its check (a private
     /// directory is made there) [default: the state directory's staging/]

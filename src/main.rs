@@ -74,6 +74,38 @@ fn old_env_names() {
     }
 }
 
+/// Variables that meant one thing to several commands and now have a name per command.
+/// `KFADMIN_DRY_RUN` made both `restore` and `prune` dry runs: ignoring it would turn a `prune`
+/// meant as a dry run into a real one, so those two refuse it. (`backup`, `drill` and `import`
+/// never read it and still do not: a backup never stops for it.)
+/// `KFADMIN_NAME` names the archives a backup writes and no longer filters `list` (harmless:
+/// `list` shows more), which says so.
+fn old_shared_names(cmd: &Command) -> kfadmin::Result<()> {
+    let var = match cmd {
+        Command::Restore(_) => "KFADMIN_RESTORE_DRY_RUN",
+        Command::Prune(_) => "KFADMIN_PRUNE_DRY_RUN",
+        Command::List(a) => {
+            if a.name.is_none() && std::env::var_os("KFADMIN_NAME").is_some() {
+                commands::stderr_line(
+                    "note: KFADMIN_NAME is set but does not filter list (it names the archives backup writes): \
+                     every name is listed; pass --name or set KFADMIN_LIST_NAME to list one",
+                );
+            }
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    if std::env::var_os("KFADMIN_DRY_RUN").is_some() {
+        return Err(kfadmin::Error::usage(
+            "KFADMIN_DRY_RUN is no longer read: it made both restore and prune dry runs",
+        )
+        .hint(format!(
+            "pass --dry-run, or set {var}=1 (each command has its own variable), and unset KFADMIN_DRY_RUN"
+        )));
+    }
+    Ok(())
+}
+
 /// `--json` was asked for on the command line or in `KFADMIN_JSON` (looked at by hand when
 /// the command line itself does not parse).
 fn json_wanted() -> bool {
@@ -155,6 +187,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    if let Err(e) = old_shared_names(&cli.command) {
+        return early_error(&e);
+    }
     interrupt::install();
     let ctx = Ctx::new(&cli.global);
     let result = recover(&cli.command).and_then(|()| commands::run(cli.command, &ctx));

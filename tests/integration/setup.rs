@@ -535,3 +535,77 @@ fn cold_backup_and_drill_dry_runs_never_stop_or_create_a_container() {
     // Nothing to drill is said by the dry run as by the drill.
     kf(&vars, &["drill", "--container", &c.name, "--repo", s(&env.path("empty")), "--dry-run"]).code(2);
 }
+
+/// Item 10: a variable never means different things to different commands. `--dry-run` and
+/// `list --name` have variables of their own; the old shared `KFADMIN_DRY_RUN` is refused by
+/// restore and prune (ignoring it would make a prune meant as a dry run a real one) and left
+/// alone by backup; `KFADMIN_NAME` (the archives' name for backup) no longer filters `list`.
+#[test]
+fn environment_variables_mean_one_thing_per_command() {
+    use clap::CommandFactory;
+    let cmd = kfadmin::cli::Cli::command();
+    let mut by_var: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for sub in cmd.get_subcommands() {
+        for a in sub.get_arguments() {
+            if let Some(e) = a.get_env() {
+                by_var.entry(e.to_string_lossy().into_owned()).or_default().push(format!(
+                    "{} --{}",
+                    sub.get_name(),
+                    a.get_long().unwrap_or(a.get_id().as_str())
+                ));
+            }
+        }
+    }
+    for (var, users) in &by_var {
+        let flags: std::collections::BTreeSet<&str> =
+            users.iter().map(|u| u.split_once(' ').unwrap().1).collect();
+        assert!(flags.len() == 1, "{var} sets different options in different commands: {users:?}");
+        if var.contains("DRY_RUN") || var == "KFADMIN_FORCE" || var == "KFADMIN_YES" {
+            assert_eq!(users.len(), 1, "{var} is shared: {users:?}");
+        }
+    }
+    assert_eq!(by_var["KFADMIN_LIST_NAME"], ["list --name"]);
+    assert!(!by_var["KFADMIN_NAME"].iter().any(|u| u.starts_with("list ")));
+
+    let env = Env::new();
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let repo = env.path("repo");
+    let state = env.path("state");
+    let st = s(&state);
+    let r = kf(
+        &[("KFADMIN_STATE_DIR", st)],
+        &["backup", "--online", "--db", s(&db), "--repo", s(&repo), "--json"],
+    );
+    r.ok();
+    kf(
+        &[("KFADMIN_STATE_DIR", st)],
+        &["backup", "--online", "--db", s(&db), "--repo", s(&repo), "--name", "other"],
+    )
+    .ok();
+    let archives = ls(&repo).into_iter().filter(|n| n.ends_with(".tar.gz")).count();
+    assert_eq!(archives, 2);
+    // The old variable: refused by prune and restore, with the new name in the hint; nothing removed.
+    let old = [("KFADMIN_STATE_DIR", st), ("KFADMIN_DRY_RUN", "1")];
+    kf(&old, &["prune", "-r", s(&repo), "--keep-last", "1"]).code(2).stderr_has("KFADMIN_PRUNE_DRY_RUN");
+    let a = r.json()["archive"].as_str().unwrap().to_string();
+    kf(&old, &["restore", &a, "--data-dir", s(&env.path("data2"))])
+        .code(2)
+        .stderr_has("KFADMIN_RESTORE_DRY_RUN");
+    assert_eq!(ls(&repo).into_iter().filter(|n| n.ends_with(".tar.gz")).count(), 2);
+    // Backup never read it: it still backs up.
+    kf(&old, &["backup", "--online", "--db", s(&db), "--repo", s(&repo), "--quiet"]).ok();
+    // The new, command-specific ones.
+    let r = kf(
+        &[("KFADMIN_STATE_DIR", st), ("KFADMIN_PRUNE_DRY_RUN", "1")],
+        &["prune", "-r", s(&repo), "--keep-last", "1", "--json"],
+    );
+    r.ok();
+    assert_eq!(r.json()["dry_run"], true);
+    assert_eq!(ls(&repo).into_iter().filter(|n| n.ends_with(".tar.gz")).count(), 3);
+    // KFADMIN_NAME (set for backups) does not filter list; KFADMIN_LIST_NAME does.
+    let r = kf(&[("KFADMIN_NAME", "other")], &["list", "-r", s(&repo), "--json"]);
+    r.ok().stderr_has("KFADMIN_LIST_NAME");
+    assert_eq!(r.json()["archives"].as_array().unwrap().len(), 3);
+    let r = kf(&[("KFADMIN_LIST_NAME", "other")], &["list", "-r", s(&repo), "--json"]);
+    assert_eq!(r.json()["archives"].as_array().unwrap().len(), 1);
+}
