@@ -1007,3 +1007,19 @@ if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERS
 else
     complete -F _kfadmin -o bashdefault -o default kfadmin
 fi
+
+# Dynamic completion (kfadmin __complete): container names from the engine, archive names from
+# the repository and archive files (never their .sha256 sidecars); everything else as above.
+_kfadmin_dynamic() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" out
+    if out=$("${COMP_WORDS[0]}" __complete "$COMP_CWORD" "${COMP_WORDS[@]}" 2>/dev/null); then
+        [[ $cur == "=" ]] && cur=""
+        local IFS=$'
+'
+        COMPREPLY=($(compgen -W "$out" -- "$cur"))
+        [[ $cur == */* ]] && compopt -o filenames 2>/dev/null
+        return 0
+    fi
+    _kfadmin "$@"
+}
+complete -F _kfadmin_dynamic -o nosort -o bashdefault -o default kfadmin

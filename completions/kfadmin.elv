@@ -320,8 +320,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
             cand -v 'Say more about each step (repeat for more)'
             cand --verbose 'Say more about each step (repeat for more)'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

@@ -229,7 +229,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l json -d 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s v -l verbose -d 'Say more about each step (repeat for more)'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -252,3 +252,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_see
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import config schedule completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "show" -d 'Print every effective setting of every command (or of one) and where it came from: the environment (naming the variable), the file (naming it and its table), or the default'
+
+# Dynamic completion (kfadmin __complete): container names from the engine, archive names from the repository.
+complete -c kfadmin -n "__fish_seen_subcommand_from backup restore drill status schedule" -s c -l container -x -a "(kfadmin __complete containers)"
+complete -c kfadmin -n "__fish_seen_subcommand_from verify restore drill" -a "(kfadmin __complete archives (commandline -opc))"

@@ -178,6 +178,19 @@ fn main() -> ExitCode {
         return kfadmin::ops::guardian::main(&args);
     }
     old_env_names();
+    // The completion scripts' question (kfadmin __complete …): candidates on stdout, exit 1 for
+    // "no dynamic answer here" (the script then completes as clap's static script does).
+    if std::env::args_os().nth(1).is_some_and(|a| a == commands::completions::DYNAMIC_ARG) {
+        let args: Vec<String> =
+            std::env::args_os().skip(2).map(|a| a.to_string_lossy().into_owned()).collect();
+        let Some(list) = commands::completions::dynamic(&args) else { return ExitCode::from(1) };
+        let mut out = std::io::stdout().lock();
+        for c in list {
+            let _ = writeln!(out, "{c}");
+        }
+        let _ = out.flush();
+        return ExitCode::SUCCESS;
+    }
     // The configuration file, handed to clap as environment variables where they are unset:
     // before the parse and before any thread.
     if let Err(e) = apply_config() {

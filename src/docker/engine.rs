@@ -112,6 +112,20 @@ impl Engine {
         Ok(c)
     }
 
+    /// The names of every container (running or not) but drills' throwaway copies, for
+    /// completion.
+    pub fn container_names(&self) -> Result<Vec<String>> {
+        let opts = ListContainersOptionsBuilder::default().all(true).build();
+        let list =
+            self.rt.block_on(self.docker.list_containers(Some(opts))).map_err(|e| self.api_err(e, "*"))?;
+        Ok(list
+            .into_iter()
+            .filter(|c| !c.labels.as_ref().is_some_and(|l| l.contains_key("kfadmin.drill")))
+            .flat_map(|c| c.names.unwrap_or_default())
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect())
+    }
+
     pub fn inspect(&self, name: &str) -> Result<Container> {
         let c = self
             .rt

@@ -609,3 +609,84 @@ fn environment_variables_mean_one_thing_per_command() {
     let r = kf(&[("KFADMIN_LIST_NAME", "other")], &["list", "-r", s(&repo), "--json"]);
     assert_eq!(r.json()["archives"].as_array().unwrap().len(), 1);
 }
+
+/// Runs bash's completion for `words` (the last one being completed) with the generated
+/// script, `kfadmin` on PATH being this binary; returns COMPREPLY.
+fn bash_complete(env: &Env, words: &[&str], vars: &[(&str, &str)]) -> Vec<String> {
+    let bin = env.path("bin");
+    if !bin.exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(kfadmin_bin(), bin.join("kfadmin")).unwrap();
+        let script = kf(&[], &["completions", "bash"]);
+        script.ok();
+        std::fs::write(env.path("kfadmin.bash"), &script.stdout).unwrap();
+    }
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let cur = words.last().unwrap();
+    let prev = words.get(words.len().saturating_sub(2)).copied().unwrap_or("");
+    let line = words.join(" ");
+    let script = format!(
+        "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={}\nCOMP_LINE='{line}'\nCOMP_POINT=${{#COMP_LINE}}\n_kfadmin_dynamic kfadmin '{cur}' '{prev}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        s(&env.path("kfadmin.bash")),
+        quoted.join(" "),
+        words.len() - 1
+    );
+    let path = format!("{}:{}", s(&bin), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["--norc", "-c", &script])
+        .env("PATH", path)
+        .env("KFADMIN_CONFIG", "")
+        .env_remove("KFADMIN_REPO")
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bash: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+/// Item 7: bash completion, for real: container names from the engine after --container,
+/// `latest` and the repository's archive names (as `list` prints them) for an ARCHIVE, archive
+/// files for a path, and never a `.sha256` sidecar; options as before.
+#[test]
+fn bash_completes_containers_and_archives_never_sidecars() {
+    use crate::dock::{Kf, Spec};
+    let env = Env::new();
+    let c = Kf::start(&env, "complete", Spec { init_mb: 1, rate: 10, ..Spec::default() });
+    let repo = env.path("repo");
+    let state = env.path("state");
+    let vars = [("KFADMIN_STATE_DIR", s(&state))];
+    let r = kf(&vars, &["backup", "--online", "--container", &c.name, "--repo", s(&repo), "--json"]);
+    r.ok();
+    let archive = PathBuf::from(r.json()["archive"].as_str().unwrap());
+    let file = archive.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(repo.join(format!("{file}.sha256")).exists());
+
+    let prefix = &c.name[..c.name.len() - 3];
+    for words in [
+        vec!["kfadmin", "restore", "latest", "--container", prefix],
+        vec!["kfadmin", "backup", "--online", "-c", prefix],
+        vec!["kfadmin", "drill", "--container", "=", prefix],
+    ] {
+        let got = bash_complete(&env, &words, &[]);
+        assert_eq!(got, std::slice::from_ref(&c.name), "{words:?}");
+    }
+    // Archive names in the repository given on the line, or in KFADMIN_REPO.
+    let got = bash_complete(&env, &["kfadmin", "verify", "-r", s(&repo), ""], &[]);
+    assert_eq!(got, ["latest".to_string(), file.clone()]);
+    let got = bash_complete(&env, &["kfadmin", "restore", ""], &[("KFADMIN_REPO", s(&repo))]);
+    assert_eq!(got, ["latest".to_string(), file.clone()]);
+    // A path: archive files and directories there, no sidecar.
+    let got = bash_complete(&env, &["kfadmin", "verify", &format!("{}/", s(&repo))], &[]);
+    assert_eq!(got, [s(&archive).to_string()]);
+    // Everything else as the static script: options, and subcommands.
+    let got = bash_complete(&env, &["kfadmin", "verify", "--qu"], &[]);
+    assert_eq!(got, ["--quick", "--quiet"]);
+    let got = bash_complete(&env, &["kfadmin", "sched"], &[]);
+    assert_eq!(got, ["schedule"]);
+    // No sidecar anywhere in what a completion offered.
+    for words in
+        [vec!["kfadmin", "verify", "-r", s(&repo), "keyf"], vec!["kfadmin", "drill", "-r", s(&repo), ""]]
+    {
+        assert!(bash_complete(&env, &words, &[]).iter().all(|w| !w.ends_with(".sha256")));
+    }
+}
