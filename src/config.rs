@@ -55,7 +55,12 @@ pub fn location() -> Option<(PathBuf, bool)> {
 /// Reads and checks the configuration file against the command line definition `cli`.
 pub fn load(cli: &Command) -> Result<Option<File>> {
     let Some((path, explicit)) = location() else { return Ok(None) };
-    let mut f = match std::fs::File::open(&path) {
+    // Not hanging on a FIFO put in the file's place.
+    let opened = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path)
+    };
+    let mut f = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
         Err(e) => {

@@ -34,8 +34,18 @@ pub fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<Outcome> {
     let request = Request {
         binary: schedule::running_binary()?,
         container: args.container.clone(),
-        repo: args.repo.repo.as_ref().map(|r| r.to_string_lossy().into_owned()),
-        metrics_file: args.metrics_file.clone(),
+        // Jobs run from /: a relative path given here is made absolute now.
+        repo: args.repo.repo.as_ref().map(|r| {
+            if crate::store::is_remote_path(r) {
+                r.to_string_lossy().into_owned()
+            } else {
+                std::path::absolute(r).unwrap_or_else(|_| r.clone()).to_string_lossy().into_owned()
+            }
+        }),
+        metrics_file: args
+            .metrics_file
+            .as_ref()
+            .map(|m| std::path::absolute(m).unwrap_or_else(|_| m.clone())),
         at: args.at,
         keep_daily: args.keep_daily,
         keep_weekly: args.keep_weekly,

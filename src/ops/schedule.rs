@@ -92,6 +92,27 @@ pub fn parse_at(s: &str) -> std::result::Result<(u8, u8), String> {
 /// The running binary's absolute path, as the jobs must call it (cron's PATH has no
 /// /usr/local/bin). A binary replaced or deleted since it started is refused.
 pub fn running_binary() -> Result<PathBuf> {
+    let exe = current_exe()?;
+    // The path it was run by (a link such as /usr/local/bin/kfadmin survives an upgrade that
+    // replaces its target), when it is the same file.
+    let same =
+        |p: &Path| std::fs::canonicalize(p).is_ok_and(|c| std::fs::canonicalize(&exe).is_ok_and(|e| e == c));
+    if let Some(arg0) = std::env::args_os().next().map(PathBuf::from) {
+        let by_name = if arg0.components().count() > 1 {
+            std::path::absolute(&arg0).ok()
+        } else {
+            std::env::var_os("PATH").and_then(|p| {
+                std::env::split_paths(&p).map(|d| d.join(&arg0)).find(|c| c.is_absolute() && c.is_file())
+            })
+        };
+        if let Some(p) = by_name.filter(|p| same(p)) {
+            return Ok(p);
+        }
+    }
+    Ok(exe)
+}
+
+fn current_exe() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| {
         Error::failed("cannot find the path of the running kfadmin binary")
             .source(e)

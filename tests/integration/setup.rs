@@ -196,6 +196,24 @@ fn schedule_installs_jobs_with_absolute_paths_idempotently_and_never_over_a_fore
         .code(2)
         .stderr_has("twice");
 
+    // Run by a link (as /usr/local/bin/kfadmin often is), the jobs call the link, which an
+    // upgrade that replaces its target keeps valid; a relative --repo is made absolute.
+    let link_dir = env.path("usr-local-bin");
+    std::fs::create_dir_all(&link_dir).unwrap();
+    std::os::unix::fs::symlink(&bin, link_dir.join("kfadmin")).unwrap();
+    let out = Command::new(link_dir.join("kfadmin"))
+        .args(["schedule", "-c", "keyfount", "--init", "cron", "--repo", "rel/repo", "--json"])
+        .env("KFADMIN_CONFIG", "")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    let r: Run = out.into();
+    r.ok();
+    let text = r.json()["files"][0]["content"].as_str().unwrap().to_string();
+    let link = link_dir.join("kfadmin");
+    assert!(text.contains(&format!("root  {} backup", s(&link))), "{text}");
+    assert!(text.contains(&format!("--repo {}/rel/repo", s(env.dir.path()))), "{text}");
+
     // Words no unit or cron line can carry as they are.
     kf(&[], &["schedule", "-c", "kf%n", "--root", s(&croot)]).code(2);
     kf(&[], &["schedule", "-c", "keyfount", "--repo", "/var/backups/a b", "--root", s(&croot)]).code(2);
@@ -282,6 +300,11 @@ fn config_file_precedence_and_show_origin() {
     r.ok();
     let a = r.json()["archive"].as_str().unwrap().to_string();
     assert!(a.starts_with(s(&from_flag)) && a.contains("/flag-"), "{a}");
+
+    // A file's `online` never fights a `--cold` on the line (the flag wins: a cold backup is
+    // tried, and fails for its own reason, not as a usage conflict).
+    let r = kf(&[("KFADMIN_CONFIG", c), ("KFADMIN_STATE_DIR", st)], &["backup", "--cold", "--db", s(&db)]);
+    r.code(2).stderr_has("--cold stops a container");
 
     // config show: every setting and its origin.
     let r = kf(&[("KFADMIN_CONFIG", c), ("KFADMIN_NICE", "3")], &["config", "show", "--json"]);
@@ -670,6 +693,12 @@ fn bash_completes_containers_and_archives_never_sidecars() {
         let got = bash_complete(&env, &words, &[]);
         assert_eq!(got, std::slice::from_ref(&c.name), "{words:?}");
     }
+    // The forms the fish script calls.
+    let r = kf(&[], &["__complete", "containers"]);
+    r.ok();
+    assert!(r.stdout.lines().any(|l| l == c.name), "{}", r.stdout);
+    let r = kf(&[], &["__complete", "archives", "kfadmin", "verify", "-r", s(&repo)]);
+    assert_eq!(r.stdout, format!("latest\n{file}\n"));
     // Archive names in the repository given on the line, or in KFADMIN_REPO.
     let got = bash_complete(&env, &["kfadmin", "verify", "-r", s(&repo), ""], &[]);
     assert_eq!(got, ["latest".to_string(), file.clone()]);
