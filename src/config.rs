@@ -279,7 +279,7 @@ pub fn effective(cli: &Command, file: Option<&File>, only: Option<&str>) -> Resu
     let mut one = |command: &str, arg: &Arg| {
         let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else { return };
         let key = arg.get_long().unwrap_or(arg.get_id().as_str()).to_string();
-        let (value, origin, source) = if let Some(v) = std::env::var_os(&env) {
+        let (value, origin, source) = if let Some(v) = from_environment(&env) {
             (Some(v.to_string_lossy().into_owned()), Origin::Env, Some(env.clone()))
         } else if let Some((v, src)) = file.and_then(|f| file_value(f, command, &key, arg)) {
             (Some(env_value(arg, v)), Origin::File, Some(src))
@@ -306,6 +306,18 @@ pub fn effective(cli: &Command, file: Option<&File>, only: Option<&str>) -> Resu
         }
     }
     Ok(out)
+}
+
+/// The variables [`apply`] set from the file: not the environment's, for [`effective`].
+static INJECTED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn from_environment(env: &str) -> Option<OsString> {
+    let injected = INJECTED.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|v| v == env);
+    if injected {
+        None
+    } else {
+        std::env::var_os(env)
+    }
 }
 
 /// What [`apply`] did, for `-v`.
@@ -346,6 +358,7 @@ pub fn apply(cli: &Command, file: &File, args: &[OsString]) -> Vec<Applied> {
         if skipped.is_none() {
             // Before any thread is started: nothing else reads the environment yet.
             std::env::set_var(&env, env_value(arg, v));
+            INJECTED.lock().unwrap_or_else(|p| p.into_inner()).push(env.clone());
         }
         done.push(Applied { key, env, skipped });
     }

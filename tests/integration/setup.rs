@@ -334,6 +334,12 @@ fn config_file_precedence_and_show_origin() {
     assert_eq!(find("restore", "settle")["origin"], "default");
     assert_eq!(find("prune", "keep-daily")["value"], "9");
     assert_eq!(find("prune", "keep-weekly")["origin"], "unset");
+    // Settings the file gives every command (so config show too) are still the file's.
+    write_config(&conf, "quiet = false\nlock-wait = 30\n", 0o600);
+    let r = kf(&[("KFADMIN_CONFIG", c)], &["config", "show", "--command", "kfadmin", "--json"]);
+    let quiet =
+        r.json()["settings"].as_array().unwrap().iter().find(|x| x["key"] == "quiet").unwrap().clone();
+    assert_eq!((quiet["origin"].as_str(), quiet["source"].as_str()), (Some("file"), Some(c)), "{quiet}");
     // A top-level name never filters list (it means the archives' name elsewhere).
     write_config(&conf, "name = \"kf\"\n", 0o600);
     let r = kf(&[("KFADMIN_CONFIG", c)], &["config", "show", "--command", "list", "--json"]);
