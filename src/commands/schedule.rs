@@ -21,6 +21,7 @@ struct Report<'a> {
     written: Option<Vec<Installed>>,
     /// With --install: how the timers were enabled (systemctl commands, or links).
     enabled: Option<Vec<String>>,
+    warnings: Vec<String>,
 }
 
 pub fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -55,7 +56,21 @@ pub fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<Outcome> {
     };
     let plan = Plan::new(&request)?;
     let mut human = String::new();
+    let mut warnings = Vec::new();
     let (written, enabled) = if args.install {
+        // Checked before anything is written: files that nothing would run are not installed.
+        let live = root == std::path::Path::new("/");
+        if live && init == Init::Systemd && !schedule::systemd_runs(&root) {
+            return Err(crate::error::Error::usage(
+                "systemd does not run this system: its timers could not be enabled",
+            )
+            .hint("install a cron file instead (--init cron), or pass --root DIR to write into an image"));
+        }
+        if live && init == Init::Cron && !schedule::cron_installed() {
+            let w = "no cron daemon is installed here (cron, cronie): nothing will run /etc/cron.d/kfadmin until one is".to_string();
+            ctx.warn(&w);
+            warnings.push(w);
+        }
         let written = schedule::install(&plan, &root, args.force)?;
         for w in &written {
             let what = match w.action {
@@ -83,6 +98,7 @@ pub fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<Outcome> {
         let _ = writeln!(human, "# Install and enable these with: kfadmin schedule --install (same options)");
         (None, None)
     };
-    let report = Report { ok: true, installed: args.install, root: &root, plan: &plan, written, enabled };
+    let report =
+        Report { ok: true, installed: args.install, root: &root, plan: &plan, written, enabled, warnings };
     Ok(Outcome::new(0, human, &report))
 }

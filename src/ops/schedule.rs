@@ -256,6 +256,13 @@ pub fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// Whether a cron daemon is installed on this system.
+pub fn cron_installed() -> bool {
+    ["/usr/sbin/cron", "/usr/sbin/crond", "/usr/bin/crond", "/usr/bin/cron", "/sbin/crond"]
+        .iter()
+        .any(|p| Path::new(p).is_file())
+}
+
 /// Whether systemd runs the system under `root` (sd_booted: /run/systemd/system is a directory).
 pub fn systemd_runs(root: &Path) -> bool {
     under(root, Path::new("/run/systemd/system")).is_dir()

@@ -214,6 +214,17 @@ fn schedule_installs_jobs_with_absolute_paths_idempotently_and_never_over_a_fore
     assert!(text.contains(&format!("root  {} backup", s(&link))), "{text}");
     assert!(text.contains(&format!("--repo {}/rel/repo", s(env.dir.path()))), "{text}");
 
+    // Timers on this very system while systemd does not run it: refused before anything is
+    // written (only where systemd does not run here, so that the host's /etc is never touched).
+    if !Path::new("/run/systemd/system").exists() {
+        let before = std::fs::read_dir("/etc/systemd/system").map(|d| d.count()).unwrap_or(0);
+        kf(&[], &["schedule", "-c", "keyfount", "--init", "systemd", "--install"])
+            .code(2)
+            .stderr_has("--init cron");
+        assert_eq!(std::fs::read_dir("/etc/systemd/system").map(|d| d.count()).unwrap_or(0), before);
+        assert!(!Path::new("/etc/systemd/system/kfadmin-backup.service").exists());
+    }
+
     // Words no unit or cron line can carry as they are.
     kf(&[], &["schedule", "-c", "kf%n", "--root", s(&croot)]).code(2);
     kf(&[], &["schedule", "-c", "keyfount", "--repo", "/var/backups/a b", "--root", s(&croot)]).code(2);
