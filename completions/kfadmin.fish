@@ -255,4 +255,4 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and __fish_seen_su
 
 # Dynamic completion (kfadmin __complete): container names from the engine, archive names from the repository.
 complete -c kfadmin -n "__fish_seen_subcommand_from backup restore drill status schedule" -s c -l container -x -a "(kfadmin __complete containers)"
-complete -c kfadmin -n "__fish_seen_subcommand_from verify restore drill" -a "(kfadmin __complete archives (commandline -opc))"
+complete -c kfadmin -n "__fish_seen_subcommand_from verify restore drill; and not string match -q -- '-*' (commandline -ct)" -f -a "(kfadmin __complete archives (commandline -opc) -- (commandline -ct))"

@@ -746,10 +746,10 @@ pub struct ManpagesArgs {
 
 /// Print a shell completion script to stdout
 ///
-/// bash: container names (asked of the Docker engine) after --container, and `latest`, the
-/// repository's archive names and archive files (never their .sha256 sidecars) where an ARCHIVE
-/// goes, through the hidden `kfadmin __complete`; fish: container and archive names too; the other
-/// shells: commands and options.
+/// bash, zsh and fish: container names (asked of the Docker engine) after --container, and
+/// `latest`, the repository's archive names and archive files (never their .sha256 sidecars)
+/// where an ARCHIVE goes, through the hidden `kfadmin __complete`; elvish and powershell:
+/// commands and options.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:

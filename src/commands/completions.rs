@@ -26,6 +26,7 @@ pub fn run(args: CompletionsArgs, json: bool) -> Result<Outcome> {
     match target {
         Target::Bash => out.extend_from_slice(BASH_DYNAMIC.as_bytes()),
         Target::Fish => out.extend_from_slice(FISH_DYNAMIC.as_bytes()),
+        Target::Zsh => out = zsh_dynamic(&String::from_utf8_lossy(&out)).into_bytes(),
         _ => {}
     }
     Ok(Outcome { code: 0, human: String::new(), json: serde_json::Value::Null, raw: Some(out) })
@@ -58,16 +59,74 @@ complete -F _kfadmin_dynamic -o nosort -o bashdefault -o default kfadmin
 const FISH_DYNAMIC: &str = r#"
 # Dynamic completion (kfadmin __complete): container names from the engine, archive names from the repository.
 complete -c kfadmin -n "__fish_seen_subcommand_from backup restore drill status schedule" -s c -l container -x -a "(kfadmin __complete containers)"
-complete -c kfadmin -n "__fish_seen_subcommand_from verify restore drill" -a "(kfadmin __complete archives (commandline -opc))"
+complete -c kfadmin -n "__fish_seen_subcommand_from verify restore drill; and not string match -q -- '-*' (commandline -ct)" -f -a "(kfadmin __complete archives (commandline -opc) -- (commandline -ct))"
+"#;
+
+/// clap's zsh script with the values of `--container` and of an ARCHIVE asked of kfadmin.
+fn zsh_dynamic(script: &str) -> String {
+    let mut out = String::new();
+    for line in script.lines() {
+        let l = if (line.starts_with("'-c+[") || line.starts_with("'--container=["))
+            && line.contains("]:NAME:_default'")
+        {
+            line.replace("]:NAME:_default'", "]:NAME:_kfadmin_containers'")
+        } else if ["':archive -- ", "'::archive -- ", "'*::archives -- "].iter().any(|p| line.starts_with(p))
+        {
+            match line.rsplit_once(":_files'") {
+                Some((head, tail)) => format!("{head}:_kfadmin_archives'{tail}"),
+                None => line.to_string(),
+            }
+        } else {
+            line.to_string()
+        };
+        if l.starts_with("if [ \"$funcstack[1]\" = \"_kfadmin\" ]; then") {
+            out.push_str(ZSH_DYNAMIC);
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+/// Inserted before the end of clap's zsh script.
+const ZSH_DYNAMIC: &str = r#"# Dynamic completion (kfadmin __complete): container names from the engine, archive names from
+# the repository and archive files (never their .sha256 sidecars).
+(( $+functions[_kfadmin_containers] )) ||
+_kfadmin_containers() {
+    local -a names
+    names=(${(f)"$(kfadmin __complete containers 2>/dev/null)"})
+    compadd -a names
+}
+(( $+functions[_kfadmin_archives] )) ||
+_kfadmin_archives() {
+    local -a names line
+    line=(${(z)BUFFER})
+    if [[ $PREFIX == */* ]]; then
+        names=(${(f)"$(kfadmin __complete archives ${line[@]} -- $PREFIX 2>/dev/null)"})
+        compadd -U -Q -S '' -a names
+    else
+        names=(${(f)"$(kfadmin __complete archives ${line[@]} 2>/dev/null)"})
+        compadd -a names
+    fi
+}
+
 "#;
 
 /// `kfadmin __complete CWORD WORD…` (bash: the index of the word being completed, then every
-/// word, the first being kfadmin), `__complete containers`, `__complete archives WORD…`: the
+/// word, the first being kfadmin), `__complete containers`, `__complete archives WORD… [--
+/// CURRENT]` (fish: the words before the one being completed, then it): the
 /// candidates, one a line, or `None` when clap's static completion should answer.
 pub fn dynamic(args: &[String]) -> Option<Vec<String>> {
     match args.first().map(String::as_str) {
         Some("containers") => return containers(),
-        Some("archives") => return archives(&args[1..], ""),
+        Some("archives") => {
+            // `archives WORD… [-- CURRENT]`
+            let rest = &args[1..];
+            return match rest.iter().rposition(|a| a == "--") {
+                Some(i) => archives(&rest[..i], rest.get(i + 1).map(String::as_str).unwrap_or("")),
+                None => archives(rest, ""),
+            };
+        }
         _ => {}
     }
     let cword: usize = args.first()?.parse().ok()?;

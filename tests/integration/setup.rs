@@ -729,6 +729,62 @@ fn bash_completes_containers_and_archives_never_sidecars() {
     assert_eq!(got, ["--quick", "--quiet"]);
     let got = bash_complete(&env, &["kfadmin", "sched"], &[]);
     assert_eq!(got, ["schedule"]);
+    // fish, for real (`complete -C`), where fish is installed.
+    if which("fish") {
+        let script = kf(&[], &["completions", "fish"]).stdout;
+        std::fs::write(env.path("kfadmin.fish"), script).unwrap();
+        let fish = |line: &str| -> Vec<String> {
+            let cmd = format!("source '{}'; complete -C '{line}'", s(&env.path("kfadmin.fish")));
+            let out = Command::new("fish")
+                .args(["--no-config", "-c", &cmd])
+                .env("PATH", format!("{}:{}", s(&env.path("bin")), std::env::var("PATH").unwrap()))
+                .env("KFADMIN_CONFIG", "")
+                .env_remove("KFADMIN_REPO")
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.split('\t').next().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(fish(&format!("kfadmin restore --container {prefix}")), std::slice::from_ref(&c.name));
+        let mut got = fish(&format!("kfadmin verify -r {} ", s(&repo)));
+        got.sort();
+        assert_eq!(got, [file.clone(), "latest".to_string()]);
+        assert_eq!(fish(&format!("kfadmin verify {}/", s(&repo))), [s(&archive).to_string()]);
+    }
+    // zsh: the script hands --container and ARCHIVE to kfadmin's functions, which ask kfadmin
+    // (run here with compadd printing what it is given).
+    let zscript = kf(&[], &["completions", "zsh"]).stdout;
+    assert!(zscript.contains("--container=[The Keyfount container\\: a name, an id, or a Compose service name]:NAME:_kfadmin_containers'"));
+    assert_eq!(zscript.matches(":_kfadmin_archives'").count(), 3, "verify, restore and drill");
+    if which("zsh") {
+        std::fs::write(env.path("_kfadmin"), &zscript).unwrap();
+        let zsh = |buffer: &str, prefix: &str, func: &str| -> Vec<String> {
+            let test = format!(
+                "compadd() {{ print -rl -- \"${{(@P)${{@[-1]}}}}\" }}\ncompdef() {{ : }}\nsource '{}'\nBUFFER='{buffer}'\nPREFIX='{prefix}'\n{func}\n",
+                s(&env.path("_kfadmin"))
+            );
+            let out = Command::new("zsh")
+                .args(["-f", "-c", &test])
+                .env("PATH", format!("{}:{}", s(&env.path("bin")), std::env::var("PATH").unwrap()))
+                .env("KFADMIN_CONFIG", "")
+                .env_remove("KFADMIN_REPO")
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        };
+        assert!(zsh("kfadmin backup -c ", "", "_kfadmin_containers").contains(&c.name));
+        assert_eq!(
+            zsh(&format!("kfadmin verify -r {} ", s(&repo)), "", "_kfadmin_archives"),
+            ["latest".to_string(), file.clone()]
+        );
+        let dir = format!("{}/", s(&repo));
+        assert_eq!(
+            zsh(&format!("kfadmin verify {dir}"), &dir, "_kfadmin_archives"),
+            [s(&archive).to_string()]
+        );
+    }
     // No sidecar anywhere in what a completion offered.
     for words in
         [vec!["kfadmin", "verify", "-r", s(&repo), "keyf"], vec!["kfadmin", "drill", "-r", s(&repo), ""]]
