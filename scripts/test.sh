@@ -24,6 +24,11 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v age >/dev/null || missing+=(age)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+# The completion scripts are tested in the shells they are for; the units schedule writes are
+# checked by systemd-analyze.
+command -v fish >/dev/null || missing+=(fish)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
