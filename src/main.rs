@@ -82,6 +82,9 @@ fn old_env_names() {
 /// `list` shows more), which says so.
 fn old_shared_names(cmd: &Command) -> kfadmin::Result<()> {
     let var = match cmd {
+        // Already a dry run: the old variable changes nothing.
+        Command::Restore(a) if a.confirm.dry_run => return Ok(()),
+        Command::Prune(a) if a.dry_run => return Ok(()),
         Command::Restore(_) => "KFADMIN_RESTORE_DRY_RUN",
         Command::Prune(_) => "KFADMIN_PRUNE_DRY_RUN",
         Command::List(a) => {

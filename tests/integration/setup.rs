@@ -632,6 +632,8 @@ fn environment_variables_mean_one_thing_per_command() {
         .code(2)
         .stderr_has("KFADMIN_RESTORE_DRY_RUN");
     assert_eq!(ls(&repo).into_iter().filter(|n| n.ends_with(".tar.gz")).count(), 2);
+    // With --dry-run given there is nothing to misread.
+    kf(&old, &["prune", "-r", s(&repo), "--keep-last", "1", "--dry-run"]).ok();
     // Backup never read it: it still backs up.
     kf(&old, &["backup", "--online", "--db", s(&db), "--repo", s(&repo), "--quiet"]).ok();
     // The new, command-specific ones.
