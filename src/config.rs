@@ -332,10 +332,13 @@ pub struct Applied {
 /// Hands the file's settings for the command on `args` to clap, as the environment variables
 /// of their options, where the variable is not set and no flag on the command line conflicts.
 /// Must run before any thread is started (it sets environment variables).
-pub fn apply(cli: &Command, file: &File, args: &[OsString]) -> Vec<Applied> {
-    let Ok(matches) = cli.clone().ignore_errors(true).try_get_matches_from(args) else { return Vec::new() };
-    let Some((name, sub_m)) = matches.subcommand() else { return Vec::new() };
-    let Some(sub) = cli.find_subcommand(name) else { return Vec::new() };
+/// A value the file gives that the option refuses is an error naming the file and the key.
+pub fn apply(cli: &Command, file: &File, args: &[OsString]) -> Result<Vec<Applied>> {
+    let Ok(matches) = cli.clone().ignore_errors(true).try_get_matches_from(args) else {
+        return Ok(Vec::new());
+    };
+    let Some((name, sub_m)) = matches.subcommand() else { return Ok(Vec::new()) };
+    let Some(sub) = cli.find_subcommand(name) else { return Ok(Vec::new()) };
     let on_line = |id: &str| {
         sub_m.try_contains_id(id).unwrap_or(false)
             && sub_m.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
@@ -356,13 +359,43 @@ pub fn apply(cli: &Command, file: &File, args: &[OsString]) -> Vec<Applied> {
             conflicting_on_line(sub, arg, &on_line).map(|other| format!("--{other} is given"))
         };
         if skipped.is_none() {
+            let value = env_value(arg, v);
+            let parts: Vec<&str> = match arg.get_value_delimiter() {
+                Some(d) => value.split(d).collect(),
+                None => vec![value.as_str()],
+            };
+            for part in parts {
+                // The option's own parser, on a command of its own.
+                let probe = Command::new("kfadmin").no_binary_name(true).arg(
+                    Arg::new("v")
+                        .value_parser(arg.get_value_parser().clone())
+                        .action(ArgAction::Set)
+                        .allow_hyphen_values(true),
+                );
+                if let Err(e) = probe.try_get_matches_from([part]) {
+                    let why = e.to_string();
+                    let why = why
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches("error: ")
+                        .replace(" for '[v]'", "");
+                    let table = if file.tables.get(name).is_some_and(|t| t.contains_key(&key)) {
+                        format!("[{name}] ")
+                    } else {
+                        String::new()
+                    };
+                    return Err(Error::usage(format!("{}: {table}{key} = {v}: {why}", file.path.display()))
+                        .hint(format!("fix {key} in {}", file.path.display())));
+                }
+            }
             // Before any thread is started: nothing else reads the environment yet.
-            std::env::set_var(&env, env_value(arg, v));
+            std::env::set_var(&env, value);
             INJECTED.lock().unwrap_or_else(|p| p.into_inner()).push(env.clone());
         }
         done.push(Applied { key, env, skipped });
     }
-    done
+    Ok(done)
 }
 
 /// A flag on the command line that `arg` cannot be given with: a member of one of its

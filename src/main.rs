@@ -149,7 +149,7 @@ fn apply_config() -> kfadmin::Result<()> {
     let cmd = Cli::command();
     if let Some(file) = kfadmin::config::load(&cmd)? {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        kfadmin::config::apply(&cmd, &file, &args);
+        kfadmin::config::apply(&cmd, &file, &args)?;
     }
     Ok(())
 }

@@ -192,7 +192,7 @@ fn archives(words: &[String], cur: &str) -> Option<Vec<String>> {
         if argv.is_empty() {
             argv.push("kfadmin".into());
         }
-        crate::config::apply(&cli, &file, &argv);
+        let _ = crate::config::apply(&cli, &file, &argv);
     }
     let mut repo = std::env::var_os("KFADMIN_REPO").map(std::path::PathBuf::from);
     for (i, w) in words.iter().enumerate() {

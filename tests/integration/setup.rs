@@ -400,6 +400,11 @@ fn config_file_refused_when_readable_by_others_foreign_or_mistyped() {
         r.code(2).stderr_has(needle).stderr_has(c);
         assert!(!r.stdout.contains("hunter2") && !r.stderr.contains("hunter2"), "the secret was repeated");
     }
+    // A value the option refuses names the file and the key.
+    write_config(&conf, "[backup]\nnice = 40\n", 0o600);
+    kf(&[("KFADMIN_CONFIG", c)], &["backup", "--online", "--db", "/nonexistent.db"])
+        .code(2)
+        .stderr_has(&format!("{c}: [backup] nice = 40"));
     // The runbook's example is a valid configuration.
     let runbook =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runbook.md")).unwrap();
