@@ -48,7 +48,34 @@ pub fn location() -> Option<(PathBuf, bool)> {
     match std::env::var_os("KFADMIN_CONFIG") {
         Some(p) if p.is_empty() => None,
         Some(p) => Some((PathBuf::from(p), true)),
-        None => Some((PathBuf::from(DEFAULT_PATH), false)),
+        None => Some((default_path(), false)),
+    }
+}
+
+/// [`DEFAULT_PATH`]; in debug builds `KFADMIN_TEST_DEFAULT_CONFIG` stands in for it, so that
+/// the tests never touch the host's /etc.
+fn default_path() -> PathBuf {
+    if cfg!(debug_assertions) {
+        if let Some(p) = std::env::var_os("KFADMIN_TEST_DEFAULT_CONFIG") {
+            return PathBuf::from(p);
+        }
+    }
+    PathBuf::from(DEFAULT_PATH)
+}
+
+/// The default file exists but this user may not read it (it is root's, mode 0600): its
+/// settings cannot be used. `Some(warning)` then; commands still run, as they would without it.
+pub fn unreadable_default() -> Option<String> {
+    if std::env::var_os("KFADMIN_CONFIG").is_some() {
+        return None;
+    }
+    let p = default_path();
+    match std::fs::File::open(&p) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some(format!(
+            "cannot read the configuration file {} (permission denied): its settings are not used; run kfadmin as root, or set KFADMIN_CONFIG",
+            p.display()
+        )),
+        _ => None,
     }
 }
 
@@ -63,6 +90,8 @@ pub fn load(cli: &Command) -> Result<Option<File>> {
     let mut f = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(None),
+        // Root's own file, mode 0600, run by another user: said by `unreadable_default`.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !explicit => return Ok(None),
         Err(e) => {
             return Err(Error::usage(format!("cannot read the configuration file {}", path.display()))
                 .source(e)

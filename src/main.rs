@@ -147,6 +147,13 @@ fn usage_error(e: clap::Error) -> ExitCode {
 fn apply_config() -> kfadmin::Result<()> {
     use clap::CommandFactory;
     let cmd = Cli::command();
+    if let Some(w) = kfadmin::config::unreadable_default() {
+        // Not for what reads no setting: help, version, completion scripts, man pages.
+        let quiet_ones = ["--help", "-h", "help", "--version", "-V", "completions", "manpages"];
+        if !std::env::args().skip(1).any(|a| quiet_ones.contains(&a.as_str())) {
+            commands::stderr_line(&format!("warning: {w}"));
+        }
+    }
     if let Some(file) = kfadmin::config::load(&cmd)? {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         kfadmin::config::apply(&cmd, &file, &args)?;

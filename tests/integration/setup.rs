@@ -799,3 +799,42 @@ fn bash_completes_containers_and_archives_never_sidecars() {
         assert!(bash_complete(&env, &words, &[]).iter().all(|w| !w.ends_with(".sha256")));
     }
 }
+
+/// Item 8: root's configuration file (0600) run by another user: commands still run, saying that
+/// its settings are not used; help and completion scripts say nothing; a file named by
+/// KFADMIN_CONFIG that cannot be read is an error.
+#[test]
+fn a_configuration_file_another_user_cannot_read_is_named_not_fatal() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new();
+    let conf = env.path("root-config.toml");
+    write_config(&conf, "repo = \"/var/backups/keyfount\"\n", 0o600);
+    let repo = env.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::os::unix::fs::chown(&repo, Some(APP_UID), Some(APP_UID)).unwrap();
+    let as_app = |vars: &[(&str, &str)], args: &[&str]| -> Run {
+        Command::new("setpriv")
+            .args(["--reuid", "1000", "--regid", "1000", "--clear-groups", "--"])
+            .arg(kfadmin_bin())
+            .args(args)
+            .env_remove("KFADMIN_CONFIG")
+            .env("KFADMIN_TEST_DEFAULT_CONFIG", &conf)
+            .env("KFADMIN_STATE_DIR", env.path("app-state"))
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = as_app(&[], &["list", "-r", s(&repo)]);
+    r.ok().stderr_has("its settings are not used");
+    let r = as_app(&[], &["completions", "bash"]);
+    r.ok();
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    as_app(&[], &["--help"]).ok();
+    as_app(&[("KFADMIN_CONFIG", s(&conf))], &["list", "-r", s(&repo)])
+        .code(2)
+        .stderr_has("cannot read the configuration file");
+}
