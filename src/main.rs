@@ -80,7 +80,7 @@ fn old_env_names() {
 /// never read it and still do not: a backup never stops for it.)
 /// `KFADMIN_NAME` names the archives a backup writes and no longer filters `list` (harmless:
 /// `list` shows more), which says so.
-fn old_shared_names(cmd: &Command) -> kfadmin::Result<()> {
+fn old_shared_names(cmd: &Command, quiet: bool) -> kfadmin::Result<()> {
     let var = match cmd {
         // Already a dry run: the old variable changes nothing.
         Command::Restore(a) if a.confirm.dry_run => return Ok(()),
@@ -88,7 +88,7 @@ fn old_shared_names(cmd: &Command) -> kfadmin::Result<()> {
         Command::Restore(_) => "KFADMIN_RESTORE_DRY_RUN",
         Command::Prune(_) => "KFADMIN_PRUNE_DRY_RUN",
         Command::List(a) => {
-            if a.name.is_none() && std::env::var_os("KFADMIN_NAME").is_some() {
+            if a.name.is_none() && !quiet && std::env::var_os("KFADMIN_NAME").is_some() {
                 commands::stderr_line(
                     "note: KFADMIN_NAME is set but does not filter list (it names the archives backup writes): \
                      every name is listed; pass --name or set KFADMIN_LIST_NAME to list one",
@@ -150,7 +150,7 @@ fn apply_config() -> kfadmin::Result<()> {
     if let Some(w) = kfadmin::config::unreadable_default() {
         // Not for what reads no setting: help, version, completion scripts, man pages.
         let quiet_ones = ["--help", "-h", "help", "--version", "-V", "completions", "manpages"];
-        if !std::env::args().skip(1).any(|a| quiet_ones.contains(&a.as_str())) {
+        if !std::env::args_os().skip(1).any(|a| quiet_ones.iter().any(|q| a == *q)) {
             commands::stderr_line(&format!("warning: {w}"));
         }
     }
@@ -210,7 +210,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    if let Err(e) = old_shared_names(&cli.command) {
+    if let Err(e) = old_shared_names(&cli.command, cli.global.quiet) {
         return early_error(&e);
     }
     interrupt::install();
