@@ -240,7 +240,8 @@ pub enum Action {
     Written,
     Replaced,
     Unchanged,
-    /// kfadmin's cron file, replaced by systemd timers.
+    /// kfadmin's cron file, replaced by systemd timers, or a unit of its own no longer asked
+    /// for (`--no-drill`).
     Removed,
 }
 
@@ -325,6 +326,28 @@ pub fn install(plan: &Plan, root: &Path, force: bool) -> Result<Vec<Installed>> 
     if plan.init == Init::Systemd && is_ours(&cron) {
         std::fs::remove_file(&cron).ctx("cannot remove", &cron)?;
         done.push(Installed { path: cron, action: Action::Removed });
+    }
+    // kfadmin's own units that the plan no longer has (--no-drill): disabled and removed.
+    if plan.init == Init::Systemd {
+        for unit in ["kfadmin-drill.timer", "kfadmin-drill.service"] {
+            let path = units.join(unit);
+            if plan.files.iter().any(|f| f.path.file_name() == Some(std::ffi::OsStr::new(unit)))
+                || !is_ours(&path)
+            {
+                continue;
+            }
+            if unit.ends_with(".timer") {
+                if root == Path::new("/") && systemd_runs(root) {
+                    run_systemctl(&["disable", "--now", unit])?;
+                }
+                let link = units.join("timers.target.wants").join(unit);
+                if std::fs::symlink_metadata(&link).is_ok() {
+                    std::fs::remove_file(&link).ctx("cannot remove", &link)?;
+                }
+            }
+            std::fs::remove_file(&path).ctx("cannot remove", &path)?;
+            done.push(Installed { path, action: Action::Removed });
+        }
     }
     Ok(done)
 }

@@ -148,6 +148,17 @@ fn schedule_installs_jobs_with_absolute_paths_idempotently_and_never_over_a_fore
         .unwrap()
         .starts_with("# Written by kfadmin"));
 
+    // --no-drill takes kfadmin's drill units away (and their link), nothing else.
+    let r = kf(&[], &[&args[..], &["--no-drill", "--json"]].concat());
+    r.ok();
+    assert!(!units.join("kfadmin-drill.timer").exists() && !units.join("kfadmin-drill.service").exists());
+    assert!(std::fs::symlink_metadata(units.join("timers.target.wants/kfadmin-drill.timer")).is_err());
+    assert!(units.join("kfadmin-backup.timer").exists());
+    assert!(std::fs::symlink_metadata(units.join("timers.target.wants/kfadmin-backup.timer")).is_ok());
+    assert_eq!(r.stdout.matches("\"removed\"").count(), 2, "{}", r.stdout);
+    kf(&[], &[&args[..], &["--force"]].concat()).ok();
+    assert!(units.join("kfadmin-drill.timer").exists());
+
     // Cron, where systemd does not run: one file, 0644, lines that run under cron's PATH.
     let croot = env.path("croot");
     let cargs =
