@@ -11,6 +11,11 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 
+/// A path in a report, invalid UTF-8 replaced (this layer does not reach up into `commands`).
+fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
 /// The first line of every file `kfadmin schedule` writes: how it knows a file is its own.
 pub const MARKER: &str = "# Written by kfadmin schedule";
 
@@ -44,7 +49,7 @@ pub struct Request {
 #[derive(Debug, Clone, Serialize)]
 pub struct File {
     /// Where it goes on the target system (`/etc/…`, without the root directory).
-    #[serde(serialize_with = "crate::commands::lossy::path")]
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     /// Octal, `0644`.
     pub mode: String,
@@ -55,7 +60,7 @@ pub struct File {
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub init: Init,
-    #[serde(serialize_with = "crate::commands::lossy::path")]
+    #[serde(serialize_with = "lossy_path")]
     pub binary: PathBuf,
     pub files: Vec<File>,
     /// systemd timers to enable (empty for cron).
@@ -247,7 +252,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Installed {
-    #[serde(serialize_with = "crate::commands::lossy::path")]
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
     pub action: Action,
 }
