@@ -32,6 +32,13 @@ pub fn run(args: ScheduleArgs, ctx: &Ctx) -> Result<Outcome> {
         None if schedule::systemd_runs(&root) => Init::Systemd,
         None => Init::Cron,
     };
+    if let Some(r) = args.repo.repo.as_ref().filter(|r| crate::store::is_remote_path(r)) {
+        return Err(crate::error::Error::usage(format!(
+            "-r/--repo {} is remote: a backup job writes to a local directory first",
+            r.display()
+        ))
+        .hint("give the local repository with --repo, and the S3 location in the configuration file ([backup] to = [\"s3://…\"])"));
+    }
     let request = Request {
         binary: schedule::running_binary()?,
         container: args.container.clone(),

@@ -240,6 +240,10 @@ fn schedule_installs_jobs_with_absolute_paths_idempotently_and_never_over_a_fore
     kf(&[], &["schedule", "-c", "kf%n", "--root", s(&croot)]).code(2);
     kf(&[], &["schedule", "-c", "keyfount", "--repo", "/var/backups/a b", "--root", s(&croot)]).code(2);
     kf(&[], &["schedule", "-c", "keyfount", "--at", "25:00"]).code(2);
+    // A backup job cannot write to S3 directly: refused, with where the S3 location goes.
+    kf(&[], &["schedule", "-c", "keyfount", "--repo", "s3://kf-backups/host1"])
+        .code(2)
+        .stderr_has("[backup] to");
 }
 
 fn rustix_euid() -> u32 {
