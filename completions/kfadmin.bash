@@ -116,13 +116,17 @@ _kfadmin() {
 
     case "${cmd}" in
         kfadmin)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status drill import config schedule completions manpages help"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version backup verify restore list prune status drill import config schedule completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -134,7 +138,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__backup)
-            opts="-c -r -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --to --plaintext-offsite --verify-offsite --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -q -v -h -V --online --cold --db --container --compose-project --db-path --stop-timeout --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --to --plaintext-offsite --verify-offsite --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -212,6 +216,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -220,13 +228,17 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__completions)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version bash zsh fish elvish powershell"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version bash zsh fish elvish powershell"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -238,13 +250,17 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__config)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version show help"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -298,7 +314,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__config__subcmd__show)
-            opts="-q -v -h -V --command --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-q -v -h -V --command --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -312,6 +328,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -320,7 +340,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__drill)
-            opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -383,6 +403,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -604,7 +628,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__import)
-            opts="-r -q -v -h -V --db-name --salvage --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -q -v -h -V --db-name --salvage --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -650,6 +674,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -658,7 +686,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__list)
-            opts="-r -q -v -h -V --repo --check --name --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -q -v -h -V --repo --check --name --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -680,6 +708,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -688,13 +720,17 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__manpages)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -706,7 +742,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__prune)
-            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --keep-pre-restore-within --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --keep-pre-restore-within --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -752,6 +788,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -760,7 +800,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__restore)
-            opts="-c -r -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -830,6 +870,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -838,7 +882,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__schedule)
-            opts="-c -r -q -v -h -V --container --repo --metrics-file --at --keep-daily --keep-weekly --keep-monthly --no-drill --init --install --force --root --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -q -v -h -V --container --repo --metrics-file --at --keep-daily --keep-weekly --keep-monthly --no-drill --init --install --force --root --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -892,6 +936,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -900,7 +948,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__status)
-            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --to --max-age --max-drill-age --name --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --to --max-age --max-drill-age --name --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -954,6 +1002,10 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -962,7 +1014,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__verify)
-            opts="-r -i -q -v -h -V --repo --quick --tmp-dir --identity --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -i -q -v -h -V --repo --quick --tmp-dir --identity --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -989,6 +1041,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

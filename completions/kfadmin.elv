@@ -19,6 +19,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
     var completions = [
         &'kfadmin'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -62,9 +63,10 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --metrics-file 'Write Prometheus textfile-collector metrics here (atomically), success or failure'
             cand --ping-url 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --online 'Copy the database while the server keeps running (SQLite online backup API)'
             cand --cold 'Stop the container, copy its data directory, start it again (needs --container)'
-            cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+            cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE or --passphrase-file'
             cand --plaintext-offsite 'Allow --to without encryption: the database holds the server''s long-term keys, so a plaintext archive is refused offsite unless this is given'
             cand --verify-offsite 'After each upload, read the whole object back and check its sha256 (besides its size and its sidecar, always checked); a read-back that fails keeps the copy, unchecked'
             cand --dry-run 'Check everything a backup checks first (the database or container, the name, the encryption, the offsite locations) and say what would be done; write, lock, stop and ping nothing'
@@ -86,6 +88,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --quick 'Stop before the SQLite checks (no need to unpack the database)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -115,6 +118,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -i 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --no-rollback 'Keep the restored data even if the container does not come up on it'
             cand --force 'Restore even when the plan warns that the archive may be the wrong one (another container''s, no Keyfount schema, less than half the size of the current database); needed with --yes, where there is no second question to answer'
             cand -y 'Do not ask for confirmation (needed when stdin is not a terminal)'
@@ -136,6 +140,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --repo 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
             cand --name 'Only the archives of this name (a host or container, e.g. in a fleet''s bucket); KFADMIN_NAME, which names the archives backup writes, does not filter list'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --check 'Check every archive against its .sha256 sidecar (reads every archive in full)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -159,6 +164,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --keep-pre-restore-within 'Keep every pre-restore safety copy younger than this too, however many there are (the first one may be the only copy of the data from before an incident; 0s: count only)'
             cand --tmp-dir 'Where a remote archive without a sidecar is downloaded for its check (a private directory is made there) [default: the state directory''s staging/]'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --dry-run 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -184,6 +190,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --max-drill-age 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none, or it was of a backup older than this or of another server'
             cand --name 'The archives'' name, as backup --name wrote them [default: the container''s name, or the database file''s name without .db]'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -211,6 +218,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --metrics-file 'Write Prometheus textfile-collector metrics here (atomically), success or failure'
             cand --ping-url 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --dry-run 'Find the container, check its image, and name the archives the drill would verify and boot a copy on; verify, create, lock and ping nothing'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -234,8 +242,9 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --encrypt-to 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable'
             cand --recipients-file 'Encrypt to every recipient listed in FILE (one a line, # comments)'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --salvage 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
-            cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+            cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE or --passphrase-file'
             cand --dry-run 'Check the tarball, the name and the encryption and say what would be written; unpack, write and lock nothing'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
@@ -250,6 +259,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         }
         &'kfadmin;config'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -266,6 +276,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         &'kfadmin;config;show'= {
             cand --command 'Only the settings of this command (backup, restore, prune, …)'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -298,6 +309,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --init 'systemd timers or a cron file [default: systemd when it runs the system, else cron]'
             cand --root 'Install under this directory instead of / (an image being built): the timers are enabled by their links, without systemctl'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --no-drill 'No weekly drill'
             cand --install 'Write the files and enable the timers'
             cand --force 'Replace files of the same names that kfadmin did not write'
@@ -314,6 +326,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         }
         &'kfadmin;completions'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
@@ -327,6 +340,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         }
         &'kfadmin;manpages'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'
             cand --quiet 'Print only errors and warnings (and the JSON report with --json)'

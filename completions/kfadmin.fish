@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_kfadmin_global_optspecs
-    string join \n json q/quiet no-progress v/verbose lock-wait= h/help V/version
+    string join \n json q/quiet no-progress v/verbose lock-wait= passphrase-file= h/help V/version
 end
 
 function __fish_kfadmin_needs_command
@@ -25,6 +25,7 @@ function __fish_kfadmin_using_subcommand
 end
 
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -60,9 +61,10 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l to -d 'Also u
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l online -d 'Copy the database while the server keeps running (SQLite online backup API)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l cold -d 'Stop the container, copy its data directory, start it again (needs --container)'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE or --passphrase-file'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l plaintext-offsite -d 'Allow --to without encryption: the database holds the server\'s long-term keys, so a plaintext archive is refused offsite unless this is given'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l verify-offsite -d 'After each upload, read the whole object back and check its sha256 (besides its size and its sidecar, always checked); a read-back that fails keeps the copy, unchecked'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand backup" -l dry-run -d 'Check everything a backup checks first (the database or container, the name, the encryption, the offsite locations) and say what would be done; write, lock, stop and ping nothing'
@@ -76,6 +78,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s r -l repo -d 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l tmp-dir -d 'Where to unpack the database for the SQLite checks (a private directory is made there)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l quick -d 'Stop before the SQLite checks (no need to unpack the database)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -96,6 +99,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l settle -d 'H
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l health-timeout -d 'How long to wait for a healthcheck to report healthy [default: what the container\'s healthcheck needs for a verdict: start period + retries × (interval + timeout) + one interval + 10 s]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s i -l identity -d 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l no-rollback -d 'Keep the restored data even if the container does not come up on it'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l force -d 'Restore even when the plan warns that the archive may be the wrong one (another container\'s, no Keyfount schema, less than half the size of the current database); needed with --yes, where there is no second question to answer'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s y -l yes -d 'Do not ask for confirmation (needed when stdin is not a terminal)'
@@ -109,6 +113,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s V -l version
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l name -d 'Only the archives of this name (a host or container, e.g. in a fleet\'s bucket); KFADMIN_NAME, which names the archives backup writes, does not filter list' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l check -d 'Check every archive against its .sha256 sidecar (reads every archive in full)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand list" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -125,6 +130,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-pre-resto
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l keep-pre-restore-within -d 'Keep every pre-restore safety copy younger than this too, however many there are (the first one may be the only copy of the data from before an incident; 0s: count only)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l tmp-dir -d 'Where a remote archive without a sidecar is downloaded for its check (a private directory is made there) [default: the state directory\'s staging/]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l dry-run -d 'Show KEEP or REMOVE and the deciding rule for each archive; remove nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand prune" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -142,6 +148,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'T
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-drill-age -d 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none, or it was of a backup older than this or of another server' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l name -d 'The archives\' name, as backup --name wrote them [default: the container\'s name, or the database file\'s name without .db]' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -160,6 +167,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s i -l identity 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l metrics-file -d 'Write Prometheus textfile-collector metrics here (atomically), success or failure' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l ping-url -d 'Ping this URL healthchecks.io-style: URL/start before, URL on success, URL/fail on failure' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l dry-run -d 'Find the container, check its image, and name the archives the drill would verify and boot a copy on; verify, create, lock and ping nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -176,8 +184,9 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l compression-l
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l encrypt-to -d 'Encrypt to this recipient: an age key (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …); repeatable' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l recipients-file -d 'Encrypt to every recipient listed in FILE (one a line, # comments)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l salvage -d 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE or --passphrase-file'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l dry-run -d 'Check the tarball, the name and the encryption and say what would be written; unpack, write and lock nothing'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -186,6 +195,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s v -l verbose 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -196,6 +206,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_s
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and not __fish_seen_subcommand_from show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l command -d 'Only the settings of this command (backup, restore, prune, …)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand config; and __fish_seen_subcommand_from show" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -215,6 +226,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l init -d 'sy
 cron\t''"
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l root -d 'Install under this directory instead of / (an image being built): the timers are enabled by their links, without systemctl' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l no-drill -d 'No weekly drill'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l install -d 'Write the files and enable the timers'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -l force -d 'Replace files of the same names that kfadmin did not write'
@@ -225,6 +237,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s v -l verbos
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
@@ -232,6 +245,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s v -l ver
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'

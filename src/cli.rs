@@ -59,6 +59,11 @@ pub struct Global {
     /// directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid
     #[arg(long, global = true, value_name = "DURATION", env = "KFADMIN_LOCK_WAIT", default_value = "5m", value_parser = parse_duration)]
     pub lock_wait: std::time::Duration,
+    /// The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt
+    /// with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way
+    /// a configuration file names it (it never holds the secret itself)
+    #[arg(long, global = true, value_name = "FILE", env = "KFADMIN_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,7 +207,8 @@ pub struct EncryptArgs {
     /// Encrypt to every recipient listed in FILE (one a line, # comments)
     #[arg(long, value_name = "FILE", env = "KFADMIN_RECIPIENTS_FILE")]
     pub recipients_file: Option<PathBuf>,
-    /// Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE
+    /// Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE or
+    /// --passphrase-file
     #[arg(long, env = "KFADMIN_USE_PASSPHRASE", conflicts_with_all = ["encrypt_to", "recipients_file"], value_parser = clap::builder::BoolishValueParser::new())]
     pub passphrase: bool,
 }

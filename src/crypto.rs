@@ -417,7 +417,7 @@ impl Keys {
             .map_err(|e| DecryptFailure::damage(format!("not a valid age file: {e}")))?;
         if self.is_empty() {
             return Err(DecryptFailure::key(if d.is_scrypt() {
-                "encrypted with a passphrase: set KFADMIN_PASSPHRASE or run on a terminal to be asked for it"
+                "encrypted with a passphrase: set KFADMIN_PASSPHRASE or --passphrase-file, or run on a terminal to be asked for it"
                     .into()
             } else {
                 "encrypted: pass --identity FILE (or set KFADMIN_IDENTITY_FILE) with a key it was encrypted to".into()
@@ -486,8 +486,72 @@ impl age::Identity for IdRef<'_> {
     }
 }
 
-/// A passphrase from `KFADMIN_PASSPHRASE`, or asked on the terminal (twice when `confirm`).
+/// `--passphrase-file` (set once by `main`): where the passphrase is, for a configuration file
+/// that must never hold the secret itself.
+static PASSPHRASE_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets `--passphrase-file` for this run; with `KFADMIN_PASSPHRASE` set too it is a usage error
+/// (which one is meant?).
+pub fn set_passphrase_file(path: &Path) -> Result<()> {
+    if std::env::var_os("KFADMIN_PASSPHRASE").is_some() {
+        return Err(Error::usage("both KFADMIN_PASSPHRASE and --passphrase-file give a passphrase").hint(
+            "give one: unset KFADMIN_PASSPHRASE, or drop --passphrase-file (KFADMIN_PASSPHRASE_FILE)",
+        ));
+    }
+    let _ = PASSPHRASE_FILE.set(path.to_path_buf());
+    Ok(())
+}
+
+/// A passphrase is at hand without a terminal: `KFADMIN_PASSPHRASE` or `--passphrase-file`.
+pub fn passphrase_given() -> bool {
+    std::env::var_os("KFADMIN_PASSPHRASE").is_some() || PASSPHRASE_FILE.get().is_some()
+}
+
+/// The first line of the passphrase file, which only its owner (root or this user) may read.
+fn passphrase_from_file(path: &Path) -> Result<SecretString> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io("cannot read the passphrase file", path, e).kind(Kind::Usage))?;
+    let md = f.metadata().map_err(|e| Error::io("cannot read the passphrase file", path, e))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !md.is_file() || md.len() > 64 * 1024 {
+        return Err(Error::usage(format!(
+            "the passphrase file {} is not a small regular file",
+            path.display()
+        )));
+    }
+    if md.mode() & 0o077 != 0 || (md.uid() != 0 && md.uid() != me) {
+        return Err(Error::usage(format!(
+            "the passphrase file {} is mode {:04o}, owned by uid {}: only root or you may own it, and no one else read it",
+            path.display(),
+            md.mode() & 0o7777,
+            md.uid()
+        ))
+        .hint(format!("chown root:root {0}; chmod 600 {0}", path.display())));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(|e| {
+        Error::usage(format!("cannot read the passphrase file {} as text", path.display())).source(e)
+    })?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(Error::usage(format!(
+            "the passphrase file {} is empty (its first line is the passphrase)",
+            path.display()
+        )));
+    }
+    Ok(SecretString::from(line.to_string()))
+}
+
+/// A passphrase from `KFADMIN_PASSPHRASE` or `--passphrase-file`, or asked on the terminal
+/// (twice when `confirm`).
 pub fn passphrase(interactive: bool, confirm: bool) -> Result<SecretString> {
+    if let Some(path) = PASSPHRASE_FILE.get() {
+        return passphrase_from_file(path);
+    }
     if let Ok(p) = std::env::var("KFADMIN_PASSPHRASE") {
         if p.is_empty() {
             return Err(Error::usage("KFADMIN_PASSPHRASE is set but empty"));
@@ -516,7 +580,7 @@ pub fn passphrase(interactive: bool, confirm: bool) -> Result<SecretString> {
 /// the reader then reports that the contents could not be checked.
 pub fn keys_for(archive: &Path, identity_files: &[PathBuf], interactive: bool) -> Result<Keys> {
     let mut keys = Keys::from_files(identity_files)?;
-    let can_ask = std::env::var_os("KFADMIN_PASSPHRASE").is_some() || interactive;
+    let can_ask = passphrase_given() || interactive;
     if keys.is_empty() && can_ask && is_encrypted(archive) && is_scrypt(archive) {
         keys.passphrase = Some(passphrase(interactive, false)?);
     }

@@ -213,6 +213,11 @@ fn main() -> ExitCode {
     if let Err(e) = old_shared_names(&cli.command, cli.global.quiet) {
         return early_error(&e);
     }
+    if let Some(f) = &cli.global.passphrase_file {
+        if let Err(e) = kfadmin::crypto::set_passphrase_file(f) {
+            return early_error(&e);
+        }
+    }
     interrupt::install();
     let ctx = Ctx::new(&cli.global);
     let result = recover(&cli.command).and_then(|()| commands::run(cli.command, &ctx));

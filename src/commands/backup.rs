@@ -119,13 +119,12 @@ fn dry_run(args: &BackupArgs, dests: &[crate::store::S3Url], ctx: &Ctx) -> Resul
     let e = &args.encrypt;
     // A passphrase is not asked for; without a terminal or KFADMIN_PASSPHRASE it fails as the
     // real run would.
-    let (encrypted, recipients) =
-        if e.passphrase && ctx.interactive && std::env::var_os("KFADMIN_PASSPHRASE").is_none() {
-            (true, vec!["passphrase (scrypt)".to_string()])
-        } else {
-            let enc = encryption(e, ctx)?;
-            (enc.is_some(), enc.describe())
-        };
+    let (encrypted, recipients) = if e.passphrase && ctx.interactive && !crate::crypto::passphrase_given() {
+        (true, vec!["passphrase (scrypt)".to_string()])
+    } else {
+        let enc = encryption(e, ctx)?;
+        (enc.is_some(), enc.describe())
+    };
     let mut steps = Vec::new();
     let (mode, db, source, default_name) = match (&args.target.docker.container, args.cold) {
         (Some(name), true) => {

@@ -104,14 +104,13 @@ fn dry_run(args: &ImportArgs, name: Option<&str>, ctx: &Ctx) -> Result<Outcome> 
     let e = &args.encrypt;
     // A passphrase is not asked for; without a terminal or KFADMIN_PASSPHRASE it fails as the
     // real run would.
-    let (encrypted, recipients) =
-        if e.passphrase && ctx.interactive && std::env::var_os("KFADMIN_PASSPHRASE").is_none() {
-            (true, vec!["passphrase (scrypt)".to_string()])
-        } else {
-            let enc =
-                make::encryption(e.passphrase, &e.encrypt_to, e.recipients_file.as_deref(), ctx.interactive)?;
-            (enc.is_some(), enc.describe())
-        };
+    let (encrypted, recipients) = if e.passphrase && ctx.interactive && !crate::crypto::passphrase_given() {
+        (true, vec!["passphrase (scrypt)".to_string()])
+    } else {
+        let enc =
+            make::encryption(e.passphrase, &e.encrypt_to, e.recipients_file.as_deref(), ctx.interactive)?;
+        (enc.is_some(), enc.describe())
+    };
     if crate::store::is_remote_path(&args.output.out) {
         return Err(Error::usage(format!(
             "-r/--repo {} is remote: import writes to a local directory",

@@ -309,11 +309,16 @@ pub fn encryption(
         return Ok(Encryption::Passphrase(crypto::passphrase(interactive, true)?));
     }
     let chosen = recipients(encrypt_to, recipients_file)?;
-    if matches!(chosen, Encryption::None) && std::env::var_os("KFADMIN_PASSPHRASE").is_some() {
-        return Err(Error::usage(
-            "KFADMIN_PASSPHRASE is set but --passphrase is not given: the archive would be written unencrypted",
-        )
-        .hint("add --passphrase (or KFADMIN_USE_PASSPHRASE=1) to encrypt with it, or unset KFADMIN_PASSPHRASE"));
+    if matches!(chosen, Encryption::None) && crypto::passphrase_given() {
+        let what = if std::env::var_os("KFADMIN_PASSPHRASE").is_some() {
+            "KFADMIN_PASSPHRASE is set"
+        } else {
+            "--passphrase-file is given"
+        };
+        return Err(Error::usage(format!(
+            "{what} but --passphrase is not given: the archive would be written unencrypted"
+        ))
+        .hint("add --passphrase (or KFADMIN_USE_PASSPHRASE=1) to encrypt with it, or unset KFADMIN_PASSPHRASE / drop --passphrase-file"));
     }
     Ok(chosen)
 }

@@ -853,3 +853,56 @@ fn a_configuration_file_another_user_cannot_read_is_named_not_fatal() {
         .code(2)
         .stderr_has("cannot read the configuration file");
 }
+
+/// Item 8: a secret is named by a file, never written in the configuration: `passphrase-file`
+/// encrypts a backup and opens it again with no terminal and no KFADMIN_PASSPHRASE; a
+/// passphrase file others may read is refused; a passphrase file without `--passphrase` would
+/// write a plaintext archive and is refused.
+#[test]
+fn a_passphrase_file_named_in_the_configuration_encrypts_and_opens() {
+    let env = Env::new();
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let repo = env.path("repo");
+    let secret = env.path("passphrase");
+    write_config(&secret, "correct horse battery staple\n", 0o600);
+    let conf = env.path("config.toml");
+    write_config(
+        &conf,
+        &format!(
+            "repo = \"{}\"\npassphrase-file = \"{}\"\n[backup]\npassphrase = true\n",
+            s(&repo),
+            s(&secret)
+        ),
+        0o600,
+    );
+    let state = env.path("state");
+    let vars = [("KFADMIN_CONFIG", s(&conf)), ("KFADMIN_STATE_DIR", s(&state))];
+    let r = kf(&vars, &["backup", "--online", "--db", s(&db), "--json"]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["encrypted"], true, "{j}");
+    let archive = j["archive"].as_str().unwrap().to_string();
+    assert!(archive.ends_with(".tar.gz.age"));
+    assert!(!r.stdout.contains("correct horse") && !r.stderr.contains("correct horse"));
+    // Opened again with the same file: every check passes, the SQLite ones too.
+    let r = kf(&vars, &["verify", &archive, "--json"]);
+    r.ok();
+    assert!(!r.stdout.contains("correct horse"));
+    // Without it, the archive cannot be opened (exit 2: pass the key), not a damaged one.
+    kf(&[("KFADMIN_STATE_DIR", s(&env.path("state")))], &["verify", &archive]).code(2);
+    // A passphrase file others may read is refused.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    kf(&vars, &["verify", &archive]).code(2).stderr_has("chmod 600");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // A passphrase file for a backup that is not asked to encrypt would mean a plaintext archive.
+    kf(
+        &[("KFADMIN_STATE_DIR", s(&env.path("state")))],
+        &["backup", "--online", "--db", s(&db), "-r", s(&repo), "--passphrase-file", s(&secret)],
+    )
+    .code(2)
+    .stderr_has("unencrypted");
+    // Two passphrases: which one?
+    kf(&[&vars[..], &[("KFADMIN_PASSPHRASE", "other")]].concat(), &["verify", &archive])
+        .code(2)
+        .stderr_has("both");
+}
