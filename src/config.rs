@@ -312,6 +312,9 @@ pub fn effective(cli: &Command, file: Option<&File>, only: Option<&str>) -> Resu
             (Some(v.to_string_lossy().into_owned()), Origin::Env, Some(env.clone()))
         } else if let Some((v, src)) = file.and_then(|f| file_value(f, command, &key, arg)) {
             (Some(env_value(arg, v)), Origin::File, Some(src))
+        } else if key == "repo" && arg.get_default_values().is_empty() {
+            // `-r/--repo` of the commands that read archives defaults in code, not in clap.
+            (Some(crate::cli::DEFAULT_REPO.to_string()), Origin::Default, None)
         } else if !arg.get_default_values().is_empty() {
             let d: Vec<String> =
                 arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
