@@ -605,6 +605,9 @@ pub struct ImportArgs {
     /// When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing
     #[arg(long, env = "KFADMIN_SALVAGE", value_parser = clap::builder::BoolishValueParser::new())]
     pub salvage: bool,
+    /// With --salvage: salvage the database file alone, as captured, leaving the tarball's -wal out (its committed transactions are lost; the report says how many)
+    #[arg(long, requires = "salvage")]
+    pub without_wal: bool,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]

@@ -31,6 +31,8 @@ pub struct Request<'a> {
     /// The database's file name in the tarball (`keyfount.db`).
     pub db_name: &'a str,
     pub salvage: bool,
+    /// Salvage the database file alone, leaving its `-wal` out (with `salvage`).
+    pub without_wal: bool,
     pub tmp_dir: Option<&'a Path>,
     pub out: &'a Path,
     /// The archive's name (checked); None: from the tarball's file name.
@@ -61,17 +63,36 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     let work = staging.dir().mkdir(OsStr::new("work"), 0o700)?;
     let work_db = staging.path().join("work").join(DB_FILE);
     let shm = take_out(&tree.walk(&root, None)?, &work, req.db_name)?;
-    let captured = if req.salvage { Some(keep_captured(&work)?) } else { None };
-    let whole = make_whole(&work, &work_db, &shm, read_order(&unpacked.items, &db.path))?;
+    let whole = make_whole(&work, &work_db, &shm, read_order(&unpacked.items, &db.path), req.without_wal)?;
     let mut problems = whole.problems;
     if !whole.unreadable {
         problems.extend(check(&work_db));
+    }
+    let (mut wal_left_out, mut wal) = (whole.wal_left_out, whole.wal);
+    let mut source_db = work_db.clone();
+    // Replayed, the database fails its checks; as the file holds it, it passes: the frames do
+    // not fit this file. Never mix them in: salvage (or refuse) the file without them.
+    if let (Some(captured), true, None) = (&whole.captured, !problems.is_empty(), &wal_left_out) {
+        if check(captured).is_empty() {
+            let why = "with it replayed the database fails its checks, without it the database file passes them";
+            let w = wal.as_mut().expect("a -wal was replayed");
+            problems.push(not_this_databases(why, w));
+            wal_left_out = Some(format!("the -wal is not this database file's: {why}"));
+            source_db = captured.clone();
+        }
+    }
+    if req.without_wal {
+        match &wal_left_out {
+            Some(left) => problems.push(format!("the -wal was {left}")),
+            None => warnings
+                .push("--without-wal: the tarball has no -wal with a committed transaction to leave out".into()),
+        }
     }
     let mut record = ImportRecord {
         tarball: tarball_ref(req.tarball, &unpacked),
         database: db.path.display().to_string(),
         data_dir: root.display().to_string(),
-        wal: whole.wal,
+        wal,
         journal_rolled_back: whole.journal_rolled_back,
         left_out: Vec::new(),
         left_out_count: 0,
@@ -84,7 +105,11 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
         work_db
     } else {
         n.warn(&format!("{} fails its checks; salvaging what can be read of it", db.path.display()));
-        let (salvaged, done) = salvage(&work_db, &db.path, captured.as_deref(), &problems)?;
+        let fallback = whole.captured.as_deref().filter(|_| wal_left_out.is_none());
+        let (salvaged, done) = salvage(&source_db, &db.path, fallback, &problems, wal_left_out)?;
+        if let Some(why) = &done.wal_left_out {
+            warnings.push(format!("WAL LEFT OUT: {why}; the archive holds the database file without it"));
+        }
         record.salvaged = Some(done);
         salvaged
     };
@@ -164,6 +189,10 @@ fn find_database<'a>(items: &'a [Item], db_name: &str) -> Result<&'a Item> {
 /// What was done to the database before it was checked.
 struct Whole {
     wal: Option<WalReplay>,
+    /// Why the `-wal` was not replayed, when it was not (on request, or not this database's).
+    wal_left_out: Option<String>,
+    /// The database file before its `-wal` was replayed into it (when frames were).
+    captured: Option<PathBuf>,
     journal_rolled_back: bool,
     problems: Vec<String>,
     /// SQLite cannot open the database at all (its checks would only say so again).
@@ -190,8 +219,9 @@ fn take_out(root: &Dir, work: &Dir, db_name: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// The database file as the tarball held it, before anything was replayed into it: what
-/// `--salvage` falls back on when the replayed database cannot even be read.
+/// The database file as the tarball held it (its hot journal rolled back), before its `-wal`
+/// was replayed into it: what tells whether the `-wal` fits it, and what `--salvage` falls
+/// back on when the replayed database cannot even be read.
 fn keep_captured(work: &Dir) -> Result<PathBuf> {
     let copy = work.create_file(OsStr::new("captured.db"), 0o600)?;
     fsutil::clone_or_copy(work.open_file(OsStr::new(DB_FILE))?, copy, &work.display("captured.db"))?;
@@ -200,8 +230,15 @@ fn keep_captured(work: &Dir) -> Result<PathBuf> {
 
 /// Roll back a hot journal, replay the WAL's committed frames (after the `-shm`, when there is
 /// one, was compared with the `-wal` and the database).
-fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Whole> {
-    let mut w = Whole { wal: None, journal_rolled_back: false, problems: Vec::new(), unreadable: false };
+fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order, without_wal: bool) -> Result<Whole> {
+    let mut w = Whole {
+        wal: None,
+        wal_left_out: None,
+        captured: None,
+        journal_rolled_back: false,
+        problems: Vec::new(),
+        unreadable: false,
+    };
     let Ok(info) = sqlite::inspect(work_db) else {
         // Named by the caller as the tarball's member, never by the private staging path.
         let why = "it is not a database SQLite can open: it is empty, not SQLite, or its header is damaged";
@@ -226,9 +263,33 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Wh
     w.journal_rolled_back = sqlite::roll_back_journal(work_db)?;
     if let Some(scan) = &scan {
         w.wal = Some(replay_record(scan));
+        let foreign = match scan.valid > 0 && !without_wal {
+            true => {
+                let (db, log) = (work.open_file(OsStr::new(DB_FILE))?, work.open_file(wal_name)?);
+                wal::page1_problem(&db, &log, scan).map_err(|e| Error::io("cannot read", &work.display(wal_name), e))?
+            }
+            false => None,
+        };
         if !scan.header_ok {
             work.unlink(wal_name)?;
+        } else if without_wal && scan.valid > 0 {
+            let record = w.wal.as_mut().expect("just set");
+            (record.folded, record.transactions, record.dropped) = (0, 0, record.frames);
+            record.dropped_because = "left out on request (--without-wal)".into();
+            w.wal_left_out = Some(format!(
+                "left out on request (--without-wal): its {} committed transaction(s) are not in the archive",
+                scan.commits
+            ));
+            work.unlink(wal_name)?;
+        } else if let Some(why) = foreign {
+            let record = w.wal.as_mut().expect("just set");
+            w.problems.push(not_this_databases(&why, record));
+            w.wal_left_out = Some(format!("the -wal is not this database file's: {why}"));
+            work.unlink(wal_name)?;
         } else if work.meta(wal_name)?.is_some() {
+            if scan.valid > 0 {
+                w.captured = Some(keep_captured(work)?);
+            }
             match sqlite::replay_wal(work_db) {
                 Ok(n) if n == scan.valid => {}
                 Ok(n) => {
@@ -243,6 +304,17 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Wh
         }
     }
     Ok(w)
+}
+
+/// The problem of a `-wal` whose frames do not fit the database file (`why`), and its record
+/// made to say that nothing of it was replayed.
+fn not_this_databases(why: &str, record: &mut WalReplay) -> String {
+    let lost = record.transactions;
+    (record.folded, record.transactions, record.dropped) = (0, 0, record.frames);
+    record.dropped_because = format!("not this database file's: {why}");
+    format!(
+        "the -wal is not this database file's (another database's, a mix of two, or of another moment): {why}; its {lost} committed transaction(s) are not replayed, never mixed in (--salvage archives the database file without it)"
+    )
 }
 
 /// Why a `-wal` damaged in the middle is refused: replaying it would lose committed work.
@@ -362,8 +434,10 @@ fn salvage(
     member: &Path,
     captured: Option<&Path>,
     problems: &[String],
+    mut wal_left_out: Option<String>,
 ) -> Result<(PathBuf, Salvage)> {
     let out = db.with_file_name("salvaged.db");
+    let crossed = sqlite::salvage::second_references(problems);
     let wal = sqlite::inspect(db).is_ok_and(|i| i.journal == sqlite::Journal::Wal);
     let mut problems: Vec<String> = problems.iter().take(LEFT_OUT_MAX).cloned().collect();
     // Messages name the tarball's member, never the private staging copies.
@@ -374,12 +448,13 @@ fn salvage(
         }
         text
     };
-    let s = match (sqlite::salvage::salvage(db, &out, wal), captured) {
+    let s = match (sqlite::salvage::salvage(db, &out, wal, &crossed), captured) {
         (Err(e), Some(c)) if e.kind == Kind::Verification => {
             let _ = std::fs::remove_file(&out);
             problems
                 .push(format!("{}; salvaged from the database file as captured, without its -wal", named(e)));
-            sqlite::salvage::salvage(c, &out, wal)
+            wal_left_out = Some("with its -wal replayed the database cannot be read".into());
+            sqlite::salvage::salvage(c, &out, wal, &[])
         }
         (s, _) => s,
     };
@@ -400,7 +475,14 @@ fn salvage(
         .hint("nothing was written; the tarball's data cannot be recovered by kfadmin"));
     }
     problems.extend(s.skipped.into_iter().map(|s| format!("not recreated: {s}")));
-    Ok((out, Salvage { method: "row-copy".into(), problems, tables: s.tables }))
+    let salvage = Salvage {
+        method: "row-copy".into(),
+        problems,
+        tables: s.tables,
+        wal_left_out,
+        cross_linked_pages: s.cross_linked_pages,
+    };
+    Ok((out, salvage))
 }
 
 const NOTHING_SALVAGED: &str = "nothing was written; keep the tarball: a tool that reads pages directly (the sqlite3 shell's .recover, where its library has the sqlite_dbpage table) may get more out of it";

@@ -9,7 +9,7 @@
 //! (SQLite's own `.recover`, which reads pages directly, needs the `sqlite_dbpage` virtual
 //! table: neither the bundled library nor Debian's `sqlite3` 3.40 has it.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rusqlite::types::Value;
@@ -19,21 +19,48 @@ use serde::{Deserialize, Serialize};
 use super::{open_immutable, sql_err};
 use crate::error::{check_interrupt, Error, Result};
 
-/// What became of one table (recorded in the manifest of a salvaged archive).
+/// What became of one table (recorded in the manifest of a salvaged archive). The counts add
+/// up: `before = read + unreadable`, `read = after + skipped`, `skipped = cross_linked +
+/// rows_refused + orphans_removed`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCopy {
     /// Rows before (None when the damaged table cannot even be counted).
     pub before: Option<u64>,
+    /// Rows SQLite read out of the damaged table.
+    #[serde(default)]
+    pub read: u64,
+    /// Rows counted but not read (on pages that cannot be read); None when `before` is.
+    #[serde(default)]
+    pub unreadable: Option<u64>,
     pub after: u64,
+    /// Rows read but not copied: `cross_linked + rows_refused + orphans_removed`.
+    #[serde(default)]
+    pub skipped: u64,
     /// Places where SQLite could not read on (each one loses the rows up to the next readable one).
     #[serde(default)]
     pub read_errors: u64,
+    /// Rows read but not copied because they sit on a page that another tree (or the
+    /// freelist) also points at, under one, or overflow through one: whose rows they are
+    /// cannot be told.
+    #[serde(default)]
+    pub cross_linked: u64,
     /// Rows read but refused by the new table (a broken value, a duplicate key).
     #[serde(default)]
     pub rows_refused: u64,
     /// Rows removed because they referenced lost rows.
     #[serde(default)]
     pub orphans_removed: u64,
+    /// Why not one row of the table was copied, when that is so by decision (empty otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub not_copied: String,
+}
+
+impl TableCopy {
+    /// Fill in the totals once the copy is done.
+    fn totals(&mut self) {
+        self.skipped = self.cross_linked + self.rows_refused + self.orphans_removed;
+        self.unreadable = self.before.map(|b| b.saturating_sub(self.read));
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -41,6 +68,20 @@ pub struct Salvaged {
     pub tables: BTreeMap<String, TableCopy>,
     /// Schema objects that could not be recreated, and why.
     pub skipped: Vec<String>,
+    /// Pages referenced more than once (the first 50): no row was copied from them.
+    pub cross_linked_pages: Vec<u32>,
+}
+
+/// The pages `integrity_check` names in "2nd reference to page N".
+pub fn second_references(problems: &[String]) -> Vec<u32> {
+    const SAID: &str = "2nd reference to page ";
+    problems
+        .iter()
+        .filter_map(|p| {
+            let at = p.find(SAID)? + SAID.len();
+            p[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        })
+        .collect()
 }
 
 /// One schema entry: (type, name, table, sql).
@@ -49,8 +90,10 @@ type Object = (String, String, String, String);
 /// After this many read errors in one table, the rest of it is given up.
 const MAX_READ_ERRORS: u64 = 10_000;
 
-/// Copy what can be read of `src` into the new database `dst` (in WAL mode when `wal`).
-pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
+/// Copy what can be read of `src` into the new database `dst` (in WAL mode when `wal`); no row
+/// is copied from a cross-linked page (found by walking the file's b-trees, and `also`: pages
+/// `integrity_check` named).
+pub fn salvage(src: &Path, dst: &Path, wal: bool, also: &[u32]) -> Result<Salvaged> {
     let from = open_immutable(src)?;
     let schema: Vec<Object> = from
         .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid")
@@ -63,10 +106,11 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
             .source(e)
             .hint("nothing was written; keep the tarball: a tool that reads pages directly (the sqlite3 shell's .recover, where its library has the sqlite_dbpage table) may get more out of it")
         })?;
+    let links = cross_links(&from, src, also)?;
     let to = Connection::open(dst).map_err(|e| sql_err(e, "cannot create", dst))?;
     copy_settings(&from, &to).map_err(|e| sql_err(e, "cannot set up", dst))?;
     to.execute_batch("BEGIN").map_err(|e| sql_err(e, "cannot write", dst))?;
-    let mut out = Salvaged::default();
+    let mut out = Salvaged { cross_linked_pages: links.pages.clone(), ..Salvaged::default() };
     let is = |t: &str, o: &Object| o.0 == t && !o.1.starts_with("sqlite_");
     let virtual_table = |o: &Object| o.3.trim_start().to_ascii_uppercase().starts_with("CREATE VIRTUAL");
     for o in schema.iter().filter(|o| is("table", o) || is("index", o)) {
@@ -78,7 +122,15 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
     }
     for o in schema.iter().filter(|o| is("table", o) && !virtual_table(o)) {
         check_interrupt()?;
-        let copy = copy_table(&from, &to, &o.1).map_err(|e| sql_err(e, "cannot write", dst))?;
+        let copy = match links.whole.get(&o.1) {
+            Some(why) => TableCopy {
+                before: count(&from, &o.1),
+                not_copied: format!("no row copied: {why}"),
+                ..TableCopy::default()
+            },
+            None => copy_table(&from, &to, &o.1, links.rows.get(&o.1))
+                .map_err(|e| sql_err(e, "cannot write", dst))?,
+        };
         out.tables.insert(o.1.clone(), copy);
     }
     check_interrupt()?;
@@ -92,6 +144,7 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
     to.execute_batch("COMMIT").map_err(|e| sql_err(e, "cannot write", dst))?;
     for (name, t) in out.tables.iter_mut() {
         t.after = count(&to, name).unwrap_or(0);
+        t.totals();
     }
     if wal {
         to.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
@@ -130,7 +183,8 @@ fn quote(name: &str) -> String {
 }
 
 fn count(conn: &Connection, table: &str) -> Option<u64> {
-    conn.query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| r.get::<_, i64>(0))
+    // NOT INDEXED: count the table's own b-tree, not a (possibly damaged) index of it.
+    conn.query_row(&format!("SELECT count(*) FROM {} NOT INDEXED", quote(table)), [], |r| r.get::<_, i64>(0))
         .ok()
         .map(|n| n as u64)
 }
@@ -154,8 +208,13 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Copy one table's readable rows.
-fn copy_table(from: &Connection, to: &Connection, table: &str) -> rusqlite::Result<TableCopy> {
+/// Copy one table's readable rows, but not those in `skip` (rowids on cross-linked pages).
+fn copy_table(
+    from: &Connection,
+    to: &Connection,
+    table: &str,
+    skip: Option<&BTreeSet<i64>>,
+) -> rusqlite::Result<TableCopy> {
     let mut t = TableCopy { before: count(from, table), ..TableCopy::default() };
     let (cols, rowid) = match columns(from, table) {
         Ok(c) => c,
@@ -167,18 +226,19 @@ fn copy_table(from: &Connection, to: &Connection, table: &str) -> rusqlite::Resu
     let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
     let (select, insert_cols) = if rowid {
         (
-            format!("SELECT rowid, {list} FROM {} WHERE rowid > ?1 ORDER BY rowid", quote(table)),
+            // NOT INDEXED: read the table's own b-tree (an index is rebuilt, never read from).
+            format!("SELECT rowid, {list} FROM {} NOT INDEXED WHERE rowid > ?1 ORDER BY rowid", quote(table)),
             format!("rowid, {list}"),
         )
     } else {
-        (format!("SELECT {list} FROM {}", quote(table)), list.clone())
+        (format!("SELECT {list} FROM {} NOT INDEXED", quote(table)), list.clone())
     };
     let marks = vec!["?"; cols.len() + usize::from(rowid)].join(", ");
     let mut insert = to.prepare(&format!("INSERT INTO {}({insert_cols}) VALUES ({marks})", quote(table)))?;
     let mut read = from.prepare(&select)?;
     let mut after = i64::MIN;
     loop {
-        let failed = copy_rows(&mut read, &mut insert, rowid, &mut after, &mut t)?;
+        let failed = copy_rows(&mut read, &mut insert, rowid, &mut after, skip, &mut t)?;
         if !failed || !rowid {
             t.read_errors += u64::from(failed);
             return Ok(t);
@@ -190,7 +250,7 @@ fn copy_table(from: &Connection, to: &Connection, table: &str) -> rusqlite::Resu
         if let Some(row) = next.alone {
             let mut one = from.prepare(&select.replace("rowid > ?1", "rowid = ?1 + 1"))?;
             let mut at = row - 1;
-            copy_rows(&mut one, &mut insert, rowid, &mut at, &mut t)?;
+            copy_rows(&mut one, &mut insert, rowid, &mut at, skip, &mut t)?;
         }
         match next.from {
             Some(n) => after = n - 1,
@@ -206,6 +266,7 @@ fn copy_rows(
     insert: &mut rusqlite::Statement,
     rowid: bool,
     after: &mut i64,
+    skip: Option<&BTreeSet<i64>>,
     t: &mut TableCopy,
 ) -> rusqlite::Result<bool> {
     let n = read.column_count();
@@ -220,6 +281,7 @@ fn copy_rows(
             Ok(None) => return Ok(false),
             Err(_) => return Ok(true),
         };
+        t.read += 1;
         let values: rusqlite::Result<Vec<Value>> = (0..n).map(|i| row.get::<_, Value>(i)).collect();
         let Ok(values) = values else {
             t.rows_refused += 1;
@@ -228,7 +290,14 @@ fn copy_rows(
         if rowid {
             match values[0] {
                 Value::Integer(r) if r > *after => *after = r,
-                _ => return Ok(true),
+                _ => {
+                    t.read -= 1;
+                    return Ok(true);
+                }
+            }
+            if skip.is_some_and(|s| s.contains(after)) {
+                t.cross_linked += 1;
+                continue;
             }
         }
         if insert.execute(params_from_iter(values.iter())).is_err() {
@@ -276,6 +345,25 @@ fn next_readable(from: &Connection, table: &str, after: i64) -> Option<Next> {
 struct Next {
     alone: Option<i64>,
     from: Option<i64>,
+}
+
+/// The cross-linked pages of `src` and the rows on them (none when the file cannot be walked).
+fn cross_links(from: &Connection, src: &Path, also: &[u32]) -> Result<super::btree::CrossLinks> {
+    let wr: BTreeMap<String, bool> = from
+        .prepare("SELECT name, wr FROM pragma_table_list WHERE schema = 'main'")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .unwrap_or_default();
+    let mut trees = vec![super::btree::Tree { name: "sqlite_schema".into(), root: 1, table: true, rowid: true }];
+    if let Ok(mut s) = from.prepare("SELECT type, name, rootpage FROM sqlite_schema WHERE rootpage > 0") {
+        if let Ok(rows) = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))) {
+            for (kind, name, root) in rows.flatten() {
+                let table = kind == "table";
+                let rowid = table && !wr.get(&name).copied().unwrap_or(false);
+                trees.push(super::btree::Tree { name, root: root.clamp(0, i64::from(u32::MAX)) as u32, table, rowid });
+            }
+        }
+    }
+    super::btree::cross_links(src, &trees, also).map_err(|e| Error::io("cannot read", src, e))
 }
 
 /// AUTOINCREMENT counters, so that new rows never reuse a lost row's id.
@@ -334,9 +422,9 @@ mod tests {
         .unwrap();
         drop(c);
         let dst = t.path().join("dst.db");
-        let s = salvage(&src, &dst, true).unwrap();
+        let s = salvage(&src, &dst, true, &[]).unwrap();
         assert!(s.skipped.is_empty(), "{:?}", s.skipped);
-        assert_eq!(s.tables["u"], TableCopy { before: Some(2), after: 2, ..Default::default() });
+        assert_eq!(s.tables["u"], TableCopy { before: Some(2), read: 2, unreadable: Some(0), after: 2, ..Default::default() });
         assert_eq!(s.tables["k"].after, 2);
         let b = &s.tables["b"];
         assert_eq!((b.before, b.after, b.orphans_removed), (Some(3), 2, 1));
@@ -371,7 +459,7 @@ mod tests {
             })
             .count() as u64;
         assert!(readable < 5000 && readable > 4000, "{readable}");
-        let s = salvage(&src, &t.path().join("dst.db"), false).unwrap();
+        let s = salvage(&src, &t.path().join("dst.db"), false, &[]).unwrap();
         assert_eq!(s.tables["t"].after, readable, "{:?}", s.tables["t"]);
     }
 }

@@ -335,6 +335,50 @@ pub fn backfill_problem(db: &File, wal: &File, scan: &Scan, shm: &Shm) -> std::i
     Ok(None)
 }
 
+/// Why the `-wal`'s versions of page 1 (the database header) cannot follow the database
+/// file's page 1 (None: they can, or the `-wal` never writes page 1). SQLite keeps the page
+/// size, reserved space and text encoding for a database's life, and the header's change
+/// counter never goes down: a writer stamps page 1 with the counter it last read, plus one.
+/// So the `-wal`'s page-1 frames must agree with the file on the first, and their counters
+/// must not fall, from the file's to the last frame's, unless the file's page 1 is one of
+/// those frames (a checkpoint copied it there). A `-wal` that breaks this is another
+/// database's, a mix of two, or of another moment.
+pub fn page1_problem(db: &File, wal: &File, scan: &Scan) -> std::io::Result<Option<String>> {
+    let size = scan.page_size as usize;
+    let mut mine = vec![0u8; size];
+    if size < 100 || db.read_exact_at(&mut mine, 0).is_err() {
+        return Ok(None);
+    }
+    let mut theirs = vec![0u8; size];
+    let (mut counters, mut copied) = (Vec::new(), false);
+    for (i, _) in scan.pages.iter().enumerate().filter(|(_, &p)| p == 1) {
+        wal.read_exact_at(&mut theirs, scan.offset(i as u64 + 1) + FRAME_HEADER)?;
+        let fixed = |b: &[u8]| [&b[..18], &b[20..24], &b[56..60]].concat();
+        if fixed(&theirs) != fixed(&mine) {
+            return Ok(Some(format!(
+                "frame {}, a version of page 1, has another header than the database file's (page size, reserved space or text encoding)",
+                i + 1
+            )));
+        }
+        copied |= theirs == mine;
+        counters.push((i + 1, be(&theirs[24..])));
+    }
+    let Some(&(first_frame, first)) = counters.first() else { return Ok(None) };
+    if let Some(w) = counters.windows(2).find(|w| w[1].1 < w[0].1) {
+        return Ok(Some(format!(
+            "the database header's change counter goes back from {} (frame {}) to {} (frame {}): its frames are of two databases",
+            w[0].1, w[0].0, w[1].1, w[1].0
+        )));
+    }
+    let have = be(&mine[24..]);
+    if have > first && !copied {
+        return Ok(Some(format!(
+            "the database file's header has change counter {have}, its first version in the -wal (frame {first_frame}) the older {first}"
+        )));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
