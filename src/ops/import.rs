@@ -74,7 +74,8 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     // not fit this file. Never mix them in: salvage (or refuse) the file without them.
     if let (Some(captured), true, None) = (&whole.captured, !problems.is_empty(), &wal_left_out) {
         if check(captured).is_empty() {
-            let why = "with it replayed the database fails its checks, without it the database file passes them";
+            let why =
+                "with it replayed the database fails its checks, without it the database file passes them";
             let w = wal.as_mut().expect("a -wal was replayed");
             problems.push(not_this_databases(why, w));
             wal_left_out = Some(format!("the -wal is not this database file's: {why}"));
@@ -84,8 +85,9 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     if req.without_wal {
         match &wal_left_out {
             Some(left) => problems.push(format!("the -wal was {left}")),
-            None => warnings
-                .push("--without-wal: the tarball has no -wal with a committed transaction to leave out".into()),
+            None => warnings.push(
+                "--without-wal: the tarball has no -wal with a committed transaction to leave out".into(),
+            ),
         }
     }
     let mut record = ImportRecord {
@@ -106,7 +108,10 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     } else {
         n.warn(&format!("{} fails its checks; salvaging what can be read of it", db.path.display()));
         let fallback = whole.captured.as_deref().filter(|_| wal_left_out.is_none());
-        let (salvaged, done) = salvage(&source_db, &db.path, fallback, &problems, wal_left_out)?;
+        // The pages integrity_check named as cross-linked, when it checked the file salvaged.
+        let also =
+            if source_db == work_db { sqlite::salvage::second_references(&problems) } else { Vec::new() };
+        let (salvaged, done) = salvage(&source_db, &db.path, fallback, &problems, &also, wal_left_out)?;
         if let Some(why) = &done.wal_left_out {
             warnings.push(format!("WAL LEFT OUT: {why}; the archive holds the database file without it"));
         }
@@ -266,7 +271,8 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order, without_wal:
         let foreign = match scan.valid > 0 && !without_wal {
             true => {
                 let (db, log) = (work.open_file(OsStr::new(DB_FILE))?, work.open_file(wal_name)?);
-                wal::page1_problem(&db, &log, scan).map_err(|e| Error::io("cannot read", &work.display(wal_name), e))?
+                wal::page1_problem(&db, &log, scan)
+                    .map_err(|e| Error::io("cannot read", &work.display(wal_name), e))?
             }
             false => None,
         };
@@ -434,10 +440,10 @@ fn salvage(
     member: &Path,
     captured: Option<&Path>,
     problems: &[String],
+    crossed: &[u32],
     mut wal_left_out: Option<String>,
 ) -> Result<(PathBuf, Salvage)> {
     let out = db.with_file_name("salvaged.db");
-    let crossed = sqlite::salvage::second_references(problems);
     let wal = sqlite::inspect(db).is_ok_and(|i| i.journal == sqlite::Journal::Wal);
     let mut problems: Vec<String> = problems.iter().take(LEFT_OUT_MAX).cloned().collect();
     // Messages name the tarball's member, never the private staging copies.
@@ -448,7 +454,7 @@ fn salvage(
         }
         text
     };
-    let s = match (sqlite::salvage::salvage(db, &out, wal, &crossed), captured) {
+    let s = match (sqlite::salvage::salvage(db, &out, wal, crossed), captured) {
         (Err(e), Some(c)) if e.kind == Kind::Verification => {
             let _ = std::fs::remove_file(&out);
             problems

@@ -80,8 +80,11 @@ fn u16_at(b: &[u8], at: usize) -> Option<usize> {
 #[derive(Default)]
 struct Page {
     children: Vec<u32>,
-    cells: Vec<(Option<i64>, Option<(u32, u64)>)>,
+    cells: Vec<Cell>,
 }
+
+/// A cell's rowid (table leaf cells) and overflow chain (first page, number of pages).
+type Cell = (Option<i64>, Option<(u32, u64)>);
 
 fn parse(db: &DbFile, n: u32, buf: &[u8]) -> Option<Page> {
     let h = if n == 1 { 100 } else { 0 };

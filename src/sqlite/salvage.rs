@@ -353,13 +353,21 @@ fn cross_links(from: &Connection, src: &Path, also: &[u32]) -> Result<super::btr
         .prepare("SELECT name, wr FROM pragma_table_list WHERE schema = 'main'")
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
         .unwrap_or_default();
-    let mut trees = vec![super::btree::Tree { name: "sqlite_schema".into(), root: 1, table: true, rowid: true }];
+    let mut trees =
+        vec![super::btree::Tree { name: "sqlite_schema".into(), root: 1, table: true, rowid: true }];
     if let Ok(mut s) = from.prepare("SELECT type, name, rootpage FROM sqlite_schema WHERE rootpage > 0") {
-        if let Ok(rows) = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))) {
+        if let Ok(rows) =
+            s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+        {
             for (kind, name, root) in rows.flatten() {
                 let table = kind == "table";
                 let rowid = table && !wr.get(&name).copied().unwrap_or(false);
-                trees.push(super::btree::Tree { name, root: root.clamp(0, i64::from(u32::MAX)) as u32, table, rowid });
+                trees.push(super::btree::Tree {
+                    name,
+                    root: root.clamp(0, i64::from(u32::MAX)) as u32,
+                    table,
+                    rowid,
+                });
             }
         }
     }
@@ -424,7 +432,10 @@ mod tests {
         let dst = t.path().join("dst.db");
         let s = salvage(&src, &dst, true, &[]).unwrap();
         assert!(s.skipped.is_empty(), "{:?}", s.skipped);
-        assert_eq!(s.tables["u"], TableCopy { before: Some(2), read: 2, unreadable: Some(0), after: 2, ..Default::default() });
+        assert_eq!(
+            s.tables["u"],
+            TableCopy { before: Some(2), read: 2, unreadable: Some(0), after: 2, ..Default::default() }
+        );
         assert_eq!(s.tables["k"].after, 2);
         let b = &s.tables["b"];
         assert_eq!((b.before, b.after, b.orphans_removed), (Some(3), 2, 1));

@@ -31,4 +31,5 @@ mod restore;
 mod restore_docker;
 mod s3;
 mod safety_copies;
+mod salvage;
 mod terminal;

@@ -1,0 +1,307 @@
+//! `kfadmin import --salvage` against an adversary: a `-wal` of another database (whole, spliced
+//! under this database's WAL header, or interleaved with this database's own frames), pages
+//! cross-linked between tables (a child pointer, an overflow chain), zeroed index pages, a full
+//! disk, kill -9 in the middle. Never a row of another database or of another table, never a
+//! partial archive under a final name, and the report says per table what was read,
+//! unreadable and skipped.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::dock::kfadmin_env;
+use crate::util::*;
+
+fn kf(env: &Env, args: &[&str]) -> Run {
+    let state = env.path("state");
+    kfadmin_env(&[("KFADMIN_STATE_DIR", state.to_str().unwrap())], args)
+}
+
+fn import_json(env: &Env, tarball: &Path, out: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["import", tarball.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+    args.extend(extra);
+    let r = kf(env, &args);
+    (r.code, r.json())
+}
+
+/// `tar czf OUT -C DIR WHAT…`.
+fn tar_czf(out: &Path, dir: &Path, what: &[&str]) {
+    let st = Command::new("tar").arg("czf").arg(out).arg("-C").arg(dir).args(what).status().unwrap();
+    assert!(st.success(), "tar failed: {st}");
+}
+
+/// Every row of every table, by table and rowid (a row as its values' debug text).
+fn rows(db: &Path) -> Rows {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for t in tables {
+        let mut s = c.prepare(&format!("SELECT rowid, * FROM \"{t}\"")).unwrap();
+        let n = s.column_count();
+        let rows = s
+            .query_map([], |r| {
+                let vals: Vec<rusqlite::types::Value> = (1..n).map(|i| r.get(i).unwrap()).collect();
+                Ok((r.get::<_, i64>(0)?, format!("{vals:?}")))
+            })
+            .unwrap()
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .unwrap();
+        out.insert(t, rows);
+    }
+    out
+}
+
+/// Restore an archive into a new directory: its database.
+fn restored(env: &Env, archive: &str, tag: &str) -> PathBuf {
+    let dir = env.path(&format!("restored-{tag}"));
+    kf(env, &["restore", archive, "--data-dir", dir.to_str().unwrap(), "--yes"]).ok();
+    dir.join("keyfount.db")
+}
+
+type Rows = BTreeMap<String, BTreeMap<i64, String>>;
+
+/// Every row of `got` is the row of `want` with the same rowid (none from elsewhere).
+fn only_rows_of(got: &Rows, want: &Rows, what: &str) {
+    for (t, rows) in got {
+        for (id, row) in rows {
+            assert!(
+                want[t].get(id) == Some(row),
+                "{what}: table {t} rowid {id} is not the database's own row"
+            );
+        }
+    }
+}
+
+/// `got` holds exactly the rows of `want`.
+fn same_rows(got: &Rows, want: &Rows, what: &str) {
+    only_rows_of(got, want, what);
+    for (t, rows) in want {
+        let missing: Vec<&i64> = rows.keys().filter(|id| !got[t].contains_key(id)).take(5).collect();
+        assert!(missing.is_empty(), "{what}: table {t} lacks rowids {missing:?} (of {})", rows.len());
+    }
+}
+
+/// A database and the `-wal` a killed writer left beside it.
+fn killed_writer(env: &Env, rel: &str, size_mb: u32, min_seq: i64) -> (PathBuf, Vec<u8>) {
+    let data = env.data_dir(rel, size_mb);
+    let db = data.join("keyfount.db");
+    let w = env.start_writer(&db, 200, false);
+    w.wait_for(|s| s["last_seq"].as_i64().unwrap() >= min_seq);
+    w.kill();
+    let wal = std::fs::read(data.join("keyfount.db-wal")).unwrap();
+    (db, wal)
+}
+
+/// The frames of a `-wal` in the header's use of the file: (page, commit size, page bytes).
+fn frames(wal: &[u8]) -> Vec<(u32, u32, Vec<u8>)> {
+    let size = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    let mut off = 32;
+    while off + 24 + size <= wal.len() && wal[off + 8..off + 16] == wal[16..24] {
+        let be = |at: usize| u32::from_be_bytes(wal[at..at + 4].try_into().unwrap());
+        out.push((be(off), be(off + 4), wal[off + 24..off + 24 + size].to_vec()));
+        off += 24 + size;
+    }
+    out
+}
+
+/// SQLite's WAL checksum (the byte order of the header's magic number).
+fn wal_sum(big: bool, data: &[u8], mut s: (u32, u32)) -> (u32, u32) {
+    for w in data.chunks_exact(8) {
+        let word = |b: &[u8]| {
+            let b: [u8; 4] = b.try_into().unwrap();
+            if big {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        s.0 = s.0.wrapping_add(word(&w[..4])).wrapping_add(s.1);
+        s.1 = s.1.wrapping_add(word(&w[4..])).wrapping_add(s.0);
+    }
+    s
+}
+
+/// A `-wal` with `header`'s first 32 bytes (its salts) and these frames, every checksum
+/// made right: what an adversary (or a confused script) can write.
+fn forge_wal(header: &[u8], frames: &[(u32, u32, Vec<u8>)]) -> Vec<u8> {
+    let big = u32::from_be_bytes(header[0..4].try_into().unwrap()) & 1 == 1;
+    let mut out = header[..32].to_vec();
+    let mut sum = (
+        u32::from_be_bytes(header[24..28].try_into().unwrap()),
+        u32::from_be_bytes(header[28..32].try_into().unwrap()),
+    );
+    for (page, commit, data) in frames {
+        let mut h = Vec::new();
+        h.extend(page.to_be_bytes());
+        h.extend(commit.to_be_bytes());
+        h.extend(&header[16..24]);
+        sum = wal_sum(big, data, wal_sum(big, &h[..8], sum));
+        h.extend(sum.0.to_be_bytes());
+        h.extend(sum.1.to_be_bytes());
+        out.extend(h);
+        out.extend(data);
+    }
+    out
+}
+
+/// A tarball `data/keyfount.db` + `data/keyfount.db-wal` from these bytes.
+fn tarball(env: &Env, tag: &str, db: &Path, wal: &[u8]) -> PathBuf {
+    let dir = env.path(&format!("tar-{tag}/data"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(db, dir.join("keyfount.db")).unwrap();
+    std::fs::write(dir.join("keyfount.db-wal"), wal).unwrap();
+    let out = env.path(&format!("{tag}.tar.gz"));
+    tar_czf(&out, dir.parent().unwrap(), &["data"]);
+    out
+}
+
+/// The database file alone (its `-wal` moved away): what it holds without the `-wal`.
+fn rows_without_wal(db: &Path) -> Rows {
+    let t = db.with_file_name("alone.db");
+    std::fs::copy(db, &t).unwrap();
+    rows(&t)
+}
+
+#[test]
+fn a_wal_of_another_database_is_left_out_never_mixed_in() {
+    let env = Env::new();
+    let (a, a_wal) = killed_writer(&env, "a", 2, 30);
+    let (_b, b_wal) = killed_writer(&env, "b", 3, 60);
+    let own = rows_without_wal(&a);
+    let b_frames = frames(&b_wal);
+    let a_frames = frames(&a_wal);
+    assert!(!a_frames.is_empty() && !b_frames.is_empty());
+    // Three ways another database's frames get beside this database file.
+    let interleaved: Vec<_> = {
+        let (mut out, mut i, mut j) = (Vec::new(), 0, 0);
+        let mut take = |f: &[(u32, u32, Vec<u8>)], k: &mut usize, out: &mut Vec<_>| {
+            while *k < f.len() {
+                out.push(f[*k].clone());
+                *k += 1;
+                if f[*k - 1].1 != 0 {
+                    break;
+                }
+            }
+        };
+        while i < a_frames.len() || j < b_frames.len() {
+            take(&b_frames, &mut j, &mut out);
+            take(&a_frames, &mut i, &mut out);
+        }
+        out
+    };
+    let cases = [
+        ("other", b_wal.clone()),
+        ("spliced", forge_wal(&a_wal, &b_frames)),
+        ("interleaved", forge_wal(&a_wal, &interleaved)),
+    ];
+    for (tag, wal) in cases {
+        let t = tarball(&env, tag, &a, &wal);
+        let out = env.path(&format!("out-{tag}"));
+        let (code, j) = import_json(&env, &t, &out, &[]);
+        assert_eq!(code, 3, "{tag}: {j}");
+        let said = j["problems"].to_string();
+        assert!(said.contains("not this database file's"), "{tag}: {said}");
+        assert!(ls(&out).iter().all(|n| !n.contains(".tar.gz")), "{tag}: {:?}", ls(&out));
+        let (code, j) = import_json(&env, &t, &out, &["--salvage"]);
+        assert_eq!(code, 0, "{tag}: {j}");
+        let sv = &j["import"]["salvaged"];
+        assert!(sv["wal_left_out"].as_str().unwrap().contains("not this database file's"), "{tag}: {sv}");
+        assert!(j["warnings"].to_string().contains("WAL LEFT OUT"), "{tag}: {j}");
+        assert_eq!(j["import"]["wal"]["folded"], 0, "{tag}: {j}");
+        eprintln!("{tag}: {}", sv["wal_left_out"]);
+        let got = rows(&restored(&env, j["archive"].as_str().unwrap(), tag));
+        same_rows(&got, &own, tag);
+        let human = kf(&env, &["import", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--salvage"]);
+        human.ok().stdout_has("WAL LEFT OUT").stdout_has("not this database file's");
+    }
+    // Its own -wal still replays (and is not salvaged).
+    let t = tarball(&env, "own", &a, &a_wal);
+    let (code, j) = import_json(&env, &t, &env.path("out-own"), &[]);
+    assert_eq!((code, &j["salvaged"]), (0, &Value::Bool(false)), "{j}");
+    assert!(j["import"]["wal"]["folded"].as_u64().unwrap() > 0, "{j}");
+}
+
+/// The database header's change counter (offsets 24 and 92) set to `n` in a page 1.
+fn set_counter(page1: &mut [u8], n: u32) {
+    page1[24..28].copy_from_slice(&n.to_be_bytes());
+    page1[92..96].copy_from_slice(&n.to_be_bytes());
+}
+
+/// A leaf page of `table` that none of `frames` writes (to damage beside them).
+fn leaf_not_in(db: &Path, table: &str, frames: &[(u32, u32, Vec<u8>)]) -> u32 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let pages: Vec<u32> = c
+        .prepare("SELECT pageno FROM dbstat WHERE name = ?1 AND pagetype = 'leaf' ORDER BY pageno")
+        .unwrap()
+        .query_map([table], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    *pages.iter().find(|p| frames.iter().all(|f| f.0 != **p)).unwrap()
+}
+
+#[test]
+fn a_foreign_wal_is_told_by_its_page_1_even_beside_a_damaged_file() {
+    let env = Env::new();
+    let (a, a_wal) = killed_writer(&env, "a", 2, 30);
+    let (_b, b_wal) = killed_writer(&env, "b", 2, 30);
+    let b_frames = frames(&b_wal);
+    assert!(b_frames.iter().any(|f| f.0 == 1), "the writer's WAL writes page 1");
+    // This database has seen more writers than the other: its header's change counter is
+    // ahead (as are the versions of page 1 in its own WAL); one of its leaf pages is zeroed,
+    // so that it fails its checks with or without any WAL.
+    let alone = a.with_file_name("alone.db");
+    std::fs::copy(&a, &alone).unwrap();
+    let page = leaf_not_in(&alone, "sync_blobs", &frames(&a_wal));
+    let mut bytes = std::fs::read(&a).unwrap();
+    let ps = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    let ahead = u32::from_be_bytes(bytes[24..28].try_into().unwrap()) + 1000;
+    set_counter(&mut bytes, ahead);
+    bytes[(page as usize - 1) * ps..page as usize * ps].fill(0);
+    let damaged = env.path("damaged.db");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let own = rows(&alone);
+    let mut a_frames = frames(&a_wal);
+    for f in a_frames.iter_mut().filter(|f| f.0 == 1) {
+        set_counter(&mut f.2, ahead);
+    }
+    let mut interleaved = Vec::new();
+    for (x, y) in a_frames.chunks(2).zip(b_frames.chunks(2)) {
+        interleaved.extend(x.iter().cloned().map(|mut f| {
+            f.1 = 0;
+            f
+        }));
+        interleaved.extend(y.iter().cloned());
+    }
+    for (tag, wal) in [("older", b_wal.clone()), ("interleaved", forge_wal(&a_wal, &interleaved))] {
+        let t = tarball(&env, tag, &damaged, &wal);
+        let out = env.path(&format!("out-{tag}"));
+        let (code, j) = import_json(&env, &t, &out, &[]);
+        assert_eq!(code, 3, "{tag}: {j}");
+        let said = j["problems"].to_string();
+        assert!(
+            said.contains("not this database file's") && said.contains("change counter"),
+            "{tag}: {said}"
+        );
+        let (code, j) = import_json(&env, &t, &out, &["--salvage"]);
+        assert_eq!(code, 0, "{tag}: {j}");
+        let sv = &j["import"]["salvaged"];
+        assert!(sv["wal_left_out"].as_str().unwrap().contains("change counter"), "{tag}: {sv}");
+        let got = rows(&restored(&env, j["archive"].as_str().unwrap(), tag));
+        only_rows_of(&got, &own, tag);
+        // The rows of the zeroed page are gone, and cannot even be counted.
+        let blobs = &sv["tables"]["sync_blobs"];
+        assert!(blobs["read"].as_u64().unwrap() < own["sync_blobs"].len() as u64, "{tag}: {blobs}");
+        assert_eq!(blobs["unreadable"], Value::Null, "{tag}: {blobs}");
+    }
+}
