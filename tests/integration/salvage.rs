@@ -184,7 +184,7 @@ fn a_wal_of_another_database_is_left_out_never_mixed_in() {
     // Three ways another database's frames get beside this database file.
     let interleaved: Vec<_> = {
         let (mut out, mut i, mut j) = (Vec::new(), 0, 0);
-        let mut take = |f: &[(u32, u32, Vec<u8>)], k: &mut usize, out: &mut Vec<_>| {
+        let take = |f: &[(u32, u32, Vec<u8>)], k: &mut usize, out: &mut Vec<_>| {
             while *k < f.len() {
                 out.push(f[*k].clone());
                 *k += 1;
@@ -304,4 +304,121 @@ fn a_foreign_wal_is_told_by_its_page_1_even_beside_a_damaged_file() {
         assert!(blobs["read"].as_u64().unwrap() < own["sync_blobs"].len() as u64, "{tag}: {blobs}");
         assert_eq!(blobs["unreadable"], Value::Null, "{tag}: {blobs}");
     }
+}
+
+fn varint(b: &[u8]) -> (u64, usize) {
+    let mut v = 0u64;
+    for (i, &c) in b.iter().enumerate().take(8) {
+        v = (v << 7) | u64::from(c & 0x7f);
+        if c & 0x80 == 0 {
+            return (v, i + 1);
+        }
+    }
+    ((v << 8) | u64::from(b[8]), 9)
+}
+
+/// Pages of `table` of one type (`internal`, `leaf`, `overflow`), from dbstat.
+fn pages_of(c: &rusqlite::Connection, table: &str, kind: &str) -> Vec<u32> {
+    c.prepare("SELECT pageno FROM dbstat WHERE name = ?1 AND pagetype = ?2 ORDER BY pageno")
+        .unwrap()
+        .query_map([table, kind], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Where, in the file, cell 0 of table leaf page `page` keeps its first overflow page number.
+fn overflow_pointer_at(bytes: &[u8], ps: usize, page: u32) -> usize {
+    let base = (page as usize - 1) * ps;
+    let p = &bytes[base..base + ps];
+    assert_eq!(p[0], 0x0d, "a table leaf page");
+    let cell = u16::from_be_bytes([p[8], p[9]]) as usize;
+    let (payload, a) = varint(&p[cell..]);
+    let (_, b) = varint(&p[cell + a..]);
+    let u = ps;
+    let (x, m) = (u - 35, (u - 12) * 32 / 255 - 23);
+    assert!(payload as usize > x, "cell 0 overflows");
+    let k = m + (payload as usize - m) % (u - 4);
+    let local = if k <= x { k } else { m };
+    base + cell + a + b + local
+}
+
+/// Two tables of the same shape, and one of blobs that overflow: a pointer of one table bent
+/// to a page of another makes SQLite read that table's rows as its own.
+#[test]
+fn rows_on_cross_linked_pages_are_never_copied() {
+    let env = Env::new();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("keyfount.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=4096;
+         CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT;
+         INSERT INTO schema_migrations VALUES (1, 0);
+         CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+         CREATE TABLE b(id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+         CREATE TABLE c(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+         INSERT INTO a SELECT i, printf('a-%d-%.100c', i, 'x') FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+         INSERT INTO b SELECT i, printf('b-%d-%.100c', i, 'y') FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+         INSERT INTO c SELECT i, randomblob(10000) FROM n;",
+    )
+    .unwrap();
+    let a_leaves = pages_of(&c, "a", "leaf");
+    let b_root: u32 =
+        c.query_row("SELECT rootpage FROM sqlite_schema WHERE name = 'b'", [], |r| r.get(0)).unwrap();
+    let c_leaf = pages_of(&c, "c", "leaf")[1];
+    let cells = |page: u32| -> u64 {
+        c.query_row("SELECT ncell FROM dbstat WHERE pageno = ?1", [page], |r| r.get::<_, i64>(0)).unwrap()
+            as u64
+    };
+    let (bent_child, bent_chain) = (a_leaves[5], a_leaves[20]);
+    let on_a = cells(bent_child) + cells(bent_chain);
+    drop(c);
+    let own = rows(&db);
+    let mut bytes = std::fs::read(&db).unwrap();
+    // b's root (interior): its first child becomes a leaf page of a.
+    let root = (b_root as usize - 1) * 4096;
+    assert_eq!(bytes[root], 0x05, "b's root is an interior page");
+    let first = u16::from_be_bytes([bytes[root + 12], bytes[root + 13]]) as usize;
+    bytes[root + first..root + first + 4].copy_from_slice(&bent_child.to_be_bytes());
+    // The overflow chain of c's row on its second leaf runs into another leaf page of a.
+    let at = overflow_pointer_at(&bytes, 4096, c_leaf);
+    bytes[at..at + 4].copy_from_slice(&bent_chain.to_be_bytes());
+    std::fs::write(&db, &bytes).unwrap();
+    let t = env.path("bent.tar.gz");
+    tar_czf(&t, env.dir.path(), &["data"]);
+    let out = env.path("out");
+    let (code, j) = import_json(&env, &t, &out, &[]);
+    assert_eq!(code, 3, "{j}");
+    assert!(j["problems"].to_string().contains("2nd reference to page"), "{j}");
+    let (code, j) = import_json(&env, &t, &out, &["--salvage"]);
+    assert_eq!(code, 0, "{j}");
+    let sv = &j["import"]["salvaged"];
+    let crossed: Vec<u64> =
+        sv["cross_linked_pages"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    assert!(crossed.contains(&u64::from(bent_child)) && crossed.contains(&u64::from(bent_chain)), "{sv}");
+    let got = rows(&restored(&env, j["archive"].as_str().unwrap(), "bent"));
+    only_rows_of(&got, &own, "bent");
+    let tables = &sv["tables"];
+    assert_eq!(tables["a"]["cross_linked"].as_u64(), Some(on_a), "{tables}");
+    // a's rows read through b's bent pointer are skipped; c's row whose chain runs into a is
+    // lost (unreadable, or skipped when SQLite reads it), never copied with a's bytes.
+    assert!(tables["b"]["cross_linked"].as_u64().unwrap() > 0, "{tables}");
+    assert_eq!(tables["c"]["after"], 39, "{tables}");
+    // Every row is accounted for.
+    for (name, t) in tables.as_object().unwrap() {
+        let n = |k: &str| t[k].as_u64().unwrap();
+        assert_eq!(n("read"), n("after") + n("skipped"), "{name}: {t}");
+        assert_eq!(n("skipped"), n("cross_linked") + n("rows_refused") + n("orphans_removed"), "{name}: {t}");
+        if let Some(before) = t["before"].as_u64() {
+            assert_eq!(before, n("read") + n("unreadable"), "{name}: {t}");
+        }
+        assert_eq!(got[name].len() as u64, n("after"), "{name}: {t}");
+    }
+    let human = kf(&env, &["import", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--salvage"]);
+    human.ok().stdout_has("Cross-linked pages").stdout_has("on cross-linked pages").stdout_has("unreadable");
 }
