@@ -453,7 +453,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__import)
-            opts="-r -q -v -h -V --db-name --salvage --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --json --quiet --no-progress --verbose --lock-wait --help --version"
+            opts="-r -q -v -h -V --db-name --salvage --without-wal --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -231,6 +231,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --recipients-file 'Encrypt to every recipient listed in FILE (one a line, # comments)'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --salvage 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
+            cand --without-wal 'With --salvage: salvage the database file alone, as captured, leaving the tarball''s -wal out (its committed transactions are lost; the report says how many)'
             cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
             cand -q 'Print only errors and warnings (and the JSON report with --json)'

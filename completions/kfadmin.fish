@@ -173,6 +173,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l encrypt-to -d
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l recipients-file -d 'Encrypt to every recipient listed in FILE (one a line, # comments)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l salvage -d 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l without-wal -d 'With --salvage: salvage the database file alone, as captured, leaving the tarball\'s -wal out (its committed transactions are lost; the report says how many)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l passphrase -d 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'

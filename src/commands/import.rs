@@ -236,7 +236,11 @@ fn salvaged(s: &mut String, sv: &crate::archive::manifest::Salvage, all: &[Strin
         }
         for (n, what) in [
             (c.cross_linked, "on cross-linked pages"),
-            (c.rows_refused, "refused by the new table (a broken value, a duplicate key)"),
+            (
+                c.rows_refused - c.too_big.min(c.rows_refused),
+                "refused by the new table (a broken value, a duplicate key)",
+            ),
+            (c.too_big, "with a value over 32 MiB (not read: memory stays bounded)"),
             (c.orphans_removed, "pointing at lost rows (foreign keys)"),
         ] {
             if n > 0 {

@@ -44,9 +44,13 @@ pub struct TableCopy {
     /// cannot be told.
     #[serde(default)]
     pub cross_linked: u64,
-    /// Rows read but refused by the new table (a broken value, a duplicate key).
+    /// Rows read but refused by the new table (a broken value, a duplicate key), or not read
+    /// because a value in them is over 32 MiB (`too_big`).
     #[serde(default)]
     pub rows_refused: u64,
+    /// Of `rows_refused`: rows with a value over 32 MiB (memory stays bounded on a hostile file).
+    #[serde(default)]
+    pub too_big: u64,
     /// Rows removed because they referenced lost rows.
     #[serde(default)]
     pub orphans_removed: u64,
@@ -107,6 +111,8 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool, also: &[u32]) -> Result<Salvag
             .hint("nothing was written; keep the tarball: a tool that reads pages directly (the sqlite3 shell's .recover, where its library has the sqlite_dbpage table) may get more out of it")
         })?;
     let links = cross_links(&from, src, also)?;
+    // SAFETY: the handle is this open connection's; sqlite3_limit only sets a limit on it.
+    unsafe { rusqlite::ffi::sqlite3_limit(from.handle(), rusqlite::ffi::SQLITE_LIMIT_LENGTH, MAX_VALUE) };
     let to = Connection::open(dst).map_err(|e| sql_err(e, "cannot create", dst))?;
     copy_settings(&from, &to).map_err(|e| sql_err(e, "cannot set up", dst))?;
     to.execute_batch("BEGIN").map_err(|e| sql_err(e, "cannot write", dst))?;
@@ -237,30 +243,61 @@ fn copy_table(
     let mut insert = to.prepare(&format!("INSERT INTO {}({insert_cols}) VALUES ({marks})", quote(table)))?;
     let mut read = from.prepare(&select)?;
     let mut after = i64::MIN;
+    let next_rowid =
+        format!("SELECT rowid FROM {} NOT INDEXED WHERE rowid > ?1 ORDER BY rowid LIMIT 1", quote(table));
     loop {
-        let failed = copy_rows(&mut read, &mut insert, rowid, &mut after, skip, &mut t)?;
+        let stop = copy_rows(&mut read, &mut insert, rowid, &mut after, skip, &mut t)?;
+        if stop == Stop::TooBig && rowid {
+            // The next row holds a value too big to read: refused, and the copy goes on after it.
+            if let Ok(r) = from.query_row(&next_rowid, [after], |r| r.get::<_, i64>(0)) {
+                (t.read, t.rows_refused, t.too_big, after) =
+                    (t.read + 1, t.rows_refused + 1, t.too_big + 1, r);
+                continue;
+            }
+        }
+        let failed = stop != Stop::End;
         if !failed || !rowid {
             t.read_errors += u64::from(failed);
             return Ok(t);
         }
         t.read_errors += 1;
+        let stuck = after;
         let Some(next) = next_readable(from, table, after).filter(|_| t.read_errors < MAX_READ_ERRORS) else {
             return Ok(t);
         };
         if let Some(row) = next.alone {
             let mut one = from.prepare(&select.replace("rowid > ?1", "rowid = ?1 + 1"))?;
             let mut at = row - 1;
-            copy_rows(&mut one, &mut insert, rowid, &mut at, skip, &mut t)?;
+            if copy_rows(&mut one, &mut insert, rowid, &mut at, skip, &mut t)? == Stop::TooBig {
+                (t.read, t.rows_refused, t.too_big) = (t.read + 1, t.rows_refused + 1, t.too_big + 1);
+            }
         }
         match next.from {
+            // A row whose rowid can be read but not the row itself (a broken overflow chain, a
+            // value too big) would be tried again and again: it is lost, the copy goes on after it.
+            Some(n) if n - 1 <= stuck => after = n,
             Some(n) => after = n - 1,
             None => return Ok(t),
         }
     }
 }
 
-/// Copy rows from `read` (rowid > `after` when `rowid`) into `insert` until the end (false) or
-/// the first read error (true); `after` follows the last rowid read.
+/// Why [`copy_rows`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    End,
+    /// SQLite could not read on.
+    Failed,
+    /// The next row holds a value over [`MAX_VALUE`].
+    TooBig,
+}
+
+/// The largest string or blob read out of a damaged database: a bigger one is refused (a
+/// hostile file can declare values up to 1 GB, and a copy holds a value several times).
+pub const MAX_VALUE: i32 = 32 << 20;
+
+/// Copy rows from `read` (rowid > `after` when `rowid`) into `insert` until the end or the
+/// first read error; `after` follows the last rowid read.
 fn copy_rows(
     read: &mut rusqlite::Statement,
     insert: &mut rusqlite::Statement,
@@ -268,18 +305,21 @@ fn copy_rows(
     after: &mut i64,
     skip: Option<&BTreeSet<i64>>,
     t: &mut TableCopy,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Stop> {
     let n = read.column_count();
     let mut rows = if rowid { read.query([*after])? } else { read.query([])? };
     for k in 0u64.. {
         // Interrupted: stop here; the caller's next check fails the whole salvage.
         if k % 1024 == 0 && crate::error::interrupt::requested() {
-            return Ok(false);
+            return Ok(Stop::End);
         }
         let row = match rows.next() {
             Ok(Some(row)) => row,
-            Ok(None) => return Ok(false),
-            Err(_) => return Ok(true),
+            Ok(None) => return Ok(Stop::End),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::TooBig => {
+                return Ok(Stop::TooBig)
+            }
+            Err(_) => return Ok(Stop::Failed),
         };
         t.read += 1;
         let values: rusqlite::Result<Vec<Value>> = (0..n).map(|i| row.get::<_, Value>(i)).collect();
@@ -292,7 +332,7 @@ fn copy_rows(
                 Value::Integer(r) if r > *after => *after = r,
                 _ => {
                     t.read -= 1;
-                    return Ok(true);
+                    return Ok(Stop::Failed);
                 }
             }
             if skip.is_some_and(|s| s.contains(after)) {
@@ -304,7 +344,7 @@ fn copy_rows(
             t.rows_refused += 1;
         }
     }
-    Ok(false)
+    Ok(Stop::End)
 }
 
 /// The first rowid after `after` that can be read, found by jumping further and further past

@@ -6,7 +6,6 @@
 //! unreadable and skipped.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -421,4 +420,247 @@ fn rows_on_cross_linked_pages_are_never_copied() {
     }
     let human = kf(&env, &["import", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--salvage"]);
     human.ok().stdout_has("Cross-linked pages").stdout_has("on cross-linked pages").stdout_has("unreadable");
+}
+
+#[test]
+fn without_wal_salvages_the_database_file_as_captured() {
+    let env = Env::new();
+    let (a, a_wal) = killed_writer(&env, "a", 1, 20);
+    let commits = frames(&a_wal).iter().filter(|f| f.1 != 0).count() as u64;
+    let own = rows_without_wal(&a);
+    let t = tarball(&env, "own", &a, &a_wal);
+    let out = env.path("out");
+    // Only with --salvage.
+    kf(&env, &["import", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--without-wal"])
+        .code(2)
+        .stderr_has("--salvage");
+    let (code, j) = import_json(&env, &t, &out, &["--salvage", "--without-wal"]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["salvaged"], true, "{j}");
+    let sv = &j["import"]["salvaged"];
+    let left = sv["wal_left_out"].as_str().unwrap();
+    assert!(left.contains("--without-wal") && left.contains(&format!("its {commits} committed")), "{left}");
+    assert_eq!(j["import"]["wal"]["folded"], 0, "{j}");
+    assert!(j["problems"].to_string().contains("left out on request"), "{j}");
+    same_rows(&rows(&restored(&env, j["archive"].as_str().unwrap(), "alone")), &own, "without-wal");
+    // The same through the environment; and a tarball with no -wal only warns.
+    let state = env.path("state");
+    let r = kfadmin_env(
+        &[("KFADMIN_STATE_DIR", state.to_str().unwrap()), ("KFADMIN_SALVAGE", "1")],
+        ["import", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "--without-wal"],
+    );
+    r.ok().stdout_has("WAL LEFT OUT");
+    let bare = env.path("bare");
+    std::fs::create_dir_all(bare.join("data")).unwrap();
+    std::fs::copy(a.with_file_name("keyfount.db"), bare.join("data/keyfount.db")).unwrap();
+    let tb = env.path("bare.tar.gz");
+    tar_czf(&tb, &bare, &["data"]);
+    let (code, j) = import_json(&env, &tb, &out, &["--salvage", "--without-wal"]);
+    assert_eq!((code, &j["salvaged"]), (0, &Value::Bool(false)), "{j}");
+    assert!(j["warnings"].to_string().contains("no -wal"), "{j}");
+}
+
+/// Every page of every index zeroed (a table's own pages intact): every row is salvaged, and
+/// counted before (a count must not go through a damaged index).
+#[test]
+fn zeroed_index_pages_lose_no_row() {
+    let env = Env::new();
+    let data = env.data_dir("data", 4);
+    let db = data.join("keyfount.db");
+    let own = rows(&db);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let ps: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let pages: Vec<i64> = c
+        .prepare(
+            "SELECT pageno FROM dbstat WHERE name IN (SELECT name FROM sqlite_schema WHERE type = 'index')",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    drop(c);
+    assert!(pages.len() > 2, "{pages:?}");
+    let mut bytes = std::fs::read(&db).unwrap();
+    for p in &pages {
+        let at = (*p as usize - 1) * ps as usize;
+        bytes[at..at + ps as usize].fill(0);
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let t = env.path("zeroed.tar.gz");
+    tar_czf(&t, env.dir.path(), &["data"]);
+    let out = env.path("out");
+    let (code, _) = import_json(&env, &t, &out, &[]);
+    assert_eq!(code, 3);
+    let (code, j) = import_json(&env, &t, &out, &["--salvage"]);
+    assert_eq!(code, 0, "{j}");
+    for (name, t) in j["import"]["salvaged"]["tables"].as_object().unwrap() {
+        let want = own[name].len() as u64;
+        assert_eq!(
+            (t["before"].as_u64(), t["read"].as_u64(), t["after"].as_u64(), t["skipped"].as_u64()),
+            (Some(want), Some(want), Some(want), Some(0)),
+            "{name}: {t}"
+        );
+    }
+    same_rows(&rows(&restored(&env, j["archive"].as_str().unwrap(), "zeroed")), &own, "zeroed index");
+}
+
+/// A damaged database of about `size_mb` MB in a tarball (leaf pages of sync_blobs zeroed).
+fn damaged_tarball(env: &Env, size_mb: u32) -> (PathBuf, u64) {
+    let data = env.data_dir("data", size_mb);
+    let db = data.join("keyfount.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let leaves = pages_of(&c, "sync_blobs", "leaf");
+    drop(c);
+    let mut bytes = std::fs::read(&db).unwrap();
+    let ps = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    for p in leaves.iter().skip(3).step_by(7) {
+        bytes[(*p as usize - 1) * ps..*p as usize * ps].fill(0);
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let t = env.path("damaged.tar.gz");
+    tar_czf(&t, env.dir.path(), &["data"]);
+    (t, bytes.len() as u64)
+}
+
+/// A salvage into a full disk (its staging area, then the archive's directory): exit 1, the
+/// disk named, no file under a final name, no staging left.
+#[test]
+fn a_salvage_into_a_full_disk_leaves_nothing_behind() {
+    assert!(is_root(), "a small tmpfs needs root (CI runs as root)");
+    let env = Env::new();
+    let (t, size) = damaged_tarball(&env, 8);
+    let roomy = env.path("roomy");
+    std::fs::create_dir(&roomy).unwrap();
+    // Room to unpack the tarball, not to write the salvaged copy beside it; room for half an archive.
+    let small_tmp = Tmpfs::mount(&env.path("small-tmp"), &(size * 3 / 2).to_string(), false);
+    let small_out = Tmpfs::mount(&env.path("small-out"), &(size / 3).to_string(), false);
+    for (tag, tmp, out) in [("staging", &small_tmp.dir, &roomy), ("archive", &roomy, &small_out.dir)] {
+        let r = kf(
+            &env,
+            &[
+                "import",
+                t.to_str().unwrap(),
+                "--salvage",
+                "--out",
+                out.to_str().unwrap(),
+                "--tmp-dir",
+                tmp.to_str().unwrap(),
+                "--json",
+            ],
+        );
+        assert_eq!(r.code, 1, "{tag}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains("full") || r.stderr.contains("space"), "{tag}: {}", r.stderr);
+        for d in [tmp, out] {
+            assert!(ls(d).is_empty(), "{tag}: left behind in {}: {:?}", d.display(), ls(d));
+        }
+    }
+}
+
+/// kill -9 while the rows are copied: no archive under a final name; the next import cleans
+/// up and succeeds.
+#[test]
+fn a_salvage_killed_midway_leaves_no_archive_and_the_next_one_succeeds() {
+    let env = Env::new();
+    let (t, _) = damaged_tarball(&env, 40);
+    let (out, tmp) = (env.path("out"), env.path("tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let state = env.path("state");
+    let mut child = Command::new(kfadmin_bin())
+        .args(["import", t.to_str().unwrap(), "--salvage", "--out", out.to_str().unwrap(), "--tmp-dir"])
+        .arg(&tmp)
+        .env("KFADMIN_STATE_DIR", &state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let salvaging = |dir: &Path| -> bool {
+        let Ok(rd) = std::fs::read_dir(dir) else { return false };
+        rd.flatten().any(|e| e.path().join("work/salvaged.db").exists())
+    };
+    let started = std::time::Instant::now();
+    while !salvaging(&tmp) {
+        assert!(child.try_wait().unwrap().is_none(), "the import ended before its salvage could be killed");
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "no salvage started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let finals = |out: &Path| {
+        ls(out).into_iter().filter(|n| n.ends_with(".tar.gz") || n.ends_with(".sha256")).collect::<Vec<_>>()
+    };
+    assert!(finals(&out).is_empty(), "{:?}", ls(&out));
+    let (code, j) = import_json(&env, &t, &out, &["--salvage", "--tmp-dir", tmp.to_str().unwrap()]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(finals(&out).len(), 2, "{:?}", ls(&out));
+    assert!(ls(&tmp).iter().all(|n| !salvaging(&tmp.join(n))), "{:?}", ls(&tmp));
+    kf(&env, &["verify", j["archive"].as_str().unwrap()]).ok().stdout_has("SALVAGED");
+}
+
+/// Exit code and peak RSS (bytes) of kfadmin with these arguments.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot do
+fn peak_rss(env: &Env, args: &[&str]) -> (i32, u64) {
+    let child = Command::new(kfadmin_bin())
+        .args(args)
+        .env("KFADMIN_STATE_DIR", env.path("state"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    (code, usage.ru_maxrss as u64 * 1024)
+}
+
+/// A damaged database with a 300 MB value in it (a tarball of well under 1 MB): the salvage
+/// refuses that row, copies the others, and stays under 256 MiB.
+#[test]
+fn a_huge_value_is_refused_and_memory_stays_bounded() {
+    let env = Env::new();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("keyfount.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size=4096;
+         CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT;
+         INSERT INTO schema_migrations VALUES (1, 0);
+         CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);
+         INSERT INTO t VALUES (1, x'01'), (2, zeroblob(300000000)), (3, x'03');
+         CREATE TABLE u(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+         INSERT INTO u SELECT i, printf('%.200c', 'u') FROM n;",
+    )
+    .unwrap();
+    let leaf = pages_of(&c, "u", "leaf")[3];
+    drop(c);
+    let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 4096], (u64::from(leaf) - 1) * 4096).unwrap();
+    drop(f);
+    let t = env.path("huge.tar.gz");
+    tar_czf(&t, env.dir.path(), &["data"]);
+    std::fs::remove_dir_all(&data).unwrap();
+    assert!(std::fs::metadata(&t).unwrap().len() < 2 << 20);
+    let out = env.path("out");
+    let (code, rss) =
+        peak_rss(&env, &["import", t.to_str().unwrap(), "--salvage", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(rss < 256 << 20, "peak RSS {} MiB", rss >> 20);
+    let (code, j) = import_json(&env, &t, &env.path("out-json"), &["--salvage"]);
+    assert_eq!(code, 0, "{j}");
+    let tables = &j["import"]["salvaged"]["tables"];
+    assert_eq!(
+        (&tables["t"]["too_big"], &tables["t"]["after"]),
+        (&Value::from(1), &Value::from(2)),
+        "{tables}"
+    );
+    kf(&env, &["import", t.to_str().unwrap(), "--salvage", "--out", env.path("out-text").to_str().unwrap()])
+        .ok()
+        .stdout_has("over 32 MiB");
 }
