@@ -606,7 +606,12 @@ pub struct ImportArgs {
     #[arg(long, env = "KFADMIN_SALVAGE", value_parser = clap::builder::BoolishValueParser::new())]
     pub salvage: bool,
     /// With --salvage: salvage the database file alone, as captured, leaving the tarball's -wal out (its committed transactions are lost; the report says how many)
-    #[arg(long, requires = "salvage")]
+    #[arg(
+        long,
+        requires = "salvage",
+        env = "KFADMIN_WITHOUT_WAL",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub without_wal: bool,
     #[command(flatten)]
     pub output: OutputArgs,

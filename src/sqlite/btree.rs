@@ -140,7 +140,10 @@ fn parse(db: &DbFile, n: u32, buf: &[u8]) -> Option<Page> {
 pub fn cross_links(path: &Path, trees: &[Tree], also: &[u32]) -> std::io::Result<CrossLinks> {
     let f = File::open(path)?;
     let mut head = [0u8; 100];
-    f.read_exact_at(&mut head, 0)?;
+    match f.read_exact_at(&mut head, 0) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(CrossLinks::default()),
+        r => r?,
+    }
     let size = match u16::from_be_bytes([head[16], head[17]]) {
         1 => 65536,
         n => usize::from(n),
@@ -260,5 +263,35 @@ fn chain(db: &DbFile, first: u32, count: u64, mut each: impl FnMut(u32) -> bool)
             return;
         }
         n = u32::from_be_bytes(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_or_healthy_file_has_no_cross_links() {
+        let t = tempfile::tempdir().unwrap();
+        let empty = t.path().join("empty.db");
+        std::fs::write(&empty, b"").unwrap();
+        let tree = Tree { name: "t".into(), root: 2, table: true, rowid: true };
+        assert!(cross_links(&empty, std::slice::from_ref(&tree), &[]).unwrap().pages.is_empty());
+        let db = t.path().join("ok.db");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
+             INSERT INTO t SELECT i, randomblob(i * 20) FROM n;
+             DELETE FROM t WHERE id % 3 = 0;",
+        )
+        .unwrap();
+        drop(c);
+        let links = cross_links(&db, std::slice::from_ref(&tree), &[]).unwrap();
+        assert!(links.pages.is_empty() && links.rows.is_empty(), "{links:?}");
+        // A page integrity_check names is taken as cross-linked: the rows on it are skipped.
+        let links = cross_links(&db, &[tree], &[2]).unwrap();
+        assert_eq!(links.pages, vec![2]);
+        assert_eq!(links.rows["t"].len(), 334);
     }
 }
