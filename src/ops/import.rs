@@ -65,14 +65,14 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     let shm = take_out(&tree.walk(&root, None)?, &work, req.db_name)?;
     let whole = make_whole(&work, &work_db, &shm, read_order(&unpacked.items, &db.path), req.without_wal)?;
     let mut problems = whole.problems;
-    if !whole.unreadable {
-        problems.extend(check(&work_db));
-    }
+    let checked = if whole.unreadable { Vec::new() } else { check(&work_db) };
+    let fails_checks = !checked.is_empty();
+    problems.extend(checked);
     let (mut wal_left_out, mut wal) = (whole.wal_left_out, whole.wal);
     let mut source_db = work_db.clone();
     // Replayed, the database fails its checks; as the file holds it, it passes: the frames do
     // not fit this file. Never mix them in: salvage (or refuse) the file without them.
-    if let (Some(captured), true, None) = (&whole.captured, !problems.is_empty(), &wal_left_out) {
+    if let (Some(captured), true, None) = (&whole.captured, fails_checks, &wal_left_out) {
         if check(captured).is_empty() {
             let why =
                 "with it replayed the database fails its checks, without it the database file passes them";

@@ -199,13 +199,15 @@ pub fn cross_links(path: &Path, trees: &[Tree], also: &[u32]) -> std::io::Result
         return Ok(out);
     }
     // Which rows sit on (or under, or overflow through) a cross-linked page.
+    let mut seen = vec![0u64; pages as usize / 64 + 1];
     for t in trees.iter().filter(|t| t.table) {
-        let mut seen = BTreeSet::new();
+        seen.fill(0);
         let mut stack = vec![(t.root, 0usize, false)];
         let mut rows = BTreeSet::new();
         let mut any = false;
         while let Some((n, depth, tainted)) = stack.pop() {
-            if n == 0 || n > pages || depth > MAX_DEPTH || !seen.insert(n) || !db.page(n, &mut buf) {
+            if n == 0 || n > pages || depth > MAX_DEPTH || !first_visit(&mut seen, n) || !db.page(n, &mut buf)
+            {
                 continue;
             }
             let tainted = tainted || crossed(n);
@@ -215,9 +217,10 @@ pub fn cross_links(path: &Path, trees: &[Tree], also: &[u32]) -> std::io::Result
             for (rowid, o) in p.cells.iter() {
                 let mut bad = tainted;
                 if let (false, Some((first, count))) = (bad, *o) {
+                    // Stops at the first cross-linked page (a cycle is cut where it comes back).
                     chain(&db, first, count, |o| {
                         bad |= crossed(o);
-                        true
+                        !bad
                     });
                 }
                 any |= bad;
@@ -241,6 +244,14 @@ pub fn cross_links(path: &Path, trees: &[Tree], also: &[u32]) -> std::io::Result
         }
     }
     Ok(out)
+}
+
+/// Mark page `n` seen; true when it was not.
+fn first_visit(seen: &mut [u64], n: u32) -> bool {
+    let (word, bit) = (n as usize / 64, 1u64 << (n % 64));
+    let first = seen[word] & bit == 0;
+    seen[word] |= bit;
+    first
 }
 
 /// Count one more reference to page `n`; true when it is the first.

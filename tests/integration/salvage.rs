@@ -663,3 +663,24 @@ fn a_huge_value_is_refused_and_memory_stays_bounded() {
         .ok()
         .stdout_has("over 32 MiB");
 }
+
+/// A `-wal` of this database damaged in the middle is not "another database's": --salvage
+/// keeps the transactions before the damage (and says nothing of leaving the -wal out).
+#[test]
+fn a_wal_damaged_in_the_middle_is_salvaged_with_what_replays() {
+    let env = Env::new();
+    let (a, a_wal) = killed_writer(&env, "a", 1, 40);
+    let fs = frames(&a_wal);
+    let commits: Vec<usize> = fs.iter().enumerate().filter(|(_, f)| f.1 != 0).map(|(i, _)| i).collect();
+    assert!(commits.len() >= 5, "{} commits", commits.len());
+    let mut bad = a_wal.clone();
+    let ps = u32::from_be_bytes(a_wal[8..12].try_into().unwrap()) as usize;
+    bad[32 + commits[3] * (24 + ps) + 24 + 100] ^= 0x10;
+    let t = tarball(&env, "mid", &a, &bad);
+    let (code, j) = import_json(&env, &t, &env.path("out"), &["--salvage"]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["salvaged"], true, "{j}");
+    assert_eq!(j["import"]["salvaged"]["wal_left_out"], Value::Null, "{j}");
+    assert_eq!(j["import"]["wal"]["transactions"], 3, "{j}");
+    assert!(!j["warnings"].to_string().contains("WAL LEFT OUT"), "{j}");
+}
