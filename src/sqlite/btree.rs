@@ -5,14 +5,14 @@
 //! row whose overflow chain runs through one, nor a row under an interior page that is one.
 //!
 //! Only what is needed is kept: one reference count per page (a byte), and the rowids of the
-//! rows to skip, up to [`MAX_TAINTED`] per table (past that, the whole table is skipped).
+//! rows to skip, up to [`MAX_TAINTED`] in all (past that, a whole table is skipped).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// At most this many rows of one table are remembered as tainted; past that the table is
+/// At most this many rows (of all tables) are remembered as tainted; past that, a table is
 /// given up whole (bounded memory on a hostile file).
 pub const MAX_TAINTED: usize = 1_000_000;
 /// No b-tree is deeper than this (SQLite's own limit is 20).
@@ -200,6 +200,7 @@ pub fn cross_links(path: &Path, trees: &[Tree], also: &[u32]) -> std::io::Result
     }
     // Which rows sit on (or under, or overflow through) a cross-linked page.
     let mut seen = vec![0u64; pages as usize / 64 + 1];
+    let mut budget = MAX_TAINTED;
     for t in trees.iter().filter(|t| t.table) {
         seen.fill(0);
         let mut stack = vec![(t.root, 0usize, false)];
@@ -228,7 +229,7 @@ pub fn cross_links(path: &Path, trees: &[Tree], also: &[u32]) -> std::io::Result
                     rows.insert(*r);
                 }
             }
-            if rows.len() > MAX_TAINTED {
+            if rows.len() > budget {
                 break;
             }
         }
@@ -237,9 +238,10 @@ pub fn cross_links(path: &Path, trees: &[Tree], also: &[u32]) -> std::io::Result
         }
         if !t.rowid {
             out.whole.insert(t.name.clone(), "a WITHOUT ROWID table with cross-linked pages".into());
-        } else if rows.len() > MAX_TAINTED {
+        } else if rows.len() > budget {
             out.whole.insert(t.name.clone(), format!("more than {MAX_TAINTED} rows on cross-linked pages"));
         } else if !rows.is_empty() {
+            budget -= rows.len();
             out.rows.insert(t.name.clone(), rows);
         }
     }
