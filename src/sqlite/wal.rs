@@ -529,3 +529,58 @@ mod against_sqlite {
         assert_eq!(crate::sqlite::replay_wal(&copy.join("kf.db")).unwrap(), scan.valid);
     }
 }
+
+#[cfg(test)]
+mod page1 {
+    use super::*;
+
+    /// `(db, wal)` copies of a live WAL database after `writes` commits by two connections, and
+    /// optionally a PASSIVE checkpoint (the database's page 1 then is one of the frames).
+    fn capture(dir: &std::path::Path, checkpoint: bool) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = &dir.join(format!("live-{checkpoint}"));
+        std::fs::create_dir(dir).unwrap();
+        let db = dir.join("live.db");
+        let a = rusqlite::Connection::open(&db).unwrap();
+        a.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x BLOB);")
+            .unwrap();
+        a.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let b = rusqlite::Connection::open(&db).unwrap();
+        for i in 0..6 {
+            let c = if i % 2 == 0 { &a } else { &b };
+            c.execute_batch("INSERT INTO t VALUES (randomblob(5000))").unwrap();
+        }
+        if checkpoint {
+            a.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).unwrap();
+        }
+        let (d, w) = (dir.join(format!("copy{checkpoint}.db")), dir.join(format!("copy{checkpoint}.db-wal")));
+        std::fs::copy(&db, &d).unwrap();
+        std::fs::copy(dir.join("live.db-wal"), &w).unwrap();
+        (d, w)
+    }
+
+    fn problem(db: &std::path::Path, wal: &std::path::Path) -> Option<String> {
+        let (d, w) = (File::open(db).unwrap(), File::open(wal).unwrap());
+        let s = scan(&w, w.metadata().unwrap().len(), 4096).unwrap();
+        assert!(s.pages.contains(&1), "{s:?}");
+        page1_problem(&d, &w, &s).unwrap()
+    }
+
+    #[test]
+    fn a_wal_of_the_database_fits_its_page_1_and_one_behind_it_does_not() {
+        let t = tempfile::tempdir().unwrap();
+        for checkpoint in [false, true] {
+            let (db, wal) = capture(t.path(), checkpoint);
+            assert_eq!(problem(&db, &wal), None, "checkpointed: {checkpoint}");
+            // The database file's header ahead of the -wal's: the -wal is of another one.
+            let mut bytes = std::fs::read(&db).unwrap();
+            let ahead = u32::from_be_bytes(bytes[24..28].try_into().unwrap()) + 100;
+            bytes[24..28].copy_from_slice(&ahead.to_be_bytes());
+            std::fs::write(&db, &bytes).unwrap();
+            assert!(problem(&db, &wal).unwrap().contains("change counter"), "checkpointed: {checkpoint}");
+            // Another text encoding.
+            bytes[56..60].copy_from_slice(&2u32.to_be_bytes());
+            std::fs::write(&db, &bytes).unwrap();
+            assert!(problem(&db, &wal).unwrap().contains("another header"), "checkpointed: {checkpoint}");
+        }
+    }
+}
