@@ -79,12 +79,11 @@ pub struct Salvaged {
 /// The pages `integrity_check` names in "2nd reference to page N".
 pub fn second_references(problems: &[String]) -> Vec<u32> {
     const SAID: &str = "2nd reference to page ";
+    // One problem can hold many lines (integrity_check's messages joined).
     problems
         .iter()
-        .filter_map(|p| {
-            let at = p.find(SAID)? + SAID.len();
-            p[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
-        })
+        .flat_map(|p| p.match_indices(SAID).map(move |(at, _)| &p[at + SAID.len()..]))
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
         .collect()
 }
 
@@ -450,6 +449,15 @@ fn remove_orphans(to: &Connection, tables: &mut BTreeMap<String, TableCopy>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_second_reference_is_read_from_the_problems() {
+        let problems = vec![
+            "integrity_check: *** in database main ***\nTree 7 page 454 cell 4: 2nd reference to page 460\nTree 9 page 3: 2nd reference to page 12".to_string(),
+            "integrity_check: Page 99: never used".to_string(),
+        ];
+        assert_eq!(second_references(&problems), vec![460, 12]);
+    }
 
     #[test]
     fn a_healthy_database_is_copied_whole_and_orphans_go() {
