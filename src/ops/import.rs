@@ -72,7 +72,13 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     let mut source_db = work_db.clone();
     // Replayed, the database fails its checks; as the file holds it, it passes: the frames do
     // not fit this file. Never mix them in: salvage (or refuse) the file without them.
-    if let (Some(captured), true, None) = (&whole.captured, fails_checks, &wal_left_out) {
+    // The database file as captured, put back from what the replay overwrote (only now: a
+    // full copy for every import with a -wal would double its disk space and time).
+    let captured = match (&whole.undo, fails_checks) {
+        (Some(undo), true) => Some(put_back(&work, undo)?),
+        _ => None,
+    };
+    if let (Some(captured), true, None) = (&captured, fails_checks, &wal_left_out) {
         if check(captured).is_empty() {
             let why =
                 "with it replayed the database fails its checks, without it the database file passes them";
@@ -107,7 +113,7 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
         work_db
     } else {
         n.warn(&format!("{} fails its checks; salvaging what can be read of it", db.path.display()));
-        let fallback = whole.captured.as_deref().filter(|_| wal_left_out.is_none());
+        let fallback = captured.as_deref().filter(|_| wal_left_out.is_none());
         // The pages integrity_check named as cross-linked, when it checked the file salvaged.
         let also =
             if source_db == work_db { sqlite::salvage::second_references(&problems) } else { Vec::new() };
@@ -196,8 +202,8 @@ struct Whole {
     wal: Option<WalReplay>,
     /// Why the `-wal` was not replayed, when it was not (on request, or not this database's).
     wal_left_out: Option<String>,
-    /// The database file before its `-wal` was replayed into it (when frames were).
-    captured: Option<PathBuf>,
+    /// What the replay of the `-wal` overwrote in the database file (when frames were).
+    undo: Option<Undo>,
     journal_rolled_back: bool,
     problems: Vec<String>,
     /// SQLite cannot open the database at all (its checks would only say so again).
@@ -224,13 +230,61 @@ fn take_out(root: &Dir, work: &Dir, db_name: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// The database file as the tarball held it (its hot journal rolled back), before its `-wal`
-/// was replayed into it: what tells whether the `-wal` fits it, and what `--salvage` falls
-/// back on when the replayed database cannot even be read.
-fn keep_captured(work: &Dir) -> Result<PathBuf> {
-    let copy = work.create_file(OsStr::new("captured.db"), 0o600)?;
-    fsutil::clone_or_copy(work.open_file(OsStr::new(DB_FILE))?, copy, &work.display("captured.db"))?;
-    Ok(work.path().join("captured.db"))
+/// The pages of the database file that a replay of the `-wal` overwrites or cuts off, kept
+/// (in `work/undo`, in this order) as they were, and the file's length: enough to put the
+/// database file back as the tarball held it (its hot journal rolled back). That copy tells
+/// whether the `-wal` fits the file, and is what `--salvage` falls back on. At most the size
+/// of the `-wal` (plus what a shrinking commit cuts off).
+struct Undo {
+    len: u64,
+    page_size: u64,
+    pages: Vec<u32>,
+}
+
+fn keep_undo(work: &Dir, scan: &wal::Scan) -> Result<Undo> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let db = work.open_file(OsStr::new(DB_FILE))?;
+    let read = |e| Error::io("cannot read", &work.display(DB_FILE), e);
+    let len = db.metadata().map_err(read)?.len();
+    let page_size = u64::from(scan.page_size);
+    let whole = u32::try_from(len / page_size).unwrap_or(u32::MAX);
+    let mut pages: Vec<u32> = scan.pages.iter().copied().filter(|&p| p <= whole).collect();
+    pages.extend(scan.db_pages.saturating_add(1)..=whole);
+    pages.sort_unstable();
+    pages.dedup();
+    let name = OsStr::new("undo");
+    let mut out = std::io::BufWriter::new(work.create_file(name, 0o600)?);
+    let mut page = vec![0u8; page_size as usize];
+    for &p in &pages {
+        db.read_exact_at(&mut page, u64::from(p - 1) * page_size).map_err(read)?;
+        out.write_all(&page).map_err(|e| Error::io("cannot write", &work.display(name), e))?;
+    }
+    out.into_inner()
+        .map_err(|e| Error::io("cannot write", &work.display(name), e.into_error()))?
+        .sync_data()
+        .map_err(|e| Error::io("cannot write", &work.display(name), e))?;
+    Ok(Undo { len, page_size, pages })
+}
+
+/// The database file as captured: a copy of the replayed one with the kept pages put back.
+fn put_back(work: &Dir, undo: &Undo) -> Result<PathBuf> {
+    use std::os::unix::fs::FileExt;
+    let name = OsStr::new("captured.db");
+    let shown = work.display(name);
+    let copy = work.create_file(name, 0o600)?;
+    let write = |e| Error::io("cannot write", &shown, e);
+    let to = copy.try_clone().map_err(write)?;
+    fsutil::clone_or_copy(work.open_file(OsStr::new(DB_FILE))?, copy, &shown)?;
+    let kept = work.open_file(OsStr::new("undo"))?;
+    let mut page = vec![0u8; undo.page_size as usize];
+    for (i, &p) in undo.pages.iter().enumerate() {
+        kept.read_exact_at(&mut page, i as u64 * undo.page_size)
+            .map_err(|e| Error::io("cannot read", &work.display("undo"), e))?;
+        to.write_all_at(&page, u64::from(p - 1) * undo.page_size).map_err(write)?;
+    }
+    to.set_len(undo.len).map_err(write)?;
+    Ok(work.path().join(name))
 }
 
 /// Roll back a hot journal, replay the WAL's committed frames (after the `-shm`, when there is
@@ -239,7 +293,7 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order, without_wal:
     let mut w = Whole {
         wal: None,
         wal_left_out: None,
-        captured: None,
+        undo: None,
         journal_rolled_back: false,
         problems: Vec::new(),
         unreadable: false,
@@ -294,7 +348,7 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order, without_wal:
             work.unlink(wal_name)?;
         } else if work.meta(wal_name)?.is_some() {
             if scan.valid > 0 {
-                w.captured = Some(keep_captured(work)?);
+                w.undo = Some(keep_undo(work, scan)?);
             }
             match sqlite::replay_wal(work_db) {
                 Ok(n) if n == scan.valid => {}
