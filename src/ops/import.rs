@@ -70,14 +70,14 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     problems.extend(checked);
     let (mut wal_left_out, mut wal) = (whole.wal_left_out, whole.wal);
     let mut source_db = work_db.clone();
-    // Replayed, the database fails its checks; as the file holds it, it passes: the frames do
-    // not fit this file. Never mix them in: salvage (or refuse) the file without them.
     // The database file as captured, put back from what the replay overwrote (only now: a
     // full copy for every import with a -wal would double its disk space and time).
     let captured = match (&whole.undo, fails_checks) {
         (Some(undo), true) => Some(put_back(&work, undo)?),
         _ => None,
     };
+    // Replayed, the database fails its checks; as the file holds it, it passes: the frames do
+    // not fit this file. Never mix them in: salvage (or refuse) the file without them.
     if let (Some(captured), true, None) = (&captured, fails_checks, &wal_left_out) {
         if check(captured).is_empty() {
             let why =
