@@ -394,13 +394,22 @@ fn cross_links(from: &Connection, src: &Path, also: &[u32]) -> Result<super::btr
         .unwrap_or_default();
     let mut trees =
         vec![super::btree::Tree { name: "sqlite_schema".into(), root: 1, table: true, rowid: true }];
-    if let Ok(mut s) = from.prepare("SELECT type, name, rootpage FROM sqlite_schema WHERE rootpage > 0") {
-        if let Ok(rows) =
-            s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
-        {
-            for (kind, name, root) in rows.flatten() {
+    let sql = "SELECT type, name, rootpage, coalesce(sql, '') FROM sqlite_schema WHERE rootpage > 0";
+    if let Ok(mut s) = from.prepare(sql) {
+        if let Ok(rows) = s.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+        }) {
+            for (kind, name, root, sql) in rows.flatten() {
                 let table = kind == "table";
-                let rowid = table && !wr.get(&name).copied().unwrap_or(false);
+                // pragma_table_list says; when it cannot be read, the table's SQL does.
+                let without = wr.get(&name).copied().unwrap_or_else(|| {
+                    sql.to_ascii_uppercase()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .contains("WITHOUT ROWID")
+                });
+                let rowid = table && !without;
                 trees.push(super::btree::Tree {
                     name,
                     root: root.clamp(0, i64::from(u32::MAX)) as u32,
