@@ -83,7 +83,8 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
             let why =
                 "with it replayed the database fails its checks, without it the database file passes them";
             let w = wal.as_mut().expect("a -wal was replayed");
-            problems.push(not_this_databases(why, w));
+            // First: the checks' problems below are of the mix, not of the file archived.
+            problems.insert(0, not_this_databases(why, w));
             wal_left_out = Some(format!("the -wal is not this database file's: {why}"));
             source_db = captured.clone();
         }
