@@ -600,6 +600,10 @@ pub struct StatusArgs {
 ///
 /// A -wal damaged in the middle (frames after a bad one still verify) is refused too, with
 /// the committed transactions replaying it would lose.
+/// So is a -wal that is not the database file's (its page-1 header contradicts the file's, or
+/// the database fails its checks with it and passes without it): --salvage then archives the
+/// file without it, never mixed. A salvage copies no row from a cross-linked page and reports,
+/// per table, the rows read, unreadable and skipped.
 ///
 /// The archive is <name>-<time>-imported.tar.gz in the repository, -r/--repo (time: the newest modification time
 /// of a file in the tarball), with a manifest that records the tarball's name, size and sha256 and
@@ -610,6 +614,7 @@ Examples:
   kfadmin import /root/keyfount-2024-05-01.tar.gz --repo /var/backups/keyfount
   kfadmin import old/kf-data.tgz --name keyfount --json | jq -r .archive
   kfadmin import live-capture.tar.gz --salvage
+  kfadmin import live-capture.tar.gz --salvage --without-wal
 
 Exit codes: 0 imported, 2 not a usable tarball (no database, several, links or devices in
 it), 3 the tarball or its database is damaged (nothing written; see --salvage).")]
@@ -623,6 +628,14 @@ pub struct ImportArgs {
     /// When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing
     #[arg(long, env = "KFADMIN_SALVAGE", value_parser = clap::builder::BoolishValueParser::new())]
     pub salvage: bool,
+    /// With --salvage: salvage the database file alone, as captured, leaving the tarball's -wal out (its committed transactions are lost; the report says how many)
+    #[arg(
+        long,
+        requires = "salvage",
+        env = "KFADMIN_WITHOUT_WAL",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub without_wal: bool,
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{check_interrupt, Error, IoContext, Result};
 use crate::progress::{Progress, Unit};
 
+pub mod btree;
 pub mod salvage;
 pub mod wal;
 

@@ -183,8 +183,16 @@ pub struct Salvage {
     pub method: String,
     /// What was wrong with the database (the first of them).
     pub problems: Vec<String>,
-    /// Rows per table: before (None when the damaged table could not be counted) and after.
+    /// Rows per table: before (None when the damaged table could not be counted), read,
+    /// unreadable, skipped (and why) and after.
     pub tables: std::collections::BTreeMap<String, TableCopy>,
+    /// Why the tarball's `-wal` is not in the salvaged database (on request, or its frames
+    /// are not this database file's); absent when it was replayed or there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_left_out: Option<String>,
+    /// Pages referenced more than once (the first 50): no row was copied from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cross_linked_pages: Vec<u32>,
 }
 
 impl Manifest {

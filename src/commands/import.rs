@@ -74,6 +74,7 @@ pub fn run(args: ImportArgs, ctx: &Ctx) -> Result<Outcome> {
         tarball: &args.tarball,
         db_name: &args.db_name,
         salvage: args.salvage,
+        without_wal: args.without_wal,
         tmp_dir: o.tmp_dir.as_deref(),
         out: &o.out,
         name: name.as_deref(),
@@ -256,21 +257,65 @@ fn human(r: &ImportReport) -> String {
     s
 }
 
-/// What a salvage lost, table by table.
+/// What a salvage lost, table by table: rows read, unreadable and skipped (and why).
 fn salvaged(s: &mut String, sv: &crate::archive::manifest::Salvage, all: &[String]) {
     let _ =
         writeln!(s, "SALVAGED: the database failed its checks; the archive holds what could be read of it:");
     problems(s, all);
+    if let Some(why) = &sv.wal_left_out {
+        let _ = writeln!(s, "WAL LEFT OUT: {why}; the archive holds the database file without it");
+    }
+    if !sv.cross_linked_pages.is_empty() {
+        let pages: Vec<String> = sv.cross_linked_pages.iter().map(|p| p.to_string()).collect();
+        let _ = writeln!(s, "Cross-linked pages (no row copied from them): {}", pages.join(", "));
+    }
+    let opt = |v: Option<u64>| v.map(|b| b.to_string()).unwrap_or_else(|| "?".into());
     let rows: Vec<Vec<String>> = sv
         .tables
         .iter()
         .map(|(t, c)| {
-            let before = c.before.map(|b| b.to_string()).unwrap_or_else(|| "?".into());
-            let lost = c.before.map(|b| b.saturating_sub(c.after).to_string()).unwrap_or_else(|| "?".into());
-            vec![format!("  {t}"), before, c.after.to_string(), lost]
+            let lost = c.before.map(|b| b.saturating_sub(c.after));
+            vec![
+                format!("  {t}"),
+                opt(c.before),
+                c.read.to_string(),
+                opt(c.unreadable),
+                c.skipped.to_string(),
+                c.after.to_string(),
+                opt(lost),
+            ]
         })
         .collect();
-    s.push_str(&super::render::table(&["  table", "before", "after", "lost"], &rows, &[1, 2, 3]));
+    s.push_str(&super::render::table(
+        &["  table", "before", "read", "unreadable", "skipped", "after", "lost"],
+        &rows,
+        &[1, 2, 3, 4, 5, 6],
+    ));
+    for (t, c) in &sv.tables {
+        let mut why = Vec::new();
+        if !c.not_copied.is_empty() {
+            why.push(c.not_copied.clone());
+        }
+        for (n, what) in [
+            (c.cross_linked, "on cross-linked pages"),
+            (
+                c.rows_refused - c.too_big.min(c.rows_refused),
+                "refused by the new table (a broken value, a duplicate key)",
+            ),
+            (c.too_big, "with a value over 32 MiB (not read: memory stays bounded)"),
+            (c.orphans_removed, "pointing at lost rows (foreign keys)"),
+        ] {
+            if n > 0 {
+                why.push(format!("{n} {what}"));
+            }
+        }
+        if c.read_errors > 0 {
+            why.push(format!("{} place(s) SQLite could not read on", c.read_errors));
+        }
+        if !why.is_empty() {
+            let _ = writeln!(s, "  {t}: {}", why.join("; "));
+        }
+    }
 }
 
 /// The first problems, one a line.

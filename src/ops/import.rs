@@ -31,6 +31,8 @@ pub struct Request<'a> {
     /// The database's file name in the tarball (`keyfount.db`).
     pub db_name: &'a str,
     pub salvage: bool,
+    /// Salvage the database file alone, leaving its `-wal` out (with `salvage`).
+    pub without_wal: bool,
     pub tmp_dir: Option<&'a Path>,
     pub out: &'a Path,
     /// The archive's name (checked); None: from the tarball's file name.
@@ -61,17 +63,45 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
     let work = staging.dir().mkdir(OsStr::new("work"), 0o700)?;
     let work_db = staging.path().join("work").join(DB_FILE);
     let shm = take_out(&tree.walk(&root, None)?, &work, req.db_name)?;
-    let captured = if req.salvage { Some(keep_captured(&work)?) } else { None };
-    let whole = make_whole(&work, &work_db, &shm, read_order(&unpacked.items, &db.path))?;
+    let whole = make_whole(&work, &work_db, &shm, read_order(&unpacked.items, &db.path), req.without_wal)?;
     let mut problems = whole.problems;
-    if !whole.unreadable {
-        problems.extend(check(&work_db));
+    let checked = if whole.unreadable { Vec::new() } else { check(&work_db) };
+    let fails_checks = !checked.is_empty();
+    problems.extend(checked);
+    let (mut wal_left_out, mut wal) = (whole.wal_left_out, whole.wal);
+    let mut source_db = work_db.clone();
+    // The database file as captured, put back from what the replay overwrote (only now: a
+    // full copy for every import with a -wal would double its disk space and time).
+    let captured = match (&whole.undo, fails_checks) {
+        (Some(undo), true) => Some(put_back(&work, undo)?),
+        _ => None,
+    };
+    // Replayed, the database fails its checks; as the file holds it, it passes: the frames do
+    // not fit this file. Never mix them in: salvage (or refuse) the file without them.
+    if let (Some(captured), true, None) = (&captured, fails_checks, &wal_left_out) {
+        if check(captured).is_empty() {
+            let why =
+                "with it replayed the database fails its checks, without it the database file passes them";
+            let w = wal.as_mut().expect("a -wal was replayed");
+            // First: the checks' problems below are of the mix, not of the file archived.
+            problems.insert(0, not_this_databases(why, w));
+            wal_left_out = Some(format!("the -wal is not this database file's: {why}"));
+            source_db = captured.clone();
+        }
+    }
+    if req.without_wal {
+        match &wal_left_out {
+            Some(left) => problems.push(format!("the -wal was {left}")),
+            None => warnings.push(
+                "--without-wal: the tarball has no -wal with a committed transaction to leave out".into(),
+            ),
+        }
     }
     let mut record = ImportRecord {
         tarball: tarball_ref(req.tarball, &unpacked),
         database: db.path.display().to_string(),
         data_dir: root.display().to_string(),
-        wal: whole.wal,
+        wal,
         journal_rolled_back: whole.journal_rolled_back,
         left_out: Vec::new(),
         left_out_count: 0,
@@ -84,7 +114,14 @@ pub fn import(n: &dyn Notice, req: &Request, encryption: &Encryption) -> Result<
         work_db
     } else {
         n.warn(&format!("{} fails its checks; salvaging what can be read of it", db.path.display()));
-        let (salvaged, done) = salvage(&work_db, &db.path, captured.as_deref(), &problems)?;
+        let fallback = captured.as_deref().filter(|_| wal_left_out.is_none());
+        // The pages integrity_check named as cross-linked, when it checked the file salvaged.
+        let also =
+            if source_db == work_db { sqlite::salvage::second_references(&problems) } else { Vec::new() };
+        let (salvaged, done) = salvage(&source_db, &db.path, fallback, &problems, &also, wal_left_out)?;
+        if let Some(why) = &done.wal_left_out {
+            warnings.push(format!("WAL LEFT OUT: {why}; the archive holds the database file without it"));
+        }
         record.salvaged = Some(done);
         salvaged
     };
@@ -164,6 +201,10 @@ fn find_database<'a>(items: &'a [Item], db_name: &str) -> Result<&'a Item> {
 /// What was done to the database before it was checked.
 struct Whole {
     wal: Option<WalReplay>,
+    /// Why the `-wal` was not replayed, when it was not (on request, or not this database's).
+    wal_left_out: Option<String>,
+    /// What the replay of the `-wal` overwrote in the database file (when frames were).
+    undo: Option<Undo>,
     journal_rolled_back: bool,
     problems: Vec<String>,
     /// SQLite cannot open the database at all (its checks would only say so again).
@@ -190,18 +231,74 @@ fn take_out(root: &Dir, work: &Dir, db_name: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// The database file as the tarball held it, before anything was replayed into it: what
-/// `--salvage` falls back on when the replayed database cannot even be read.
-fn keep_captured(work: &Dir) -> Result<PathBuf> {
-    let copy = work.create_file(OsStr::new("captured.db"), 0o600)?;
-    fsutil::clone_or_copy(work.open_file(OsStr::new(DB_FILE))?, copy, &work.display("captured.db"))?;
-    Ok(work.path().join("captured.db"))
+/// The pages of the database file that a replay of the `-wal` overwrites or cuts off, kept
+/// (in `work/undo`, in this order) as they were, and the file's length: enough to put the
+/// database file back as the tarball held it (its hot journal rolled back). That copy tells
+/// whether the `-wal` fits the file, and is what `--salvage` falls back on. At most the size
+/// of the `-wal` (plus what a shrinking commit cuts off).
+struct Undo {
+    len: u64,
+    page_size: u64,
+    pages: Vec<u32>,
+}
+
+fn keep_undo(work: &Dir, scan: &wal::Scan) -> Result<Undo> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let db = work.open_file(OsStr::new(DB_FILE))?;
+    let read = |e| Error::io("cannot read", &work.display(DB_FILE), e);
+    let len = db.metadata().map_err(read)?.len();
+    let page_size = u64::from(scan.page_size);
+    let whole = u32::try_from(len / page_size).unwrap_or(u32::MAX);
+    let mut pages: Vec<u32> = scan.pages.iter().copied().filter(|&p| p <= whole).collect();
+    pages.extend(scan.db_pages.saturating_add(1)..=whole);
+    pages.sort_unstable();
+    pages.dedup();
+    let name = OsStr::new("undo");
+    let mut out = std::io::BufWriter::new(work.create_file(name, 0o600)?);
+    let mut page = vec![0u8; page_size as usize];
+    for &p in &pages {
+        db.read_exact_at(&mut page, u64::from(p - 1) * page_size).map_err(read)?;
+        out.write_all(&page).map_err(|e| Error::io("cannot write", &work.display(name), e))?;
+    }
+    out.into_inner()
+        .map_err(|e| Error::io("cannot write", &work.display(name), e.into_error()))?
+        .sync_data()
+        .map_err(|e| Error::io("cannot write", &work.display(name), e))?;
+    Ok(Undo { len, page_size, pages })
+}
+
+/// The database file as captured: a copy of the replayed one with the kept pages put back.
+fn put_back(work: &Dir, undo: &Undo) -> Result<PathBuf> {
+    use std::os::unix::fs::FileExt;
+    let name = OsStr::new("captured.db");
+    let shown = work.display(name);
+    let copy = work.create_file(name, 0o600)?;
+    let write = |e| Error::io("cannot write", &shown, e);
+    let to = copy.try_clone().map_err(write)?;
+    fsutil::clone_or_copy(work.open_file(OsStr::new(DB_FILE))?, copy, &shown)?;
+    let kept = work.open_file(OsStr::new("undo"))?;
+    let mut page = vec![0u8; undo.page_size as usize];
+    for (i, &p) in undo.pages.iter().enumerate() {
+        kept.read_exact_at(&mut page, i as u64 * undo.page_size)
+            .map_err(|e| Error::io("cannot read", &work.display("undo"), e))?;
+        to.write_all_at(&page, u64::from(p - 1) * undo.page_size).map_err(write)?;
+    }
+    to.set_len(undo.len).map_err(write)?;
+    Ok(work.path().join(name))
 }
 
 /// Roll back a hot journal, replay the WAL's committed frames (after the `-shm`, when there is
 /// one, was compared with the `-wal` and the database).
-fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Whole> {
-    let mut w = Whole { wal: None, journal_rolled_back: false, problems: Vec::new(), unreadable: false };
+fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order, without_wal: bool) -> Result<Whole> {
+    let mut w = Whole {
+        wal: None,
+        wal_left_out: None,
+        undo: None,
+        journal_rolled_back: false,
+        problems: Vec::new(),
+        unreadable: false,
+    };
     let Ok(info) = sqlite::inspect(work_db) else {
         // Named by the caller as the tarball's member, never by the private staging path.
         let why = "it is not a database SQLite can open: it is empty, not SQLite, or its header is damaged";
@@ -226,9 +323,34 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Wh
     w.journal_rolled_back = sqlite::roll_back_journal(work_db)?;
     if let Some(scan) = &scan {
         w.wal = Some(replay_record(scan));
+        let foreign = match scan.valid > 0 && !without_wal {
+            true => {
+                let (db, log) = (work.open_file(OsStr::new(DB_FILE))?, work.open_file(wal_name)?);
+                wal::page1_problem(&db, &log, scan)
+                    .map_err(|e| Error::io("cannot read", &work.display(wal_name), e))?
+            }
+            false => None,
+        };
         if !scan.header_ok {
             work.unlink(wal_name)?;
+        } else if without_wal && scan.valid > 0 {
+            let record = w.wal.as_mut().expect("just set");
+            (record.folded, record.transactions, record.dropped) = (0, 0, record.frames);
+            record.dropped_because = "left out on request (--without-wal)".into();
+            w.wal_left_out = Some(format!(
+                "left out on request (--without-wal): its {} committed transaction(s) are not in the archive",
+                scan.commits
+            ));
+            work.unlink(wal_name)?;
+        } else if let Some(why) = foreign {
+            let record = w.wal.as_mut().expect("just set");
+            w.problems.push(not_this_databases(&why, record));
+            w.wal_left_out = Some(format!("the -wal is not this database file's: {why}"));
+            work.unlink(wal_name)?;
         } else if work.meta(wal_name)?.is_some() {
+            if scan.valid > 0 {
+                w.undo = Some(keep_undo(work, scan)?);
+            }
             match sqlite::replay_wal(work_db) {
                 Ok(n) if n == scan.valid => {}
                 Ok(n) => {
@@ -243,6 +365,17 @@ fn make_whole(work: &Dir, work_db: &Path, shm: &[u8], order: Order) -> Result<Wh
         }
     }
     Ok(w)
+}
+
+/// The problem of a `-wal` whose frames do not fit the database file (`why`), and its record
+/// made to say that nothing of it was replayed.
+fn not_this_databases(why: &str, record: &mut WalReplay) -> String {
+    let lost = record.transactions;
+    (record.folded, record.transactions, record.dropped) = (0, 0, record.frames);
+    record.dropped_because = format!("not this database file's: {why}");
+    format!(
+        "the -wal is not this database file's (another database's, a mix of two, or of another moment): {why}; its {lost} committed transaction(s) are not replayed, never mixed in (--salvage archives the database file without it)"
+    )
 }
 
 /// Why a `-wal` damaged in the middle is refused: replaying it would lose committed work.
@@ -362,6 +495,8 @@ fn salvage(
     member: &Path,
     captured: Option<&Path>,
     problems: &[String],
+    crossed: &[u32],
+    mut wal_left_out: Option<String>,
 ) -> Result<(PathBuf, Salvage)> {
     let out = db.with_file_name("salvaged.db");
     let wal = sqlite::inspect(db).is_ok_and(|i| i.journal == sqlite::Journal::Wal);
@@ -374,12 +509,13 @@ fn salvage(
         }
         text
     };
-    let s = match (sqlite::salvage::salvage(db, &out, wal), captured) {
+    let s = match (sqlite::salvage::salvage(db, &out, wal, crossed), captured) {
         (Err(e), Some(c)) if e.kind == Kind::Verification => {
             let _ = std::fs::remove_file(&out);
             problems
                 .push(format!("{}; salvaged from the database file as captured, without its -wal", named(e)));
-            sqlite::salvage::salvage(c, &out, wal)
+            wal_left_out = Some("with its -wal replayed the database cannot be read".into());
+            sqlite::salvage::salvage(c, &out, wal, &[])
         }
         (s, _) => s,
     };
@@ -400,7 +536,14 @@ fn salvage(
         .hint("nothing was written; the tarball's data cannot be recovered by kfadmin"));
     }
     problems.extend(s.skipped.into_iter().map(|s| format!("not recreated: {s}")));
-    Ok((out, Salvage { method: "row-copy".into(), problems, tables: s.tables }))
+    let salvage = Salvage {
+        method: "row-copy".into(),
+        problems,
+        tables: s.tables,
+        wal_left_out,
+        cross_linked_pages: s.cross_linked_pages,
+    };
+    Ok((out, salvage))
 }
 
 const NOTHING_SALVAGED: &str = "nothing was written; keep the tarball: a tool that reads pages directly (the sqlite3 shell's .recover, where its library has the sqlite_dbpage table) may get more out of it";

@@ -9,7 +9,7 @@
 //! (SQLite's own `.recover`, which reads pages directly, needs the `sqlite_dbpage` virtual
 //! table: neither the bundled library nor Debian's `sqlite3` 3.40 has it.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rusqlite::types::Value;
@@ -19,21 +19,52 @@ use serde::{Deserialize, Serialize};
 use super::{open_immutable, sql_err};
 use crate::error::{check_interrupt, Error, Result};
 
-/// What became of one table (recorded in the manifest of a salvaged archive).
+/// What became of one table (recorded in the manifest of a salvaged archive). The counts add
+/// up: `before = read + unreadable`, `read = after + skipped`, `skipped = cross_linked +
+/// rows_refused + orphans_removed`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCopy {
     /// Rows before (None when the damaged table cannot even be counted).
     pub before: Option<u64>,
+    /// Rows SQLite read out of the damaged table.
+    #[serde(default)]
+    pub read: u64,
+    /// Rows counted but not read (on pages that cannot be read); None when `before` is.
+    #[serde(default)]
+    pub unreadable: Option<u64>,
     pub after: u64,
+    /// Rows read but not copied: `cross_linked + rows_refused + orphans_removed`.
+    #[serde(default)]
+    pub skipped: u64,
     /// Places where SQLite could not read on (each one loses the rows up to the next readable one).
     #[serde(default)]
     pub read_errors: u64,
-    /// Rows read but refused by the new table (a broken value, a duplicate key).
+    /// Rows read but not copied because they sit on a page that another tree (or the
+    /// freelist) also points at, under one, or overflow through one: whose rows they are
+    /// cannot be told.
+    #[serde(default)]
+    pub cross_linked: u64,
+    /// Rows read but refused by the new table (a broken value, a duplicate key), or not read
+    /// because a value in them is over 32 MiB (`too_big`).
     #[serde(default)]
     pub rows_refused: u64,
+    /// Of `rows_refused`: rows with a value over 32 MiB (memory stays bounded on a hostile file).
+    #[serde(default)]
+    pub too_big: u64,
     /// Rows removed because they referenced lost rows.
     #[serde(default)]
     pub orphans_removed: u64,
+    /// Why not one row of the table was copied, when that is so by decision (empty otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub not_copied: String,
+}
+
+impl TableCopy {
+    /// Fill in the totals once the copy is done.
+    fn totals(&mut self) {
+        self.skipped = self.cross_linked + self.rows_refused + self.orphans_removed;
+        self.unreadable = self.before.map(|b| b.saturating_sub(self.read));
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -41,6 +72,19 @@ pub struct Salvaged {
     pub tables: BTreeMap<String, TableCopy>,
     /// Schema objects that could not be recreated, and why.
     pub skipped: Vec<String>,
+    /// Pages referenced more than once (the first 50): no row was copied from them.
+    pub cross_linked_pages: Vec<u32>,
+}
+
+/// The pages `integrity_check` names in "2nd reference to page N".
+pub fn second_references(problems: &[String]) -> Vec<u32> {
+    const SAID: &str = "2nd reference to page ";
+    // One problem can hold many lines (integrity_check's messages joined).
+    problems
+        .iter()
+        .flat_map(|p| p.match_indices(SAID).map(move |(at, _)| &p[at + SAID.len()..]))
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .collect()
 }
 
 /// One schema entry: (type, name, table, sql).
@@ -49,8 +93,10 @@ type Object = (String, String, String, String);
 /// After this many read errors in one table, the rest of it is given up.
 const MAX_READ_ERRORS: u64 = 10_000;
 
-/// Copy what can be read of `src` into the new database `dst` (in WAL mode when `wal`).
-pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
+/// Copy what can be read of `src` into the new database `dst` (in WAL mode when `wal`); no row
+/// is copied from a cross-linked page (found by walking the file's b-trees, and `also`: pages
+/// `integrity_check` named).
+pub fn salvage(src: &Path, dst: &Path, wal: bool, also: &[u32]) -> Result<Salvaged> {
     let from = open_immutable(src)?;
     let schema: Vec<Object> = from
         .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid")
@@ -63,10 +109,13 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
             .source(e)
             .hint("nothing was written; keep the tarball: a tool that reads pages directly (the sqlite3 shell's .recover, where its library has the sqlite_dbpage table) may get more out of it")
         })?;
+    let links = cross_links(&from, src, also)?;
+    // SAFETY: the handle is this open connection's; sqlite3_limit only sets a limit on it.
+    unsafe { rusqlite::ffi::sqlite3_limit(from.handle(), rusqlite::ffi::SQLITE_LIMIT_LENGTH, MAX_VALUE) };
     let to = Connection::open(dst).map_err(|e| sql_err(e, "cannot create", dst))?;
     copy_settings(&from, &to).map_err(|e| sql_err(e, "cannot set up", dst))?;
     to.execute_batch("BEGIN").map_err(|e| sql_err(e, "cannot write", dst))?;
-    let mut out = Salvaged::default();
+    let mut out = Salvaged { cross_linked_pages: links.pages.clone(), ..Salvaged::default() };
     let is = |t: &str, o: &Object| o.0 == t && !o.1.starts_with("sqlite_");
     let virtual_table = |o: &Object| o.3.trim_start().to_ascii_uppercase().starts_with("CREATE VIRTUAL");
     for o in schema.iter().filter(|o| is("table", o) || is("index", o)) {
@@ -78,7 +127,15 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
     }
     for o in schema.iter().filter(|o| is("table", o) && !virtual_table(o)) {
         check_interrupt()?;
-        let copy = copy_table(&from, &to, &o.1).map_err(|e| sql_err(e, "cannot write", dst))?;
+        let copy = match links.whole.get(&o.1) {
+            Some(why) => TableCopy {
+                before: count(&from, &o.1),
+                not_copied: format!("no row copied: {why}"),
+                ..TableCopy::default()
+            },
+            None => copy_table(&from, &to, &o.1, links.rows.get(&o.1))
+                .map_err(|e| sql_err(e, "cannot write", dst))?,
+        };
         out.tables.insert(o.1.clone(), copy);
     }
     check_interrupt()?;
@@ -92,6 +149,7 @@ pub fn salvage(src: &Path, dst: &Path, wal: bool) -> Result<Salvaged> {
     to.execute_batch("COMMIT").map_err(|e| sql_err(e, "cannot write", dst))?;
     for (name, t) in out.tables.iter_mut() {
         t.after = count(&to, name).unwrap_or(0);
+        t.totals();
     }
     if wal {
         to.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
@@ -130,7 +188,8 @@ fn quote(name: &str) -> String {
 }
 
 fn count(conn: &Connection, table: &str) -> Option<u64> {
-    conn.query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| r.get::<_, i64>(0))
+    // NOT INDEXED: count the table's own b-tree, not a (possibly damaged) index of it.
+    conn.query_row(&format!("SELECT count(*) FROM {} NOT INDEXED", quote(table)), [], |r| r.get::<_, i64>(0))
         .ok()
         .map(|n| n as u64)
 }
@@ -154,8 +213,13 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Copy one table's readable rows.
-fn copy_table(from: &Connection, to: &Connection, table: &str) -> rusqlite::Result<TableCopy> {
+/// Copy one table's readable rows, but not those in `skip` (rowids on cross-linked pages).
+fn copy_table(
+    from: &Connection,
+    to: &Connection,
+    table: &str,
+    skip: Option<&BTreeSet<i64>>,
+) -> rusqlite::Result<TableCopy> {
     let mut t = TableCopy { before: count(from, table), ..TableCopy::default() };
     let (cols, rowid) = match columns(from, table) {
         Ok(c) => c,
@@ -167,59 +231,96 @@ fn copy_table(from: &Connection, to: &Connection, table: &str) -> rusqlite::Resu
     let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
     let (select, insert_cols) = if rowid {
         (
-            format!("SELECT rowid, {list} FROM {} WHERE rowid > ?1 ORDER BY rowid", quote(table)),
+            // NOT INDEXED: read the table's own b-tree (an index is rebuilt, never read from).
+            format!("SELECT rowid, {list} FROM {} NOT INDEXED WHERE rowid > ?1 ORDER BY rowid", quote(table)),
             format!("rowid, {list}"),
         )
     } else {
-        (format!("SELECT {list} FROM {}", quote(table)), list.clone())
+        (format!("SELECT {list} FROM {} NOT INDEXED", quote(table)), list.clone())
     };
     let marks = vec!["?"; cols.len() + usize::from(rowid)].join(", ");
     let mut insert = to.prepare(&format!("INSERT INTO {}({insert_cols}) VALUES ({marks})", quote(table)))?;
     let mut read = from.prepare(&select)?;
     let mut after = i64::MIN;
+    let next_rowid =
+        format!("SELECT rowid FROM {} NOT INDEXED WHERE rowid > ?1 ORDER BY rowid LIMIT 1", quote(table));
     loop {
-        let failed = copy_rows(&mut read, &mut insert, rowid, &mut after, &mut t)?;
+        let stop = copy_rows(&mut read, &mut insert, rowid, &mut after, skip, &mut t)?;
+        if stop == Stop::TooBig && rowid {
+            // The next row holds a value too big to read: refused, and the copy goes on after it.
+            if let Ok(r) = from.query_row(&next_rowid, [after], |r| r.get::<_, i64>(0)) {
+                (t.read, t.rows_refused, t.too_big, after) =
+                    (t.read + 1, t.rows_refused + 1, t.too_big + 1, r);
+                continue;
+            }
+        }
+        let failed = stop != Stop::End;
         if !failed || !rowid {
             t.read_errors += u64::from(failed);
             return Ok(t);
         }
         t.read_errors += 1;
+        let stuck = after;
         let Some(next) = next_readable(from, table, after).filter(|_| t.read_errors < MAX_READ_ERRORS) else {
             return Ok(t);
         };
         if let Some(row) = next.alone {
             let mut one = from.prepare(&select.replace("rowid > ?1", "rowid = ?1 + 1"))?;
             let mut at = row - 1;
-            copy_rows(&mut one, &mut insert, rowid, &mut at, &mut t)?;
+            if copy_rows(&mut one, &mut insert, rowid, &mut at, skip, &mut t)? == Stop::TooBig {
+                (t.read, t.rows_refused, t.too_big) = (t.read + 1, t.rows_refused + 1, t.too_big + 1);
+            }
         }
         match next.from {
+            // A row whose rowid can be read but not the row itself (a broken overflow chain, a
+            // value too big) would be tried again and again: it is lost, the copy goes on after it.
+            Some(n) if n - 1 <= stuck => after = n,
             Some(n) => after = n - 1,
             None => return Ok(t),
         }
     }
 }
 
-/// Copy rows from `read` (rowid > `after` when `rowid`) into `insert` until the end (false) or
-/// the first read error (true); `after` follows the last rowid read.
+/// Why [`copy_rows`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    End,
+    /// SQLite could not read on.
+    Failed,
+    /// The next row holds a value over [`MAX_VALUE`].
+    TooBig,
+}
+
+/// The largest string or blob read out of a damaged database: a bigger one is refused (a
+/// hostile file can declare values up to 1 GB, and a copy holds a value several times).
+pub const MAX_VALUE: i32 = 32 << 20;
+
+/// Copy rows from `read` (rowid > `after` when `rowid`) into `insert` until the end or the
+/// first read error; `after` follows the last rowid read.
 fn copy_rows(
     read: &mut rusqlite::Statement,
     insert: &mut rusqlite::Statement,
     rowid: bool,
     after: &mut i64,
+    skip: Option<&BTreeSet<i64>>,
     t: &mut TableCopy,
-) -> rusqlite::Result<bool> {
+) -> rusqlite::Result<Stop> {
     let n = read.column_count();
     let mut rows = if rowid { read.query([*after])? } else { read.query([])? };
     for k in 0u64.. {
         // Interrupted: stop here; the caller's next check fails the whole salvage.
         if k % 1024 == 0 && crate::error::interrupt::requested() {
-            return Ok(false);
+            return Ok(Stop::End);
         }
         let row = match rows.next() {
             Ok(Some(row)) => row,
-            Ok(None) => return Ok(false),
-            Err(_) => return Ok(true),
+            Ok(None) => return Ok(Stop::End),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::TooBig => {
+                return Ok(Stop::TooBig)
+            }
+            Err(_) => return Ok(Stop::Failed),
         };
+        t.read += 1;
         let values: rusqlite::Result<Vec<Value>> = (0..n).map(|i| row.get::<_, Value>(i)).collect();
         let Ok(values) = values else {
             t.rows_refused += 1;
@@ -228,14 +329,21 @@ fn copy_rows(
         if rowid {
             match values[0] {
                 Value::Integer(r) if r > *after => *after = r,
-                _ => return Ok(true),
+                _ => {
+                    t.read -= 1;
+                    return Ok(Stop::Failed);
+                }
+            }
+            if skip.is_some_and(|s| s.contains(after)) {
+                t.cross_linked += 1;
+                continue;
             }
         }
         if insert.execute(params_from_iter(values.iter())).is_err() {
             t.rows_refused += 1;
         }
     }
-    Ok(false)
+    Ok(Stop::End)
 }
 
 /// The first rowid after `after` that can be read, found by jumping further and further past
@@ -278,6 +386,42 @@ struct Next {
     from: Option<i64>,
 }
 
+/// The cross-linked pages of `src` and the rows on them (none when the file cannot be walked).
+fn cross_links(from: &Connection, src: &Path, also: &[u32]) -> Result<super::btree::CrossLinks> {
+    let wr: BTreeMap<String, bool> = from
+        .prepare("SELECT name, wr FROM pragma_table_list WHERE schema = 'main'")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .unwrap_or_default();
+    let mut trees =
+        vec![super::btree::Tree { name: "sqlite_schema".into(), root: 1, table: true, rowid: true }];
+    let sql = "SELECT type, name, rootpage, coalesce(sql, '') FROM sqlite_schema WHERE rootpage > 0";
+    if let Ok(mut s) = from.prepare(sql) {
+        if let Ok(rows) = s.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+        }) {
+            for (kind, name, root, sql) in rows.flatten() {
+                let table = kind == "table";
+                // pragma_table_list says; when it cannot be read, the table's SQL does.
+                let without = wr.get(&name).copied().unwrap_or_else(|| {
+                    sql.to_ascii_uppercase()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .contains("WITHOUT ROWID")
+                });
+                let rowid = table && !without;
+                trees.push(super::btree::Tree {
+                    name,
+                    root: root.clamp(0, i64::from(u32::MAX)) as u32,
+                    table,
+                    rowid,
+                });
+            }
+        }
+    }
+    super::btree::cross_links(src, &trees, also).map_err(|e| Error::io("cannot read", src, e))
+}
+
 /// AUTOINCREMENT counters, so that new rows never reuse a lost row's id.
 fn copy_sequence(from: &Connection, to: &Connection) {
     let Ok(mut s) = from.prepare("SELECT name, seq FROM sqlite_sequence") else { return };
@@ -316,6 +460,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_second_reference_is_read_from_the_problems() {
+        let problems = vec![
+            "integrity_check: *** in database main ***\nTree 7 page 454 cell 4: 2nd reference to page 460\nTree 9 page 3: 2nd reference to page 12".to_string(),
+            "integrity_check: Page 99: never used".to_string(),
+        ];
+        assert_eq!(second_references(&problems), vec![460, 12]);
+    }
+
+    #[test]
     fn a_healthy_database_is_copied_whole_and_orphans_go() {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("src.db");
@@ -334,9 +487,12 @@ mod tests {
         .unwrap();
         drop(c);
         let dst = t.path().join("dst.db");
-        let s = salvage(&src, &dst, true).unwrap();
+        let s = salvage(&src, &dst, true, &[]).unwrap();
         assert!(s.skipped.is_empty(), "{:?}", s.skipped);
-        assert_eq!(s.tables["u"], TableCopy { before: Some(2), after: 2, ..Default::default() });
+        assert_eq!(
+            s.tables["u"],
+            TableCopy { before: Some(2), read: 2, unreadable: Some(0), after: 2, ..Default::default() }
+        );
         assert_eq!(s.tables["k"].after, 2);
         let b = &s.tables["b"];
         assert_eq!((b.before, b.after, b.orphans_removed), (Some(3), 2, 1));
@@ -371,7 +527,7 @@ mod tests {
             })
             .count() as u64;
         assert!(readable < 5000 && readable > 4000, "{readable}");
-        let s = salvage(&src, &t.path().join("dst.db"), false).unwrap();
+        let s = salvage(&src, &t.path().join("dst.db"), false, &[]).unwrap();
         assert_eq!(s.tables["t"].after, readable, "{:?}", s.tables["t"]);
     }
 }

@@ -335,6 +335,50 @@ pub fn backfill_problem(db: &File, wal: &File, scan: &Scan, shm: &Shm) -> std::i
     Ok(None)
 }
 
+/// Why the `-wal`'s versions of page 1 (the database header) cannot follow the database
+/// file's page 1 (None: they can, or the `-wal` never writes page 1). SQLite keeps the page
+/// size, reserved space and text encoding for a database's life, and the header's change
+/// counter never goes down: a writer stamps page 1 with the counter it last read, plus one.
+/// So the `-wal`'s page-1 frames must agree with the file on the first, and their counters
+/// must not fall, from the file's to the last frame's, unless the file's page 1 is one of
+/// those frames (a checkpoint copied it there). A `-wal` that breaks this is another
+/// database's, a mix of two, or of another moment.
+pub fn page1_problem(db: &File, wal: &File, scan: &Scan) -> std::io::Result<Option<String>> {
+    let size = scan.page_size as usize;
+    let mut mine = vec![0u8; size];
+    if size < 100 || db.read_exact_at(&mut mine, 0).is_err() {
+        return Ok(None);
+    }
+    let mut theirs = vec![0u8; size];
+    let (mut counters, mut copied) = (Vec::new(), false);
+    for (i, _) in scan.pages.iter().enumerate().filter(|(_, &p)| p == 1) {
+        wal.read_exact_at(&mut theirs, scan.offset(i as u64 + 1) + FRAME_HEADER)?;
+        let fixed = |b: &[u8]| [&b[..18], &b[20..24], &b[56..60]].concat();
+        if fixed(&theirs) != fixed(&mine) {
+            return Ok(Some(format!(
+                "frame {}, a version of page 1, has another header than the database file's (page size, reserved space or text encoding)",
+                i + 1
+            )));
+        }
+        copied |= theirs == mine;
+        counters.push((i + 1, be(&theirs[24..])));
+    }
+    let Some(&(first_frame, first)) = counters.first() else { return Ok(None) };
+    if let Some(w) = counters.windows(2).find(|w| w[1].1 < w[0].1) {
+        return Ok(Some(format!(
+            "the database header's change counter goes back from {} (frame {}) to {} (frame {}): its frames are of two databases",
+            w[0].1, w[0].0, w[1].1, w[1].0
+        )));
+    }
+    let have = be(&mine[24..]);
+    if have > first && !copied {
+        return Ok(Some(format!(
+            "the database file's header has change counter {have}, its first version in the -wal (frame {first_frame}) the older {first}"
+        )));
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,5 +527,60 @@ mod against_sqlite {
         assert_eq!(shm_problem(Some(&scan), &shm), None);
         std::fs::remove_file(copy.join("kf.db-shm")).unwrap();
         assert_eq!(crate::sqlite::replay_wal(&copy.join("kf.db")).unwrap(), scan.valid);
+    }
+}
+
+#[cfg(test)]
+mod page1 {
+    use super::*;
+
+    /// `(db, wal)` copies of a live WAL database after `writes` commits by two connections, and
+    /// optionally a PASSIVE checkpoint (the database's page 1 then is one of the frames).
+    fn capture(dir: &std::path::Path, checkpoint: bool) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = &dir.join(format!("live-{checkpoint}"));
+        std::fs::create_dir(dir).unwrap();
+        let db = dir.join("live.db");
+        let a = rusqlite::Connection::open(&db).unwrap();
+        a.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x BLOB);")
+            .unwrap();
+        a.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let b = rusqlite::Connection::open(&db).unwrap();
+        for i in 0..6 {
+            let c = if i % 2 == 0 { &a } else { &b };
+            c.execute_batch("INSERT INTO t VALUES (randomblob(5000))").unwrap();
+        }
+        if checkpoint {
+            a.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).unwrap();
+        }
+        let (d, w) = (dir.join(format!("copy{checkpoint}.db")), dir.join(format!("copy{checkpoint}.db-wal")));
+        std::fs::copy(&db, &d).unwrap();
+        std::fs::copy(dir.join("live.db-wal"), &w).unwrap();
+        (d, w)
+    }
+
+    fn problem(db: &std::path::Path, wal: &std::path::Path) -> Option<String> {
+        let (d, w) = (File::open(db).unwrap(), File::open(wal).unwrap());
+        let s = scan(&w, w.metadata().unwrap().len(), 4096).unwrap();
+        assert!(s.pages.contains(&1), "{s:?}");
+        page1_problem(&d, &w, &s).unwrap()
+    }
+
+    #[test]
+    fn a_wal_of_the_database_fits_its_page_1_and_one_behind_it_does_not() {
+        let t = tempfile::tempdir().unwrap();
+        for checkpoint in [false, true] {
+            let (db, wal) = capture(t.path(), checkpoint);
+            assert_eq!(problem(&db, &wal), None, "checkpointed: {checkpoint}");
+            // The database file's header ahead of the -wal's: the -wal is of another one.
+            let mut bytes = std::fs::read(&db).unwrap();
+            let ahead = u32::from_be_bytes(bytes[24..28].try_into().unwrap()) + 100;
+            bytes[24..28].copy_from_slice(&ahead.to_be_bytes());
+            std::fs::write(&db, &bytes).unwrap();
+            assert!(problem(&db, &wal).unwrap().contains("change counter"), "checkpointed: {checkpoint}");
+            // Another text encoding.
+            bytes[56..60].copy_from_slice(&2u32.to_be_bytes());
+            std::fs::write(&db, &bytes).unwrap();
+            assert!(problem(&db, &wal).unwrap().contains("another header"), "checkpointed: {checkpoint}");
+        }
     }
 }

@@ -31,5 +31,6 @@ mod restore;
 mod restore_docker;
 mod s3;
 mod safety_copies;
+mod salvage;
 mod setup;
 mod terminal;
