@@ -628,7 +628,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__import)
-            opts="-r -q -v -h -V --db-name --salvage --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-r -q -v -h -V --db-name --salvage --without-wal --repo --name --nice --tmp-dir --compression-level --encrypt-to --recipients-file --passphrase --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

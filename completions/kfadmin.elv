@@ -244,6 +244,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --salvage 'When the database fails its checks, archive what can still be read of it, marked salvaged, instead of refusing'
+            cand --without-wal 'With --salvage: salvage the database file alone, as captured, leaving the tarball''s -wal out (its committed transactions are lost; the report says how many)'
             cand --passphrase 'Encrypt with a passphrase: asked twice on the terminal, or read from KFADMIN_PASSPHRASE or --passphrase-file'
             cand --dry-run 'Check the tarball, the name and the encryption and say what would be written; unpack, write and lock nothing'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
