@@ -27,6 +27,8 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
         Command::Manpages(_) | Command::Completions(_) => return Ok(()),
         // Import touches no container.
         Command::Verify(_) | Command::List(_) | Command::Prune(_) | Command::Import(_) => false,
+        // A follower of a database on this host (issue 18): no container.
+        Command::Replicate(_) => false,
     };
     for (path, why) in kfadmin::ops::staging::sweep_private() {
         commands::stderr_line(&format!(

@@ -20,6 +20,7 @@ pub mod import;
 pub mod list;
 pub mod prune;
 pub mod render;
+pub mod replicate;
 pub mod restore;
 pub mod status;
 pub mod verify;
@@ -182,6 +183,7 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::Status(a) => status::run(a, ctx),
         Command::Drill(a) => drill::run(a, ctx),
         Command::Import(a) => import::run(a, ctx),
+        Command::Replicate(a) => replicate::run(a, ctx),
         Command::Completions(a) => completions::run(a, ctx.json),
         Command::Manpages(a) => completions::manpages(a),
     }

@@ -233,9 +233,13 @@ pub fn db_page_size(db: &File) -> std::io::Result<Option<u32>> {
     Ok(Some(if raw == 1 { 65536 } else { raw }))
 }
 
-/// Read the live state (see [`Live`]); with `out`, also write every page into it (a copy of
-/// the database as of that state).
-pub fn live(db: &File, wal: Option<&File>, page_size: u32, mut out: Option<&File>) -> std::io::Result<Live> {
+/// Read the live state (see [`Live`]), calling `each` with every page in order.
+pub fn live(
+    db: &File,
+    wal: Option<&File>,
+    page_size: u32,
+    mut each: impl FnMut(u32, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<Live> {
     let mut latest: HashMap<u32, u64> = HashMap::new();
     let mut pos = None;
     let mut db_pages = (db.metadata()?.len() / u64::from(page_size)) as u32;
@@ -272,9 +276,7 @@ pub fn live(db: &File, wal: Option<&File>, page_size: u32, mut out: Option<&File
             }
         }
         pages.set(pgno, &buf);
-        if let Some(o) = out.as_mut() {
-            o.write_all_at(&buf, u64::from(pgno - 1) * u64::from(page_size))?;
-        }
+        each(pgno, &buf)?;
     }
     pages.resize(db_pages);
     Ok(Live { pages, pos, db_pages })
