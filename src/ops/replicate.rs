@@ -1047,3 +1047,60 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
     };
     Ok(Some(Tip { dir, info, seq, prev, txn, pages, pos, last_time_us, last_checksum }))
 }
+
+/// A point rebuilt and written as an ordinary verified archive, for the restore path
+/// (verify → plan → confirm → swap). The archive lives in a private staging directory that
+/// goes when this is dropped.
+pub struct PointArchive {
+    pub point: Point,
+    pub archive: PathBuf,
+    _rebuilt: Staging,
+    _out: Staging,
+}
+
+/// Rebuild the repository's database as of `at_us` ([`chain_for`], [`rebuild`]) and archive it.
+pub fn point_archive(repo: &Path, at_us: u64, tmp_dir: Option<&Path>, n: &dyn Notice) -> Result<PointArchive> {
+    let dir = chain_for(repo, at_us)?;
+    let info = read_info(&dir)?;
+    let rebuilt = Staging::private(tmp_dir, STAGING_PREFIX)?;
+    let point = rebuild(&dir, at_us, rebuilt.dir(), n)?;
+    n.note(&format!(
+        "Rebuilt chain {} at transaction {} (committed by {}), checksum and integrity_check verified",
+        point.chain, point.txn, point.time
+    ));
+    // The owner and mode the base recorded for the database.
+    let base = dir.join("base").join(&info.base);
+    let manifest = crate::archive::catalog::read_manifest(&base);
+    let entry = manifest.as_ref().and_then(|m| m.files.iter().find(|f| f.path == format!("data/{}", sqlite::DB_FILE)));
+    let (mode, uid, gid) = entry.map(|e| (e.mode, e.uid, e.gid)).unwrap_or((0o600, 0, 0));
+    let staged = vec![Copied {
+        rel: PathBuf::from(sqlite::DB_FILE),
+        staged: rebuilt.path().join(sqlite::DB_FILE),
+        mode,
+        uid,
+        gid,
+        reflinked: false,
+        dir: false,
+    }];
+    let out = Staging::private(tmp_dir, STAGING_PREFIX)?;
+    let out_path = out.path();
+    let name = info.chain.rsplit_once('-').map(|(n, _)| n.to_string()).unwrap_or_else(|| "keyfount".into());
+    let source = manifest.map(|m| m.source).unwrap_or(Source {
+        kind: "path".into(),
+        path: info.source.clone(),
+        host: info.host.clone(),
+        container: None,
+        mounts: vec![],
+    });
+    let spec = ArchiveSpec {
+        out: &out_path,
+        name: &name,
+        mode: Mode::Online,
+        source,
+        created: UNIX_EPOCH + Duration::from_micros(point.time_us),
+        compression: Compression::default(),
+        nice: 0,
+    };
+    let made = make::make(n, &spec, &Encryption::None, &staged)?;
+    Ok(PointArchive { point, archive: made.written.path, _rebuilt: rebuilt, _out: out })
+}
