@@ -335,8 +335,12 @@ Examples:
 pub struct RestoreArgs {
     /// The archive to restore: a file, or an s3://BUCKET/PREFIX/NAME URL (downloaded into a
     /// private directory and verified in full before anything is touched)
-    #[arg(value_name = "ARCHIVE", required = false, required_unless_present = "at",
-          default_value_if("at", clap::builder::ArgPredicate::IsPresent, Some(POINT_IN_TIME)))]
+    #[arg(
+        value_name = "ARCHIVE",
+        required = false,
+        required_unless_present = "at",
+        default_value_if("at", clap::builder::ArgPredicate::IsPresent, Some(POINT_IN_TIME))
+    )]
     pub archive: PathBuf,
     /// Restore the database as of TIME from the repository's point-in-time chain (kfadmin
     /// replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state

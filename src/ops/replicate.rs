@@ -209,7 +209,13 @@ fn walk_chain(
         let d: Decoded = match segment::decode(&bytes) {
             Ok(d) => d,
             Err(why) => {
-                fail(verdict, format!("segment {seq} ({}): {why}; every point after it is unrestorable", path.display()));
+                fail(
+                    verdict,
+                    format!(
+                        "segment {seq} ({}): {why}; every point after it is unrestorable",
+                        path.display()
+                    ),
+                );
                 return Ok(last);
             }
         };
@@ -228,11 +234,18 @@ fn walk_chain(
             None
         };
         if let Some(why) = link {
-            fail(verdict, format!("segment {seq} ({}): {why}; every point after it is unrestorable", path.display()));
+            fail(
+                verdict,
+                format!("segment {seq} ({}): {why}; every point after it is unrestorable", path.display()),
+            );
             return Ok(last);
         }
         if let Some(g) = &h.gap {
-            verdict.gaps.push(GapReport { from: format_us(g.from_us), to: format_us(g.to_us), reason: g.reason.clone() });
+            verdict.gaps.push(GapReport {
+                from: format_us(g.from_us),
+                to: format_us(g.to_us),
+                reason: g.reason.clone(),
+            });
         }
         for r in &d.records {
             if r.time_us < last_time {
@@ -263,7 +276,9 @@ fn walk_chain(
                 return Ok(Some(h.clone()));
             }
         }
-        if d.records.last().map(|r| r.checksum.hex()) != Some(h.checksum_after.clone()) && !d.records.is_empty() {
+        if d.records.last().map(|r| r.checksum.hex()) != Some(h.checksum_after.clone())
+            && !d.records.is_empty()
+        {
             fail(verdict, format!("segment {seq}: its checksum_after is not its last commit's"));
             return Ok(last);
         }
@@ -306,7 +321,10 @@ pub fn verify_chain(dir: &Path) -> Result<ChainVerdict> {
         Ok((sum, _)) if sum == info.base_sha256 => {}
         Ok(_) => {
             verdict.ok = false;
-            verdict.problem = Some(format!("the base archive {} is not the one the chain was built on (its SHA-256 differs)", base.display()));
+            verdict.problem = Some(format!(
+                "the base archive {} is not the one the chain was built on (its SHA-256 differs)",
+                base.display()
+            ));
             return Ok(verdict);
         }
         Err(e) => {
@@ -317,7 +335,8 @@ pub fn verify_chain(dir: &Path) -> Result<ChainVerdict> {
     }
     let mut w = Walk { info, pages: None };
     walk_chain(dir, &mut w, &mut verdict, |_, _, _| Ok(true))?;
-    verdict.observed_until = read_observed(dir).filter(|o| o.chain == w.info.chain).map(|o| format_us(o.time_us));
+    verdict.observed_until =
+        read_observed(dir).filter(|o| o.chain == w.info.chain).map(|o| format_us(o.time_us));
     Ok(verdict)
 }
 
@@ -357,14 +376,24 @@ pub fn rebuild(dir: &Path, at_us: u64, into: &crate::safedir::Dir, n: &dyn Notic
     }
     let base = dir.join("base").join(&info.base);
     n.note(&format!("Verifying the chain's base {}", base.display()));
-    let opts = Options { sqlite: true, extract_to: Some(into), expected_sha256: Some(&info.base_sha256), keys: None };
+    let opts = Options {
+        sqlite: true,
+        extract_to: Some(into),
+        expected_sha256: Some(&info.base_sha256),
+        keys: None,
+    };
     let v = reader::verify(&base, &opts, n.progress())?;
     if !v.ok {
         let why: Vec<String> = v.failed().map(|c| format!("{}: {}", c.name, c.detail)).collect();
-        return Err(Error::verification(format!("the chain's base {} fails verification: {}", base.display(), why.join("; "))));
+        return Err(Error::verification(format!(
+            "the chain's base {} fails verification: {}",
+            base.display(),
+            why.join("; ")
+        )));
     }
     let db_path = into.fd_path(sqlite::DB_FILE);
-    let db = std::fs::OpenOptions::new().read(true).write(true).open(&db_path).ctx("cannot open", &db_path)?;
+    let db =
+        std::fs::OpenOptions::new().read(true).write(true).open(&db_path).ctx("cannot open", &db_path)?;
     let mut pages = digest_file(&db, info.page_size)?;
     if pages.sum().hex() != info.base_checksum {
         return Err(Error::verification(format!(
@@ -415,7 +444,11 @@ pub fn rebuild(dir: &Path, at_us: u64, into: &crate::safedir::Dir, n: &dyn Notic
             format_us(g.to_us),
             g.reason
         ))
-        .hint(format!("restore a point at or before {}, or at or after {}", format_us(g.from_us), format_us(g.to_us))));
+        .hint(format!(
+            "restore a point at or before {}, or at or after {}",
+            format_us(g.from_us),
+            format_us(g.to_us)
+        )));
     }
     if let Some(problem) = verdict.problem.clone().filter(|_| !verdict.ok) {
         // A broken link before the time asked for: the point cannot be proven.
@@ -477,7 +510,8 @@ impl WriteAt for File {
 /// The page digests of a database file (pages past its end: none; the file's size decides).
 fn digest_file(f: &File, page_size: u32) -> Result<Pages> {
     use std::os::unix::fs::FileExt;
-    let len = f.metadata().map_err(|e| Error::failed(format!("cannot read the rebuilt database: {e}")))?.len();
+    let len =
+        f.metadata().map_err(|e| Error::failed(format!("cannot read the rebuilt database: {e}")))?.len();
     let n = (len / u64::from(page_size)) as u32;
     let mut pages = Pages::new(page_size);
     let mut buf = vec![0u8; page_size as usize];
@@ -638,7 +672,11 @@ pub fn follow(opts: &FollowOptions, n: &dyn Notice, stop: &dyn Fn() -> bool) -> 
         poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
         if last_observed_write.elapsed() >= Duration::from_secs(1) || stopping {
             let o = Observed { chain: tip.info.chain.clone(), txn: tip.txn, time_us: known_us };
-            fsutil::write_atomic(&tip.dir.join("observed.json"), &serde_json::to_vec(&o).unwrap_or_default(), 0o600)?;
+            fsutil::write_atomic(
+                &tip.dir.join("observed.json"),
+                &serde_json::to_vec(&o).unwrap_or_default(),
+                0o600,
+            )?;
             last_observed_write = Instant::now();
         }
         if stopping {
@@ -706,7 +744,12 @@ fn poll(
                 let end = read.end;
                 commits.extend(read.commits);
                 tip.pos = Some(end);
-                let hdr = current.as_ref().map(|c| wal::header(&c.file)).transpose().ctx("cannot read", &path)?.flatten();
+                let hdr = current
+                    .as_ref()
+                    .map(|c| wal::header(&c.file))
+                    .transpose()
+                    .ctx("cannot read", &path)?
+                    .flatten();
                 let same_file = same_inode || (held.is_none() && current.is_some());
                 let still = same_file && hdr.map(|x| u64::from_be_bytes(x.salts)) == Some(pos.salts);
                 if !read.more && !still {
@@ -731,7 +774,14 @@ fn poll(
                 }
             }
         }
-    } else if current.as_ref().map(|c| wal::header(&c.file)).transpose().ctx("cannot read", &path)?.flatten().is_some() {
+    } else if current
+        .as_ref()
+        .map(|c| wal::header(&c.file))
+        .transpose()
+        .ctx("cannot read", &path)?
+        .flatten()
+        .is_some()
+    {
         restarted = true;
         lost = Some("a WAL appeared where the chain's last state had none (the server was restarted, or the database replaced)".into());
     }
@@ -742,7 +792,8 @@ fn poll(
     }
     if restarted && lost.is_none() {
         let old = tip.pos.expect("a position");
-        let hdr = current.as_ref().map(|c| wal::header(&c.file)).transpose().ctx("cannot read", &path)?.flatten();
+        let hdr =
+            current.as_ref().map(|c| wal::header(&c.file)).transpose().ctx("cannot read", &path)?.flatten();
         match (current.as_ref(), hdr) {
             (Some(c), Some(h))
                 if same_inode
@@ -751,7 +802,8 @@ fn poll(
                     && u32::from_be_bytes([h.salts[0], h.salts[1], h.salts[2], h.salts[3]])
                         == old.salt1().wrapping_add(1) =>
             {
-                let read = wal::read_commits(&c.file, &h.start(), page_size, MAX_READ).ctx("cannot read", &path)?;
+                let read =
+                    wal::read_commits(&c.file, &h.start(), page_size, MAX_READ).ctx("cannot read", &path)?;
                 commits.extend(read.commits);
                 tip.pos = Some(read.end);
             }
@@ -908,7 +960,12 @@ fn new_chain(
     n: &dyn Notice,
 ) -> Result<Tip> {
     let created = SystemTime::now();
-    let stamp = crate::archive::writer::file_name(&opts.name, created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0), "x", false);
+    let stamp = crate::archive::writer::file_name(
+        &opts.name,
+        created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "x",
+        false,
+    );
     let stamp = stamp.trim_end_matches("-x.tar.gz").to_string();
     let mut id = stamp.clone();
     let mut k = 2;
@@ -927,13 +984,15 @@ fn new_chain(
         let pinned = pin(&opts.db);
         *held = open_held(&wal_path(&opts.db));
         let out = fsutil::create_new(&copy, 0o600)?;
-        let before = held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
+        let before =
+            held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
         let live = wal::live(db_file, held.as_ref().map(|h| &h.file), page_size, |pgno, page| {
             use std::os::unix::fs::FileExt;
             out.write_all_at(page, u64::from(pgno - 1) * u64::from(page_size))
         })
         .ctx("cannot read", &opts.db)?;
-        let after = held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
+        let after =
+            held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
         let time_us = now_us();
         drop(pinned);
         out.set_len(u64::from(live.db_pages) * u64::from(page_size)).ctx("cannot write", &copy)?;
@@ -980,7 +1039,11 @@ fn new_chain(
         base_time_us: time_us,
         wal: live.pos,
     };
-    fsutil::write_atomic(&dir.join("chain.json"), &serde_json::to_vec_pretty(&info).unwrap_or_default(), 0o600)?;
+    fsutil::write_atomic(
+        &dir.join("chain.json"),
+        &serde_json::to_vec_pretty(&info).unwrap_or_default(),
+        0o600,
+    )?;
     crate::fault::point("replicate.based")?;
     Ok(Tip {
         dir,
@@ -1001,8 +1064,7 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
     let source = opts.db.display().to_string();
     let Some(dir) = chain_dirs(&opts.repo)?
         .into_iter()
-        .filter(|d| read_info(d).map(|i| i.source == source && i.page_size == page_size).unwrap_or(false))
-        .next_back()
+        .rfind(|d| read_info(d).map(|i| i.source == source && i.page_size == page_size).unwrap_or(false))
     else {
         return Ok(None);
     };
@@ -1011,17 +1073,28 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
     n.note(&format!("Resuming chain {}", info.chain));
     let staging = Staging::private(opts.tmp_dir.as_deref(), STAGING_PREFIX)?;
     let base = dir.join("base").join(&info.base);
-    let ro = Options { sqlite: false, extract_to: Some(staging.dir()), expected_sha256: Some(&info.base_sha256), keys: None };
+    let ro = Options {
+        sqlite: false,
+        extract_to: Some(staging.dir()),
+        expected_sha256: Some(&info.base_sha256),
+        keys: None,
+    };
     let v = reader::verify(&base, &ro, n.progress())?;
     if !v.ok {
-        n.note(&format!("warning: the base of chain {} fails verification; starting a new chain", info.chain));
+        n.note(&format!(
+            "warning: the base of chain {} fails verification; starting a new chain",
+            info.chain
+        ));
         return Ok(None);
     }
     let f = File::open(staging.fd_path(sqlite::DB_FILE)).ctx("cannot open", &staging.path())?;
     let mut pages = digest_file(&f, page_size)?;
     drop(f);
     if pages.sum().hex() != info.base_checksum {
-        n.note(&format!("warning: the base of chain {} does not have its recorded checksum; starting a new chain", info.chain));
+        n.note(&format!(
+            "warning: the base of chain {} does not have its recorded checksum; starting a new chain",
+            info.chain
+        ));
         return Ok(None);
     }
     let mut verdict = new_verdict(&dir, &info);
@@ -1059,7 +1132,12 @@ pub struct PointArchive {
 }
 
 /// Rebuild the repository's database as of `at_us` ([`chain_for`], [`rebuild`]) and archive it.
-pub fn point_archive(repo: &Path, at_us: u64, tmp_dir: Option<&Path>, n: &dyn Notice) -> Result<PointArchive> {
+pub fn point_archive(
+    repo: &Path,
+    at_us: u64,
+    tmp_dir: Option<&Path>,
+    n: &dyn Notice,
+) -> Result<PointArchive> {
     let dir = chain_for(repo, at_us)?;
     let info = read_info(&dir)?;
     let rebuilt = Staging::private(tmp_dir, STAGING_PREFIX)?;
@@ -1071,7 +1149,9 @@ pub fn point_archive(repo: &Path, at_us: u64, tmp_dir: Option<&Path>, n: &dyn No
     // The owner and mode the base recorded for the database.
     let base = dir.join("base").join(&info.base);
     let manifest = crate::archive::catalog::read_manifest(&base);
-    let entry = manifest.as_ref().and_then(|m| m.files.iter().find(|f| f.path == format!("data/{}", sqlite::DB_FILE)));
+    let entry = manifest
+        .as_ref()
+        .and_then(|m| m.files.iter().find(|f| f.path == format!("data/{}", sqlite::DB_FILE)));
     let (mode, uid, gid) = entry.map(|e| (e.mode, e.uid, e.gid)).unwrap_or((0o600, 0, 0));
     let staged = vec![Copied {
         rel: PathBuf::from(sqlite::DB_FILE),

@@ -92,7 +92,8 @@ pub fn decode(b: &[u8]) -> std::result::Result<Decoded, String> {
     }
     let hlen = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")) as usize;
     let json = body.get(12..12 + hlen).ok_or("its header is cut short")?;
-    let header: Header = serde_json::from_slice(json).map_err(|e| format!("its header cannot be read: {e}"))?;
+    let header: Header =
+        serde_json::from_slice(json).map_err(|e| format!("its header cannot be read: {e}"))?;
     if header.compression != "none" || header.encryption != "none" {
         return Err(format!(
             "it is written with compression {:?} and encryption {:?}, which this kfadmin cannot read",
@@ -159,7 +160,12 @@ mod tests {
         };
         let recs = vec![
             Record { time_us: 1, db_pages: 2, checksum: Sum::default(), pages: vec![(1, vec![1; 512])] },
-            Record { time_us: 2, db_pages: 3, checksum: Sum::default(), pages: vec![(3, vec![3; 512]), (2, vec![2; 512])] },
+            Record {
+                time_us: 2,
+                db_pages: 3,
+                checksum: Sum::default(),
+                pages: vec![(3, vec![3; 512]), (2, vec![2; 512])],
+            },
         ];
         let b = encode(&h, &recs);
         let d = decode(&b).unwrap();

@@ -1,0 +1,160 @@
+//! Point-in-time replication (issue 18): `kfadmin replicate` follows a real writer process's
+//! WAL; `kfadmin restore --at T` rebuilds exactly the commits seen by T.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+}
+
+fn replicate(env: &Env, db: &Path, repo: &Path, extra: &[&str]) -> Child {
+    let mut args = vec!["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    spawn_kf(env, &[], &args)
+}
+
+fn sigterm(child: Child) -> Run {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait_with_output().unwrap().into()
+}
+
+fn sigkill(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// (seq, at in ms) of every audit row of a database, in order.
+fn audit(db: &Path) -> Vec<(i64, i64)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut s = c.prepare("SELECT seq, at FROM audit_log ORDER BY seq").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// `restore --at T` into a new data directory; returns its database.
+fn restore_at(env: &Env, repo: &Path, at: &str, n: usize) -> (Run, PathBuf) {
+    let dir = env.path(&format!("restored-{n}"));
+    let run = kfadmin_fault(
+        &env.path("state"),
+        "",
+        &["restore", "--at", at, "-r", repo.to_str().unwrap(), "--data-dir", dir.to_str().unwrap(), "--yes"],
+    );
+    (run, dir.join("keyfount.db"))
+}
+
+/// Restore at `at_ms` and check it holds exactly a prefix of the live history: every row whose
+/// `at` is ≤ at_ms − 1 s, and none whose `at` is > at_ms; and the writer's invariants.
+fn assert_point(env: &Env, repo: &Path, live: &[(i64, i64)], at_ms: i64, n: usize) {
+    let (run, db) = restore_at(env, repo, &rfc3339_ms(at_ms), n);
+    run.ok();
+    check_db(&db, 0);
+    let got = audit(&db);
+    let last = got.last().map(|r| r.0).unwrap_or(0);
+    assert_eq!(got, live[..got.len()].to_vec(), "the restored rows are not a prefix of the live history");
+    let must = live.iter().filter(|r| r.1 <= at_ms - 1000).map(|r| r.0).max().unwrap_or(0);
+    let may = live.iter().filter(|r| r.1 <= at_ms).map(|r| r.0).max().unwrap_or(0);
+    assert!(
+        last >= must && last <= may,
+        "restore --at {}: last seq {last}, but every seq up to {must} (committed by T - 1 s) and none after {may} (written by T) was expected",
+        rfc3339_ms(at_ms)
+    );
+}
+
+/// A writer at 200 commits/s with replicate running: for several times T, `restore --at T`
+/// holds every transaction committed by T − 1 s and none committed after T, with the writer's
+/// invariants. Then the writer stops, replicate is killed 1 s later (SIGKILL): the last commit
+/// is restorable (`--at now`).
+#[test]
+fn every_point_restores_exactly_and_the_last_commit_survives_a_kill() {
+    let env = Env::new();
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate(&env, &db, &repo, &[]);
+    let begin = now_ms();
+    std::thread::sleep(Duration::from_secs(4));
+    let status = writer.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    sigkill(rep);
+    let live = audit(&db);
+    assert_eq!(live.last().unwrap().0, status["last_seq"].as_i64().unwrap());
+    // The base was taken after `begin`: the times from 1 s after it to the end.
+    let end = now_ms();
+    let mut x = end as u64 | 1;
+    for n in 0..5 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = begin + 1500 + (x % (end - begin - 1500) as u64) as i64;
+        assert_point(&env, &repo, &live, at, n);
+    }
+    let (run, restored) = restore_at(&env, &repo, "now", 99);
+    run.ok();
+    assert_eq!(audit(&restored), live, "restore --at now lost commits");
+}
+
+/// replicate killed (SIGKILL), the WAL checkpointed and truncated while it is down (the
+/// writer goes on): restarted, it repairs the gap by shipping the pages that differ and says
+/// so; every point after the gap restores exactly, a point inside it is refused.
+#[test]
+fn a_gap_while_down_is_repaired_reported_and_everything_after_restores() {
+    let env = Env::new();
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate(&env, &db, &repo, &[]);
+    std::thread::sleep(Duration::from_millis(2500));
+    sigkill(rep);
+    let down = now_ms();
+    std::thread::sleep(Duration::from_millis(300));
+    // The test's own doing: a second connection folds the WAL in and truncates it.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    let (busy, _, _): (i64, i64, i64) = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint could not run");
+    drop(c);
+    std::thread::sleep(Duration::from_millis(500));
+    let rep = spawn_kf(
+        &env,
+        &[],
+        &["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json"],
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let status = writer.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    let run = sigterm(rep);
+    run.ok().stderr_has("gap in chain");
+    let report: Value = run.json();
+    let gaps = report["gaps"].as_array().unwrap();
+    assert_eq!(gaps.len(), 1, "{report}");
+    let live = audit(&db);
+    assert_eq!(live.last().unwrap().0, status["last_seq"].as_i64().unwrap());
+    let gap_to = humantime::parse_rfc3339(gaps[0]["to"].as_str().unwrap()).unwrap();
+    let gap_to = gap_to.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let end = now_ms();
+    assert!(gap_to > down && gap_to < end, "{report}");
+    // After the gap: exact.
+    assert_point(&env, &repo, &live, gap_to + 1, 0);
+    assert_point(&env, &repo, &live, (gap_to + end) / 2, 1);
+    // Before it (while replicate ran the first time): exact too.
+    assert_point(&env, &repo, &live, down - 600, 2);
+    // Inside it: refused, nothing restored.
+    let (run, restored) = restore_at(&env, &repo, &rfc3339_ms(down + 200), 3);
+    run.code(2).stderr_has("inside a gap");
+    assert!(!restored.exists());
+    let (run, restored) = restore_at(&env, &repo, "now", 4);
+    run.ok();
+    assert_eq!(audit(&restored), live);
+}
