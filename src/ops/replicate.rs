@@ -310,30 +310,61 @@ fn read_observed(dir: &Path) -> Option<Observed> {
     serde_json::from_slice(&std::fs::read(dir.join("observed.json")).ok()?).ok()
 }
 
-/// Check a chain without materialising the database: the base archive's checksum (against
-/// its sidecar and `chain.json`), every segment's hash and link, the contiguous transaction
-/// counter and checksums, and that commit times never go back.
-pub fn verify_chain(dir: &Path) -> Result<ChainVerdict> {
+/// Check a chain without materialising any point: the base archive's checksum (against
+/// `chain.json`), every segment's hash and link, the contiguous transaction counter and
+/// checksums, and that commit times never go back. With `deep` (a staging directory and a
+/// notice sink), also verify the base archive in full and check every commit's recorded
+/// database checksum against the page digests (base + pages shipped), never writing a
+/// database.
+pub fn verify_chain(dir: &Path, deep: Option<(Option<&Path>, &dyn Notice)>) -> Result<ChainVerdict> {
     let info = read_info(dir)?;
     let mut verdict = new_verdict(dir, &info);
     let base = dir.join("base").join(&info.base);
+    let broken = |mut v: ChainVerdict, why: String| {
+        v.ok = false;
+        v.problem = Some(why);
+        v.first = None;
+        v.last = None;
+        Ok(v)
+    };
     match fsutil::sha256_file(&base, None) {
         Ok((sum, _)) if sum == info.base_sha256 => {}
         Ok(_) => {
-            verdict.ok = false;
-            verdict.problem = Some(format!(
-                "the base archive {} is not the one the chain was built on (its SHA-256 differs)",
-                base.display()
-            ));
-            return Ok(verdict);
+            return broken(
+                verdict,
+                format!(
+                    "the base archive {} is not the one the chain was built on (its SHA-256 differs)",
+                    base.display()
+                ),
+            )
         }
-        Err(e) => {
-            verdict.ok = false;
-            verdict.problem = Some(format!("the base archive cannot be read: {}", e.chain()));
-            return Ok(verdict);
-        }
+        Err(e) => return broken(verdict, format!("the base archive cannot be read: {}", e.chain())),
     }
-    let mut w = Walk { info, pages: None };
+    let mut pages = None;
+    if let Some((tmp, n)) = deep {
+        let staging = Staging::private(tmp, STAGING_PREFIX)?;
+        let opts = Options {
+            sqlite: true,
+            extract_to: Some(staging.dir()),
+            expected_sha256: Some(&info.base_sha256),
+            keys: None,
+        };
+        let v = reader::verify(&base, &opts, n.progress())?;
+        if !v.ok {
+            let why: Vec<String> = v.failed().map(|c| format!("{}: {}", c.name, c.detail)).collect();
+            return broken(verdict, format!("the base archive fails verification: {}", why.join("; ")));
+        }
+        let f = File::open(staging.fd_path(sqlite::DB_FILE)).ctx("cannot open", &staging.path())?;
+        let p = digest_file(&f, info.page_size)?;
+        if p.sum().hex() != info.base_checksum {
+            return broken(
+                verdict,
+                "the base's database does not have the checksum chain.json records".into(),
+            );
+        }
+        pages = Some(p);
+    }
+    let mut w = Walk { info, pages: pages.as_mut() };
     walk_chain(dir, &mut w, &mut verdict, |_, _, _| Ok(true))?;
     verdict.observed_until =
         read_observed(dir).filter(|o| o.chain == w.info.chain).map(|o| format_us(o.time_us));
@@ -341,8 +372,8 @@ pub fn verify_chain(dir: &Path) -> Result<ChainVerdict> {
 }
 
 /// Every chain of a repository, verified.
-pub fn chains(repo: &Path) -> Result<Vec<ChainVerdict>> {
-    chain_dirs(repo)?.iter().map(|d| verify_chain(d)).collect()
+pub fn chains(repo: &Path, deep: Option<(Option<&Path>, &dyn Notice)>) -> Result<Vec<ChainVerdict>> {
+    chain_dirs(repo)?.iter().map(|d| verify_chain(d, deep)).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
