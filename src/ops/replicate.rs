@@ -632,6 +632,8 @@ struct Tip {
     pos: Option<Pos>,
     last_time_us: u64,
     last_checksum: String,
+    /// Frames were lost and the repair is still to be made (why).
+    lost: Option<String>,
 }
 
 /// The WAL file the follower reads, kept open between polls: if the server deletes it (a
@@ -684,7 +686,9 @@ pub fn follow(opts: &FollowOptions, n: &dyn Notice, stop: &dyn Fn() -> bool) -> 
     fsutil::ensure_private_dir(&opts.repo)?;
     fsutil::ensure_private_dir(&root)?;
     let mut report = FollowReport::default();
-    let mut held = open_held(&wal_path(&opts.db));
+    // Resumed, the follower has not seen the WAL's history: it holds no file yet, so that its
+    // first read treats a WAL shorter than where the chain stopped as possibly truncated.
+    let mut held = None;
     let mut tip = match resume(opts, page_size, n)? {
         Some(t) => t,
         None => {
@@ -745,7 +749,8 @@ fn poll(
     let t0 = Instant::now();
     let current = open_held(&path);
     let mut commits: Vec<wal::Commit> = Vec::new();
-    let mut lost: Option<String> = None;
+    // A repair that could not be made at the last poll (no read mark) is made now.
+    let mut lost: Option<String> = tip.lost.take();
     // A database file replaced under the follower (a restore by another tool): everything it
     // held is compared again, page by page.
     let (a, b) = (db_file.metadata(), std::fs::metadata(&opts.db));
@@ -817,7 +822,9 @@ fn poll(
         lost = Some("a WAL appeared where the chain's last state had none (the server was restarted, or the database replaced)".into());
     }
     // 2. The WAL restarted with nothing lost: the new generation follows on directly only when
-    //    it is the next one in the same file (one checkpoint sequence number and salt later).
+    //    it is the next one in the same file (its first salt one more: SQLite increments it at
+    //    each restart; the checkpoint sequence number is each connection's own count, not the
+    //    file's, and says nothing).
     if lost.is_some() {
         restarted = true;
     }
@@ -829,7 +836,6 @@ fn poll(
             (Some(c), Some(h))
                 if same_inode
                     && h.page_size == page_size
-                    && h.checkpoint_seq == old.checkpoint_seq.wrapping_add(1)
                     && u32::from_be_bytes([h.salts[0], h.salts[1], h.salts[2], h.salts[3]])
                         == old.salt1().wrapping_add(1) =>
             {
@@ -845,7 +851,14 @@ fn poll(
                 ))
                 .hint("run kfadmin replicate again: it starts a new chain"));
             }
-            (_, Some(_)) => {
+            (_, Some(h)) => {
+                n.detail(&format!(
+                    "WAL restarted: checkpoint {} salt {:08x} after checkpoint {} salt {:08x}, same file: {same_inode}",
+                    h.checkpoint_seq,
+                    u32::from_be_bytes([h.salts[0], h.salts[1], h.salts[2], h.salts[3]]),
+                    old.checkpoint_seq,
+                    old.salt1()
+                ));
                 lost = Some("the WAL was restarted in a way kfadmin cannot follow frame by frame (a new file, or more than one restart since it last read it)".into());
             }
             // The WAL is gone or empty (the server closed the database): the database file
@@ -875,7 +888,14 @@ fn poll(
         ship(tip, "wal", records, wal_end, None, report)?;
     }
     // 4. Frames were lost: ship the pages that differ from the live database.
-    if let Some(reason) = lost {
+    if let Some(reason) = lost.take().filter(|r| {
+        // Without a read mark the live database may change under the read: the next poll does it.
+        let later = pinned.is_none() && current.is_some();
+        if later {
+            tip.lost = Some(r.clone());
+        }
+        !later
+    }) {
         let wal_file = current.as_ref().map(|c| &c.file);
         let mut diff = Vec::new();
         let mut chain_pages = tip.pages.clone();
@@ -919,7 +939,9 @@ fn poll(
     } else {
         *held = None;
     }
-    *known_us = seen_us.max(tip.last_time_us);
+    if tip.lost.is_none() {
+        *known_us = seen_us.max(tip.last_time_us);
+    }
     Ok(())
 }
 
@@ -1011,9 +1033,23 @@ fn new_chain(
     let staging = Staging::private(opts.tmp_dir.as_deref(), STAGING_PREFIX)?;
     let copy = staging.path().join(sqlite::DB_FILE);
     n.note(&format!("Starting chain {id}: copying {} as its base", opts.db.display()));
+    let mut tries = 0;
     let (live, time_us) = loop {
         let pinned = pin(&opts.db);
         *held = open_held(&wal_path(&opts.db));
+        if pinned.is_none() && held.is_some() {
+            // A copy needs a read mark while the server writes (see `pin`).
+            tries += 1;
+            if tries > 200 {
+                return Err(Error::failed(format!(
+                    "cannot hold a read transaction on {} to copy it (it stayed locked for 10 s)",
+                    opts.db.display()
+                )));
+            }
+            crate::error::check_interrupt()?;
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         let out = fsutil::create_new(&copy, 0o600)?;
         let before =
             held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
@@ -1086,6 +1122,7 @@ fn new_chain(
         pos: live.pos,
         last_time_us: time_us,
         info,
+        lost: None,
     })
 }
 
@@ -1149,7 +1186,7 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
         }
         None => (0, info.base_sha256.clone(), 0, info.wal, info.base_time_us, info.base_checksum.clone()),
     };
-    Ok(Some(Tip { dir, info, seq, prev, txn, pages, pos, last_time_us, last_checksum }))
+    Ok(Some(Tip { dir, info, seq, prev, txn, pages, pos, last_time_us, last_checksum, lost: None }))
 }
 
 /// A point rebuilt and written as an ordinary verified archive, for the restore path

@@ -306,3 +306,62 @@ fn a_kill_at_every_step_of_replicate_resumes_without_loss_or_duplication() {
     run.ok();
     same_rows(&audit(&restored), &live, false, "restore --at now");
 }
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// (id, balance) of every user.
+fn balances(db: &Path) -> Vec<(i64, i64)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut s = c.prepare("SELECT id, balance FROM users ORDER BY id").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// The WAL truncated while replicate is down, and the new generation shorter than where
+/// replicate had read to: nothing of the old generation is left to read, and the new one is
+/// the very next (one checkpoint and one salt later), so it looks like it follows on. A commit
+/// made between the kill and the checkpoint is in no frame replicate can read: it must report
+/// a gap and repair it, never carry on as if nothing was lost.
+#[test]
+fn a_truncated_wal_shorter_than_where_replicate_stopped_is_a_gap() {
+    let env = Env::new();
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate(&env, &db, &repo, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(writer.pid(), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(800));
+    sigkill(rep);
+    // The test's own commits (a transfer: the total stays): one before the checkpoint, in the
+    // generation replicate was reading, one after it, in the new, short one.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    let transfer = "BEGIN; UPDATE users SET balance = balance + 7 WHERE id = (SELECT min(id) FROM users);
+                    UPDATE users SET balance = balance - 7 WHERE id = (SELECT max(id) FROM users); COMMIT;";
+    c.execute_batch(transfer).unwrap();
+    let (busy, _, _): (i64, i64, i64) = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap();
+    assert_eq!(busy, 0, "the checkpoint could not run");
+    c.execute_batch(transfer).unwrap();
+    let expected = balances(&db);
+    drop(c);
+    let rep = spawn_kf(
+        &env,
+        &[],
+        &["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let run = sigterm(rep);
+    run.ok();
+    let report = run.json();
+    assert_eq!(report["gaps"].as_array().map(|g| g.len()), Some(1), "no gap reported: {report}");
+    let (run, restored) = restore_at(&env, &repo, "now", 0);
+    run.ok();
+    assert_eq!(balances(&restored), expected, "the restored database lacks a commit");
+    signal(writer.pid(), libc::SIGCONT);
+    writer.stop();
+}
