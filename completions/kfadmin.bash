@@ -40,6 +40,9 @@ _kfadmin() {
             kfadmin,prune)
                 cmd="kfadmin__subcmd__prune"
                 ;;
+            kfadmin,replicate)
+                cmd="kfadmin__subcmd__replicate"
+                ;;
             kfadmin,restore)
                 cmd="kfadmin__subcmd__restore"
                 ;;
@@ -73,6 +76,9 @@ _kfadmin() {
             kfadmin__subcmd__help,prune)
                 cmd="kfadmin__subcmd__help__subcmd__prune"
                 ;;
+            kfadmin__subcmd__help,replicate)
+                cmd="kfadmin__subcmd__help__subcmd__replicate"
+                ;;
             kfadmin__subcmd__help,restore)
                 cmd="kfadmin__subcmd__help__subcmd__restore"
                 ;;
@@ -89,7 +95,7 @@ _kfadmin() {
 
     case "${cmd}" in
         kfadmin)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status drill import completions manpages help"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --help --version backup verify restore list prune status drill import replicate completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -285,7 +291,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__help)
-            opts="backup verify restore list prune status drill import completions manpages help"
+            opts="backup verify restore list prune status drill import replicate completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -397,6 +403,20 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__help__subcmd__replicate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -608,13 +628,59 @@ _kfadmin() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kfadmin__subcmd__restore)
-            opts="-c -r -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
+        kfadmin__subcmd__replicate)
+            opts="-r -q -v -h -V --db --repo --interval --tmp-dir --duration --json --quiet --no-progress --verbose --lock-wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tmp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__restore)
+            opts="-c -r -i -y -q -v -h -V --at --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -37,6 +37,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
             cand drill 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
             cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+            cand replicate 'Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -96,6 +97,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;restore'= {
+            cand --at 'Restore the database as of TIME from the repository''s point-in-time chain (kfadmin replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state of the last transaction seen committed at or before TIME, rebuilt and checked against the checksum recorded for that point and integrity_check before anything is touched'
             cand --data-dir 'Keyfount''s data directory on this host (the one that holds keyfount.db)'
             cand -c 'The Keyfount container: a name, an id, or a Compose service name'
             cand --container 'The Keyfount container: a name, an id, or a Compose service name'
@@ -243,6 +245,25 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'kfadmin;replicate'= {
+            cand --db 'The Keyfount database file on this host'
+            cand -r 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
+            cand --repo 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
+            cand --interval 'How often the WAL is read (at most 500ms: every commit must be durable within a second)'
+            cand --tmp-dir 'Where the base is staged before it is archived (a private directory is made there)'
+            cand --duration 'Stop (as on SIGTERM) after this long (tests and benchmarks)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'kfadmin;completions'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -278,6 +299,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand status 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
             cand drill 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
             cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+            cand replicate 'Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -297,6 +319,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         &'kfadmin;help;drill'= {
         }
         &'kfadmin;help;import'= {
+        }
+        &'kfadmin;help;replicate'= {
         }
         &'kfadmin;help;completions'= {
         }

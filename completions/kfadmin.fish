@@ -39,6 +39,7 @@ complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "prune" -d 'Remove o
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "import" -d 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "replicate" -d 'Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
 complete -c kfadmin -n "__fish_kfadmin_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -80,6 +81,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -l no-progress -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l at -d 'Restore the database as of TIME from the repository\'s point-in-time chain (kfadmin replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state of the last transaction seen committed at or before TIME, rebuilt and checked against the checksum recorded for that point and integrity_check before anything is touched' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l data-dir -d 'Keyfount\'s data directory on this host (the one that holds keyfount.db)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
@@ -180,6 +182,18 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -l no-progress -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand import" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l db -d 'The Keyfount database file on this host' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l interval -d 'How often the WAL is read (at most 500ms: every commit must be durable within a second)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l tmp-dir -d 'Where the base is staged before it is archived (a private directory is made there)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l duration -d 'Stop (as on SIGTERM) after this long (tests and benchmarks)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l no-progress -d 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -s v -l verbose -d 'Say more about each step (repeat for more)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand completions" -s q -l quiet -d 'Print only errors and warnings (and the JSON report with --json)'
@@ -194,14 +208,15 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -l no-progress
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s h -l help -d 'Print help'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand manpages" -s V -l version -d 'Print version'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory or an S3 location, newest first'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "import" -d 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
-complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "backup" -d 'Take a consistent, checksummed, verified backup'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "verify" -d 'Check archives: checksums, gzip, tar, manifest, SQLite integrity'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "restore" -d 'Restore a backup into a container or a data directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "list" -d 'List the kfadmin archives in a backup directory or an S3 location, newest first'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "prune" -d 'Remove old archives by grandfather-father-son retention (as restic\'s forget)'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "status" -d 'How a Keyfount server and its backups stand; exit 1 when the last backup is too old'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "drill" -d 'Prove that a backup brings the server back: boot a throwaway copy of the container on it'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "import" -d 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "replicate" -d 'Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "manpages" -d 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand help; and not __fish_seen_subcommand_from backup verify restore list prune status drill import replicate completions manpages help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

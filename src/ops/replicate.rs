@@ -745,6 +745,7 @@ fn poll(
 ) -> Result<()> {
     let path = wal_path(&opts.db);
     let pinned = pin(&opts.db);
+    let had_pin = pinned.is_some();
     let seen_us = now_us();
     let t0 = Instant::now();
     let current = open_held(&path);
@@ -892,6 +893,7 @@ fn poll(
         // Without a read mark the live database may change under the read: the next poll does it.
         let later = pinned.is_none() && current.is_some();
         if later {
+            n.detail(&format!("repair put off to the next read (no read mark on the database): {r}"));
             tip.lost = Some(r.clone());
         }
         !later
@@ -929,8 +931,14 @@ fn poll(
         ship(tip, "repair", vec![rec], tip.pos, Some(gap), report)?;
     }
     drop(pinned);
-    if copied > 0 {
-        n.detail(&format!("read {copied} commit(s) in {} ms", t0.elapsed().as_millis()));
+    if copied > 0 || tip.lost.is_some() {
+        n.detail(&format!(
+            "read {copied} commit(s) in {} ms (read mark: {}, WAL: {}, position: {:?})",
+            t0.elapsed().as_millis(),
+            had_pin,
+            if current.is_some() { "present" } else { "none" },
+            tip.pos.map(|p| (p.salt1(), p.frame)),
+        ));
     }
     // The held file follows the current one.
     if let Some(c) = current {

@@ -29,9 +29,9 @@ fn sigterm(child: Child) -> Run {
     child.wait_with_output().unwrap().into()
 }
 
-fn sigkill(mut child: Child) {
+fn sigkill(mut child: Child) -> Run {
     child.kill().unwrap();
-    child.wait().unwrap();
+    child.wait_with_output().unwrap().into()
 }
 
 /// (seq, at in ms) of every audit row of a database, in order.
@@ -143,12 +143,13 @@ fn a_gap_while_down_is_repaired_reported_and_everything_after_restores() {
     let rep = spawn_kf(
         &env,
         &[],
-        &["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json"],
+        &["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json", "-v"],
     );
     std::thread::sleep(Duration::from_millis(2500));
     let status = writer.stop();
     std::thread::sleep(Duration::from_millis(1200));
     let run = sigterm(rep);
+    let rep_log = run.stderr.clone();
     run.ok().stderr_has("gap in chain");
     let report: Value = run.json();
     let gaps = report["gaps"].as_array().unwrap();
@@ -168,9 +169,13 @@ fn a_gap_while_down_is_repaired_reported_and_everything_after_restores() {
     let (run, restored) = restore_at(&env, &repo, &rfc3339_ms(down + 200), 3);
     run.code(2).stderr_has("inside a gap");
     assert!(!restored.exists());
-    let (run, restored) = restore_at(&env, &repo, "now", 4);
-    run.ok();
-    same_rows(&audit(&restored), &live, false, "restore --at now");
+    let (run4, restored) = restore_at(&env, &repo, "now", 4);
+    run4.ok();
+    let got = audit(&restored);
+    if got.len() != live.len() {
+        eprintln!("replicate's log:\n{rep_log}");
+    }
+    same_rows(&got, &live, false, "restore --at now");
 }
 
 fn chain_dir(repo: &Path) -> PathBuf {
@@ -221,7 +226,10 @@ fn assert_counted(env: &Env, repo: &Path, live: &[(i64, i64)]) {
         assert_eq!(
             chain["commits"].as_i64().unwrap(),
             live.last().unwrap().0 - base_seq,
-            "the chain does not hold each writer transaction after its base exactly once: {v}"
+            "the chain does not hold each writer transaction after its base exactly once: {} commits in the chain, {} writer transactions after the base (seq {base_seq} to {}): {v}",
+            chain["commits"],
+            live.last().unwrap().0 - base_seq,
+            live.last().unwrap().0
         );
     }
 }
@@ -294,17 +302,21 @@ fn a_kill_at_every_step_of_replicate_resumes_without_loss_or_duplication() {
         assert_eq!(run.code, -1, "replicate was not killed at {point}: {}", run.stderr);
         std::thread::sleep(Duration::from_millis(150));
     }
-    let rep = replicate(&env, &db, &repo, &[]);
+    let rep = replicate(&env, &db, &repo, &["-v"]);
     std::thread::sleep(Duration::from_millis(1500));
     writer.stop();
     std::thread::sleep(Duration::from_millis(1200));
-    sigkill(rep);
+    let log = sigkill(rep).stderr;
     let live = audit(&db);
     assert!(segments(&chain_dir(&repo)).iter().all(|p| p.extension().unwrap() == "kfseg"));
     assert_counted(&env, &repo, &live);
     let (run, restored) = restore_at(&env, &repo, "now", 7);
     run.ok();
-    same_rows(&audit(&restored), &live, false, "restore --at now");
+    let got = audit(&restored);
+    if got.len() != live.len() {
+        eprintln!("replicate's log:\n{log}");
+    }
+    same_rows(&got, &live, false, "restore --at now");
 }
 
 fn signal(pid: u32, sig: i32) {
@@ -352,7 +364,7 @@ fn a_truncated_wal_shorter_than_where_replicate_stopped_is_a_gap() {
     let rep = spawn_kf(
         &env,
         &[],
-        &["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json"],
+        &["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json", "-v"],
     );
     std::thread::sleep(Duration::from_millis(1500));
     let run = sigterm(rep);
