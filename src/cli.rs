@@ -346,7 +346,13 @@ pub struct RestoreArgs {
     /// replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state
     /// of the last transaction seen committed at or before TIME, rebuilt and checked against
     /// the checksum recorded for that point and integrity_check before anything is touched
-    #[arg(long, value_name = "TIME", conflicts_with = "archive", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "TIME",
+        env = "KFADMIN_RESTORE_AT",
+        conflicts_with = "archive",
+        allow_hyphen_values = true
+    )]
     pub at: Option<String>,
     /// Keyfount's data directory on this host (the one that holds keyfount.db)
     #[arg(long, value_name = "DIR", env = "KFADMIN_DATA_DIR")]
@@ -420,13 +426,13 @@ pub struct ReplicateArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
     /// How often the WAL is read (at most 500ms: every commit must be durable within a second)
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_interval)]
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_REPLICATE_INTERVAL", default_value = "200ms", value_parser = parse_interval)]
     pub interval: std::time::Duration,
     /// Where the base is staged before it is archived (a private directory is made there)
     #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
     pub tmp_dir: Option<PathBuf>,
     /// Stop (as on SIGTERM) after this long (tests and benchmarks)
-    #[arg(long, value_name = "DURATION", hide = true, value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_REPLICATE_DURATION", hide = true, value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
 }
 

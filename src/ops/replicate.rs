@@ -823,48 +823,59 @@ fn poll(
         lost = Some("a WAL appeared where the chain's last state had none (the server was restarted, or the database replaced)".into());
     }
     // 2. The WAL restarted with nothing lost: the new generation follows on directly only when
-    //    it is the next one in the same file (its first salt one more: SQLite increments it at
-    //    each restart; the checkpoint sequence number is each connection's own count, not the
-    //    file's, and says nothing).
+    //    it is the next one in the file that was read to the end (its first salt one more:
+    //    SQLite increments it at each restart; the checkpoint sequence number is each
+    //    connection's own count, not the file's, and says nothing). That file is the held one:
+    //    deleted by a server that closed the database, it still holds the last generation.
     if lost.is_some() {
         restarted = true;
     }
     if restarted && lost.is_none() {
         let old = tip.pos.expect("a position");
-        let hdr =
-            current.as_ref().map(|c| wal::header(&c.file)).transpose().ctx("cannot read", &path)?.flatten();
-        match (current.as_ref(), hdr) {
-            (Some(c), Some(h))
-                if same_inode
-                    && h.page_size == page_size
-                    && u32::from_be_bytes([h.salts[0], h.salts[1], h.salts[2], h.salts[3]])
-                        == old.salt1().wrapping_add(1) =>
-            {
+        let src = held.as_ref().or(current.as_ref());
+        let src_is_current = held.is_none() || same_inode;
+        let hdr = src.map(|c| wal::header(&c.file)).transpose().ctx("cannot read", &path)?.flatten();
+        let salt1 = |h: &wal::Header| u32::from_be_bytes([h.salts[0], h.salts[1], h.salts[2], h.salts[3]]);
+        match (src, hdr) {
+            (Some(c), Some(h)) if h.page_size == page_size && salt1(&h) == old.salt1().wrapping_add(1) => {
                 let read =
                     wal::read_commits(&c.file, &h.start(), page_size, MAX_READ).ctx("cannot read", &path)?;
                 commits.extend(read.commits);
                 tip.pos = Some(read.end);
             }
-            (_, Some(h)) if h.page_size != page_size => {
+            (Some(_), Some(h)) if h.page_size != page_size => {
                 return Err(Error::failed(format!(
                     "the database's page size changed ({page_size} to {}): a new chain with a new base is needed",
                     h.page_size
                 ))
                 .hint("run kfadmin replicate again: it starts a new chain"));
             }
-            (_, Some(h)) => {
-                n.detail(&format!(
-                    "WAL restarted: checkpoint {} salt {:08x} after checkpoint {} salt {:08x}, same file: {same_inode}",
-                    h.checkpoint_seq,
-                    u32::from_be_bytes([h.salts[0], h.salts[1], h.salts[2], h.salts[3]]),
-                    old.checkpoint_seq,
-                    old.salt1()
-                ));
-                lost = Some("the WAL was restarted in a way kfadmin cannot follow frame by frame (a new file, or more than one restart since it last read it)".into());
+            (Some(_), Some(h)) if salt1(&h) != old.salt1() => {
+                n.detail(&format!("WAL restarted: salt {:08x} after salt {:08x}", salt1(&h), old.salt1()));
+                lost = Some("the WAL was restarted more than once since kfadmin last read it".into());
             }
-            // The WAL is gone or empty (the server closed the database): the database file
-            // alone now holds the state the old generation ended in.
-            (_, None) => tip.pos = None,
+            // The same generation still (its file was replaced since), or none (empty).
+            _ => {}
+        }
+        if lost.is_none() && !src_is_current {
+            // The file that was read to its end was replaced: the server closed the database
+            // (the database file now holds everything), and maybe opened it again.
+            let now = current
+                .as_ref()
+                .map(|c| wal::header(&c.file))
+                .transpose()
+                .ctx("cannot read", &path)?
+                .flatten();
+            if now.is_some() {
+                lost = Some(
+                    "the WAL file was replaced (the server closed the database and opened it again)".into(),
+                );
+            } else {
+                tip.pos = None;
+            }
+        } else if lost.is_none() && hdr.is_none() {
+            // The WAL is empty: the database file alone holds the state.
+            tip.pos = None;
         }
     }
     // The read mark is held only while frames are copied (and while a repair reads the live

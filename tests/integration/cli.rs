@@ -139,6 +139,7 @@ fn commands_in(line: &str) -> Vec<Vec<String>> {
                 "prune",
                 "status",
                 "import",
+                "replicate",
                 "completions",
                 "manpages",
                 "--help",
