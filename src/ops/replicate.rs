@@ -744,6 +744,9 @@ fn poll(
     n: &dyn Notice,
 ) -> Result<()> {
     let path = wal_path(&opts.db);
+    // Should the server close (and delete -wal/-shm) just as the read mark is taken, the
+    // connection creates them: they go back to the database's owner.
+    let owners = sqlite::SidecarOwners::record(&opts.db);
     let pinned = pin(&opts.db);
     let had_pin = pinned.is_some();
     let seen_us = now_us();
@@ -942,6 +945,7 @@ fn poll(
         ship(tip, "repair", vec![rec], tip.pos, Some(gap), report)?;
     }
     drop(pinned);
+    owners.restore()?;
     if copied > 0 || tip.lost.is_some() {
         n.detail(&format!(
             "read {copied} commit(s) in {} ms (read mark: {}, WAL: {}, position: {:?})",
@@ -1001,8 +1005,14 @@ fn ship(
     let path = seg_path(&tip.dir, seq);
     let parent = path.parent().expect("a directory");
     if !parent.is_dir() {
-        std::fs::create_dir_all(parent).ctx("cannot create", parent)?;
-        fsutil::fsync_dir(parent.parent().expect("seg"))?;
+        // 0700 like the chain, each new directory made durable in its parent.
+        let seg = parent.parent().expect("seg");
+        if !seg.is_dir() {
+            fsutil::ensure_private_dir(seg)?;
+            fsutil::fsync_dir(&tip.dir)?;
+        }
+        fsutil::ensure_private_dir(parent)?;
+        fsutil::fsync_dir(seg)?;
     }
     crate::fault::point("replicate.segment")?;
     fsutil::write_atomic(&path, &bytes, 0o600)?;
@@ -1054,6 +1064,7 @@ fn new_chain(
     n.note(&format!("Starting chain {id}: copying {} as its base", opts.db.display()));
     let mut tries = 0;
     let (live, time_us) = loop {
+        let owners = sqlite::SidecarOwners::record(&opts.db);
         let pinned = pin(&opts.db);
         *held = open_held(&wal_path(&opts.db));
         if pinned.is_none() && held.is_some() {
@@ -1081,6 +1092,7 @@ fn new_chain(
             held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
         let time_us = now_us();
         drop(pinned);
+        owners.restore()?;
         out.set_len(u64::from(live.db_pages) * u64::from(page_size)).ctx("cannot write", &copy)?;
         out.sync_all().ctx("cannot write", &copy)?;
         if before == after {

@@ -178,6 +178,20 @@ fn a_gap_while_down_is_repaired_reported_and_everything_after_restores() {
     same_rows(&got, &live, false, "restore --at now");
 }
 
+fn walk_modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = vec![(dir.to_path_buf(), std::fs::metadata(dir).unwrap().permissions().mode())];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_modes(&p));
+        } else {
+            out.push((p.clone(), std::fs::metadata(&p).unwrap().permissions().mode()));
+        }
+    }
+    out
+}
+
 fn chain_dir(repo: &Path) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo.join("pitr"))
         .unwrap()
@@ -251,6 +265,11 @@ fn a_damaged_or_missing_segment_breaks_the_points_after_it_and_is_reported() {
     let live = audit(&db);
     assert_counted(&env, &repo, &live);
     let chain = chain_dir(&repo);
+    // The chain holds the server's keys: private, like every archive.
+    for (path, mode) in walk_modes(&repo.join("pitr")) {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode & 0o777, want, "{} has mode {:o}", path.display(), mode & 0o777);
+    }
     let segs = segments(&chain);
     assert!(segs.len() >= 6, "{segs:?}");
     let k = segs.len() / 2;
