@@ -80,6 +80,15 @@ fn read_info(dir: &Path) -> Result<ChainInfo> {
     let text = std::fs::read(&p).ctx("cannot read", &p)?;
     let info: ChainInfo = serde_json::from_slice(&text)
         .map_err(|e| Error::verification(format!("{} cannot be read: {e}", p.display())))?;
+    let plain_name = !info.base.is_empty() && !info.base.contains('/') && !info.base.starts_with('.');
+    if !(512..=65536).contains(&info.page_size) || !info.page_size.is_power_of_two() || !plain_name {
+        return Err(Error::verification(format!(
+            "{} is not a chain kfadmin wrote (page size {}, base {:?})",
+            p.display(),
+            info.page_size,
+            info.base
+        )));
+    }
     if info.format != FORMAT || info.format_version != FORMAT_VERSION {
         return Err(Error::verification(format!(
             "{} is of format {} version {}, not {FORMAT} version {FORMAT_VERSION}",
@@ -195,6 +204,7 @@ fn walk_chain(
     let mut checksum = w.info.base_checksum.clone();
     let mut last: Option<Header> = None;
     let mut last_time = w.info.base_time_us;
+    let mut size = w.info.base_pages;
     for (i, (seq, path)) in segment_files(dir)?.into_iter().enumerate() {
         let want = i as u64 + 1;
         let fail = |verdict: &mut ChainVerdict, why: String| {
@@ -248,6 +258,17 @@ fn walk_chain(
             });
         }
         for r in &d.records {
+            // A database grows only by pages a commit writes: a record that says otherwise
+            // (crafted, or a bug) is refused before anything is sized by it.
+            crate::error::check_interrupt()?;
+            if !grows_by_pages_written(size, r, w.info.page_size) {
+                fail(verdict, format!(
+                    "segment {seq}: a commit sizes the database at {} pages (from {size}) without writing the pages it adds, or writes past its size",
+                    r.db_pages
+                ));
+                return Ok(last);
+            }
+            size = r.db_pages;
             if r.time_us < last_time {
                 fail(verdict, format!("segment {seq}: a commit's time goes back before its predecessor's"));
                 return Ok(last);
@@ -288,6 +309,26 @@ fn walk_chain(
         last = Some(d.header);
     }
     Ok(last)
+}
+
+/// A database grows only by the pages a commit writes: every page past the old size up to the
+/// new one is in the record, except SQLite's lock-byte page (the page holding the byte at
+/// 1 GiB, never written). Nor does a record hold pages past its own size. A crafted record
+/// that says otherwise would make kfadmin size its digests and files by it.
+fn grows_by_pages_written(size: u32, r: &Record, page_size: u32) -> bool {
+    if r.pages.iter().any(|(p, _)| *p > r.db_pages) {
+        return false;
+    }
+    if r.db_pages <= size {
+        return true;
+    }
+    let lock_page = (1u32 << 30) / page_size + 1;
+    let mut need = u64::from(r.db_pages - size);
+    if (size + 1..=r.db_pages).contains(&lock_page) {
+        need -= 1;
+    }
+    let new: std::collections::HashSet<u32> = r.pages.iter().map(|(p, _)| *p).filter(|p| *p > size).collect();
+    new.len() as u64 >= need
 }
 
 fn new_verdict(dir: &Path, info: &ChainInfo) -> ChainVerdict {

@@ -201,7 +201,10 @@ pub fn read_commits(f: &File, from: &Pos, page_size: u32, max_bytes: u64) -> std
         }
         if commit != 0 {
             index.clear();
-            commits.push(Commit { pages: std::mem::take(&mut pending), db_pages: commit, end: *here });
+            // Pages the transaction wrote and then cut off are not part of what it committed.
+            let mut pages = std::mem::take(&mut pending);
+            pages.retain(|(p, _)| *p <= commit);
+            commits.push(Commit { pages, db_pages: commit, end: *here });
         }
         Ok(())
     })?;

@@ -280,7 +280,8 @@ fn a_damaged_or_missing_segment_breaks_the_points_after_it_and_is_reported() {
     };
     let before_ms = (header_of(&segs[k - 1])["last_time_us"].as_u64().unwrap() / 1000) as i64;
     let after_ms = (header_of(&segs[k + 1])["last_time_us"].as_u64().unwrap() / 1000) as i64 + 1;
-    let mut bytes = std::fs::read(&segs[k]).unwrap();
+    let bytes_ok = std::fs::read(&segs[k]).unwrap();
+    let mut bytes = bytes_ok.clone();
     let at = bytes.len() - 100;
     bytes[at] ^= 0x40;
     std::fs::write(&segs[k], &bytes).unwrap();
@@ -295,6 +296,17 @@ fn a_damaged_or_missing_segment_breaks_the_points_after_it_and_is_reported() {
     let (run, restored) = restore_at(&env, &repo, &rfc3339_ms(before_ms), 2);
     run.ok();
     same_rows(&audit(&restored), &live, true, "a point before the damage");
+    // Crafted instead (a valid hash over a record that sizes the database at 2^31 pages):
+    // refused as broken, nothing sized by it.
+    std::fs::write(&segs[k], &bytes_ok).unwrap();
+    let mut d = kfadmin::replicate::segment::decode(&bytes_ok).unwrap();
+    d.records[0].db_pages = 1 << 31;
+    d.records[0].pages.push((1 << 31, vec![0u8; d.header.page_size as usize]));
+    std::fs::write(&segs[k], kfadmin::replicate::segment::encode(&d.header, &d.records)).unwrap();
+    let (run, v) = verify_chains(&env, &repo);
+    run.code(3);
+    assert!(v["chains"][0]["problem"].as_str().unwrap().contains("sizes the database"), "{v}");
+    restore_at(&env, &repo, &rfc3339_ms(after_ms), 4).0.code(3);
     // Missing instead of damaged: the same.
     std::fs::remove_file(&segs[k]).unwrap();
     let (run, v) = verify_chains(&env, &repo);
