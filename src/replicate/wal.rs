@@ -284,3 +284,46 @@ pub fn live(
     pages.resize(db_pages);
     Ok(Live { pages, pos, db_pages })
 }
+
+#[cfg(test)]
+mod against_sqlite {
+    use super::*;
+
+    /// What the follower reads from a live WAL is what SQLite committed: one record per
+    /// transaction, and the database file overlaid with the WAL has exactly the pages the
+    /// database has once SQLite checkpoints it.
+    #[test]
+    fn the_follower_reads_what_sqlite_committed() {
+        let t = tempfile::tempdir().unwrap();
+        let db = t.path().join("live.db");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x BLOB);")
+            .unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        for i in 0..7 {
+            c.execute("INSERT INTO t VALUES (randomblob(?1))", [1000 + i * 900]).unwrap();
+        }
+        c.execute_batch("DELETE FROM t WHERE rowid % 2 = 0").unwrap();
+        let wal_file = File::open(t.path().join("live.db-wal")).unwrap();
+        let h = header(&wal_file).unwrap().expect("a valid header");
+        let read = read_commits(&wal_file, &h.start(), h.page_size, u64::MAX).unwrap();
+        assert_eq!(read.commits.len(), 8);
+        assert!(!read.more);
+        // From the middle on: the same commits after it.
+        let half = read_commits(&wal_file, &read.commits[3].end, h.page_size, u64::MAX).unwrap();
+        assert_eq!(half.commits.len(), 4);
+        assert_eq!(half.end, read.end);
+        let db_file = File::open(&db).unwrap();
+        let live = live(&db_file, Some(&wal_file), h.page_size, |_, _| Ok(())).unwrap();
+        assert_eq!(live.pos, Some(read.end));
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+        let after = live_of_file(&db, h.page_size);
+        assert_eq!(live.db_pages, after.len());
+        assert_eq!(live.pages.sum(), after.sum());
+    }
+
+    fn live_of_file(db: &std::path::Path, page_size: u32) -> Pages {
+        let f = File::open(db).unwrap();
+        live(&f, None, page_size, |_, _| Ok(())).unwrap().pages
+    }
+}
