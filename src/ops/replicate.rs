@@ -614,6 +614,42 @@ pub fn chain_for(repo: &Path, at_us: u64) -> Result<PathBuf> {
     })
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_takes_rfc3339_now_and_a_time_ago() {
+        assert_eq!(parse_at("2026-12-04T15:30:05Z").unwrap(), 1_796_398_205_000_000);
+        assert_eq!(parse_at("2026-12-04T15:30:05.25Z").unwrap(), 1_796_398_205_250_000);
+        let now = now_us();
+        let ago = parse_at("-10m").unwrap();
+        assert!(ago >= now - 600_000_000 && ago < now - 590_000_000);
+        assert!(parse_at("now").unwrap() >= now);
+        assert!(parse_at("yesterday").is_err());
+        assert!(parse_at("2026-12-04 15:30").is_err());
+    }
+
+    #[test]
+    fn a_commit_grows_the_database_only_by_pages_it_writes() {
+        let rec = |db_pages, pages: &[u32]| Record {
+            time_us: 0,
+            db_pages,
+            checksum: Default::default(),
+            pages: pages.iter().map(|&p| (p, vec![])).collect(),
+        };
+        assert!(grows_by_pages_written(10, &rec(10, &[3]), 4096));
+        assert!(grows_by_pages_written(10, &rec(5, &[]), 4096));
+        assert!(grows_by_pages_written(10, &rec(12, &[11, 12, 2]), 4096));
+        assert!(!grows_by_pages_written(10, &rec(12, &[12]), 4096));
+        assert!(!grows_by_pages_written(10, &rec(1 << 31, &[1 << 31]), 4096));
+        assert!(!grows_by_pages_written(10, &rec(10, &[11]), 4096));
+        // The lock-byte page (at 1 GiB) is never written.
+        let lock = (1 << 30) / 4096 + 1;
+        assert!(grows_by_pages_written(lock - 1, &rec(lock + 1, &[lock + 1]), 4096));
+    }
+}
+
 /// `--at`: RFC 3339 (UTC), `now`, or a time ago (`-10m`, `-1h30m`, `-45s`).
 pub fn parse_at(s: &str) -> std::result::Result<u64, String> {
     let s = s.trim();
@@ -723,6 +759,13 @@ pub fn follow(opts: &FollowOptions, n: &dyn Notice, stop: &dyn Fn() -> bool) -> 
     let page_size = wal::db_page_size(&db_file)
         .ctx("cannot read", &opts.db)?
         .ok_or_else(|| Error::usage(format!("{} is not a SQLite database", opts.db.display())))?;
+    if !wal::db_is_wal(&db_file).ctx("cannot read", &opts.db)? {
+        return Err(Error::usage(format!(
+            "{} is not in WAL mode: its commits go straight into the file, and replicate follows the WAL",
+            opts.db.display()
+        ))
+        .hint("Keyfount opens its database with journal_mode=WAL; take backups of this one with kfadmin backup --online"));
+    }
     let root = opts.repo.join(PITR_DIR);
     fsutil::ensure_private_dir(&opts.repo)?;
     fsutil::ensure_private_dir(&root)?;
@@ -926,6 +969,17 @@ fn poll(
     // database, below).
     let pinned = if lost.is_some() { pinned } else { None };
     let copied = commits.len();
+    // Without a WAL to follow, the database must still be in WAL mode: in rollback-journal
+    // mode its commits would go into the file unseen.
+    if tip.pos.is_none() && current.is_none() && !wal::db_is_wal(db_file).ctx("cannot read", &opts.db)? {
+        return Err(Error::failed(format!(
+            "{} left WAL mode (journal_mode was changed): its commits can no longer be followed",
+            opts.db.display()
+        ))
+        .hint(
+            "the chain holds everything up to now; switch the database back to WAL and run replicate again",
+        ));
+    }
     // 3. Commits copied: ship them.
     if !commits.is_empty() {
         let time_us = now_us().max(tip.last_time_us);

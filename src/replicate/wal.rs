@@ -236,6 +236,17 @@ pub fn db_page_size(db: &File) -> std::io::Result<Option<u32>> {
     Ok(Some(if raw == 1 { 65536 } else { raw }))
 }
 
+/// Whether a database file's header says it is in WAL mode (read and write versions 2): in
+/// rollback-journal mode, commits go straight into the file and no WAL can be followed.
+pub fn db_is_wal(db: &File) -> std::io::Result<bool> {
+    let mut h = [0u8; 20];
+    match db.read_exact_at(&mut h, 0) {
+        Ok(()) => Ok(h[18] == 2 && h[19] == 2),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Read the live state (see [`Live`]), calling `each` with every page in order.
 pub fn live(
     db: &File,

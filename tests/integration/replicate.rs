@@ -449,3 +449,23 @@ fn commits_of_a_restart_just_before_the_server_closes_are_shipped() {
     run.ok();
     assert_eq!(balances(&restored), expected, "the commit made after the restart was lost");
 }
+
+/// A database in rollback-journal mode commits straight into its file: there is no WAL to
+/// follow, and replicate refuses it (exit 2) instead of shipping nothing while claiming to run.
+#[test]
+fn a_database_not_in_wal_mode_is_refused() {
+    let env = Env::new();
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let mode: String = c.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete");
+    drop(c);
+    let repo = env.path("repo");
+    let run = kfadmin_fault(
+        &env.path("state"),
+        "",
+        &["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--duration", "2s"],
+    );
+    run.code(2).stderr_has("not in WAL mode");
+    assert!(!repo.join("pitr").exists() || std::fs::read_dir(repo.join("pitr")).unwrap().next().is_none());
+}
