@@ -43,6 +43,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'The configuration file: every setting and where it comes from')
             [CompletionResult]::new('schedule', 'schedule', [CompletionResultType]::ParameterValue, 'Print, or install and enable, the systemd timers (or cron file) that run the backups')
+            [CompletionResult]::new('replicate', 'replicate', [CompletionResultType]::ParameterValue, 'Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('manpages', 'manpages', [CompletionResultType]::ParameterValue, 'Write the man pages (kfadmin.1 and one per subcommand) into a directory')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -108,6 +109,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             break
         }
         'kfadmin;restore' {
+            [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Restore the database as of TIME from the repository''s point-in-time chain (kfadmin replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state of the last transaction seen committed at or before TIME, rebuilt and checked against the checksum recorded for that point and integrity_check before anything is touched')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Keyfount''s data directory on this host (the one that holds keyfount.db)')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
             [CompletionResult]::new('--container', '--container', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
@@ -343,6 +345,27 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'kfadmin;replicate' {
+            [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The Keyfount database file on this host')
+            [CompletionResult]::new('-r', '-r', [CompletionResultType]::ParameterName, 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]')
+            [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]')
+            [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'How often the WAL is read (at most 500ms: every commit must be durable within a second)')
+            [CompletionResult]::new('--tmp-dir', '--tmp-dir', [CompletionResultType]::ParameterName, 'Where the base is staged before it is archived (a private directory is made there)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop (as on SIGTERM) after this long (tests and benchmarks)')
+            [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
+            [CompletionResult]::new('--passphrase-file', '--passphrase-file', [CompletionResultType]::ParameterName, 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print exactly one JSON object on stdout at the end, and nothing else there')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors and warnings (and the JSON report with --json)')
+            [CompletionResult]::new('--no-progress', '--no-progress', [CompletionResultType]::ParameterName, 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more about each step (repeat for more)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more about each step (repeat for more)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'kfadmin;completions' {
             [CompletionResult]::new('--lock-wait', '--lock-wait', [CompletionResultType]::ParameterName, 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid')
             [CompletionResult]::new('--passphrase-file', '--passphrase-file', [CompletionResultType]::ParameterName, 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)')
@@ -384,6 +407,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'The configuration file: every setting and where it comes from')
             [CompletionResult]::new('schedule', 'schedule', [CompletionResultType]::ParameterValue, 'Print, or install and enable, the systemd timers (or cron file) that run the backups')
+            [CompletionResult]::new('replicate', 'replicate', [CompletionResultType]::ParameterValue, 'Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('manpages', 'manpages', [CompletionResultType]::ParameterValue, 'Write the man pages (kfadmin.1 and one per subcommand) into a directory')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -421,6 +445,9 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             break
         }
         'kfadmin;help;schedule' {
+            break
+        }
+        'kfadmin;help;replicate' {
             break
         }
         'kfadmin;help;completions' {

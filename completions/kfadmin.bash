@@ -43,6 +43,9 @@ _kfadmin() {
             kfadmin,prune)
                 cmd="kfadmin__subcmd__prune"
                 ;;
+            kfadmin,replicate)
+                cmd="kfadmin__subcmd__replicate"
+                ;;
             kfadmin,restore)
                 cmd="kfadmin__subcmd__restore"
                 ;;
@@ -94,6 +97,9 @@ _kfadmin() {
             kfadmin__subcmd__help,prune)
                 cmd="kfadmin__subcmd__help__subcmd__prune"
                 ;;
+            kfadmin__subcmd__help,replicate)
+                cmd="kfadmin__subcmd__help__subcmd__replicate"
+                ;;
             kfadmin__subcmd__help,restore)
                 cmd="kfadmin__subcmd__help__subcmd__restore"
                 ;;
@@ -116,7 +122,7 @@ _kfadmin() {
 
     case "${cmd}" in
         kfadmin)
-            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version backup verify restore list prune status drill import config schedule completions manpages help"
+            opts="-q -v -h -V --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version backup verify restore list prune status drill import config schedule replicate completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -418,7 +424,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__help)
-            opts="backup verify restore list prune status drill import config schedule completions manpages help"
+            opts="backup verify restore list prune status drill import config schedule replicate completions manpages help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -558,6 +564,20 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__help__subcmd__replicate)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -799,13 +819,63 @@ _kfadmin() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        kfadmin__subcmd__restore)
-            opts="-c -r -i -y -q -v -h -V --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+        kfadmin__subcmd__replicate)
+            opts="-r -q -v -h -V --db --repo --interval --tmp-dir --duration --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tmp-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lock-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --passphrase-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kfadmin__subcmd__restore)
+            opts="-c -r -i -y -q -v -h -V --at --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

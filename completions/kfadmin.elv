@@ -40,6 +40,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
             cand config 'The configuration file: every setting and where it comes from'
             cand schedule 'Print, or install and enable, the systemd timers (or cron file) that run the backups'
+            cand replicate 'Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -102,6 +103,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;restore'= {
+            cand --at 'Restore the database as of TIME from the repository''s point-in-time chain (kfadmin replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state of the last transaction seen committed at or before TIME, rebuilt and checked against the checksum recorded for that point and integrity_check before anything is touched'
             cand --data-dir 'Keyfount''s data directory on this host (the one that holds keyfount.db)'
             cand -c 'The Keyfount container: a name, an id, or a Compose service name'
             cand --container 'The Keyfount container: a name, an id, or a Compose service name'
@@ -325,6 +327,26 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'kfadmin;replicate'= {
+            cand --db 'The Keyfount database file on this host'
+            cand -r 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
+            cand --repo 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
+            cand --interval 'How often the WAL is read (at most 500ms: every commit must be durable within a second)'
+            cand --tmp-dir 'Where the base is staged before it is archived (a private directory is made there)'
+            cand --duration 'Stop (as on SIGTERM) after this long (tests and benchmarks)'
+            cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
+            cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
+            cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'
+            cand -q 'Print only errors and warnings (and the JSON report with --json)'
+            cand --quiet 'Print only errors and warnings (and the JSON report with --json)'
+            cand --no-progress 'Never draw progress bars (they are only drawn when stderr is a terminal anyway)'
+            cand -v 'Say more about each step (repeat for more)'
+            cand --verbose 'Say more about each step (repeat for more)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'kfadmin;completions'= {
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
@@ -364,6 +386,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand import 'Turn a tarball made by hand (tar czf) into a verified kfadmin archive'
             cand config 'The configuration file: every setting and where it comes from'
             cand schedule 'Print, or install and enable, the systemd timers (or cron file) that run the backups'
+            cand replicate 'Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT'
             cand completions 'Print a shell completion script to stdout'
             cand manpages 'Write the man pages (kfadmin.1 and one per subcommand) into a directory'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -390,6 +413,8 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         &'kfadmin;help;config;show'= {
         }
         &'kfadmin;help;schedule'= {
+        }
+        &'kfadmin;help;replicate'= {
         }
         &'kfadmin;help;completions'= {
         }

@@ -78,6 +78,7 @@ pub enum Command {
     Import(ImportArgs),
     Config(ConfigArgs),
     Schedule(ScheduleArgs),
+    Replicate(ReplicateArgs),
     Completions(CompletionsArgs),
     /// Write the man pages (kfadmin.1 and one per subcommand) into a directory
     #[command(hide = true)]
@@ -341,13 +342,31 @@ pub struct VerifyArgs {
 Examples:
   kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --container keyfount --dry-run
   kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --container keyfount
-  kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data --yes")]
+  kfadmin restore /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --data-dir /srv/keyfount/data --yes
+  kfadmin restore --at 2026-12-04T15:30:05Z -r /var/backups/keyfount --data-dir /srv/keyfount/data --yes")]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["data_dir", "container"])))]
 pub struct RestoreArgs {
     /// The archive to restore: a file, or an s3://BUCKET/PREFIX/NAME URL (downloaded into a
     /// private directory and verified in full before anything is touched)
-    #[arg(value_name = "ARCHIVE")]
+    #[arg(
+        value_name = "ARCHIVE",
+        required = false,
+        required_unless_present = "at",
+        default_value_if("at", clap::builder::ArgPredicate::IsPresent, Some(POINT_IN_TIME))
+    )]
     pub archive: PathBuf,
+    /// Restore the database as of TIME from the repository's point-in-time chain (kfadmin
+    /// replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state
+    /// of the last transaction seen committed at or before TIME, rebuilt and checked against
+    /// the checksum recorded for that point and integrity_check before anything is touched
+    #[arg(
+        long,
+        value_name = "TIME",
+        env = "KFADMIN_RESTORE_AT",
+        conflicts_with = "archive",
+        allow_hyphen_values = true
+    )]
+    pub at: Option<String>,
     /// Keyfount's data directory on this host (the one that holds keyfount.db)
     #[arg(long, value_name = "DIR", env = "KFADMIN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -396,6 +415,50 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub confirm: ConfirmArgs,
 }
+
+/// Ship every commit of a live database into a point-in-time chain, until SIGTERM/SIGINT
+///
+/// Starts a chain in REPO/pitr/ (a base: an ordinary verified archive of the live database,
+/// taken while the server runs) or resumes this database's newest chain exactly where it
+/// stopped, then reads the database's -wal every --interval and writes each batch of newly
+/// committed transactions as a segment (fsynced before the next read): every commit is durable
+/// in the repository within about a second. It never writes to the database or changes its
+/// settings, and holds a read transaction only while it copies new frames, so the server's own
+/// checkpoints keep working. Frames lost to a checkpoint while it was not reading (it was down)
+/// are repaired by shipping the pages that differ, and the gap is recorded. Restore a point
+/// with `kfadmin restore --at TIME`. Exit 0 after a final read on SIGTERM/SIGINT.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  kfadmin replicate --db /srv/keyfount/data/keyfount.db -r /var/backups/keyfount
+  kfadmin restore --at 2026-12-04T15:30:05Z -r /var/backups/keyfount --data-dir /srv/keyfount/data")]
+pub struct ReplicateArgs {
+    /// The Keyfount database file on this host
+    #[arg(long, value_name = "PATH", env = "KFADMIN_DB", required = true)]
+    pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// How often the WAL is read (at most 500ms: every commit must be durable within a second)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_REPLICATE_INTERVAL", default_value = "200ms", value_parser = parse_interval)]
+    pub interval: std::time::Duration,
+    /// Where the base is staged before it is archived (a private directory is made there)
+    #[arg(long, value_name = "DIR", env = "KFADMIN_TMPDIR")]
+    pub tmp_dir: Option<PathBuf>,
+    /// Stop (as on SIGTERM) after this long (tests and benchmarks)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_REPLICATE_DURATION", hide = true, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?;
+    if d.is_zero() || d > std::time::Duration::from_millis(500) {
+        return Err("the interval must be more than 0 and at most 500ms".into());
+    }
+    Ok(d)
+}
+
+/// What `archive` holds when `--at` is given (the point is rebuilt into an archive first).
+pub const POINT_IN_TIME: &str = "@point-in-time";
 
 /// Prove that a backup brings the server back: boot a throwaway copy of the container on it
 ///

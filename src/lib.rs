@@ -19,6 +19,7 @@ pub mod lock;
 pub mod monitor;
 pub mod ops;
 pub mod progress;
+pub mod replicate;
 pub mod safedir;
 pub mod sqlite;
 pub mod store;

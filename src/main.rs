@@ -29,6 +29,8 @@ fn recover(cmd: &Command) -> kfadmin::Result<()> {
         }
         // Import touches no container.
         Command::Verify(_) | Command::List(_) | Command::Prune(_) | Command::Import(_) => false,
+        // A follower of a database on this host (issue 18): no container.
+        Command::Replicate(_) => false,
     };
     // A dry run changes nothing, not even what a killed run left: it names it.
     let dry_run = match cmd {

@@ -61,6 +61,10 @@ pub struct ListReport {
     pub archives: Vec<Listed>,
     /// One entry per archive name (a host or container in a fleet's bucket), by name.
     pub groups: Vec<Group>,
+    /// Point-in-time chains (`kfadmin replicate`, local repositories): base, first and last
+    /// restorable time, gaps, and whether every link holds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<crate::ops::replicate::ChainVerdict>,
 }
 
 /// The archives of one name.
@@ -153,9 +157,17 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
         ));
     }
     let groups = groups(&archives);
+    let chains = match &location {
+        Location::Local(dir) => crate::ops::replicate::chains(dir, None)?,
+        _ => Vec::new(),
+    };
     let report =
-        ListReport { ok: mismatches == 0, dir: store.shown(), checked: args.check, archives, groups };
-    Ok(Outcome::new(if report.ok { 0 } else { 3 }, human(&report), &report))
+        ListReport { ok: mismatches == 0, dir: store.shown(), checked: args.check, archives, groups, chains };
+    let mut text = human(&report);
+    for c in &report.chains {
+        text.push_str(&super::render::chain(c));
+    }
+    Ok(Outcome::new(if report.ok { 0 } else { 3 }, text, &report))
 }
 
 /// Hash every archive and compare with its sidecar, one bar over all the bytes.

@@ -21,6 +21,7 @@ pub mod import;
 pub mod list;
 pub mod prune;
 pub mod render;
+pub mod replicate;
 pub mod restore;
 pub mod schedule;
 pub mod status;
@@ -186,6 +187,7 @@ pub fn run(cmd: Command, ctx: &Ctx) -> Result<Outcome> {
         Command::Import(a) => import::run(a, ctx),
         Command::Schedule(a) => schedule::run(a, ctx),
         Command::Config(a) => config::run(a, ctx),
+        Command::Replicate(a) => replicate::run(a, ctx),
         Command::Completions(a) => completions::run(a, ctx.json),
         Command::Manpages(a) => completions::manpages(a),
     }

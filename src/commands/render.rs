@@ -90,3 +90,25 @@ pub fn verdict(v: &Verdict, quick: bool) -> String {
     }
     s
 }
+
+/// One point-in-time chain (`list`, `verify`): its restorable span, its gaps, or where it
+/// breaks.
+pub fn chain(c: &crate::ops::replicate::ChainVerdict) -> String {
+    let mut s =
+        format!("Chain {} (base {}): {} commit(s) in {} segment(s)", c.chain, c.base, c.commits, c.segments);
+    match (&c.first, &c.last) {
+        (Some(f), Some(l)) => s.push_str(&format!(", restorable from {f} to {l}")),
+        _ => s.push_str(", no restorable point"),
+    }
+    if let Some(o) = &c.observed_until {
+        s.push_str(&format!(" (followed until {o})"));
+    }
+    s.push('\n');
+    for g in &c.gaps {
+        s.push_str(&format!("  GAP     {} to {}: {}\n", g.from, g.to, g.reason));
+    }
+    if let Some(p) = &c.problem {
+        s.push_str(&format!("  BROKEN  {p}\n"));
+    }
+    s
+}

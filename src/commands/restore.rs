@@ -76,6 +76,9 @@ pub struct RestoreReport {
 
 pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
+    // `--at TIME` (issue 18): the point is rebuilt from the repository's chain, checked, and
+    // written as an archive in a private directory; from here on it is restored as any other.
+    let _point = point_in_time(&mut args, ctx)?;
     // `latest`, or a bare name as `list` prints it, is an archive in the repository.
     args.archive = crate::ops::names::resolve(&args.archive, &args.out)?;
     check_input(&args, ctx)?;
@@ -174,6 +177,18 @@ pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     report.undo = undo_command(&report);
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(Outcome::new(0, human(&args, &manifest, &target, &report), &report))
+}
+
+/// With `--at`: the rebuilt point's archive (kept until the restore is done), now `args.archive`.
+fn point_in_time(args: &mut RestoreArgs, ctx: &Ctx) -> Result<Option<crate::ops::replicate::PointArchive>> {
+    let Some(at) = args.at.clone() else { return Ok(None) };
+    let at_us = crate::ops::replicate::parse_at(&at).map_err(Error::usage)?;
+    let p = crate::ops::replicate::point_archive(&args.out, at_us, args.tmp_dir.as_deref(), ctx)?;
+    if let Some(note) = &p.point.note {
+        ctx.warn(note);
+    }
+    args.archive = p.archive.clone();
+    Ok(Some(p))
 }
 
 /// The remote archive, downloaded (None for a local one).

@@ -21,10 +21,19 @@ pub struct VerifyReport {
     pub quick: bool,
     #[serde(serialize_with = "super::lossy::verdicts")]
     pub archives: Vec<Verdict>,
+    /// Without ARCHIVE: the repository's point-in-time chains (`kfadmin replicate`), each
+    /// checked link by link and commit by commit against its recorded checksums.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<crate::ops::replicate::ChainVerdict>,
 }
 
 pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
-    args.archives = targets(&args, ctx)?;
+    let chains = chains(&args, ctx)?;
+    args.archives = if chains.is_empty() || !args.archives.is_empty() {
+        targets(&args, ctx)?
+    } else {
+        archives_or_none(&args)?
+    };
     for a in args.archives.iter().filter(|a| !is_remote_path(a)) {
         if !a.exists() {
             return Err(Error::usage(format!("archive {} does not exist", a.display()))
@@ -58,17 +67,36 @@ pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         }
         archives.push(verdict);
     }
-    let ok = archives.iter().all(|v| v.ok);
+    let ok = archives.iter().all(|v| v.ok) && chains.iter().all(|c| c.ok);
     // Exit 3 only for an archive that is damaged; one that the keys given cannot open is the
     // operator's to fix (exit 2, pass the key), and not verified either.
-    let damaged = archives.iter().any(|v| !v.ok && v.needs_key.is_none());
+    let damaged = archives.iter().any(|v| !v.ok && v.needs_key.is_none()) || chains.iter().any(|c| !c.ok);
     let code = match (ok, damaged) {
         (true, _) => 0,
         (false, true) => 3,
         (false, false) => 2,
     };
-    let report = VerifyReport { ok, quick: args.quick, archives };
-    Ok(Outcome::new(code, human(&report), &report))
+    let report = VerifyReport { ok, quick: args.quick, archives, chains };
+    let mut text = human(&report);
+    for c in &report.chains {
+        text.push_str(&render::chain(c));
+    }
+    Ok(Outcome::new(code, text, &report))
+}
+
+/// Without ARCHIVE, in a local repository: its point-in-time chains, verified.
+fn chains(args: &VerifyArgs, ctx: &Ctx) -> Result<Vec<crate::ops::replicate::ChainVerdict>> {
+    let repo = args.repo.location(None)?;
+    if !args.archives.is_empty() || is_remote_path(&repo) {
+        return Ok(Vec::new());
+    }
+    let deep = (!args.quick).then_some((args.tmp_dir.as_deref(), ctx as &dyn crate::progress::Notice));
+    crate::ops::replicate::chains(&repo, deep)
+}
+
+/// Every archive of the repository (none is fine when it holds chains).
+fn archives_or_none(args: &VerifyArgs) -> Result<Vec<PathBuf>> {
+    Ok(names::archives(&args.repo.location(None)?)?.into_iter().map(|e| e.path).collect())
 }
 
 /// The archives to check: each ARCHIVE resolved against the repository (`latest`, a bare name

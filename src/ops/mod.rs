@@ -12,6 +12,7 @@ pub mod import;
 pub mod make;
 pub mod names;
 pub mod offsite;
+pub mod replicate;
 pub mod restore;
 pub mod schedule;
 pub mod staging;

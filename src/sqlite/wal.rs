@@ -55,7 +55,7 @@ fn be(b: &[u8]) -> u32 {
 
 /// SQLite's WAL checksum: a Fletcher-like sum over 32-bit words, read big-endian when
 /// `big_endian` (the magic number's low bit), continuing from `s`.
-fn checksum(big_endian: bool, data: &[u8], mut s: (u32, u32)) -> (u32, u32) {
+pub(crate) fn checksum(big_endian: bool, data: &[u8], mut s: (u32, u32)) -> (u32, u32) {
     for w in data.chunks_exact(8) {
         let (a, b) = if big_endian {
             (be(&w[..4]), be(&w[4..]))

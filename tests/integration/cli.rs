@@ -142,6 +142,7 @@ fn commands_in(line: &str) -> Vec<Vec<String>> {
                 "drill",
                 "config",
                 "schedule",
+                "replicate",
                 "completions",
                 "manpages",
                 "--help",

@@ -27,6 +27,7 @@ mod offsite_net;
 mod output;
 mod props;
 mod recovery;
+mod replicate;
 mod restore;
 mod restore_docker;
 mod s3;
