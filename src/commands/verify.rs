@@ -26,9 +26,8 @@ pub struct VerifyReport {
 pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     args.archives = targets(&args, ctx)?;
     for a in args.archives.iter().filter(|a| !is_remote_path(a)) {
-        if !a.exists() {
-            return Err(Error::usage(format!("archive {} does not exist", a.display()))
-                .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
+        if let Some(e) = names::unusable(a) {
+            return Err(e);
         }
     }
     // Remote archives are checked as downloaded, one at a time, in a private directory.

@@ -38,7 +38,7 @@ impl Engine {
         let unreachable = |e: BollardError| {
             let text = e.to_string();
             let hint = if text.contains("ermission denied") {
-                "run kfadmin as root or as a member of the docker group".to_string()
+                "run kfadmin as root (`sudo kfadmin …`), as the runbook says: it reads the volume's files on this host directly, which membership of the docker group does not allow".to_string()
             } else {
                 "is the Docker daemon running (`systemctl start docker`)? Set DOCKER_HOST to reach another engine".to_string()
             };
