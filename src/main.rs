@@ -189,6 +189,10 @@ fn main() -> ExitCode {
         }
     };
     let _ = printed.and_then(|_| out.flush()); // a closed pipe is not an error
+                                               // A verdict that fails (exit 1 or 3) is an error too: said after the report, on stderr.
+    if let Some(line) = result.as_ref().ok().and_then(|o| commands::failure_line(&o.json, o.code)) {
+        commands::stderr_line(&format!("error: {line}"));
+    }
     match result {
         Ok(o) => ExitCode::from(o.code),
         Err(e) => e.kind.into(),

@@ -139,6 +139,33 @@ fn errors_begin_with_error() {
     }
 }
 
+/// A command that runs to its end with a failing verdict says so on stderr too, after its
+/// report: a damaged archive (exit 3) is an `error:` line, not only a table on stdout.
+#[test]
+fn a_failing_verdict_is_an_error_line_too() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let repo = env.path("repo");
+    let archive = backup(&data.join("keyfount.db"), &repo)["archive"].as_str().unwrap().to_string();
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at..at + 4].copy_from_slice(b"XXXX");
+    std::fs::write(&archive, bytes).unwrap();
+    let r = kfadmin(["verify", &archive]);
+    r.code(3).stdout_has("FAIL");
+    assert_eq!(
+        r.stderr.trim_end(),
+        format!("error: {archive} failed verification"),
+        "the verdict's error line: {}",
+        r.stderr
+    );
+    // With --json, stdout is the one object; the line is on stderr all the same.
+    let r = kfadmin(["verify", &archive, "--json"]);
+    r.code(3);
+    assert_eq!(r.json()["ok"], false);
+    assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
+}
+
 #[test]
 fn status_quiet_prints_only_the_problems() {
     let env = Env::new();
@@ -152,6 +179,7 @@ fn status_quiet_prints_only_the_problems() {
     let r = kfadmin_fault(&state, "", &["status", "--db", s(&db), "-r", s(&repo), "--quiet"]);
     r.code(1);
     assert!(!r.stdout.is_empty(), "the problem is printed");
+    assert_eq!(r.stderr, "", "the problems are the report: no error line besides");
     assert!(r.stdout.lines().all(|l| l.starts_with("PROBLEM: ")), "{}", r.stdout);
     // Without --quiet the whole status.
     let r = kfadmin_fault(&state, "", &["status", "--db", s(&db), "-r", s(&repo)]);
