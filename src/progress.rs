@@ -79,6 +79,11 @@ impl Bars {
 fn quiet_ctrl_c() -> Option<rustix::termios::Termios> {
     use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
     let stderr = std::io::stderr();
+    // Only in the terminal's foreground: a background job (`kfadmin backup &`) that changed
+    // the terminal's settings would be stopped by SIGTTOU.
+    if rustix::termios::tcgetpgrp(&stderr).ok()? != rustix::process::getpgrp() {
+        return None;
+    }
     let before = tcgetattr(&stderr).ok()?;
     if !before.local_modes.contains(LocalModes::ECHOCTL) {
         return None;
@@ -93,6 +98,10 @@ impl Drop for Bars {
     fn drop(&mut self) {
         if let Some(before) = self.echoctl.take() {
             let stderr = std::io::stderr();
+            // Moved to the background since (Ctrl-Z, bg): leave it to the shell.
+            if rustix::termios::tcgetpgrp(&stderr).ok() != Some(rustix::process::getpgrp()) {
+                return;
+            }
             if let Ok(mut now) = rustix::termios::tcgetattr(&stderr) {
                 // Only ECHOCTL is put back: whatever else changed since (a prompt) stays.
                 now.local_modes.insert(before.local_modes & rustix::termios::LocalModes::ECHOCTL);

@@ -411,3 +411,36 @@ fn the_backup_summary_says_to_whom_it_encrypted() {
     ]);
     assert!(r.json()["encrypted_to"].is_null());
 }
+
+/// A backup started in the background of an interactive shell (`kfadmin backup … &`) draws
+/// its bars and finishes: it never touches the terminal's settings from the background (that
+/// would stop it with SIGTTOU), and the shell's Ctrl-C echo is as it was.
+#[test]
+fn a_backup_in_the_background_of_a_shell_is_not_stopped() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let out = env.path("backups");
+    let t = Tmux::start("exec bash --norc --noprofile -i");
+    std::thread::sleep(Duration::from_millis(300));
+    t.keys(&[
+        &format!(
+            "KFADMIN_STATE_DIR={} {} backup --online --db {} --out {} & wait $!; echo EXIT=$?; stty -a | grep -o -- '-*echoctl'",
+            sh_quote(&env.path("state")),
+            sh_quote(&kfadmin_bin()),
+            sh_quote(&data.join("keyfount.db")),
+            sh_quote(&out)
+        ),
+        "Enter",
+    ]);
+    // (The command line itself shows `EXIT=$?` and `echoctl`: wait for their output lines.)
+    let s = t.wait_for("EXIT=0", Duration::from_secs(120));
+    assert!(s.contains("Backup written and verified"), "{s}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = t.screen();
+    while !s.lines().any(|l| l.trim_end().ends_with("echoctl") && !l.contains("grep")) {
+        assert!(Instant::now() < deadline, "stty printed nothing:\n{s}");
+        std::thread::sleep(Duration::from_millis(50));
+        s = t.screen();
+    }
+    assert!(!s.lines().any(|l| l.trim_end() == "-echoctl"), "the terminal's echoctl was left off:\n{s}");
+}
