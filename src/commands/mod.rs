@@ -123,6 +123,14 @@ pub fn failure_line(report: &serde_json::Value, code: u8) -> Option<String> {
                 format!("{first}{more} failed verification")
             });
         }
+        // `list --check`: archives that do not match their sidecar.
+        let mismatched =
+            archives.iter().filter(|a| a.get("sidecar").and_then(Value::as_str) == Some("mismatch"));
+        let names: Vec<String> = mismatched.filter_map(|a| a.get("path").and_then(text)).collect();
+        if let Some(first) = names.first() {
+            let more = if names.len() > 1 { format!(" and {} more", names.len() - 1) } else { String::new() };
+            return Some(format!("{first}{more} does not match its .sha256 sidecar"));
+        }
     }
     if let Some(failed) = report
         .get("offsite")

@@ -164,6 +164,15 @@ fn a_failing_verdict_is_an_error_line_too() {
     r.code(3);
     assert_eq!(r.json()["ok"], false);
     assert!(r.stderr.starts_with("error: "), "{}", r.stderr);
+    // `list --check` finds the same archive against its sidecar.
+    let r = kfadmin(["list", "-r", s(&repo), "--check"]);
+    r.code(3);
+    assert_eq!(
+        r.stderr.lines().last().unwrap_or(""),
+        format!("error: {archive} does not match its .sha256 sidecar"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
