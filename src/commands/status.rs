@@ -117,8 +117,8 @@ pub fn run(args: StatusArgs, ctx: &Ctx) -> Result<Outcome> {
         }
         (None, Some(n)) => {
             let f = find_container(n, t.docker.compose_project.as_deref(), &t.docker.db_path)?;
-            crate::ops::container::inspect_db(&f, &t.docker.db_path)?;
             let (state, problems) = container_state(&f)?;
+            crate::ops::container::inspect_db(&f, &t.docker.db_path)?;
             (f.location.host_db.clone(), f.container.name.clone(), Some(state), problems)
         }
         (None, None) => unreachable!("clap requires --db or --container"),
