@@ -623,7 +623,8 @@ pub struct PruneArgs {
 /// mode, the free space in the backup directory against the size of the last archive, the
 /// last backup and its age, and the last restore drill that passed. Exits 1 when there is no
 /// backup, or the last one is older than --max-age (or, with --max-drill-age, no drill passed
-/// within it), so a monitor can run it.
+/// within it), so a monitor can run it. With --quiet it prints only the PROBLEM lines
+/// (nothing when all is well).
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:

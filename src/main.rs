@@ -124,18 +124,35 @@ fn json_wanted() -> bool {
 /// one JSON object on stdout. Help and version are printed as asked, exit 0.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !json_wanted() {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         e.exit();
     }
-    let _ = e.print();
+    let misplaced = misplaced_flag(&e);
+    if !json_wanted() && misplaced.is_none() {
+        e.exit();
+    }
     let text = e.kind().as_str().map(str::to_owned).unwrap_or_else(|| e.to_string());
     let message = e.to_string();
     let first = message.lines().next().unwrap_or(&text).trim_start_matches("error: ").to_owned();
+    let hint = match &misplaced {
+        // clap's own "a similar argument exists" would point at an unrelated flag.
+        Some(hint) => {
+            commands::stderr_line(&format!("error: {first}\n  hint: {hint}"));
+            hint.clone()
+        }
+        None => {
+            let _ = e.print();
+            "run kfadmin --help, or kfadmin COMMAND --help".to_string()
+        }
+    };
+    if !json_wanted() {
+        return ExitCode::from(2);
+    }
     let j = serde_json::json!({
         "ok": false,
         "error": {
             "message": first,
-            "hint": "run kfadmin --help, or kfadmin COMMAND --help",
+            "hint": hint,
             "kind": kfadmin::error::Kind::Usage,
             "exit_code": 2,
         }
@@ -180,6 +197,30 @@ fn early_error(e: &kfadmin::Error) -> ExitCode {
         let _ = writeln!(out, "{j}").and_then(|()| out.flush());
     }
     e.kind.into()
+}
+
+/// A flag of another command given to this one (`backup --data-dir`, `restore --db`): what
+/// this command takes instead. clap would suggest the nearest spelling (`--tmp-dir`), which
+/// points the wrong way.
+fn misplaced_flag(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else { return None };
+    let flag = arg.split('=').next().unwrap_or(arg);
+    let command = std::env::args().skip(1).find(|a| !a.starts_with('-'))?;
+    let database = "pass the database file with --db (e.g. --db /srv/keyfount/data/keyfount.db), or the container with --container NAME";
+    match (command.as_str(), flag) {
+        ("backup", "--data-dir") => {
+            Some(format!("backup reads a database, not a directory: {database}; --data-dir is where restore writes"))
+        }
+        ("status", "--data-dir") => Some(format!("status looks at a database: {database}")),
+        ("restore", "--db") => Some(
+            "restore writes into a data directory: pass --data-dir DIR (the directory that holds keyfount.db), or the container with --container NAME".to_string(),
+        ),
+        _ => None,
+    }
 }
 
 fn main() -> ExitCode {
@@ -264,6 +305,10 @@ fn main() -> ExitCode {
         }
     };
     let _ = printed.and_then(|_| out.flush()); // a closed pipe is not an error
+                                               // A verdict that fails (exit 1 or 3) is an error too: said after the report, on stderr.
+    if let Some(line) = result.as_ref().ok().and_then(|o| commands::failure_line(&o.json, o.code)) {
+        commands::stderr_line(&format!("error: {line}"));
+    }
     match result {
         Ok(o) => ExitCode::from(o.code),
         Err(e) => e.kind.into(),

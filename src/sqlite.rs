@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -426,9 +425,10 @@ fn with_suffix(db: &Path, suffix: &str) -> PathBuf {
 }
 
 fn lock_holder(db: &Path) -> Result<Option<Holder>> {
+    use rustix::process::{fcntl_getlk, Flock, FlockOffsetType, FlockType};
     use std::os::unix::fs::OpenOptionsExt;
-    const PENDING_BYTE: i64 = 0x4000_0000;
-    const SHM_DMS: i64 = 120 + 8;
+    const PENDING_BYTE: u64 = 0x4000_0000;
+    const SHM_DMS: u64 = 120 + 8;
     let [_, shm] = sidecars(db);
     for (file, start, len) in [(shm, SHM_DMS, 1), (db.to_path_buf(), PENDING_BYTE, 512)] {
         let opened = std::fs::OpenOptions::new()
@@ -442,19 +442,20 @@ fn lock_holder(db: &Path) -> Result<Option<Holder>> {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => continue,
             Err(e) => return Err(Error::io("cannot check the locks on", &file, e)),
         };
-        // SAFETY: a zeroed flock is a valid argument; F_GETLK only writes into it.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as _;
-        fl.l_whence = libc::SEEK_SET as _;
-        fl.l_start = start;
-        fl.l_len = len;
-        // SAFETY: valid fd and pointer to a flock for the duration of the call.
-        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
-        if rc != 0 {
-            return Err(Error::io("cannot check the locks on", &file, std::io::Error::last_os_error()));
-        }
-        if i32::from(fl.l_type) != libc::F_UNLCK {
-            return Ok(Some(Holder { pid: fl.l_pid, file }));
+        let want = Flock {
+            start,
+            length: len,
+            pid: None,
+            typ: FlockType::WriteLock,
+            offset_type: FlockOffsetType::Set,
+        };
+        match fcntl_getlk(&f, &want) {
+            Err(e) => return Err(Error::io("cannot check the locks on", &file, std::io::Error::from(e))),
+            Ok(None) => {}
+            Ok(Some(held)) => {
+                let pid = rustix::process::Pid::as_raw(held.pid);
+                return Ok(Some(Holder { pid, file }));
+            }
         }
     }
     Ok(None)

@@ -85,8 +85,15 @@ impl Encoder {
     }
 
     /// `block` as one gzip member; its pages start at `phase` (the first page may be partial).
+    #[cfg(test)]
     pub fn encode(&mut self, block: &[u8], phase: usize) -> io::Result<Vec<u8>> {
-        let mut bits = Bits { out: Vec::with_capacity(block.len() + block.len() / 64 + 64), acc: 0, n: 0 };
+        self.encode_into(block, phase, Vec::with_capacity(block.len() + block.len() / 64 + 64))
+    }
+
+    /// [`Encoder::encode`] into `out` (cleared first): a buffer from the pipeline's pool.
+    pub fn encode_into(&mut self, block: &[u8], phase: usize, mut out: Vec<u8>) -> io::Result<Vec<u8>> {
+        out.clear();
+        let mut bits = Bits { out, acc: 0, n: 0 };
         bits.out.extend_from_slice(&GZIP_HEADER);
         self.anchors.fill((0, 0));
         let pages = pages(block.len(), phase);

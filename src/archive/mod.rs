@@ -5,6 +5,7 @@ pub mod entry;
 pub mod manifest;
 mod member;
 pub mod pargz;
+pub mod pool;
 pub mod reader;
 pub mod tarball;
 pub mod writer;

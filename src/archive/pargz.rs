@@ -3,7 +3,7 @@
 //! by what each page holds), and the members are written in order. A file of several members
 //! is one valid gzip stream (RFC 1952 §2.2) that `gzip -d`, `tar xzf` and
 //! `flate2::read::MultiGzDecoder` read as a whole. Memory stays bounded: at most two blocks per
-//! worker are in flight.
+//! worker are in flight, and the blocks and members are recycled through a [`Pool`].
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::member::{Encoder, PAGE};
+use super::pool::Pool;
 
 /// 1 MiB blocks: each starts without a dictionary, which costs well under 0.1 % in size.
 pub const BLOCK: usize = 1 << 20;
@@ -33,29 +34,39 @@ pub struct ParGzWriter<W: Write> {
     workers: Vec<JoinHandle<()>>,
     max_pending: usize,
     wrote_any: bool,
+    pool: Pool,
 }
 
 impl<W: Write> ParGzWriter<W> {
     pub fn new(inner: W, level: u32, threads: usize) -> Self {
+        Self::with_pool(inner, level, threads, Pool::new())
+    }
+
+    /// [`ParGzWriter::new`], taking its blocks from `pool` and giving them back there once
+    /// compressed (and the members once written).
+    pub fn with_pool(inner: W, level: u32, threads: usize, pool: Pool) -> Self {
         let threads = threads.max(1);
         let (tx, rx) = mpsc::sync_channel::<Job>(threads);
         let rx = Arc::new(Mutex::new(rx));
         let workers = (0..threads)
             .map(|_| {
                 let rx = Arc::clone(&rx);
+                let pool = pool.clone();
                 std::thread::spawn(move || {
                     let mut encoder = Encoder::new(level);
                     loop {
                         let job = rx.lock().map(|r| r.recv());
                         let Ok(Ok((block, phase, reply))) = job else { return };
-                        let _ = reply.send(encoder.encode(&block, phase));
+                        let member = encoder.encode_into(&block, phase, pool.take());
+                        pool.give(block);
+                        let _ = reply.send(member);
                     }
                 })
             })
             .collect();
         ParGzWriter {
             inner: Some(inner),
-            buf: Vec::with_capacity(BLOCK + PAGE),
+            buf: pool.take(),
             limit: BLOCK,
             pos: 0,
             grid: 0,
@@ -64,6 +75,7 @@ impl<W: Write> ParGzWriter<W> {
             workers,
             max_pending: threads * 2,
             wrote_any: false,
+            pool,
         }
     }
 
@@ -89,7 +101,7 @@ impl<W: Write> ParGzWriter<W> {
         if self.pending.len() >= self.max_pending {
             self.write_oldest()?;
         }
-        let block = std::mem::replace(&mut self.buf, Vec::with_capacity(BLOCK + PAGE));
+        let block = std::mem::replace(&mut self.buf, self.pool.take());
         let start = self.pos - block.len() as u64;
         let page = PAGE as u64;
         let phase = ((self.grid % page + page - start % page) % page) as usize;
@@ -112,6 +124,7 @@ impl<W: Write> ParGzWriter<W> {
                 .as_mut()
                 .ok_or_else(|| io::Error::other("the writer was finished"))?
                 .write_all(&out)?;
+            self.pool.give(out);
         }
         Ok(())
     }

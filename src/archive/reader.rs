@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::entry::{self, kind_name, safe_path, Dot, Next};
 use super::manifest::{self, FileEntry, Manifest, FORMAT, FORMAT_VERSION, MANIFEST_NAME};
+use super::pool::Pool;
 use crate::crypto::{self, Keys};
 use crate::error::{check_interrupt, Error, IoContext, Kind, Result};
 use crate::fsutil::hex;
@@ -129,30 +130,33 @@ fn produce(
     keys: &Keys,
     stage: &dyn Stage,
     tx: SyncSender<Msg>,
+    pool: &Pool,
 ) -> io::Result<(String, u64)> {
-    let raw = HashRead { inner: file, hash: Sha256::new(), bytes: 0, stage, error: None };
+    let mut raw = HashRead { inner: file, hash: Sha256::new(), bytes: 0, stage, error: None };
     if !encrypted {
-        let mut buffered = BufReader::with_capacity(1 << 20, raw);
-        pump(&mut buffered, &tx);
+        pump(&mut raw, &tx, pool);
         drop(tx);
         // The rest of the file, even when decoding stopped early, for the sidecar check.
-        let mut chunk = vec![0u8; 1 << 20];
+        let mut chunk = pool.take_len(1 << 20);
         while !crate::error::interrupt::requested() {
-            if buffered.read(&mut chunk)? == 0 {
+            if raw.read(&mut chunk)? == 0 {
                 break;
             }
         }
-        return hashed(buffered.into_inner());
+        return hashed(raw);
     }
     // Encrypted: this thread decrypts while another one reads and hashes the file.
     std::thread::scope(|scope| {
         let (raw_tx, raw_rx) = mpsc::sync_channel::<Vec<u8>>(4);
-        let reader = scope.spawn(move || read_all(raw, raw_tx));
-        let input = BufReader::with_capacity(1 << 20, Chunks { rx: raw_rx, chunk: Vec::new(), pos: 0 });
+        let reader = scope.spawn(move || read_all(raw, raw_tx, pool));
+        let input = BufReader::with_capacity(
+            64 << 10,
+            Chunks { rx: raw_rx, chunk: Vec::new(), pos: 0, pool: pool.clone() },
+        );
         match keys.decrypt(input) {
             Ok(stream) => {
                 let _ = tx.send(Msg::Header(Ok(())));
-                pump(stream, &tx);
+                pump(stream, &tx, pool);
             }
             Err(why) => {
                 let _ = tx.send(Msg::Header(Err(why)));
@@ -165,16 +169,21 @@ fn produce(
 
 /// Read and hash the whole file, handing the bytes on while the decryption takes them (and
 /// after it stopped, read on to the end: the sidecar check needs the whole file's hash).
-fn read_all(mut raw: HashRead, tx: SyncSender<Vec<u8>>) -> io::Result<(String, u64)> {
+fn read_all(mut raw: HashRead, tx: SyncSender<Vec<u8>>, pool: &Pool) -> io::Result<(String, u64)> {
     let mut open = true;
     while !crate::error::interrupt::requested() {
-        let mut chunk = vec![0u8; 1 << 20];
+        let mut chunk = pool.take_len(1 << 20);
         let n = raw.read(&mut chunk)?;
         if n == 0 {
+            pool.give(chunk);
             break;
         }
         chunk.truncate(n);
-        open = open && tx.send(chunk).is_ok();
+        if open {
+            open = tx.send(chunk).is_ok();
+        } else {
+            pool.give(chunk);
+        }
     }
     drop(tx);
     hashed(raw)
@@ -192,13 +201,17 @@ struct Chunks {
     rx: Receiver<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
+    pool: Pool,
 }
 
 impl Read for Chunks {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.chunk.len() {
             match self.rx.recv() {
-                Ok(c) => (self.chunk, self.pos) = (c, 0),
+                Ok(c) => {
+                    self.pool.give(std::mem::replace(&mut self.chunk, c));
+                    self.pos = 0;
+                }
                 Err(_) => return Ok(0),
             }
         }
@@ -209,24 +222,44 @@ impl Read for Chunks {
     }
 }
 
-fn pump(mut from: impl Read, tx: &SyncSender<Msg>) {
+/// Send what `from` reads in blocks of the pool, each filled as far as the reads go, then the
+/// error that stopped it, if one did.
+fn pump(mut from: impl Read, tx: &SyncSender<Msg>, pool: &Pool) {
     loop {
-        let mut chunk = vec![0u8; 1 << 20];
-        match from.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => {
-                chunk.truncate(n);
-                if tx.send(Msg::Data(chunk)).is_err() {
-                    return; // the decoder stopped
-                }
+        let mut chunk = pool.take_len(1 << 20);
+        let (n, failed) = read_full(&mut from, &mut chunk);
+        chunk.truncate(n);
+        if n > 0 {
+            if tx.send(Msg::Data(chunk)).is_err() {
+                return; // the decoder stopped
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
+        } else {
+            pool.give(chunk);
+        }
+        match failed {
+            Some(e) => {
                 let _ = tx.send(Msg::Failed(e));
                 return;
             }
+            None if n == 0 => return,
+            None => {}
         }
     }
+}
+
+/// Read into `buf` until it is full, the reader ends, or it fails: how many bytes were read,
+/// and the error that stopped it.
+fn read_full(from: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+    let mut n = 0;
+    while n < buf.len() {
+        match from.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (n, Some(e)),
+        }
+    }
+    (n, None)
 }
 
 /// The decoder's end of the channel.
@@ -235,6 +268,7 @@ struct ChanReader {
     chunk: Vec<u8>,
     pos: usize,
     failed: Arc<AtomicBool>,
+    pool: Pool,
 }
 
 impl Read for ChanReader {
@@ -242,7 +276,7 @@ impl Read for ChanReader {
         while self.pos == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Msg::Data(c)) => {
-                    self.chunk = c;
+                    self.pool.give(std::mem::replace(&mut self.chunk, c));
                     self.pos = 0;
                 }
                 Ok(Msg::Failed(e)) => {
@@ -300,9 +334,12 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
     let stage_ref: &dyn Stage = stage.as_ref();
     // Two threads: one reads the file, hashes it for the sidecar and decrypts; this one
     // decompresses, walks the tar and hashes the files.
+    // The chunks handed between the two threads are recycled through this pool.
+    let pool = Pool::new();
+    let pool_ref = &pool;
     let produced = std::thread::scope(|scope| -> Result<(String, u64)> {
         let (tx, rx) = mpsc::sync_channel::<Msg>(4);
-        let producer = scope.spawn(move || produce(file, encrypted, keys, stage_ref, tx));
+        let producer = scope.spawn(move || produce(file, encrypted, keys, stage_ref, tx, pool_ref));
         let header = encrypted.then(|| {
             rx.recv().map_or_else(
                 |_| Err(crypto::DecryptFailure { why: "the reader stopped".into(), key: false }),
@@ -310,7 +347,7 @@ pub fn verify(archive: &Path, opts: &Options, progress: &dyn Progress) -> Result
             )
         });
         let outside = if judge_header(header, keys, opts, &mut v) {
-            read_tar(rx, opts, len, encrypted, &mut v)
+            read_tar(rx, opts, len, encrypted, &mut v, &pool)
         } else {
             drop(rx);
             None
@@ -404,10 +441,18 @@ fn judge_header(
 
 /// Decompress and walk the tar the reader thread sends, and tell which layer failed (age, gzip
 /// or tar). Returns trouble outside the archive (a full staging disk, an interrupt).
-fn read_tar(rx: Receiver<Msg>, opts: &Options, len: u64, encrypted: bool, v: &mut Verdict) -> Option<Error> {
+fn read_tar(
+    rx: Receiver<Msg>,
+    opts: &Options,
+    len: u64,
+    encrypted: bool,
+    v: &mut Verdict,
+    pool: &Pool,
+) -> Option<Error> {
     let dec_failed = Arc::new(AtomicBool::new(false));
     let gz_failed = Arc::new(AtomicBool::new(false));
-    let chan = ChanReader { rx, chunk: Vec::new(), pos: 0, failed: Arc::clone(&dec_failed) };
+    let chan =
+        ChanReader { rx, chunk: Vec::new(), pos: 0, failed: Arc::clone(&dec_failed), pool: pool.clone() };
     let gz = Watch { inner: MultiGzDecoder::new(chan), failed: Arc::clone(&gz_failed) };
     let mut tar = tar::Archive::new(gz);
     let walked = walk(&mut tar, opts, len, v);

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, MANIFEST_NAME};
-use super::pargz::ParGzWriter;
+use super::pargz::{ParGzWriter, BLOCK};
+use super::pool::Pool;
 use super::{catalog, reader};
 use crate::crypto::Encryption;
 use crate::error::{check_interrupt, Error, IoContext, Result};
@@ -79,22 +80,40 @@ impl Sink {
     }
 }
 
-/// A writer on a thread of its own: what is written here is handed over in chunks.
+/// A writer on a thread of its own: what is written here is gathered into blocks of the
+/// pipeline's [`Pool`] and handed over a block at a time; the thread gives each block back.
 struct Threaded<S: Write + Send + 'static> {
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     thread: Option<std::thread::JoinHandle<io::Result<S>>>,
+    buf: Vec<u8>,
+    pool: Pool,
 }
 
 impl<S: Write + Send + 'static> Threaded<S> {
-    fn spawn(mut sink: S) -> Threaded<S> {
+    fn spawn(mut sink: S, pool: &Pool) -> Threaded<S> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let back = pool.clone();
         let thread = std::thread::spawn(move || {
             for chunk in rx {
                 sink.write_all(&chunk)?;
+                back.give(chunk);
             }
             Ok(sink)
         });
-        Threaded { tx: Some(tx), thread: Some(thread) }
+        Threaded { tx: Some(tx), thread: Some(thread), buf: pool.take(), pool: pool.clone() }
+    }
+
+    /// Hand the gathered bytes to the thread.
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("the archive writer stopped"))?;
+        let block = std::mem::replace(&mut self.buf, self.pool.take());
+        if tx.send(block).is_err() {
+            return Err(self.failure());
+        }
+        Ok(())
     }
 
     /// The writing thread's error, once it has stopped.
@@ -107,6 +126,7 @@ impl<S: Write + Send + 'static> Threaded<S> {
     }
 
     fn finish(mut self) -> io::Result<S> {
+        self.send()?;
         self.tx.take();
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
@@ -117,11 +137,15 @@ impl<S: Write + Send + 'static> Threaded<S> {
 
 impl<S: Write + Send + 'static> Write for Threaded<S> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("the archive writer stopped"))?;
-        if tx.send(data.to_vec()).is_err() {
-            return Err(self.failure());
+        if self.tx.is_none() {
+            return Err(io::Error::other("the archive writer stopped"));
         }
-        Ok(data.len())
+        let n = (BLOCK - self.buf.len().min(BLOCK)).min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() >= BLOCK {
+            self.send()?;
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -171,8 +195,9 @@ impl Write for Writeback {
         let n = self.file.write(data)?;
         self.written += n as u64;
         if self.written - self.started >= 8 << 20 {
-            // SAFETY: a valid descriptor and range. Only a hint: a failure to write shows in
-            // the fsync that follows the last byte.
+            // SAFETY: a valid descriptor (this file, open for the whole call) and a range of
+            // it; the call reads no memory of ours. Only a hint: a failure to write shows in
+            // the fsync that follows the last byte. (libc: rustix 1.1 has no sync_file_range.)
             unsafe {
                 libc::sync_file_range(
                     self.file.as_raw_fd(),
@@ -367,15 +392,19 @@ fn write_tar(
 ) -> Result<(String, u64)> {
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     let stage = progress.stage(if encryption.is_some() { "encrypt" } else { "compress" }, total, Unit::Bytes);
+    crate::fault::pause("archive-started");
     let hashed =
         HashWriter { inner: Writeback { file, written: 0, started: 0 }, hash: Sha256::new(), bytes: 0 };
+    // Every block of this pipeline comes from, and goes back to, this pool.
+    let pool = Pool::new();
     let sink = match encryption.encryptor()? {
-        None => Sink::Plain(Threaded::spawn(hashed)),
-        Some(enc) => {
-            Sink::Age(Threaded::spawn(enc.wrap_output(Threaded::spawn(hashed)).ctx("cannot write", path)?))
-        }
+        None => Sink::Plain(Threaded::spawn(hashed, &pool)),
+        Some(enc) => Sink::Age(Threaded::spawn(
+            enc.wrap_output(Threaded::spawn(hashed, &pool)).ctx("cannot write", path)?,
+            &pool,
+        )),
     };
-    let gz = ParGzWriter::new(sink, compression.level, compression.threads);
+    let gz = ParGzWriter::with_pool(sink, compression.level, compression.threads, pool.clone());
     let mut tar = tar::Builder::new(Tick { inner: gz, stage: stage.as_ref() });
 
     let mtime = manifest.created_unix;

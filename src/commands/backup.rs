@@ -31,8 +31,10 @@ pub struct BackupReport {
     /// Encrypted with age (the file ends in .age).
     pub encrypted: bool,
     /// Who can decrypt it: the recipients as given, or "passphrase (scrypt)".
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
+    /// The same in one line, as the summary says it: "2 recipients (age1…, ssh-ed25519 …)",
+    /// "a passphrase (scrypt)"; null for a plain archive.
+    pub encrypted_to: Option<String>,
     #[serde(serialize_with = "super::lossy::path")]
     pub archive: PathBuf,
     #[serde(serialize_with = "super::lossy::path")]
@@ -44,26 +46,20 @@ pub struct BackupReport {
     pub source: Source,
     pub duration_ms: u64,
     /// Cold backups of a running container: from the stop request to the start call.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub downtime_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop: Option<Stopped>,
     /// WAL frames an unclean stop had left, folded into the database before copying.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub wal_frames_folded: Option<u64>,
     /// Cold backups: every database of the data directory that had WAL frames or a hot
     /// journal, and what was done about it before copying.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub made_whole: Vec<MadeWhole>,
     pub timings: Timings,
     pub verified: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotStats>,
     pub database: DbFacts,
     pub files: Vec<FileEntry>,
     pub warnings: Vec<String>,
     /// `--to`: each destination's upload (absent without `--to`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub offsite: Vec<Uploaded>,
 }
 
@@ -304,6 +300,7 @@ fn online_target(args: &BackupArgs) -> Result<(PathBuf, Source, String)> {
             let d = &args.target.docker;
             let f = find_container(name, d.compose_project.as_deref(), &d.db_path)?;
             docker::check_readable(&f.container, &f.location)?;
+            crate::ops::container::inspect_db(&f, &d.db_path)?;
             Ok((f.location.host_db.clone(), container_source(&f), f.container.name.clone()))
         }
         (None, None) => Err(Error::usage("backup needs --db PATH or --container NAME")),
@@ -368,7 +365,7 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     let d = &args.target.docker;
     let f = find_container(name, d.compose_project.as_deref(), &d.db_path)?;
     f.engine.check_stoppable(&f.container, &f.location, docker::Purpose::ColdBackup)?;
-    sqlite::inspect(&f.location.host_db)?;
+    crate::ops::container::inspect_db(&f, &d.db_path)?;
     let archive_name =
         args.output.name.as_deref().map(check_name).transpose()?.unwrap_or(f.container.name.clone());
     let mut warnings = Vec::new();
@@ -552,6 +549,7 @@ fn report(made: Made, encryption: &Encryption, started: Instant) -> BackupReport
         ok: true,
         encrypted: encryption.is_some(),
         recipients: encryption.describe(),
+        encrypted_to: super::render::encrypted_to(&encryption.describe(), SUMMARY_WIDTH),
         archive: made.written.path,
         sidecar: made.written.sidecar,
         sha256: made.written.sha256,
@@ -574,6 +572,9 @@ fn report(made: Made, encryption: &Encryption, started: Instant) -> BackupReport
     }
 }
 
+/// How wide the recipients may be in the summary's `  encrypted to …` line (100 columns).
+const SUMMARY_WIDTH: usize = 85;
+
 fn human(r: &BackupReport) -> String {
     let rows: u64 = r.database.tables.values().sum();
     let mut s = format!(
@@ -590,6 +591,10 @@ fn human(r: &BackupReport) -> String {
         r.timings.archive_ms as f64 / 1000.0,
         r.timings.verify_ms as f64 / 1000.0,
     );
+    match &r.encrypted_to {
+        Some(to) => s.push_str(&format!("  encrypted to {to}\n")),
+        None => s.push_str("  not encrypted\n"),
+    }
     for u in &r.offsite {
         match &u.error {
             None => s.push_str(&format!(

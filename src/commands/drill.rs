@@ -194,9 +194,8 @@ fn dry_run(args: &DrillArgs, ctx: &Ctx) -> Result<Outcome> {
 /// are not backups to drill).
 fn candidates(args: &DrillArgs, name: &str, ctx: &Ctx, warnings: &mut Vec<String>) -> Result<Vec<PathBuf>> {
     if let Some(a) = &args.archive {
-        if !is_remote_path(a) && !a.is_file() {
-            return Err(Error::usage(format!("archive {} does not exist or is not a file", a.display()))
-                .hint("pass the path of a .tar.gz that kfadmin backup wrote, or its s3:// URL"));
+        if let Some(e) = Some(a).filter(|a| !is_remote_path(a)).and_then(|a| crate::ops::names::unusable(a)) {
+            return Err(e);
         }
         return Ok(vec![a.clone()]);
     }

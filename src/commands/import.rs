@@ -25,19 +25,15 @@ pub struct ImportReport {
     #[serde(serialize_with = "super::lossy::path")]
     pub tarball: PathBuf,
     /// The archive written; absent when the database was refused.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
+    #[serde(serialize_with = "super::lossy::opt_path")]
     pub archive: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
+    #[serde(serialize_with = "super::lossy::opt_path")]
     pub sidecar: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
     pub mode: Mode,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
     pub encrypted: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
     /// The manifest's `import` record: the tarball, the database in it, what was replayed or
     /// dropped, what was left out, what was salvaged.
@@ -46,7 +42,6 @@ pub struct ImportReport {
     pub salvaged: bool,
     /// What was wrong with the database as the tarball held it.
     pub problems: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<DbFacts>,
     pub files: Vec<FileEntry>,
     pub warnings: Vec<String>,

@@ -99,6 +99,67 @@ pub fn stderr_line(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{}", crate::crypto::redact(line));
 }
 
+/// The `error:` line for a command that ran to its end with a failing verdict (exit 1 or 3:
+/// an archive that fails verification, a drill that did not pass, a failed offsite copy, a
+/// refused database), said on stderr like every other error, from its report. `None` for
+/// `status`, whose `PROBLEM:` lines are that report.
+pub fn failure_line(report: &serde_json::Value, code: u8) -> Option<String> {
+    use serde_json::Value;
+    if code == 0 || report.get("problems").is_some_and(|p| p.is_array()) && report.get("backups").is_some() {
+        return None;
+    }
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    if let Some(reason) = report.get("reason").and_then(text) {
+        return Some(format!("the drill did not pass: {reason}"));
+    }
+    if let Some(archives) = report.get("archives").and_then(Value::as_array) {
+        let bad: Vec<&Value> = archives.iter().filter(|a| a.get("ok") == Some(&Value::Bool(false))).collect();
+        if !bad.is_empty() {
+            let name =
+                |a: &Value| a.get("archive").or_else(|| a.get("path")).and_then(text).unwrap_or_default();
+            let keys = bad.iter().all(|a| a.get("needs_key").is_some_and(|k| !k.is_null()));
+            let first = name(bad[0]);
+            let more = if bad.len() > 1 { format!(" and {} more", bad.len() - 1) } else { String::new() };
+            return Some(if keys {
+                format!("{first}{more} could not be verified: the keys given cannot open it")
+            } else {
+                format!("{first}{more} failed verification")
+            });
+        }
+        // `list --check`: archives that do not match their sidecar.
+        let mismatched =
+            archives.iter().filter(|a| a.get("sidecar").and_then(Value::as_str) == Some("mismatch"));
+        let names: Vec<String> = mismatched.filter_map(|a| a.get("path").and_then(text)).collect();
+        if let Some(first) = names.first() {
+            let more = if names.len() > 1 { format!(" and {} more", names.len() - 1) } else { String::new() };
+            return Some(format!("{first}{more} does not match its .sha256 sidecar"));
+        }
+    }
+    if let Some(failed) = report
+        .get("offsite")
+        .and_then(Value::as_array)
+        .and_then(|o| o.iter().find(|u| u.get("ok") == Some(&Value::Bool(false))))
+    {
+        let url = failed.get("url").and_then(text).unwrap_or_default();
+        let why = failed.get("error").and_then(text).unwrap_or_default();
+        return Some(format!("the offsite copy to {url} failed: {why}"));
+    }
+    if let Some(v) = report.get("verification").filter(|v| v.get("ok") == Some(&Value::Bool(false))) {
+        let archive = report.get("archive").and_then(text).unwrap_or_default();
+        return Some(if v.get("needs_key").is_some_and(|k| !k.is_null()) {
+            format!("{archive} could not be verified: the keys given cannot open it; nothing was changed")
+        } else {
+            format!("{archive} failed verification; nothing was changed")
+        });
+    }
+    if let Some(first) =
+        report.get("problems").and_then(Value::as_array).and_then(|p| p.first()).and_then(text)
+    {
+        return Some(format!("refused: {first}"));
+    }
+    Some(format!("the command failed (exit {code}); the report above says why"))
+}
+
 /// What a command produced.
 pub struct Outcome {
     /// 0, or 3 when a verification failed.

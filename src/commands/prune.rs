@@ -252,7 +252,6 @@ pub struct Pruned {
     /// Its sidecar matches, or it has none and passes a quick verify.
     pub good: bool,
     /// What failed, when it does not verify.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
 

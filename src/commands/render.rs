@@ -17,6 +17,61 @@ pub(crate) fn plural(n: usize) -> &'static str {
     }
 }
 
+/// Who can open an encrypted archive, in one line of at most `width` characters:
+/// `2 recipients (age1qyq…x7yz, ssh-ed25519 AAAAC3Nz…)`, or `a passphrase (scrypt)`; each
+/// recipient is cut to its start and end, and those that do not fit are counted
+/// (`and 3 more`). `None` for a plain archive.
+pub(crate) fn encrypted_to(recipients: &[String], width: usize) -> Option<String> {
+    if recipients.is_empty() {
+        return None;
+    }
+    if recipients.len() == 1 && recipients[0].starts_with("passphrase") {
+        return Some(format!("a {}", recipients[0]));
+    }
+    let n = recipients.len();
+    let head = format!("{n} recipient{}", plural(n));
+    let cut: Vec<String> = recipients.iter().map(|r| short_key(r)).collect();
+    for shown in (1..=n).rev() {
+        let mut s = format!("{head} ({}", cut[..shown].join(", "));
+        if shown < n {
+            let _ = write!(s, ", and {} more", n - shown);
+        }
+        s.push(')');
+        if s.chars().count() <= width || shown == 1 {
+            return Some(s);
+        }
+    }
+    None
+}
+
+/// A public key cut to what tells it apart: `age1qyqszqgp…c8x7yz`, `ssh-ed25519 AAAAC3Nz…(comment)`.
+fn short_key(r: &str) -> String {
+    let r = r.trim();
+    let chars: Vec<char> = r.chars().collect();
+    if chars.len() <= 24 {
+        return r.to_string();
+    }
+    match r.split_once(' ') {
+        // ssh-ed25519 AAAA… comment: the type, the key's first characters, the comment.
+        Some((kind, rest)) => {
+            let mut parts = rest.split_whitespace();
+            let key: String = parts.next().unwrap_or("").chars().take(12).collect();
+            let comment: Vec<&str> = parts.collect();
+            let comment: String = comment.join(" ").chars().take(24).collect();
+            if comment.is_empty() {
+                format!("{kind} {key}…")
+            } else {
+                format!("{kind} {key}… {comment}")
+            }
+        }
+        None => {
+            let start: String = chars[..12].iter().collect();
+            let end: String = chars[chars.len() - 6..].iter().collect();
+            format!("{start}…{end}")
+        }
+    }
+}
+
 /// Columns padded to their widest cell (two spaces between); the last column is not padded.
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
     let cols = header.len();
@@ -111,4 +166,28 @@ pub fn chain(c: &crate::ops::replicate::ChainVerdict) -> String {
         s.push_str(&format!("  BROKEN  {p}\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod encrypted_to_tests {
+    use super::encrypted_to;
+
+    #[test]
+    fn recipients_are_named_and_cut_to_fit() {
+        assert_eq!(encrypted_to(&[], 80), None);
+        assert_eq!(encrypted_to(&["passphrase (scrypt)".into()], 80).unwrap(), "a passphrase (scrypt)");
+        let age = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".to_string();
+        let ssh =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKJ3hJ7h4Ra9pSDtnQeZ2U3dvkRMQsl9uBvhPiddp2Ka ops@vault"
+                .to_string();
+        let one = encrypted_to(std::slice::from_ref(&age), 80).unwrap();
+        assert_eq!(one, "1 recipient (age1ql3z7hjy…mcac8p)");
+        let two = encrypted_to(&[age.clone(), ssh.clone()], 80).unwrap();
+        assert_eq!(two, "2 recipients (age1ql3z7hjy…mcac8p, ssh-ed25519 AAAAC3NzaC1l… ops@vault)");
+        // Too many for the line: the first ones, and a count of the rest.
+        let many: Vec<String> = (0..6).map(|_| age.clone()).collect();
+        let s = encrypted_to(&many, 80).unwrap();
+        assert!(s.chars().count() <= 80, "{s}");
+        assert!(s.starts_with("6 recipients (age1ql3z7hjy…mcac8p, ") && s.ends_with(" more)"), "{s}");
+    }
 }

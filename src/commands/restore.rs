@@ -37,40 +37,34 @@ pub struct RestoreReport {
     pub archive: PathBuf,
     #[serde(serialize_with = "super::lossy::path")]
     pub data_dir: PathBuf,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     pub backup_created: Option<String>,
     #[serde(serialize_with = "super::lossy::paths")]
     pub files: Vec<PathBuf>,
     /// Where the replaced files were kept (`--data-dir`; absent when nothing was replaced).
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
+    #[serde(serialize_with = "super::lossy::opt_path")]
     pub safety_dir: Option<PathBuf>,
     /// The pre-restore cold archive of the data that was replaced (`--container`).
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "super::lossy::opt_path")]
+    #[serde(serialize_with = "super::lossy::opt_path")]
     pub safety_archive: Option<PathBuf>,
     /// The replaced database was damaged (what SQLite found): it is kept as it was in the
     /// pre-restore archive, whose manifest says so too.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_damaged: Option<String>,
     /// Entries moved out of the way: SQLite sidecars (`-wal`, `-shm`, `-journal`) of the
     /// replaced files, and anything that stood where a restored file goes.
     #[serde(serialize_with = "super::lossy::paths")]
     pub moved_aside: Vec<PathBuf>,
     pub owner: Owner,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub downtime_ms: Option<u64>,
     /// `--container`: how it came up: "healthy" (its healthcheck) or "running for N s".
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub up: Option<String>,
     pub duration_ms: u64,
     #[serde(serialize_with = "super::lossy::verdict")]
     pub verification: Verdict,
     /// The command that undoes this restore (a finished one): restore the pre-restore archive
     /// (`--container`), or copy the kept files back (`--data-dir`, with the server stopped).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub undo: Option<String>,
     /// What went differently than planned without failing the restore.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 

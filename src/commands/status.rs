@@ -19,19 +19,15 @@ use crate::sqlite::{self, Journal};
 pub struct StatusReport {
     pub ok: bool,
     pub problems: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerState>,
     pub database: DatabaseState,
     pub backups: BackupState,
     /// The last restore drill that passed (`kfadmin drill`), when one is recorded or
     /// `--max-drill-age` asks.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub drill: Option<DrillState>,
     /// `--to`: the newest backup at each offsite location.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub offsite: Vec<OffsiteState>,
     /// What guardians did in the last 7 days after a kfadmin run was killed (guardian.log).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guardian: Vec<String>,
 }
 
@@ -110,7 +106,7 @@ pub struct LastBackup {
     pub bytes: u64,
 }
 
-pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
+pub fn run(args: StatusArgs, ctx: &Ctx) -> Result<Outcome> {
     let t = &args.target;
     let (db, name, container, mut problems) = match (&t.db, &t.docker.container) {
         (Some(db), _) => {
@@ -122,6 +118,7 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
         (None, Some(n)) => {
             let f = find_container(n, t.docker.compose_project.as_deref(), &t.docker.db_path)?;
             let (state, problems) = container_state(&f)?;
+            crate::ops::container::inspect_db(&f, &t.docker.db_path)?;
             (f.location.host_db.clone(), f.container.name.clone(), Some(state), problems)
         }
         (None, None) => unreachable!("clap requires --db or --container"),
@@ -154,7 +151,9 @@ pub fn run(args: StatusArgs, _ctx: &Ctx) -> Result<Outcome> {
         guardian,
     };
     let code = if report.ok { 0 } else { 1 };
-    Ok(Outcome::new(code, human(&report), &report))
+    // `--quiet` (cron, systemd's ExecStopPost): the problems only, nothing when all is well.
+    let text = if ctx.quiet { problems_only(&report) } else { human(&report) };
+    Ok(Outcome::new(code, text, &report))
 }
 
 /// What killed kfadmin runs left that no later run could clean up: private staging copies of
@@ -383,6 +382,11 @@ fn container_state(f: &Found) -> Result<(ContainerState, Vec<String>)> {
         None
     };
     Ok((state, problem.into_iter().collect()))
+}
+
+/// The `PROBLEM:` lines alone.
+fn problems_only(r: &StatusReport) -> String {
+    r.problems.iter().map(|p| format!("PROBLEM: {p}\n")).collect()
 }
 
 fn human(r: &StatusReport) -> String {

@@ -35,9 +35,8 @@ pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         archives_or_none(&args)?
     };
     for a in args.archives.iter().filter(|a| !is_remote_path(a)) {
-        if !a.exists() {
-            return Err(Error::usage(format!("archive {} does not exist", a.display()))
-                .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
+        if let Some(e) = names::unusable(a) {
+            return Err(e);
         }
     }
     // Remote archives are checked as downloaded, one at a time, in a private directory.

@@ -36,9 +36,15 @@ impl Engine {
             .build()
             .map_err(|e| Error::failed("cannot start the Docker client").source(e))?;
         let unreachable = |e: BollardError| {
-            let text = e.to_string();
+            // The cause is deep in the chain (bollard → hyper → the socket's io::Error).
+            let mut text = e.to_string();
+            let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
             let hint = if text.contains("ermission denied") {
-                "run kfadmin as root or as a member of the docker group".to_string()
+                "run kfadmin as root (`sudo kfadmin …`), as the runbook says: it reads the volume's files on this host directly, which membership of the docker group does not allow".to_string()
             } else {
                 "is the Docker daemon running (`systemctl start docker`)? Set DOCKER_HOST to reach another engine".to_string()
             };

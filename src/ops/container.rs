@@ -15,6 +15,34 @@ pub struct Found {
     pub location: docker::DataLocation,
 }
 
+/// The container's database (`--db-path` inside it), checked as [`crate::sqlite::inspect`]
+/// checks a file; what is wrong is said in terms of `--db-path`, the flag that names it.
+pub fn inspect_db(f: &Found, db_path: &Path) -> Result<crate::sqlite::SourceInfo> {
+    let host = &f.location.host_db;
+    let look = format!(
+        "`docker exec {} ls -l {}` shows what is there; pass the database's path inside the container with --db-path (Keyfount's default is /data/keyfount.db)",
+        f.container.name,
+        db_path.parent().unwrap_or(Path::new("/")).display()
+    );
+    if matches!(host.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+        return Err(Error::usage(format!(
+            "container {} has no database at {} (--db-path; on this host: {}, which does not exist)",
+            f.container.name,
+            db_path.display(),
+            host.display()
+        ))
+        .hint(look));
+    }
+    crate::sqlite::inspect(host).map_err(|mut e| {
+        if e.hint.as_deref().is_some_and(|h| h.contains("--db")) {
+            e.message =
+                format!("{} (--db-path {} in container {})", e.message, db_path.display(), f.container.name);
+            e.hint = Some(look);
+        }
+        e
+    })
+}
+
 /// The container `name` (a name, an id or a Compose service in `project`) and the mount that
 /// holds `db_path` inside it.
 pub fn find_container(name: &str, project: Option<&str>, db_path: &Path) -> Result<Found> {

@@ -62,7 +62,6 @@ pub fn make_with(
 ) -> Result<Made> {
     // From here on the work competes with the server for CPU, not for its data.
     lower_priority(spec.nice);
-    keep_large_buffers();
     let t = Instant::now();
     let files: Vec<&Copied> = staged.iter().filter(|c| !c.dir).collect();
     let db = files
@@ -109,10 +108,8 @@ pub fn make_with(
     let file_name =
         writer::file_name(spec.name, manifest.created_unix, spec.mode.as_str(), encryption.is_some());
     crate::fault::point("make.write")?;
-    let written = write_and_verify(n, spec.out, &file_name, &manifest, &paths, spec.compression, encryption);
-    // What the archiving kept in the heap goes back now, before an upload allocates its parts.
-    release_heap();
-    let (written, archive_ms, verify_ms) = written?;
+    let (written, archive_ms, verify_ms) =
+        write_and_verify(n, spec.out, &file_name, &manifest, &paths, spec.compression, encryption)?;
     crate::fault::point("make.written")?;
     n.detail(&format!("check and checksum {check_ms} ms, archive {archive_ms} ms, verify {verify_ms} ms"));
     Ok(Made { written, manifest, timings: Timings { snapshot_ms: 0, check_ms, archive_ms, verify_ms } })
@@ -193,34 +190,6 @@ fn stopped_on_damage(e: Error) -> Result<Vec<String>> {
             Ok(vec![sqlite.map(|s| s.to_string()).unwrap_or_default()])
         }
         _ => Err(e),
-    }
-}
-
-/// glibc gives a freed buffer of over 128 KiB back to the kernel at once (and trims its
-/// threads' heaps), so every 1 MiB block handed between the compressing, encrypting, writing
-/// and verifying threads would cost 256 page faults and the zeroing of fresh pages: a fifth of
-/// the CPU time of an encrypted backup. Keep such buffers in the heap instead.
-fn keep_large_buffers() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets the allocator's parameters; a refusal leaves them as they were.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-    }
-}
-
-/// Undo [`keep_large_buffers`] and give the free memory of every heap arena back to the system
-/// (glibc `malloc_trim`): what follows an archive (an offsite upload) allocates parts of a few
-/// MiB each, which are best mapped and unmapped one by one, and the archive's kept buffers would
-/// otherwise count in the peak memory of the whole run.
-fn release_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets the allocator's parameters (these are glibc's defaults);
-    // malloc_trim only returns free memory to the system.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
-        libc::malloc_trim(0);
     }
 }
 

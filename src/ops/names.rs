@@ -39,6 +39,34 @@ pub fn resolve(arg: &Path, repo: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Why a local archive path cannot be used, when it cannot: it does not exist (bad input,
+/// exit 2), it is not a file, or it cannot be looked at. A repository is mode 0700 and root's:
+/// for another user every archive in it answers "permission denied", which is not "does not
+/// exist", and the way out is to run as root.
+pub fn unusable(archive: &Path) -> Option<Error> {
+    match std::fs::metadata(archive) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some(
+            Error::usage(format!("archive {} is not a file", archive.display()))
+                .hint("pass the path of a .tar.gz that kfadmin backup wrote, or a name kfadmin list prints"),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(
+            Error::usage(format!("archive {} does not exist", archive.display()))
+                .hint("pass the path of a .tar.gz that kfadmin backup wrote, or a name kfadmin list prints"),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let who =
+                if rustix::process::geteuid().is_root() { "" } else { " (kfadmin is not running as root)" };
+            Some(
+                Error::failed(format!("cannot read archive {}{who}", archive.display()))
+                .hint("kfadmin's repositories are mode 0700, owned by root: run it as root (`sudo kfadmin …`)")
+                .source(e),
+            )
+        }
+        Err(e) => Some(Error::io("cannot read archive", archive, e)),
+    }
+}
+
 /// Every archive in the repository, newest first.
 pub fn archives(repo: &Path) -> Result<Vec<Entry>> {
     Store::open(&Location::from_path(repo)?)?.scan()

@@ -28,7 +28,6 @@ pub struct Uploaded {
     pub ok: bool,
     pub error: Option<String>,
     /// What to do about the error.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// The exit code this failure calls for (2: a missing bucket or refused credentials).
     #[serde(skip)]

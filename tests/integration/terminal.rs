@@ -293,3 +293,154 @@ fn a_warned_restore_asks_a_second_question() {
     assert!(s.contains("EXIT=1") && s.contains("cancelled"), "{s}");
     assert_eq!(snapshot_tree(&target), before);
 }
+
+/// A bar at 0 B/s shows no ETA (indicatif's `{eta}` said `ETA 0s`, which reads as "done");
+/// Ctrl-C leaves the bar's line once, then the error, and no second copy of the bar.
+#[test]
+fn a_stalled_bar_shows_no_eta_and_ctrl_c_leaves_one_bar_line() {
+    let env = Env::new();
+    let data = env.data_dir("data", 8);
+    let out = env.path("backups");
+    let pause = env.path("pause");
+    std::fs::create_dir_all(&pause).unwrap();
+    let t = Tmux::start(&format!(
+        // The shell traps SIGINT so that it lives on to print kfadmin's exit code.
+        "trap true INT; KFADMIN_STATE_DIR={} KFADMIN_TEST_PAUSE_AT=archive-started KFADMIN_TEST_PAUSE_DIR={} {} backup --online --db {} --out {}; echo EXIT=$?",
+        sh_quote(&env.path("state")),
+        sh_quote(&pause),
+        sh_quote(&kfadmin_bin()),
+        sh_quote(&data.join("keyfount.db")),
+        sh_quote(&out)
+    ));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pause.join("archive-started.reached").exists() {
+        assert!(Instant::now() < deadline, "the backup never reached its archive stage:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The compress bar is drawn at 0 B, 0 B/s: several redraws, never an ETA.
+    let mut bar = String::new();
+    for _ in 0..15 {
+        std::thread::sleep(Duration::from_millis(100));
+        let s = t.screen();
+        if let Some(line) = s.lines().find(|l| l.contains("compress") && l.contains('[')) {
+            bar = line.to_string();
+            assert!(!line.contains("ETA"), "an ETA at 0 B/s: {line}\n{s}");
+        }
+    }
+    assert!(
+        bar.contains("0 B/s") || bar.contains("0B/s"),
+        "the stalled bar was drawn: {bar:?}\n{}",
+        t.screen()
+    );
+    // Ctrl-C, then let it go on: it stops at its next write, exit 130.
+    t.keys(&["C-c"]);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(pause.join("archive-started.go"), b"").unwrap();
+    let s = t.wait_for("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=130"), "{s}");
+    let bars = s.lines().filter(|l| l.contains("compress") && l.contains('[')).count();
+    assert!(bars <= 1, "the compress bar is drawn {bars} times after Ctrl-C:\n{s}");
+    // (The pane is read with lines joined: the error may follow the bar's full-width line.)
+    assert_eq!(s.matches("error: interrupted").count(), 1, "{s}");
+    // The terminal's setting is back: Ctrl-C echoes as ^C again.
+    drop(t);
+    assert!(ls(&out).iter().all(|n| !n.ends_with(".tar.gz")), "no archive: {:?}", ls(&out));
+}
+
+/// The summary says whether the archive is encrypted, and to whom, cut to fit a line.
+#[test]
+fn the_backup_summary_says_to_whom_it_encrypted() {
+    let env = Env::new();
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let out = env.path("backups");
+    let age1 = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let age2 = "age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg";
+    let r = kfadmin([
+        "backup",
+        "--online",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--encrypt-to",
+        age1,
+        "--encrypt-to",
+        age2,
+    ]);
+    r.ok();
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("encrypted to"))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert_eq!(
+        line, "  encrypted to 2 recipients (age1ql3z7hjy…mcac8p, age1lggyhqrw…qvfafg)",
+        "{}",
+        r.stdout
+    );
+    assert!(line.chars().count() <= 100);
+    // The same in the JSON report.
+    let r = kfadmin([
+        "backup",
+        "--online",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--encrypt-to",
+        age1,
+        "--json",
+    ]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["encrypted"], true);
+    assert_eq!(j["encrypted_to"], "1 recipient (age1ql3z7hjy…mcac8p)", "{j}");
+    assert_eq!(j["recipients"][0], age1);
+    // A plain archive says so.
+    let r = kfadmin(["backup", "--online", "--db", db.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    r.ok().stdout_has("  not encrypted\n");
+    let r = kfadmin([
+        "backup",
+        "--online",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(r.json()["encrypted_to"].is_null());
+}
+
+/// A backup started in the background of an interactive shell (`kfadmin backup … &`) draws
+/// its bars and finishes: it never touches the terminal's settings from the background (that
+/// would stop it with SIGTTOU), and the shell's Ctrl-C echo is as it was.
+#[test]
+fn a_backup_in_the_background_of_a_shell_is_not_stopped() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let out = env.path("backups");
+    let t = Tmux::start("exec bash --norc --noprofile -i");
+    std::thread::sleep(Duration::from_millis(300));
+    t.keys(&[
+        &format!(
+            "KFADMIN_STATE_DIR={} {} backup --online --db {} --out {} & wait $!; echo EXIT=$?; stty -a | grep -o -- '-*echoctl'",
+            sh_quote(&env.path("state")),
+            sh_quote(&kfadmin_bin()),
+            sh_quote(&data.join("keyfount.db")),
+            sh_quote(&out)
+        ),
+        "Enter",
+    ]);
+    // (The command line itself shows `EXIT=$?` and `echoctl`: wait for their output lines.)
+    let s = t.wait_for("EXIT=0", Duration::from_secs(120));
+    assert!(s.contains("Backup written and verified"), "{s}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = t.screen();
+    while !s.lines().any(|l| l.trim_end().ends_with("echoctl") && !l.contains("grep")) {
+        assert!(Instant::now() < deadline, "stty printed nothing:\n{s}");
+        std::thread::sleep(Duration::from_millis(50));
+        s = t.screen();
+    }
+    assert!(!s.lines().any(|l| l.trim_end() == "-echoctl"), "the terminal's echoctl was left off:\n{s}");
+}
