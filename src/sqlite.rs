@@ -561,6 +561,76 @@ pub fn replay_wal(db: &Path) -> Result<u64> {
     Ok(replayed.max(0) as u64)
 }
 
+/// Make a private copy of a database whole (its `-wal` checkpointed in, or its hot journal
+/// rolled back, the way SQLite recovers them on open) and check it (`PRAGMA quick_check`), in a
+/// directory only kfadmin uses: `db` and its sidecars are kfadmin's own copies, and change.
+/// `Ok(None)`: whole and sound, no `-wal`, `-shm` or `-journal` left beside it. `Ok(Some(why))`:
+/// SQLite cannot open it or finds it damaged (what it found). An error is anything else (a full
+/// disk, an I/O error): not a verdict on the database.
+pub fn make_whole_copy(db: &Path) -> Result<Option<String>> {
+    let db = &canonical_parent(db)?;
+    let damage = |e: &rusqlite::Error| -> Option<String> {
+        matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
+        .then(|| e.to_string())
+    };
+    let run = |conn: &Connection| -> std::result::Result<Vec<String>, rusqlite::Error> {
+        // The first read replays the WAL (or rolls back the journal); then the WAL goes into
+        // the file, and the whole database is checked.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))?;
+        let (busy, _, _): (i64, i64, i64) =
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        if busy != 0 {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("the WAL could not be checkpointed".into()),
+            ));
+        }
+        let mut stmt = conn.prepare("PRAGMA quick_check")?;
+        let rows: Vec<String> =
+            stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(rows.into_iter().filter(|r| r != "ok").collect())
+    };
+    let conn = match Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    ) {
+        Ok(c) => c,
+        Err(e) => return damage(&e).map(Some).ok_or_else(|| sql_err(e, "cannot open", db)),
+    };
+    let problems = match run(&conn) {
+        Ok(p) => p,
+        Err(e) => return damage(&e).map(Some).ok_or_else(|| sql_err(e, "cannot make whole", db)),
+    };
+    conn.close().map_err(|(_, e)| sql_err(e, "cannot close", db))?;
+    if !problems.is_empty() {
+        let lines: Vec<&str> =
+            problems.iter().flat_map(|p| p.lines()).filter(|l| !l.starts_with("***")).collect();
+        let mut s = lines.iter().take(3).copied().collect::<Vec<_>>().join("; ");
+        if lines.len() > 3 {
+            s.push_str(&format!("; and {} more", lines.len() - 3));
+        }
+        return Ok(Some(s));
+    }
+    for suffix in SIDECAR_SUFFIXES {
+        let side = with_suffix(db, suffix);
+        match std::fs::symlink_metadata(&side) {
+            Ok(m) if m.len() > 0 && suffix != "-shm" => {
+                return Err(Error::failed(format!(
+                    "{} still holds {} bytes after it was made whole",
+                    side.display(),
+                    m.len()
+                )))
+            }
+            Ok(_) => std::fs::remove_file(&side).ctx("cannot remove", &side)?,
+            Err(_) => {}
+        }
+    }
+    Ok(None)
+}
+
 /// `db` with its directory resolved (`realpath`), so that SQLite, told never to follow a link
 /// (`SQLITE_OPEN_NOFOLLOW`: it then refuses any link in the path), still opens a database whose
 /// trusted parent path goes through one (`/var/lib/docker` moved and linked, say).

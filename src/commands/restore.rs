@@ -157,7 +157,7 @@ pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     crate::fault::point("restore.placed")?;
     let mut done = restore::Done::default();
     match &target.found {
-        None => restore::into_dir(&target, from, &plan, &mut journal, &mut done)?,
+        None => restore::into_dir(&target, from, &plan, (&mut journal, args.tmp_dir.as_deref()), &mut done)?,
         Some(f) => restore::into_container(
             &container_options(&args),
             ctx,

@@ -60,6 +60,30 @@ pub fn make_with(
     encryption: &Encryption,
     staged: &[Copied],
 ) -> Result<Made> {
+    make_inner(n, spec, import, encryption, staged, None)
+}
+
+/// [`make`] of a pre-restore copy whose databases SQLite already found damaged (`known`: what
+/// it found) and that are kept as they were, with their `-wal` or hot journal: the manifest says
+/// so, whatever the check of the database file alone finds.
+pub fn make_pre_restore(
+    n: &dyn Notice,
+    spec: &ArchiveSpec,
+    encryption: &Encryption,
+    staged: &[Copied],
+    known: Option<String>,
+) -> Result<Made> {
+    make_inner(n, spec, None, encryption, staged, known)
+}
+
+fn make_inner(
+    n: &dyn Notice,
+    spec: &ArchiveSpec,
+    import: Option<ImportRecord>,
+    encryption: &Encryption,
+    staged: &[Copied],
+    known: Option<String>,
+) -> Result<Made> {
     // From here on the work competes with the server for CPU, not for its data.
     lower_priority(spec.nice);
     keep_large_buffers();
@@ -76,6 +100,11 @@ pub fn make_with(
         let database = check.join().unwrap_or_else(|_| Err(Error::failed("the database check stopped")));
         Ok::<_, Error>((database?, entries?))
     })?;
+    let damaged = match (known, damaged) {
+        (Some(k), Some(d)) if !k.contains(&d) => Some(format!("{k}; {d}")),
+        (Some(k), _) => Some(k),
+        (None, d) => d,
+    };
     let check_ms = t.elapsed().as_millis() as u64;
     let dirs = staged
         .iter()

@@ -275,3 +275,46 @@ fn the_plan_names_a_newer_backup_beside_the_archive() {
     let r = restore(newer.to_str().unwrap(), &data, &["--dry-run"]);
     assert!(!r.stdout.contains("a newer backup"), "{}", r.stdout);
 }
+
+/// `--data-dir` over a database a killed server left with committed frames in its `-wal`: sound,
+/// the report says nothing of damage; with 16 corrupted pages in the main file, the restore goes
+/// on (exit 0), keeps the database and its `-wal` byte for byte in the safety directory, and
+/// the report says the replaced database was damaged (what SQLite found).
+#[test]
+fn restore_over_a_damaged_database_with_wal_frames_keeps_both_and_says_damaged() {
+    use sha2::{Digest, Sha256};
+    use std::io::{Seek, SeekFrom, Write};
+    let env = Env::new();
+    let data = env.data_dir("data", 4);
+    let db = data.join("keyfount.db");
+    let report = backup(&db, &env.path("b"));
+    let archive = report["archive"].as_str().unwrap().to_string();
+    let sha = |p: &std::path::Path| format!("{:x}", Sha256::digest(std::fs::read(p).unwrap()));
+    for damaged in [false, true] {
+        let writer = env.start_writer(&db, 0, false);
+        writer.wait_for(|s| s["commits"].as_i64().unwrap() >= 300);
+        writer.kill();
+        let wal = data.join("keyfount.db-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0, "SIGKILL leaves WAL frames");
+        if damaged {
+            let len = std::fs::metadata(&db).unwrap().len();
+            let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+            f.seek(SeekFrom::Start(len / 3 / 4096 * 4096)).unwrap();
+            f.write_all(&vec![0xA5; 16 * 4096]).unwrap();
+        }
+        let (db_sha, wal_sha) = (sha(&db), sha(&wal));
+        let r = restore(&archive, &data, &["--yes", "--json"]);
+        r.ok();
+        let j = r.json();
+        let safety = PathBuf::from(j["safety_dir"].as_str().unwrap());
+        assert_eq!(sha(&safety.join("keyfount.db")), db_sha, "kept byte for byte");
+        assert_eq!(sha(&safety.join("keyfount.db-wal")), wal_sha, "kept byte for byte");
+        if damaged {
+            assert!(j["replaced_damaged"].as_str().is_some_and(|d| !d.is_empty()), "{j}");
+        } else {
+            assert!(j["replaced_damaged"].is_null(), "a sound database is not called damaged: {j}");
+        }
+        check_db(&db, 0);
+        std::fs::remove_dir_all(&safety).unwrap();
+    }
+}
