@@ -2,6 +2,7 @@
 //! manifest and the archive, read it back, and only then give it its final name. Backups and
 //! pre-restore safety copies (and, later, drills and imports) all end here.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -223,6 +224,77 @@ fn stopped_on_damage(e: Error) -> Result<Vec<String>> {
         }
         _ => Err(e),
     }
+}
+
+/// Make every copied database that has a non-empty `-wal` or a hot journal beside it whole, in
+/// a scratch copy of its own (the copy it came from stays as it was captured until the result
+/// checks out). A database SQLite cannot make whole or finds damaged is kept as it was, with its
+/// `-wal` or journal, unfolded: what was found, for the manifest (a pre-restore copy keeps it;
+/// a backup fails). The live data is never changed: a container's directory is written by its
+/// server, and SQLite, which opens files by path, could be led through a link planted there.
+pub fn make_whole_copies(
+    root: &Path,
+    files: &mut Vec<Copied>,
+) -> Result<(Vec<sqlite::MadeWhole>, Option<String>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut found = Vec::new();
+    let mut whole = Vec::new();
+    let mut folded: Vec<PathBuf> = Vec::new();
+    let dbs: Vec<(PathBuf, PathBuf)> = files
+        .iter()
+        .filter(|c| !c.dir)
+        .filter(|db| {
+            files.iter().any(|s| {
+                s.rel.parent() == db.rel.parent()
+                    && ["-wal", "-journal"].iter().any(|x| {
+                        s.rel.file_name().map(|n| n.as_bytes())
+                            == db.rel.file_name().map(|n| [n.as_bytes(), x.as_bytes()].concat()).as_deref()
+                    })
+            })
+        })
+        .map(|c| (c.rel.clone(), c.staged.clone()))
+        .collect();
+    for (n, (rel, staged)) in dbs.iter().enumerate() {
+        let scratch = root.join(format!("whole-{n}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&scratch)
+            .map_err(|e| Error::io("cannot create", &scratch, e))?;
+        let work = scratch.join(sqlite::DB_FILE);
+        let sides: Vec<(&str, PathBuf, PathBuf)> = ["-wal", "-journal"]
+            .into_iter()
+            .filter_map(|x| {
+                let side_rel = PathBuf::from(format!("{}{x}", rel.display()));
+                files.iter().find(|c| c.rel == side_rel).map(|c| (x, side_rel, c.staged.clone()))
+            })
+            .collect();
+        let copy = |from: &Path, to: &Path| -> Result<()> {
+            let src = std::fs::File::open(from).map_err(|e| Error::io("cannot read", from, e))?;
+            fsutil::clone_or_copy(src, fsutil::create_new(to, 0o600)?, to).map(drop)
+        };
+        copy(staged, &work)?;
+        for (x, _, s) in &sides {
+            copy(s, &PathBuf::from(format!("{}{x}", work.display())))?;
+        }
+        match sqlite::make_whole_copy(&work)? {
+            Ok(frames) => {
+                whole.push(sqlite::MadeWhole {
+                    path: rel.clone(),
+                    wal_frames_folded: frames,
+                    journal_rolled_back: sides.iter().any(|(x, _, _)| *x == "-journal"),
+                });
+                std::fs::rename(&work, staged).map_err(|e| Error::io("cannot rename into", staged, e))?;
+                for (_, side_rel, s) in &sides {
+                    std::fs::remove_file(s).map_err(|e| Error::io("cannot remove", s, e))?;
+                    folded.push(side_rel.clone());
+                }
+            }
+            Err(why) => found.push(format!("{}: {why}", rel.display())),
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    files.retain(|c| !folded.contains(&c.rel));
+    Ok((whole, (!found.is_empty()).then(|| found.join("; "))))
 }
 
 /// glibc gives a freed buffer of over 128 KiB back to the kernel at once (and trims its

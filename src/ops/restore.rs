@@ -5,7 +5,6 @@
 //! `commands/restore.rs` parses, plans, confirms and renders; this does the work, with plain
 //! values and a notice sink.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -287,7 +286,7 @@ fn pre_restore_archive(
     // WAL), then made whole in the copy, or kept as it was when SQLite finds it damaged.
     let (mut files, _) = fsutil::copy_data_parts_as_they_are(&f.location.parts(false), &copy.path())?;
     crate::fault::point("restore.copied")?;
-    let known = make_whole_copies(&copy.path(), &mut files)?;
+    let (_, known) = make::make_whole_copies(&copy.path(), &mut files)?;
     let db_rel = Path::new(DB_FILE);
     files.sort_by_key(|c| (c.rel != db_rel, c.rel.clone()));
     let archive = if files.iter().any(|c| c.rel == db_rel) {
@@ -320,66 +319,6 @@ fn pre_restore_archive(
     Ok(archive)
 }
 
-/// Make every copied database that has a non-empty `-wal` or a hot journal beside it whole, in
-/// a scratch copy of its own (the copy it came from stays as it was captured until the result
-/// checks out). A database SQLite cannot make whole or finds damaged is kept as it was, with its
-/// `-wal` or journal, unfolded: what was found, for the manifest.
-fn make_whole_copies(root: &Path, files: &mut Vec<fsutil::Copied>) -> Result<Option<String>> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut found = Vec::new();
-    let mut folded: Vec<PathBuf> = Vec::new();
-    let dbs: Vec<(PathBuf, PathBuf)> = files
-        .iter()
-        .filter(|c| !c.dir)
-        .filter(|db| {
-            files.iter().any(|s| {
-                s.rel.parent() == db.rel.parent()
-                    && ["-wal", "-journal"].iter().any(|x| {
-                        s.rel.file_name().map(|n| n.as_bytes())
-                            == db.rel.file_name().map(|n| [n.as_bytes(), x.as_bytes()].concat()).as_deref()
-                    })
-            })
-        })
-        .map(|c| (c.rel.clone(), c.staged.clone()))
-        .collect();
-    for (n, (rel, staged)) in dbs.iter().enumerate() {
-        let scratch = root.join(format!("whole-{n}"));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&scratch)
-            .map_err(|e| Error::io("cannot create", &scratch, e))?;
-        let work = scratch.join(DB_FILE);
-        let sides: Vec<(&str, PathBuf, PathBuf)> = ["-wal", "-journal"]
-            .into_iter()
-            .filter_map(|x| {
-                let side_rel = PathBuf::from(format!("{}{x}", rel.display()));
-                files.iter().find(|c| c.rel == side_rel).map(|c| (x, side_rel, c.staged.clone()))
-            })
-            .collect();
-        let copy = |from: &Path, to: &Path| -> Result<()> {
-            let src = std::fs::File::open(from).map_err(|e| Error::io("cannot read", from, e))?;
-            fsutil::clone_or_copy(src, fsutil::create_new(to, 0o600)?, to).map(drop)
-        };
-        copy(staged, &work)?;
-        for (x, _, s) in &sides {
-            copy(s, &PathBuf::from(format!("{}{x}", work.display())))?;
-        }
-        match sqlite::make_whole_copy(&work)? {
-            None => {
-                std::fs::rename(&work, staged).map_err(|e| Error::io("cannot rename into", staged, e))?;
-                for (_, side_rel, s) in &sides {
-                    std::fs::remove_file(s).map_err(|e| Error::io("cannot remove", s, e))?;
-                    folded.push(side_rel.clone());
-                }
-            }
-            Some(why) => found.push(format!("{}: {why}", rel.display())),
-        }
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
-    files.retain(|c| !folded.contains(&c.rel));
-    Ok((!found.is_empty()).then(|| found.join("; ")))
-}
-
 /// What SQLite finds wrong with the database a `--data-dir` restore replaced (None when it is
 /// sound, or when there was none), checked in a private copy of it and its `-wal` or journal
 /// (the kept files are never opened by SQLite: that would change them).
@@ -398,7 +337,7 @@ fn replaced_damage(kept: &Dir, tmp_dir: Option<&Path>) -> Result<Option<String>>
             fsutil::clone_or_copy(kept.open_file(name)?, to, &scratch.dir().display(name))?;
         }
     }
-    sqlite::make_whole_copy(&scratch.path().join(DB_FILE))
+    Ok(sqlite::make_whole_copy(&scratch.path().join(DB_FILE))?.err())
 }
 
 /// The container is still down on the run kfadmin's stop ended (or, not running, as found),
