@@ -113,7 +113,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --identity 'An age identity file or an unencrypted SSH private key to decrypt with; repeatable. Without one, a passphrase-encrypted archive asks for its passphrase (or reads KFADMIN_PASSPHRASE)'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --no-rollback 'Keep the restored data even if the container does not come up on it'
-            cand --force 'Restore even when the plan warns that the archive may be the wrong one (another container''s, no Keyfount schema, less than half the size of the current database); needed with --yes, where there is no second question to answer'
+            cand --force 'Restore even when the plan warns that the archive may be the wrong one (another container''s or path''s, no Keyfount schema, less than half the size of the current database, older than the newest backup of the target in the repository or beside it); needed with --yes, where there is no second question to answer'
             cand -y 'Do not ask for confirmation (needed when stdin is not a terminal)'
             cand --yes 'Do not ask for confirmation (needed when stdin is not a terminal)'
             cand --dry-run 'Verify and show the plan, then stop without changing anything'

@@ -133,8 +133,11 @@ pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if target.found.is_none() {
         target.refuse_if_in_use()?;
     }
-    let mut doubts = wrong_archive(&manifest, &target);
-    doubts.extend(newer_backup(&args.archive, &args.out, &target).map(|n| (n, true)));
+    // Another path's backup, or an older one than the newest: worth a second answer when a
+    // database would be replaced (into an empty directory, nothing is lost: only said).
+    let replaces_db = plan.files.iter().any(|f| f.replaces && f.rel == Path::new(DB_FILE));
+    let mut doubts = wrong_archive(&manifest, &target, replaces_db);
+    doubts.extend(newer_backup(&args.archive, &args.out, &target).map(|n| (n, replaces_db)));
     let mut text = plan_text(&args, &manifest, &target, &plan, owners.db);
     for (d, _) in &doubts {
         let _ = writeln!(text, "  WARNING  {d}");
@@ -291,9 +294,9 @@ fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> 
 }
 
 /// Why the archive may be the wrong one for this target: (what, whether `--yes` alone is not
-/// enough to go on). Another container's backup, a `--data-dir` backup of another path, no
-/// Keyfount schema, a database that would shrink by more than half.
-fn wrong_archive(m: &Manifest, target: &Target) -> Vec<(String, bool)> {
+/// enough to go on). Another container's backup, a `--data-dir` backup of another path (over a
+/// database: `replaces_db`), no Keyfount schema, a database that would shrink by more than half.
+fn wrong_archive(m: &Manifest, target: &Target, replaces_db: bool) -> Vec<(String, bool)> {
     let mut doubts = Vec::new();
     let db = target.dir.join(DB_FILE);
     // The same file, however the paths were spelled (a link, `..`).
@@ -309,7 +312,7 @@ fn wrong_archive(m: &Manifest, target: &Target) -> Vec<(String, bool)> {
                 c.as_ref().map(|c| format!(" (container {})", c.name)).unwrap_or_default(),
                 db.display()
             ),
-            true,
+            replaces_db,
         )),
         _ => {}
     }

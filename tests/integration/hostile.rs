@@ -472,6 +472,7 @@ fn a_full_data_directory_filesystem_refuses_the_restore_and_changes_nothing() {
         "--data-dir",
         data.to_str().unwrap(),
         "--yes",
+        "--force",
     ]);
     r.code(1).stderr_has("not enough space").stderr_has(data.to_str().unwrap());
     assert_eq!(snapshot_tree(&small.dir), before);

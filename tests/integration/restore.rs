@@ -367,3 +367,59 @@ fn restore_over_a_damaged_database_with_wal_frames_keeps_both_and_says_damaged()
         std::fs::remove_dir_all(&safety).unwrap();
     }
 }
+
+/// A newer backup of the target in an `s3://` repository counts as one in a local one: an s3://
+/// archive with a newer one beside it in its bucket prefix, and a local archive restored with
+/// `-r s3://…` that holds a newer one, both need --force with --yes (exit 2 naming it).
+#[test]
+fn a_newer_backup_in_an_s3_repository_needs_force() {
+    use crate::s3::*;
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("newer");
+    let to = format!("s3://{bucket}/p");
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let out = env.path("out");
+    let up = |e: &Env| {
+        let r = kf_s3(
+            e,
+            &moto.endpoint(),
+            &[],
+            &["backup", "--online", "--db", db.to_str().unwrap(), "-r", out.to_str().unwrap(), "--to", &to]
+                .iter()
+                .chain(&["--plaintext-offsite", "--json"])
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        r.ok();
+        r.json()
+    };
+    let first = up(&env);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = up(&env);
+    let newer_name =
+        std::path::Path::new(second["archive"].as_str().unwrap()).file_name().unwrap().to_owned();
+    let newer_name = newer_name.to_string_lossy();
+    let before = snapshot_tree(&data);
+    // The s3:// archive: the newer one is beside it, in its prefix.
+    let url = first["offsite"][0]["url"].as_str().unwrap();
+    let lone = env.path("lone");
+    std::fs::create_dir_all(&lone).unwrap();
+    let args = ["restore", url, "--data-dir", data.to_str().unwrap(), "-r", lone.to_str().unwrap(), "--yes"];
+    let r = kf_s3(&env, &moto.endpoint(), &[], &args);
+    r.code(2).stderr_has("a newer backup of keyfount").stderr_has(&newer_name).stderr_has("--force");
+    assert_eq!(snapshot_tree(&data), before, "nothing changed");
+    // A local archive alone in its directory, with -r s3://… holding a newer one.
+    let local = std::path::Path::new(first["archive"].as_str().unwrap());
+    let copy = lone.join(local.file_name().unwrap());
+    std::fs::copy(local, &copy).unwrap();
+    std::fs::copy(format!("{}.sha256", local.display()), format!("{}.sha256", copy.display())).unwrap();
+    let args = ["restore", copy.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "-r", &to, "--yes"];
+    let r = kf_s3(&env, &moto.endpoint(), &[], &args);
+    r.code(2).stderr_has(&to).stderr_has(&newer_name).stderr_has("--force");
+    assert_eq!(snapshot_tree(&data), before, "nothing changed");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    kf_s3(&env, &moto.endpoint(), &[], &forced).ok();
+}
