@@ -295,7 +295,8 @@ fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> 
 
 /// Why the archive may be the wrong one for this target: (what, whether `--yes` alone is not
 /// enough to go on). Another container's backup, a `--data-dir` backup of another path (over a
-/// database: `replaces_db`), no Keyfount schema, a database that would shrink by more than half.
+/// database: `replaces_db`), a damaged database (a pre-restore copy of one), no Keyfount
+/// schema, a database that would shrink by more than half.
 fn wrong_archive(m: &Manifest, target: &Target, replaces_db: bool) -> Vec<(String, bool)> {
     let mut doubts = Vec::new();
     let db = target.dir.join(DB_FILE);
@@ -315,6 +316,12 @@ fn wrong_archive(m: &Manifest, target: &Target, replaces_db: bool) -> Vec<(Strin
             replaces_db,
         )),
         _ => {}
+    }
+    if let Some(d) = &m.damaged {
+        doubts.push((
+            format!("the archive holds a damaged database, kept as it was before a restore ({d})"),
+            true,
+        ));
     }
     if !m.database.tables.contains_key("schema_migrations") {
         doubts

@@ -147,7 +147,9 @@ pub fn into_container(
             report.replaced_damaged = damaged;
             a
         }
-        Err(e) => return settle(Err(e), guard.restart().map(drop)),
+        // Before the swap: whatever failed (a full disk while the copy is made whole), the data
+        // directory is as it was.
+        Err(e) => return settle(Err(unchanged(e, &target.dir)), guard.restart().map(drop)),
     };
     let kept = Kept { archive: archive.clone(), dir: None };
     let swapped = match swap_in(target, from, plan, journal) {
@@ -351,7 +353,11 @@ fn still_down(guard: &StopGuard, target: &Target) -> Result<()> {
 
 /// An error before the swap: the data directory is as it was.
 fn unchanged(e: Error, dir: &Path) -> Error {
-    Error { message: format!("{}; nothing in {} was changed", e.message, dir.display()), ..e }
+    let said = format!("nothing in {} was changed", dir.display());
+    if e.message.contains(&said) {
+        return e;
+    }
+    Error { message: format!("{}; {said}", e.message), ..e }
 }
 
 /// Start the container on the restored data and wait until it is up. Err(why) when it cannot

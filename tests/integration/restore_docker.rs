@@ -234,5 +234,72 @@ fn a_damaged_database_with_wal_frames_is_kept_with_its_wal() {
             let o = Command::new("tar").args(["-xzOf", kept, p]).output().unwrap();
             assert_eq!(&format!("{:x}", Sha256::digest(&o.stdout)), want, "{what}: {p}");
         }
+        if damage == Some(16) {
+            // Its undo puts back exactly what was there, -wal and all, but only when asked twice:
+            // it is a damaged database.
+            let undo = ["restore", kept, "--container", &c.name, "--out", out.to_str().unwrap(), "--yes"];
+            kf_fault(&env, "", &undo).code(2).stderr_has("damaged database").stderr_has("--force");
+            let mut forced = undo.to_vec();
+            forced.push("--force");
+            kf_fault(&env, "", &forced).ok();
+            assert_eq!(sha(&db), db_sha, "{what}: undone");
+            assert_eq!(sha(&wal), wal_sha, "{what}: undone, with its -wal");
+        }
     }
+}
+
+/// A full disk where kfadmin makes the pre-restore copy whole (`--tmp-dir` on a tmpfs with room
+/// for the verified archive and the copy of the data, not for the scratch copy a WAL is folded
+/// in): exit 1, nothing in the data directory changed (the database and its `-wal` as they
+/// were), nothing left on the full filesystem, no journal.
+#[test]
+fn a_full_disk_while_the_pre_restore_copy_is_made_whole_changes_nothing() {
+    use sha2::{Digest, Sha256};
+    assert!(is_root(), "a tmpfs needs root (CI runs as root)");
+    let env = Env::new();
+    let c = Kf::start(&env, "fullwhole", Spec { rate: 0, init_mb: 40, ..Spec::default() });
+    c.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 20);
+    let report = backup(&c.host_data().join("keyfount.db"), &env.path("good"));
+    let archive = report["archive"].as_str().unwrap().to_string();
+    let seq = c.status()["last_seq"].as_i64().unwrap();
+    c.wait_writing_past(seq + 300);
+    c.kill();
+    let (db, wal) = (c.host_data().join("keyfount.db"), c.host_data().join("keyfount.db-wal"));
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(size(&wal) > 0, "SIGKILL leaves WAL frames");
+    let sha = |p: &std::path::Path| format!("{:x}", Sha256::digest(std::fs::read(p).unwrap()));
+    let before = (sha(&db), sha(&wal));
+    // Room for the verified archive (kfadmin unpacks only with 64 MiB to spare) and the copy of
+    // the data, not for a second copy of it.
+    let live = size(&db) + size(&wal);
+    let spare = (68u64 << 20).max(live * 3 / 2);
+    assert!(spare < 2 * live, "the live data ({live} bytes) is too small for this test");
+    let room = report["files"][0]["size"].as_u64().unwrap() + spare;
+    let tmp = Tmpfs::mount(&env.path("tmp"), &room.to_string(), false);
+    let out = env.path("backups");
+    let r = kf_fault(
+        &env,
+        "",
+        &[
+            "restore",
+            &archive,
+            "--container",
+            &c.name,
+            "--out",
+            out.to_str().unwrap(),
+            "--tmp-dir",
+            tmp.dir.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    // Failed where the copy is made whole (its scratch copy), and says nothing changed.
+    r.code(1).stderr_has("No space left").stderr_has("whole-0").stderr_has("nothing in");
+    assert_eq!((sha(&db), sha(&wal)), before, "the data as it was: {}", r.stderr);
+    assert!(
+        ls(&tmp.dir).iter().all(|n| ls(&tmp.dir.join(n)).is_empty()),
+        "left on the tmpfs: {:?}",
+        ls(&tmp.dir)
+    );
+    assert!(journals(&env.path("state")).is_empty());
+    assert!(ls(&c.host_data()).iter().all(|n| !n.starts_with(".kfadmin")), "{:?}", ls(&c.host_data()));
 }
