@@ -486,8 +486,9 @@ fn open_by(ids: &[((u64, u64), PathBuf)]) -> Option<Holder> {
 }
 
 /// Fold the frames that an unclean stop left in `-wal` into the database, with
-/// `PRAGMA wal_checkpoint(TRUNCATE)`, on a database no process has open (a stopped
-/// container's). Returns how many frames there were; the `-wal` is empty or gone afterwards.
+/// `PRAGMA wal_checkpoint(TRUNCATE)`, on a database no process has open, in a directory only
+/// kfadmin writes (a private copy: never a container's data directory, see [`make_whole`]).
+/// Returns how many frames there were; the `-wal` is empty or gone afterwards.
 pub fn fold_wal(db: &Path) -> Result<u64> {
     let db = &canonical_parent(db)?;
     let [wal, _] = sidecars(db);

@@ -264,7 +264,9 @@ pub fn make_whole_copies(
         let sides: Vec<(&str, PathBuf, PathBuf)> = ["-wal", "-journal"]
             .into_iter()
             .filter_map(|x| {
-                let side_rel = PathBuf::from(format!("{}{x}", rel.display()));
+                let mut side_rel = rel.clone().into_os_string();
+                side_rel.push(x);
+                let side_rel = PathBuf::from(side_rel);
                 files.iter().find(|c| c.rel == side_rel).map(|c| (x, side_rel, c.staged.clone()))
             })
             .collect();
@@ -274,7 +276,7 @@ pub fn make_whole_copies(
         };
         copy(staged, &work)?;
         for (x, _, s) in &sides {
-            copy(s, &PathBuf::from(format!("{}{x}", work.display())))?;
+            copy(s, &work.with_file_name(format!("{}{x}", sqlite::DB_FILE)))?;
         }
         match sqlite::make_whole_copy(&work)? {
             Ok(frames) => {
