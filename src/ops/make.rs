@@ -240,18 +240,20 @@ pub fn make_whole_copies(
     let mut found = Vec::new();
     let mut whole = Vec::new();
     let mut folded: Vec<PathBuf> = Vec::new();
-    let dbs: Vec<(PathBuf, PathBuf)> = files
+    // The databases that have a sidecar among the files (by name: 50,000 attachments are
+    // looked at once each).
+    let bases: std::collections::HashSet<PathBuf> = files
         .iter()
         .filter(|c| !c.dir)
-        .filter(|db| {
-            files.iter().any(|s| {
-                s.rel.parent() == db.rel.parent()
-                    && ["-wal", "-journal"].iter().any(|x| {
-                        s.rel.file_name().map(|n| n.as_bytes())
-                            == db.rel.file_name().map(|n| [n.as_bytes(), x.as_bytes()].concat()).as_deref()
-                    })
-            })
+        .filter_map(|c| {
+            let b = c.rel.as_os_str().as_bytes();
+            let base = b.strip_suffix(b"-wal").or_else(|| b.strip_suffix(b"-journal"))?;
+            Some(PathBuf::from(std::ffi::OsStr::from_bytes(base)))
         })
+        .collect();
+    let dbs: Vec<(PathBuf, PathBuf)> = files
+        .iter()
+        .filter(|c| !c.dir && bases.contains(&c.rel))
         .map(|c| (c.rel.clone(), c.staged.clone()))
         .collect();
     for (n, (rel, staged)) in dbs.iter().enumerate() {
