@@ -122,7 +122,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --no-rollback 'Keep the restored data even if the container does not come up on it'
-            cand --force 'Restore even when the plan warns that the archive may be the wrong one (another container''s, no Keyfount schema, less than half the size of the current database); needed with --yes, where there is no second question to answer'
+            cand --force 'Restore even when the plan warns that the archive may be the wrong one (another container''s or path''s, no Keyfount schema, less than half the size of the current database, older than the newest backup of the target in the repository or beside it); needed with --yes, where there is no second question to answer'
             cand -y 'Do not ask for confirmation (needed when stdin is not a terminal)'
             cand --yes 'Do not ask for confirmation (needed when stdin is not a terminal)'
             cand --dry-run 'Verify and show the plan, then stop without changing anything'

@@ -406,7 +406,8 @@ pub struct RestoreArgs {
     #[arg(long, env = "KFADMIN_NO_ROLLBACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_rollback: bool,
     /// Restore even when the plan warns that the archive may be the wrong one (another
-    /// container's, no Keyfount schema, less than half the size of the current database);
+    /// container's or path's, no Keyfount schema, less than half the size of the current
+    /// database, older than the newest backup of the target in the repository or beside it);
     /// needed with --yes, where there is no second question to answer
     #[arg(long, env = "KFADMIN_FORCE", value_parser = clap::builder::BoolishValueParser::new())]
     pub force: bool,

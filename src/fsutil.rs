@@ -223,6 +223,12 @@ pub struct Copied {
 /// `-wal` or a hot journal is an error: make the databases whole first
 /// ([`crate::sqlite::make_whole`]). The first entry is the data directory itself.
 pub fn copy_data_dir(src: &Path, dst: &Path) -> Result<(Vec<Copied>, Vec<String>)> {
+    copy_data_dir_with(src, dst, false)
+}
+
+/// [`copy_data_dir`], and with `carry`, a non-empty `-wal` and a hot journal beside a database
+/// are copied as they are (listed like any file), for the caller to make whole in its copy.
+fn copy_data_dir_with(src: &Path, dst: &Path, carry: bool) -> Result<(Vec<Copied>, Vec<String>)> {
     let from = Dir::open(src)?;
     let to = Dir::open(dst)?;
     let root = from.self_meta()?;
@@ -236,7 +242,7 @@ pub fn copy_data_dir(src: &Path, dst: &Path) -> Result<(Vec<Copied>, Vec<String>
         dir: true,
     }];
     let mut warnings = Vec::new();
-    copy_tree(&from, &to, Path::new(""), &mut out, &mut warnings)?;
+    copy_tree(&from, &to, Path::new(""), (&mut out, &mut warnings), carry)?;
     Ok((out, warnings))
 }
 
@@ -244,8 +250,8 @@ fn copy_tree(
     from: &Dir,
     to: &Dir,
     rel: &Path,
-    out: &mut Vec<Copied>,
-    warnings: &mut Vec<String>,
+    (out, warnings): (&mut Vec<Copied>, &mut Vec<String>),
+    carry: bool,
 ) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     for name in from.entries()? {
@@ -263,7 +269,16 @@ fn copy_tree(
         };
         let wal = sidecar.as_ref().is_some_and(|s| s.1);
         let journal = sidecar.as_ref().is_some_and(|s| !s.1);
-        if wal && meta.size > 0 || journal && crate::sqlite::journal_is_hot(&path)? {
+        let unfolded = wal && meta.size > 0 || journal && crate::sqlite::journal_is_hot(&path)?;
+        if unfolded && carry {
+            let dst = to.create_file(&name, 0o600)?;
+            let staged = to.display(&name);
+            let reflinked = clone_or_copy(from.open_file(&name)?, dst, &staged)?;
+            let (mode, uid, gid) = (meta.mode, meta.uid, meta.gid);
+            out.push(Copied { rel: rel.join(&name), staged, mode, uid, gid, reflinked, dir: false });
+            continue;
+        }
+        if unfolded {
             return Err(Error::failed(format!(
                 "{} holds {} that were not folded into its database",
                 path.display(),
@@ -290,7 +305,7 @@ fn copy_tree(
                 let sub = to.mkdir(&name, 0o700)?;
                 entry.dir = true;
                 out.push(entry);
-                copy_tree(&from.open_dir(&name)?, &sub, &r, out, warnings)?;
+                copy_tree(&from.open_dir(&name)?, &sub, &r, (&mut *out, &mut *warnings), carry)?;
             }
             safedir::Kind::File => {
                 let src = from.open_file(&name)?;
@@ -337,6 +352,24 @@ pub fn copy_data_parts(
     parts: &[(PathBuf, Option<PathBuf>)],
     dst: &Path,
 ) -> Result<(Vec<Copied>, Vec<String>)> {
+    copy_data_parts_with(parts, dst, false)
+}
+
+/// [`copy_data_parts`] of a data directory whose databases were not made whole: a non-empty
+/// `-wal` or a hot journal beside a database is copied as it is (a pre-restore copy makes
+/// them whole in the copy, or keeps them as they were when the database is damaged).
+pub fn copy_data_parts_as_they_are(
+    parts: &[(PathBuf, Option<PathBuf>)],
+    dst: &Path,
+) -> Result<(Vec<Copied>, Vec<String>)> {
+    copy_data_parts_with(parts, dst, true)
+}
+
+fn copy_data_parts_with(
+    parts: &[(PathBuf, Option<PathBuf>)],
+    dst: &Path,
+    carry: bool,
+) -> Result<(Vec<Copied>, Vec<String>)> {
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     for (i, (rel, src)) in parts.iter().enumerate() {
@@ -347,7 +380,7 @@ pub fn copy_data_parts(
         let (files, w) = match src.symlink_metadata() {
             // A single file mounted into the data directory (`-v /srv/kf/x.json:/data/x.json`).
             Ok(m) if m.is_file() => (vec![copy_one(src, &sub.join("file"), m)?], vec![]),
-            _ => copy_data_dir(src, sub)?,
+            _ => copy_data_dir_with(src, sub, carry)?,
         };
         warnings.extend(w);
         let deeper: Vec<&PathBuf> =

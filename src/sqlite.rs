@@ -289,7 +289,9 @@ impl SidecarOwners {
                 .open(path);
             let Ok(file) = opened else { continue };
             let side = file.metadata().ctx("cannot read", path)?;
-            if !side.is_file() {
+            // Not a file kfadmin's connection made: a link to another file (a hard link, which
+            // O_NOFOLLOW does not see) would pass the owner to that file.
+            if !side.is_file() || side.nlink() != 1 {
                 continue;
             }
             if side.uid() != meta.uid() || side.gid() != meta.gid() {
@@ -486,14 +488,15 @@ fn open_by(ids: &[((u64, u64), PathBuf)]) -> Option<Holder> {
 }
 
 /// Fold the frames that an unclean stop left in `-wal` into the database, with
-/// `PRAGMA wal_checkpoint(TRUNCATE)`, on a database no process has open (a stopped
-/// container's). Returns how many frames there were; the `-wal` is empty or gone afterwards.
+/// `PRAGMA wal_checkpoint(TRUNCATE)`, on a database no process has open, in a directory only
+/// kfadmin writes (a private copy: never a container's data directory, see [`make_whole`]).
+/// Returns how many frames there were; the `-wal` is empty or gone afterwards.
 pub fn fold_wal(db: &Path) -> Result<u64> {
     let db = &canonical_parent(db)?;
     let [wal, _] = sidecars(db);
-    let size = match std::fs::metadata(&wal) {
-        Ok(m) => m.len(),
-        Err(_) => return Ok(0),
+    let size = match std::fs::symlink_metadata(&wal).ok().filter(|m| m.is_file()) {
+        Some(m) => m.len(),
+        None => return Ok(0),
     };
     if size == 0 {
         return Ok(0);
@@ -561,6 +564,83 @@ pub fn replay_wal(db: &Path) -> Result<u64> {
     }
     conn.close().map_err(|(_, e)| sql_err(e, "cannot close", db))?;
     Ok(replayed.max(0) as u64)
+}
+
+/// Make a private copy of a database whole (its `-wal` checkpointed in, or its hot journal
+/// rolled back, the way SQLite recovers them on open) and check it (`PRAGMA quick_check`), in a
+/// directory only kfadmin uses: `db` and its sidecars are kfadmin's own copies, and change.
+/// `Ok(Ok(frames))`: whole and sound (how many WAL frames were folded in), no `-wal`, `-shm` or
+/// `-journal` left beside it. `Ok(Err(why))`: SQLite cannot open it or finds it damaged (what
+/// it found). An error is anything else (a full disk, an I/O error): not a verdict on the
+/// database.
+pub fn make_whole_copy(db: &Path) -> Result<std::result::Result<u64, String>> {
+    let db = &canonical_parent(db)?;
+    let damage = |e: &rusqlite::Error| -> Option<String> {
+        matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+        )
+        .then(|| e.to_string())
+    };
+    let run = |conn: &Connection| -> std::result::Result<(u64, Vec<String>), rusqlite::Error> {
+        // The first read replays the WAL (or rolls back the journal); then the WAL goes into
+        // the file (PASSIVE first: it says how many frames there were), and the whole database
+        // is checked.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))?;
+        let checkpoint = |how: &str| {
+            conn.query_row(&format!("PRAGMA wal_checkpoint({how})"), [], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
+        };
+        let (_, frames, _) = checkpoint("PASSIVE")?;
+        let (busy, _, _) = checkpoint("TRUNCATE")?;
+        if busy != 0 {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                Some("the WAL could not be checkpointed".into()),
+            ));
+        }
+        let mut stmt = conn.prepare("PRAGMA quick_check")?;
+        let rows: Vec<String> =
+            stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok((frames.max(0) as u64, rows.into_iter().filter(|r| r != "ok").collect()))
+    };
+    let conn = match Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    ) {
+        Ok(c) => c,
+        Err(e) => return damage(&e).map(Err).ok_or_else(|| sql_err(e, "cannot open", db)),
+    };
+    let (frames, problems) = match run(&conn) {
+        Ok(p) => p,
+        Err(e) => return damage(&e).map(Err).ok_or_else(|| sql_err(e, "cannot make whole", db)),
+    };
+    conn.close().map_err(|(_, e)| sql_err(e, "cannot close", db))?;
+    if !problems.is_empty() {
+        let lines: Vec<&str> =
+            problems.iter().flat_map(|p| p.lines()).filter(|l| !l.starts_with("***")).collect();
+        let mut s = lines.iter().take(3).copied().collect::<Vec<_>>().join("; ");
+        if lines.len() > 3 {
+            s.push_str(&format!("; and {} more", lines.len() - 3));
+        }
+        return Ok(Err(s));
+    }
+    for suffix in SIDECAR_SUFFIXES {
+        let side = with_suffix(db, suffix);
+        match std::fs::symlink_metadata(&side) {
+            Ok(m) if m.len() > 0 && suffix != "-shm" => {
+                return Err(Error::failed(format!(
+                    "{} still holds {} bytes after it was made whole",
+                    side.display(),
+                    m.len()
+                )))
+            }
+            Ok(_) => std::fs::remove_file(&side).ctx("cannot remove", &side)?,
+            Err(_) => {}
+        }
+    }
+    Ok(Ok(frames))
 }
 
 /// `db` with its directory resolved (`realpath`), so that SQLite, told never to follow a link
@@ -671,8 +751,11 @@ pub struct MadeWhole {
     pub journal_rolled_back: bool,
 }
 
-/// Every SQLite database in a stopped data directory made whole before it is copied: WAL
-/// frames an unclean stop left are checkpointed in, a hot journal is rolled back. A `-wal` or
+/// Every SQLite database in a directory tree only kfadmin writes (an import's private copy)
+/// made whole: WAL frames an unclean stop left are checkpointed in, a hot journal is rolled
+/// back. Never on a container's data directory: SQLite opens files by path, and a process there
+/// could swap a directory for a link between the walk and the open; copy such data as it is
+/// and make the copy whole ([`crate::ops::make::make_whole_copies`]). A `-wal` or
 /// hot `-journal` with no database beside it is refused (it is not kfadmin's to delete). The
 /// directory is walked without following links.
 pub fn make_whole(dir: &Path) -> Result<Vec<MadeWhole>> {

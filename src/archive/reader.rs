@@ -910,6 +910,16 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
     if let Some(problem) = layout_problem(m) {
         return Some(problem);
     }
+    // kfadmin's own entries (safety and staging directories) are never in a backup (every copy
+    // leaves them out): restoring one would put files where kfadmin keeps what it replaced.
+    let own = m.files.iter().map(|f| &f.path).chain(m.dirs.iter().map(|d| &d.path)).find(|p| {
+        Path::new(p).components().any(|c| c.as_os_str().as_encoded_bytes().starts_with(b".kfadmin-"))
+    });
+    if let Some(p) = own {
+        return Some(format!(
+            "the manifest lists {p}, a name kfadmin keeps for its own safety and staging directories; no kfadmin backup carries one"
+        ));
+    }
     for f in &m.files {
         match safe_path(f.path.as_bytes(), Dot::Refuse) {
             Ok(p) if p.starts_with("data") && p != Path::new("data") => {}
@@ -923,13 +933,16 @@ pub fn manifest_problem(m: &Manifest) -> Option<String> {
         let beside_a_db = |suffix: &str| {
             f.path.strip_suffix(suffix).is_some_and(|base| m.files.iter().any(|g| g.path == base))
         };
-        if beside_a_db("-wal") && f.size > 0 {
+        // A pre-restore copy of a damaged database keeps its -wal and hot journal as they were
+        // (SQLite could not fold them into it): restoring it puts back exactly what was there.
+        let kept_as_it_was = m.mode == crate::archive::Mode::PreRestore && m.damaged.is_some();
+        if beside_a_db("-wal") && f.size > 0 && !kept_as_it_was {
             return Some(format!(
                 "the manifest lists a non-empty {}; a backup never carries WAL frames",
                 f.path
             ));
         }
-        if beside_a_db("-journal") && f.size > 0 {
+        if beside_a_db("-journal") && f.size > 0 && !kept_as_it_was {
             return Some(format!(
                 "the manifest lists a non-empty {}: a hot rollback journal, which SQLite would roll back into the database on its next open; a backup never carries one",
                 f.path

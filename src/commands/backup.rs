@@ -398,7 +398,15 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     let copied = stop_and_copy(&mut guard, timeout, &parts, &staging);
     let restarted = guard.restart().map(drop);
     let downtime_ms = guard.was_running().then(|| t0.elapsed().as_millis() as u64);
-    let (stopped, whole, mut files, copy_warnings) = settle(copied, restarted)?;
+    let (stopped, mut files, copy_warnings) = settle(copied, restarted)?;
+    let (whole, damaged) = make::make_whole_copies(&staging.path(), &mut files)?;
+    if let Some(d) = damaged {
+        return Err(Error::verification(format!(
+            "the data of container {} is damaged, with its WAL or journal: {d}",
+            f.container.name
+        ))
+        .hint("the database itself is damaged: check it with `sqlite3 keyfount.db 'PRAGMA integrity_check'` and keep your older backups"));
+    }
     if let Some(ms) = downtime_ms {
         ctx.note(&format!(
             "Container {} is running again after {:.2} s of downtime",
@@ -435,11 +443,11 @@ fn cold(args: &BackupArgs, name: &str, ctx: &Ctx, started: Instant) -> Result<Ba
     Ok(report)
 }
 
-/// How the stop ended, the databases made whole, the copied files, warnings about the copy.
-type CopiedAside = (Option<Stopped>, Vec<MadeWhole>, Vec<Copied>, Vec<String>);
+/// How the stop ended, the copied files, warnings about the copy.
+type CopiedAside = (Option<Stopped>, Vec<Copied>, Vec<String>);
 
-/// What a cold backup does while the container is down: stop it, make every database whole,
-/// copy the data aside, and check that nothing started it meanwhile.
+/// What a cold backup does while the container is down: stop it, copy the data aside, and
+/// check that nothing started it meanwhile.
 fn stop_and_copy(
     guard: &mut StopGuard,
     timeout: i64,
@@ -449,21 +457,15 @@ fn stop_and_copy(
     let stopped = guard.stop(timeout, "kfadmin backup --cold")?;
     crate::fault::point("cold.stopped")?;
     check_interrupt()?;
-    let mut whole = Vec::new();
-    for (rel, dir) in parts.iter().filter_map(|(r, d)| Some((r, d.as_ref()?))).filter(|(_, d)| d.is_dir()) {
-        whole.extend(sqlite::make_whole(dir)?.into_iter().map(|mut w| {
-            w.path = rel.join(&w.path);
-            w
-        }));
-    }
-    check_interrupt()?;
-    let (files, warnings) = fsutil::copy_data_parts(parts, &staging.path())?;
+    // Copied as they are (a -wal an unclean stop left, a hot journal) and made whole in the
+    // copy once the container runs again: the live data is never changed.
+    let (files, warnings) = fsutil::copy_data_parts_as_they_are(parts, &staging.path())?;
     crate::fault::point("cold.copied")?;
     // A server started behind kfadmin's back during the copy makes it inconsistent.
     crate::fault::pause("after-copy");
     guard.ensure_stopped()?;
     check_interrupt()?;
-    Ok((stopped, whole, files, warnings))
+    Ok((stopped, files, warnings))
 }
 
 /// What the operator hears about a cold backup's stop, the databases made whole, the copy.
@@ -499,7 +501,7 @@ fn cold_warnings(
                 ctx,
                 warnings,
                 format!(
-                    "{} WAL frame(s) left by an unclean stop were checkpointed into {}",
+                    "{} WAL frame(s) left by an unclean stop were checkpointed into the copy of {}",
                     w.wal_frames_folded,
                     w.path.display()
                 ),
@@ -510,9 +512,9 @@ fn cold_warnings(
                 ctx,
                 warnings,
                 format!(
-                "{} had a hot rollback journal (a crash mid-transaction); it was rolled back before copying",
-                w.path.display()
-            ),
+                    "{} had a hot rollback journal (a crash mid-transaction); it was rolled back in the copy",
+                    w.path.display()
+                ),
             );
         }
     }

@@ -130,8 +130,11 @@ pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     if target.found.is_none() {
         target.refuse_if_in_use()?;
     }
-    let mut doubts = wrong_archive(&manifest, &target);
-    doubts.extend(newer_backup(&args.archive).map(|n| (n, false)));
+    // Another path's backup, or an older one than the newest: worth a second answer when a
+    // database would be replaced (into an empty directory, nothing is lost: only said).
+    let replaces_db = plan.files.iter().any(|f| f.replaces && f.rel == Path::new(DB_FILE));
+    let mut doubts = wrong_archive(&manifest, &target, replaces_db);
+    doubts.extend(newer_backup(&args.archive, &args.out, &target).map(|n| (n, replaces_db)));
     let mut text = plan_text(&args, &manifest, &target, &plan, owners.db);
     for (d, _) in &doubts {
         let _ = writeln!(text, "  WARNING  {d}");
@@ -154,7 +157,7 @@ pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     crate::fault::point("restore.placed")?;
     let mut done = restore::Done::default();
     match &target.found {
-        None => restore::into_dir(&target, from, &plan, &mut journal, &mut done)?,
+        None => restore::into_dir(&target, from, &plan, (&mut journal, args.tmp_dir.as_deref()), &mut done)?,
         Some(f) => restore::into_container(
             &container_options(&args),
             ctx,
@@ -300,19 +303,34 @@ fn confirm(args: &RestoreArgs, ctx: &Ctx, plan: &str, dir: &Path) -> Result<()> 
 }
 
 /// Why the archive may be the wrong one for this target: (what, whether `--yes` alone is not
-/// enough to go on). Another container's backup, no Keyfount schema, a database that would
-/// shrink by more than half; a `--data-dir` backup of another path is only said.
-fn wrong_archive(m: &Manifest, target: &Target) -> Vec<(String, bool)> {
+/// enough to go on). Another container's backup, a `--data-dir` backup of another path (over a
+/// database: `replaces_db`), a damaged database (a pre-restore copy of one), no Keyfount
+/// schema, a database that would shrink by more than half.
+fn wrong_archive(m: &Manifest, target: &Target, replaces_db: bool) -> Vec<(String, bool)> {
     let mut doubts = Vec::new();
     let db = target.dir.join(DB_FILE);
+    // The same file, however the paths were spelled (a link, `..`).
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     match (&target.found, &m.source.container) {
         (Some(f), Some(c)) if c.name != f.container.name => {
             doubts.push((format!("the backup is of container {}, not of {}", c.name, f.container.name), true))
         }
-        (None, _) if Path::new(&m.source.path) != db => {
-            doubts.push((format!("the backup is of {}, not of {}", m.source.path, db.display()), false))
-        }
+        (None, c) if resolved(Path::new(&m.source.path)) != resolved(&db) => doubts.push((
+            format!(
+                "the backup is of {}{}, not of {}",
+                m.source.path,
+                c.as_ref().map(|c| format!(" (container {})", c.name)).unwrap_or_default(),
+                db.display()
+            ),
+            replaces_db,
+        )),
         _ => {}
+    }
+    if let Some(d) = &m.damaged {
+        doubts.push((
+            format!("the archive holds a damaged database, kept as it was before a restore ({d})"),
+            true,
+        ));
     }
     if !m.database.tables.contains_key("schema_migrations") {
         doubts
@@ -333,28 +351,50 @@ fn wrong_archive(m: &Manifest, target: &Target) -> Vec<(String, bool)> {
     doubts
 }
 
-/// A backup of the same name newer than the archive, beside it (local archives): restoring an
-/// older one is rarely meant.
-fn newer_backup(archive: &Path) -> Option<String> {
-    if is_remote_path(archive) {
-        return None;
+/// A backup of the target newer than the archive: one of the archive's name (or of the
+/// target container's) taken after it, in the repository (`-r`, local or `s3://`) or beside
+/// the archive (its directory, or its `s3://` prefix). Restoring an older one is rarely meant.
+/// A repository that cannot be read is passed over (it says nothing either way).
+fn newer_backup(archive: &Path, repo: &Path, target: &Target) -> Option<String> {
+    let file_name = match is_remote_path(archive) {
+        true => S3Url::split_object(&archive.to_string_lossy()).ok()?.1,
+        false => archive.file_name()?.to_string_lossy().into_owned(),
+    };
+    let (name, created, _) = crate::archive::catalog::parse_name(&file_name)?;
+    let mut names = vec![name];
+    names.extend(target.found.as_ref().map(|f| f.container.name.clone()));
+    let beside = match is_remote_path(archive) {
+        true => {
+            let (url, _) = S3Url::split_object(&archive.to_string_lossy()).ok()?;
+            PathBuf::from(format!("s3://{}/{}", url.bucket, url.prefix))
+        }
+        false => archive.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let mut places = vec![repo.to_path_buf()];
+    if !places.contains(&beside) && !beside.as_os_str().is_empty() {
+        places.push(beside);
     }
-    let parse =
-        |p: &Path| p.file_name().and_then(|n| crate::archive::catalog::parse_name(&n.to_string_lossy()));
-    let (name, created, _) = parse(archive)?;
-    let newest = std::fs::read_dir(archive.parent()?)
-        .ok()?
-        .flatten()
-        .filter_map(|e| parse(&e.path()).map(|p| (p, e.file_name())))
-        .filter(|((n, c, m), _)| *n == name && *c > created && *m != crate::archive::Mode::PreRestore)
-        .max_by_key(|((_, c, _), _)| *c)?;
-    Some(format!("a newer backup of {name} is beside it: {}", newest.1.to_string_lossy()))
+    let newest = places
+        .iter()
+        .filter(|p| is_remote_path(p) || p.is_dir())
+        .filter_map(|p| crate::ops::names::archives(p).ok().map(|e| (p, e)))
+        .flat_map(|(p, entries)| entries.into_iter().map(move |e| (p, e)))
+        .filter(|(_, e)| names.contains(&e.name) && e.created_unix > created)
+        .filter(|(_, e)| !matches!(e.mode, crate::archive::Mode::PreRestore))
+        .max_by_key(|(_, e)| e.created_unix)?;
+    Some(format!(
+        "a newer backup of {} is in {}: {} (taken {})",
+        newest.1.name,
+        newest.0.display(),
+        newest.1.file_name,
+        newest.1.created
+    ))
 }
 
-/// The plan warned that the archive may be the wrong one (another container's, no Keyfount
-/// schema, much smaller): a second, explicit answer on the terminal, or `--force` with `--yes`.
+/// The plan warned that the archive may be the wrong one (another container's or path's, no
+/// Keyfount schema, much smaller, an older one than the newest of the target): a second,
+/// explicit answer on the terminal, or `--force` with `--yes`.
 fn confirm_doubts(args: &RestoreArgs, doubts: &[(String, bool)]) -> Result<()> {
-    // Only what is worth a second answer (another path for --data-dir is only said).
     if args.force || !doubts.iter().any(|d| d.1) {
         return Ok(());
     }

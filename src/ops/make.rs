@@ -2,6 +2,7 @@
 //! manifest and the archive, read it back, and only then give it its final name. Backups and
 //! pre-restore safety copies (and, later, drills and imports) all end here.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +61,30 @@ pub fn make_with(
     encryption: &Encryption,
     staged: &[Copied],
 ) -> Result<Made> {
+    make_inner(n, spec, import, encryption, staged, None)
+}
+
+/// [`make`] of a pre-restore copy whose databases SQLite already found damaged (`known`: what
+/// it found) and that are kept as they were, with their `-wal` or hot journal: the manifest says
+/// so, whatever the check of the database file alone finds.
+pub fn make_pre_restore(
+    n: &dyn Notice,
+    spec: &ArchiveSpec,
+    encryption: &Encryption,
+    staged: &[Copied],
+    known: Option<String>,
+) -> Result<Made> {
+    make_inner(n, spec, None, encryption, staged, known)
+}
+
+fn make_inner(
+    n: &dyn Notice,
+    spec: &ArchiveSpec,
+    import: Option<ImportRecord>,
+    encryption: &Encryption,
+    staged: &[Copied],
+    known: Option<String>,
+) -> Result<Made> {
     // From here on the work competes with the server for CPU, not for its data.
     lower_priority(spec.nice);
     let t = Instant::now();
@@ -75,6 +100,11 @@ pub fn make_with(
         let database = check.join().unwrap_or_else(|_| Err(Error::failed("the database check stopped")));
         Ok::<_, Error>((database?, entries?))
     })?;
+    let damaged = match (known, damaged) {
+        (Some(k), Some(d)) if !k.contains(&d) => Some(format!("{k}; {d}")),
+        (Some(k), _) => Some(k),
+        (None, d) => d,
+    };
     let check_ms = t.elapsed().as_millis() as u64;
     let dirs = staged
         .iter()
@@ -191,6 +221,81 @@ fn stopped_on_damage(e: Error) -> Result<Vec<String>> {
         }
         _ => Err(e),
     }
+}
+
+/// Make every copied database that has a non-empty `-wal` or a hot journal beside it whole, in
+/// a scratch copy of its own (the copy it came from stays as it was captured until the result
+/// checks out). A database SQLite cannot make whole or finds damaged is kept as it was, with its
+/// `-wal` or journal, unfolded: what was found, for the manifest (a pre-restore copy keeps it;
+/// a backup fails). The live data is never changed: a container's directory is written by its
+/// server, and SQLite, which opens files by path, could be led through a link planted there.
+pub fn make_whole_copies(
+    root: &Path,
+    files: &mut Vec<Copied>,
+) -> Result<(Vec<sqlite::MadeWhole>, Option<String>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut found = Vec::new();
+    let mut whole = Vec::new();
+    let mut folded: Vec<PathBuf> = Vec::new();
+    // The databases that have a sidecar among the files (by name: 50,000 attachments are
+    // looked at once each).
+    let bases: std::collections::HashSet<PathBuf> = files
+        .iter()
+        .filter(|c| !c.dir)
+        .filter_map(|c| {
+            let b = c.rel.as_os_str().as_bytes();
+            let base = b.strip_suffix(b"-wal").or_else(|| b.strip_suffix(b"-journal"))?;
+            Some(PathBuf::from(std::ffi::OsStr::from_bytes(base)))
+        })
+        .collect();
+    let dbs: Vec<(PathBuf, PathBuf)> = files
+        .iter()
+        .filter(|c| !c.dir && bases.contains(&c.rel))
+        .map(|c| (c.rel.clone(), c.staged.clone()))
+        .collect();
+    for (n, (rel, staged)) in dbs.iter().enumerate() {
+        let scratch = root.join(format!("whole-{n}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&scratch)
+            .map_err(|e| Error::io("cannot create", &scratch, e))?;
+        let work = scratch.join(sqlite::DB_FILE);
+        let sides: Vec<(&str, PathBuf, PathBuf)> = ["-wal", "-journal"]
+            .into_iter()
+            .filter_map(|x| {
+                let mut side_rel = rel.clone().into_os_string();
+                side_rel.push(x);
+                let side_rel = PathBuf::from(side_rel);
+                files.iter().find(|c| c.rel == side_rel).map(|c| (x, side_rel, c.staged.clone()))
+            })
+            .collect();
+        let copy = |from: &Path, to: &Path| -> Result<()> {
+            let src = std::fs::File::open(from).map_err(|e| Error::io("cannot read", from, e))?;
+            fsutil::clone_or_copy(src, fsutil::create_new(to, 0o600)?, to).map(drop)
+        };
+        copy(staged, &work)?;
+        for (x, _, s) in &sides {
+            copy(s, &work.with_file_name(format!("{}{x}", sqlite::DB_FILE)))?;
+        }
+        match sqlite::make_whole_copy(&work)? {
+            Ok(frames) => {
+                whole.push(sqlite::MadeWhole {
+                    path: rel.clone(),
+                    wal_frames_folded: frames,
+                    journal_rolled_back: sides.iter().any(|(x, _, _)| *x == "-journal"),
+                });
+                std::fs::rename(&work, staged).map_err(|e| Error::io("cannot rename into", staged, e))?;
+                for (_, side_rel, s) in &sides {
+                    std::fs::remove_file(s).map_err(|e| Error::io("cannot remove", s, e))?;
+                    folded.push(side_rel.clone());
+                }
+            }
+            Err(why) => found.push(format!("{}: {why}", rel.display())),
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    files.retain(|c| !folded.contains(&c.rel));
+    Ok((whole, (!found.is_empty()).then(|| found.join("; "))))
 }
 
 /// Raise this thread's nice value (Linux: per thread; the compression and verification threads

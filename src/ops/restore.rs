@@ -73,7 +73,7 @@ pub fn into_dir(
     target: &Target,
     from: &Dir,
     plan: &Plan,
-    journal: &mut Journal,
+    (journal, tmp_dir): (&mut Journal, Option<&Path>),
     report: &mut Done,
 ) -> Result<()> {
     target.refuse_if_in_use()?;
@@ -100,6 +100,15 @@ pub fn into_dir(
         )));
     }
     report.moved_aside = swapped.moved_aside().iter().map(|r| target.dir.join(r)).collect();
+    // The replaced database is kept as it was either way; the report says when it was damaged.
+    match replaced_damage(swapped.kept(), tmp_dir) {
+        Ok(d) => report.replaced_damaged = d,
+        Err(e) => report.warnings.push(format!(
+            "kfadmin could not check the replaced database kept in {}: {}",
+            target.data.display(&plan.safety).display(),
+            e.chain()
+        )),
+    }
     if swapped.kept_anything() {
         report.safety_dir = Some(target.data.display(&plan.safety));
     } else {
@@ -138,7 +147,9 @@ pub fn into_container(
             report.replaced_damaged = damaged;
             a
         }
-        Err(e) => return settle(Err(e), guard.restart().map(drop)),
+        // Before the swap: whatever failed (a full disk while the copy is made whole), the data
+        // directory is as it was.
+        Err(e) => return settle(Err(unchanged(e, &target.dir)), guard.restart().map(drop)),
     };
     let kept = Kept { archive: archive.clone(), dir: None };
     let swapped = match swap_in(target, from, plan, journal) {
@@ -271,10 +282,13 @@ fn pre_restore_archive(
     guard.stop(timeout, "kfadmin restore").map_err(|e| unchanged(e, dir))?;
     still_down(guard, target)?;
     crate::fault::point("restore.stopped")?;
-    sqlite::make_whole(dir)?;
     let copy = Staging::private(opts.tmp_dir.as_deref(), STAGING_PREFIX)?;
-    // What the swap replaces: the data directory's own mount (nested mounts stay as they are).
-    let (mut files, _) = fsutil::copy_data_parts(&f.location.parts(false), &copy.path())?;
+    // What the swap replaces: the data directory's own mount (nested mounts stay as they are),
+    // copied as it is (the data is never changed in place: a damaged database cannot take its
+    // WAL), then made whole in the copy, or kept as it was when SQLite finds it damaged.
+    let (mut files, _) = fsutil::copy_data_parts_as_they_are(&f.location.parts(false), &copy.path())?;
+    crate::fault::point("restore.copied")?;
+    let (_, known) = make::make_whole_copies(&copy.path(), &mut files)?;
     let db_rel = Path::new(DB_FILE);
     files.sort_by_key(|c| (c.rel != db_rel, c.rel.clone()));
     let archive = if files.iter().any(|c| c.rel == db_rel) {
@@ -289,7 +303,7 @@ fn pre_restore_archive(
             compression: Compression { level: 6, ..Compression::default() },
             nice: 0,
         };
-        let made = make::make(ctx, &spec, protect, &files)?;
+        let made = make::make_pre_restore(ctx, &spec, protect, &files, known)?;
         if let Some(d) = &made.manifest.damaged {
             ctx.warn(&format!(
                 "the current database is damaged ({d}); it is kept as it is in {}, marked damaged",
@@ -307,6 +321,27 @@ fn pre_restore_archive(
     Ok(archive)
 }
 
+/// What SQLite finds wrong with the database a `--data-dir` restore replaced (None when it is
+/// sound, or when there was none), checked in a private copy of it and its `-wal` or journal
+/// (the kept files are never opened by SQLite: that would change them).
+fn replaced_damage(kept: &Dir, tmp_dir: Option<&Path>) -> Result<Option<String>> {
+    let file = |n: &str| -> Result<bool> {
+        Ok(kept.meta(n.as_ref())?.is_some_and(|m| m.kind == crate::safedir::Kind::File))
+    };
+    if !file(DB_FILE)? {
+        return Ok(None);
+    }
+    let scratch = Staging::private(tmp_dir, STAGING_PREFIX)?;
+    for name in [DB_FILE.to_string(), format!("{DB_FILE}-wal"), format!("{DB_FILE}-journal")] {
+        if file(&name)? {
+            let name = std::ffi::OsStr::new(&name);
+            let to = scratch.dir().create_file(name, 0o600)?;
+            fsutil::clone_or_copy(kept.open_file(name)?, to, &scratch.dir().display(name))?;
+        }
+    }
+    Ok(sqlite::make_whole_copy(&scratch.path().join(DB_FILE))?.err())
+}
+
 /// The container is still down on the run kfadmin's stop ended (or, not running, as found),
 /// and no process holds the database open. Errors say that nothing was changed.
 fn still_down(guard: &StopGuard, target: &Target) -> Result<()> {
@@ -318,7 +353,11 @@ fn still_down(guard: &StopGuard, target: &Target) -> Result<()> {
 
 /// An error before the swap: the data directory is as it was.
 fn unchanged(e: Error, dir: &Path) -> Error {
-    Error { message: format!("{}; nothing in {} was changed", e.message, dir.display()), ..e }
+    let said = format!("nothing in {} was changed", dir.display());
+    if e.message.contains(&said) {
+        return e;
+    }
+    Error { message: format!("{}; {said}", e.message), ..e }
 }
 
 /// Start the container on the restored data and wait until it is up. Err(why) when it cannot

@@ -503,6 +503,11 @@ impl Swap {
             .collect()
     }
 
+    /// The safety directory, opened (what the swap replaced is kept in it).
+    pub fn kept(&self) -> &Dir {
+        &self.safety
+    }
+
     /// Whether anything was kept (the safety directory holds something).
     pub fn kept_anything(&self) -> bool {
         !self.kept.is_empty()

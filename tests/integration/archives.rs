@@ -141,6 +141,27 @@ fn fixtures(env: &Env, good: &Path, p: &Parts) -> Vec<(&'static str, PathBuf, &'
         None,
         &["manifest"],
     );
+    // A file inside kfadmin's own safety directory's name, listed with its true size and hash:
+    // restoring it would put a file where kfadmin keeps what a restore replaced.
+    let mut m: serde_json::Value = serde_json::from_slice(&p.manifest).unwrap();
+    m["files"].as_array_mut().unwrap().push(serde_json::json!({
+        "path": "data/.kfadmin-pre-restore-20260101T000000Z/keyfount.db",
+        "size": p.db.len(),
+        "sha256": format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&p.db)),
+        "mode": 384, "uid": 0, "gid": 0
+    }));
+    put(
+        "kfadmin-own-name",
+        craft(vec![
+            file("kfadmin-manifest.json", &serde_json::to_vec_pretty(&m).unwrap()),
+            (b"data/".to_vec(), Kind::Dir),
+            file("data/keyfount.db", &p.db),
+            (b"data/.kfadmin-pre-restore-20260101T000000Z/".to_vec(), Kind::Dir),
+            file("data/.kfadmin-pre-restore-20260101T000000Z/keyfount.db", &p.db),
+        ]),
+        None,
+        &["manifest"],
+    );
     let mut noise = vec![0u8; 4096];
     for (i, b) in noise.iter_mut().enumerate() {
         *b = (i * 131 % 251) as u8;
@@ -286,6 +307,10 @@ fn corrupt_and_hostile_archives_fail_verification_and_restore_changes_nothing() 
         if name == "hot-journal" {
             let text = j["archives"][0]["checks"].to_string();
             assert!(text.contains("keyfount.db-journal: a hot rollback journal"), "{text}");
+        }
+        if name == "kfadmin-own-name" {
+            let text = j["archives"][0]["checks"].to_string();
+            assert!(text.contains("a name kfadmin keeps for its own safety and staging"), "{text}");
         }
 
         // restore: refused, the data directory and everything around it unchanged.

@@ -94,6 +94,7 @@ fn an_archive_encrypted_to_an_age_key_is_verified_restored_and_read_by_the_age_t
         "--data-dir",
         target.to_str().unwrap(),
         "--yes",
+        "--force",
         "-i",
         key.to_str().unwrap(),
     ])
@@ -140,6 +141,7 @@ fn two_recipients_either_can_restore_including_ssh_keys() {
             "--data-dir",
             target.to_str().unwrap(),
             "--yes",
+            "--force",
             "--identity",
             id.to_str().unwrap(),
         ])
@@ -174,6 +176,7 @@ fn kfadmin_restores_what_the_age_tool_encrypted() {
         "--data-dir",
         target.to_str().unwrap(),
         "--yes",
+        "--force",
         "-i",
         key.to_str().unwrap(),
     ])
@@ -229,13 +232,16 @@ fn passphrase_encryption_and_a_wrong_passphrase() {
     assert!(failed_checks(&j).is_empty(), "nothing is held against the archive: {j}");
     let target = env.data_dir("target", 1);
     let before = snapshot_tree(&target);
-    run(&["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes"], Some("Tr0ub4dor&3"))
-        .code(2)
-        .stderr_has("passphrase is wrong")
-        .stderr_has("not known to be damaged");
+    run(
+        &["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes", "--force"],
+        Some("Tr0ub4dor&3"),
+    )
+    .code(2)
+    .stderr_has("passphrase is wrong")
+    .stderr_has("not known to be damaged");
     assert_eq!(snapshot_tree(&target), before);
     run(
-        &["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes"],
+        &["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes", "--force"],
         Some("correct horse battery staple"),
     )
     .ok();
@@ -295,7 +301,7 @@ fn wrong_keys_and_damaged_encrypted_files_fail_and_restore_changes_nothing() {
             assert!(!human.stdout.contains("FAIL"), "{}", human.stdout);
             assert!(!human.stderr.contains("SSH"), "no SSH key was involved: {}", human.stderr);
         }
-        let mut args = vec!["restore", file, "--data-dir", target.to_str().unwrap(), "--yes"];
+        let mut args = vec!["restore", file, "--data-dir", target.to_str().unwrap(), "--yes", "--force"];
         if !id.as_os_str().is_empty() {
             args.extend(["--identity", id.to_str().unwrap()]);
         }
@@ -327,6 +333,7 @@ fn wrong_keys_and_damaged_encrypted_files_fail_and_restore_changes_nothing() {
         "--data-dir",
         target.to_str().unwrap(),
         "--yes",
+        "--force",
         "-i",
         key.to_str().unwrap(),
     ])
@@ -545,8 +552,10 @@ fn the_passphrase_never_appears_in_any_output() {
         said.push(format!("{}{}", r.stdout, r.stderr));
     }
     let target = env.path("restored");
-    let r =
-        run(&["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes", "--json", "-v"], pass);
+    let r = run(
+        &["restore", &archive, "--data-dir", target.to_str().unwrap(), "--yes", "--force", "--json", "-v"],
+        pass,
+    );
     r.ok();
     said.push(format!("{}{}", r.stdout, r.stderr));
     for s in &said {

@@ -143,7 +143,7 @@ fn a_container_restore_stopped_at_any_step_leaves_old_or_restored_data_and_a_run
         "--settle",
         "1",
     ];
-    for point in ["restore.stopped", "swap.kept", "swap.placed-one", "restore.swapped"] {
+    for point in ["restore.stopped", "restore.copied", "swap.kept", "swap.placed-one", "restore.swapped"] {
         for action in ["kill", "term", "fail"] {
             let when = format!("{point}:{action}");
             // The live data is well past the backup.

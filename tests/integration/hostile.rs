@@ -472,7 +472,101 @@ fn a_full_data_directory_filesystem_refuses_the_restore_and_changes_nothing() {
         "--data-dir",
         data.to_str().unwrap(),
         "--yes",
+        "--force",
     ]);
     r.code(1).stderr_has("not enough space").stderr_has(data.to_str().unwrap());
     assert_eq!(snapshot_tree(&small.dir), before);
+}
+
+/// A process racing kfadmin (as one in the container could) swaps a sub-directory holding a
+/// database with WAL frames for a link to a host directory that holds one too, again and again,
+/// while kfadmin stops the container and copies its data (cold backup) or keeps it before a
+/// restore. kfadmin walks the data by descriptors and makes databases whole only in its private
+/// copy: the host's database and `-wal`, their owner and mode, never change.
+#[test]
+fn a_directory_swapped_for_a_link_never_gets_a_host_database_folded() {
+    use crate::dock::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    assert!(is_root(), "containers and owners need root (CI runs as root)");
+    let env = Env::new();
+    let victim = env.path("victim");
+    let data = rich_data_dir(&env, "data");
+    let sub = data.join("sub");
+    // Forty small databases, each with committed frames in its -wal, in both places: the more
+    // there are, the longer a walk through them, the likelier a swap lands in the middle.
+    for d in [&victim, &sub] {
+        std::fs::create_dir(d).unwrap();
+        for i in 0..40 {
+            let conn = rusqlite::Connection::open(d.join(format!("other-{i}.db"))).unwrap();
+            conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+                 CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(3000)), (randomblob(3000));",
+            )
+            .unwrap();
+            drop(conn);
+            assert!(std::fs::metadata(d.join(format!("other-{i}.db-wal"))).unwrap().len() > 0);
+            std::fs::remove_file(d.join(format!("other-{i}.db-shm"))).ok();
+        }
+    }
+    env.give_to_app(&sub);
+    for n in ls(&victim) {
+        std::fs::set_permissions(victim.join(&n), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::chown(victim.join(&n), Some(4321), Some(4321)).unwrap();
+    }
+    let victim_before = (snapshot_tree(&victim), owners(&victim));
+    let c = Kf::start(&env, "racer", Spec { data: Data::Bind(data.clone()), rate: 50, ..Spec::default() });
+    let archive =
+        backup(&data.join("keyfount.db"), &env.path("good"))["archive"].as_str().unwrap().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let (stop, sub, victim) = (Arc::clone(&stop), sub.clone(), victim.clone());
+        std::thread::spawn(move || {
+            let real = sub.with_file_name("sub.real");
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                if std::fs::rename(&sub, &real).is_ok() {
+                    let _ = symlink(&victim, &sub);
+                    std::thread::sleep(Duration::from_micros(300));
+                    let _ = std::fs::remove_file(&sub);
+                    let _ = std::fs::rename(&real, &sub);
+                    swaps += 1;
+                }
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            swaps
+        })
+    };
+    let out = env.path("out");
+    let (state, tmp) = (env.path("state"), env.path("tmp"));
+    let envs = [("KFADMIN_STATE_DIR", state.to_str().unwrap()), ("KFADMIN_TMPDIR", tmp.to_str().unwrap())];
+    for attempt in 0..3 {
+        let r =
+            kfadmin_env(&envs, ["backup", "--cold", "--container", &c.name, "--out", out.to_str().unwrap()]);
+        assert!([0, 1].contains(&r.code), "cold backup {attempt}: exit {}\n{}", r.code, r.stderr);
+        let r = kfadmin_env(
+            &envs,
+            ["restore", &archive, "--container", &c.name, "--out", out.to_str().unwrap(), "--yes", "--force"],
+        );
+        assert!([0, 1].contains(&r.code), "restore {attempt}: exit {}\n{}", r.code, r.stderr);
+        unchanged(&victim, &victim_before, &format!("after attempt {attempt}"));
+    }
+    stop.store(true, Ordering::SeqCst);
+    assert!(racer.join().unwrap() > 10, "the racer ran");
+    unchanged(&victim, &victim_before, "at the end");
+    assert!(c.running());
+}
+
+/// The host files that changed (content, owner or mode), named: none.
+type Tree = (std::collections::BTreeMap<String, String>, std::collections::BTreeMap<String, (u32, u32, u32)>);
+fn unchanged(dir: &Path, before: &Tree, when: &str) {
+    let now = (snapshot_tree(dir), owners(dir));
+    let changed: Vec<&String> = before
+        .0
+        .keys()
+        .chain(now.0.keys())
+        .filter(|k| before.0.get(*k) != now.0.get(*k) || before.1.get(*k) != now.1.get(*k))
+        .collect();
+    assert!(changed.is_empty(), "{when}: host files changed: {changed:?}");
 }

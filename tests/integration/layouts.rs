@@ -46,7 +46,20 @@ fn archive_paths(report: &Value) -> Vec<String> {
 }
 
 fn restore_args<'a>(archive: &'a str, c: &'a Kf, out: &'a Path) -> Vec<&'a str> {
-    vec!["restore", archive, "--container", &c.name, "--out", s(out), "--yes", "--settle", "1", "--json"]
+    // --force: the archive may not be the newest of the container (the plan says so).
+    vec![
+        "restore",
+        archive,
+        "--container",
+        &c.name,
+        "--out",
+        s(out),
+        "--yes",
+        "--force",
+        "--settle",
+        "1",
+        "--json",
+    ]
 }
 
 fn assert_lacks(text: &str, needle: &str) {
@@ -211,7 +224,7 @@ fn mounts_nested_in_the_data_directory() {
 
     // Into a directory, every part comes back.
     let scratch = env.path("scratch");
-    kfadmin(["restore", &cold, "--data-dir", s(&scratch), "--yes"]).ok();
+    kfadmin(["restore", &cold, "--data-dir", s(&scratch), "--yes", "--force"]).ok();
     assert_eq!(std::fs::read(scratch.join("uploads/photo.bin")).unwrap(), vec![7u8; 100_000]);
     // Into the container, the uploads would land under the mount point: refused, nothing stops.
     let started = c.started_at();

@@ -85,21 +85,25 @@ fn a_held_lock_waits_then_fails_naming_the_holder_and_dies_with_it() {
     let pid = t.command_pid();
     // (The holder has staged its files in there by now.)
     let before = snapshot_tree(&target);
-    let restore =
-        |wait: &str| kf(&env, &["--lock-wait", wait, "restore", &archive, "--data-dir", s(&target), "--yes"]);
+    let restore = |wait: &str| {
+        kf(&env, &["--lock-wait", wait, "restore", &archive, "--data-dir", s(&target), "--yes", "--force"])
+    };
 
     let r = restore("1s");
     r.code(1).stderr_has(&format!("pid {pid} (`kfadmin restore`")).stderr_has("waited 1s");
     assert_eq!(r.stderr.matches("waiting up to 1s").count(), 1, "said once: {}", r.stderr);
     restore("0").code(1).stderr_has(&format!("pid {pid}")).stderr_has("did not wait");
-    let r = kf(&env, &["--lock-wait", "0", "restore", &archive, "--data-dir", s(&target), "--yes", "--json"]);
+    let r = kf(
+        &env,
+        &["--lock-wait", "0", "restore", &archive, "--data-dir", s(&target), "--yes", "--force", "--json"],
+    );
     r.code(1);
     assert!(r.json()["error"]["message"].as_str().unwrap().contains(&format!("pid {pid}")));
     assert_eq!(snapshot_tree(&target), before, "a run that did not get the lock changed the data");
 
     // A run that waits long enough goes ahead once the holder is done.
     let mut waiter = Command::new(kfadmin_bin())
-        .args(["--lock-wait", "5m", "restore", &archive, "--data-dir", s(&target), "--yes"])
+        .args(["--lock-wait", "5m", "restore", &archive, "--data-dir", s(&target), "--yes", "--force"])
         .env("KFADMIN_STATE_DIR", env.path("state"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -124,7 +128,7 @@ fn a_held_lock_waits_then_fails_naming_the_holder_and_dies_with_it() {
     // SAFETY: signalling a process this test started (through tmux and sh).
     unsafe { libc::kill(t.command_pid() as i32, libc::SIGKILL) };
     t.wait_for("EXIT=137", Duration::from_secs(30));
-    kf(&env, &["--lock-wait", "0", "restore", &archive, "--data-dir", s(&other), "--yes"]).ok();
+    kf(&env, &["--lock-wait", "0", "restore", &archive, "--data-dir", s(&other), "--yes", "--force"]).ok();
     assert_eq!(sha256_of(&other.join("keyfount.db")), restored);
 }
 

@@ -95,7 +95,7 @@ fn encrypted_round_trip_backup_list_verify_restore() {
         &env,
         &moto.endpoint(),
         &[],
-        &["restore", url, "--data-dir", s(&into), "-i", s(&identity), "--yes", "--json"],
+        &["restore", url, "--data-dir", s(&into), "-i", s(&identity), "--yes", "--force", "--json"],
     );
     rr.ok();
     assert_eq!(rr.json()["archive"], url);
@@ -137,7 +137,8 @@ fn plaintext_stays_home_unless_asked_and_kfadmin_to_takes_several() {
     // The plaintext round trip: verify and restore straight from the bucket.
     kf_s3(&env, &moto.endpoint(), &[], &["verify", urls[1]]).ok().stdout_has("=> OK");
     let into = env.path("restored");
-    kf_s3(&env, &moto.endpoint(), &[], &["restore", urls[0], "--data-dir", s(&into), "--yes"]).ok();
+    kf_s3(&env, &moto.endpoint(), &[], &["restore", urls[0], "--data-dir", s(&into), "--yes", "--force"])
+        .ok();
     check_db(&into.join("keyfount.db"), 0);
     // A malformed destination is bad input, before any work.
     kf_s3(

@@ -64,7 +64,7 @@ fn a_restore_with_dead_stdout_and_stderr_completes() {
     let archive = report["archive"].as_str().unwrap();
     let want = report["files"][0]["sha256"].as_str().unwrap();
     let target = env.data_dir("target", 1);
-    assert_eq!(run_dead(&["restore", archive, "--data-dir", s(&target), "--yes"], true, true), 0);
+    assert_eq!(run_dead(&["restore", archive, "--data-dir", s(&target), "--yes", "--force"], true, true), 0);
     use sha2::Digest;
     let got = format!("{:x}", sha2::Sha256::digest(std::fs::read(target.join("keyfount.db")).unwrap()));
     assert_eq!(got, want, "the restored database is the archive's");

@@ -142,3 +142,35 @@ fn a_sweep_killed_half_way_is_finished_by_the_next_run() {
     k.run("", &k.list()).ok();
     assert!(ls(&staging).is_empty(), "left: {:?}", ls(&staging));
 }
+
+/// Every undo (a failure in the swap, put back at once; or a kill, put back by the next run)
+/// leaves no empty `failed-restore/`: restored files a rollback took back are kept there for a
+/// post-mortem, and a safety directory left with nothing in it goes.
+#[test]
+fn an_undo_leaves_no_empty_failed_restore_directory() {
+    let k = Killed::new();
+    for (fault, killed) in [
+        ("swap.kept:fail", false),
+        ("swap.placed-one:fail", false),
+        ("restore.swapped:fail", false),
+        ("swap.kept:kill", true),
+        ("swap.placed-one:kill", true),
+    ] {
+        let r = k.run(fault, &k.restore_args());
+        if killed {
+            assert_eq!(r.code, -1, "{fault}: killed: {}", r.stderr);
+            k.run("", &k.list()).ok().stderr_has("was put back as it was");
+        } else {
+            r.code(1).stderr_has("put back as it was");
+        }
+        k.assert_put_back();
+        for d in ls(&k.data).into_iter().filter(|n| n.starts_with(".kfadmin-")) {
+            let failed = k.data.join(&d).join("failed-restore");
+            assert!(!ls(&k.data.join(&d)).is_empty(), "{fault}: an empty {d} is left");
+            if failed.exists() {
+                assert!(!ls(&failed).is_empty(), "{fault}: an empty {} is left", failed.display());
+            }
+            std::fs::remove_dir_all(k.data.join(&d)).unwrap();
+        }
+    }
+}

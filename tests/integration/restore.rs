@@ -86,7 +86,8 @@ fn restore_keeps_the_owner_and_mode_of_the_replaced_database() {
     let writer = env.start_writer(&db, 100, true);
     writer.wait_for(|s| s["last_seq"].as_i64().unwrap() >= 5);
     writer.stop();
-    restore(report["archive"].as_str().unwrap(), &data, &["--yes"])
+    // A backup of another path: --force (the plan says so).
+    restore(report["archive"].as_str().unwrap(), &data, &["--yes", "--force"])
         .ok()
         .stdout_has("from the replaced database");
     let m = std::fs::metadata(&db).unwrap();
@@ -112,7 +113,9 @@ fn restore_into_a_new_directory_uses_the_manifest_owner() {
     // The parent must exist; the data directory itself is created 0700.
     restore(report["archive"].as_str().unwrap(), &fresh, &["--yes"]).code(2).stderr_has("does not exist");
     std::fs::create_dir(env.path("fresh")).unwrap();
-    restore(report["archive"].as_str().unwrap(), &fresh, &["--yes"]).ok().stdout_has("from the manifest");
+    restore(report["archive"].as_str().unwrap(), &fresh, &["--yes", "--force"])
+        .ok()
+        .stdout_has("from the manifest");
     assert_eq!(std::fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700);
     assert_eq!(std::fs::metadata(fresh.join("keyfount.db")).unwrap().mode() & 0o777, 0o600);
     assert_eq!(ls(&fresh), ["keyfount.db"]);
@@ -217,7 +220,7 @@ fn a_finished_restore_names_the_command_that_undoes_it() {
     let archive = backup(&src.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
     let data = env.data_dir("data", 2);
     let old = snapshot_tree(&data);
-    let r = restore(&archive, &data, &["--yes"]);
+    let r = restore(&archive, &data, &["--yes", "--force"]);
     r.ok().stderr_has("Restore plan").stderr_has("replace");
     let undo = r
         .stdout
@@ -231,7 +234,7 @@ fn a_finished_restore_names_the_command_that_undoes_it() {
     let now: std::collections::BTreeMap<String, String> =
         snapshot_tree(&data).into_iter().filter(|(k, _)| !k.starts_with(".kfadmin-")).collect();
     assert_eq!(now, old, "{cmd}");
-    let j = restore(&archive, &data, &["--yes", "--json"]);
+    let j = restore(&archive, &data, &["--yes", "--force", "--json"]);
     assert!(j.json()["undo"].as_str().unwrap().contains("cp -a"));
 }
 
@@ -268,10 +271,155 @@ fn the_plan_names_a_newer_backup_beside_the_archive() {
     let archive = backup(&data.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
     let newer = env.path("b/keyfount-29991231T000000Z-online.tar.gz");
     std::fs::copy(&archive, &newer).unwrap();
+    let before = snapshot_tree(&data);
     let r = restore(&archive, &data, &["--dry-run"]);
     r.ok()
         .stdout_has("WARNING")
-        .stdout_has("a newer backup of keyfount is beside it: keyfount-29991231T000000Z-online.tar.gz");
+        .stdout_has("a newer backup of keyfount is in")
+        .stdout_has("keyfount-29991231T000000Z-online.tar.gz");
+    // A script restoring an older backup than the newest must say --force (issue 15 item 13).
+    let r = restore(&archive, &data, &["--yes"]);
+    r.code(2).stderr_has("a newer backup of keyfount").stderr_has("--force");
+    assert_eq!(snapshot_tree(&data), before, "nothing changed");
     let r = restore(newer.to_str().unwrap(), &data, &["--dry-run"]);
     assert!(!r.stdout.contains("a newer backup"), "{}", r.stdout);
+    // The repository (-r) counts too, not only the archive's own directory.
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let copy = elsewhere.join(std::path::Path::new(&archive).file_name().unwrap());
+    std::fs::copy(&archive, &copy).unwrap();
+    std::fs::copy(format!("{archive}.sha256"), format!("{}.sha256", copy.display())).unwrap();
+    let repo = env.path("b");
+    let r = restore(copy.to_str().unwrap(), &data, &["--yes", "-r", repo.to_str().unwrap()]);
+    r.code(2).stderr_has("keyfount-29991231T000000Z-online.tar.gz").stderr_has("--force");
+    restore(copy.to_str().unwrap(), &data, &["--yes", "--force", "-r", repo.to_str().unwrap()]).ok();
+}
+
+/// A `--data-dir` backup of another path: the plan warns, `--yes` alone refuses (exit 2,
+/// naming the path and --force, nothing changed), `--yes --force` restores. The same path
+/// spelled another way (through `..`) is the same target.
+#[test]
+fn a_backup_of_another_path_is_not_restored_without_force() {
+    let env = Env::new();
+    let src = env.data_dir("src", 1);
+    let archive = backup(&src.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
+    let data = env.data_dir("data", 1);
+    let before = snapshot_tree(&data);
+    restore(&archive, &data, &["--dry-run"]).ok().stdout_has("WARNING").stdout_has("the backup is of");
+    let r = restore(&archive, &data, &["--yes"]);
+    r.code(2).stderr_has("the backup is of").stderr_has(src.to_str().unwrap()).stderr_has("--force");
+    assert_eq!(snapshot_tree(&data), before, "nothing changed");
+    restore(&archive, &data, &["--yes", "--force"]).ok();
+    // Its own backup, its directory named through `..`: no doubt.
+    let own = backup(&data.join("keyfount.db"), &env.path("c"))["archive"].as_str().unwrap().to_string();
+    let other_spelling = env.path("c/../data");
+    let r = restore(&own, &other_spelling, &["--yes"]);
+    r.ok();
+    assert!(!r.stderr.contains("WARNING"), "{}", r.stderr);
+}
+
+/// `--data-dir` over a database a killed server left with committed frames in its `-wal`: sound,
+/// the report says nothing of damage; with 16 corrupted pages in the main file, the restore goes
+/// on (exit 0), keeps the database and its `-wal` byte for byte in the safety directory, and
+/// the report says the replaced database was damaged (what SQLite found).
+#[test]
+fn restore_over_a_damaged_database_with_wal_frames_keeps_both_and_says_damaged() {
+    use sha2::{Digest, Sha256};
+    use std::io::{Seek, SeekFrom, Write};
+    let env = Env::new();
+    let data = env.data_dir("data", 4);
+    let db = data.join("keyfount.db");
+    let report = backup(&db, &env.path("b"));
+    let archive = report["archive"].as_str().unwrap().to_string();
+    let sha = |p: &std::path::Path| format!("{:x}", Sha256::digest(std::fs::read(p).unwrap()));
+    for damaged in [false, true] {
+        let wal = data.join("keyfount.db-wal");
+        // A writer killed with committed frames in its -wal (under load, a kill has been seen to
+        // find it empty: then once more).
+        for attempt in 0..3 {
+            let writer = env.start_writer(&db, 0, false);
+            writer.wait_for(|s| s["commits"].as_i64().unwrap() >= 300);
+            writer.kill();
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                break;
+            }
+            assert!(attempt < 2, "SIGKILL leaves WAL frames: {:?}", ls(&data));
+        }
+        if damaged {
+            let len = std::fs::metadata(&db).unwrap().len();
+            let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+            f.seek(SeekFrom::Start(len / 3 / 4096 * 4096)).unwrap();
+            f.write_all(&vec![0xA5; 16 * 4096]).unwrap();
+        }
+        let (db_sha, wal_sha) = (sha(&db), sha(&wal));
+        let r = restore(&archive, &data, &["--yes", "--json"]);
+        r.ok();
+        let j = r.json();
+        let safety = PathBuf::from(j["safety_dir"].as_str().unwrap());
+        assert_eq!(sha(&safety.join("keyfount.db")), db_sha, "kept byte for byte");
+        assert_eq!(sha(&safety.join("keyfount.db-wal")), wal_sha, "kept byte for byte");
+        if damaged {
+            assert!(j["replaced_damaged"].as_str().is_some_and(|d| !d.is_empty()), "{j}");
+        } else {
+            assert!(j["replaced_damaged"].is_null(), "a sound database is not called damaged: {j}");
+        }
+        check_db(&db, 0);
+        std::fs::remove_dir_all(&safety).unwrap();
+    }
+}
+
+/// A newer backup of the target in an `s3://` repository counts as one in a local one: an s3://
+/// archive with a newer one beside it in its bucket prefix, and a local archive restored with
+/// `-r s3://…` that holds a newer one, both need --force with --yes (exit 2 naming it).
+#[test]
+fn a_newer_backup_in_an_s3_repository_needs_force() {
+    use crate::s3::*;
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("newer");
+    let to = format!("s3://{bucket}/p");
+    let data = env.data_dir("data", 1);
+    let db = data.join("keyfount.db");
+    let out = env.path("out");
+    let up = |e: &Env| {
+        let r = kf_s3(
+            e,
+            &moto.endpoint(),
+            &[],
+            &["backup", "--online", "--db", db.to_str().unwrap(), "-r", out.to_str().unwrap(), "--to", &to]
+                .iter()
+                .chain(&["--plaintext-offsite", "--json"])
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        r.ok();
+        r.json()
+    };
+    let first = up(&env);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = up(&env);
+    let newer_name =
+        std::path::Path::new(second["archive"].as_str().unwrap()).file_name().unwrap().to_owned();
+    let newer_name = newer_name.to_string_lossy();
+    let before = snapshot_tree(&data);
+    // The s3:// archive: the newer one is beside it, in its prefix.
+    let url = first["offsite"][0]["url"].as_str().unwrap();
+    let lone = env.path("lone");
+    std::fs::create_dir_all(&lone).unwrap();
+    let args = ["restore", url, "--data-dir", data.to_str().unwrap(), "-r", lone.to_str().unwrap(), "--yes"];
+    let r = kf_s3(&env, &moto.endpoint(), &[], &args);
+    r.code(2).stderr_has("a newer backup of keyfount").stderr_has(&newer_name).stderr_has("--force");
+    assert_eq!(snapshot_tree(&data), before, "nothing changed");
+    // A local archive alone in its directory, with -r s3://… holding a newer one.
+    let local = std::path::Path::new(first["archive"].as_str().unwrap());
+    let copy = lone.join(local.file_name().unwrap());
+    std::fs::copy(local, &copy).unwrap();
+    std::fs::copy(format!("{}.sha256", local.display()), format!("{}.sha256", copy.display())).unwrap();
+    let args = ["restore", copy.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "-r", &to, "--yes"];
+    let r = kf_s3(&env, &moto.endpoint(), &[], &args);
+    r.code(2).stderr_has(&to).stderr_has(&newer_name).stderr_has("--force");
+    assert_eq!(snapshot_tree(&data), before, "nothing changed");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    kf_s3(&env, &moto.endpoint(), &[], &forced).ok();
 }

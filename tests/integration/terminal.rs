@@ -117,8 +117,9 @@ fn progress_bars_on_a_terminal_and_the_restore_prompt() {
     drop(t);
     let archive = ls(&out).into_iter().find(|n| n.ends_with(".tar.gz")).map(|n| out.join(n)).unwrap();
 
-    // The prompt defaults to no: answering "n" changes nothing and exits 1.
-    let target = env.data_dir("target", 1);
+    // The prompt defaults to no: answering "n" changes nothing and exits 1. (Into the directory
+    // the backup is of: another one would ask a second question.)
+    let target = data.clone();
     let before = snapshot_tree(&target);
     let cmd = format!(
         "{} restore {} --data-dir {}; echo EXIT=$?",
@@ -233,7 +234,7 @@ fn the_restore_question_needs_yes_and_enter_and_ignores_type_ahead() {
     let env = Env::new();
     let data = env.data_dir("data", 8);
     let archive = backup(&data.join("keyfount.db"), &env.path("b"))["archive"].as_str().unwrap().to_string();
-    let target = env.data_dir("target", 1);
+    let target = data.clone();
     let before = snapshot_tree(&target);
     let cmd = format!(
         "{} restore {} --data-dir {}; echo EXIT=$?",
@@ -286,6 +287,7 @@ fn a_warned_restore_asks_a_second_question() {
     ));
     let s = t.wait_for("[y/N]", Duration::from_secs(60));
     assert!(s.contains("WARNING") && s.contains("shrink by more than half"), "{s}");
+    assert!(s.contains("the backup is of"), "a backup of another path: {s}");
     t.keys(&["yes", "Enter"]);
     t.wait_for("Restore it anyway?", Duration::from_secs(30));
     t.keys(&["n", "Enter"]);
@@ -443,4 +445,38 @@ fn a_backup_in_the_background_of_a_shell_is_not_stopped() {
         s = t.screen();
     }
     assert!(!s.lines().any(|l| l.trim_end() == "-echoctl"), "the terminal's echoctl was left off:\n{s}");
+}
+
+/// An older backup than the newest of the target (the repository holds a newer one): the plan
+/// warns, and restoring it takes a second, explicit "yes" on the terminal (issue 15 item 13).
+#[test]
+fn an_older_backup_than_the_newest_asks_a_second_question() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let repo = env.path("b");
+    let older = backup(&data.join("keyfount.db"), &repo)["archive"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    let w = env.start_writer(&data.join("keyfount.db"), 0, false);
+    w.wait_for(|s| s["commits"].as_i64().unwrap() >= 50);
+    w.stop();
+    let newer = backup(&data.join("keyfount.db"), &repo)["archive"].as_str().unwrap().to_string();
+    let newer_seq = check_db(&data.join("keyfount.db"), 0)["last_seq"].as_i64().unwrap();
+    let cmd = format!(
+        "{} restore {} --data-dir {} -r {}; echo EXIT=$?",
+        sh_quote(&kfadmin_bin()),
+        sh_quote(Path::new(&older)),
+        sh_quote(&data),
+        sh_quote(&repo)
+    );
+    let t = Tmux::start(&cmd);
+    let s = t.wait_for("[y/N]", Duration::from_secs(60));
+    let name = Path::new(&newer).file_name().unwrap().to_string_lossy().into_owned();
+    assert!(s.contains("WARNING") && s.contains("a newer backup of") && s.contains(&name), "{s}");
+    t.keys(&["yes", "Enter"]);
+    t.wait_for("Restore it anyway?", Duration::from_secs(30));
+    assert_eq!(check_db(&data.join("keyfount.db"), 0)["last_seq"].as_i64().unwrap(), newer_seq, "not yet");
+    t.keys(&["yes", "Enter"]);
+    let s = t.wait_for("EXIT=", Duration::from_secs(60));
+    assert!(s.contains("EXIT=0") && s.contains("Restored"), "{s}");
+    assert!(check_db(&data.join("keyfount.db"), 0)["last_seq"].as_i64().unwrap() < newer_seq);
 }
