@@ -159,9 +159,9 @@ fn check_input(args: &ImportArgs) -> Result<()> {
         return Err(Error::usage(format!("--db-name {n:?} is not a file name"))
             .hint("pass the database's file name alone, e.g. --db-name keyfount.db"));
     }
-    if !args.tarball.is_file() {
-        return Err(Error::usage(format!("{} does not exist or is not a file", args.tarball.display()))
-            .hint("pass the path of the tarball to import (a .tar.gz, .tgz or .tar)"));
+    if let Some(e) = crate::ops::names::unusable(&args.tarball) {
+        // (Not there, not a file, or not readable: a non-root run is told to run as root.)
+        return Err(e.hint("pass the path of the tarball to import (a .tar.gz, .tgz or .tar), as root"));
     }
     Ok(())
 }
@@ -213,7 +213,17 @@ fn human(r: &ImportReport) -> String {
         );
         return s;
     };
-    let _ = writeln!(s, "Imported and verified: {}", archive.display());
+    // A salvaged import is an archive of what could still be read, not the tarball's database:
+    // its first line says so, never "Imported and verified" alone.
+    if i.salvaged.is_some() {
+        let _ = writeln!(
+            s,
+            "Imported a SALVAGED copy (rows were lost, see below); the archive itself is verified: {}",
+            archive.display()
+        );
+    } else {
+        let _ = writeln!(s, "Imported and verified: {}", archive.display());
+    }
     let _ = writeln!(
         s,
         "  from     {} ({}, sha256 {}), database {}",

@@ -227,12 +227,11 @@ fn check_input(args: &RestoreArgs, ctx: &Ctx) -> Result<()> {
         )
         .hint("pass --yes to confirm from a script, or --dry-run to see the plan"));
     }
-    if !is_remote_path(&args.archive) && !args.archive.is_file() {
-        return Err(Error::usage(format!(
-            "archive {} does not exist or is not a file",
-            args.archive.display()
-        ))
-        .hint("pass the path of a .tar.gz that kfadmin backup wrote"));
+    if !is_remote_path(&args.archive) {
+        // Not there, not a file, or not readable (a non-root run is told to run as root).
+        if let Some(e) = crate::ops::names::unusable(&args.archive) {
+            return Err(e);
+        }
     }
     Ok(())
 }
