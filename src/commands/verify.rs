@@ -21,6 +21,9 @@ pub struct VerifyReport {
     pub quick: bool,
     #[serde(serialize_with = "super::lossy::verdicts")]
     pub archives: Vec<Verdict>,
+    /// Archives whose name and manifest disagree (renamed, or not what the name says).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -39,6 +42,7 @@ pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     }
     let mut keys: Option<Keys> = None;
     let mut archives = Vec::new();
+    let mut warnings = Vec::new();
     for a in &args.archives {
         let fetched = match remotes.iter().find(|(p, _, _)| p == a) {
             Some((_, remote, name)) => {
@@ -56,6 +60,10 @@ pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
             Some(f) => f.relabel(&mut verdict),
             None => verdict.archive = a.clone(),
         }
+        if let Some(w) = verdict.manifest.as_ref().and_then(|m| names::name_problem(a, m)) {
+            ctx.warn(&w);
+            warnings.push(w);
+        }
         archives.push(verdict);
     }
     let ok = archives.iter().all(|v| v.ok);
@@ -67,7 +75,7 @@ pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         (false, true) => 3,
         (false, false) => 2,
     };
-    let report = VerifyReport { ok, quick: args.quick, archives };
+    let report = VerifyReport { ok, quick: args.quick, archives, warnings };
     Ok(Outcome::new(code, human(&report), &report))
 }
 

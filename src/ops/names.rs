@@ -43,3 +43,27 @@ pub fn resolve(arg: &Path, repo: &Path) -> Result<PathBuf> {
 pub fn archives(repo: &Path) -> Result<Vec<Entry>> {
     Store::open(&Location::from_path(repo)?)?.scan()
 }
+
+/// What is wrong when an archive's file name and its manifest disagree on when and how it was
+/// made (None: they agree, or the name is not an archive's). A bucket or a directory others
+/// can write to may hold a file renamed to pass for a newer backup: said, never silently
+/// taken for what its name claims.
+pub fn name_problem(archive: &Path, m: &crate::archive::Manifest) -> Option<String> {
+    let file_name = archive.file_name()?.to_string_lossy().into_owned();
+    let p = crate::archive::catalog::parse(&file_name)?;
+    if p.created_unix == m.created_unix && p.mode == m.mode {
+        return None;
+    }
+    let at = |unix: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+            .to_string()
+    };
+    Some(format!(
+        "{} is not what its name says: the name says {} {}, its manifest {} {} (renamed, or put there as another archive)",
+        archive.display(),
+        at(p.created_unix),
+        p.mode.as_str(),
+        at(m.created_unix),
+        m.mode.as_str()
+    ))
+}

@@ -680,3 +680,45 @@ fn a_slow_link_does_not_raise_memory() {
     let slack = (fast / 4).max(8 << 10);
     assert!(slow <= fast + slack, "peak RSS {slow} KiB at 8 MiB/s, {fast} KiB on loopback");
 }
+
+#[test]
+fn verify_and_restore_warn_when_a_remote_archive_is_not_what_its_name_says() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("named");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/p");
+    let genuine: Vec<String> =
+        backups(&env, &moto.endpoint(), &db, &to, 2).iter().map(archive_name).collect();
+    // The older genuine archive, put there again under a newer name (a cold backup's, in the
+    // same second as the newest), with a matching sidecar: it verifies, but is not that backup.
+    let stamp = genuine[1].trim_start_matches("keyfount-").split('-').next().unwrap().to_string();
+    let renamed = format!("keyfount-{stamp}-2-cold.tar.gz");
+    let old = std::fs::read(env.path("out").join(&genuine[0])).unwrap();
+    plant(moto, &bucket, &format!("p/{renamed}"), &old);
+    // The same beside the genuine archives in a local repository.
+    let out = env.path("out");
+    std::fs::write(out.join(&renamed), &old).unwrap();
+    std::fs::copy(out.join(format!("{}.sha256", genuine[0])), out.join(format!("{renamed}.sha256"))).unwrap();
+    let local = out.join(&renamed);
+    for archive in [format!("{to}/{renamed}"), s(&local).to_string()] {
+        let v = kf_s3(&env, &moto.endpoint(), &[], &["verify", &archive, "--json"]);
+        v.ok().stderr_has("is not what its name says").stderr_has("cold");
+        let w = v.json()["warnings"].to_string();
+        assert!(w.contains("not what its name says") && w.contains(&renamed), "{w}");
+        let into = env.path(&format!("into-{}", archive.len()));
+        let r = kf_s3(
+            &env,
+            &moto.endpoint(),
+            &[],
+            &["restore", &archive, "--data-dir", s(&into), "--dry-run", "--json"],
+        );
+        r.ok();
+        let w = r.json()["warnings"].to_string();
+        assert!(w.contains("not what its name says"), "{archive}: {}", r.stdout);
+    }
+    // A genuine archive draws no such warning.
+    let v = kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("{to}/{}", genuine[1]), "--json"]);
+    v.ok();
+    assert!(!v.stderr.contains("not what its name says") && v.json().get("warnings").is_none(), "{}", v.stderr);
+}
