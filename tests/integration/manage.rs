@@ -724,3 +724,44 @@ fn paths_that_are_not_utf8_never_panic() {
     r.ok();
     assert_eq!(r.json()["archives"][0]["archive"], archive.as_str());
 }
+
+/// Junk with matching sidecars, named as the newest backups, in a LOCAL repository: random
+/// bytes, random bytes named `.age`, and a gzip'd tar with no manifest. None of them counts as
+/// a backup (the same structural check as in a bucket), so `--keep-last 3` keeps the three
+/// newest genuine archives, not the junk.
+#[test]
+fn prune_does_not_count_local_junk_with_matching_sidecars_as_backups() {
+    let env = Env::new();
+    let ar = Archive::new(&env);
+    let dir = env.path("backups");
+    for d in 1..=4 {
+        ar.put(&dir, &format!("keyfount-2026110{d}T030000Z-online.tar.gz"));
+    }
+    let random: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let no_manifest = craft(vec![file("data/keyfount.db", b"SQLite format 3\0")]);
+    let junk = [
+        ("keyfount-20261105T030000Z-online.tar.gz", random.clone()),
+        ("keyfount-20261106T030000Z-online.tar.gz.age", random),
+        ("keyfount-20261107T030000Z-cold.tar.gz", no_manifest),
+    ];
+    for (name, body) in &junk {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        sidecar(&path, body);
+    }
+    let r = kfadmin(["prune", s(&dir), "--keep-last", "3", "--json"]);
+    r.ok();
+    let got = decisions(&r.json());
+    for (name, _) in &junk {
+        let (action, reasons, good) = &got[*name];
+        assert_eq!((action.as_str(), *good), ("keep", false), "{name}: {reasons}");
+        assert!(r.stderr.contains(name), "{name} is named in a warning: {}", r.stderr);
+    }
+    r.stderr_has("not a kfadmin archive").stderr_has("age header");
+    for d in 2..=4 {
+        let (action, _, good) = &got[&format!("keyfount-2026110{d}T030000Z-online.tar.gz")];
+        assert_eq!((action.as_str(), *good), ("keep", true));
+    }
+    assert_eq!(got["keyfount-20261101T030000Z-online.tar.gz"].0, "remove");
+    assert_eq!(r.json()["removed"], 1);
+}
