@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::render::{plural, table, when};
+use super::render::{self, plural, table, when};
 use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
 use crate::archive::catalog::Entry;
 use crate::archive::{Manifest, Mode};
@@ -61,6 +61,8 @@ pub struct ListReport {
     pub archives: Vec<Listed>,
     /// One entry per archive name (a host or container in a fleet's bucket), by name.
     pub groups: Vec<Group>,
+    /// What is there that is not kfadmin's (skipped, left alone): how many, the first names.
+    pub skipped: crate::store::Skipped,
 }
 
 /// The archives of one name.
@@ -109,7 +111,7 @@ fn groups(archives: &[Listed]) -> Vec<Group> {
 pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
     let location = Location::from_path(&args.repo.location(args.dir.as_ref())?)?;
     let store = Store::open(&location)?;
-    let mut entries = store.scan()?;
+    let (mut entries, skipped) = store.scan_all()?;
     if let Some(n) = &args.name {
         entries.retain(|e| &e.name == n);
     }
@@ -153,8 +155,14 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
         ));
     }
     let groups = groups(&archives);
-    let report =
-        ListReport { ok: mismatches == 0, dir: store.shown(), checked: args.check, archives, groups };
+    let report = ListReport {
+        ok: mismatches == 0,
+        dir: store.shown(),
+        checked: args.check,
+        archives,
+        groups,
+        skipped,
+    };
     Ok(Outcome::new(if report.ok { 0 } else { 3 }, human(&report), &report))
 }
 
@@ -189,7 +197,11 @@ pub(crate) fn source_of(m: &Manifest) -> String {
 
 fn human(r: &ListReport) -> String {
     if r.archives.is_empty() {
-        return format!("No kfadmin archives in {}\n", r.dir.display());
+        return format!(
+            "No kfadmin archives in {}\n{}",
+            r.dir.display(),
+            render::skipped_line(&r.dir, &r.skipped)
+        );
     }
     let mut header = vec!["TIME (UTC)", "MODE", "SOURCE", "SIZE", "DATABASE"];
     if r.checked {
@@ -250,6 +262,7 @@ fn human(r: &ListReport) -> String {
     }
     s.push('\n');
     group_lines(r, &mut s);
+    s.push_str(&render::skipped_line(&r.dir, &r.skipped));
     s
 }
 

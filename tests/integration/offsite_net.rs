@@ -437,25 +437,45 @@ fn stray_objects_in_the_prefix_are_skipped_and_retention_keeps_working() {
     let names: Vec<String> = backups(&env, &moto.endpoint(), &db, &to, 2).iter().map(archive_name).collect();
     // What an `aws s3 cp` typo or another tool leaves beside them (paths percent-encoded here).
     let long = "l".repeat(300);
-    for key in
-        ["p//x", "p/./y", "p/a%09tab", "p/~home", "p/100%25", "p/h%C3%A9", &format!("p/{long}"), "p/sub/z"]
-    {
+    for key in [
+        "p//x",
+        "p/./y",
+        "p/a%09tab",
+        "p/~home",
+        "p/100%25",
+        "p/h%C3%A9",
+        &format!("p/{long}"),
+        "p/sub/z",
+        "p/notes.txt",
+    ] {
         let (st, text) = http(moto.port, "PUT", &format!("/{bucket}/{key}"), b"stray").unwrap();
         assert_eq!(st, 200, "{key}: {text}");
     }
     let l = kf_s3(&env, &moto.endpoint(), &[], &["list", &to, "--json"]);
     l.ok();
     assert_eq!(l.json()["archives"].as_array().unwrap().len(), 2, "{}", l.stdout);
-    let st = kf_s3(
-        &env,
-        &moto.endpoint(),
-        &[],
-        &["status", "--db", s(&db), "-r", s(&env.path("out")), "--to", &to, "--json"],
-    );
+    // Skipped, and said: how many (6: `p//x`, `p/./y` and `p/sub/z` are in "subdirectories",
+    // not directly under the prefix), and the first few names.
+    let said = |j: &serde_json::Value| {
+        assert_eq!(j["count"], 6, "{j}");
+        assert_eq!(j["names"].as_array().unwrap().len(), 5, "{j}");
+    };
+    said(&l.json()["skipped"]);
+    let text = kf_s3(&env, &moto.endpoint(), &[], &["list", &to]);
+    text.ok().stdout_has("Skipped 6 objects that are not kfadmin's (left alone): ").stdout_has(", …");
+    let out = env.path("out");
+    let status = ["status", "--db", s(&db), "-r", s(&out), "--to", &to];
+    let st = kf_s3(&env, &moto.endpoint(), &[], &[&status[..], &["--json"]].concat());
     st.ok();
+    said(&st.json()["offsite"][0]["skipped"]);
+    assert_eq!(st.json()["backups"]["skipped"]["count"], 0, "{}", st.stdout);
+    kf_s3(&env, &moto.endpoint(), &[], &status).ok().stdout_has("skipped 6 objects that are not kfadmin's");
+    let dry = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--dry-run"]);
+    dry.ok().stdout_has("Skipped 6 objects that are not kfadmin's");
     let p = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--json"]);
     p.ok();
     assert_eq!(p.json()["removed"], 1);
+    said(&p.json()["skipped"]);
     let keys = moto.keys(&bucket, "p/");
     assert!(
         keys.contains(&format!("p/{}", names[1])) && !keys.contains(&format!("p/{}", names[0])),
@@ -720,5 +740,9 @@ fn verify_and_restore_warn_when_a_remote_archive_is_not_what_its_name_says() {
     // A genuine archive draws no such warning.
     let v = kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("{to}/{}", genuine[1]), "--json"]);
     v.ok();
-    assert!(!v.stderr.contains("not what its name says") && v.json().get("warnings").is_none(), "{}", v.stderr);
+    assert!(
+        !v.stderr.contains("not what its name says") && v.json().get("warnings").is_none(),
+        "{}",
+        v.stderr
+    );
 }
