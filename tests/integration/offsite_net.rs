@@ -746,3 +746,46 @@ fn verify_and_restore_warn_when_a_remote_archive_is_not_what_its_name_says() {
         v.stderr
     );
 }
+
+#[test]
+fn temporary_credentials_are_fetched_again_before_they_expire_during_a_long_upload() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("refresh");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let net = Net::start(moto.port);
+    // ~1 MB at 128 KiB/s: the upload takes several seconds, credentials live 4 s each.
+    net.rate(128 << 10);
+    let count = env.path("calls");
+    let script = env.path("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+n=$(( $(cat {c} 2>/dev/null || echo 0) + 1 ))
+echo $n > {c}
+exp=$(date -u -d '+4 seconds' +%Y-%m-%dT%H:%M:%SZ)
+printf '{{"Version":1,"AccessKeyId":"ASIAREFRESH%09d","SecretAccessKey":"refreshSecret0123456789abc","SessionToken":"refreshToken%d","Expiration":"%s"}}\n' $n $n "$exp"
+"#,
+            c = s(&count)
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    aws_config(&env, "short", &format!("credential_process = {}", s(&script)));
+    let extra = [NO_KEYS[0], NO_KEYS[1], NO_KEYS[2], ("AWS_PROFILE", "short"), QUICK[0], QUICK[1]];
+    let to = format!("s3://{bucket}/r");
+    let r = backup_to(&env, &net.endpoint(), &extra, &db, &to, &[]);
+    r.ok();
+    assert_eq!(r.json()["offsite"][0]["ok"], true, "{}", r.stdout);
+    assert_no_credentials(&r, &["refreshSecret0123456789abc"]);
+    let cred = |l: &String| l.split("[cred ").nth(1).map(|k| k.trim_end_matches(']').to_string());
+    let log = net.requests();
+    let started = log.iter().find(|l| l.starts_with("POST ") && l.contains("?uploads")).and_then(cred);
+    let completed = log.iter().find(|l| l.starts_with("POST ") && l.contains("uploadId=")).and_then(cred);
+    // One multipart upload, begun with one set of credentials and completed with fresher ones.
+    assert!(started.is_some() && completed.is_some() && started != completed, "{log:#?}");
+    let calls: u32 = std::fs::read_to_string(&count).unwrap().trim().parse().unwrap();
+    // Fetched again as they came due, not for every request.
+    assert!(calls >= 3 && (calls as usize) < log.len(), "{calls} calls for {} requests", log.len());
+}
