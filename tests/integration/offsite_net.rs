@@ -789,3 +789,31 @@ printf '{{"Version":1,"AccessKeyId":"ASIAREFRESH%09d","SecretAccessKey":"refresh
     // Fetched again as they came due, not for every request.
     assert!(calls >= 3 && (calls as usize) < log.len(), "{calls} calls for {} requests", log.len());
 }
+
+#[test]
+fn an_upload_slower_than_128_kbit_s_waits_out_the_drain_of_its_last_part() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("drain");
+    let db = env.data_dir("data", 0).join("keyfount.db");
+    // About 96 KiB of archive (random bytes do not compress).
+    let mut blob = vec![0u8; 96 << 10];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut blob).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS padding(b BLOB)").unwrap();
+    conn.execute("INSERT INTO padding VALUES (?1)", [&blob]).unwrap();
+    drop(conn);
+    let net = Net::start(moto.port);
+    // 4 KiB/s (32 kbit/s): the request body is all handed to the kernel long before the link
+    // has carried it; the server answers only once it has all of it.
+    net.rate(4 << 10);
+    let to = format!("s3://{bucket}/d");
+    let quick = [("KFADMIN_OFFSITE_IDLE", "2s"), ("KFADMIN_OFFSITE_RETRY", "1s")];
+    let r = backup_to(&env, &net.endpoint(), &quick, &db, &to, &[]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["offsite"][0]["ok"], true, "{j}");
+    assert!(j["bytes"].as_u64().unwrap() > 64 << 10, "{j}");
+    // Never retried: each part went up once.
+    assert_eq!(net.count("PUT", "partNumber="), 1, "{:#?}", net.requests());
+}
