@@ -92,11 +92,16 @@ impl Live {
 }
 
 /// When credentials fetched at `now` are due to be fetched again (None: never).
+/// (Never sooner than a second from now: a source that hands out credentials already expired,
+/// or a clock far off, is not run for every request.)
 fn refresh_at(c: &Creds, now: SystemTime) -> Option<SystemTime> {
     let expires = c.expires?;
     let life = expires.duration_since(now).unwrap_or(Duration::ZERO);
-    Some(expires - REFRESH_BEFORE.min(life / 2))
+    Some((expires - REFRESH_BEFORE.min(life / 2)).max(now + MIN_REFRESH))
 }
+
+/// The least time between two fetches of credentials.
+const MIN_REFRESH: Duration = Duration::from_secs(1);
 
 /// Credentials for object_store's requests, from [`Live`].
 #[derive(Debug)]
@@ -170,13 +175,7 @@ fn from_json(source: &str, text: &str) -> Result<Creds> {
 /// `credential_process = COMMAND` of `profile`: run through the shell, its stdout the JSON.
 fn process(profile: &str, command: &str) -> Result<Creds> {
     let source = format!("the credential_process of profile {profile}");
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .map_err(|e| bad(&source, e))?;
+    let out = run_bounded(command, super::s3::idle_timeout()?).map_err(|e| bad(&source, e))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let first = err.lines().next().unwrap_or("").chars().take(300).collect::<String>();
@@ -184,6 +183,54 @@ fn process(profile: &str, command: &str) -> Result<Creds> {
             .hint("run it by hand; for SSO, `aws sso login --profile NAME` first"));
     }
     from_json(&source, &String::from_utf8_lossy(&out.stdout))
+}
+
+/// Run `command` through the shell (its own process group), its output captured; one that has
+/// not finished within `limit` (an SSO login waiting for a browser, a hung helper) is killed
+/// with everything it started, and is an error.
+fn run_bounded(command: &str, limit: Duration) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.by_ref().take(1 << 20).read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: signalling the process group this function started.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "it gave no credentials in {} (KFADMIN_OFFSITE_IDLE)",
+                    humantime::format_duration(limit)
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    Ok(std::process::Output { status, stdout, stderr })
 }
 
 fn agent() -> ureq::Agent {
@@ -287,5 +334,7 @@ mod tests {
         // Short-lived: half their life.
         assert_eq!(refresh_at(&c(Some(t)), t - Duration::from_secs(60)), Some(t - Duration::from_secs(30)));
         assert_eq!(refresh_at(&c(None), now), None);
+        // Already expired when handed out: not fetched again at once.
+        assert_eq!(refresh_at(&c(Some(t)), t + Duration::from_secs(5)), Some(t + Duration::from_secs(6)));
     }
 }

@@ -817,3 +817,27 @@ fn an_upload_slower_than_128_kbit_s_waits_out_the_drain_of_its_last_part() {
     // Never retried: each part went up once.
     assert_eq!(net.count("PUT", "partNumber="), 1, "{:#?}", net.requests());
 }
+
+#[test]
+fn a_credential_process_that_never_answers_is_killed_and_named() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("hangcred");
+    let marker = env.path("child.pid");
+    // An SSO helper waiting for a browser: it never prints, and leaves a child holding its pipe.
+    aws_config(
+        &env,
+        "stuck",
+        &format!("credential_process = sh -c 'sleep 300 & echo $! > {}; wait'", s(&marker)),
+    );
+    let extra = [NO_KEYS[0], NO_KEYS[1], NO_KEYS[2], ("AWS_PROFILE", "stuck"), QUICK[0], QUICK[1]];
+    let r = kf_s3(&env, &moto.endpoint(), &extra, &["list", &format!("s3://{bucket}/c")]);
+    r.code(2).stderr_has("credential_process of profile stuck").stderr_has("gave no credentials");
+    // What it started is gone too.
+    let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+    assert!(!alive, "the credential process's child {pid} was left running");
+}
