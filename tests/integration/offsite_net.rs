@@ -841,3 +841,49 @@ fn a_credential_process_that_never_answers_is_killed_and_named() {
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
     assert!(!alive, "the credential process's child {pid} was left running");
 }
+
+#[test]
+fn a_backup_killed_mid_upload_leaves_nothing_that_counts_and_the_next_one_succeeds() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("kill9");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let net = Net::start(moto.port);
+    net.rate(128 << 10);
+    let to = format!("s3://{bucket}/k");
+    let out = env.path("out");
+    let args = ["backup", "--online", "--db", s(&db), "-r", s(&out), "--to", &to, "--plaintext-offsite"];
+    let mut child = kf_s3_cmd(&env, &net.endpoint(), &QUICK, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while net.count("PUT", "partNumber") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no part upload began: {:?}", net.requests());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    net.rate(0);
+    // Left: the sidecar that claimed the name, and an unfinished multipart upload; no archive.
+    let keys = moto.keys(&bucket, "k/");
+    assert!(keys.iter().all(|k| k.ends_with(".sha256")), "{keys:?}");
+    let l = kf_s3(&env, &moto.endpoint(), &[], &["list", &to, "--json"]);
+    l.ok();
+    assert_eq!(l.json()["archives"].as_array().unwrap().len(), 0, "{}", l.stdout);
+    assert_eq!(l.json()["skipped"]["count"], 0, "a sidecar left behind is kfadmin's: {}", l.stdout);
+    let status = ["status", "--db", s(&db), "-r", s(&out), "--to", &to, "--json"];
+    let st = kf_s3(&env, &moto.endpoint(), &[], &status);
+    st.code(1);
+    assert_eq!(st.json()["offsite"][0]["ok"], false, "nothing there counts: {}", st.stdout);
+    let p = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--json"]);
+    p.ok();
+    assert_eq!(p.json()["removed"], 0);
+    // The next backup (another second) goes through, and status counts it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let j = backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json();
+    assert_eq!(j["offsite"][0]["ok"], true, "{j}");
+    kf_s3(&env, &moto.endpoint(), &[], &status).ok();
+}
