@@ -44,6 +44,8 @@ pub struct Listed {
     pub database_bytes: Option<u64>,
     /// The container's name, else the database's path; None when the manifest cannot be read.
     pub source: Option<String>,
+    /// The host the backup was made on (the manifest's); None when it cannot be read.
+    pub host: Option<String>,
     /// None when not checked (no `--check`).
     pub sidecar: Option<Sidecar>,
     /// An import whose database failed its checks: it holds what `--salvage` could read.
@@ -75,6 +77,8 @@ pub struct Group {
     /// The newest backup's time (not dated in the future), if any.
     pub newest: Option<String>,
     pub bytes: u64,
+    /// The hosts its archives were made on, as far as their manifests can be read.
+    pub hosts: Vec<String>,
 }
 
 fn groups(archives: &[Listed]) -> Vec<Group> {
@@ -89,12 +93,17 @@ fn groups(archives: &[Listed]) -> Vec<Group> {
                     safety_copies: 0,
                     newest: None,
                     bytes: 0,
+                    hosts: Vec::new(),
                 });
                 out.len() - 1
             }
         };
         let g = &mut out[i];
         g.bytes += a.bytes;
+        if let Some(h) = a.host.as_ref().filter(|h| !g.hosts.contains(h)) {
+            g.hosts.push(h.clone());
+            g.hosts.sort();
+        }
         if a.kind == ArchiveKind::SafetyCopy {
             g.safety_copies += 1;
             continue;
@@ -125,6 +134,7 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
             let manifest = if e.encrypted { None } else { store.manifest(&e) };
             Listed {
                 source: manifest.as_ref().map(source_of),
+                host: manifest.as_ref().map(|m| m.source.host.clone()),
                 database_bytes: manifest.as_ref().map(|m| m.database.page_size * m.database.page_count),
                 sidecar: sidecars.as_ref().map(|s| s[i]),
                 salvaged: manifest
@@ -155,6 +165,14 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
         ));
     }
     let groups = groups(&archives);
+    for g in groups.iter().filter(|g| g.hosts.len() > 1) {
+        ctx.warn(&format!(
+            "archives named {} were made on {} hosts ({}): if they are different servers, give each its own --name (and prefix), or prune counts their backups against each other",
+            g.name,
+            g.hosts.len(),
+            g.hosts.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let report = ListReport {
         ok: mismatches == 0,
         dir: store.shown(),

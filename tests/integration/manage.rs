@@ -767,3 +767,38 @@ fn prune_does_not_count_local_junk_with_matching_sidecars_as_backups() {
     assert_eq!(got["keyfount-20261101T030000Z-online.tar.gz"].0, "remove");
     assert_eq!(r.json()["removed"], 1);
 }
+
+/// Two servers backed up under one name (a copied config): `list` names the hosts and warns,
+/// since prune would count their backups against each other.
+#[test]
+fn list_warns_when_one_name_holds_backups_made_on_several_hosts() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let ar = Archive::new(&env);
+    let dir = env.path("backups");
+    ar.put(&dir, "keyfount-20261101T030000Z-online.tar.gz");
+    // The same archive as another host made it: its manifest's host replaced (same length, so
+    // the tar header still holds).
+    let host = ar.report["source"]["host"].as_str().unwrap().to_string();
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(&ar.bytes[..]).read_to_end(&mut tar).unwrap();
+    let from = format!("\"host\": \"{host}\"");
+    let other: String = host.chars().map(|c| if c == 'z' { 'y' } else { 'z' }).collect();
+    let to = format!("\"host\": \"{other}\"");
+    let at = tar.windows(from.len()).position(|w| w == from.as_bytes()).expect("the manifest names its host");
+    tar[at..at + to.len()].copy_from_slice(to.as_bytes());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let bytes = gz.finish().unwrap();
+    let path = dir.join("keyfount-20261102T030000Z-online.tar.gz");
+    std::fs::write(&path, &bytes).unwrap();
+    sidecar(&path, &bytes);
+    let r = kfadmin(["list", s(&dir), "--json"]);
+    r.ok().stderr_has("archives named keyfount were made on 2 hosts").stderr_has(&other);
+    let hosts = &r.json()["groups"][0]["hosts"];
+    assert_eq!(hosts.as_array().unwrap().len(), 2, "{hosts}");
+    // One host: no warning.
+    std::fs::remove_file(&path).unwrap();
+    let r = kfadmin(["list", s(&dir), "--json"]);
+    assert!(!r.ok().stderr.contains("hosts"), "{}", r.stderr);
+}
