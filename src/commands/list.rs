@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::render::{plural, table, when};
+use super::render::{self, plural, table, when};
 use super::{future_warning, human_bytes, in_future, now_unix, ArchiveKind, Ctx, Outcome};
 use crate::archive::catalog::Entry;
 use crate::archive::{Manifest, Mode};
@@ -44,6 +44,8 @@ pub struct Listed {
     pub database_bytes: Option<u64>,
     /// The container's name, else the database's path; None when the manifest cannot be read.
     pub source: Option<String>,
+    /// The host the backup was made on (the manifest's); None when it cannot be read.
+    pub host: Option<String>,
     /// None when not checked (no `--check`).
     pub sidecar: Option<Sidecar>,
     /// An import whose database failed its checks: it holds what `--salvage` could read.
@@ -63,8 +65,9 @@ pub struct ListReport {
     pub groups: Vec<Group>,
     /// Point-in-time chains (`kfadmin replicate`, local repositories): base, first and last
     /// restorable time, gaps, and whether every link holds.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub chains: Vec<crate::ops::replicate::ChainVerdict>,
+    /// What is there that is not kfadmin's (skipped, left alone): how many, the first names.
+    pub skipped: crate::store::Skipped,
 }
 
 /// The archives of one name.
@@ -77,6 +80,8 @@ pub struct Group {
     /// The newest backup's time (not dated in the future), if any.
     pub newest: Option<String>,
     pub bytes: u64,
+    /// The hosts its archives were made on, as far as their manifests can be read.
+    pub hosts: Vec<String>,
 }
 
 fn groups(archives: &[Listed]) -> Vec<Group> {
@@ -91,12 +96,17 @@ fn groups(archives: &[Listed]) -> Vec<Group> {
                     safety_copies: 0,
                     newest: None,
                     bytes: 0,
+                    hosts: Vec::new(),
                 });
                 out.len() - 1
             }
         };
         let g = &mut out[i];
         g.bytes += a.bytes;
+        if let Some(h) = a.host.as_ref().filter(|h| !g.hosts.contains(h)) {
+            g.hosts.push(h.clone());
+            g.hosts.sort();
+        }
         if a.kind == ArchiveKind::SafetyCopy {
             g.safety_copies += 1;
             continue;
@@ -113,7 +123,7 @@ fn groups(archives: &[Listed]) -> Vec<Group> {
 pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
     let location = Location::from_path(&args.repo.location(args.dir.as_ref())?)?;
     let store = Store::open(&location)?;
-    let mut entries = store.scan()?;
+    let (mut entries, skipped) = store.scan_all()?;
     if let Some(n) = &args.name {
         entries.retain(|e| &e.name == n);
     }
@@ -127,6 +137,7 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
             let manifest = if e.encrypted { None } else { store.manifest(&e) };
             Listed {
                 source: manifest.as_ref().map(source_of),
+                host: manifest.as_ref().map(|m| m.source.host.clone()),
                 database_bytes: manifest.as_ref().map(|m| m.database.page_size * m.database.page_count),
                 sidecar: sidecars.as_ref().map(|s| s[i]),
                 salvaged: manifest
@@ -157,12 +168,27 @@ pub fn run(args: ListArgs, ctx: &Ctx) -> Result<Outcome> {
         ));
     }
     let groups = groups(&archives);
+    for g in groups.iter().filter(|g| g.hosts.len() > 1) {
+        ctx.warn(&format!(
+            "archives named {} were made on {} hosts ({}): if they are different servers, give each its own --name (and prefix), or prune counts their backups against each other",
+            g.name,
+            g.hosts.len(),
+            g.hosts.iter().map(|h| format!("{h:?}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let chains = match &location {
         Location::Local(dir) => crate::ops::replicate::chains(dir, None)?,
         _ => Vec::new(),
     };
-    let report =
-        ListReport { ok: mismatches == 0, dir: store.shown(), checked: args.check, archives, groups, chains };
+    let report = ListReport {
+        ok: mismatches == 0,
+        dir: store.shown(),
+        checked: args.check,
+        archives,
+        groups,
+        chains,
+        skipped,
+    };
     let mut text = human(&report);
     for c in &report.chains {
         text.push_str(&super::render::chain(c));
@@ -201,7 +227,11 @@ pub(crate) fn source_of(m: &Manifest) -> String {
 
 fn human(r: &ListReport) -> String {
     if r.archives.is_empty() {
-        return format!("No kfadmin archives in {}\n", r.dir.display());
+        return format!(
+            "No kfadmin archives in {}\n{}",
+            r.dir.display(),
+            render::skipped_line(&r.dir, &r.skipped)
+        );
     }
     let mut header = vec!["TIME (UTC)", "MODE", "SOURCE", "SIZE", "DATABASE"];
     if r.checked {
@@ -262,6 +292,7 @@ fn human(r: &ListReport) -> String {
     }
     s.push('\n');
     group_lines(r, &mut s);
+    s.push_str(&render::skipped_line(&r.dir, &r.skipped));
     s
 }
 

@@ -270,6 +270,8 @@ pub struct PruneReport {
     /// What the plan removes (what --dry-run would remove).
     pub planned_removals: usize,
     pub planned_bytes: u64,
+    /// What is there that is not kfadmin's (never counted nor removed): how many, the first names.
+    pub skipped: crate::store::Skipped,
 }
 
 struct Checked {
@@ -302,7 +304,7 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         false => Some(ctx.lock("kfadmin prune", vec![location.lock_key("backup directory")])?),
     };
     let store = Store::open(&location)?;
-    let entries = store.scan()?;
+    let (entries, skipped) = store.scan_all()?;
     let checked = check_all(&store, &entries, &args, ctx)?;
     let (archives, stamps) = plan(&entries, &checked, &policy, now_unix());
     for a in &archives {
@@ -327,6 +329,7 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         archives,
         removed: 0,
         freed_bytes: 0,
+        skipped,
     };
     if !args.dry_run && !planned.is_empty() {
         let result = remove_planned(&store, &mut report, &planned, &stamps, ctx);
@@ -511,8 +514,9 @@ fn remove_planned(
 }
 
 fn human(r: &PruneReport) -> String {
+    let skipped = super::render::skipped_line(&r.dir, &r.skipped);
     if r.archives.is_empty() {
-        return format!("No kfadmin archives in {}; nothing to prune\n", r.dir.display());
+        return format!("No kfadmin archives in {}; nothing to prune\n{skipped}", r.dir.display());
     }
     let mut s = String::new();
     let mut start = 0;
@@ -580,6 +584,7 @@ fn human(r: &PruneReport) -> String {
             human_bytes(r.freed_bytes)
         );
     }
+    s.push_str(&skipped);
     s
 }
 

@@ -168,6 +168,12 @@ pub fn chain(c: &crate::ops::replicate::ChainVerdict) -> String {
     s
 }
 
+/// `Skipped N objects that are not kfadmin's …` as a line of text, or nothing.
+pub(crate) fn skipped_line(dir: &std::path::Path, skipped: &crate::store::Skipped) -> String {
+    let remote = crate::store::is_remote_path(dir);
+    skipped.line(remote).map(|l| format!("S{}\n", &l[1..])).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod encrypted_to_tests {
     use super::encrypted_to;

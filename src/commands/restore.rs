@@ -135,6 +135,7 @@ pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     let replaces_db = plan.files.iter().any(|f| f.replaces && f.rel == Path::new(DB_FILE));
     let mut doubts = wrong_archive(&manifest, &target, replaces_db);
     doubts.extend(newer_backup(&args.archive, &args.out, &target).map(|n| (n, replaces_db)));
+    doubts.extend(crate::ops::names::name_problem(&args.archive, &manifest).map(|n| (n, false)));
     let mut text = plan_text(&args, &manifest, &target, &plan, owners.db);
     for (d, _) in &doubts {
         let _ = writeln!(text, "  WARNING  {d}");

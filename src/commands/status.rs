@@ -58,6 +58,8 @@ pub struct OffsiteState {
     pub age_seconds: Option<u64>,
     /// There is one, and it is no older than `--max-age`.
     pub ok: bool,
+    /// Objects under the prefix that are not kfadmin's (skipped): how many, the first names.
+    pub skipped: crate::store::Skipped,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +96,8 @@ pub struct BackupState {
     pub last: Option<LastBackup>,
     pub max_age_seconds: u64,
     pub free_bytes: Option<u64>,
+    /// Files in the directory that are not kfadmin's (skipped): how many, the first names.
+    pub skipped: crate::store::Skipped,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,7 +190,7 @@ fn leftovers() -> Vec<String> {
 /// The backups of `name` in `--backup-dir`, and what is wrong with them: none, the last one
 /// too old, archives dated in the future, too little free space.
 fn backup_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> BackupState {
-    let archives = archives_of(&args.backup_dir, name, problems);
+    let (archives, skipped) = archives_of(&args.backup_dir, name, problems);
     let now = now_unix();
     let (future, last) = newest(&archives, now, problems);
     let last = last.map(|e| LastBackup {
@@ -230,6 +234,7 @@ fn backup_state(args: &StatusArgs, name: &str, problems: &mut Vec<String>) -> Ba
         last,
         max_age_seconds: max_age,
         free_bytes: free,
+        skipped,
     }
 }
 
@@ -287,15 +292,19 @@ fn drilled_what(l: &LastDrillState, name: &str, max: std::time::Duration) -> Opt
 
 /// The archives of `name` at a location (a directory or an S3 URL); a location that cannot
 /// be read is a problem, and no archive.
-fn archives_of(location: &std::path::Path, name: &str, problems: &mut Vec<String>) -> Vec<catalog::Entry> {
+fn archives_of(
+    location: &std::path::Path,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> (Vec<catalog::Entry>, crate::store::Skipped) {
     let scanned = crate::store::Location::from_path(location)
         .and_then(|l| crate::store::Store::open(&l))
-        .and_then(|s| s.scan());
+        .and_then(|s| s.scan_all());
     match scanned {
-        Ok(all) => all.into_iter().filter(|e| e.name == name).collect(),
+        Ok((all, skipped)) => (all.into_iter().filter(|e| e.name == name).collect(), skipped),
         Err(e) => {
             problems.push(e.chain());
-            Vec::new()
+            Default::default()
         }
     }
 }
@@ -325,9 +334,8 @@ fn offsite_state(
     let url = dest.to_string();
     // kfadmin writes an offsite archive's sidecar before the archive: one without its sidecar
     // is an unfinished or foreign copy, never the newest backup.
-    let (archives, orphans): (Vec<_>, Vec<_>) = archives_of(std::path::Path::new(&url), name, problems)
-        .into_iter()
-        .partition(|e| e.sidecar.is_some());
+    let (listed, skipped) = archives_of(std::path::Path::new(&url), name, problems);
+    let (archives, orphans): (Vec<_>, Vec<_>) = listed.into_iter().partition(|e| e.sidecar.is_some());
     for e in &orphans {
         problems.push(format!(
             "{} has no .sha256 sidecar: an unfinished or foreign copy, not counted",
@@ -352,7 +360,13 @@ fn offsite_state(
         }
         Some(_) => true,
     };
-    OffsiteState { url, newest: last.map(|e| e.path.to_string_lossy().into_owned()), age_seconds: age, ok }
+    OffsiteState {
+        url,
+        newest: last.map(|e| e.path.to_string_lossy().into_owned()),
+        age_seconds: age,
+        ok,
+        skipped,
+    }
 }
 
 /// The container's state, and what is wrong with it: not running, restarting (a crash loop),
@@ -437,6 +451,9 @@ fn human(r: &StatusReport) -> String {
         b.dir.display(),
         b.free_bytes.map(human_bytes).unwrap_or_else(|| "?".into())
     );
+    if let Some(l) = b.skipped.line(crate::store::is_remote_path(&b.dir)) {
+        let _ = writeln!(s, "           {l}");
+    }
     drill_and_offsite(r, &mut s);
     if r.ok {
         let _ = writeln!(s, "=> OK");
@@ -477,6 +494,9 @@ fn drill_and_offsite(r: &StatusReport, s: &mut String) {
             _ => {
                 let _ = writeln!(s, "offsite    no backup in {}", o.url);
             }
+        }
+        if let Some(l) = o.skipped.line(true) {
+            let _ = writeln!(s, "           {l}");
         }
     }
 }

@@ -23,8 +23,9 @@ pub struct VerifyReport {
     pub archives: Vec<Verdict>,
     /// Without ARCHIVE: the repository's point-in-time chains (`kfadmin replicate`), each
     /// checked link by link and commit by commit against its recorded checksums.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub chains: Vec<crate::ops::replicate::ChainVerdict>,
+    /// Archives whose name and manifest disagree (renamed, or not what the name says).
+    pub warnings: Vec<String>,
 }
 
 pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
@@ -47,6 +48,7 @@ pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
     }
     let mut keys: Option<Keys> = None;
     let mut archives = Vec::new();
+    let mut warnings = Vec::new();
     for a in &args.archives {
         let fetched = match remotes.iter().find(|(p, _, _)| p == a) {
             Some((_, remote, name)) => {
@@ -64,6 +66,10 @@ pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
             Some(f) => f.relabel(&mut verdict),
             None => verdict.archive = a.clone(),
         }
+        if let Some(w) = verdict.manifest.as_ref().and_then(|m| names::name_problem(a, m)) {
+            ctx.warn(&w);
+            warnings.push(w);
+        }
         archives.push(verdict);
     }
     let ok = archives.iter().all(|v| v.ok) && chains.iter().all(|c| c.ok);
@@ -75,7 +81,7 @@ pub fn run(mut args: VerifyArgs, ctx: &Ctx) -> Result<Outcome> {
         (false, true) => 3,
         (false, false) => 2,
     };
-    let report = VerifyReport { ok, quick: args.quick, archives, chains };
+    let report = VerifyReport { ok, quick: args.quick, archives, chains, warnings };
     let mut text = human(&report);
     for c in &report.chains {
         text.push_str(&render::chain(c));

@@ -178,6 +178,9 @@ pub fn first_verified(
         }
         match verdict.manifest.clone().filter(|_| verdict.ok) {
             Some(manifest) => {
+                if let Some(w) = crate::ops::names::name_problem(archive, &manifest) {
+                    n.warn(&w);
+                }
                 let v = Verified { archive: archive.clone(), verdict, manifest, staged };
                 return Ok((Some(v), failed));
             }

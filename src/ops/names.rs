@@ -71,3 +71,58 @@ pub fn unusable(archive: &Path) -> Option<Error> {
 pub fn archives(repo: &Path) -> Result<Vec<Entry>> {
     Store::open(&Location::from_path(repo)?)?.scan()
 }
+
+/// What is wrong when an archive's file name and its manifest disagree on when and how it was
+/// made (None: they agree, or the name is not an archive's). A bucket or a directory others
+/// can write to may hold a file renamed to pass for a newer backup: said, never silently
+/// taken for what its name claims.
+pub fn name_problem(archive: &Path, m: &crate::archive::Manifest) -> Option<String> {
+    let file_name = archive.file_name()?.to_string_lossy().into_owned();
+    let p = crate::archive::catalog::parse(&file_name)?;
+    if p.created_unix == m.created_unix && p.mode == m.mode {
+        return None;
+    }
+    // A manifest is the archive's word, not kfadmin's: a time past year 9999 is shown as a number.
+    let at = |unix: u64| match unix {
+        0..=253_402_300_799 => {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+                .to_string()
+        }
+        _ => format!("{unix} s after 1970"),
+    };
+    Some(format!(
+        "{} is not what its name says: the name says {} {}, its manifest {} {} (renamed, or put there as another archive)",
+        archive.display(),
+        at(p.created_unix),
+        p.mode.as_str(),
+        at(m.created_unix),
+        m.mode.as_str()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_its_manifest_disagrees_with_is_said_whatever_the_manifest_holds() {
+        let json = |unix: u64, mode: &str| {
+            serde_json::json!({
+                "format": "kfadmin-backup", "format_version": 1, "kfadmin_version": "0",
+                "created": "x", "created_unix": unix, "mode": mode,
+                "source": {"kind": "path", "path": "/d/keyfount.db", "host": "h"},
+                "files": [], "database": {"page_size": 4096, "page_count": 1, "journal_mode": "wal",
+                "user_version": 0, "schema_version": null, "tables": {}}
+            })
+        };
+        let name = Path::new("/b/kf-20261126T030000Z-online.tar.gz");
+        let parse = |v: serde_json::Value| serde_json::from_value::<crate::archive::Manifest>(v);
+        let same = parse(json(1_795_662_000, "online")).unwrap();
+        assert_eq!(name_problem(name, &same), None);
+        let cold = parse(json(1_795_662_000, "cold")).unwrap();
+        assert!(name_problem(name, &cold).unwrap().contains("its manifest 2026-11-26T03:00:00Z cold"));
+        let far = parse(json(u64::MAX, "online")).unwrap();
+        assert!(name_problem(name, &far).unwrap().contains("s after 1970"));
+        assert_eq!(name_problem(Path::new("/b/notes.txt"), &far), None);
+    }
+}

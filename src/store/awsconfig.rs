@@ -19,6 +19,21 @@ pub struct Creds {
     pub secret: String,
     pub token: Option<String>,
     pub from: String,
+    /// When temporary credentials expire (None: they do not, or their source did not say).
+    pub expires: Option<std::time::SystemTime>,
+    /// Where fresh ones come from when these expire (None: static keys).
+    pub source: Option<super::credsrc::Source>,
+}
+
+impl Creds {
+    /// Mask every part of these credentials in whatever kfadmin prints from now on.
+    pub fn register(&self) {
+        crate::crypto::register_secret(&self.secret);
+        crate::crypto::register_secret(&self.key_id);
+        if let Some(t) = &self.token {
+            crate::crypto::register_secret(t);
+        }
+    }
 }
 
 impl std::fmt::Debug for Creds {
@@ -102,7 +117,14 @@ pub fn resolve() -> Result<Settings> {
         .unwrap_or_else(|| "us-east-1".into());
     let creds = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
         (Some(key_id), Some(secret)) => {
-            Some(Creds { key_id, secret, token: env("AWS_SESSION_TOKEN"), from: "AWS_ACCESS_KEY_ID".into() })
+            Some(Creds {
+                key_id,
+                secret,
+                token: env("AWS_SESSION_TOKEN"),
+                from: "AWS_ACCESS_KEY_ID".into(),
+                expires: None,
+                source: None,
+            })
         }
         (Some(_), None) | (None, Some(_)) => {
             return Err(Error::usage("only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set")
@@ -123,6 +145,8 @@ pub fn resolve() -> Result<Settings> {
                         "profile {profile} in {}",
                         file.map(|f| f.display().to_string()).unwrap_or_else(|| "~/.aws".into())
                     ),
+                    expires: None,
+                    source: None,
                 })
             }
             _ if profile != "default" && in_creds.is_none() && in_config.is_none() => {
@@ -133,11 +157,7 @@ pub fn resolve() -> Result<Settings> {
         },
     };
     if let Some(c) = &creds {
-        crate::crypto::register_secret(&c.secret);
-        crate::crypto::register_secret(&c.key_id);
-        if let Some(t) = &c.token {
-            crate::crypto::register_secret(t);
-        }
+        c.register();
     }
     let endpoint = env("AWS_ENDPOINT_URL_S3")
         .or_else(|| env("AWS_ENDPOINT_URL"))
@@ -166,7 +186,8 @@ fn other_sources(
     use super::credsrc;
     let session = env("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "kfadmin".into());
     if let (Some(file), Some(role)) = (from_profile("web_identity_token_file"), from_profile("role_arn")) {
-        return credsrc::web_identity(&file, &role, &session, region).map(Some);
+        let region = region.to_string();
+        return credsrc::Source::WebIdentity { file, role, session, region }.fetch().map(Some);
     }
     if from_profile("role_arn").is_some() {
         return Err(credsrc::unsupported(profile, "role_arn (an assumed role)"));
@@ -174,16 +195,17 @@ fn other_sources(
     if from_profile("sso_session").is_some() || from_profile("sso_start_url").is_some() {
         return Err(credsrc::unsupported(profile, "SSO (sso_session)"));
     }
-    if let Some(cmd) = from_profile("credential_process") {
-        return credsrc::process(profile, &cmd).map(Some);
+    if let Some(command) = from_profile("credential_process") {
+        return credsrc::Source::Process { profile: profile.to_string(), command }.fetch().map(Some);
     }
     if let (Some(file), Some(role)) = (env("AWS_WEB_IDENTITY_TOKEN_FILE"), env("AWS_ROLE_ARN")) {
-        return credsrc::web_identity(&file, &role, &session, region).map(Some);
+        let region = region.to_string();
+        return credsrc::Source::WebIdentity { file, role, session, region }.fetch().map(Some);
     }
     let (relative, full) =
         (env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), env("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
     if relative.is_some() || full.is_some() {
-        return credsrc::container(relative.as_deref(), full.as_deref()).map(Some);
+        return credsrc::Source::Container { relative, full }.fetch().map(Some);
     }
     Ok(None)
 }

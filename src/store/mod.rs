@@ -213,12 +213,33 @@ impl Store {
     /// Every archive, newest first (see [`catalog::scan`]). The paths of remote entries (and
     /// their sidecars) are their `s3://` URLs.
     pub fn scan(&self) -> Result<Vec<Entry>> {
+        self.scan_all().map(|(entries, _)| entries)
+    }
+
+    /// Every archive, newest first, and what else is there that is not kfadmin's (skipped,
+    /// left alone): files directly in a local directory, objects directly under the prefix.
+    pub fn scan_all(&self) -> Result<(Vec<Entry>, Skipped)> {
+        let mut skipped = Skipped::default();
         match self {
-            Store::Local(d) => catalog::scan(d),
+            Store::Local(d) => {
+                let entries = catalog::scan(d)?;
+                if let Ok(rd) = std::fs::read_dir(d) {
+                    for e in rd.flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        if !e.file_type().is_ok_and(|t| t.is_dir()) && !is_kfadmins(&name) {
+                            skipped.add(&name);
+                        }
+                    }
+                }
+                Ok((entries, skipped))
+            }
             Store::S3(r) => {
                 let objects = r.list()?;
+                for o in objects.iter().filter(|o| !is_kfadmins(&o.name)) {
+                    skipped.add(&o.name);
+                }
                 let listed: Vec<(String, u64)> = objects.iter().map(|o| (o.name.clone(), o.bytes)).collect();
-                Ok(catalog::from_listing(&listed, |name| PathBuf::from(r.url.object(name))))
+                Ok((catalog::from_listing(&listed, |name| PathBuf::from(r.url.object(name))), skipped))
             }
         }
     }
@@ -362,6 +383,60 @@ impl Store {
     }
 }
 
+/// What a listing held that is not kfadmin's: skipped (never read, counted or removed) and
+/// reported, as how many and the first few names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    pub count: usize,
+    /// The first [`SKIPPED_SHOWN`] names, each cut at 80 characters.
+    pub names: Vec<String>,
+}
+
+/// How many skipped names a report shows.
+pub const SKIPPED_SHOWN: usize = 5;
+
+impl Skipped {
+    fn add(&mut self, name: &str) {
+        self.count += 1;
+        if self.names.len() < SKIPPED_SHOWN {
+            let cut: String = name.chars().take(80).collect();
+            self.names.push(if cut.len() < name.len() { format!("{cut}…") } else { cut });
+        }
+    }
+
+    /// `skipped N objects that are not kfadmin's: "a", "b", …` (None when nothing was).
+    pub fn line(&self, remote: bool) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        let what = match (remote, self.count) {
+            (true, 1) => "object",
+            (true, _) => "objects",
+            (false, 1) => "file",
+            (false, _) => "files",
+        };
+        let shown: Vec<String> = self.names.iter().map(|n| format!("{n:?}")).collect();
+        let more = if self.count > self.names.len() { ", …" } else { "" };
+        Some(format!(
+            "skipped {} {what} that {} not kfadmin's (left alone): {}{more}",
+            self.count,
+            if self.count == 1 { "is" } else { "are" },
+            shown.join(", ")
+        ))
+    }
+}
+
+/// Whether a name in a repository is kfadmin's: an archive, an archive's `.sha256` or `.json`
+/// record, a `.partial` being written, or kfadmin's own dot-files.
+pub fn is_kfadmins(name: &str) -> bool {
+    if name.starts_with(".kfadmin-") {
+        return true;
+    }
+    let base = name.strip_suffix(".partial").unwrap_or(name);
+    let base = base.strip_suffix(".sha256").or_else(|| base.strip_suffix(".json")).unwrap_or(base);
+    catalog::parse(base).is_some()
+}
+
 /// The hash a `sha256sum`-format sidecar holds (lower case).
 pub fn sidecar_hash(text: &[u8]) -> String {
     String::from_utf8_lossy(text).split_whitespace().next().unwrap_or("").to_ascii_lowercase()
@@ -409,5 +484,35 @@ mod tests {
         assert_eq!(S3Url::split_object("s3://bkt/n").unwrap().0.prefix, "");
         assert!(S3Url::split_object("s3://bkt").is_err());
         assert_eq!(Location::parse("/var/b").unwrap(), Location::Local("/var/b".into()));
+    }
+
+    #[test]
+    fn what_is_not_kfadmins_is_counted_and_cut() {
+        let a = "kf-20261126T030000Z-online.tar.gz";
+        for ours in [
+            a.to_string(),
+            format!("{a}.sha256"),
+            format!("{a}.json"),
+            format!("{a}.partial"),
+            format!("{a}.sha256.partial"),
+            format!("{a}.age.sha256"),
+            ".kfadmin-staging-x".into(),
+        ] {
+            assert!(is_kfadmins(&ours), "{ours}");
+        }
+        let mut s = Skipped::default();
+        for stray in ["notes.txt", "~home", "", "a\tb", &"l".repeat(300), "x.json", "y", "z"] {
+            assert!(!is_kfadmins(stray), "{stray}");
+            s.add(stray);
+        }
+        assert_eq!(s.count, 8);
+        assert_eq!(s.names.len(), SKIPPED_SHOWN);
+        assert!(s.names[4].chars().count() == 81 && s.names[4].ends_with('…'));
+        let line = s.line(true).unwrap();
+        assert!(
+            line.starts_with("skipped 8 objects that are not kfadmin's") && line.ends_with(", …"),
+            "{line}"
+        );
+        assert_eq!(Skipped::default().line(false), None);
     }
 }

@@ -71,6 +71,8 @@ pub struct Remote {
     retry: Duration,
     rt: tokio::runtime::Runtime,
     settings: Settings,
+    /// Temporary credentials, fetched again before they expire (None: static keys or none).
+    live: Option<Arc<super::credsrc::Live>>,
 }
 
 /// A duration from the environment variable `var` (e.g. `30s`), else `default`; `what` says
@@ -144,7 +146,12 @@ impl Remote {
         if let Some(e) = &settings.endpoint {
             b = b.with_endpoint(e);
         }
+        let live = settings.creds.clone().filter(|c| c.source.is_some()).map(super::credsrc::Live::new);
         match &settings.creds {
+            Some(_) if live.is_some() => {
+                let provider = super::credsrc::Provider(Arc::clone(live.as_ref().expect("checked")));
+                b = b.with_credentials(Arc::new(provider));
+            }
             Some(c) => {
                 b = b.with_access_key_id(&c.key_id).with_secret_access_key(&c.secret);
                 if let Some(t) = &c.token {
@@ -169,7 +176,15 @@ impl Remote {
             .map_err(|e| Error::failed("cannot start the S3 client's threads").source(e))?;
         let lister = super::listing::client(CONNECT_TIMEOUT, idle, settings.allow_http)
             .map_err(|e| Error::failed("cannot set up the S3 client").source(e))?;
-        Ok(Remote { url: url.clone(), store: Arc::new(store), lister, retry: retry_timeout, rt, settings })
+        Ok(Remote {
+            url: url.clone(),
+            store: Arc::new(store),
+            lister,
+            retry: retry_timeout,
+            rt,
+            settings,
+            live,
+        })
     }
 
     fn key(&self, name: &str) -> Key {
@@ -190,15 +205,21 @@ impl Remote {
     /// put there: a key object_store cannot represent (`p//x`, `p/./y`) does not hide the
     /// rest (static credentials: our own listing; an instance role: object_store's).
     pub fn list(&self) -> Result<Vec<Object>> {
-        let Some(creds) = &self.settings.creds else { return self.list_by_object_store() };
+        let Some(held) = &self.settings.creds else { return self.list_by_object_store() };
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(100);
         loop {
+            // Temporary credentials: fresh ones once these are due (a listing of many pages
+            // may outlive them).
+            let creds = match &self.live {
+                Some(live) => live.get()?,
+                None => held.clone(),
+            };
             let got = self.block(async {
                 Ok(super::listing::list(
                     &self.lister,
                     &self.settings,
-                    creds,
+                    &creds,
                     &self.url.bucket,
                     &self.url.prefix,
                 )

@@ -4,6 +4,13 @@
 //! arrives). A transfer that keeps making progress is never cut, however long it takes on a
 //! slow link; a stalled one fails within the idle time and is retried (object_store) or resumed
 //! (downloads, [`super::s3::RemoteRead`]).
+//!
+//! Once a request body is all handed to the kernel, the socket buffers may hold much of it for
+//! a long time on a slow link (a 5 MiB part: minutes below 128 kbit/s) while the server, which
+//! answers only once it has all of it, says nothing. Meanwhile progress is what the kernel
+//! sees: on Linux, this process's TCP send queues shrinking as the peer acknowledges data
+//! (`/proc/self/net/tcp`). A grace of the body's size at 16 KiB/s covers the rest (a proxy
+//! that acknowledges at once what it has yet to pass on; other systems).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,6 +71,8 @@ struct Watched {
 struct Activity {
     last: AtomicU64,
     grace_ms: AtomicU64,
+    /// The whole request body is handed over: progress is now the kernel's to see.
+    drained: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> u64 {
@@ -118,8 +127,16 @@ impl Watched {
         *r.body_mut() = Some(reqwest::Body::wrap(sliced));
         let tick = (self.idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let watch = async {
+            let mut queues: Option<SendQueues> = None;
             loop {
                 tokio::time::sleep(tick).await;
+                if activity.drained.load(Ordering::Relaxed) {
+                    let now = send_queues();
+                    if queues.as_ref().is_some_and(|before| acked(before, &now)) {
+                        activity.touch();
+                    }
+                    queues = Some(now);
+                }
                 if activity.stalled(self.idle) {
                     return;
                 }
@@ -177,6 +194,7 @@ impl Body for Sliced {
                 if self.is_end_stream() {
                     let grace = self.sent * 1000 / DRAIN_FLOOR;
                     self.activity.grace_ms.store(grace, Ordering::Relaxed);
+                    self.activity.drained.store(true, Ordering::Relaxed);
                 }
                 return Poll::Ready(Some(Ok(Frame::data(out))));
             }
@@ -205,6 +223,45 @@ impl Body for Sliced {
             }
         }
     }
+}
+
+/// Bytes not yet acknowledged by the peer, per TCP socket of this process (by inode).
+type SendQueues = std::collections::HashMap<u64, u64>;
+
+/// Whether any socket's send queue shrank between two samples: the peer acknowledged data.
+fn acked(before: &SendQueues, now: &SendQueues) -> bool {
+    now.iter().any(|(ino, &q)| before.get(ino).is_some_and(|&b| q < b))
+}
+
+/// This process's TCP send queues (Linux: `/proc/self/net/tcp{,6}`, the sockets among
+/// `/proc/self/fd`); empty elsewhere, or when they cannot be read.
+fn send_queues() -> SendQueues {
+    let mut out = SendQueues::new();
+    if !cfg!(target_os = "linux") {
+        return out;
+    }
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return out };
+    let ours: std::collections::HashSet<u64> = fds
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|t| t.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok())
+        .collect();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        out.extend(parse_tcp_table(&text).filter(|(ino, _)| ours.contains(ino)));
+    }
+    out
+}
+
+/// `(inode, tx_queue)` of each line of a `/proc/net/tcp` table.
+fn parse_tcp_table(text: &str) -> impl Iterator<Item = (u64, u64)> + '_ {
+    text.lines().skip(1).filter_map(|line| {
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let tx = u64::from_str_radix(cols.get(4)?.split(':').next()?, 16).ok()?;
+        let ino = cols.get(9)?.parse().ok()?;
+        Some((ino, tx))
+    })
 }
 
 /// The response body, failing when no data arrived for `idle`.
@@ -245,5 +302,25 @@ impl Body for Idle {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_queues_from_the_kernels_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 0100007F:D2F0 01 0000A000:00000000 01:00000014 00000000     0        0 4242 1 0000000000000000 20 4 30 10 -1\n";
+        assert_eq!(parse_tcp_table(table).collect::<Vec<_>>(), [(4242, 0xA000)]);
+        let before = SendQueues::from([(1, 100), (2, 50)]);
+        assert!(acked(&before, &SendQueues::from([(1, 90), (2, 50)])));
+        assert!(!acked(&before, &SendQueues::from([(1, 100), (2, 60), (3, 0)])));
+        // A socket of this process, with nothing to send, is seen (Linux).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(!send_queues().is_empty());
+        }
     }
 }

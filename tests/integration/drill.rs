@@ -630,3 +630,38 @@ fn a_drill_killed_is_cleaned_up_by_its_guardian_with_no_other_command() {
     assert!(log.contains("kfadmin removed what it left"), "{log}");
     assert!(c.running());
 }
+
+/// `--name` (and `KFADMIN_NAME`): the drill takes the newest backup made under that name (the
+/// runbook's "many hosts, one bucket" recipe), not the newest of the container's own name.
+#[test]
+fn drill_name_takes_the_newest_backup_made_under_that_name() {
+    let env = Env::new();
+    let c = Kf::start(&env, "drill-named", Spec { init_mb: 1, rate: 20, ..Spec::default() });
+    let out = env.path("backups");
+    let o = out.to_str().unwrap();
+    let named = "fleet-host7";
+    kf(&env, &["backup", "--online", "--container", &c.name, "--name", named, "--out", o, "--quiet"]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The container's own name: newer.
+    kf(&env, &["backup", "--online", "--container", &c.name, "--out", o, "--quiet"]).ok();
+    let drilled = |r: &Run| {
+        r.ok();
+        let j = r.json();
+        assert_eq!(j["passed"], true, "{j}");
+        let archive = j["archive"].as_str().unwrap().to_string();
+        std::path::Path::new(&archive).file_name().unwrap().to_str().unwrap().to_string()
+    };
+    let base = ["drill", "--container", &c.name, "--out", o, "--settle", "1", "--json"];
+    let r = kf(&env, &[&base[..], &["--name", named]].concat());
+    assert!(drilled(&r).starts_with(&format!("{named}-")), "{}", r.stdout);
+    let state = env.path("state");
+    let by_env =
+        kfadmin_env(&[("KFADMIN_STATE_DIR", state.to_str().unwrap()), ("KFADMIN_NAME", named)], base);
+    assert!(drilled(&by_env).starts_with(&format!("{named}-")), "{}", by_env.stdout);
+    let r = kf(&env, &base);
+    assert!(drilled(&r).starts_with(&format!("{}-", c.name)), "{}", r.stdout);
+    // A name with no backup is an error naming it, not another name's backup.
+    let r = kf(&env, &[&base[..], &["--name", "fleet-host8"]].concat());
+    r.code(2).stderr_has("fleet-host8");
+    assert_nothing_left(&c.name, &env);
+}

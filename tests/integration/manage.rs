@@ -591,7 +591,9 @@ fn list_shows_archives_newest_first_with_mode_source_and_sizes() {
     assert!(pos("kf-other-20261102T030000Z") < pos("20261101T030000Z-online"));
     let line = r.stdout.lines().find(|l| l.contains("20261020T030000Z")).unwrap();
     assert!(line.contains(" ? "), "{line}");
-    assert!(!r.stdout.contains("notes.txt"));
+    // notes.txt is no archive: only named as skipped.
+    let said: Vec<&str> = r.stdout.lines().filter(|l| l.contains("notes.txt")).collect();
+    assert!(said.len() == 1 && said[0].starts_with("Skipped "), "{}", r.stdout);
     let header = r.stdout.lines().next().unwrap();
     let row = r.stdout.lines().nth(1).unwrap();
     // Aligned: the MODE column starts at the same place in the header and the rows.
@@ -723,4 +725,80 @@ fn paths_that_are_not_utf8_never_panic() {
     let r = kfadmin(["verify".as_ref(), bad_dir.join(real).as_os_str(), "--json".as_ref()]);
     r.ok();
     assert_eq!(r.json()["archives"][0]["archive"], archive.as_str());
+}
+
+/// Junk with matching sidecars, named as the newest backups, in a LOCAL repository: random
+/// bytes, random bytes named `.age`, and a gzip'd tar with no manifest. None of them counts as
+/// a backup (the same structural check as in a bucket), so `--keep-last 3` keeps the three
+/// newest genuine archives, not the junk.
+#[test]
+fn prune_does_not_count_local_junk_with_matching_sidecars_as_backups() {
+    let env = Env::new();
+    let ar = Archive::new(&env);
+    let dir = env.path("backups");
+    for d in 1..=4 {
+        ar.put(&dir, &format!("keyfount-2026110{d}T030000Z-online.tar.gz"));
+    }
+    let random: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let no_manifest = craft(vec![file("data/keyfount.db", b"SQLite format 3\0")]);
+    let junk = [
+        ("keyfount-20261105T030000Z-online.tar.gz", random.clone()),
+        ("keyfount-20261106T030000Z-online.tar.gz.age", random),
+        ("keyfount-20261107T030000Z-cold.tar.gz", no_manifest),
+    ];
+    for (name, body) in &junk {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        sidecar(&path, body);
+    }
+    let r = kfadmin(["prune", s(&dir), "--keep-last", "3", "--json"]);
+    r.ok();
+    let got = decisions(&r.json());
+    for (name, _) in &junk {
+        let (action, reasons, good) = &got[*name];
+        assert_eq!((action.as_str(), *good), ("keep", false), "{name}: {reasons}");
+        assert!(r.stderr.contains(name), "{name} is named in a warning: {}", r.stderr);
+    }
+    r.stderr_has("not a kfadmin archive").stderr_has("age header");
+    for d in 2..=4 {
+        let (action, _, good) = &got[&format!("keyfount-2026110{d}T030000Z-online.tar.gz")];
+        assert_eq!((action.as_str(), *good), ("keep", true));
+    }
+    assert_eq!(got["keyfount-20261101T030000Z-online.tar.gz"].0, "remove");
+    assert_eq!(r.json()["removed"], 1);
+}
+
+/// Two servers backed up under one name (a copied config): `list` names the hosts and warns,
+/// since prune would count their backups against each other.
+#[test]
+fn list_warns_when_one_name_holds_backups_made_on_several_hosts() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let ar = Archive::new(&env);
+    let dir = env.path("backups");
+    ar.put(&dir, "keyfount-20261101T030000Z-online.tar.gz");
+    // The same archive as another host made it: its manifest's host replaced (same length, so
+    // the tar header still holds).
+    let host = ar.report["source"]["host"].as_str().unwrap().to_string();
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(&ar.bytes[..]).read_to_end(&mut tar).unwrap();
+    let from = format!("\"host\": \"{host}\"");
+    let other: String = host.chars().map(|c| if c == 'z' { 'y' } else { 'z' }).collect();
+    let to = format!("\"host\": \"{other}\"");
+    let at = tar.windows(from.len()).position(|w| w == from.as_bytes()).expect("the manifest names its host");
+    tar[at..at + to.len()].copy_from_slice(to.as_bytes());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let bytes = gz.finish().unwrap();
+    let path = dir.join("keyfount-20261102T030000Z-online.tar.gz");
+    std::fs::write(&path, &bytes).unwrap();
+    sidecar(&path, &bytes);
+    let r = kfadmin(["list", s(&dir), "--json"]);
+    r.ok().stderr_has("archives named keyfount were made on 2 hosts").stderr_has(&other);
+    let hosts = &r.json()["groups"][0]["hosts"];
+    assert_eq!(hosts.as_array().unwrap().len(), 2, "{hosts}");
+    // One host: no warning.
+    std::fs::remove_file(&path).unwrap();
+    let r = kfadmin(["list", s(&dir), "--json"]);
+    assert!(!r.ok().stderr.contains("hosts"), "{}", r.stderr);
 }

@@ -52,7 +52,13 @@ struct Shared {
 pub struct Net {
     pub port: u16,
     shared: Arc<Shared>,
+    /// The listening socket (open while the proxy runs): its receive buffer is what the
+    /// connections it accepts start with.
+    listener: std::os::fd::RawFd,
 }
+
+/// Below this rate (bytes per second) the link is slow: see [`Net::rate`].
+const SLOW: u64 = 64 << 10;
 
 impl Net {
     /// A proxy to the server on 127.0.0.1:`upstream`.
@@ -62,6 +68,7 @@ impl Net {
         let shared = Arc::new(Shared::default());
         let s = Arc::clone(&shared);
         listener.set_nonblocking(true).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         std::thread::spawn(move || {
             // Bounded: the proxy stops with its test, or after 10 minutes at most.
             let deadline = Instant::now() + Duration::from_secs(600);
@@ -75,16 +82,33 @@ impl Net {
                 }
             }
         });
-        Net { port, shared }
+        Net { port, shared, listener: fd }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Limit each connection to `bytes_per_s` each way (0: no limit).
+    /// Limit each connection to `bytes_per_s` each way (0: no limit). A slow link (under
+    /// 64 KiB/s) is modelled as one: connections accepted from now on get a small receive
+    /// buffer, read in small pieces, so the client's kernel sees its data acknowledged only as
+    /// the link carries it (not all at once, as a proxy that buffers everything would).
     pub fn rate(&self, bytes_per_s: u64) -> &Net {
         self.shared.rate.store(bytes_per_s, Ordering::SeqCst);
+        if bytes_per_s > 0 && bytes_per_s < SLOW {
+            let size: libc::c_int = 4096;
+            // SAFETY: the listener is open while the proxy runs; a c_int option of its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.listener,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "setsockopt SO_RCVBUF");
+        }
         self
     }
 
@@ -205,8 +229,13 @@ fn serve(mut client: TcpStream, upstream: u16, shared: &Shared) {
     shared.log.lock().unwrap().push(format!("{line}{cred}"));
     let act = take_rule(shared, &line);
     let len = content_length(&head);
-    // The request body, at the link's pace; a stalled upload stops reading.
-    let mut chunk = vec![0u8; 16 << 10];
+    // The request body, at the link's pace; a stalled upload stops reading. A slow link (under
+    // 64 KiB/s) is modelled as one: the proxy's receive buffer is small and read in small
+    // pieces, so the client's kernel sees its data acknowledged only as the link carries it
+    // (a proxy that takes in everything at once acknowledges what it has not sent on).
+    let rate = shared.rate.load(Ordering::SeqCst);
+    let piece = if rate > 0 && rate < SLOW { (rate as usize / 8).max(256) } else { 16 << 10 };
+    let mut chunk = vec![0u8; piece];
     while body.len() < len {
         if let Some(Act::StallUpload(n)) = act {
             if body.len() as u64 >= n {

@@ -437,25 +437,45 @@ fn stray_objects_in_the_prefix_are_skipped_and_retention_keeps_working() {
     let names: Vec<String> = backups(&env, &moto.endpoint(), &db, &to, 2).iter().map(archive_name).collect();
     // What an `aws s3 cp` typo or another tool leaves beside them (paths percent-encoded here).
     let long = "l".repeat(300);
-    for key in
-        ["p//x", "p/./y", "p/a%09tab", "p/~home", "p/100%25", "p/h%C3%A9", &format!("p/{long}"), "p/sub/z"]
-    {
+    for key in [
+        "p//x",
+        "p/./y",
+        "p/a%09tab",
+        "p/~home",
+        "p/100%25",
+        "p/h%C3%A9",
+        &format!("p/{long}"),
+        "p/sub/z",
+        "p/notes.txt",
+    ] {
         let (st, text) = http(moto.port, "PUT", &format!("/{bucket}/{key}"), b"stray").unwrap();
         assert_eq!(st, 200, "{key}: {text}");
     }
     let l = kf_s3(&env, &moto.endpoint(), &[], &["list", &to, "--json"]);
     l.ok();
     assert_eq!(l.json()["archives"].as_array().unwrap().len(), 2, "{}", l.stdout);
-    let st = kf_s3(
-        &env,
-        &moto.endpoint(),
-        &[],
-        &["status", "--db", s(&db), "-r", s(&env.path("out")), "--to", &to, "--json"],
-    );
+    // Skipped, and said: how many (6: `p//x`, `p/./y` and `p/sub/z` are in "subdirectories",
+    // not directly under the prefix), and the first few names.
+    let said = |j: &serde_json::Value| {
+        assert_eq!(j["count"], 6, "{j}");
+        assert_eq!(j["names"].as_array().unwrap().len(), 5, "{j}");
+    };
+    said(&l.json()["skipped"]);
+    let text = kf_s3(&env, &moto.endpoint(), &[], &["list", &to]);
+    text.ok().stdout_has("Skipped 6 objects that are not kfadmin's (left alone): ").stdout_has(", …");
+    let out = env.path("out");
+    let status = ["status", "--db", s(&db), "-r", s(&out), "--to", &to];
+    let st = kf_s3(&env, &moto.endpoint(), &[], &[&status[..], &["--json"]].concat());
     st.ok();
+    said(&st.json()["offsite"][0]["skipped"]);
+    assert_eq!(st.json()["backups"]["skipped"]["count"], 0, "{}", st.stdout);
+    kf_s3(&env, &moto.endpoint(), &[], &status).ok().stdout_has("skipped 6 objects that are not kfadmin's");
+    let dry = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--dry-run"]);
+    dry.ok().stdout_has("Skipped 6 objects that are not kfadmin's");
     let p = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--json"]);
     p.ok();
     assert_eq!(p.json()["removed"], 1);
+    said(&p.json()["skipped"]);
     let keys = moto.keys(&bucket, "p/");
     assert!(
         keys.contains(&format!("p/{}", names[1])) && !keys.contains(&format!("p/{}", names[0])),
@@ -679,4 +699,191 @@ fn a_slow_link_does_not_raise_memory() {
     // 64 MiB bound of a release build is bench/offsite.sh's.
     let slack = (fast / 4).max(8 << 10);
     assert!(slow <= fast + slack, "peak RSS {slow} KiB at 8 MiB/s, {fast} KiB on loopback");
+}
+
+#[test]
+fn verify_and_restore_warn_when_a_remote_archive_is_not_what_its_name_says() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("named");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let to = format!("s3://{bucket}/p");
+    let genuine: Vec<String> =
+        backups(&env, &moto.endpoint(), &db, &to, 2).iter().map(archive_name).collect();
+    // The older genuine archive, put there again under a newer name (a cold backup's, in the
+    // same second as the newest), with a matching sidecar: it verifies, but is not that backup.
+    let stamp = genuine[1].trim_start_matches("keyfount-").split('-').next().unwrap().to_string();
+    let renamed = format!("keyfount-{stamp}-2-cold.tar.gz");
+    let old = std::fs::read(env.path("out").join(&genuine[0])).unwrap();
+    plant(moto, &bucket, &format!("p/{renamed}"), &old);
+    // The same beside the genuine archives in a local repository.
+    let out = env.path("out");
+    std::fs::write(out.join(&renamed), &old).unwrap();
+    std::fs::copy(out.join(format!("{}.sha256", genuine[0])), out.join(format!("{renamed}.sha256"))).unwrap();
+    let local = out.join(&renamed);
+    for archive in [format!("{to}/{renamed}"), s(&local).to_string()] {
+        let v = kf_s3(&env, &moto.endpoint(), &[], &["verify", &archive, "--json"]);
+        v.ok().stderr_has("is not what its name says").stderr_has("cold");
+        let w = v.json()["warnings"].to_string();
+        assert!(w.contains("not what its name says") && w.contains(&renamed), "{w}");
+        let into = env.path(&format!("into-{}", archive.len()));
+        let r = kf_s3(
+            &env,
+            &moto.endpoint(),
+            &[],
+            &["restore", &archive, "--data-dir", s(&into), "--dry-run", "--json"],
+        );
+        r.ok();
+        let w = r.json()["warnings"].to_string();
+        assert!(w.contains("not what its name says"), "{archive}: {}", r.stdout);
+    }
+    // A genuine archive draws no such warning.
+    let v = kf_s3(&env, &moto.endpoint(), &[], &["verify", &format!("{to}/{}", genuine[1]), "--json"]);
+    v.ok();
+    assert!(
+        !v.stderr.contains("not what its name says") && v.json().get("warnings").is_none(),
+        "{}",
+        v.stderr
+    );
+}
+
+#[test]
+fn temporary_credentials_are_fetched_again_before_they_expire_during_a_long_upload() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("refresh");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let net = Net::start(moto.port);
+    // ~1 MB at 128 KiB/s: the upload takes several seconds, credentials live 4 s each.
+    net.rate(128 << 10);
+    let count = env.path("calls");
+    let script = env.path("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+n=$(( $(cat {c} 2>/dev/null || echo 0) + 1 ))
+echo $n > {c}
+exp=$(date -u -d '+4 seconds' +%Y-%m-%dT%H:%M:%SZ)
+printf '{{"Version":1,"AccessKeyId":"ASIAREFRESH%09d","SecretAccessKey":"refreshSecret0123456789abc","SessionToken":"refreshToken%d","Expiration":"%s"}}\n' $n $n "$exp"
+"#,
+            c = s(&count)
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    aws_config(&env, "short", &format!("credential_process = {}", s(&script)));
+    let extra = [NO_KEYS[0], NO_KEYS[1], NO_KEYS[2], ("AWS_PROFILE", "short"), QUICK[0], QUICK[1]];
+    let to = format!("s3://{bucket}/r");
+    let r = backup_to(&env, &net.endpoint(), &extra, &db, &to, &[]);
+    r.ok();
+    assert_eq!(r.json()["offsite"][0]["ok"], true, "{}", r.stdout);
+    assert_no_credentials(&r, &["refreshSecret0123456789abc"]);
+    let cred = |l: &String| l.split("[cred ").nth(1).map(|k| k.trim_end_matches(']').to_string());
+    let log = net.requests();
+    let started = log.iter().find(|l| l.starts_with("POST ") && l.contains("?uploads")).and_then(cred);
+    let completed = log.iter().find(|l| l.starts_with("POST ") && l.contains("uploadId=")).and_then(cred);
+    // One multipart upload, begun with one set of credentials and completed with fresher ones.
+    assert!(started.is_some() && completed.is_some() && started != completed, "{log:#?}");
+    let calls: u32 = std::fs::read_to_string(&count).unwrap().trim().parse().unwrap();
+    // Fetched again as they came due, not for every request.
+    assert!(calls >= 3 && (calls as usize) < log.len(), "{calls} calls for {} requests", log.len());
+}
+
+#[test]
+fn an_upload_slower_than_128_kbit_s_waits_out_the_drain_of_its_last_part() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("drain");
+    let db = env.data_dir("data", 0).join("keyfount.db");
+    // About 96 KiB of archive (random bytes do not compress).
+    let mut blob = vec![0u8; 96 << 10];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut blob).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS padding(b BLOB)").unwrap();
+    conn.execute("INSERT INTO padding VALUES (?1)", [&blob]).unwrap();
+    drop(conn);
+    let net = Net::start(moto.port);
+    // 4 KiB/s (32 kbit/s): the request body is all handed to the kernel long before the link
+    // has carried it; the server answers only once it has all of it.
+    net.rate(4 << 10);
+    let to = format!("s3://{bucket}/d");
+    let quick = [("KFADMIN_OFFSITE_IDLE", "2s"), ("KFADMIN_OFFSITE_RETRY", "1s")];
+    let r = backup_to(&env, &net.endpoint(), &quick, &db, &to, &[]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["offsite"][0]["ok"], true, "{j}");
+    assert!(j["bytes"].as_u64().unwrap() > 64 << 10, "{j}");
+    // Never retried: each part went up once.
+    assert_eq!(net.count("PUT", "partNumber="), 1, "{:#?}", net.requests());
+}
+
+#[test]
+fn a_credential_process_that_never_answers_is_killed_and_named() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("hangcred");
+    let marker = env.path("child.pid");
+    // An SSO helper waiting for a browser: it never prints, and leaves a child holding its pipe.
+    aws_config(
+        &env,
+        "stuck",
+        &format!("credential_process = sh -c 'sleep 300 & echo $! > {}; wait'", s(&marker)),
+    );
+    let extra = [NO_KEYS[0], NO_KEYS[1], NO_KEYS[2], ("AWS_PROFILE", "stuck"), QUICK[0], QUICK[1]];
+    let r = kf_s3(&env, &moto.endpoint(), &extra, &["list", &format!("s3://{bucket}/c")]);
+    r.code(2).stderr_has("credential_process of profile stuck").stderr_has("gave no credentials");
+    // What it started is gone too.
+    let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    // SAFETY: signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ");
+    assert!(!alive, "the credential process's child {pid} was left running");
+}
+
+#[test]
+fn a_backup_killed_mid_upload_leaves_nothing_that_counts_and_the_next_one_succeeds() {
+    let env = Env::new();
+    let moto = Moto::shared();
+    let bucket = moto.bucket("kill9");
+    let db = env.data_dir("data", 1).join("keyfount.db");
+    let net = Net::start(moto.port);
+    net.rate(128 << 10);
+    let to = format!("s3://{bucket}/k");
+    let out = env.path("out");
+    let args = ["backup", "--online", "--db", s(&db), "-r", s(&out), "--to", &to, "--plaintext-offsite"];
+    let mut child = kf_s3_cmd(&env, &net.endpoint(), &QUICK, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while net.count("PUT", "partNumber") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no part upload began: {:?}", net.requests());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    net.rate(0);
+    // Left: the sidecar that claimed the name, and an unfinished multipart upload; no archive.
+    let keys = moto.keys(&bucket, "k/");
+    assert!(keys.iter().all(|k| k.ends_with(".sha256")), "{keys:?}");
+    let l = kf_s3(&env, &moto.endpoint(), &[], &["list", &to, "--json"]);
+    l.ok();
+    assert_eq!(l.json()["archives"].as_array().unwrap().len(), 0, "{}", l.stdout);
+    assert_eq!(l.json()["skipped"]["count"], 0, "a sidecar left behind is kfadmin's: {}", l.stdout);
+    let status = ["status", "--db", s(&db), "-r", s(&out), "--to", &to, "--json"];
+    let st = kf_s3(&env, &moto.endpoint(), &[], &status);
+    st.code(1);
+    assert_eq!(st.json()["offsite"][0]["ok"], false, "nothing there counts: {}", st.stdout);
+    let p = kf_s3(&env, &moto.endpoint(), &[], &["prune", "-r", &to, "--keep-last", "1", "--json"]);
+    p.ok();
+    assert_eq!(p.json()["removed"], 0);
+    // The next backup (another second) goes through, and status counts it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let j = backup_to(&env, &moto.endpoint(), &[], &db, &to, &[]).ok().json();
+    assert_eq!(j["offsite"][0]["ok"], true, "{j}");
+    kf_s3(&env, &moto.endpoint(), &[], &status).ok();
 }
