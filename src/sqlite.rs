@@ -338,7 +338,15 @@ pub fn check(conn: &Connection, full: bool) -> Result<Vec<String>> {
     let mut stmt = conn.prepare(sql)?;
     let rows: Vec<String> =
         stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<_>>()?;
-    Ok(rows.into_iter().filter(|r| r != "ok").collect())
+    // SQLite gives a b-tree's problems as one row of several lines ("*** in database main ***",
+    // then one line per page): one problem per line, so that callers can count and cut them.
+    Ok(rows
+        .iter()
+        .flat_map(|r| r.lines())
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && *l != "ok" && !l.starts_with("*** in database"))
+        .map(str::to_string)
+        .collect())
 }
 
 /// `PRAGMA foreign_key_check`: one line per violation.
@@ -792,4 +800,38 @@ fn make_whole_in(d: &crate::safedir::Dir, rel: &Path, done: &mut Vec<MadeWhole>)
         done.push(m);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite reports a damaged b-tree as one row of many lines: `check` gives one problem per
+    /// line, so that reports can count and cut them (a verdict's detail, import's first ten).
+    #[test]
+    fn every_problem_is_one_line() {
+        let t = tempfile::tempdir().unwrap();
+        let db = t.path().join("d.db");
+        {
+            let c = Connection::open(&db).unwrap();
+            c.execute_batch(
+                "PRAGMA page_size=4096; CREATE TABLE a(x); CREATE TABLE b(y);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<3000)
+                 INSERT INTO a SELECT printf('%0100d', i) FROM n;
+                 INSERT INTO b SELECT x FROM a;",
+            )
+            .unwrap();
+        }
+        // Five more pages in the file and in the header's page count, used by no tree: one
+        // "never used" line each, which SQLite gives as one row.
+        let mut bytes = std::fs::read(&db).unwrap();
+        let pages = (bytes.len() / 4096 + 5) as u32;
+        bytes.resize(pages as usize * 4096, 0);
+        bytes[28..32].copy_from_slice(&pages.to_be_bytes());
+        std::fs::write(&db, &bytes).unwrap();
+        let c = Connection::open(&db).unwrap();
+        let p = check(&c, true).unwrap();
+        assert!(p.len() > 1, "{p:?}");
+        assert!(p.iter().all(|l| !l.contains('\n') && !l.is_empty() && !l.starts_with("***")), "{p:?}");
+    }
 }

@@ -978,7 +978,7 @@ fn sqlite_checks(db: &Path, m: &Manifest, v: &mut Verdict) -> Result<()> {
     };
     match sqlite::check(&conn, true) {
         Ok(p) if p.is_empty() => v.set("integrity", Status::Pass, "PRAGMA integrity_check: ok"),
-        Ok(p) => v.set("integrity", Status::Fail, p.join("; ")),
+        Ok(p) => v.set("integrity", Status::Fail, first_problems(&p)),
         Err(e) => {
             v.set("integrity", Status::Fail, format!("{e:#}"));
             return Ok(());
@@ -988,7 +988,7 @@ fn sqlite_checks(db: &Path, m: &Manifest, v: &mut Verdict) -> Result<()> {
         Ok(p) if p.is_empty() => {
             v.set("foreign_keys", Status::Pass, "PRAGMA foreign_key_check: no violations")
         }
-        Ok(p) => v.set("foreign_keys", Status::Fail, p.join("; ")),
+        Ok(p) => v.set("foreign_keys", Status::Fail, first_problems(&p)),
         Err(e) => v.set("foreign_keys", Status::Fail, format!("{e:#}")),
     }
     match sqlite::facts(&conn, db) {
@@ -1037,4 +1037,15 @@ fn facts_diff(want: &sqlite::DbFacts, got: &sqlite::DbFacts) -> String {
         d.push(format!("table {t} is not in the manifest"));
     }
     format!("the database does not match its manifest: {}", d.join(", "))
+}
+
+/// The first problems SQLite found, and how many more: a damaged database can have thousands,
+/// and a verdict's detail is one line.
+fn first_problems(p: &[String]) -> String {
+    const SHOWN: usize = 10;
+    let mut s = p.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("; ");
+    if p.len() > SHOWN {
+        s.push_str(&format!("; … and {} more", p.len() - SHOWN));
+    }
+    s
 }

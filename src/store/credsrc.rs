@@ -215,8 +215,10 @@ fn run_bounded(command: &str, limit: Duration) -> std::io::Result<std::process::
             break st;
         }
         if std::time::Instant::now() >= deadline {
-            // SAFETY: signalling the process group this function started.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            // The process group this function started (the script and what it ran).
+            if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+            }
             let _ = child.wait();
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
