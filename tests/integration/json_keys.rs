@@ -96,7 +96,7 @@ fn the_doc_lists_the_keys_of_every_report() {
     for cmd in ["backup", "import", "verify", "restore", "list", "prune", "status", "drill"] {
         assert!(keys.contains_key(cmd), "docs/json-reports.md has no section for {cmd}: {keys:?}");
     }
-    assert_eq!(keys["verify"], ["ok", "quick", "archives"]);
+    assert_eq!(keys["verify"], ["ok", "quick", "archives", "warnings", "chains"]);
     assert!(keys["backup"].contains(&"offsite".to_string()), "{:?}", keys["backup"]);
     assert!(keys["status"].contains(&"guardian".to_string()), "{:?}", keys["status"]);
 }
