@@ -474,25 +474,18 @@ fn an_import_can_be_encrypted_and_pruned_like_a_backup() {
 }
 
 /// Run kfadmin and return its exit code, stdout, stderr and peak resident memory in bytes
-/// (the child's own `ru_maxrss`, from `wait4` on its pid, which reaps it: no other process
-/// is counted).
-#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot do
+/// (kfadmin's alone, measured by GNU time: see `under_time`).
 fn peak_rss(env: &Env, args: &[&str]) -> (i32, String, String, u64) {
-    use std::io::Read;
-    let mut child = spawn_kf(env, &[], args);
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).unwrap();
-        s
-    });
-    let mut stdout = String::new();
-    out.read_to_string(&mut stdout).unwrap();
-    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    (code, stdout, reader.join().unwrap(), usage.ru_maxrss as u64 * 1024)
+    let mut cmd = Command::new(kfadmin_bin());
+    cmd.args(args).env("KFADMIN_STATE_DIR", env.path("state")).env_remove("KFADMIN_BACKUP_DIR");
+    let (mut cmd, file) = under_time(&cmd, env.dir.path());
+    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    (code, stdout, stderr, peak_kib(&file) * 1024)
 }
 
 /// A tar.gz that starts with a GNU long-name record declaring 2 GiB, of which 512 MiB of

@@ -661,24 +661,15 @@ fn status_does_not_take_an_archive_without_its_sidecar_as_the_newest_backup() {
     assert!(j["problems"].to_string().contains("has no .sha256 sidecar"), "{j}");
 }
 
-/// The peak RSS (KiB) of a plaintext backup of `db` to `to` through `net`, which must succeed.
-// The child is reaped by wait4 (for its rusage), not by Child::wait.
-#[allow(clippy::zombie_processes)]
+/// The peak RSS (KiB) of a plaintext backup of `db` to `to` through `net`, which must succeed
+/// (measured by GNU time: see `under_time`).
 fn backup_peak_rss(env: &Env, net: &Net, db: &Path, to: &str, out: &Path) -> u64 {
     let args =
         ["backup", "--online", "--db", s(db), "-r", s(out), "--to", to, "--plaintext-offsite", "--json"];
-    let child = kf_s3_cmd(env, &net.endpoint(), &QUICK, &args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: waiting for our own child, with a zeroed rusage for the kernel to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
-    usage.ru_maxrss as u64
+    let (mut cmd, file) = under_time(&kf_s3_cmd(env, &net.endpoint(), &QUICK, &args), env.dir.path());
+    let st = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().unwrap();
+    assert!(st.success(), "status {st}");
+    peak_kib(&file)
 }
 
 #[test]
@@ -693,10 +684,11 @@ fn a_slow_link_does_not_raise_memory() {
     net.rate(8 << 20);
     let slow = backup_peak_rss(&env, &net, &db, &format!("s3://{bucket}/slow"), &env.path("o2"));
     eprintln!("peak RSS: {fast} KiB on loopback, {slow} KiB at 8 MiB/s");
-    // Parts are read only as slots free up: a slow link holds the same few parts longer. A
-    // debug build's peak varies with the machine's load (glibc arenas: 59 to 293 MiB seen
-    // under a parallel suite), so the slack is a quarter of the fast run, at least 8 MiB; the
-    // 64 MiB bound of a release build is bench/offsite.sh's.
+    // Parts are read only as slots free up: a slow link holds the same few parts longer. (The
+    // 59 to 293 MiB once seen here under a parallel suite was this test process's own RSS,
+    // which wait4 reported as the child's: GNU time measures kfadmin alone.) The slack is a
+    // quarter of the fast run, at least 8 MiB; the 64 MiB bound of a release build is
+    // bench/offsite.sh's.
     let slack = (fast / 4).max(8 << 10);
     assert!(slow <= fast + slack, "peak RSS {slow} KiB at 8 MiB/s, {fast} KiB on loopback");
 }

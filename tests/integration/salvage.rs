@@ -625,22 +625,19 @@ fn a_salvage_killed_midway_leaves_no_archive_and_the_next_one_succeeds() {
     kf(&env, &["verify", j["archive"].as_str().unwrap()]).ok().stdout_has("SALVAGED");
 }
 
-/// Exit code and peak RSS (bytes) of kfadmin with these arguments.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which std's Child cannot do
+/// Exit code and peak RSS (bytes) of kfadmin with these arguments (measured by GNU time: see
+/// `under_time`).
 fn peak_rss(env: &Env, args: &[&str]) -> (i32, u64) {
-    let child = Command::new(kfadmin_bin())
-        .args(args)
-        .env("KFADMIN_STATE_DIR", env.path("state"))
+    let mut cmd = Command::new(kfadmin_bin());
+    cmd.args(args).env("KFADMIN_STATE_DIR", env.path("state"));
+    let (mut cmd, file) = under_time(&cmd, env.dir.path());
+    let st = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .spawn()
+        .status()
         .unwrap();
-    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    (code, usage.ru_maxrss as u64 * 1024)
+    (st.code().unwrap_or(-1), peak_kib(&file) * 1024)
 }
 
 /// A damaged database with a 300 MB value in it (a tarball of well under 1 MB): the salvage

@@ -567,3 +567,32 @@ pub fn guardians_of(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// `cmd` run under GNU time, which measures the peak RSS of kfadmin alone: a child reaped
+/// with `wait4` by this test process reports at least this process's own RSS at the spawn
+/// (Linux carries the spawning mm's high-water mark into the child's `ru_maxrss` at exec),
+/// and this process holds whatever the tests running beside it allocated. Returns the command
+/// to spawn (stdio still to set) and the file GNU time writes the peak (KiB) into.
+pub fn under_time(cmd: &Command, dir: &Path) -> (Command, PathBuf) {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = dir.join(format!("peak-rss-{n}.kib"));
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-o").arg(&out).arg("-f").arg("%M").arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        t.current_dir(d);
+    }
+    (t, out)
+}
+
+/// The peak RSS (KiB) that [`under_time`]'s file holds.
+pub fn peak_kib(file: &Path) -> u64 {
+    let s = std::fs::read_to_string(file).unwrap();
+    s.lines().last().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("GNU time wrote {s:?}"))
+}
