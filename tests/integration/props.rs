@@ -891,6 +891,12 @@ fn check_restore(case: &Case) -> Result<(), TestCaseError> {
             prop_assert!(r.stdout.contains("Nothing in"), "{}", r.stdout);
             prop_assert_eq!(snapshot_tree(sb.path()), before, "a refused restore changed files");
         }
+        // A bit flipped in an age header's stanza (its type, say) leaves a header that parses
+        // but that no key given opens: kfadmin cannot tell that from an archive encrypted to
+        // other keys, so it asks for the key (exit 2), and changes nothing.
+        2 if case.encrypted && verdict.is_err() && r.stderr.contains("none of the identities given") => {
+            prop_assert_eq!(snapshot_tree(sb.path()), before, "a refused restore changed files");
+        }
         code => prop_assert!(false, "exit {}\nstdout: {}\nstderr: {}", code, r.stdout, r.stderr),
     }
     if case.untouched() && case.sidecar != Sidecar::Garbage {
