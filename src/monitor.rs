@@ -187,7 +187,10 @@ pub struct ReplicationFacts {
 pub fn render_replication(f: &ReplicationFacts) -> String {
     let labels = format!("{{name=\"{}\"}}", escape(&f.name));
     let mut out = String::new();
-    let mut metric = |name: &str, help: &str, value: Option<f64>| gauge(&mut out, name, help, &labels, value);
+    // Unknown is NaN, never left out: a left-out series would keep an older run's value.
+    let mut metric = |name: &str, help: &str, value: Option<f64>| {
+        gauge(&mut out, name, help, &labels, Some(value.unwrap_or(f64::NAN)))
+    };
     let n = |v: Option<u64>| v.map(|v| v as f64);
     metric(
         "kfadmin_replication_up",
