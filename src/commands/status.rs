@@ -611,7 +611,7 @@ pub struct FollowerSeen {
 }
 
 fn secs(us: u64) -> f64 {
-    (us as f64 / 1e5).round() / 10.0
+    (us as f64 / 1e3).round() / 1e3
 }
 
 fn ago(us: u64) -> String {

@@ -181,7 +181,7 @@ fn status_max_lag_sees_a_running_follower_and_a_killed_one() {
     let p = problems(&j);
     assert!(p.contains("more than --max-lag") || p.contains("last reported"), "{p}");
     let c = followed(&j);
-    assert!(c["lag_seconds"].as_f64().unwrap() > 3.0, "{c}");
+    assert!(c["lag_seconds"].as_f64().unwrap() >= 3.0, "{c}");
     // And it stays that way: later, both the lag and the silence are named.
     while killed.elapsed() < Duration::from_secs(6) {
         std::thread::sleep(Duration::from_millis(100));
@@ -194,7 +194,7 @@ fn status_max_lag_sees_a_running_follower_and_a_killed_one() {
     assert_eq!(followed(&j)["follower"]["reporting"], false, "{j}");
     let text = std::fs::read_to_string(&status_prom).unwrap();
     assert_eq!(metric(&text, "kfadmin_replication_up"), Some(0.0), "{text}");
-    assert!(metric(&text, "kfadmin_replication_lag_seconds").unwrap() > 3.0, "{text}");
+    assert!(metric(&text, "kfadmin_replication_lag_seconds").unwrap() >= 3.0, "{text}");
     // What replicate wrote last stays, with its heartbeat: an alert on time() - current holds.
     let text = std::fs::read_to_string(&prom).unwrap();
     assert!(now_s() - metric(&text, "kfadmin_replication_current_timestamp_seconds").unwrap() > 3.0);
@@ -367,7 +367,7 @@ fn replicate_shows_a_progress_line_on_a_terminal_and_none_in_a_pipe() {
     let writer = env.start_writer(&db, 50, false);
     let state = env.path("state");
     let t = Tmux::start(&format!(
-        "KFADMIN_STATE_DIR={} {} replicate --db {} -r {}; echo EXIT=$?",
+        "trap : INT; KFADMIN_STATE_DIR={} {} replicate --db {} -r {}; echo EXIT=$?",
         sh_quote(&state),
         sh_quote(&kfadmin_bin()),
         sh_quote(&db),
