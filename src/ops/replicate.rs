@@ -1452,16 +1452,26 @@ pub struct Watch {
     pub metrics: Option<(PathBuf, String)>,
 }
 
-/// Bytes of committed frames past `pos` in the WAL (frames of its generation: the same salts,
-/// up to the last commit frame), and the file's size. Headers only: the pages are not read.
-fn unshipped_bytes(wal: &File, pos: Option<&Pos>, page_size: u32) -> (u64, u64) {
+/// What a look at the WAL after a read found.
+struct Unshipped {
+    /// Bytes of committed frames past the position shipped.
+    bytes: u64,
+    /// The WAL file's size.
+    len: u64,
+    /// The generation (salts) and the frame count up to its last commit frame.
+    end: Option<(u64, u64)>,
+}
+
+/// The committed frames past `pos` in the WAL (frames of its generation: the same salts, up
+/// to the last commit frame), and the file's size. Headers only: the pages are not read.
+fn unshipped_bytes(wal: &File, pos: Option<&Pos>, page_size: u32) -> Unshipped {
     use std::os::unix::fs::FileExt;
     let len = wal.metadata().map(|m| m.len()).unwrap_or(0);
     let (salts, start) = match pos {
         Some(p) => (p.salt_bytes(), p.frame),
         None => match wal::header(wal).ok().flatten() {
             Some(h) => (h.salts, 0),
-            None => return (0, len),
+            None => return Unshipped { bytes: 0, len, end: None },
         },
     };
     let frame_len = 24 + u64::from(page_size);
@@ -1477,7 +1487,7 @@ fn unshipped_bytes(wal: &File, pos: Option<&Pos>, page_size: u32) -> (u64, u64) 
             committed = frame;
         }
     }
-    ((committed - start) * frame_len, len)
+    Unshipped { bytes: (committed - start) * frame_len, len, end: Some((u64::from_be_bytes(salts), committed)) }
 }
 
 /// The follower's heartbeat, progress line and metrics, updated after every read.
@@ -1486,6 +1496,8 @@ struct Watcher<'a> {
     state: FollowerState,
     /// Gaps in the chain before this run.
     base_gaps: u64,
+    /// The end of the committed frames the last look at the WAL saw (salts, frame).
+    seen_end: Option<(u64, u64)>,
     line: Box<dyn crate::progress::Stage>,
     written: Option<Instant>,
     metrics: Option<Instant>,
@@ -1515,7 +1527,7 @@ impl<'a> Watcher<'a> {
             gaps,
             stopped: false,
         };
-        Watcher { watch, state, base_gaps: gaps, line, written: None, metrics: None, warned: false, n }
+        Watcher { watch, state, base_gaps: gaps, seen_end: None, line, written: None, metrics: None, warned: false, n }
     }
 
     /// After a read: measure, show, and (every second, and when stopping) write.
@@ -1529,10 +1541,19 @@ impl<'a> Watcher<'a> {
     ) {
         let s = &mut self.state;
         s.gaps = self.base_gaps + report.gaps.len() as u64;
-        let (lag_bytes, wal_bytes) =
-            wal.map(|f| unshipped_bytes(f, tip.pos.as_ref(), tip.info.page_size)).unwrap_or((0, 0));
+        // Current as of the read's start only if the read got past every commit the last
+        // look saw (a read stops after 64 MiB: a backlog is not current, whatever it shipped).
+        let caught_up = match (self.seen_end, tip.pos) {
+            (Some((salts, end)), Some(p)) if p.salts == salts => p.frame >= end,
+            _ => true,
+        };
+        if caught_up {
+            s.current_us = known_us;
+        }
+        let u = wal.map(|f| unshipped_bytes(f, tip.pos.as_ref(), tip.info.page_size));
+        let (lag_bytes, wal_bytes) = u.as_ref().map(|u| (u.bytes, u.len)).unwrap_or((0, 0));
+        self.seen_end = u.and_then(|u| u.end);
         s.heartbeat_us = now_us();
-        s.current_us = known_us;
         s.txn = tip.txn;
         s.last_commit_us = (tip.txn > 0).then_some(tip.last_time_us);
         s.lag_bytes = lag_bytes;
