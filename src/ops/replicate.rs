@@ -1487,7 +1487,11 @@ fn unshipped_bytes(wal: &File, pos: Option<&Pos>, page_size: u32) -> Unshipped {
             committed = frame;
         }
     }
-    Unshipped { bytes: (committed - start) * frame_len, len, end: Some((u64::from_be_bytes(salts), committed)) }
+    Unshipped {
+        bytes: (committed - start) * frame_len,
+        len,
+        end: Some((u64::from_be_bytes(salts), committed)),
+    }
 }
 
 /// The follower's heartbeat, progress line and metrics, updated after every read.
@@ -1527,7 +1531,17 @@ impl<'a> Watcher<'a> {
             gaps,
             stopped: false,
         };
-        Watcher { watch, state, base_gaps: gaps, seen_end: None, line, written: None, metrics: None, warned: false, n }
+        Watcher {
+            watch,
+            state,
+            base_gaps: gaps,
+            seen_end: None,
+            line,
+            written: None,
+            metrics: None,
+            warned: false,
+            n,
+        }
     }
 
     /// After a read: measure, show, and (every second, and when stopping) write.
