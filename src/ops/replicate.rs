@@ -1656,3 +1656,46 @@ pub fn replication_facts(
         gaps: Some(s.gaps),
     }
 }
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    /// The follower's lag in bytes counts the committed frames of the WAL's generation past
+    /// the position shipped, by their headers, and nothing of another generation.
+    #[test]
+    fn unshipped_bytes_are_the_committed_frames_past_the_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kf.db");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x);").unwrap();
+        for i in 0..3 {
+            c.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
+        }
+        let wal = File::open(wal_path(&db)).unwrap();
+        let len = wal.metadata().unwrap().len();
+        let all = unshipped_bytes(&wal, None, 4096);
+        assert_eq!(all.bytes, len - 32);
+        assert_eq!(all.len, len);
+        let (salts, end) = all.end.unwrap();
+        assert_eq!(end, (len - 32) / (24 + 4096));
+        // From the end: nothing; from a position of another generation: nothing either.
+        let hdr = wal::header(&wal).unwrap().unwrap();
+        let at_end = Pos { frame: end, ..hdr.start() };
+        assert_eq!(at_end.salts, salts);
+        assert_eq!(unshipped_bytes(&wal, Some(&at_end), 4096).bytes, 0);
+        let from_one = Pos { frame: 1, ..hdr.start() };
+        assert_eq!(unshipped_bytes(&wal, Some(&from_one), 4096).bytes, len - 32 - (24 + 4096));
+        let other = Pos { salts: salts ^ 1, frame: 1, ..hdr.start() };
+        assert_eq!(unshipped_bytes(&wal, Some(&other), 4096).bytes, 0);
+    }
+
+    #[test]
+    fn replication_metrics_write_nan_for_what_is_unknown() {
+        let f = crate::monitor::ReplicationFacts { name: "kf".into(), ..Default::default() };
+        let text = crate::monitor::render_replication(&f);
+        assert!(text.contains("kfadmin_replication_up{name=\"kf\"} 0\n"), "{text}");
+        assert!(text.contains("kfadmin_replication_lag_seconds{name=\"kf\"} NaN\n"), "{text}");
+        assert!(text.contains("kfadmin_replication_current_timestamp_seconds{name=\"kf\"} NaN\n"), "{text}");
+    }
+}
