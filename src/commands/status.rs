@@ -662,7 +662,14 @@ pub(crate) fn replication_state(
     for dir in &ours {
         let is_followed = *dir == followed;
         // The follower's report first, then the chain: the chain can only be ahead of it.
-        let follower = if is_followed { rep::read_follower(dir) } else { None };
+        let follower = match is_followed.then(|| rep::read_follower(dir)) {
+            Some(Ok(f)) => f,
+            Some(Err(why)) => {
+                problems.push(why);
+                None
+            }
+            None => None,
+        };
         let now = rep::now_us();
         let verdict = match rep::verify_chain(dir, None) {
             Ok(v) => v,

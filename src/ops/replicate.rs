@@ -1435,9 +1435,23 @@ pub struct FollowerState {
     pub stopped: bool,
 }
 
-/// Read a chain's `follower.json` (None when there is none or it cannot be read).
-pub fn read_follower(dir: &Path) -> Option<FollowerState> {
-    serde_json::from_slice(&std::fs::read(dir.join(FOLLOWER_FILE)).ok()?).ok()
+/// Read a chain's `follower.json`: None when there is none; an error (what to do) when it
+/// cannot be read or is not a follower's report.
+pub fn read_follower(dir: &Path) -> std::result::Result<Option<FollowerState>, String> {
+    let p = dir.join(FOLLOWER_FILE);
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot read {}: {e} (run status as the user replicate runs as, root for the unit)",
+                p.display()
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("{} is not a follower's report: {e}", p.display()))
 }
 
 /// The chain's source and host, as `chain.json` records them (for `status`).

@@ -262,6 +262,16 @@ fn status_max_lag_counts_only_this_databases_own_current_chain() {
     r.code(1);
     assert!(problems(&r.json()).contains("has no report from a follower"), "{}", r.stdout);
 
+    // A report claiming more transactions than the chain holds (segments lost): not current.
+    f["chain"] = dir.file_name().unwrap().to_str().unwrap().into();
+    f["txn"] = 1_000_000_000u64.into();
+    std::fs::write(dir.join("follower.json"), serde_json::to_vec(&f).unwrap()).unwrap();
+    let r = status(&env, &other, &repo, "60s", &[]);
+    r.code(1);
+    let j = r.json();
+    assert!(problems(&j).contains("but the chain holds"), "{j}");
+    assert!(followed(&j)["lag_seconds"].is_null(), "{j}");
+
     // The same path on another host: not this host's chain.
     let info_path = dir.join("chain.json");
     let info = std::fs::read_to_string(&info_path).unwrap();
