@@ -793,11 +793,24 @@ fn judge_follower(
     });
 }
 
+/// The name a chain's follower gives its metrics: the chain's id without its time stamp
+/// (`keyfount-20261204T221500Z-2` → `keyfount`), so that status and replicate write one series.
+fn chain_label(id: &str) -> Option<&str> {
+    let is_stamp = |s: &str| s.len() == 16 && s.as_bytes()[8] == b'T' && s.ends_with('Z');
+    let (rest, last) = id.rsplit_once('-')?;
+    if is_stamp(last) {
+        return Some(rest);
+    }
+    let (name, stamp) = rest.rsplit_once('-')?;
+    (last.bytes().all(|b| b.is_ascii_digit()) && is_stamp(stamp)).then_some(name)
+}
+
 /// The metrics of the followed chain (nothing known: NaN, so no older value lingers).
 fn replication_facts(name: &str, r: &ReplicationState) -> crate::monitor::ReplicationFacts {
     let Some(c) = r.chains.iter().find(|c| c.followed) else {
         return crate::monitor::ReplicationFacts { name: name.into(), ..Default::default() };
     };
+    let name = chain_label(&c.chain).unwrap_or(name);
     let unix = |t: &Option<String>| {
         t.as_deref()
             .and_then(|t| humantime::parse_rfc3339(t).ok())
@@ -871,5 +884,16 @@ fn replication_lines(r: &ReplicationState, s: &mut String) {
                 let _ = writeln!(s, "           no follower report");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_chains_metrics_label_is_its_name_without_the_stamp() {
+        assert_eq!(super::chain_label("keyfount-20261204T221500Z"), Some("keyfount"));
+        assert_eq!(super::chain_label("kf-prod-20261204T221500Z-2"), Some("kf-prod"));
+        assert_eq!(super::chain_label("keyfount"), None);
+        assert_eq!(super::chain_label("a-b-c"), None);
     }
 }
