@@ -353,11 +353,16 @@ fn replicate_and_status_ping_and_write_metrics_on_failure() {
     backup(&db, &repo);
     let writer = env.start_writer(&db, 50, false);
     status(&env, &db, &repo, "60s", &["--ping-url", &url]).code(1);
-    let rep = replicate(&env, &db, &repo, &[]);
+    let rep = replicate(&env, &db, &repo, &["--metrics-file", s(&prom)]);
     wait_follower(&repo, |f| f["txn"].as_u64().unwrap_or(0) > 5);
     status(&env, &db, &repo, "60s", &["--ping-url", &url]).ok();
     sigterm(rep).ok();
     writer.stop();
+    // A clean stop says so in the metrics too; the other metrics of the file stay.
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(metric(&text, "kfadmin_replication_up"), Some(0.0), "{text}");
+    assert!(metric(&text, "kfadmin_replication_transactions").unwrap() > 5.0, "{text}");
+    assert!(text.contains("node_other 7"), "{text}");
     let pings = seen.lock().unwrap().clone();
     assert_eq!(pings.len(), 2, "{pings:?}");
     assert!(
