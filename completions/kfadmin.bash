@@ -820,7 +820,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__replicate)
-            opts="-r -q -v -h -V --db --repo --interval --tmp-dir --duration --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-r -q -v -h -V --db --repo --interval --tmp-dir --duration --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -847,6 +847,14 @@ _kfadmin() {
                     return 0
                     ;;
                 --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ping-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1018,7 +1026,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__status)
-            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --to --max-age --max-drill-age --name --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --to --max-age --max-drill-age --name --max-lag --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1065,6 +1073,18 @@ _kfadmin() {
                     return 0
                     ;;
                 --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-lag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ping-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

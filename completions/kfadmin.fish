@@ -149,6 +149,9 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l to -d 'Also c
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-age -d 'The oldest the last backup may be (e.g. 26h, 2d, 90m)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-drill-age -d 'A problem when the last drill that passed (`kfadmin drill`) is older than this (e.g. 8d), or there is none, or it was of a backup older than this or of another server' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l name -d 'The archives\' name, as backup --name wrote them [default: the container\'s name, or the database file\'s name without .db]' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l max-lag -d 'Check point-in-time replication of this database in the repository: a problem when its chain lags more than this (e.g. 10s), its follower stopped reporting, or it is broken' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l metrics-file -d 'With --max-lag: write Prometheus textfile-collector metrics of the replication here (atomically)' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l ping-url -d 'Ping this URL healthchecks.io-style: URL when all is well, URL/fail with the problems' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'
@@ -244,6 +247,8 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -s r -l repo 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l interval -d 'How often the WAL is read (at most 500ms: every commit must be durable within a second)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l tmp-dir -d 'Where the base is staged before it is archived (a private directory is made there)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l duration -d 'Stop (as on SIGTERM) after this long (tests and benchmarks)' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l metrics-file -d 'Write Prometheus textfile-collector metrics of the replication here (lag, what was shipped), every 2 seconds and at exit, atomically' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l ping-url -d 'Ping URL/fail (healthchecks.io-style) when replicate exits with an error' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'

@@ -448,6 +448,12 @@ pub struct ReplicateArgs {
     /// Stop (as on SIGTERM) after this long (tests and benchmarks)
     #[arg(long, value_name = "DURATION", env = "KFADMIN_REPLICATE_DURATION", hide = true, value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// Write Prometheus textfile-collector metrics of the replication here (lag, what was shipped), every 2 seconds and at exit, atomically
+    #[arg(long, value_name = "PATH", env = "KFADMIN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Ping URL/fail (healthchecks.io-style) when replicate exits with an error
+    #[arg(long, value_name = "URL", env = "KFADMIN_REPLICATE_PING_URL", value_parser = parse_ping_url)]
+    pub ping_url: Option<String>,
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
@@ -650,6 +656,16 @@ pub struct StatusArgs {
     /// The archives' name, as backup --name wrote them [default: the container's name, or the database file's name without .db]
     #[arg(long, value_name = "NAME", env = "KFADMIN_NAME")]
     pub name: Option<String>,
+    /// Check point-in-time replication of this database in the repository: a problem when its
+    /// chain lags more than this (e.g. 10s), its follower stopped reporting, or it is broken
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_MAX_LAG", value_parser = parse_duration)]
+    pub max_lag: Option<std::time::Duration>,
+    /// With --max-lag: write Prometheus textfile-collector metrics of the replication here (atomically)
+    #[arg(long, value_name = "PATH", env = "KFADMIN_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Ping this URL healthchecks.io-style: URL when all is well, URL/fail with the problems
+    #[arg(long, value_name = "URL", env = "KFADMIN_STATUS_PING_URL", value_parser = parse_ping_url)]
+    pub ping_url: Option<String>,
 }
 
 /// Turn a tarball made by hand (tar czf) into a verified kfadmin archive

@@ -160,6 +160,110 @@ pub fn render_drill(f: &DrillFacts, old: &str) -> String {
     out
 }
 
+/// What the metrics say about point-in-time replication of one database (`replicate` while it
+/// follows, and `status --max-lag`).
+#[derive(Debug, Clone, Default)]
+pub struct ReplicationFacts {
+    /// Label: the database's name (container or database file).
+    pub name: String,
+    /// A follower is running and reporting.
+    pub up: bool,
+    /// The chain is broken (a point after the break cannot be restored).
+    pub broken: bool,
+    pub lag_seconds: Option<f64>,
+    pub lag_bytes: Option<u64>,
+    /// Until when the chain holds every commit (the follower saw the database current).
+    pub current_unix: Option<f64>,
+    pub heartbeat_unix: Option<f64>,
+    pub last_commit_unix: Option<f64>,
+    pub transactions: Option<u64>,
+    pub commits_shipped: Option<u64>,
+    pub bytes_shipped: Option<u64>,
+    pub gaps: Option<u64>,
+}
+
+/// The replication metrics. An alert on `time() - kfadmin_replication_current_timestamp_seconds`
+/// holds even when nothing rewrites the file any more (a follower killed with SIGKILL).
+pub fn render_replication(f: &ReplicationFacts) -> String {
+    let labels = format!("{{name=\"{}\"}}", escape(&f.name));
+    let mut out = String::new();
+    // Unknown is NaN, never left out: a left-out series would keep an older run's value.
+    let mut metric = |name: &str, help: &str, value: Option<f64>| {
+        gauge(&mut out, name, help, &labels, Some(value.unwrap_or(f64::NAN)))
+    };
+    let n = |v: Option<u64>| v.map(|v| v as f64);
+    metric(
+        "kfadmin_replication_up",
+        "1 while a replicate follower runs and reports, 0 when it stopped.",
+        Some(if f.up { 1.0 } else { 0.0 }),
+    );
+    metric(
+        "kfadmin_replication_chain_broken",
+        "1 when the chain being followed is broken (the points after the break cannot be restored).",
+        Some(if f.broken { 1.0 } else { 0.0 }),
+    );
+    metric(
+        "kfadmin_replication_lag_seconds",
+        "Seconds since the follower last saw the database with every commit shipped, when written.",
+        f.lag_seconds,
+    );
+    metric(
+        "kfadmin_replication_lag_bytes",
+        "Bytes of committed WAL frames not yet shipped, at the follower's last read.",
+        n(f.lag_bytes),
+    );
+    metric(
+        "kfadmin_replication_current_timestamp_seconds",
+        "Until when the chain holds every commit (the follower saw the database current).",
+        f.current_unix,
+    );
+    metric(
+        "kfadmin_replication_heartbeat_timestamp_seconds",
+        "When the follower last reported (its state file was written).",
+        f.heartbeat_unix,
+    );
+    metric(
+        "kfadmin_replication_last_commit_timestamp_seconds",
+        "When the last commit shipped was seen committed.",
+        f.last_commit_unix,
+    );
+    metric("kfadmin_replication_transactions", "The chain's transaction counter.", n(f.transactions));
+    metric(
+        "kfadmin_replication_shipped_commits",
+        "Commits shipped by the current (or last) replicate run.",
+        n(f.commits_shipped),
+    );
+    metric(
+        "kfadmin_replication_shipped_bytes",
+        "Bytes of segments written by the current (or last) replicate run.",
+        n(f.bytes_shipped),
+    );
+    metric("kfadmin_replication_gaps", "Gaps in the chain (periods that cannot be restored).", n(f.gaps));
+    out
+}
+
+/// Write the replication metrics into the file, keeping its other metrics.
+pub fn write_replication_metrics(path: &Path, f: &ReplicationFacts) -> Option<String> {
+    write_with(path, |_| render_replication(f))
+}
+
+/// A follower that ended with an error: `kfadmin_replication_up` goes to 0, the rest stays as
+/// the follower last wrote it.
+pub fn write_replication_down(path: &Path, name: &str) -> Option<String> {
+    let labels = format!("{{name=\"{}\"}}", escape(name));
+    write_with(path, |_| {
+        let mut out = String::new();
+        gauge(
+            &mut out,
+            "kfadmin_replication_up",
+            "1 while a replicate follower runs and reports, 0 when it stopped.",
+            &labels,
+            Some(0.0),
+        );
+        out
+    })
+}
+
 /// The metric family a line of a textfile belongs to (None for other comments, blank lines).
 fn family(line: &str) -> Option<&str> {
     let l = line.trim_start();

@@ -11,6 +11,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub enum Unit {
     Bytes,
     Items,
+    /// No bar and no count: a line that says how a long-running job stands (its message),
+    /// such as `replicate`'s lag and what it shipped.
+    Line,
 }
 
 pub trait Progress: Send + Sync {
@@ -146,6 +149,7 @@ impl Progress for Bars {
                 "{prefix:>10.bold} [{bar:30}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {eta_known} {msg}"
             }
             Unit::Items => "{prefix:>10.bold} [{bar:30}] {human_pos:>9}/{human_len:<9} {eta_known}",
+            Unit::Line => "{prefix:>10.bold} {msg}",
         };
         let style = ProgressStyle::with_template(template)
             .expect("valid progress template")

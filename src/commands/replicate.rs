@@ -13,6 +13,18 @@ use crate::ops::replicate::{self, FollowOptions};
 use crate::store::is_remote_path;
 
 pub fn run(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
+    let monitor = (args.metrics_file.clone(), args.ping_url.clone());
+    let label = args.db.as_ref().and_then(|d| d.file_stem()).map(|s| s.to_string_lossy().into_owned());
+    let out = follow(args, ctx);
+    if let Err(e) = &out {
+        if e.kind != crate::error::Kind::Interrupted {
+            monitor_failure(&monitor, label.as_deref().unwrap_or("keyfount"), e, ctx);
+        }
+    }
+    out
+}
+
+fn follow(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
     let repo = args.repo.location(None)?;
     if is_remote_path(&repo) {
         return Err(Error::usage(format!(
@@ -56,7 +68,8 @@ pub fn run(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
         repo.join(replicate::PITR_DIR).display(),
         args.interval.as_millis()
     ));
-    let report = replicate::follow(&opts, ctx, &stop)?;
+    let watch = replicate::Watch { metrics: args.metrics_file.clone().map(|p| (p, opts.name.clone())) };
+    let report = replicate::follow_watched(&opts, &watch, ctx, &stop)?;
     let human = format!(
         "Replication of {} stopped: chain {}{}, {} commit(s) shipped in {} segment(s) this run, at transaction {}{}{}\n",
         db.display(),
@@ -70,4 +83,19 @@ pub fn run(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
     );
     let _ = PathBuf::new();
     Ok(Outcome::new(0, human, &report))
+}
+
+/// replicate ended with an error: the metrics say it is down, the monitor gets URL/fail.
+fn monitor_failure(monitor: &(Option<PathBuf>, Option<String>), name: &str, e: &Error, ctx: &Ctx) {
+    if let Some(path) = &monitor.0 {
+        if let Some(w) = crate::monitor::write_replication_down(path, name) {
+            ctx.warn(&format!("warning: {w}"));
+        }
+    }
+    if let Some(url) = &monitor.1 {
+        let body = format!("kfadmin replicate exited {}: {}", e.kind.code(), e.chain());
+        if let Some(w) = crate::monitor::ping(url, crate::monitor::Ping::Fail, &body) {
+            ctx.warn(&format!("warning: {w}"));
+        }
+    }
 }

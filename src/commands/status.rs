@@ -29,6 +29,8 @@ pub struct StatusReport {
     pub offsite: Vec<OffsiteState>,
     /// What guardians did in the last 7 days after a kfadmin run was killed (guardian.log).
     pub guardian: Vec<String>,
+    /// `--max-lag`: point-in-time replication of this database.
+    pub replication: Option<ReplicationState>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +113,22 @@ pub struct LastBackup {
 }
 
 pub fn run(args: StatusArgs, ctx: &Ctx) -> Result<Outcome> {
+    if let Some(max) = args.max_lag {
+        if crate::store::is_remote_path(&args.backup_dir) {
+            return Err(crate::error::Error::usage(format!(
+                "--max-lag reads the point-in-time chains of a local repository, not {}",
+                args.backup_dir.display()
+            ))
+            .hint("replicate writes into a local directory for now: pass that directory with -r"));
+        }
+        if max < MIN_MAX_LAG {
+            return Err(crate::error::Error::usage(format!(
+                "--max-lag {} is below {}: the follower reports once a second, so a healthy one would look late",
+                humantime::format_duration(max),
+                humantime::format_duration(MIN_MAX_LAG)
+            )));
+        }
+    }
     let t = &args.target;
     let (db, name, container, mut problems) = match (&t.db, &t.docker.container) {
         (Some(db), _) => {
@@ -143,6 +161,10 @@ pub fn run(args: StatusArgs, ctx: &Ctx) -> Result<Outcome> {
     let drill = drill_state(&args, &name, &mut problems);
     let offsite = dests.iter().map(|d| offsite_state(d, &named, &args, &mut problems)).collect();
     problems.extend(leftovers());
+    let replication = args.max_lag.map(|max| {
+        let db = std::fs::canonicalize(&db).unwrap_or(db.clone());
+        replication_state(&args.backup_dir, &db, max, &mut problems)
+    });
     let guardian = crate::ops::guardian::recent(7);
     let report = StatusReport {
         ok: problems.is_empty(),
@@ -153,11 +175,32 @@ pub fn run(args: StatusArgs, ctx: &Ctx) -> Result<Outcome> {
         drill,
         offsite,
         guardian,
+        replication,
     };
     let code = if report.ok { 0 } else { 1 };
+    monitor(&args, &name, &report, ctx);
     // `--quiet` (cron, systemd's ExecStopPost): the problems only, nothing when all is well.
     let text = if ctx.quiet { problems_only(&report) } else { human(&report) };
     Ok(Outcome::new(code, text, &report))
+}
+
+/// `--metrics-file` (with `--max-lag`: the replication metrics) and `--ping-url` (URL when all
+/// is well, URL/fail with the problems). A monitor that is down is a warning.
+fn monitor(args: &StatusArgs, name: &str, report: &StatusReport, ctx: &Ctx) {
+    if let (Some(path), Some(r)) = (&args.metrics_file, &report.replication) {
+        if let Some(w) = crate::monitor::write_replication_metrics(path, &replication_facts(name, r)) {
+            ctx.warn(&format!("warning: {w}"));
+        }
+    }
+    if let Some(url) = &args.ping_url {
+        let (which, body) = match report.ok {
+            true => (crate::monitor::Ping::Success, "kfadmin status: OK\n".to_string()),
+            false => (crate::monitor::Ping::Fail, problems_only(report)),
+        };
+        if let Some(w) = crate::monitor::ping(url, which, &body) {
+            ctx.warn(&format!("warning: {w}"));
+        }
+    }
 }
 
 /// What killed kfadmin runs left that no later run could clean up: private staging copies of
@@ -455,6 +498,9 @@ fn human(r: &StatusReport) -> String {
         let _ = writeln!(s, "           {l}");
     }
     drill_and_offsite(r, &mut s);
+    if let Some(rep) = &r.replication {
+        replication_lines(rep, &mut s);
+    }
     if r.ok {
         let _ = writeln!(s, "=> OK");
     } else {
@@ -498,5 +544,356 @@ fn drill_and_offsite(r: &StatusReport, s: &mut String) {
         if let Some(l) = o.skipped.line(true) {
             let _ = writeln!(s, "           {l}");
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--max-lag`: point-in-time replication of this database
+
+/// A follower state dated this far ahead of this machine's clock is not believed.
+const CLOCK_SLACK_US: u64 = 2_000_000;
+/// The follower reports every second: a smaller `--max-lag` would fire on a healthy one.
+pub const MIN_MAX_LAG: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Replication of this database, as its chains and its follower's state say.
+#[derive(Debug, Serialize)]
+pub struct ReplicationState {
+    pub max_lag_seconds: f64,
+    /// The chains of this database (its path, on this host) in the repository, oldest first;
+    /// the last is the one a follower follows.
+    pub chains: Vec<ChainState>,
+    /// Chains in the repository of another database or another host: never counted here.
+    pub other_chains: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChainState {
+    pub chain: String,
+    #[serde(serialize_with = "super::lossy::path")]
+    pub dir: PathBuf,
+    /// The newest chain of this database: the one the follower ships into.
+    pub followed: bool,
+    /// Every link checked (hashes, counters, checksums): false when the chain is broken.
+    pub ok: bool,
+    pub problem: Option<String>,
+    pub commits: u64,
+    /// The first and last restorable times.
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// When the last commit shipped was seen committed (`null`: none yet).
+    pub last_commit: Option<String>,
+    pub gaps: Vec<crate::ops::replicate::GapReport>,
+    /// The followed chain only: seconds since the follower last saw the database with every
+    /// commit shipped (as of now, not as of its last report), bytes of committed WAL it had not
+    /// shipped at its last read; `null` when unknown (no follower state, a clock ahead).
+    pub lag_seconds: Option<f64>,
+    pub lag_bytes: Option<u64>,
+    pub current_until: Option<String>,
+    pub follower: Option<FollowerSeen>,
+}
+
+/// The follower's own report (`follower.json`), checked against the chain.
+#[derive(Debug, Serialize)]
+pub struct FollowerSeen {
+    pub pid: u32,
+    pub started: String,
+    pub heartbeat: String,
+    pub heartbeat_age_seconds: f64,
+    /// It stopped cleanly (SIGTERM/SIGINT).
+    pub stopped: bool,
+    /// Running and reporting: not stopped, heartbeat no older than --max-lag (at least 5 s).
+    pub reporting: bool,
+    pub transactions: u64,
+    pub commits_shipped: u64,
+    pub bytes_shipped: u64,
+    pub segments_written: u64,
+    pub wal_bytes: u64,
+}
+
+fn secs(us: u64) -> f64 {
+    (us as f64 / 1e3).round() / 1e3
+}
+
+fn ago(us: u64) -> String {
+    format!("{:.1} s", us as f64 / 1e6)
+}
+
+/// The replication state of `db` in `repo` (local), and its problems: no chain, a lag over
+/// `max`, a follower that stopped reporting, a broken chain, a state dated in the future.
+pub(crate) fn replication_state(
+    repo: &std::path::Path,
+    db: &std::path::Path,
+    max: std::time::Duration,
+    problems: &mut Vec<String>,
+) -> ReplicationState {
+    use crate::ops::replicate as rep;
+    let source = db.display().to_string();
+    let host = fsutil::hostname();
+    let max_us = max.as_micros() as u64;
+    let mut state =
+        ReplicationState { max_lag_seconds: max.as_secs_f64(), chains: Vec::new(), other_chains: 0 };
+    let dirs = match rep::chain_dirs(repo) {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(format!("cannot read the chains in {}: {}", repo.display(), e.chain()));
+            return state;
+        }
+    };
+    let mut ours = Vec::new();
+    for d in dirs {
+        match rep::chain_source(&d) {
+            Ok((s, h, _)) if s == source && h == host => ours.push(d),
+            Ok(_) => state.other_chains += 1,
+            Err(e) => problems.push(format!("{}: {}", d.display(), e.chain())),
+        }
+    }
+    let Some(followed) = ours.last().cloned() else {
+        problems.push(format!(
+            "no point-in-time chain of {source} (on {host}) in {}{}: replicate is not running for this database",
+            repo.join(rep::PITR_DIR).display(),
+            if state.other_chains > 0 {
+                format!(" ({} chain(s) of other databases or hosts there do not count)", state.other_chains)
+            } else {
+                String::new()
+            }
+        ));
+        return state;
+    };
+    for dir in &ours {
+        let is_followed = *dir == followed;
+        // The follower's report first, then the chain: the chain can only be ahead of it.
+        let follower = match is_followed.then(|| rep::read_follower(dir)) {
+            Some(Ok(f)) => f,
+            Some(Err(why)) => {
+                problems.push(why);
+                None
+            }
+            None => None,
+        };
+        let now = rep::now_us();
+        let verdict = match rep::verify_chain(dir, None) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("chain {} cannot be read: {}", dir.display(), e.chain()));
+                continue;
+            }
+        };
+        if !verdict.ok {
+            problems.push(format!(
+                "chain {} is broken: {}",
+                verdict.chain,
+                verdict.problem.clone().unwrap_or_default()
+            ));
+        }
+        let mut c = ChainState {
+            chain: verdict.chain.clone(),
+            dir: dir.clone(),
+            followed: is_followed,
+            ok: verdict.ok,
+            problem: verdict.problem.clone(),
+            commits: verdict.commits,
+            first: verdict.first.clone(),
+            last: verdict.last.clone(),
+            last_commit: (verdict.commits > 0).then(|| verdict.last.clone()).flatten(),
+            gaps: verdict.gaps.clone(),
+            lag_seconds: None,
+            lag_bytes: None,
+            current_until: None,
+            follower: None,
+        };
+        if is_followed {
+            judge_follower(&mut c, follower, &verdict, now, max_us, &source, &host, problems);
+        }
+        state.chains.push(c);
+    }
+    state
+}
+
+/// The followed chain's lag and follower, judged against the chain and this machine's clock.
+#[allow(clippy::too_many_arguments)]
+fn judge_follower(
+    c: &mut ChainState,
+    follower: Option<crate::ops::replicate::FollowerState>,
+    verdict: &crate::ops::replicate::ChainVerdict,
+    now: u64,
+    max_us: u64,
+    source: &str,
+    host: &str,
+    problems: &mut Vec<String>,
+) {
+    use crate::ops::replicate as rep;
+    let name = &c.chain;
+    let start =
+        format!("start it again (systemctl restart kfadmin-replicate@…, or kfadmin replicate --db {source})");
+    // Only this chain's own follower, of this database on this host, counts.
+    let f = follower.filter(|f| f.chain == *name && f.source == source && f.host == host);
+    let Some(f) = f else {
+        problems.push(format!(
+            "chain {name} has no report from a follower (no {} of this chain, database and host): replicate is not running on it; {start}",
+            rep::FOLLOWER_FILE
+        ));
+        return;
+    };
+    if f.heartbeat_us > now + CLOCK_SLACK_US || f.current_us > f.heartbeat_us + CLOCK_SLACK_US {
+        problems.push(format!(
+            "the follower of chain {name} reported at {} (current until {}), ahead of this machine's clock ({}): its lag cannot be known; check the clock",
+            rep::format_us(f.heartbeat_us),
+            rep::format_us(f.current_us),
+            rep::format_us(now)
+        ));
+    } else if f.txn > verdict.commits {
+        // It says it shipped commits the chain does not hold (segments lost or removed).
+        problems.push(format!(
+            "the follower of chain {name} reports transaction {} shipped, but the chain holds {}: its lag cannot be known",
+            f.txn, verdict.commits
+        ));
+    } else {
+        let lag = now.saturating_sub(f.current_us);
+        c.lag_seconds = Some(secs(lag));
+        c.lag_bytes = Some(f.lag_bytes);
+        c.current_until = Some(rep::format_us(f.current_us));
+        if lag > max_us {
+            problems.push(format!(
+                "replication of chain {name} lags {}, more than --max-lag {} (the chain holds every commit until {}{})",
+                ago(lag),
+                ago(max_us),
+                rep::format_us(f.current_us),
+                if f.lag_bytes > 0 { format!("; {} of committed WAL not shipped", human_bytes(f.lag_bytes)) } else { String::new() }
+            ));
+        }
+    }
+    let age = now.saturating_sub(f.heartbeat_us);
+    let reporting = !f.stopped && age <= max_us.max(5_000_000);
+    if f.stopped {
+        problems.push(format!(
+            "replicate stopped following chain {name} at {} (SIGTERM or Ctrl-C): commits since are not shipped; {start}",
+            rep::format_us(f.heartbeat_us)
+        ));
+    } else if !reporting {
+        problems.push(format!(
+            "the follower of chain {name} (pid {} on {}) last reported {} ago, at {}: it is not running (killed?) or stuck; {start}",
+            f.pid,
+            f.host,
+            ago(age),
+            rep::format_us(f.heartbeat_us)
+        ));
+    }
+    c.follower = Some(FollowerSeen {
+        pid: f.pid,
+        started: rep::format_us(f.started_us),
+        heartbeat: rep::format_us(f.heartbeat_us),
+        heartbeat_age_seconds: secs(age),
+        stopped: f.stopped,
+        reporting,
+        transactions: f.txn,
+        commits_shipped: f.commits_shipped,
+        bytes_shipped: f.bytes_shipped,
+        segments_written: f.segments_written,
+        wal_bytes: f.wal_bytes,
+    });
+}
+
+/// The name a chain's follower gives its metrics: the chain's id without its time stamp
+/// (`keyfount-20261204T221500Z-2` → `keyfount`), so that status and replicate write one series.
+fn chain_label(id: &str) -> Option<&str> {
+    let is_stamp = |s: &str| s.len() == 16 && s.as_bytes()[8] == b'T' && s.ends_with('Z');
+    let (rest, last) = id.rsplit_once('-')?;
+    if is_stamp(last) {
+        return Some(rest);
+    }
+    let (name, stamp) = rest.rsplit_once('-')?;
+    (last.bytes().all(|b| b.is_ascii_digit()) && is_stamp(stamp)).then_some(name)
+}
+
+/// The metrics of the followed chain (nothing known: NaN, so no older value lingers).
+fn replication_facts(name: &str, r: &ReplicationState) -> crate::monitor::ReplicationFacts {
+    let Some(c) = r.chains.iter().find(|c| c.followed) else {
+        return crate::monitor::ReplicationFacts { name: name.into(), ..Default::default() };
+    };
+    let name = chain_label(&c.chain).unwrap_or(name);
+    let unix = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64())
+    };
+    let f = c.follower.as_ref();
+    crate::monitor::ReplicationFacts {
+        name: name.into(),
+        up: f.is_some_and(|f| f.reporting),
+        broken: !c.ok,
+        lag_seconds: c.lag_seconds,
+        lag_bytes: c.lag_bytes,
+        current_unix: unix(&c.current_until),
+        heartbeat_unix: f.and_then(|f| unix(&Some(f.heartbeat.clone()))),
+        last_commit_unix: unix(&c.last_commit),
+        transactions: Some(c.commits),
+        commits_shipped: f.map(|f| f.commits_shipped),
+        bytes_shipped: f.map(|f| f.bytes_shipped),
+        gaps: Some(c.gaps.len() as u64),
+    }
+}
+
+fn replication_lines(r: &ReplicationState, s: &mut String) {
+    if r.chains.is_empty() {
+        let _ = writeln!(s, "replicate  no chain of this database");
+    }
+    for c in &r.chains {
+        let restorable = match (&c.first, &c.last) {
+            (Some(a), Some(b)) => format!("restorable {a} to {b}"),
+            _ => "nothing restorable".into(),
+        };
+        let gaps = match c.gaps.len() {
+            0 => String::new(),
+            n => format!(", {n} gap(s)"),
+        };
+        let verdict = if c.ok { "" } else { ", BROKEN" };
+        if !c.followed {
+            let _ = writeln!(
+                s,
+                "chain      {} (older): {} commit(s), {restorable}{gaps}{verdict}",
+                c.chain, c.commits
+            );
+            continue;
+        }
+        let lag = match (c.lag_seconds, c.lag_bytes) {
+            (Some(l), Some(b)) => format!("lag {l:.1} s, {} unshipped", human_bytes(b)),
+            (Some(l), None) => format!("lag {l:.1} s"),
+            _ => "lag unknown".into(),
+        };
+        let _ = writeln!(
+            s,
+            "replicate  chain {}: {lag}; last commit {}; {} commit(s), {restorable}{gaps}{verdict}",
+            c.chain,
+            c.last_commit.as_deref().unwrap_or("none yet"),
+            c.commits
+        );
+        match &c.follower {
+            Some(f) => {
+                let _ = writeln!(
+                    s,
+                    "           follower pid {} since {}, {} ({:.1} s ago){}",
+                    f.pid,
+                    f.started,
+                    if f.stopped { "stopped" } else { "last reported" },
+                    f.heartbeat_age_seconds,
+                    if f.reporting { "" } else { ", NOT REPORTING" }
+                );
+            }
+            None => {
+                let _ = writeln!(s, "           no follower report");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_chains_metrics_label_is_its_name_without_the_stamp() {
+        assert_eq!(super::chain_label("keyfount-20261204T221500Z"), Some("keyfount"));
+        assert_eq!(super::chain_label("kf-prod-20261204T221500Z-2"), Some("kf-prod"));
+        assert_eq!(super::chain_label("keyfount"), None);
+        assert_eq!(super::chain_label("a-b-c"), None);
     }
 }

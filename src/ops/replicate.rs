@@ -755,6 +755,16 @@ fn wal_path(db: &Path) -> PathBuf {
 /// a chain of the repository: the newest chain of this database when it can be resumed
 /// exactly, otherwise a new one with a new base.
 pub fn follow(opts: &FollowOptions, n: &dyn Notice, stop: &dyn Fn() -> bool) -> Result<FollowReport> {
+    follow_watched(opts, &Watch::default(), n, stop)
+}
+
+/// [`follow`], also writing the metrics `watch` asks for.
+pub fn follow_watched(
+    opts: &FollowOptions,
+    watch: &Watch,
+    n: &dyn Notice,
+    stop: &dyn Fn() -> bool,
+) -> Result<FollowReport> {
     let mut db_file = File::open(&opts.db).ctx("cannot open", &opts.db)?;
     let page_size = wal::db_page_size(&db_file)
         .ctx("cannot read", &opts.db)?
@@ -785,6 +795,7 @@ pub fn follow(opts: &FollowOptions, n: &dyn Notice, stop: &dyn Fn() -> bool) -> 
     // Since when the follower knows nothing else was committed.
     let mut known_us = tip.last_time_us;
     let mut last_observed_write = Instant::now() - Duration::from_secs(10);
+    let mut watcher = Watcher::new(watch, &tip, n);
     loop {
         let stopping = stop();
         let started = Instant::now();
@@ -798,6 +809,7 @@ pub fn follow(opts: &FollowOptions, n: &dyn Notice, stop: &dyn Fn() -> bool) -> 
             )?;
             last_observed_write = Instant::now();
         }
+        watcher.after_read(&tip, held.as_ref().map(|h| &h.file), known_us, &report, stopping);
         if stopping {
             break;
         }
@@ -1377,4 +1389,327 @@ pub fn point_archive(
     };
     let made = make::make(n, &spec, &Encryption::None, &staged)?;
     Ok(PointArchive { point, archive: made.written.path, _rebuilt: rebuilt, _out: out })
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the follower says about itself (`follower.json`): its heartbeat, lag and counts, for
+// `status --max-lag`, the metrics file and the progress line.
+
+/// The follower's state file in a chain's directory.
+pub const FOLLOWER_FILE: &str = "follower.json";
+/// How often the follower's state file is written (and the progress line's lag measured).
+const STATE_EVERY: Duration = Duration::from_secs(1);
+/// How often `--metrics-file` is written while following.
+const METRICS_EVERY: Duration = Duration::from_secs(2);
+
+/// `follower.json`: written by the follower after a read of the WAL, at most every second and
+/// once more when it stops, atomically (`.partial`, fsync, rename, directory fsync).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FollowerState {
+    pub chain: String,
+    /// The database followed (as `chain.json` records it) and the host and process following.
+    pub source: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_us: u64,
+    /// When this was written (µs since the epoch): an old heartbeat is a follower that stopped.
+    pub heartbeat_us: u64,
+    /// Until when the follower knows every commit was shipped: the start of its last read
+    /// that left nothing to repair. `heartbeat_us - current_us` is the lag it saw.
+    pub current_us: u64,
+    /// The chain's transaction counter, and when its last commit was seen committed.
+    pub txn: u64,
+    pub last_commit_us: Option<u64>,
+    /// Bytes of committed WAL frames past the last one shipped (measured after the read).
+    pub lag_bytes: u64,
+    /// The size of the WAL file the follower reads.
+    pub wal_bytes: u64,
+    /// This run's counts.
+    pub commits_shipped: u64,
+    pub bytes_shipped: u64,
+    pub segments_written: u64,
+    /// Gaps in the chain (all of them, not only this run's).
+    pub gaps: u64,
+    /// The follower stopped cleanly (SIGTERM/SIGINT, after its last read); a killed one never
+    /// says so.
+    pub stopped: bool,
+}
+
+/// Read a chain's `follower.json`: None when there is none; an error (what to do) when it
+/// cannot be read or is not a follower's report.
+pub fn read_follower(dir: &Path) -> std::result::Result<Option<FollowerState>, String> {
+    let p = dir.join(FOLLOWER_FILE);
+    let bytes = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot read {}: {e} (run status as the user replicate runs as, root for the unit)",
+                p.display()
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("{} is not a follower's report: {e}", p.display()))
+}
+
+/// The chain's source and host, as `chain.json` records them (for `status`).
+pub fn chain_source(dir: &Path) -> Result<(String, String, u64)> {
+    let info = read_info(dir)?;
+    Ok((info.source, info.host, info.base_time_us))
+}
+
+/// What watches a follower besides its state file: the metrics file (path, `name` label).
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    pub metrics: Option<(PathBuf, String)>,
+}
+
+/// What a look at the WAL after a read found.
+struct Unshipped {
+    /// Bytes of committed frames past the position shipped.
+    bytes: u64,
+    /// The WAL file's size.
+    len: u64,
+    /// The generation (salts) and the frame count up to its last commit frame.
+    end: Option<(u64, u64)>,
+}
+
+/// The committed frames past `pos` in the WAL (frames of its generation: the same salts, up
+/// to the last commit frame), and the file's size. Headers only: the pages are not read.
+fn unshipped_bytes(wal: &File, pos: Option<&Pos>, page_size: u32) -> Unshipped {
+    use std::os::unix::fs::FileExt;
+    let len = wal.metadata().map(|m| m.len()).unwrap_or(0);
+    let (salts, start) = match pos {
+        Some(p) => (p.salt_bytes(), p.frame),
+        None => match wal::header(wal).ok().flatten() {
+            Some(h) => (h.salts, 0),
+            None => return Unshipped { bytes: 0, len, end: None },
+        },
+    };
+    let frame_len = 24 + u64::from(page_size);
+    let (mut frame, mut committed) = (start, start);
+    let mut h = [0u8; 24];
+    loop {
+        let at = 32 + frame * frame_len;
+        if at + frame_len > len || wal.read_exact_at(&mut h, at).is_err() || h[8..16] != salts {
+            break;
+        }
+        frame += 1;
+        if h[4..8] != [0; 4] {
+            committed = frame;
+        }
+    }
+    Unshipped {
+        bytes: (committed - start) * frame_len,
+        len,
+        end: Some((u64::from_be_bytes(salts), committed)),
+    }
+}
+
+/// The follower's heartbeat, progress line and metrics, updated after every read.
+struct Watcher<'a> {
+    watch: &'a Watch,
+    state: FollowerState,
+    /// Gaps in the chain before this run.
+    base_gaps: u64,
+    /// The end of the committed frames the last look at the WAL saw (salts, frame).
+    seen_end: Option<(u64, u64)>,
+    line: Box<dyn crate::progress::Stage>,
+    written: Option<Instant>,
+    metrics: Option<Instant>,
+    warned: bool,
+    n: &'a dyn Notice,
+}
+
+impl<'a> Watcher<'a> {
+    fn new(watch: &'a Watch, tip: &Tip, n: &'a dyn Notice) -> Self {
+        let gaps = verify_chain(&tip.dir, None).map(|v| v.gaps.len() as u64).unwrap_or(0);
+        let line = n.progress().stage("replicate", 0, crate::progress::Unit::Line);
+        let state = FollowerState {
+            chain: tip.info.chain.clone(),
+            source: tip.info.source.clone(),
+            host: fsutil::hostname(),
+            pid: std::process::id(),
+            started_us: now_us(),
+            heartbeat_us: now_us(),
+            current_us: tip.last_time_us,
+            txn: tip.txn,
+            last_commit_us: (tip.txn > 0).then_some(tip.last_time_us),
+            lag_bytes: 0,
+            wal_bytes: 0,
+            commits_shipped: 0,
+            bytes_shipped: 0,
+            segments_written: 0,
+            gaps,
+            stopped: false,
+        };
+        Watcher {
+            watch,
+            state,
+            base_gaps: gaps,
+            seen_end: None,
+            line,
+            written: None,
+            metrics: None,
+            warned: false,
+            n,
+        }
+    }
+
+    /// After a read: measure, show, and (every second, and when stopping) write.
+    fn after_read(
+        &mut self,
+        tip: &Tip,
+        wal: Option<&File>,
+        known_us: u64,
+        report: &FollowReport,
+        stopping: bool,
+    ) {
+        let s = &mut self.state;
+        s.gaps = self.base_gaps + report.gaps.len() as u64;
+        // Current as of the read's start only if the read got past every commit the last
+        // look saw (a read stops after 64 MiB: a backlog is not current, whatever it shipped).
+        let caught_up = match (self.seen_end, tip.pos) {
+            (Some((salts, end)), Some(p)) if p.salts == salts => p.frame >= end,
+            _ => true,
+        };
+        if caught_up {
+            s.current_us = known_us;
+        }
+        let u = wal.map(|f| unshipped_bytes(f, tip.pos.as_ref(), tip.info.page_size));
+        let (lag_bytes, wal_bytes) = u.as_ref().map(|u| (u.bytes, u.len)).unwrap_or((0, 0));
+        self.seen_end = u.and_then(|u| u.end);
+        s.heartbeat_us = now_us();
+        s.txn = tip.txn;
+        s.last_commit_us = (tip.txn > 0).then_some(tip.last_time_us);
+        s.lag_bytes = lag_bytes;
+        s.wal_bytes = wal_bytes;
+        s.commits_shipped = report.commits_shipped;
+        s.bytes_shipped = report.bytes_written;
+        s.segments_written = report.segments_written;
+        s.stopped = stopping;
+        self.line.message(progress_line(s));
+        if stopping || self.written.is_none_or(|w| w.elapsed() >= STATE_EVERY) {
+            let path = tip.dir.join(FOLLOWER_FILE);
+            let bytes = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
+            if let Err(e) = fsutil::write_atomic(&path, &bytes, 0o600) {
+                if !self.warned {
+                    self.n.warn(&format!(
+                        "warning: cannot write {} (status --max-lag will see this follower as stopped): {}",
+                        path.display(),
+                        e.chain()
+                    ));
+                    self.warned = true;
+                }
+            }
+            self.written = Some(Instant::now());
+        }
+        if let Some((path, name)) = &self.watch.metrics {
+            if stopping || self.metrics.is_none_or(|w| w.elapsed() >= METRICS_EVERY) {
+                let facts = replication_facts(name, &self.state, !stopping, false, self.state.heartbeat_us);
+                if let Some(w) = crate::monitor::write_replication_metrics(path, &facts) {
+                    self.n.warn(&format!("warning: {w}"));
+                }
+                self.metrics = Some(Instant::now());
+            }
+        }
+        if stopping {
+            self.line.finish();
+        }
+    }
+}
+
+/// `lag 0.3 s, 0 B · 1,234 commits, 5.6 MiB in 42 segments · last commit 2026-12-04T15:30:05Z`
+fn progress_line(s: &FollowerState) -> String {
+    let lag = s.heartbeat_us.saturating_sub(s.current_us) as f64 / 1e6;
+    format!(
+        "lag {lag:.1} s, {} unshipped · {} commit(s), {} shipped in {} segment(s) · last commit {}",
+        bytes(s.lag_bytes),
+        s.commits_shipped,
+        bytes(s.bytes_shipped),
+        s.segments_written,
+        s.last_commit_us
+            .map(|t| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_micros(t)).to_string())
+            .unwrap_or_else(|| "none yet".into())
+    )
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1 << 20 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n if n < 1 << 30 => format!("{:.1} MiB", n as f64 / 1048576.0),
+        n => format!("{:.2} GiB", n as f64 / 1073741824.0),
+    }
+}
+
+/// The metrics of a follower's state as of `now_us` (`up`: it is following; `broken`: its
+/// chain is).
+pub fn replication_facts(
+    name: &str,
+    s: &FollowerState,
+    up: bool,
+    broken: bool,
+    now_us: u64,
+) -> crate::monitor::ReplicationFacts {
+    let secs = |us: u64| us as f64 / 1e6;
+    crate::monitor::ReplicationFacts {
+        name: name.to_string(),
+        up,
+        broken,
+        lag_seconds: Some(secs(now_us.saturating_sub(s.current_us))),
+        lag_bytes: Some(s.lag_bytes),
+        current_unix: Some(secs(s.current_us)),
+        heartbeat_unix: Some(secs(s.heartbeat_us)),
+        last_commit_unix: s.last_commit_us.map(secs),
+        transactions: Some(s.txn),
+        commits_shipped: Some(s.commits_shipped),
+        bytes_shipped: Some(s.bytes_shipped),
+        gaps: Some(s.gaps),
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    /// The follower's lag in bytes counts the committed frames of the WAL's generation past
+    /// the position shipped, by their headers, and nothing of another generation.
+    #[test]
+    fn unshipped_bytes_are_the_committed_frames_past_the_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kf.db");
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x);").unwrap();
+        for i in 0..3 {
+            c.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
+        }
+        let wal = File::open(wal_path(&db)).unwrap();
+        let len = wal.metadata().unwrap().len();
+        let all = unshipped_bytes(&wal, None, 4096);
+        assert_eq!(all.bytes, len - 32);
+        assert_eq!(all.len, len);
+        let (salts, end) = all.end.unwrap();
+        assert_eq!(end, (len - 32) / (24 + 4096));
+        // From the end: nothing; from a position of another generation: nothing either.
+        let hdr = wal::header(&wal).unwrap().unwrap();
+        let at_end = Pos { frame: end, ..hdr.start() };
+        assert_eq!(at_end.salts, salts);
+        assert_eq!(unshipped_bytes(&wal, Some(&at_end), 4096).bytes, 0);
+        let from_one = Pos { frame: 1, ..hdr.start() };
+        assert_eq!(unshipped_bytes(&wal, Some(&from_one), 4096).bytes, len - 32 - (24 + 4096));
+        let other = Pos { salts: salts ^ 1, frame: 1, ..hdr.start() };
+        assert_eq!(unshipped_bytes(&wal, Some(&other), 4096).bytes, 0);
+    }
+
+    #[test]
+    fn replication_metrics_write_nan_for_what_is_unknown() {
+        let f = crate::monitor::ReplicationFacts { name: "kf".into(), ..Default::default() };
+        let text = crate::monitor::render_replication(&f);
+        assert!(text.contains("kfadmin_replication_up{name=\"kf\"} 0\n"), "{text}");
+        assert!(text.contains("kfadmin_replication_lag_seconds{name=\"kf\"} NaN\n"), "{text}");
+        assert!(text.contains("kfadmin_replication_current_timestamp_seconds{name=\"kf\"} NaN\n"), "{text}");
+    }
 }
