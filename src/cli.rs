@@ -428,15 +428,29 @@ pub struct RestoreArgs {
 /// checkpoints keep working. Frames lost to a checkpoint while it was not reading (it was down)
 /// are repaired by shipping the pages that differ, and the gap is recorded. Restore a point
 /// with `kfadmin restore --at TIME`. Exit 0 after a final read on SIGTERM/SIGINT.
+///
+/// With --container, the database is found as `backup --online --container` finds it and its
+/// files are read on this host. The container may be restarted (a gap, repaired exactly) or
+/// recreated on the same data (the same database: followed on); when it cannot be found it is
+/// looked for again, with a notice, and when it now keeps its database elsewhere replicate
+/// stops (exit 1) rather than follow a different database. A data directory on a filesystem
+/// whose shared memory is not coherent between the server and kfadmin (FUSE and virtiofs, 9p,
+/// NFS, SMB/CIFS, Ceph and other network or cluster filesystems, VirtualBox shares) is refused.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   kfadmin replicate --db /srv/keyfount/data/keyfount.db -r /var/backups/keyfount
+  kfadmin replicate --container keyfount -r /var/backups/keyfount
   kfadmin restore --at 2026-12-04T15:30:05Z -r /var/backups/keyfount --data-dir /srv/keyfount/data")]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["db", "container"])))]
 pub struct ReplicateArgs {
     /// The Keyfount database file on this host
-    #[arg(long, value_name = "PATH", env = "KFADMIN_DB", required = true)]
+    #[arg(long, value_name = "PATH", env = "KFADMIN_DB")]
     pub db: Option<PathBuf>,
+    // --container: its data volume or bind mount is followed on this host (the container may
+    // restart or be recreated on the same data meanwhile).
+    #[command(flatten)]
+    pub docker: ContainerArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
     /// How often the WAL is read (at most 500ms: every commit must be durable within a second)
