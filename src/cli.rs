@@ -499,6 +499,7 @@ Examples:
   kfadmin drill --container keyfount
   kfadmin drill /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --container keyfount
   kfadmin drill --container keyfount --repo s3://backups/keyfount/host1
+  kfadmin drill --at 2026-12-04T15:30:05Z -r /var/backups/keyfount
   kfadmin drill --container keyfount --json | jq '{passed, reason, logs}'")]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["container"])))]
 pub struct DrillArgs {
@@ -506,6 +507,18 @@ pub struct DrillArgs {
     /// backup of the container in the repository that verifies]
     #[arg(value_name = "ARCHIVE")]
     pub archive: Option<PathBuf>,
+    /// Drill the database as of TIME, rebuilt from the repository's point-in-time chain (kfadmin
+    /// replicate) and checked against that point's checksum and integrity_check: RFC 3339 UTC
+    /// (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). Without --container, the container
+    /// the chain was replicated from
+    #[arg(
+        long,
+        value_name = "TIME",
+        env = "KFADMIN_DRILL_AT",
+        conflicts_with = "archive",
+        allow_hyphen_values = true
+    )]
+    pub at: Option<String>,
     #[command(flatten)]
     pub docker: ContainerArgs,
     /// The repository to take the newest backup from: a backup directory or

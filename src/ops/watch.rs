@@ -100,16 +100,18 @@ fn look(engine: &mut Option<Engine>, w: &Watched) -> Seen {
     *engine = Some(e);
     let loc = match docker::data_location(&c, &w.db_in_container) {
         Ok(loc) => loc,
-        Err(err) => return Seen::Moved(
-            Error::failed(format!(
+        Err(err) => {
+            return Seen::Moved(
+                Error::failed(format!(
                 "container {} (id {}) no longer keeps its database where replicate was following it ({}): {}",
                 c.name,
                 short(&c.id),
                 w.host_db.display(),
                 err.message
             ))
-            .hint(hint(&w.name)),
-        ),
+                .hint(hint(&w.name)),
+            )
+        }
     };
     let now = canonical_db(&loc.host_db);
     if now != w.host_db {
