@@ -501,7 +501,7 @@ Examples:
   kfadmin drill --container keyfount --repo s3://backups/keyfount/host1
   kfadmin drill --at 2026-12-04T15:30:05Z -r /var/backups/keyfount
   kfadmin drill --container keyfount --json | jq '{passed, reason, logs}'")]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["container"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(true).args(["container", "at"])))]
 pub struct DrillArgs {
     /// The archive to drill: a file, or s3://BUCKET/PREFIX/NAME.tar.gz[.age] [default: the newest
     /// backup of the container in the repository that verifies]
