@@ -127,28 +127,7 @@ fn replicate_container_follows_through_a_restart_and_a_recreation() {
     let data = kf.host_data();
     let volume = kf.volume.clone().unwrap();
     kf.stop();
-    let body = bollard::models::ContainerCreateBody {
-        image: Some(image()),
-        cmd: Some(
-            ["run", "--db", "/data/keyfount.db", "--rate", "150", "--status-file", "/status/status.json"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        ),
-        host_config: Some(bollard::models::HostConfig {
-            binds: Some(vec![format!("{volume}:/data"), format!("{}:/status", kf.status_dir.display())]),
-            network_mode: Some("none".into()),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let d = docker();
-    let rm = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build();
-    block(d.remove_container(&kf.name, Some(rm))).unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    let opts = bollard::query_parameters::CreateContainerOptionsBuilder::default().name(&kf.name).build();
-    block(d.create_container(Some(opts), body)).unwrap();
-    block(d.start_container(&kf.name, None::<bollard::query_parameters::StartContainerOptions>)).unwrap();
+    recreate(&kf, &volume, Duration::from_millis(2500));
     let seq = kf.status()["last_seq"].as_i64().unwrap();
     kf.wait_writing_past(seq);
     assert_ne!(kf.inspect().id.unwrap(), old_id);
@@ -197,6 +176,76 @@ fn replicate_container_follows_through_a_restart_and_a_recreation() {
     }
 }
 
+/// Remove the (stopped) container and create it again under the same name with `volume` at
+/// /data, `gap` later, and start it, as `docker compose up -d` does after a change.
+fn recreate(kf: &Kf, volume: &str, gap: Duration) {
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(image()),
+        cmd: Some(
+            [
+                "run",
+                "--db",
+                "/data/keyfount.db",
+                "--init-size-mb",
+                "1",
+                "--rate",
+                "150",
+                "--status-file",
+                "/status/status.json",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ),
+        host_config: Some(bollard::models::HostConfig {
+            binds: Some(vec![format!("{volume}:/data"), format!("{}:/status", kf.status_dir.display())]),
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let d = docker();
+    let rm = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build();
+    block(d.remove_container(&kf.name, Some(rm))).unwrap();
+    std::thread::sleep(gap);
+    let opts = bollard::query_parameters::CreateContainerOptionsBuilder::default().name(&kf.name).build();
+    block(d.create_container(Some(opts), body)).unwrap();
+    block(d.start_container(&kf.name, None::<bollard::query_parameters::StartContainerOptions>)).unwrap();
+}
+
+/// The container recreated on another volume keeps another database: replicate stops (exit 1)
+/// and says so, rather than follow the old files or the new database silently.
+#[test]
+fn replicate_container_stops_when_the_container_keeps_another_database() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let kf = Kf::start(&env, "pitr-moved", Spec { rate: 100, ..Spec::default() });
+    let rep = replicate(&env, &kf.name, &repo);
+    std::thread::sleep(Duration::from_millis(2500));
+    kf.stop();
+    let other = format!("{}-other", kf.name);
+    recreate(&kf, &other, Duration::from_millis(100));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut rep = rep;
+    let status = loop {
+        if let Some(s) = rep.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "replicate went on following the old database");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let run: Run = rep.wait_with_output().unwrap().into();
+    let d = docker();
+    let rm = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    let _ = block(d.remove_container(&kf.name, Some(rm)));
+    let _ = block(d.remove_volume(&other, None::<bollard::query_parameters::RemoveVolumeOptions>));
+    assert_eq!(status.code(), Some(1), "{}", run.stderr);
+    let j = run.json();
+    let msg = j["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("now keeps its database") && msg.contains(&format!("volume {other}")), "{j}");
+    assert!(j["error"]["hint"].as_str().unwrap().contains("replicate --container"), "{j}");
+}
+
 fn chain_base_ms(dir: &Path) -> i64 {
     let info: Value = serde_json::from_slice(&std::fs::read(dir.join("chain.json")).unwrap()).unwrap();
     (info["base_time_us"].as_u64().unwrap() / 1000) as i64
@@ -220,7 +269,16 @@ fn restore_at_into_a_container_and_drill_at_a_point() {
     let at = base + 2000;
     assert!(at < now_ms() - 1500, "replicate ran for too short a time");
     let at_s = rfc3339_ms(at);
-    // The drill first (the live container keeps running, untouched).
+    // A dry run names the point and the container (the chain's), and does nothing.
+    let dry = kfadmin_fault(
+        &state,
+        "",
+        &["drill", "--at", &at_s, "-r", repo.to_str().unwrap(), "--dry-run", "--json"],
+    );
+    let dj = dry.json();
+    assert_eq!(dj["container"], kf.name.as_str(), "{dj}");
+    assert!(dj["steps"][0].as_str().unwrap().contains("rebuild the database as of"), "{dj}");
+    // The drill (the live container keeps running, untouched).
     let started = kf.started_at();
     let drill = kfadmin_fault(
         &state,
