@@ -301,6 +301,9 @@ fn restore_at_into_a_container_and_drill_at_a_point() {
     let live = audit(&env, &data, "live");
     let (must, may) = bounds(&live, at);
     assert!(live.last().unwrap().0 > may, "the writer wrote nothing after T");
+    // A nightly backup taken after T is no reason to refuse the time asked for (only said).
+    kfadmin_fault(&state, "", &["backup", "--online", "--container", &kf.name, "-r", repo.to_str().unwrap()])
+        .ok();
     let restore = kfadmin_fault(
         &state,
         "",
@@ -311,6 +314,7 @@ fn restore_at_into_a_container_and_drill_at_a_point() {
     assert_eq!(rj["container"], kf.name.as_str(), "{rj}");
     assert!(rj["up"].as_str().is_some(), "{rj}");
     assert!(rj["safety_archive"].as_str().is_some(), "{rj}");
+    assert!(rj["warnings"].to_string().contains("a newer backup"), "{rj}");
     assert!(kf.running(), "the container is not running after the restore");
     // The server writes on from the restored state; stop it to read what it has.
     std::thread::sleep(Duration::from_millis(1000));
