@@ -413,3 +413,41 @@ fn replicate_refuses_a_data_directory_on_fuse() {
     r.ok();
     assert_eq!(r.json()["new_chain"], true);
 }
+
+/// `replicate --container` finds the database as `backup --online --container` does, and
+/// refuses what it refuses with the same words: no such container, no data mount, no database
+/// at `--db-path`. Nothing is written to the repository.
+#[test]
+fn replicate_container_errors_are_those_of_backup() {
+    let env = Env::new();
+    let repo = env.path("repo");
+    let state = env.path("state");
+    let r = repo.to_str().unwrap();
+    let vol = Kf::start(&env, "pitr-err-vol", Spec { rate: 10, ..Spec::default() });
+    let none = Kf::start(&env, "pitr-err-none", Spec { data: Data::None, rate: 10, ..Spec::default() });
+    let missing = format!("kfadmin-test-{}-no-such", std::process::id());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--container", &missing], "no container is named"),
+        (vec!["--container", &none.name], "has no volume or bind mount that holds /data/keyfount.db"),
+        (vec!["--container", &vol.name, "--db-path", "/data/nope.db"], "has no database at /data/nope.db"),
+    ];
+    for (args, want) in cases {
+        let mut rep = vec!["replicate", "-r", r, "--json"];
+        rep.extend(&args);
+        let got = kfadmin_fault(&state, "", &rep);
+        got.code(2);
+        let mut bk = vec!["backup", "--online", "-r", r, "--json"];
+        bk.extend(&args);
+        let backup = kfadmin_fault(&state, "", &bk);
+        let (g, b) = (got.json(), backup.json());
+        assert!(g["error"]["message"].as_str().unwrap().contains(want), "{args:?}: {g}");
+        assert_eq!(g["error"], b["error"], "{args:?}: replicate and backup say different things");
+    }
+    let both = kfadmin_fault(
+        &state,
+        "",
+        &["replicate", "-r", r, "--db", "/x/keyfount.db", "--container", &vol.name],
+    );
+    both.code(2).stderr_has("cannot be used with");
+    assert!(!repo.join("pitr").exists(), "replicate wrote to the repository");
+}
