@@ -52,9 +52,12 @@ pub fn run(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
         }
         interrupt::requested() || deadline.is_some_and(|d| Instant::now() >= d) || moved.borrow().is_some()
     };
+    let of = opts.source.container.as_ref().map(|c| format!("the database of container {} (", c.name));
     ctx.note(&format!(
-        "Replicating {} into {} every {} ms; stop with Ctrl-C or SIGTERM",
+        "Replicating {}{}{} into {} every {} ms; stop with Ctrl-C or SIGTERM",
+        of.as_deref().unwrap_or(""),
         db.display(),
+        if of.is_some() { ")" } else { "" },
         repo.join(replicate::PITR_DIR).display(),
         args.interval.as_millis()
     ));

@@ -160,7 +160,7 @@ fn watch(w: Watched, tx: &Sender<Event>, done: &AtomicBool) {
         }
         match look(&mut engine, &w) {
             Seen::Same(now) => {
-                if let Some((since, _)) = gone.take() {
+                if let Some((since, _)) = gone.take().filter(|_| now == id) {
                     if !note(
                         format!(
                             "container {} is back after {} s, on the same data ({}): replication goes on",
