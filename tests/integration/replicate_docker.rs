@@ -443,6 +443,26 @@ fn replicate_container_errors_are_those_of_backup() {
         assert!(g["error"]["message"].as_str().unwrap().contains(want), "{args:?}: {g}");
         assert_eq!(g["error"], b["error"], "{args:?}: replicate and backup say different things");
     }
+    // A Compose service name finds its one container, as for a backup.
+    let service = format!("kf-svc-{}", std::process::id());
+    let labels = vec![
+        ("com.docker.compose.service".to_string(), service.clone()),
+        ("com.docker.compose.project".to_string(), format!("pitr{}", std::process::id())),
+    ];
+    let svc = Kf::start(&env, "pitr-err-svc", Spec { rate: 10, labels, ..Spec::default() });
+    let run = kfadmin_fault(
+        &state,
+        "",
+        &["replicate", "-r", r, "--container", &service, "--duration", "1s", "--json"],
+    );
+    run.ok();
+    assert_eq!(run.json()["new_chain"], true);
+    let chain = repo.join("pitr").join(run.json()["chain"].as_str().unwrap());
+    let info: Value = serde_json::from_slice(&std::fs::read(chain.join("chain.json")).unwrap()).unwrap();
+    let data = std::fs::canonicalize(svc.host_data().join("keyfount.db")).unwrap();
+    assert_eq!(info["source"], data.to_str().unwrap(), "{info}");
+    assert!(run.json()["chain"].as_str().unwrap().starts_with(&svc.name), "{}", run.stdout);
+    std::fs::remove_dir_all(repo.join("pitr")).unwrap();
     let both = kfadmin_fault(
         &state,
         "",
