@@ -412,6 +412,9 @@ fn replicate_refuses_a_data_directory_on_fuse() {
     );
     r.ok();
     assert_eq!(r.json()["new_chain"], true);
+    // drill --at on a chain of a database file: no container to copy unless one is named.
+    let d = kfadmin_fault(&state, "", &["drill", "--at", "now", "-r", repo.to_str().unwrap()]);
+    d.code(2).stderr_has("replicated from a database file").stderr_has("pass --container NAME");
 }
 
 /// `replicate --container` finds the database as `backup --online --container` does, and
