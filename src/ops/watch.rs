@@ -191,12 +191,15 @@ fn watch(w: Watched, tx: &Sender<Event>, done: &AtomicBool) {
             Seen::Gone(why) => {
                 let first = gone.is_none();
                 let (since, told) = gone.get_or_insert((Instant::now(), Instant::now()));
-                // Looked for less often while it stays gone, and said again every 10 minutes.
-                wait = (wait * 2).min(Duration::from_secs(60));
+                // A recreation takes seconds: looked for as often as ever for 30 s, then less
+                // often while it stays gone (at most every 60 s), and said again every 10 minutes.
+                if since.elapsed() >= Duration::from_secs(30) {
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                }
                 if first || told.elapsed() >= Duration::from_secs(600) {
                     *told = Instant::now();
                     let text = format!(
-                        "container {} cannot be found ({why}){}: replicate keeps following its data at {} and looks for the container again every {} s at most; when it comes back on the same data, replication goes on; if it is gone for good, stop replicate (Ctrl-C or `systemctl stop`)",
+                        "container {} cannot be found ({why}){}: replicate keeps following its data at {} and looks for the container again (every {} s at most); when it comes back on the same data, replication goes on; if it is gone for good, stop replicate (Ctrl-C or `systemctl stop`)",
                         w.name,
                         if first { String::new() } else { format!(" for {} s", since.elapsed().as_secs()) },
                         w.host_db.display(),

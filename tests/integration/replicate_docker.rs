@@ -122,12 +122,13 @@ fn replicate_container_follows_through_a_restart_and_a_recreation() {
     restart(&kf);
     kf.wait_writing_past(seq);
     std::thread::sleep(Duration::from_millis(2500));
-    // Recreated on the same volume: the old container goes, a new one (new id) takes its name.
+    // Recreated on the same volume: the old container goes (for longer than the 2 s between
+    // looks, so that its absence is seen), a new one (new id) takes its name.
     let old_id = kf.inspect().id.unwrap();
     let data = kf.host_data();
     let volume = kf.volume.clone().unwrap();
     kf.stop();
-    recreate(&kf, &volume, Duration::from_millis(2500));
+    recreate(&kf, &volume, Duration::from_millis(5000));
     let seq = kf.status()["last_seq"].as_i64().unwrap();
     kf.wait_writing_past(seq);
     assert_ne!(kf.inspect().id.unwrap(), old_id);
