@@ -218,6 +218,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
             break
         }
         'kfadmin;drill' {
+            [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Drill the database as of TIME, rebuilt from the repository''s point-in-time chain (kfadmin replicate) and checked against that point''s checksum and integrity_check: RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). Without --container, the container the chain was replicated from')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
             [CompletionResult]::new('--container', '--container', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
             [CompletionResult]::new('--compose-project', '--compose-project', [CompletionResultType]::ParameterName, 'With --container: the Compose project, when several projects have that service')
@@ -350,6 +351,10 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
         }
         'kfadmin;replicate' {
             [CompletionResult]::new('--db', '--db', [CompletionResultType]::ParameterName, 'The Keyfount database file on this host')
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
+            [CompletionResult]::new('--container', '--container', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
+            [CompletionResult]::new('--compose-project', '--compose-project', [CompletionResultType]::ParameterName, 'With --container: the Compose project, when several projects have that service')
+            [CompletionResult]::new('--db-path', '--db-path', [CompletionResultType]::ParameterName, 'With --container: the database''s path inside the container')
             [CompletionResult]::new('-r', '-r', [CompletionResultType]::ParameterName, 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]')
             [CompletionResult]::new('--repo', '--repo', [CompletionResultType]::ParameterName, 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]')
             [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'How often the WAL is read (at most 500ms: every commit must be durable within a second)')

@@ -346,12 +346,16 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__drill)
-            opts="-c -r -i -q -v -h -V --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-c -r -i -q -v -h -V --at --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --container)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -820,13 +824,29 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__replicate)
-            opts="-r -q -v -h -V --db --repo --interval --tmp-dir --duration --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --interval --tmp-dir --duration --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --container)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compose-project)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --db-path)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

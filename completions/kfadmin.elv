@@ -208,6 +208,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --version 'Print version'
         }
         &'kfadmin;drill'= {
+            cand --at 'Drill the database as of TIME, rebuilt from the repository''s point-in-time chain (kfadmin replicate) and checked against that point''s checksum and integrity_check: RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). Without --container, the container the chain was replicated from'
             cand -c 'The Keyfount container: a name, an id, or a Compose service name'
             cand --container 'The Keyfount container: a name, an id, or a Compose service name'
             cand --compose-project 'With --container: the Compose project, when several projects have that service'
@@ -332,6 +333,10 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         }
         &'kfadmin;replicate'= {
             cand --db 'The Keyfount database file on this host'
+            cand -c 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --container 'The Keyfount container: a name, an id, or a Compose service name'
+            cand --compose-project 'With --container: the Compose project, when several projects have that service'
+            cand --db-path 'With --container: the database''s path inside the container'
             cand -r 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
             cand --repo 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]'
             cand --interval 'How often the WAL is read (at most 500ms: every commit must be durable within a second)'

@@ -160,6 +160,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -l no-progress -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s v -l verbose -d 'Say more about each step (repeat for more)'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s V -l version -d 'Print version'
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l at -d 'Drill the database as of TIME, rebuilt from the repository\'s point-in-time chain (kfadmin replicate) and checked against that point\'s checksum and integrity_check: RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). Without --container, the container the chain was replicated from' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
@@ -243,6 +244,9 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s v -l verbos
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand schedule" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l db -d 'The Keyfount database file on this host' -r -F
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l db-path -d 'With --container: the database\'s path inside the container' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -s r -l repo -d 'The repository: a backup directory or s3://BUCKET[/PREFIX] [default: /var/backups/keyfount]' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l interval -d 'How often the WAL is read (at most 500ms: every commit must be durable within a second)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l tmp-dir -d 'Where the base is staged before it is archived (a private directory is made there)' -r -F

@@ -24,6 +24,8 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v age >/dev/null || missing+=(age)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+# bindfs (a FUSE filesystem) is what replicate must refuse to follow a database on.
+command -v bindfs >/dev/null || missing+=(bindfs)
 # GNU time measures the peak memory of kfadmin alone in the memory tests.
 [ -x /usr/bin/time ] || missing+=(time)
 # The completion scripts are tested in the shells they are for; the units schedule writes are

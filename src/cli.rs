@@ -428,15 +428,29 @@ pub struct RestoreArgs {
 /// checkpoints keep working. Frames lost to a checkpoint while it was not reading (it was down)
 /// are repaired by shipping the pages that differ, and the gap is recorded. Restore a point
 /// with `kfadmin restore --at TIME`. Exit 0 after a final read on SIGTERM/SIGINT.
+///
+/// With --container, the database is found as `backup --online --container` finds it and its
+/// files are read on this host. The container may be restarted (a gap, repaired exactly) or
+/// recreated on the same data (the same database: followed on); when it cannot be found it is
+/// looked for again, with a notice, and when it now keeps its database elsewhere replicate
+/// stops (exit 1) rather than follow a different database. A data directory on a filesystem
+/// whose shared memory is not coherent between the server and kfadmin (FUSE and virtiofs, 9p,
+/// NFS, SMB/CIFS, Ceph and other network or cluster filesystems, VirtualBox shares) is refused.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   kfadmin replicate --db /srv/keyfount/data/keyfount.db -r /var/backups/keyfount
+  kfadmin replicate --container keyfount -r /var/backups/keyfount
   kfadmin restore --at 2026-12-04T15:30:05Z -r /var/backups/keyfount --data-dir /srv/keyfount/data")]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["db", "container"])))]
 pub struct ReplicateArgs {
     /// The Keyfount database file on this host
-    #[arg(long, value_name = "PATH", env = "KFADMIN_DB", required = true)]
+    #[arg(long, value_name = "PATH", env = "KFADMIN_DB")]
     pub db: Option<PathBuf>,
+    // --container: its data volume or bind mount is followed on this host (the container may
+    // restart or be recreated on the same data meanwhile).
+    #[command(flatten)]
+    pub docker: ContainerArgs,
     #[command(flatten)]
     pub repo: RepoArgs,
     /// How often the WAL is read (at most 500ms: every commit must be durable within a second)
@@ -491,13 +505,26 @@ Examples:
   kfadmin drill --container keyfount
   kfadmin drill /var/backups/keyfount/keyfount-20261126T030000Z-online.tar.gz --container keyfount
   kfadmin drill --container keyfount --repo s3://backups/keyfount/host1
+  kfadmin drill --at 2026-12-04T15:30:05Z -r /var/backups/keyfount
   kfadmin drill --container keyfount --json | jq '{passed, reason, logs}'")]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["container"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(true).args(["container", "at"])))]
 pub struct DrillArgs {
     /// The archive to drill: a file, or s3://BUCKET/PREFIX/NAME.tar.gz[.age] [default: the newest
     /// backup of the container in the repository that verifies]
     #[arg(value_name = "ARCHIVE")]
     pub archive: Option<PathBuf>,
+    /// Drill the database as of TIME, rebuilt from the repository's point-in-time chain (kfadmin
+    /// replicate) and checked against that point's checksum and integrity_check: RFC 3339 UTC
+    /// (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). Without --container, the container
+    /// the chain was replicated from
+    #[arg(
+        long,
+        value_name = "TIME",
+        env = "KFADMIN_DRILL_AT",
+        conflicts_with = "archive",
+        allow_hyphen_values = true
+    )]
+    pub at: Option<String>,
     #[command(flatten)]
     pub docker: ContainerArgs,
     /// The repository to take the newest backup from: a backup directory or

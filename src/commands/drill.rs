@@ -16,6 +16,7 @@ use crate::error::{Error, Kind, Result};
 use crate::lock::Key;
 use crate::monitor;
 use crate::ops::drill::{self, Drilled, LastDrill, Sources, Spec, LOG_LINES};
+use crate::ops::replicate::{Point, PointArchive};
 use crate::store::{is_remote_path, Location, Store};
 
 /// The `--json` report of a drill.
@@ -42,6 +43,9 @@ pub struct DrillReport {
     pub verification: Vec<Verdict>,
     /// The server's last log lines when the drill did not pass.
     pub logs: Vec<String>,
+    /// `--at`: the point drilled (chain, transaction, commit time, checksum), rebuilt from the
+    /// repository's chain and checked before the copy was booted on it.
+    pub point: Option<Point>,
     #[serde(flatten)]
     pub drill: Option<Drilled>,
     pub duration_ms: u64,
@@ -52,6 +56,9 @@ pub fn run(mut args: DrillArgs, ctx: &Ctx) -> Result<Outcome> {
     let started = Instant::now();
     // `latest`, or a bare name as `list` prints it, is an archive in the repository.
     args.archive = args.archive.map(|a| crate::ops::names::resolve(&a, &args.out)).transpose()?;
+    // `--at TIME`: the point is rebuilt, checked and archived privately, then drilled as a
+    // given archive is (kept until the drill is done).
+    let point = if args.dry_run { None } else { point_in_time(&mut args, ctx)? };
     if args.dry_run {
         return dry_run(&args, ctx);
     }
@@ -60,7 +67,14 @@ pub fn run(mut args: DrillArgs, ctx: &Ctx) -> Result<Outcome> {
             ctx.warn(&w);
         }
     }
-    let result = drill(&args, ctx);
+    let result = drill(&args, ctx).map(|mut r| {
+        if let Some(p) = &point {
+            r.chosen = "point in time";
+            r.point = Some(p.point.clone());
+        }
+        r
+    });
+    drop(point);
     let result = result.map(|mut r| {
         r.duration_ms = started.elapsed().as_millis() as u64;
         r
@@ -95,6 +109,7 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
         chosen: if args.archive.is_some() { "given" } else { "newest that verifies" },
         verification: vec![],
         logs: vec![],
+        point: None,
         drill: None,
         duration_ms: 0,
         warnings: vec![],
@@ -154,13 +169,44 @@ fn drill(args: &DrillArgs, ctx: &Ctx) -> Result<DrillReport> {
 /// Nothing is verified, created, locked, recorded or pinged.
 fn dry_run(args: &DrillArgs, ctx: &Ctx) -> Result<Outcome> {
     let d = &args.docker;
-    let name = d.container.as_deref().ok_or_else(|| Error::usage("drill needs --container NAME"))?;
+    // `--at`: the chain that holds the point, and the container it was replicated from.
+    let chain = match &args.at {
+        Some(at) => {
+            let at_us = crate::ops::replicate::parse_at(at).map_err(Error::usage)?;
+            let dir = crate::ops::replicate::chain_for(&args.out, at_us)?;
+            let from = std::fs::read_dir(dir.join("base"))
+                .ok()
+                .and_then(|mut rd| {
+                    rd.find_map(|e| {
+                        e.ok().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "gz"))
+                    })
+                })
+                .and_then(|b| crate::archive::catalog::read_manifest(&b))
+                .and_then(|m| m.source.container)
+                .map(|c| c.name);
+            Some((dir, crate::ops::replicate::format_us(at_us), from))
+        }
+        None => None,
+    };
+    let name = d
+        .container
+        .as_deref()
+        .or(chain.as_ref().and_then(|c| c.2.as_deref()))
+        .ok_or_else(|| Error::usage("drill needs --container NAME"))?;
     let engine = Engine::connect()?;
     let live = engine.find(name, d.compose_project.as_deref())?;
     engine.blueprint(&live)?;
     let mut warnings = Vec::new();
-    let candidates = candidates(args, args.name.as_deref().unwrap_or(&live.name), ctx, &mut warnings)?;
-    let mut steps = vec![if candidates.len() == 1 {
+    let candidates = match &chain {
+        Some((dir, at, _)) => vec![PathBuf::from(format!("the point {at} of chain {}", dir.display()))],
+        None => candidates(args, args.name.as_deref().unwrap_or(&live.name), ctx, &mut warnings)?,
+    };
+    let mut steps = vec![if let Some((dir, at, _)) = &chain {
+        format!(
+            "rebuild the database as of {at} from chain {} and check it against that point's checksum and integrity_check",
+            dir.display()
+        )
+    } else if candidates.len() == 1 {
         format!("verify {} in full", candidates[0].display())
     } else {
         format!(
@@ -238,7 +284,7 @@ fn record(r: &DrillReport) -> Result<()> {
     let now = SystemTime::now();
     drill::record_success(&LastDrill {
         container: r.container.clone(),
-        archive: r.archive.as_ref().map(|a| a.display().to_string()).unwrap_or_default(),
+        archive: shown(r),
         finished: humantime::format_rfc3339_seconds(now).to_string(),
         finished_unix: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         duration_ms: r.duration_ms,
@@ -250,6 +296,48 @@ fn record(r: &DrillReport) -> Result<()> {
             .map(|(name, _, _)| name),
         archive_created_unix: r.archive_created_unix,
     })
+}
+
+/// What was drilled, for people and the record: the archive, or the point of a chain (the
+/// archive it was rebuilt into is private and gone once the drill ends).
+fn shown(r: &DrillReport) -> String {
+    match (&r.point, &r.archive) {
+        (Some(p), _) => format!("the point {} of chain {} (transaction {})", p.time, p.chain, p.txn),
+        (None, Some(a)) => a.display().to_string(),
+        (None, None) => "-".into(),
+    }
+}
+
+/// With `--at`: the point rebuilt from the repository's chain and archived privately, now
+/// `args.archive`; without --container, the container the chain was replicated from.
+fn point_in_time(args: &mut DrillArgs, ctx: &Ctx) -> Result<Option<PointArchive>> {
+    let Some(at) = args.at.clone() else { return Ok(None) };
+    let at_us = crate::ops::replicate::parse_at(&at).map_err(Error::usage)?;
+    if is_remote_path(&args.out) {
+        return Err(Error::usage(format!(
+            "drill --at rebuilds a point from a chain in a local repository, not {}",
+            args.out.display()
+        ))
+        .hint("pass -r with the directory replicate writes to"));
+    }
+    let p = crate::ops::replicate::point_archive(&args.out, at_us, args.tmp_dir.as_deref(), ctx)?;
+    if let Some(note) = &p.point.note {
+        ctx.warn(note);
+    }
+    if args.docker.container.is_none() {
+        let m = crate::archive::catalog::read_manifest(&p.archive);
+        let from = m.and_then(|m| m.source.container).map(|c| c.name);
+        let Some(name) = from else {
+            return Err(Error::usage(format!(
+                "chain {} was replicated from a database file, not a container: the drill needs a container to copy",
+                p.point.chain
+            ))
+            .hint("pass --container NAME: the Keyfount container whose image and settings the throwaway copy takes"));
+        };
+        args.docker.container = Some(name);
+    }
+    args.archive = Some(p.archive.clone());
+    Ok(Some(p))
 }
 
 /// Metrics file and ping, whatever the outcome; a monitor that is down only warns.
@@ -304,7 +392,7 @@ fn report_to_monitor(args: &DrillArgs, ctx: &Ctx, result: &Result<DrillReport>, 
 
 fn human(r: &DrillReport) -> String {
     let mut s = String::new();
-    let archive = r.archive.as_ref().map(|a| a.display().to_string()).unwrap_or_else(|| "-".into());
+    let archive = shown(r);
     if r.passed {
         let _ = writeln!(s, "Drill passed: a copy of container {} came up on {archive}", r.container);
     } else {
@@ -314,7 +402,16 @@ fn human(r: &DrillReport) -> String {
     for v in r.verification.iter().filter(|v| !v.ok) {
         let _ = writeln!(s, "  FAIL     {}: {}", v.archive.display(), failed_checks(v));
     }
-    if let Some(m) = r.verification.iter().find(|v| v.ok).and_then(|v| v.manifest.as_ref()) {
+    if let (Some(m), Some(p)) =
+        (r.verification.iter().find(|v| v.ok).and_then(|v| v.manifest.as_ref()), &r.point)
+    {
+        let rows: u64 = m.database.tables.values().sum();
+        let _ = writeln!(
+            s,
+            "  point    {archive}: rebuilt, checksum {} and integrity_check verified, {rows} rows",
+            &p.checksum[..p.checksum.len().min(16)]
+        );
+    } else if let Some(m) = r.verification.iter().find(|v| v.ok).and_then(|v| v.manifest.as_ref()) {
         let rows: u64 = m.database.tables.values().sum();
         let _ = writeln!(
             s,

@@ -134,7 +134,9 @@ pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
     // database would be replaced (into an empty directory, nothing is lost: only said).
     let replaces_db = plan.files.iter().any(|f| f.replaces && f.rel == Path::new(DB_FILE));
     let mut doubts = wrong_archive(&manifest, &target, replaces_db);
-    doubts.extend(newer_backup(&args.archive, &args.out, &target).map(|n| (n, replaces_db)));
+    // `--at TIME` names the moment to go back to: a newer backup is said, never a reason to stop.
+    let newer_blocks = replaces_db && args.at.is_none();
+    doubts.extend(newer_backup(&args.archive, &args.out, &target).map(|n| (n, newer_blocks)));
     doubts.extend(crate::ops::names::name_problem(&args.archive, &manifest).map(|n| (n, false)));
     let mut text = plan_text(&args, &manifest, &target, &plan, owners.db);
     for (d, _) in &doubts {

@@ -17,3 +17,4 @@ pub mod restore;
 pub mod schedule;
 pub mod staging;
 pub mod swap;
+pub mod watch;

@@ -4,5 +4,6 @@
 //! rebuild at a time, verify) are in `ops::replicate`.
 
 pub mod digest;
+pub mod fstype;
 pub mod segment;
 pub mod wal;
