@@ -110,6 +110,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
         }
         'kfadmin;restore' {
             [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Restore the database as of TIME from the repository''s point-in-time chain (kfadmin replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state of the last transaction seen committed at or before TIME, rebuilt and checked against the checksum recorded for that point and integrity_check before anything is touched')
+            [CompletionResult]::new('--chain', '--chain', [CompletionResultType]::ParameterName, 'With --at: the chain to take the point from (`kfadmin list -r REPO` names them). Needed only when the repository holds chains of several databases and none is of the target')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Keyfount''s data directory on this host (the one that holds keyfount.db)')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
             [CompletionResult]::new('--container', '--container', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
@@ -219,6 +220,7 @@ Register-ArgumentCompleter -Native -CommandName 'kfadmin' -ScriptBlock {
         }
         'kfadmin;drill' {
             [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Drill the database as of TIME, rebuilt from the repository''s point-in-time chain (kfadmin replicate) and checked against that point''s checksum and integrity_check: RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). Without --container, the container the chain was replicated from')
+            [CompletionResult]::new('--chain', '--chain', [CompletionResultType]::ParameterName, 'With --at: the chain to take the point from (`kfadmin list -r REPO` names them). Needed only when the repository holds chains of several databases and none is of --container')
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
             [CompletionResult]::new('--container', '--container', [CompletionResultType]::ParameterName, 'The Keyfount container: a name, an id, or a Compose service name')
             [CompletionResult]::new('--compose-project', '--compose-project', [CompletionResultType]::ParameterName, 'With --container: the Compose project, when several projects have that service')

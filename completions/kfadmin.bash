@@ -346,13 +346,17 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__drill)
-            opts="-c -r -i -q -v -h -V --at --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-c -r -i -q -v -h -V --at --chain --container --compose-project --db-path --repo --settle --health-timeout --tmp-dir --name --identity --metrics-file --ping-url --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -894,13 +898,17 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__restore)
-            opts="-c -r -i -y -q -v -h -V --at --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-c -r -i -y -q -v -h -V --at --chain --data-dir --container --compose-project --db-path --encrypt-to --recipients-file --repo --tmp-dir --stop-timeout --settle --health-timeout --no-rollback --force --identity --yes --dry-run --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chain)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

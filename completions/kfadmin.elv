@@ -104,6 +104,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         }
         &'kfadmin;restore'= {
             cand --at 'Restore the database as of TIME from the repository''s point-in-time chain (kfadmin replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state of the last transaction seen committed at or before TIME, rebuilt and checked against the checksum recorded for that point and integrity_check before anything is touched'
+            cand --chain 'With --at: the chain to take the point from (`kfadmin list -r REPO` names them). Needed only when the repository holds chains of several databases and none is of the target'
             cand --data-dir 'Keyfount''s data directory on this host (the one that holds keyfount.db)'
             cand -c 'The Keyfount container: a name, an id, or a Compose service name'
             cand --container 'The Keyfount container: a name, an id, or a Compose service name'
@@ -209,6 +210,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
         }
         &'kfadmin;drill'= {
             cand --at 'Drill the database as of TIME, rebuilt from the repository''s point-in-time chain (kfadmin replicate) and checked against that point''s checksum and integrity_check: RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). Without --container, the container the chain was replicated from'
+            cand --chain 'With --at: the chain to take the point from (`kfadmin list -r REPO` names them). Needed only when the repository holds chains of several databases and none is of --container'
             cand -c 'The Keyfount container: a name, an id, or a Compose service name'
             cand --container 'The Keyfount container: a name, an id, or a Compose service name'
             cand --compose-project 'With --container: the Compose project, when several projects have that service'

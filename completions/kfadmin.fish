@@ -88,6 +88,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s v -l verbose 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand verify" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l at -d 'Restore the database as of TIME from the repository\'s point-in-time chain (kfadmin replicate): RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). The state of the last transaction seen committed at or before TIME, rebuilt and checked against the checksum recorded for that point and integrity_check before anything is touched' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l chain -d 'With --at: the chain to take the point from (`kfadmin list -r REPO` names them). Needed only when the repository holds chains of several databases and none is of the target' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l data-dir -d 'Keyfount\'s data directory on this host (the one that holds keyfount.db)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand restore" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
@@ -161,6 +162,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s v -l verbose 
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand status" -s V -l version -d 'Print version'
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l at -d 'Drill the database as of TIME, rebuilt from the repository\'s point-in-time chain (kfadmin replicate) and checked against that point\'s checksum and integrity_check: RFC 3339 UTC (2026-12-04T15:30:05Z), `now`, or a time ago (-10m). Without --container, the container the chain was replicated from' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l chain -d 'With --at: the chain to take the point from (`kfadmin list -r REPO` names them). Needed only when the repository holds chains of several databases and none is of --container' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -s c -l container -d 'The Keyfount container: a name, an id, or a Compose service name' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l compose-project -d 'With --container: the Compose project, when several projects have that service' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand drill" -l db-path -d 'With --container: the database\'s path inside the container' -r -F

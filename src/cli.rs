@@ -367,6 +367,10 @@ pub struct RestoreArgs {
         allow_hyphen_values = true
     )]
     pub at: Option<String>,
+    /// With --at: the chain to take the point from (`kfadmin list -r REPO` names them). Needed
+    /// only when the repository holds chains of several databases and none is of the target
+    #[arg(long, value_name = "NAME", requires = "at", env = "KFADMIN_RESTORE_CHAIN")]
+    pub chain: Option<String>,
     /// Keyfount's data directory on this host (the one that holds keyfount.db)
     #[arg(long, value_name = "DIR", env = "KFADMIN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -525,6 +529,10 @@ pub struct DrillArgs {
         allow_hyphen_values = true
     )]
     pub at: Option<String>,
+    /// With --at: the chain to take the point from (`kfadmin list -r REPO` names them). Needed
+    /// only when the repository holds chains of several databases and none is of --container
+    #[arg(long, value_name = "NAME", requires = "at", env = "KFADMIN_DRILL_CHAIN")]
+    pub chain: Option<String>,
     #[command(flatten)]
     pub docker: ContainerArgs,
     /// The repository to take the newest backup from: a backup directory or

@@ -173,7 +173,10 @@ fn dry_run(args: &DrillArgs, ctx: &Ctx) -> Result<Outcome> {
     let chain = match &args.at {
         Some(at) => {
             let at_us = crate::ops::replicate::parse_at(at).map_err(Error::usage)?;
-            let dir = crate::ops::replicate::chain_for(&args.out, at_us)?;
+            let target = crate::ops::container::point_target(d, None)?;
+            let choice =
+                crate::ops::replicate::ChainChoice { name: args.chain.as_deref(), target: target.as_deref() };
+            let dir = crate::ops::replicate::chain_for(&args.out, at_us, choice)?;
             let from = std::fs::read_dir(dir.join("base"))
                 .ok()
                 .and_then(|mut rd| {
@@ -320,7 +323,10 @@ fn point_in_time(args: &mut DrillArgs, ctx: &Ctx) -> Result<Option<PointArchive>
         ))
         .hint("pass -r with the directory replicate writes to"));
     }
-    let p = crate::ops::replicate::point_archive(&args.out, at_us, args.tmp_dir.as_deref(), ctx)?;
+    let target = crate::ops::container::point_target(&args.docker, None)?;
+    let choice =
+        crate::ops::replicate::ChainChoice { name: args.chain.as_deref(), target: target.as_deref() };
+    let p = crate::ops::replicate::point_archive(&args.out, at_us, choice, args.tmp_dir.as_deref(), ctx)?;
     if let Some(note) = &p.point.note {
         ctx.warn(note);
     }

@@ -183,7 +183,10 @@ pub fn run(mut args: RestoreArgs, ctx: &Ctx) -> Result<Outcome> {
 fn point_in_time(args: &mut RestoreArgs, ctx: &Ctx) -> Result<Option<crate::ops::replicate::PointArchive>> {
     let Some(at) = args.at.clone() else { return Ok(None) };
     let at_us = crate::ops::replicate::parse_at(&at).map_err(Error::usage)?;
-    let p = crate::ops::replicate::point_archive(&args.out, at_us, args.tmp_dir.as_deref(), ctx)?;
+    let target = crate::ops::container::point_target(&args.docker, args.data_dir.as_deref())?;
+    let choice =
+        crate::ops::replicate::ChainChoice { name: args.chain.as_deref(), target: target.as_deref() };
+    let p = crate::ops::replicate::point_archive(&args.out, at_us, choice, args.tmp_dir.as_deref(), ctx)?;
     if let Some(note) = &p.point.note {
         ctx.warn(note);
     }

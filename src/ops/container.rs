@@ -105,3 +105,19 @@ pub fn settle<T>(work: Result<T>, restarted: Result<()>) -> Result<T> {
         }
     }
 }
+
+/// The database on this host a point-in-time restore or drill is for (`--container`: the
+/// container's database, found as any command finds it; `--data-dir DIR`: DIR/keyfount.db), so
+/// the chain replicated from it is the one taken ([`crate::ops::replicate::ChainChoice`]).
+pub fn point_target(
+    d: &crate::cli::ContainerArgs,
+    data_dir: Option<&Path>,
+) -> Result<Option<std::path::PathBuf>> {
+    Ok(match (&d.container, data_dir) {
+        (Some(name), _) => {
+            Some(find_container(name, d.compose_project.as_deref(), &d.db_path)?.location.host_db)
+        }
+        (None, Some(dir)) => Some(dir.join(crate::sqlite::DB_FILE)),
+        (None, None) => None,
+    })
+}

@@ -596,18 +596,92 @@ fn digest_file(f: &File, page_size: u32) -> Result<Pages> {
 }
 
 /// The chain to restore from at `at_us`: the newest whose base is at or before it.
-pub fn chain_for(repo: &Path, at_us: u64) -> Result<PathBuf> {
-    let mut best = None;
+/// Which chain a point is taken from, when a repository holds chains of several databases.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ChainChoice<'a> {
+    /// `--chain NAME`: exactly this chain.
+    pub name: Option<&'a str>,
+    /// The database the point is for, on this host (`--data-dir DIR`: DIR/keyfount.db; a
+    /// container's database on the host): the chains replicated from it are taken first.
+    pub target: Option<&'a Path>,
+}
+
+/// The same file, compared as canonical paths where they exist.
+fn same_path(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    a == b || canon(a) == canon(b)
+}
+
+/// The chain to rebuild `at_us` from: `--chain NAME` when given; else, among the chains whose
+/// base is at or before the point, the newest (by its base's time) of the database the point is
+/// for, or of the only database the repository holds chains of. Chains of several databases
+/// and none of the target: refused (exit 2), naming them, never a guess.
+pub fn chain_for(repo: &Path, at_us: u64, choice: ChainChoice) -> Result<PathBuf> {
+    let mut chains = Vec::new();
     for d in chain_dirs(repo)? {
         let info = read_info(&d)?;
-        if info.base_time_us <= at_us {
-            best = Some(d);
-        }
+        chains.push((d, info));
     }
-    best.ok_or_else(|| {
+    let root = repo.join(PITR_DIR);
+    if let Some(name) = choice.name {
+        let (d, info) = chains.into_iter().find(|(_, i)| i.chain == name).ok_or_else(|| {
+            Error::usage(format!("there is no point-in-time chain {name:?} in {}", root.display()))
+                .hint("`kfadmin list -r REPO` names the chains")
+        })?;
+        if info.base_time_us > at_us {
+            return Err(Error::usage(format!(
+                "chain {name} begins at {}, after {}",
+                format_us(info.base_time_us),
+                format_us(at_us)
+            ))
+            .hint("`kfadmin list -r REPO` shows each chain's restorable times"));
+        }
+        return Ok(d);
+    }
+    let candidates: Vec<&(PathBuf, ChainInfo)> =
+        chains.iter().filter(|(_, i)| i.base_time_us <= at_us).collect();
+    let newest = |of: &[&(PathBuf, ChainInfo)]| {
+        of.iter().max_by_key(|(_, i)| (i.base_time_us, i.chain.clone())).map(|(d, _)| d.clone())
+    };
+    let of_target: Vec<&(PathBuf, ChainInfo)> = match choice.target {
+        Some(t) => candidates.iter().copied().filter(|(_, i)| same_path(Path::new(&i.source), t)).collect(),
+        None => Vec::new(),
+    };
+    if let Some(d) = newest(&of_target) {
+        return Ok(d);
+    }
+    let mut sources: Vec<(&str, &str)> =
+        candidates.iter().map(|(_, i)| (i.host.as_str(), i.source.as_str())).collect();
+    sources.sort();
+    sources.dedup();
+    if sources.len() > 1 {
+        let listed: Vec<String> = sources
+            .iter()
+            .map(|(host, source)| {
+                let last = candidates
+                    .iter()
+                    .filter(|(_, i)| i.host == *host && i.source == *source)
+                    .max_by_key(|(_, i)| i.base_time_us)
+                    .map(|(_, i)| i.chain.clone())
+                    .unwrap_or_default();
+                format!("{source} on {host} (chain {last})")
+            })
+            .collect();
+        return Err(Error::usage(format!(
+            "{} holds point-in-time chains of {} databases, and none of them is {}: {}",
+            root.display(),
+            sources.len(),
+            choice.target.map(|t| t.display().to_string()).unwrap_or_else(|| "the target".into()),
+            listed.join("; ")
+        ))
+        .hint(
+            "pass --chain NAME with the chain to take the point from (`kfadmin list -r REPO` names them)",
+        ));
+    }
+    newest(&candidates).ok_or_else(|| {
         Error::usage(format!(
             "no point-in-time chain in {} starts at or before {}",
-            repo.join(PITR_DIR).display(),
+            root.display(),
             format_us(at_us)
         ))
         .hint("`kfadmin list -r REPO` shows the chains and their restorable times")
@@ -1341,10 +1415,11 @@ pub struct PointArchive {
 pub fn point_archive(
     repo: &Path,
     at_us: u64,
+    choice: ChainChoice,
     tmp_dir: Option<&Path>,
     n: &dyn Notice,
 ) -> Result<PointArchive> {
-    let dir = chain_for(repo, at_us)?;
+    let dir = chain_for(repo, at_us, choice)?;
     let info = read_info(&dir)?;
     let rebuilt = Staging::private(tmp_dir, STAGING_PREFIX)?;
     let point = rebuild(&dir, at_us, rebuilt.dir(), n)?;

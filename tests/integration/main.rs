@@ -30,6 +30,7 @@ mod output;
 mod props;
 mod recovery;
 mod replicate;
+mod replicate_choice;
 mod replicate_docker;
 mod replicate_watch;
 mod restore;
