@@ -34,8 +34,10 @@ pub const FORMAT: &str = "kfadmin-chain";
 pub const FORMAT_VERSION: u32 = 1;
 /// The repository's directory of chains.
 pub const PITR_DIR: &str = "pitr";
-/// At most this many bytes of pages are read per poll (whole transactions).
-const MAX_READ: u64 = 64 << 20;
+/// At most this many bytes of pages are read per poll (whole transactions): what a poll holds
+/// in memory (its pages, then the segment made of them). A poll that stops here reads on at
+/// once, without waiting for the next interval.
+const MAX_READ: u64 = 16 << 20;
 
 /// `chain.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -873,7 +875,8 @@ pub fn follow_watched(
     loop {
         let stopping = stop();
         let started = Instant::now();
-        poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
+        let backlog =
+            poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
         if last_observed_write.elapsed() >= Duration::from_secs(1) || stopping {
             let o = Observed { chain: tip.info.chain.clone(), txn: tip.txn, time_us: known_us };
             fsutil::write_atomic(
@@ -888,7 +891,8 @@ pub fn follow_watched(
             break;
         }
         let spent = started.elapsed();
-        let mut left = opts.interval.saturating_sub(spent);
+        // A read that stopped at MAX_READ with more committed after it reads on at once.
+        let mut left = if backlog { Duration::ZERO } else { opts.interval.saturating_sub(spent) };
         while !left.is_zero() && !stop() {
             let step = left.min(Duration::from_millis(20));
             std::thread::sleep(step);
@@ -901,7 +905,8 @@ pub fn follow_watched(
 }
 
 /// One read of the WAL: ship what was committed since the last, repair a gap if frames were
-/// lost.
+/// lost. True when the read stopped at [`MAX_READ`] with more committed after it (a backlog:
+/// the follower does not know the database up to the read's start, only up to its last commit).
 #[allow(clippy::too_many_arguments)]
 fn poll(
     opts: &FollowOptions,
@@ -912,7 +917,7 @@ fn poll(
     known_us: &mut u64,
     report: &mut FollowReport,
     n: &dyn Notice,
-) -> Result<()> {
+) -> Result<bool> {
     let path = wal_path(&opts.db);
     // Should the server close (and delete -wal/-shm) just as the read mark is taken, the
     // connection creates them: they go back to the database's owner.
@@ -935,6 +940,7 @@ fn poll(
         }
     }
     let same_inode = matches!((&*held, &current), (Some(h), Some(c)) if h.ino == c.ino);
+    let mut backlog = false;
     // 1. The generation the chain is in: read on from where it stopped. Through the held file
     //    when there is one (a WAL the server deleted is still read to its end through it).
     let mut restarted = false;
@@ -951,6 +957,7 @@ fn poll(
             }
             Some(h) => {
                 let read = wal::read_commits(&h.file, &pos, page_size, MAX_READ).ctx("cannot read", &path)?;
+                backlog = read.more;
                 let end = read.end;
                 commits.extend(read.commits);
                 tip.pos = Some(end);
@@ -1013,6 +1020,7 @@ fn poll(
             (Some(c), Some(h)) if h.page_size == page_size && salt1(&h) == old.salt1().wrapping_add(1) => {
                 let read =
                     wal::read_commits(&c.file, &h.start(), page_size, MAX_READ).ctx("cannot read", &path)?;
+                backlog |= read.more;
                 commits.extend(read.commits);
                 tip.pos = Some(read.end);
             }
@@ -1143,10 +1151,13 @@ fn poll(
     } else {
         *held = None;
     }
-    if tip.lost.is_none() {
+    if tip.lost.is_none() && !backlog {
         *known_us = seen_us.max(tip.last_time_us);
+    } else if tip.lost.is_none() {
+        // Commits after the last one read were made before `seen_us`: known only up to it.
+        *known_us = (*known_us).max(tip.last_time_us);
     }
-    Ok(())
+    Ok(backlog)
 }
 
 /// Write the next segment: `.partial`, fsync, rename, directory fsync.
