@@ -1151,11 +1151,10 @@ fn poll(
     } else {
         *held = None;
     }
+    // After a read that stopped at MAX_READ, commits not read yet were made before `seen_us`:
+    // nothing new is known to be complete until a read gets to the end.
     if tip.lost.is_none() && !backlog {
         *known_us = seen_us.max(tip.last_time_us);
-    } else if tip.lost.is_none() {
-        // Commits after the last one read were made before `seen_us`: known only up to it.
-        *known_us = (*known_us).max(tip.last_time_us);
     }
     Ok(backlog)
 }
