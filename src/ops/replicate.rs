@@ -34,6 +34,10 @@ pub const FORMAT: &str = "kfadmin-chain";
 pub const FORMAT_VERSION: u32 = 1;
 /// The repository's directory of chains.
 pub const PITR_DIR: &str = "pitr";
+/// A commit read more than this long after the follower last knew the database is stamped too
+/// late to keep "every transaction committed by T − 1 s is in the point of T": a gap.
+const STAMP_WINDOW_US: u64 = 1_000_000;
+
 /// At most this many bytes of pages are read per poll (whole transactions): what a poll holds
 /// in memory (its pages, then the segment made of them). A poll that stops here reads on at
 /// once, without waiting for the next interval.
@@ -868,8 +872,12 @@ pub fn follow_watched(
     };
     report.chain = tip.info.chain.clone();
     report.resumed_at_txn = tip.txn;
-    // Since when the follower knows nothing else was committed.
-    let mut known_us = tip.last_time_us;
+    // Since when the follower knows nothing else was committed: after a stop, the last time
+    // the chain's heartbeat says it looked (when it is of this very commit).
+    let mut known_us = match read_observed(&tip.dir) {
+        Some(o) if o.chain == tip.info.chain && o.txn == tip.txn => o.time_us.max(tip.last_time_us),
+        _ => tip.last_time_us,
+    };
     let mut last_observed_write = Instant::now() - Duration::from_secs(10);
     let mut watcher = Watcher::new(watch, &tip, n);
     loop {
@@ -1089,7 +1097,33 @@ fn poll(
             .collect::<Vec<_>>();
         let wal_end = tip.pos;
         drop(commits);
-        ship(tip, "wal", records, wal_end, None, report)?;
+        // Each commit is stamped when it is read, at most about a second after it was made,
+        // as long as the follower looks that often. Commits read longer after it last knew
+        // the database (it was stopped or killed, or behind) were made at unknown times in
+        // between: no point strictly inside that window is exact, so it is a gap.
+        let gap = (*known_us + STAMP_WINDOW_US < time_us).then(|| Gap {
+            from_us: *known_us,
+            to_us: time_us,
+            reason: format!(
+                "these commits were read {:.1} s after the follower last knew the database (it was stopped, or behind), and are stamped when read",
+                (time_us - *known_us) as f64 / 1e6
+            ),
+        });
+        if let Some(g) = &gap {
+            n.note(&format!(
+                "warning: gap in chain {}: {}; points from {} to {} cannot be restored",
+                tip.info.chain,
+                g.reason,
+                format_us(g.from_us),
+                format_us(g.to_us)
+            ));
+            report.gaps.push(GapReport {
+                from: format_us(g.from_us),
+                to: format_us(g.to_us),
+                reason: g.reason.clone(),
+            });
+        }
+        ship(tip, "wal", records, wal_end, gap, report)?;
     }
     // 4. Frames were lost: ship the pages that differ from the live database.
     if let Some(reason) = lost.take().filter(|r| {
