@@ -1101,7 +1101,8 @@ fn poll(
         // as long as the follower looks that often. Commits read longer after it last knew
         // the database (it was stopped or killed, or behind) were made at unknown times in
         // between: no point strictly inside that window is exact, so it is a gap.
-        let gap = (*known_us + STAMP_WINDOW_US < time_us).then(|| Gap {
+        // (A repair in this same read covers the window with its own gap.)
+        let gap = (lost.is_none() && *known_us + STAMP_WINDOW_US < time_us).then(|| Gap {
             from_us: *known_us,
             to_us: time_us,
             reason: format!(
