@@ -30,6 +30,10 @@ use crate::replicate::segment::{self, Decoded, Gap, Header, Record};
 use crate::replicate::wal::{self, After, Pos};
 use crate::sqlite;
 
+mod rebase;
+
+pub use rebase::tell_followers;
+
 pub const FORMAT: &str = "kfadmin-chain";
 pub const FORMAT_VERSION: u32 = 1;
 /// The repository's directory of chains.
@@ -696,6 +700,16 @@ pub struct FollowReport {
     pub bytes_written: u64,
     pub gaps: Vec<GapReport>,
     pub last_commit: Option<String>,
+    /// Chains this run ended and the new ones it started on a new base, and why.
+    pub new_bases: Vec<NewBase>,
+}
+
+/// A chain ended and a new one started on a new base (`rebase`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NewBase {
+    pub ended: String,
+    pub chain: String,
+    pub reason: String,
 }
 
 /// The chain's end, as the follower keeps it.
@@ -711,6 +725,8 @@ struct Tip {
     last_checksum: String,
     /// Frames were lost and the repair is still to be made (why).
     lost: Option<String>,
+    /// The chain must end here and a new one start (why): see `rebase`.
+    rebase: Option<String>,
 }
 
 /// The WAL file the follower reads, kept open between polls: if the server deletes it (a
@@ -766,7 +782,7 @@ pub fn follow_watched(
     stop: &dyn Fn() -> bool,
 ) -> Result<FollowReport> {
     let mut db_file = File::open(&opts.db).ctx("cannot open", &opts.db)?;
-    let page_size = wal::db_page_size(&db_file)
+    let mut page_size = wal::db_page_size(&db_file)
         .ctx("cannot read", &opts.db)?
         .ok_or_else(|| Error::usage(format!("{} is not a SQLite database", opts.db.display())))?;
     if !wal::db_is_wal(&db_file).ctx("cannot read", &opts.db)? {
@@ -796,10 +812,76 @@ pub fn follow_watched(
     let mut known_us = tip.last_time_us;
     let mut last_observed_write = Instant::now() - Duration::from_secs(10);
     let mut watcher = Watcher::new(watch, &tip, n);
+    let mut guard = rebase::Guard::new(&db_file);
     loop {
         let stopping = stop();
         let started = Instant::now();
-        poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
+        // A restore by kfadmin says so first: ship what is committed, let go of the files until
+        // it ends, then look at what it left.
+        let mut told = false;
+        if !stopping && rebase::restore_running(&opts.db) {
+            poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
+            let o = Observed { chain: tip.info.chain.clone(), txn: tip.txn, time_us: known_us };
+            fsutil::write_atomic(
+                &tip.dir.join("observed.json"),
+                &serde_json::to_vec(&o).unwrap_or_default(),
+                0o600,
+            )?;
+            n.note(&format!(
+                "A restore into the directory of {} is running: replicate lets go of it until it ends",
+                opts.db.display()
+            ));
+            held = None;
+            db_file = rebase::wait_for_restore(&opts.db, db_file, stop)?;
+            told = true;
+        }
+        // A change that ends the chain: VACUUM, another page size, the database replaced.
+        // (the file itself changed: wait until it is settled before copying it).
+        let (why, settle) = match guard.check(&opts.db, &db_file, &tip)? {
+            Some(why) if told => (Some(format!("the database was restored by kfadmin ({why})")), true),
+            Some(why) => (Some(why), true),
+            None => {
+                poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
+                (tip.rebase.take(), false)
+            }
+        };
+        if let Some(why) = why.filter(|_| !stopping) {
+            let o = Observed { chain: tip.info.chain.clone(), txn: tip.txn, time_us: known_us };
+            fsutil::write_atomic(
+                &tip.dir.join("observed.json"),
+                &serde_json::to_vec(&o).unwrap_or_default(),
+                0o600,
+            )?;
+            watcher.after_read(&tip, held.as_ref().map(|h| &h.file), known_us, &report, true);
+            n.note(&format!(
+                "Chain {} ends at transaction {}: {why}; starting a new chain with a new base",
+                tip.info.chain, tip.txn
+            ));
+            if settle {
+                db_file = rebase::settled(&opts.db, Duration::from_secs(10), stop)?;
+            }
+            if !wal::db_is_wal(&db_file).ctx("cannot read", &opts.db)? {
+                return Err(Error::failed(format!(
+                    "{} left WAL mode (journal_mode was changed): its commits can no longer be followed",
+                    opts.db.display()
+                ))
+                .hint("the chain holds everything up to now; switch the database back to WAL and run replicate again"));
+            }
+            page_size = wal::db_page_size(&db_file).ctx("cannot read", &opts.db)?.ok_or_else(|| {
+                Error::failed(format!("{} is no longer a SQLite database", opts.db.display()))
+            })?;
+            held = None;
+            let old = tip.info.chain.clone();
+            tip = new_chain(opts, &db_file, page_size, &mut held, n)?;
+            report.new_bases.push(NewBase { ended: old, chain: tip.info.chain.clone(), reason: why });
+            report.chain = tip.info.chain.clone();
+            report.new_chain = true;
+            known_us = tip.last_time_us;
+            guard = rebase::Guard::new(&db_file);
+            watcher = Watcher::new(watch, &tip, n);
+            last_observed_write = Instant::now() - Duration::from_secs(10);
+            continue;
+        }
         if last_observed_write.elapsed() >= Duration::from_secs(1) || stopping {
             let o = Observed { chain: tip.info.chain.clone(), txn: tip.txn, time_us: known_us };
             fsutil::write_atomic(
@@ -994,6 +1076,7 @@ fn poll(
     }
     // 3. Commits copied: ship them.
     if !commits.is_empty() {
+        tip.rebase = tip.rebase.take().or_else(|| rebase::after_commits(&commits, page_size));
         let time_us = now_us().max(tip.last_time_us);
         let records = commits
             .iter()
@@ -1261,6 +1344,7 @@ fn new_chain(
         last_time_us: time_us,
         info,
         lost: None,
+        rebase: None,
     })
 }
 
@@ -1324,7 +1408,19 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
         }
         None => (0, info.base_sha256.clone(), 0, info.wal, info.base_time_us, info.base_checksum.clone()),
     };
-    Ok(Some(Tip { dir, info, seq, prev, txn, pages, pos, last_time_us, last_checksum, lost: None }))
+    Ok(Some(Tip {
+        dir,
+        info,
+        seq,
+        prev,
+        txn,
+        pages,
+        pos,
+        last_time_us,
+        last_checksum,
+        lost: None,
+        rebase: None,
+    }))
 }
 
 /// A point rebuilt and written as an ordinary verified archive, for the restore path

@@ -31,6 +31,7 @@ mod props;
 mod recovery;
 mod replicate;
 mod replicate_docker;
+mod replicate_long;
 mod replicate_watch;
 mod restore;
 mod restore_docker;

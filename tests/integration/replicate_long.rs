@@ -1,0 +1,282 @@
+//! Long chains (issue 18, rule 3 and 5): a chain ends and a new one starts on a new base when
+//! the application runs VACUUM or changes its page size, and when the database is restored (by
+//! kfadmin, or replaced in place by `cp`), with a real writer process and a real `replicate`.
+//! Every point before and after the change restores exactly.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string()
+}
+
+fn replicate(env: &Env, db: &Path, repo: &Path) -> Child {
+    let args = ["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json", "-v"];
+    spawn_kf(env, &[], &args)
+}
+
+/// SIGTERM: the report replicate prints when it stops.
+fn stop_replicate(child: Child) -> (Run, Value) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let run: Run = child.wait_with_output().unwrap().into();
+    let v = serde_json::from_str(&run.stdout).unwrap_or_else(|_| panic!("no report: {}", run.stderr));
+    (run, v)
+}
+
+/// (seq, at in ms) of every audit row of a database, in order.
+fn audit(db: &Path) -> Vec<(i64, i64)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut s = c.prepare("SELECT seq, at FROM audit_log ORDER BY seq").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn restore_at(env: &Env, repo: &Path, at: &str, n: usize) -> (Run, PathBuf) {
+    let dir = env.path(&format!("restored-{n}"));
+    let run = kfadmin_fault(
+        &env.path("state"),
+        "",
+        &["restore", "--at", at, "-r", repo.to_str().unwrap(), "--data-dir", dir.to_str().unwrap(), "--yes"],
+    );
+    (run, dir.join("keyfount.db"))
+}
+
+/// `restore --at` at `at_ms` holds a prefix of `live`: every row written by T − 1 s and none
+/// written after T; and the writer's invariants hold.
+fn assert_point(env: &Env, repo: &Path, live: &[(i64, i64)], at_ms: i64, n: usize) {
+    let (run, db) = restore_at(env, repo, &rfc3339_ms(at_ms), n);
+    run.ok();
+    check_db(&db, 0);
+    let got = audit(&db);
+    let k = got.len().min(live.len());
+    assert!(got.len() <= live.len() && got[..k] == live[..k], "point {n}: not a prefix of the live history");
+    let last = got.last().map(|r| r.0).unwrap_or(0);
+    let must = live.iter().filter(|r| r.1 <= at_ms - 1000).map(|r| r.0).max().unwrap_or(0);
+    let may = live.iter().filter(|r| r.1 <= at_ms).map(|r| r.0).max().unwrap_or(0);
+    assert!(
+        last >= must && last <= may,
+        "restore --at {} (point {n}): last seq {last}, expected every seq up to {must} and none after {may}",
+        rfc3339_ms(at_ms)
+    );
+}
+
+fn chains(repo: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo.join("pitr"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("chain.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn chain_info(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("chain.json")).unwrap()).unwrap()
+}
+
+fn base_ms(dir: &Path) -> i64 {
+    (chain_info(dir)["base_time_us"].as_u64().unwrap() / 1000) as i64
+}
+
+fn ms_of(t: &str) -> i64 {
+    humantime::parse_rfc3339(t).unwrap().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// `verify` checks every chain, each commit's checksum against the page digests. The only gaps
+/// are those of a server restart (as replicate has always reported them): none at a new base.
+/// Returns the gaps (from, to) in ms.
+fn assert_chains_verify(env: &Env, repo: &Path, want: usize) -> Vec<(i64, i64)> {
+    let run = kfadmin_fault(&env.path("state"), "", &["verify", "-r", repo.to_str().unwrap(), "--json"]);
+    let v = run.json();
+    run.ok();
+    let list = v["chains"].as_array().unwrap();
+    assert_eq!(list.len(), want, "{v}");
+    assert!(list.iter().all(|c| c["ok"] == true), "{v}");
+    let mut gaps = Vec::new();
+    for g in list.iter().flat_map(|c| c["gaps"].as_array().unwrap()) {
+        assert!(g["reason"].as_str().unwrap().contains("a WAL appeared"), "a gap that is not a restart: {v}");
+        gaps.push((ms_of(g["from"].as_str().unwrap()), ms_of(g["to"].as_str().unwrap())));
+    }
+    gaps
+}
+
+/// Points spread over [from, to), outside the gaps (and 100 ms around them): deterministic.
+fn times_outside(from: i64, to: i64, k: usize, gaps: &[(i64, i64)]) -> Vec<i64> {
+    (0..4 * k)
+        .map(|i| from + (to - from) * (2 * i as i64 + 1) / (8 * k as i64))
+        .filter(|at| !gaps.iter().any(|&(f, t)| *at >= f - 100 && *at <= t + 100))
+        .step_by(2)
+        .take(k)
+        .collect()
+}
+
+/// The one new base the run started, and why.
+fn one_new_base(report: &Value, says: &str) {
+    let nb = report["new_bases"].as_array().unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(nb.len(), 1, "one new base expected: {report}");
+    let reason = nb[0]["reason"].as_str().unwrap();
+    assert!(reason.contains(says), "the new base's reason {reason:?} does not say {says:?}");
+}
+
+/// VACUUM by the application while the writer commits at 200/s: the old chain ends with the
+/// VACUUM's commit, a new chain starts on a new base at once, both verify without a gap, and
+/// points before, across and after the VACUUM restore exactly.
+#[test]
+fn vacuum_starts_a_new_base_and_every_point_before_and_after_restores() {
+    let env = Env::new();
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate(&env, &db, &repo);
+    std::thread::sleep(Duration::from_millis(2500));
+    let vacuum = now_ms();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.execute_batch("VACUUM").unwrap();
+    drop(c);
+    std::thread::sleep(Duration::from_millis(3000));
+    writer.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    let (_, report) = stop_replicate(rep);
+    one_new_base(&report, "VACUUM");
+    let live = audit(&db);
+    let dirs = chains(&repo);
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    let gaps = assert_chains_verify(&env, &repo, 2);
+    assert!(gaps.is_empty(), "{gaps:?}");
+    let (first, second) = (base_ms(&dirs[0]), base_ms(&dirs[1]));
+    assert!(second >= vacuum, "the new base is older than the VACUUM");
+    for (n, at) in times_outside(first + 1000, now_ms(), 8, &[]).into_iter().enumerate() {
+        assert_point(&env, &repo, &live, at, n);
+    }
+    let (run, restored) = restore_at(&env, &repo, "now", 99);
+    run.ok();
+    assert_eq!(audit(&restored), live, "restore --at now");
+}
+
+/// A page-size change by the application (journal_mode=DELETE, page_size, VACUUM, back to
+/// WAL) while replicate runs: a new chain with the new page size; points before and after
+/// restore exactly.
+#[test]
+fn a_page_size_change_starts_a_new_base() {
+    let env = Env::new();
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate(&env, &db, &repo);
+    std::thread::sleep(Duration::from_millis(2000));
+    writer.stop();
+    let before = audit(&db);
+    let changed = now_ms();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.busy_timeout(Duration::from_secs(10)).unwrap();
+    c.execute_batch("PRAGMA journal_mode=DELETE; PRAGMA page_size=8192; VACUUM; PRAGMA journal_mode=WAL;")
+        .unwrap();
+    drop(c);
+    std::thread::sleep(Duration::from_millis(2000));
+    let writer = env.start_writer(&db, 200, false);
+    std::thread::sleep(Duration::from_millis(2500));
+    writer.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    let (_, report) = stop_replicate(rep);
+    let dirs = chains(&repo);
+    assert_eq!(dirs.len(), 2, "{dirs:?}: {report}");
+    assert_eq!(chain_info(&dirs[1])["page_size"], 8192);
+    assert_eq!(report["new_bases"].as_array().unwrap().len(), 1, "{report}");
+    let gaps = assert_chains_verify(&env, &repo, 2);
+    let live = audit(&db);
+    for (n, at) in times_outside(base_ms(&dirs[0]) + 1000, changed, 3, &gaps).into_iter().enumerate() {
+        assert_point(&env, &repo, &before, at, n);
+    }
+    for (n, at) in times_outside(base_ms(&dirs[1]) + 1000, now_ms(), 3, &gaps).into_iter().enumerate() {
+        assert_point(&env, &repo, &live, at, 10 + n);
+    }
+}
+
+/// A database restored by `kfadmin restore` (another file swapped in) and, later, one
+/// overwritten in place by `cp` (the same inode), each while replicate runs and the server is
+/// stopped: each starts a new chain (a server restart alone does not); every point restores
+/// the history it belongs to.
+#[test]
+fn a_restore_by_kfadmin_and_one_by_cp_start_new_bases() {
+    let env = Env::new();
+    let data = env.data_dir("data", 2);
+    let db = data.join("keyfount.db");
+    let repo = env.path("repo");
+    let backups = env.path("backups");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate(&env, &db, &repo);
+    std::thread::sleep(Duration::from_millis(1500));
+    let made = kfadmin_fault(
+        &env.path("state"),
+        "",
+        &["backup", "--online", "--db", db.to_str().unwrap(), "-r", backups.to_str().unwrap(), "--json"],
+    );
+    made.ok();
+    let archive = made.json()["archive"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    writer.stop();
+    // A server restart alone is no reason for a new base.
+    std::thread::sleep(Duration::from_millis(600));
+    let writer = env.start_writer(&db, 200, false);
+    std::thread::sleep(Duration::from_millis(1000));
+    writer.stop();
+    let history1 = audit(&db);
+    let end1 = now_ms();
+    kfadmin_fault(
+        &env.path("state"),
+        "",
+        &["restore", &archive, "--data-dir", data.to_str().unwrap(), "--yes"],
+    )
+    .ok();
+    std::thread::sleep(Duration::from_millis(2000));
+    let writer = env.start_writer(&db, 200, false);
+    std::thread::sleep(Duration::from_millis(2500));
+    writer.stop();
+    let history2 = audit(&db);
+    let end2 = now_ms();
+    let old = env.path("old.db");
+    std::fs::copy(&db, &old).unwrap();
+    let writer = env.start_writer(&db, 200, false);
+    std::thread::sleep(Duration::from_millis(1500));
+    writer.stop();
+    std::thread::sleep(Duration::from_millis(600));
+    // In place: cp keeps the inode.
+    let status = std::process::Command::new("cp").arg(&old).arg(&db).status().unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(2000));
+    let writer = env.start_writer(&db, 200, false);
+    std::thread::sleep(Duration::from_millis(2500));
+    writer.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    let (_, report) = stop_replicate(rep);
+    let reasons: Vec<&str> =
+        report["new_bases"].as_array().unwrap().iter().map(|b| b["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 2, "two new bases expected (the restore, the cp): {report}");
+    assert!(reasons[0].contains("restored by kfadmin") && reasons[0].contains("replaced"), "{reasons:?}");
+    assert!(reasons[1].contains("does not hold the chain's last state"), "{reasons:?}");
+    let dirs = chains(&repo);
+    assert_eq!(dirs.len(), 3, "{dirs:?}");
+    let gaps = assert_chains_verify(&env, &repo, 3);
+    let live = audit(&db);
+    let mut n = 0;
+    for (from, to, hist) in [
+        (base_ms(&dirs[0]) + 1000, end1, &history1),
+        (base_ms(&dirs[1]) + 1000, end2, &history2),
+        (base_ms(&dirs[2]) + 1000, now_ms(), &live),
+    ] {
+        for at in times_outside(from, to, 3, &gaps) {
+            assert_point(&env, &repo, hist, at, n);
+            n += 1;
+        }
+    }
+}
