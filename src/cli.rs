@@ -642,6 +642,13 @@ pub struct PruneArgs {
     /// (the first one may be the only copy of the data from before an incident; 0s: count only)
     #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_PRE_RESTORE_WITHIN", default_value = "7d", value_parser = humantime::parse_duration)]
     pub keep_pre_restore_within: std::time::Duration,
+    /// Point-in-time chains: keep every commit younger than this; older commits are merged
+    /// into one point per minute (compaction)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_COMMITS_WITHIN", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub keep_commits_within: std::time::Duration,
+    /// Point-in-time chains: one point per minute up to this age, one per hour after it
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_MINUTELY_WITHIN", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub keep_minutely_within: std::time::Duration,
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
     #[arg(long, env = "KFADMIN_PRUNE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,

@@ -272,6 +272,9 @@ pub struct PruneReport {
     pub planned_bytes: u64,
     /// What is there that is not kfadmin's (never counted nor removed): how many, the first names.
     pub skipped: crate::store::Skipped,
+    /// Point-in-time chains compacted (or, with --dry-run, what compaction would do); `[]`
+    /// for an `s3://` location.
+    pub chains: Vec<crate::ops::replicate::Compacted>,
 }
 
 struct Checked {
@@ -330,6 +333,7 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         removed: 0,
         freed_bytes: 0,
         skipped,
+        chains: Vec::new(),
     };
     if !args.dry_run && !planned.is_empty() {
         let result = remove_planned(&store, &mut report, &planned, &stamps, ctx);
@@ -340,6 +344,20 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         };
         result?;
         synced?;
+    }
+    if let Store::Local(dir) = &store {
+        let keep = crate::replicate::compact::Policy {
+            every_commit_us: args.keep_commits_within.as_micros() as u64,
+            minutely_us: args.keep_minutely_within.as_micros() as u64,
+        };
+        let now = crate::ops::replicate::now_us();
+        for chain in crate::ops::replicate::chain_dirs(dir)? {
+            let c = crate::ops::replicate::compact(&chain, &keep, now, args.dry_run)?;
+            if let Some(why) = &c.skipped {
+                ctx.warn(&format!("chain {}: not compacted: {why}", c.chain));
+            }
+            report.chains.push(c);
+        }
     }
     Ok(Outcome::new(0, human(&report), &report))
 }
@@ -514,6 +532,18 @@ fn remove_planned(
 }
 
 fn human(r: &PruneReport) -> String {
+    let mut out = human_archives(r);
+    for c in r.chains.iter().filter(|c| c.skipped.is_none()) {
+        let verb = if r.dry_run { "would compact" } else { "compacted" };
+        out.push_str(&format!(
+            "\nchain {}: {verb} {} segment(s) with {} point(s), {} byte(s) into {} segment(s) with {} point(s), {} byte(s)",
+            c.chain, c.segments_before, c.points_before, c.bytes_before, c.segments_after, c.points_after, c.bytes_after
+        ));
+    }
+    out
+}
+
+fn human_archives(r: &PruneReport) -> String {
     let skipped = super::render::skipped_line(&r.dir, &r.skipped);
     if r.archives.is_empty() {
         return format!("No kfadmin archives in {}; nothing to prune\n{skipped}", r.dir.display());

@@ -30,8 +30,10 @@ use crate::replicate::segment::{self, Decoded, Gap, Header, Record};
 use crate::replicate::wal::{self, After, Pos};
 use crate::sqlite;
 
+mod compact;
 mod rebase;
 
+pub use compact::{compact, read_lease, Compacted};
 pub use rebase::tell_followers;
 
 pub const FORMAT: &str = "kfadmin-chain";
@@ -192,6 +194,9 @@ pub struct GapReport {
 struct Walk<'a> {
     info: ChainInfo,
     pages: Option<&'a mut Pages>,
+    /// Segment files read, and their bytes (what compaction saves a restore).
+    read_segments: u64,
+    read_bytes: u64,
 }
 
 /// Check the segments of a chain in order (hash, `prev`, contiguous counters and checksums,
@@ -201,7 +206,7 @@ fn walk_chain(
     dir: &Path,
     w: &mut Walk,
     verdict: &mut ChainVerdict,
-    mut each: impl FnMut(&Header, &Record, &mut Option<&mut Pages>) -> Result<bool>,
+    mut each: impl FnMut(&Header, &Record, u64, &mut Option<&mut Pages>) -> Result<bool>,
 ) -> Result<Option<Header>> {
     let mut prev = w.info.base_sha256.clone();
     let mut txn = 0u64;
@@ -209,8 +214,12 @@ fn walk_chain(
     let mut last: Option<Header> = None;
     let mut last_time = w.info.base_time_us;
     let mut size = w.info.base_pages;
-    for (i, (seq, path)) in segment_files(dir)?.into_iter().enumerate() {
-        let want = i as u64 + 1;
+    let mut want = 1u64;
+    for (seq, path) in segment_files(dir)? {
+        if seq < want {
+            // Replaced by the merged segment before it (compaction removes it next).
+            continue;
+        }
         let fail = |verdict: &mut ChainVerdict, why: String| {
             verdict.ok = false;
             verdict.problem = Some(why);
@@ -220,6 +229,8 @@ fn walk_chain(
             return Ok(last);
         }
         let bytes = std::fs::read(&path).ctx("cannot read", &path)?;
+        w.read_segments += 1;
+        w.read_bytes += bytes.len() as u64;
         let d: Decoded = match segment::decode(&bytes) {
             Ok(d) => d,
             Err(why) => {
@@ -238,7 +249,7 @@ fn walk_chain(
             Some(format!("it names chain {} segment {}", h.chain, h.seq))
         } else if h.prev != prev {
             Some("its predecessor's hash is not the one it records (a segment before it was changed or replaced)".into())
-        } else if h.txn_first != txn + 1 || h.txn_last != txn + h.commits {
+        } else if h.txn_first != txn + 1 || !spans_its_transactions(h, seq) {
             Some(format!("its transactions {}..{} do not follow {txn}", h.txn_first, h.txn_last))
         } else if h.checksum_before != checksum {
             Some("its checksum_before is not the checksum after its predecessor".into())
@@ -261,7 +272,8 @@ fn walk_chain(
                 reason: g.reason.clone(),
             });
         }
-        for r in &d.records {
+        for (k, r) in d.records.iter().enumerate() {
+            let rtxn = h.txns.as_ref().map(|t| t[k]).unwrap_or(txn + 1);
             // A database grows only by pages a commit writes: a record that says otherwise
             // (crafted, or a bug) is refused before anything is sized by it.
             crate::error::check_interrupt()?;
@@ -285,19 +297,18 @@ fn walk_chain(
                 p.resize(r.db_pages);
                 if p.sum() != r.checksum {
                     fail(verdict, format!(
-                        "segment {seq}: the database after transaction {} does not have the checksum the segment records",
-                        txn + 1
+                        "segment {seq}: the database after transaction {rtxn} does not have the checksum the segment records"
                     ));
                     return Ok(last);
                 }
             }
-            txn += 1;
-            verdict.commits += 1;
+            verdict.commits += rtxn - txn;
+            txn = rtxn;
             if verdict.first.is_none() {
                 verdict.first = Some(format_us(r.time_us));
             }
             verdict.last = Some(format_us(r.time_us));
-            if !each(h, r, &mut w.pages)? {
+            if !each(h, r, rtxn, &mut w.pages)? {
                 return Ok(Some(h.clone()));
             }
         }
@@ -308,11 +319,27 @@ fn walk_chain(
             return Ok(last);
         }
         checksum = h.checksum_after.clone();
-        prev = d.hash;
+        prev = h.end_hash.clone().unwrap_or(d.hash);
+        want = h.seq_last.unwrap_or(seq) + 1;
         verdict.segments += 1;
         last = Some(d.header);
     }
     Ok(last)
+}
+
+/// The transactions a segment covers: one record each (`wal`, `repair`), or (`merged`) the
+/// points kept, in order, the last one the segment's last transaction.
+fn spans_its_transactions(h: &Header, seq: u64) -> bool {
+    match &h.txns {
+        None => h.seq_last.is_none() && h.txn_last + 1 == h.txn_first + h.commits,
+        Some(t) => {
+            t.len() as u64 == h.commits
+                && t.windows(2).all(|w| w[0] < w[1])
+                && t.first().is_some_and(|f| *f >= h.txn_first)
+                && t.last() == Some(&h.txn_last)
+                && h.seq_last.is_some_and(|l| l >= seq)
+        }
+    }
 }
 
 /// A database grows only by the pages a commit writes: every page past the old size up to the
@@ -363,6 +390,8 @@ fn read_observed(dir: &Path) -> Option<Observed> {
 /// database.
 pub fn verify_chain(dir: &Path, deep: Option<(Option<&Path>, &dyn Notice)>) -> Result<ChainVerdict> {
     let info = read_info(dir)?;
+    // Compaction waits until this is done (it never removes a segment being read).
+    let _lease = read_lease(dir);
     let mut verdict = new_verdict(dir, &info);
     let base = dir.join("base").join(&info.base);
     let broken = |mut v: ChainVerdict, why: String| {
@@ -409,8 +438,8 @@ pub fn verify_chain(dir: &Path, deep: Option<(Option<&Path>, &dyn Notice)>) -> R
         }
         pages = Some(p);
     }
-    let mut w = Walk { info, pages: pages.as_mut() };
-    walk_chain(dir, &mut w, &mut verdict, |_, _, _| Ok(true))?;
+    let mut w = Walk { info, pages: pages.as_mut(), read_segments: 0, read_bytes: 0 };
+    walk_chain(dir, &mut w, &mut verdict, |_, _, _, _| Ok(true))?;
     verdict.observed_until =
         read_observed(dir).filter(|o| o.chain == w.info.chain).map(|o| format_us(o.time_us));
     Ok(verdict)
@@ -436,6 +465,9 @@ pub struct Point {
     pub checksum: String,
     /// Said when the time asked for is past what the follower last observed.
     pub note: Option<String>,
+    /// Segment files read to rebuild it, and their bytes.
+    pub segments_read: u64,
+    pub segment_bytes_read: u64,
 }
 
 /// Unpack and verify the base archive into `into` (a private directory), then apply every
@@ -450,6 +482,8 @@ pub fn rebuild(dir: &Path, at_us: u64, into: &crate::safedir::Dir, n: &dyn Notic
             format_us(info.base_time_us)
         )));
     }
+    let _lease = read_lease(dir);
+    crate::fault::pause("rebuild.leased");
     let base = dir.join("base").join(&info.base);
     n.note(&format!("Verifying the chain's base {}", base.display()));
     let opts = Options {
@@ -485,12 +519,14 @@ pub fn rebuild(dir: &Path, at_us: u64, into: &crate::safedir::Dir, n: &dyn Notic
         time_us: info.base_time_us,
         checksum: info.base_checksum.clone(),
         note: None,
+        segments_read: 0,
+        segment_bytes_read: 0,
     };
     let ps = u64::from(info.page_size);
     let mut inside_gap: Option<Gap> = None;
     let mut applied = 0u64;
-    let mut w = Walk { info: info.clone(), pages: Some(&mut pages) };
-    walk_chain(dir, &mut w, &mut verdict, |h, r, _| {
+    let mut w = Walk { info: info.clone(), pages: Some(&mut pages), read_segments: 0, read_bytes: 0 };
+    walk_chain(dir, &mut w, &mut verdict, |h, r, rtxn, _| {
         if r.time_us > at_us {
             if let Some(g) = h.gap.as_ref().filter(|g| g.from_us < at_us && at_us < g.to_us) {
                 inside_gap = Some(g.clone());
@@ -502,15 +538,15 @@ pub fn rebuild(dir: &Path, at_us: u64, into: &crate::safedir::Dir, n: &dyn Notic
         }
         db.set_len(u64::from(r.db_pages) * ps).ctx("cannot write", &db_path)?;
         applied += 1;
-        point.txn = h.txn_first + (applied - 1).min(h.txn_last - h.txn_first);
+        point.txn = rtxn;
         point.time_us = r.time_us;
         point.time = format_us(r.time_us);
         point.checksum = r.checksum.hex();
         Ok(true)
     })?;
+    point.segments_read = w.read_segments;
+    point.segment_bytes_read = w.read_bytes;
     drop(w);
-    // The counter of the last applied commit, exactly: the number of commits applied.
-    point.txn = applied;
     if let Some(g) = inside_gap {
         return Err(Error::usage(format!(
             "{} falls inside a gap of chain {} ({} to {}: {}); no point strictly inside it can be restored",
@@ -1186,6 +1222,9 @@ fn ship(
         gap,
         compression: "none".into(),
         encryption: "none".into(),
+        seq_last: None,
+        end_hash: None,
+        txns: None,
     };
     let mut h = h;
     if tip.seq > 0 {
@@ -1388,8 +1427,8 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
         return Ok(None);
     }
     let mut verdict = new_verdict(&dir, &info);
-    let mut w = Walk { info: info.clone(), pages: Some(&mut pages) };
-    let last = walk_chain(&dir, &mut w, &mut verdict, |_, _, _| Ok(true))?;
+    let mut w = Walk { info: info.clone(), pages: Some(&mut pages), read_segments: 0, read_bytes: 0 };
+    let last = walk_chain(&dir, &mut w, &mut verdict, |_, _, _, _| Ok(true))?;
     drop(w);
     if !verdict.ok {
         n.note(&format!(
@@ -1404,7 +1443,8 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
             let p = seg_path(&dir, h.seq);
             let bytes = std::fs::read(&p).ctx("cannot read", &p)?;
             let hash = crate::fsutil::hex(&bytes[bytes.len() - 32..]);
-            (h.seq, hash, h.txn_last, h.wal, h.last_time_us, h.checksum_after.clone())
+            let hash = h.end_hash.clone().unwrap_or(hash);
+            (h.seq_last.unwrap_or(h.seq), hash, h.txn_last, h.wal, h.last_time_us, h.checksum_after.clone())
         }
         None => (0, info.base_sha256.clone(), 0, info.wal, info.base_time_us, info.base_checksum.clone()),
     };
@@ -1445,8 +1485,8 @@ pub fn point_archive(
     let rebuilt = Staging::private(tmp_dir, STAGING_PREFIX)?;
     let point = rebuild(&dir, at_us, rebuilt.dir(), n)?;
     n.note(&format!(
-        "Rebuilt chain {} at transaction {} (committed by {}), checksum and integrity_check verified",
-        point.chain, point.txn, point.time
+        "Rebuilt chain {} at transaction {} (committed by {}) from {} segment(s), {} byte(s) read; checksum and integrity_check verified",
+        point.chain, point.txn, point.time, point.segments_read, point.segment_bytes_read
     ));
     // The owner and mode the base recorded for the database.
     let base = dir.join("base").join(&info.base);

@@ -280,3 +280,174 @@ fn a_restore_by_kfadmin_and_one_by_cp_start_new_bases() {
         }
     }
 }
+
+/// (segments, bytes) a `restore --at` read, as its log says.
+fn segments_read(run: &Run) -> (u64, u64) {
+    let line =
+        run.stderr.lines().find(|l| l.contains("segment(s),")).unwrap_or_else(|| panic!("{}", run.stderr));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "segment(s),").unwrap();
+    (words[at - 1].parse().unwrap(), words[at + 1].parse().unwrap())
+}
+
+fn prune(env: &Env, repo: &Path, fault: &str, within: &str, minutely: &str) -> Run {
+    kfadmin_fault(
+        &env.path("state"),
+        fault,
+        &[
+            "prune",
+            "-r",
+            repo.to_str().unwrap(),
+            "--keep-last",
+            "100",
+            "--keep-commits-within",
+            within,
+            "--keep-minutely-within",
+            minutely,
+            "--json",
+        ],
+    )
+}
+
+fn segment_files(chain: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in std::fs::read_dir(chain.join("seg")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A chain of a writer at 200 commits/s for 5 s; the writer stopped, replicate stopped.
+/// Returns (repo, live rows, base ms, end ms).
+fn a_chain(env: &Env) -> (PathBuf, Vec<(i64, i64)>, i64, i64) {
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate(env, &db, &repo);
+    std::thread::sleep(Duration::from_millis(5000));
+    writer.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    stop_replicate(rep).0.ok();
+    let base = base_ms(&chains(&repo)[0]);
+    (repo, audit(&db), base, now_ms())
+}
+
+/// Compaction by `prune`: commits younger than the window stay commit by commit and restore
+/// exactly as before; older ones are merged into a point per minute, each restoring exactly
+/// the state of its last commit (`verify` checks every kept point's checksum); merged into
+/// hours, `restore --at now` reads far fewer segments and bytes than before, with the same
+/// result.
+#[test]
+fn compaction_keeps_every_kept_point_exact_and_a_restore_reads_far_less() {
+    let env = Env::new();
+    let (repo, live, base, end) = a_chain(&env);
+    let ts = times_outside(base + 1000, end, 8, &[]);
+    let before: Vec<Vec<(i64, i64)>> = ts
+        .iter()
+        .enumerate()
+        .map(|(n, at)| {
+            let (run, db) = restore_at(&env, &repo, &rfc3339_ms(*at), n);
+            run.ok();
+            audit(&db)
+        })
+        .collect();
+    let (run, db) = restore_at(&env, &repo, "now", 100);
+    run.ok();
+    assert_eq!(audit(&db), live);
+    let (segs0, bytes0) = segments_read(&run);
+    // Every commit after the middle of the chain kept; one point per minute before it.
+    let mid = (base + end) / 2;
+    let window = format!("{}ms", now_ms() - mid);
+    let run = prune(&env, &repo, "", &window, "1d");
+    run.ok();
+    let report = run.json();
+    let c = &report["chains"][0];
+    assert!(c["skipped"].is_null(), "{report}");
+    assert!(c["points_after"].as_u64() < c["points_before"].as_u64(), "nothing merged: {report}");
+    assert_chains_verify(&env, &repo, 1);
+    for (n, at) in ts.iter().enumerate() {
+        let (run, db) = restore_at(&env, &repo, &rfc3339_ms(*at), 200 + n);
+        run.ok();
+        let got = audit(&db);
+        if *at > mid + 500 {
+            assert_eq!(got, before[n], "point {n} (kept commit by commit) changed");
+        } else {
+            // The last kept point at or before T: a state the chain held, never a later one.
+            assert!(got.len() <= before[n].len() && got[..] == before[n][..got.len()], "point {n}");
+            check_db(&db, 0);
+        }
+    }
+    // Everything merged by the hour: the same last state from far fewer segments and bytes.
+    prune(&env, &repo, "", "0s", "0s").ok();
+    assert_chains_verify(&env, &repo, 1);
+    let (run, db) = restore_at(&env, &repo, "now", 300);
+    run.ok();
+    assert_eq!(audit(&db), live);
+    let (segs1, bytes1) = segments_read(&run);
+    assert!(segs1 <= 2 && segs1 * 4 < segs0, "{segs1} segments read after compaction, {segs0} before");
+    assert!(bytes1 * 2 < bytes0, "{bytes1} bytes read after compaction, {bytes0} before");
+}
+
+/// kill -9 at every step of compaction (before the merged segment is written, right after it
+/// replaced the run's first segment, while the others are removed): each time the chain
+/// verifies and restores the last state exactly; the next prune finishes the work.
+#[test]
+fn a_kill_at_every_step_of_compaction_leaves_a_valid_chain() {
+    let env = Env::new();
+    let (pristine, live, _, _) = a_chain(&env);
+    for (k, point) in ["compact.merge", "compact.replaced", "compact.removing"].iter().enumerate() {
+        let repo = env.path(&format!("repo-{k}"));
+        let cp = std::process::Command::new("cp").arg("-a").arg(&pristine).arg(&repo).status().unwrap();
+        assert!(cp.success());
+        let run = prune(&env, &repo, &format!("{point}:kill"), "0s", "0s");
+        assert_eq!(run.code, -1, "prune was not killed at {point}: {}", run.stderr);
+        assert_chains_verify(&env, &repo, 1);
+        let (run, db) = restore_at(&env, &repo, "now", 10 * k);
+        run.ok();
+        assert_eq!(audit(&db), live, "after a kill at {point}");
+        let run = prune(&env, &repo, "", "0s", "0s");
+        run.ok();
+        assert!(segment_files(&chains(&repo)[0]).len() <= 2, "the next prune did not finish: {}", run.stdout);
+        assert!(segment_files(&chains(&repo)[0]).iter().all(|p| p.extension().unwrap() == "kfseg"));
+        assert_chains_verify(&env, &repo, 1);
+        let (run, db) = restore_at(&env, &repo, "now", 10 * k + 1);
+        run.ok();
+        assert_eq!(audit(&db), live, "after the prune that followed a kill at {point}");
+    }
+}
+
+/// A `restore --at` reading the chain: compaction leaves it alone (says so) and removes
+/// nothing; the restore finishes exactly.
+#[test]
+fn compaction_never_removes_a_segment_a_running_restore_reads() {
+    let env = Env::new();
+    let (repo, live, _, _) = a_chain(&env);
+    let files = segment_files(&chains(&repo)[0]);
+    let out = env.path("restored-paused");
+    let mut restore = Paused::spawn(
+        &env,
+        "rebuild.leased",
+        &[
+            "restore",
+            "--at",
+            "now",
+            "-r",
+            repo.to_str().unwrap(),
+            "--data-dir",
+            out.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    restore.expect("rebuild.leased");
+    let run = prune(&env, &repo, "", "0s", "0s");
+    run.ok();
+    let report = run.json();
+    assert!(report["chains"][0]["skipped"].as_str().unwrap().contains("reading"), "{report}");
+    assert_eq!(segment_files(&chains(&repo)[0]), files, "a segment changed under a restore");
+    restore.go("rebuild.leased");
+    restore.finish().ok();
+    assert_eq!(audit(&out.join("keyfount.db")), live);
+}
