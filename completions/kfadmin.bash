@@ -832,7 +832,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__replicate)
-            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --interval --tmp-dir --duration --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --interval --tmp-dir --duration --metrics-file --ping-url --compact-every --keep-commits-within --keep-minutely-within --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -883,6 +883,18 @@ _kfadmin() {
                     return 0
                     ;;
                 --ping-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compact-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-commits-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-minutely-within)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

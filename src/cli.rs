@@ -468,6 +468,15 @@ pub struct ReplicateArgs {
     /// Ping URL/fail (healthchecks.io-style) when replicate exits with an error
     #[arg(long, value_name = "URL", env = "KFADMIN_REPLICATE_PING_URL", value_parser = parse_ping_url)]
     pub ping_url: Option<String>,
+    /// Compact the chain in the background this often (as `prune` does; 0s: never)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_COMPACT_EVERY", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub compact_every: std::time::Duration,
+    /// Compaction keeps every commit younger than this; older ones become one point per minute
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_COMMITS_WITHIN", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub keep_commits_within: std::time::Duration,
+    /// Compaction keeps one point per minute up to this age, one per hour after it
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_MINUTELY_WITHIN", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub keep_minutely_within: std::time::Duration,
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {

@@ -53,6 +53,13 @@ fn follow(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
         interval: args.interval,
         tmp_dir: args.tmp_dir.clone(),
         compression: Default::default(),
+        compact: (!args.compact_every.is_zero()).then(|| {
+            let policy = crate::replicate::compact::Policy {
+                every_commit_us: args.keep_commits_within.as_micros() as u64,
+                minutely_us: args.keep_minutely_within.as_micros() as u64,
+            };
+            (args.compact_every, policy)
+        }),
     };
     let deadline = args.duration.map(|d| Instant::now() + d);
     // `--container`: what the watching thread found is said here, between reads.

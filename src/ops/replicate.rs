@@ -721,6 +721,8 @@ pub struct FollowOptions {
     pub interval: Duration,
     pub tmp_dir: Option<PathBuf>,
     pub compression: Compression,
+    /// Compact the chain in the background this often, keeping what the policy says.
+    pub compact: Option<(Duration, crate::replicate::compact::Policy)>,
 }
 
 /// What a follower did, for its report.
@@ -849,6 +851,7 @@ pub fn follow_watched(
     let mut last_observed_write = Instant::now() - Duration::from_secs(10);
     let mut watcher = Watcher::new(watch, &tip, n);
     let mut guard = rebase::Guard::new(&db_file);
+    let mut background = opts.compact.map(|(every, policy)| compact::Background::new(every, policy));
     loop {
         let stopping = stop();
         let started = Instant::now();
@@ -930,6 +933,9 @@ pub fn follow_watched(
         watcher.after_read(&tip, held.as_ref().map(|h| &h.file), known_us, &report, stopping);
         if stopping {
             break;
+        }
+        if let Some(b) = background.as_mut() {
+            b.tick(&tip.dir, n);
         }
         let spent = started.elapsed();
         let mut left = opts.interval.saturating_sub(spent);

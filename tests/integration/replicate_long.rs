@@ -20,7 +20,13 @@ fn rfc3339_ms(ms: i64) -> String {
 }
 
 fn replicate(env: &Env, db: &Path, repo: &Path) -> Child {
-    let args = ["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json", "-v"];
+    replicate_with(env, db, repo, &[])
+}
+
+fn replicate_with(env: &Env, db: &Path, repo: &Path, extra: &[&str]) -> Child {
+    let mut args =
+        vec!["replicate", "--db", db.to_str().unwrap(), "-r", repo.to_str().unwrap(), "--json", "-v"];
+    args.extend_from_slice(extra);
     spawn_kf(env, &[], &args)
 }
 
@@ -450,4 +456,42 @@ fn compaction_never_removes_a_segment_a_running_restore_reads() {
     restore.go("rebuild.leased");
     restore.finish().ok();
     assert_eq!(audit(&out.join("keyfount.db")), live);
+}
+
+/// Compaction in the background of `replicate` (every second here, everything merged by the
+/// hour) while the writer commits at 200/s: the chain stays a few segments long, verifies, and
+/// the last state restores exactly, every other point is a state the chain held.
+#[test]
+fn replicate_compacts_in_the_background_while_it_ships() {
+    let env = Env::new();
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate_with(
+        &env,
+        &db,
+        &repo,
+        &["--compact-every", "1s", "--keep-commits-within", "0s", "--keep-minutely-within", "0s"],
+    );
+    std::thread::sleep(Duration::from_millis(6000));
+    writer.stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    let (run, report) = stop_replicate(rep);
+    assert!(run.stderr.contains("compacted chain"), "no compaction said: {}", run.stderr);
+    let live = audit(&db);
+    let chain = &chains(&repo)[0];
+    let files = segment_files(chain).len() as u64;
+    let written = report["segments_written"].as_u64().unwrap();
+    assert!(files * 3 < written, "{files} segment files left of {written} written");
+    assert_chains_verify(&env, &repo, 1);
+    let (run, restored) = restore_at(&env, &repo, "now", 1);
+    run.ok();
+    assert_eq!(audit(&restored), live);
+    for (n, at) in times_outside(base_ms(chain) + 1000, now_ms(), 4, &[]).into_iter().enumerate() {
+        let (run, db) = restore_at(&env, &repo, &rfc3339_ms(at), 10 + n);
+        run.ok();
+        check_db(&db, 0);
+        let got = audit(&db);
+        assert!(got.len() <= live.len() && got[..] == live[..got.len()], "point {n}");
+    }
 }

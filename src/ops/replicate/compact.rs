@@ -195,3 +195,50 @@ fn write_merged(run: &[Seg], kept: &[(u64, segment::Record)], dry_run: bool) -> 
     }
     Ok(bytes.len() as u64)
 }
+
+/// Compaction in the background of a follower: every `every`, in a thread of its own (shipping
+/// never waits for it), one run at a time. A follower stopped (or killed) in the middle leaves a
+/// valid chain, as any stopped compaction.
+pub(super) struct Background {
+    every: std::time::Duration,
+    policy: Policy,
+    last: std::time::Instant,
+    running: Option<std::thread::JoinHandle<Result<Compacted>>>,
+}
+
+impl Background {
+    pub(super) fn new(every: std::time::Duration, policy: Policy) -> Self {
+        Background { every, policy, last: std::time::Instant::now(), running: None }
+    }
+
+    /// Between reads: say how the last run went when it is done; start the next when due.
+    pub(super) fn tick(&mut self, dir: &Path, n: &dyn crate::progress::Notice) {
+        if self.running.as_ref().is_some_and(|h| h.is_finished()) {
+            match self.running.take().map(|h| h.join()) {
+                Some(Ok(Ok(c))) if c.skipped.is_none() && c.segments_after < c.segments_before => {
+                    n.detail(&format!(
+                        "compacted chain {}: {} segment(s) with {} point(s) into {} with {} point(s)",
+                        c.chain, c.segments_before, c.points_before, c.segments_after, c.points_after
+                    ))
+                }
+                Some(Ok(Ok(c))) => {
+                    if let Some(why) = c.skipped {
+                        n.detail(&format!("chain {} not compacted: {why}", c.chain));
+                    }
+                }
+                Some(Ok(Err(e))) => n.warn(&format!(
+                    "warning: compaction failed (the chain is unchanged or valid): {}",
+                    e.chain()
+                )),
+                Some(Err(_)) | None => {
+                    n.warn("warning: compaction stopped unexpectedly (the chain stays valid)")
+                }
+            }
+        }
+        if self.running.is_none() && self.last.elapsed() >= self.every {
+            self.last = std::time::Instant::now();
+            let (dir, policy) = (dir.to_path_buf(), self.policy);
+            self.running = Some(std::thread::spawn(move || compact(&dir, &policy, super::now_us(), false)));
+        }
+    }
+}
