@@ -766,7 +766,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__prune)
-            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --keep-pre-restore-within --keep-commits-within --keep-minutely-within --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --keep-pre-restore-within --keep-commits-within --keep-minutely-within --keep-points-within --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -809,6 +809,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --keep-minutely-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-points-within)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -166,6 +166,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --keep-pre-restore-within 'Keep every pre-restore safety copy younger than this too, however many there are (the first one may be the only copy of the data from before an incident; 0s: count only)'
             cand --keep-commits-within 'Point-in-time chains: keep every commit younger than this; older commits are merged into one point per minute (compaction)'
             cand --keep-minutely-within 'Point-in-time chains: one point per minute up to this age, one per hour after it'
+            cand --keep-points-within 'Point-in-time chains: keep the points of this long back and every chain they need; remove whole chains that only hold older points [default: keep every chain]'
             cand --tmp-dir 'Where a remote archive without a sidecar is downloaded for its check (a private directory is made there) [default: the state directory''s staging/]'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'

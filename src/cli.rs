@@ -658,6 +658,10 @@ pub struct PruneArgs {
     /// Point-in-time chains: one point per minute up to this age, one per hour after it
     #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_MINUTELY_WITHIN", default_value = "1d", value_parser = humantime::parse_duration)]
     pub keep_minutely_within: std::time::Duration,
+    /// Point-in-time chains: keep the points of this long back and every chain they need;
+    /// remove whole chains that only hold older points [default: keep every chain]
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_POINTS_WITHIN", value_parser = humantime::parse_duration)]
+    pub keep_points_within: Option<std::time::Duration>,
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
     #[arg(long, env = "KFADMIN_PRUNE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,

@@ -275,6 +275,9 @@ pub struct PruneReport {
     /// Point-in-time chains compacted (or, with --dry-run, what compaction would do); `[]`
     /// for an `s3://` location.
     pub chains: Vec<crate::ops::replicate::Compacted>,
+    /// With --keep-points-within: what became of each chain (kept, and why; or removed);
+    /// `[]` without it, and for an `s3://` location.
+    pub chain_retention: Vec<crate::ops::replicate::Retained>,
 }
 
 struct Checked {
@@ -334,6 +337,7 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         freed_bytes: 0,
         skipped,
         chains: Vec::new(),
+        chain_retention: Vec::new(),
     };
     if !args.dry_run && !planned.is_empty() {
         let result = remove_planned(&store, &mut report, &planned, &stamps, ctx);
@@ -351,6 +355,10 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
             minutely_us: args.keep_minutely_within.as_micros() as u64,
         };
         let now = crate::ops::replicate::now_us();
+        if let Some(within) = args.keep_points_within {
+            report.chain_retention =
+                crate::ops::replicate::retain(dir, within.as_micros() as u64, now, args.dry_run)?;
+        }
         for chain in crate::ops::replicate::chain_dirs(dir)? {
             let c = crate::ops::replicate::compact(&chain, &keep, now, args.dry_run)?;
             if let Some(why) = &c.skipped {
@@ -533,6 +541,14 @@ fn remove_planned(
 
 fn human(r: &PruneReport) -> String {
     let mut out = human_archives(r);
+    for c in &r.chain_retention {
+        let what = match (c.action.as_str(), c.removed) {
+            ("remove", true) => "removed",
+            ("remove", false) => "would remove",
+            _ => "keep",
+        };
+        out.push_str(&format!("\nchain {}: {what} ({})", c.chain, c.reason));
+    }
     for c in r.chains.iter().filter(|c| c.skipped.is_none()) {
         let verb = if r.dry_run { "would compact" } else { "compacted" };
         out.push_str(&format!(

@@ -32,9 +32,11 @@ use crate::sqlite;
 
 mod compact;
 mod rebase;
+mod retain;
 
 pub use compact::{compact, read_lease, Compacted};
 pub use rebase::tell_followers;
+pub use retain::{retain, Retained};
 
 pub const FORMAT: &str = "kfadmin-chain";
 pub const FORMAT_VERSION: u32 = 1;
@@ -118,7 +120,9 @@ pub fn chain_dirs(repo: &Path) -> Result<Vec<PathBuf>> {
     for e in rd {
         let e = e.ctx("cannot read", &root)?;
         let p = e.path();
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) && p.join("chain.json").is_file() {
+        // `.removing-…`: a chain being removed (retention), out of sight.
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if !hidden && e.file_type().map(|t| t.is_dir()).unwrap_or(false) && p.join("chain.json").is_file() {
             out.push(p);
         }
     }

@@ -495,3 +495,99 @@ fn replicate_compacts_in_the_background_while_it_ships() {
         assert!(got.len() <= live.len() && got[..] == live[..got.len()], "point {n}");
     }
 }
+
+/// Retention of whole chains: three chains (two VACUUMs), a window starting between the second
+/// and third bases. The first chain goes (dry run first: said, nothing removed; a restore
+/// reading it: kept for the next run); the second, which the window's oldest points need, and
+/// the newest stay; every point of the window still restores exactly, and a point older than
+/// it is refused, not rebuilt from what is left.
+#[test]
+fn prune_removes_whole_chains_only_no_kept_point_needs() {
+    let env = Env::new();
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate(&env, &db, &repo);
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(2000));
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.busy_timeout(Duration::from_secs(10)).unwrap();
+        c.execute_batch("VACUUM").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    writer.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    stop_replicate(rep).0.ok();
+    let live = audit(&db);
+    let dirs = chains(&repo);
+    assert_eq!(dirs.len(), 3, "{dirs:?}");
+    let (t0, t1, t2) = (base_ms(&dirs[0]), base_ms(&dirs[1]), base_ms(&dirs[2]));
+    let start = t1 + (t2 - t1) / 2;
+    let keep = |run: &str| -> Run {
+        let within = format!("{}ms", now_ms() - start);
+        let mut args =
+            vec!["prune", "-r", repo.to_str().unwrap(), "--keep-last", "100", "--keep-points-within"];
+        args.push(&within);
+        args.extend(["--keep-commits-within", "1h", "--json"]);
+        if run == "dry" {
+            args.push("--dry-run");
+        }
+        kfadmin_fault(&env.path("state"), "", &args)
+    };
+    let actions = |v: &Value| -> Vec<(String, bool)> {
+        v["chain_retention"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["action"].as_str().unwrap().to_string(), c["removed"].as_bool().unwrap()))
+            .collect()
+    };
+    let dry = keep("dry");
+    dry.ok();
+    let v = dry.json();
+    let want_dry = [("remove", false), ("keep", false), ("keep", false)].map(|(a, r)| (a.to_string(), r));
+    assert_eq!(actions(&v), want_dry, "{v}");
+    assert_eq!(chains(&repo).len(), 3, "a dry run removed a chain");
+    // A restore reading the first chain: it stays until the restore is done.
+    let out = env.path("restored-reading");
+    let at0 = rfc3339_ms(t0 + (t1 - t0) / 2);
+    let mut reading = Paused::spawn(
+        &env,
+        "rebuild.leased",
+        &[
+            "restore",
+            "--at",
+            &at0,
+            "-r",
+            repo.to_str().unwrap(),
+            "--data-dir",
+            out.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    reading.expect("rebuild.leased");
+    let run = keep("real");
+    run.ok();
+    let v = run.json();
+    assert_eq!(actions(&v)[0], ("keep".to_string(), false), "{v}");
+    assert!(v["chain_retention"][0]["reason"].as_str().unwrap().contains("reading"), "{v}");
+    reading.go("rebuild.leased");
+    reading.finish().ok();
+    let run = keep("real");
+    run.ok();
+    let v = run.json();
+    let want = [("remove", true), ("keep", false), ("keep", false)].map(|(a, r)| (a.to_string(), r));
+    assert_eq!(actions(&v), want, "{v}");
+    assert_eq!(chains(&repo), dirs[1..].to_vec());
+    assert!(std::fs::read_dir(repo.join("pitr")).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with(".removing")));
+    assert_chains_verify(&env, &repo, 2);
+    for (n, at) in times_outside(start, now_ms(), 4, &[]).into_iter().enumerate() {
+        assert_point(&env, &repo, &live, at, n);
+    }
+    let (run, _) = restore_at(&env, &repo, &at0, 50);
+    assert_eq!(run.code, 2, "a point older than every chain left: {}", run.stderr);
+}

@@ -25,7 +25,7 @@ pub const READERS_LOCK: &str = "readers.lock";
 const MAX_RUN_BYTES: u64 = 64 << 20;
 
 /// The chain's `readers.lock` (0600, created when missing, never through a link).
-fn open_lock_file(path: &Path) -> Result<File> {
+pub(super) fn open_lock_file(path: &Path) -> Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
