@@ -836,7 +836,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__replicate)
-            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --interval --tmp-dir --duration --metrics-file --ping-url --compact-every --keep-commits-within --keep-minutely-within --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --interval --tmp-dir --duration --metrics-file --ping-url --compact-every --keep-commits-within --keep-minutely-within --new-base-every --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -899,6 +899,10 @@ _kfadmin() {
                     return 0
                     ;;
                 --keep-minutely-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --new-base-every)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -350,6 +350,7 @@ set edit:completion:arg-completer[kfadmin] = {|@words|
             cand --compact-every 'Compact the chain in the background this often (as `prune` does; 0s: never)'
             cand --keep-commits-within 'Compaction keeps every commit younger than this; older ones become one point per minute'
             cand --keep-minutely-within 'Compaction keeps one point per minute up to this age, one per hour after it'
+            cand --new-base-every 'Start a new chain on a new base (a verified online backup) this often (0s: never)'
             cand --lock-wait 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid'
             cand --passphrase-file 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)'
             cand --json 'Print exactly one JSON object on stdout at the end, and nothing else there'

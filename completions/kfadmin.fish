@@ -259,6 +259,7 @@ complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l ping-url -
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l compact-every -d 'Compact the chain in the background this often (as `prune` does; 0s: never)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l keep-commits-within -d 'Compaction keeps every commit younger than this; older ones become one point per minute' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l keep-minutely-within -d 'Compaction keeps one point per minute up to this age, one per hour after it' -r
+complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l new-base-every -d 'Start a new chain on a new base (a verified online backup) this often (0s: never)' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l lock-wait -d 'How long to wait for another kfadmin run working on the same backup directory, data directory or container (e.g. 30s, 10m; 0: do not wait), then fail naming its pid' -r
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l passphrase-file -d 'The passphrase is the first line of FILE (mode 0600, owned by root or you): to encrypt with --passphrase, and to open passphrase-encrypted archives, without a terminal. The way a configuration file names it (it never holds the secret itself)' -r -F
 complete -c kfadmin -n "__fish_kfadmin_using_subcommand replicate" -l json -d 'Print exactly one JSON object on stdout at the end, and nothing else there'

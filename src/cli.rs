@@ -477,6 +477,9 @@ pub struct ReplicateArgs {
     /// Compaction keeps one point per minute up to this age, one per hour after it
     #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_MINUTELY_WITHIN", default_value = "1d", value_parser = humantime::parse_duration)]
     pub keep_minutely_within: std::time::Duration,
+    /// Start a new chain on a new base (a verified online backup) this often (0s: never)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_NEW_BASE_EVERY", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub new_base_every: std::time::Duration,
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {

@@ -60,6 +60,7 @@ fn follow(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
             };
             (args.compact_every, policy)
         }),
+        new_base_every: (!args.new_base_every.is_zero()).then_some(args.new_base_every),
     };
     let deadline = args.duration.map(|d| Instant::now() + d);
     // `--container`: what the watching thread found is said here, between reads.

@@ -727,6 +727,8 @@ pub struct FollowOptions {
     pub compression: Compression,
     /// Compact the chain in the background this often, keeping what the policy says.
     pub compact: Option<(Duration, crate::replicate::compact::Policy)>,
+    /// Start a new chain on a new base when the chain's base is this old.
+    pub new_base_every: Option<Duration>,
 }
 
 /// What a follower did, for its report.
@@ -885,7 +887,7 @@ pub fn follow_watched(
             Some(why) => (Some(why), true),
             None => {
                 poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
-                (tip.rebase.take(), false)
+                (tip.rebase.take().or_else(|| rebase::scheduled(opts.new_base_every, &tip)), false)
             }
         };
         if let Some(why) = why.filter(|_| !stopping) {
@@ -1319,6 +1321,9 @@ fn new_chain(
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
+        // The base is the snapshot the read mark pinned: its time is now, not after the copy
+        // (a commit made during a long copy is not in it, and is stamped when it is shipped).
+        let pinned_us = now_us();
         let out = fsutil::create_new(&copy, 0o600)?;
         let before =
             held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
@@ -1329,7 +1334,7 @@ fn new_chain(
         .ctx("cannot read", &opts.db)?;
         let after =
             held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
-        let time_us = now_us();
+        let time_us = pinned_us;
         drop(pinned);
         owners.restore()?;
         out.set_len(u64::from(live.db_pages) * u64::from(page_size)).ctx("cannot write", &copy)?;

@@ -591,3 +591,31 @@ fn prune_removes_whole_chains_only_no_kept_point_needs() {
     let (run, _) = restore_at(&env, &repo, &at0, 50);
     assert_eq!(run.code, 2, "a point older than every chain left: {}", run.stderr);
 }
+
+/// A new base on a schedule (every 2 s here, daily by default) while the writer commits at
+/// 200/s: each chain ends where the next begins with no gap, every chain verifies, and points
+/// spread over all of them restore exactly (every commit by T − 1 s, none after T).
+#[test]
+fn a_new_base_on_a_schedule_leaves_no_gap_between_chains() {
+    let env = Env::new();
+    let db = env.data_dir("data", 2).join("keyfount.db");
+    let repo = env.path("repo");
+    let writer = env.start_writer(&db, 200, false);
+    let rep = replicate_with(&env, &db, &repo, &["--new-base-every", "2s"]);
+    std::thread::sleep(Duration::from_millis(7000));
+    writer.stop();
+    std::thread::sleep(Duration::from_millis(1200));
+    let (_, report) = stop_replicate(rep);
+    let bases = report["new_bases"].as_array().unwrap();
+    assert!(bases.len() >= 2, "{report}");
+    assert!(bases.iter().all(|b| b["reason"].as_str().unwrap().contains("a new base every")), "{report}");
+    let dirs = chains(&repo);
+    assert_eq!(dirs.len(), bases.len() + 1);
+    let gaps = assert_chains_verify(&env, &repo, dirs.len());
+    assert!(gaps.is_empty(), "{gaps:?}");
+    let live = audit(&db);
+    let first = base_ms(&dirs[0]);
+    for (n, at) in times_outside(first + 1000, now_ms(), 10, &[]).into_iter().enumerate() {
+        assert_point(&env, &repo, &live, at, n);
+    }
+}

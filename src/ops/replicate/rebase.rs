@@ -167,3 +167,17 @@ pub(super) fn wait_for_restore(db: &Path, open: File, stop: &dyn Fn() -> bool) -
         }
     }
 }
+
+/// The chain's base is as old as the schedule says a base may be (a lost repair or a gap
+/// pending waits for its repair first).
+pub(super) fn scheduled(every: Option<Duration>, tip: &Tip) -> Option<String> {
+    let every = every?;
+    let age = super::now_us().saturating_sub(tip.info.base_time_us);
+    (tip.lost.is_none() && age >= every.as_micros() as u64).then(|| {
+        format!(
+            "its base is {} old (a new base every {})",
+            humantime::format_duration(Duration::from_secs(age / 1_000_000)),
+            humantime::format_duration(every)
+        )
+    })
+}
