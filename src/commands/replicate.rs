@@ -94,7 +94,7 @@ fn follow(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
         return Err(e);
     }
     let human = format!(
-        "Replication of {} stopped: chain {}{}, {} commit(s) shipped in {} segment(s) this run, at transaction {}{}{}\n",
+        "Replication of {} stopped: chain {}{}, {} commit(s) shipped in {} segment(s) this run, at transaction {}{}{}{}\n",
         db.display(),
         report.chain,
         if report.new_chain { " (new)" } else { "" },
@@ -103,6 +103,11 @@ fn follow(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
         report.txn,
         report.last_commit.as_ref().map(|t| format!(", last commit seen {t}")).unwrap_or_default(),
         if report.gaps.is_empty() { String::new() } else { format!(", {} gap(s) repaired", report.gaps.len()) },
+        if report.new_bases.is_empty() {
+            String::new()
+        } else {
+            format!(", {} new base(s): {}", report.new_bases.len(), report.new_bases.iter().map(|b| b.reason.as_str()).collect::<Vec<_>>().join("; "))
+        },
     );
     Ok(Outcome::new(0, human, &report))
 }

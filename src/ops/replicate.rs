@@ -1415,6 +1415,8 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
     sweep_partials(&dir);
     let info = read_info(&dir)?;
     n.note(&format!("Resuming chain {}", info.chain));
+    // A compaction by prune waits until the chain is read back.
+    let _lease = read_lease(&dir);
     let staging = Staging::private(opts.tmp_dir.as_deref(), STAGING_PREFIX)?;
     let base = dir.join("base").join(&info.base);
     let ro = Options {
