@@ -771,6 +771,8 @@ struct Tip {
     lost: Option<String>,
     /// The chain must end here and a new one start (why): see `rebase`.
     rebase: Option<String>,
+    /// Commits read while the base was archived (when seen, what), to ship first.
+    pending: Vec<(u64, Vec<wal::Commit>)>,
 }
 
 /// The WAL file the follower reads, kept open between polls: if the server deletes it (a
@@ -970,6 +972,23 @@ fn poll(
     n: &dyn Notice,
 ) -> Result<()> {
     let path = wal_path(&opts.db);
+    // Commits read while the base was archived: shipped first, the position after them.
+    for (seen, commits) in std::mem::take(&mut tip.pending) {
+        let Some(end) = commits.last().map(|c| c.end) else { continue };
+        let time_us = seen.max(tip.last_time_us);
+        let records = commits
+            .iter()
+            .map(|c| {
+                for (pgno, page) in &c.pages {
+                    tip.pages.set(*pgno, page);
+                }
+                tip.pages.resize(c.db_pages);
+                Record { time_us, db_pages: c.db_pages, checksum: tip.pages.sum(), pages: c.pages.clone() }
+            })
+            .collect::<Vec<_>>();
+        tip.pos = Some(end);
+        ship(tip, "wal", records, tip.pos, None, report)?;
+    }
     // Should the server close (and delete -wal/-shm) just as the read mark is taken, the
     // connection creates them: they go back to the database's owner.
     let owners = sqlite::SidecarOwners::record(&opts.db);
@@ -1364,7 +1383,14 @@ fn new_chain(
         compression: opts.compression,
         nice: 0,
     };
-    let made = make::make(n, &spec, &Encryption::None, &staged)?;
+    // Archiving the base takes a while: meanwhile the commits after it are read as the
+    // follower would (a read mark for milliseconds, every interval), so that a checkpoint and
+    // WAL restart by the server in that time loses none of them. Shipped first in the chain.
+    let wal_file = held.as_ref().and_then(|h| h.file.try_clone().ok());
+    let (made, pending) = rebase::buffered(&opts.db, wal_file, page_size, live.pos, opts.interval, || {
+        make::make(n, &spec, &Encryption::None, &staged)
+    });
+    let made = made?;
     let base = made.written.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let info = ChainInfo {
         format: FORMAT.into(),
@@ -1399,6 +1425,7 @@ fn new_chain(
         info,
         lost: None,
         rebase: None,
+        pending,
     })
 }
 
@@ -1477,6 +1504,7 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
         last_checksum,
         lost: None,
         rebase: None,
+        pending: Vec::new(),
     }))
 }
 

@@ -79,7 +79,9 @@ fn chains(repo: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo.join("pitr"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.join("chain.json").is_file())
+        .filter(|p| {
+            p.join("chain.json").is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+        })
         .collect();
     dirs.sort();
     dirs
@@ -590,6 +592,17 @@ fn prune_removes_whole_chains_only_no_kept_point_needs() {
     }
     let (run, _) = restore_at(&env, &repo, &at0, 50);
     assert_eq!(run.code, 2, "a point older than every chain left: {}", run.stderr);
+    // kill -9 right after a chain was renamed out of sight: no reader sees it, the next prune
+    // finishes its removal.
+    let all = format!("{}ms", now_ms() - t2 - 200);
+    let args =
+        ["prune", "-r", repo.to_str().unwrap(), "--keep-last", "100", "--keep-points-within", &all, "--json"];
+    let run = kfadmin_fault(&env.path("state"), "retain.renamed:kill", &args);
+    assert_eq!(run.code, -1, "prune was not killed after the rename: {}", run.stderr);
+    assert_eq!(chains(&repo), dirs[2..].to_vec());
+    assert_chains_verify(&env, &repo, 1);
+    kfadmin_fault(&env.path("state"), "", &args).ok();
+    assert_eq!(std::fs::read_dir(repo.join("pitr")).unwrap().count(), 1, "the removal was not finished");
 }
 
 /// A new base on a schedule (every 2 s here, daily by default) while the writer commits at

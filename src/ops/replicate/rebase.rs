@@ -181,3 +181,77 @@ pub(super) fn scheduled(every: Option<Duration>, tip: &Tip) -> Option<String> {
         )
     })
 }
+
+/// Run `f` (archiving a new base) while a thread reads the commits after `from` in the WAL
+/// generation it names, every `interval`, each read under a read mark held for as long as it
+/// takes: returns what `f` returned and the commits read (when seen, what), in order. It reads
+/// only that generation: a WAL restarted meanwhile is the follower's to judge afterwards.
+pub(super) fn buffered<T>(
+    db: &Path,
+    wal_file: Option<File>,
+    page_size: u32,
+    from: Option<wal::Pos>,
+    interval: Duration,
+    f: impl FnOnce() -> T,
+) -> (T, Vec<(u64, Vec<wal::Commit>)>) {
+    let (Some(wal_file), Some(mut pos)) = (wal_file, from) else { return (f(), Vec::new()) };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut out = Vec::new();
+            loop {
+                let last = done.load(std::sync::atomic::Ordering::SeqCst);
+                let owners = crate::sqlite::SidecarOwners::record(db);
+                let pinned = super::pin(db);
+                let seen = super::now_us();
+                if pinned.is_some() {
+                    match wal::read_commits(&wal_file, &pos, page_size, super::MAX_READ) {
+                        Ok(r) => {
+                            pos = r.end;
+                            if !r.commits.is_empty() {
+                                out.push((seen, r.commits));
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                drop(pinned);
+                let _ = owners.restore();
+                if last {
+                    break;
+                }
+                std::thread::sleep(interval);
+            }
+            out
+        });
+        let result = f();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let pending = reader.join().unwrap_or_default();
+        (result, pending)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(db_pages: u32, pages: &[u32]) -> wal::Commit {
+        wal::Commit {
+            pages: pages.iter().map(|p| (*p, vec![0u8; 4096])).collect(),
+            db_pages,
+            end: wal::Pos { salts: 0, checkpoint_seq: 0, frame: 0, cksum: [0, 0], big_endian: false },
+        }
+    }
+
+    /// VACUUM rewrites every page of the database it leaves (page 1 included): a new base.
+    /// An ordinary commit, or any commit on a database of two pages, is not one.
+    #[test]
+    fn a_commit_that_rewrites_every_page_is_a_vacuum() {
+        let all: Vec<u32> = (1..=50).collect();
+        assert!(after_commits(&[commit(50, &all)], 4096).unwrap().contains("VACUUM"));
+        assert!(after_commits(&[commit(60, &[1, 2, 3]), commit(50, &all)], 4096).is_some());
+        assert!(after_commits(&[commit(50, &all[1..])], 4096).is_none());
+        assert!(after_commits(&[commit(50, &[1, 7, 9])], 4096).is_none());
+        assert!(after_commits(&[commit(2, &[1, 2])], 4096).is_none());
+    }
+}

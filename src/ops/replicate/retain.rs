@@ -101,6 +101,7 @@ fn remove_chain(repo: &Path, dir: &Path) -> Result<bool> {
     crate::fault::point("retain.remove")?;
     std::fs::rename(dir, &gone).ctx("cannot rename", dir)?;
     fsutil::fsync_dir(&root)?;
+    crate::fault::point("retain.renamed")?;
     drop(lock);
     std::fs::remove_dir_all(&gone).ctx("cannot remove", &gone)?;
     Ok(true)
