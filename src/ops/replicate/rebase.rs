@@ -144,9 +144,19 @@ pub fn tell_followers(db: &Path) -> Result<()> {
 }
 
 /// Is a restore into the directory of `db` running (its lock held by another process)?
+/// Looked at without writing anything: the lock file, when there is one, is held by another
+/// process when a shared lock cannot be had on it.
 pub(super) fn restore_running(db: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
     let Some(dir) = db.parent() else { return false };
-    matches!(crate::lock::try_hold(&crate::lock::Key::restoring(dir), "replicate"), Ok(None))
+    let key = crate::lock::Key::restoring(dir);
+    let path = crate::docker::state_dir().join("locks").join(key.file_name());
+    let Ok(f) =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&path)
+    else {
+        return false;
+    };
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
 }
 
 /// Keep none of the database's files open until the restore ends (the lock is free again), or
