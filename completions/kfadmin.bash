@@ -770,7 +770,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__prune)
-            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --keep-pre-restore-within --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-r -q -v -h -V --repo --keep-last --keep-daily --keep-weekly --keep-monthly --keep-pre-restore --keep-pre-restore-within --keep-commits-within --keep-minutely-within --keep-points-within --dry-run --tmp-dir --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -808,6 +808,18 @@ _kfadmin() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --keep-commits-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-minutely-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-points-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --tmp-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -828,7 +840,7 @@ _kfadmin() {
             return 0
             ;;
         kfadmin__subcmd__replicate)
-            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --interval --tmp-dir --duration --metrics-file --ping-url --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
+            opts="-c -r -q -v -h -V --db --container --compose-project --db-path --repo --interval --tmp-dir --duration --metrics-file --ping-url --compact-every --keep-commits-within --keep-minutely-within --new-base-every --json --quiet --no-progress --verbose --lock-wait --passphrase-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -879,6 +891,22 @@ _kfadmin() {
                     return 0
                     ;;
                 --ping-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --compact-every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-commits-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-minutely-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --new-base-every)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -472,6 +472,18 @@ pub struct ReplicateArgs {
     /// Ping URL/fail (healthchecks.io-style) when replicate exits with an error
     #[arg(long, value_name = "URL", env = "KFADMIN_REPLICATE_PING_URL", value_parser = parse_ping_url)]
     pub ping_url: Option<String>,
+    /// Compact the chain in the background this often (as `prune` does; 0s: never)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_COMPACT_EVERY", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub compact_every: std::time::Duration,
+    /// Compaction keeps every commit younger than this; older ones become one point per minute
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_COMMITS_WITHIN", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub keep_commits_within: std::time::Duration,
+    /// Compaction keeps one point per minute up to this age, one per hour after it
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_MINUTELY_WITHIN", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub keep_minutely_within: std::time::Duration,
+    /// Start a new chain on a new base (a verified online backup) this often (0s: never)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_NEW_BASE_EVERY", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub new_base_every: std::time::Duration,
 }
 
 fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
@@ -650,6 +662,17 @@ pub struct PruneArgs {
     /// (the first one may be the only copy of the data from before an incident; 0s: count only)
     #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_PRE_RESTORE_WITHIN", default_value = "7d", value_parser = humantime::parse_duration)]
     pub keep_pre_restore_within: std::time::Duration,
+    /// Point-in-time chains: keep every commit younger than this; older commits are merged
+    /// into one point per minute (compaction)
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_COMMITS_WITHIN", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub keep_commits_within: std::time::Duration,
+    /// Point-in-time chains: one point per minute up to this age, one per hour after it
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_MINUTELY_WITHIN", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub keep_minutely_within: std::time::Duration,
+    /// Point-in-time chains: keep the points of this long back and every chain they need;
+    /// remove whole chains that only hold older points [default: keep every chain]
+    #[arg(long, value_name = "DURATION", env = "KFADMIN_KEEP_POINTS_WITHIN", value_parser = humantime::parse_duration)]
+    pub keep_points_within: Option<std::time::Duration>,
     /// Show KEEP or REMOVE and the deciding rule for each archive; remove nothing
     #[arg(long, env = "KFADMIN_PRUNE_DRY_RUN", value_parser = clap::builder::BoolishValueParser::new())]
     pub dry_run: bool,

@@ -60,6 +60,18 @@ impl Key {
         Key { file: format!("url-{hash}.lock"), what: format!("{what} {url}") }
     }
 
+    /// A restore into a data directory, held by `restore` from the moment it tells a running
+    /// `replicate` of the directory's database to let go of it (ops::replicate::tell_followers)
+    /// until it ends: while it is held the follower keeps none of the directory's files open.
+    pub fn restoring(data_dir: &Path) -> Key {
+        let canonical = canonical(data_dir);
+        let hash = crate::fsutil::hex(&Sha256::digest(canonical.as_os_str().as_bytes())[..16]);
+        Key {
+            file: format!("restoring-{hash}.lock"),
+            what: format!("a restore into {}", canonical.display()),
+        }
+    }
+
     /// A container, by its id (its name can change, and a Compose service has several names).
     pub fn container(id: &str, name: &str) -> Key {
         let safe = if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -94,6 +106,13 @@ fn canonical(path: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct Held {
     files: Vec<(PathBuf, File)>,
+}
+
+impl Held {
+    /// Does this hold `key`?
+    pub fn holds(&self, key: &Key) -> bool {
+        self.files.iter().any(|(p, _)| p.file_name().is_some_and(|f| f == key.file.as_str()))
+    }
 }
 
 impl Drop for Held {

@@ -272,6 +272,12 @@ pub struct PruneReport {
     pub planned_bytes: u64,
     /// What is there that is not kfadmin's (never counted nor removed): how many, the first names.
     pub skipped: crate::store::Skipped,
+    /// Point-in-time chains compacted (or, with --dry-run, what compaction would do); `[]`
+    /// for an `s3://` location.
+    pub chains: Vec<crate::ops::replicate::Compacted>,
+    /// With --keep-points-within: what became of each chain (kept, and why; or removed);
+    /// `[]` without it, and for an `s3://` location.
+    pub chain_retention: Vec<crate::ops::replicate::Retained>,
 }
 
 struct Checked {
@@ -330,6 +336,8 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         removed: 0,
         freed_bytes: 0,
         skipped,
+        chains: Vec::new(),
+        chain_retention: Vec::new(),
     };
     if !args.dry_run && !planned.is_empty() {
         let result = remove_planned(&store, &mut report, &planned, &stamps, ctx);
@@ -340,6 +348,24 @@ pub fn run(args: PruneArgs, ctx: &Ctx) -> Result<Outcome> {
         };
         result?;
         synced?;
+    }
+    if let Store::Local(dir) = &store {
+        let keep = crate::replicate::compact::Policy {
+            every_commit_us: args.keep_commits_within.as_micros() as u64,
+            minutely_us: args.keep_minutely_within.as_micros() as u64,
+        };
+        let now = crate::ops::replicate::now_us();
+        if let Some(within) = args.keep_points_within {
+            report.chain_retention =
+                crate::ops::replicate::retain(dir, within.as_micros() as u64, now, args.dry_run)?;
+        }
+        for chain in crate::ops::replicate::chain_dirs(dir)? {
+            let c = crate::ops::replicate::compact(&chain, &keep, now, args.dry_run)?;
+            if let Some(why) = &c.skipped {
+                ctx.warn(&format!("chain {}: not compacted: {why}", c.chain));
+            }
+            report.chains.push(c);
+        }
     }
     Ok(Outcome::new(0, human(&report), &report))
 }
@@ -514,6 +540,26 @@ fn remove_planned(
 }
 
 fn human(r: &PruneReport) -> String {
+    let mut out = human_archives(r);
+    for c in &r.chain_retention {
+        let what = match (c.action.as_str(), c.removed) {
+            ("remove", true) => "removed",
+            ("remove", false) => "would remove",
+            _ => "keep",
+        };
+        out.push_str(&format!("\nchain {}: {what} ({})", c.chain, c.reason));
+    }
+    for c in r.chains.iter().filter(|c| c.skipped.is_none()) {
+        let verb = if r.dry_run { "would compact" } else { "compacted" };
+        out.push_str(&format!(
+            "\nchain {}: {verb} {} segment(s) with {} point(s), {} byte(s) into {} segment(s) with {} point(s), {} byte(s)",
+            c.chain, c.segments_before, c.points_before, c.bytes_before, c.segments_after, c.points_after, c.bytes_after
+        ));
+    }
+    out
+}
+
+fn human_archives(r: &PruneReport) -> String {
     let skipped = super::render::skipped_line(&r.dir, &r.skipped);
     if r.archives.is_empty() {
         return format!("No kfadmin archives in {}; nothing to prune\n{skipped}", r.dir.display());

@@ -53,6 +53,14 @@ fn follow(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
         interval: args.interval,
         tmp_dir: args.tmp_dir.clone(),
         compression: Default::default(),
+        compact: (!args.compact_every.is_zero()).then(|| {
+            let policy = crate::replicate::compact::Policy {
+                every_commit_us: args.keep_commits_within.as_micros() as u64,
+                minutely_us: args.keep_minutely_within.as_micros() as u64,
+            };
+            (args.compact_every, policy)
+        }),
+        new_base_every: (!args.new_base_every.is_zero()).then_some(args.new_base_every),
     };
     let deadline = args.duration.map(|d| Instant::now() + d);
     // `--container`: what the watching thread found is said here, between reads.
@@ -86,7 +94,7 @@ fn follow(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
         return Err(e);
     }
     let human = format!(
-        "Replication of {} stopped: chain {}{}, {} commit(s) shipped in {} segment(s) this run, at transaction {}{}{}\n",
+        "Replication of {} stopped: chain {}{}, {} commit(s) shipped in {} segment(s) this run, at transaction {}{}{}{}\n",
         db.display(),
         report.chain,
         if report.new_chain { " (new)" } else { "" },
@@ -95,6 +103,11 @@ fn follow(args: ReplicateArgs, ctx: &Ctx) -> Result<Outcome> {
         report.txn,
         report.last_commit.as_ref().map(|t| format!(", last commit seen {t}")).unwrap_or_default(),
         if report.gaps.is_empty() { String::new() } else { format!(", {} gap(s) repaired", report.gaps.len()) },
+        if report.new_bases.is_empty() {
+            String::new()
+        } else {
+            format!(", {} new base(s): {}", report.new_bases.len(), report.new_bases.iter().map(|b| b.reason.as_str()).collect::<Vec<_>>().join("; "))
+        },
     );
     Ok(Outcome::new(0, human, &report))
 }

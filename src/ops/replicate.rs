@@ -30,6 +30,14 @@ use crate::replicate::segment::{self, Decoded, Gap, Header, Record};
 use crate::replicate::wal::{self, After, Pos};
 use crate::sqlite;
 
+mod compact;
+mod rebase;
+mod retain;
+
+pub use compact::{compact, read_lease, Compacted};
+pub use rebase::tell_followers;
+pub use retain::{retain, Retained};
+
 pub const FORMAT: &str = "kfadmin-chain";
 pub const FORMAT_VERSION: u32 = 1;
 /// The repository's directory of chains.
@@ -118,7 +126,9 @@ pub fn chain_dirs(repo: &Path) -> Result<Vec<PathBuf>> {
     for e in rd {
         let e = e.ctx("cannot read", &root)?;
         let p = e.path();
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) && p.join("chain.json").is_file() {
+        // `.removing-…`: a chain being removed (retention), out of sight.
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if !hidden && e.file_type().map(|t| t.is_dir()).unwrap_or(false) && p.join("chain.json").is_file() {
             out.push(p);
         }
     }
@@ -194,6 +204,9 @@ pub struct GapReport {
 struct Walk<'a> {
     info: ChainInfo,
     pages: Option<&'a mut Pages>,
+    /// Segment files read, and their bytes (what compaction saves a restore).
+    read_segments: u64,
+    read_bytes: u64,
 }
 
 /// Check the segments of a chain in order (hash, `prev`, contiguous counters and checksums,
@@ -203,7 +216,7 @@ fn walk_chain(
     dir: &Path,
     w: &mut Walk,
     verdict: &mut ChainVerdict,
-    mut each: impl FnMut(&Header, &Record, &mut Option<&mut Pages>) -> Result<bool>,
+    mut each: impl FnMut(&Header, &Record, u64, &mut Option<&mut Pages>) -> Result<bool>,
 ) -> Result<Option<Header>> {
     let mut prev = w.info.base_sha256.clone();
     let mut txn = 0u64;
@@ -211,8 +224,12 @@ fn walk_chain(
     let mut last: Option<Header> = None;
     let mut last_time = w.info.base_time_us;
     let mut size = w.info.base_pages;
-    for (i, (seq, path)) in segment_files(dir)?.into_iter().enumerate() {
-        let want = i as u64 + 1;
+    let mut want = 1u64;
+    for (seq, path) in segment_files(dir)? {
+        if seq < want {
+            // Replaced by the merged segment before it (compaction removes it next).
+            continue;
+        }
         let fail = |verdict: &mut ChainVerdict, why: String| {
             verdict.ok = false;
             verdict.problem = Some(why);
@@ -222,6 +239,8 @@ fn walk_chain(
             return Ok(last);
         }
         let bytes = std::fs::read(&path).ctx("cannot read", &path)?;
+        w.read_segments += 1;
+        w.read_bytes += bytes.len() as u64;
         let d: Decoded = match segment::decode(&bytes) {
             Ok(d) => d,
             Err(why) => {
@@ -240,7 +259,7 @@ fn walk_chain(
             Some(format!("it names chain {} segment {}", h.chain, h.seq))
         } else if h.prev != prev {
             Some("its predecessor's hash is not the one it records (a segment before it was changed or replaced)".into())
-        } else if h.txn_first != txn + 1 || h.txn_last != txn + h.commits {
+        } else if h.txn_first != txn + 1 || !spans_its_transactions(h, seq) {
             Some(format!("its transactions {}..{} do not follow {txn}", h.txn_first, h.txn_last))
         } else if h.checksum_before != checksum {
             Some("its checksum_before is not the checksum after its predecessor".into())
@@ -263,7 +282,8 @@ fn walk_chain(
                 reason: g.reason.clone(),
             });
         }
-        for r in &d.records {
+        for (k, r) in d.records.iter().enumerate() {
+            let rtxn = h.txns.as_ref().map(|t| t[k]).unwrap_or(txn + 1);
             // A database grows only by pages a commit writes: a record that says otherwise
             // (crafted, or a bug) is refused before anything is sized by it.
             crate::error::check_interrupt()?;
@@ -287,19 +307,18 @@ fn walk_chain(
                 p.resize(r.db_pages);
                 if p.sum() != r.checksum {
                     fail(verdict, format!(
-                        "segment {seq}: the database after transaction {} does not have the checksum the segment records",
-                        txn + 1
+                        "segment {seq}: the database after transaction {rtxn} does not have the checksum the segment records"
                     ));
                     return Ok(last);
                 }
             }
-            txn += 1;
-            verdict.commits += 1;
+            verdict.commits += rtxn - txn;
+            txn = rtxn;
             if verdict.first.is_none() {
                 verdict.first = Some(format_us(r.time_us));
             }
             verdict.last = Some(format_us(r.time_us));
-            if !each(h, r, &mut w.pages)? {
+            if !each(h, r, rtxn, &mut w.pages)? {
                 return Ok(Some(h.clone()));
             }
         }
@@ -310,11 +329,27 @@ fn walk_chain(
             return Ok(last);
         }
         checksum = h.checksum_after.clone();
-        prev = d.hash;
+        prev = h.end_hash.clone().unwrap_or(d.hash);
+        want = h.seq_last.unwrap_or(seq) + 1;
         verdict.segments += 1;
         last = Some(d.header);
     }
     Ok(last)
+}
+
+/// The transactions a segment covers: one record each (`wal`, `repair`), or (`merged`) the
+/// points kept, in order, the last one the segment's last transaction.
+fn spans_its_transactions(h: &Header, seq: u64) -> bool {
+    match &h.txns {
+        None => h.seq_last.is_none() && h.txn_last + 1 == h.txn_first + h.commits,
+        Some(t) => {
+            t.len() as u64 == h.commits
+                && t.windows(2).all(|w| w[0] < w[1])
+                && t.first().is_some_and(|f| *f >= h.txn_first)
+                && t.last() == Some(&h.txn_last)
+                && h.seq_last.is_some_and(|l| l >= seq)
+        }
+    }
 }
 
 /// A database grows only by the pages a commit writes: every page past the old size up to the
@@ -365,6 +400,8 @@ fn read_observed(dir: &Path) -> Option<Observed> {
 /// database.
 pub fn verify_chain(dir: &Path, deep: Option<(Option<&Path>, &dyn Notice)>) -> Result<ChainVerdict> {
     let info = read_info(dir)?;
+    // Compaction waits until this is done (it never removes a segment being read).
+    let _lease = read_lease(dir);
     let mut verdict = new_verdict(dir, &info);
     let base = dir.join("base").join(&info.base);
     let broken = |mut v: ChainVerdict, why: String| {
@@ -411,8 +448,8 @@ pub fn verify_chain(dir: &Path, deep: Option<(Option<&Path>, &dyn Notice)>) -> R
         }
         pages = Some(p);
     }
-    let mut w = Walk { info, pages: pages.as_mut() };
-    walk_chain(dir, &mut w, &mut verdict, |_, _, _| Ok(true))?;
+    let mut w = Walk { info, pages: pages.as_mut(), read_segments: 0, read_bytes: 0 };
+    walk_chain(dir, &mut w, &mut verdict, |_, _, _, _| Ok(true))?;
     verdict.observed_until =
         read_observed(dir).filter(|o| o.chain == w.info.chain).map(|o| format_us(o.time_us));
     Ok(verdict)
@@ -438,6 +475,9 @@ pub struct Point {
     pub checksum: String,
     /// Said when the time asked for is past what the follower last observed.
     pub note: Option<String>,
+    /// Segment files read to rebuild it, and their bytes.
+    pub segments_read: u64,
+    pub segment_bytes_read: u64,
 }
 
 /// Unpack and verify the base archive into `into` (a private directory), then apply every
@@ -452,6 +492,8 @@ pub fn rebuild(dir: &Path, at_us: u64, into: &crate::safedir::Dir, n: &dyn Notic
             format_us(info.base_time_us)
         )));
     }
+    let _lease = read_lease(dir);
+    crate::fault::pause("rebuild.leased");
     let base = dir.join("base").join(&info.base);
     n.note(&format!("Verifying the chain's base {}", base.display()));
     let opts = Options {
@@ -487,12 +529,14 @@ pub fn rebuild(dir: &Path, at_us: u64, into: &crate::safedir::Dir, n: &dyn Notic
         time_us: info.base_time_us,
         checksum: info.base_checksum.clone(),
         note: None,
+        segments_read: 0,
+        segment_bytes_read: 0,
     };
     let ps = u64::from(info.page_size);
     let mut inside_gap: Option<Gap> = None;
     let mut applied = 0u64;
-    let mut w = Walk { info: info.clone(), pages: Some(&mut pages) };
-    walk_chain(dir, &mut w, &mut verdict, |h, r, _| {
+    let mut w = Walk { info: info.clone(), pages: Some(&mut pages), read_segments: 0, read_bytes: 0 };
+    walk_chain(dir, &mut w, &mut verdict, |h, r, rtxn, _| {
         if r.time_us > at_us {
             if let Some(g) = h.gap.as_ref().filter(|g| g.from_us < at_us && at_us < g.to_us) {
                 inside_gap = Some(g.clone());
@@ -504,15 +548,15 @@ pub fn rebuild(dir: &Path, at_us: u64, into: &crate::safedir::Dir, n: &dyn Notic
         }
         db.set_len(u64::from(r.db_pages) * ps).ctx("cannot write", &db_path)?;
         applied += 1;
-        point.txn = h.txn_first + (applied - 1).min(h.txn_last - h.txn_first);
+        point.txn = rtxn;
         point.time_us = r.time_us;
         point.time = format_us(r.time_us);
         point.checksum = r.checksum.hex();
         Ok(true)
     })?;
+    point.segments_read = w.read_segments;
+    point.segment_bytes_read = w.read_bytes;
     drop(w);
-    // The counter of the last applied commit, exactly: the number of commits applied.
-    point.txn = applied;
     if let Some(g) = inside_gap {
         return Err(Error::usage(format!(
             "{} falls inside a gap of chain {} ({} to {}: {}); no point strictly inside it can be restored",
@@ -761,6 +805,10 @@ pub struct FollowOptions {
     pub interval: Duration,
     pub tmp_dir: Option<PathBuf>,
     pub compression: Compression,
+    /// Compact the chain in the background this often, keeping what the policy says.
+    pub compact: Option<(Duration, crate::replicate::compact::Policy)>,
+    /// Start a new chain on a new base when the chain's base is this old.
+    pub new_base_every: Option<Duration>,
 }
 
 /// What a follower did, for its report.
@@ -776,6 +824,16 @@ pub struct FollowReport {
     pub bytes_written: u64,
     pub gaps: Vec<GapReport>,
     pub last_commit: Option<String>,
+    /// Chains this run ended and the new ones it started on a new base, and why.
+    pub new_bases: Vec<NewBase>,
+}
+
+/// A chain ended and a new one started on a new base (`rebase`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NewBase {
+    pub ended: String,
+    pub chain: String,
+    pub reason: String,
 }
 
 /// The chain's end, as the follower keeps it.
@@ -791,6 +849,10 @@ struct Tip {
     last_checksum: String,
     /// Frames were lost and the repair is still to be made (why).
     lost: Option<String>,
+    /// The chain must end here and a new one start (why): see `rebase`.
+    rebase: Option<String>,
+    /// Commits read while the base was archived (when seen, what), to ship first.
+    pending: Vec<(u64, Vec<wal::Commit>)>,
 }
 
 /// The WAL file the follower reads, kept open between polls: if the server deletes it (a
@@ -846,7 +908,7 @@ pub fn follow_watched(
     stop: &dyn Fn() -> bool,
 ) -> Result<FollowReport> {
     let mut db_file = File::open(&opts.db).ctx("cannot open", &opts.db)?;
-    let page_size = wal::db_page_size(&db_file)
+    let mut page_size = wal::db_page_size(&db_file)
         .ctx("cannot read", &opts.db)?
         .ok_or_else(|| Error::usage(format!("{} is not a SQLite database", opts.db.display())))?;
     if !wal::db_is_wal(&db_file).ctx("cannot read", &opts.db)? {
@@ -880,11 +942,79 @@ pub fn follow_watched(
     };
     let mut last_observed_write = Instant::now() - Duration::from_secs(10);
     let mut watcher = Watcher::new(watch, &tip, n);
+    let mut guard = rebase::Guard::new(&db_file);
+    let mut background = opts.compact.map(|(every, policy)| compact::Background::new(every, policy));
     loop {
         let stopping = stop();
         let started = Instant::now();
-        let backlog =
+        let mut backlog = false;
+        // A restore by kfadmin says so first: ship what is committed, let go of the files until
+        // it ends, then look at what it left.
+        let mut told = false;
+        if !stopping && rebase::restore_running(&opts.db) {
             poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
+            let o = Observed { chain: tip.info.chain.clone(), txn: tip.txn, time_us: known_us };
+            fsutil::write_atomic(
+                &tip.dir.join("observed.json"),
+                &serde_json::to_vec(&o).unwrap_or_default(),
+                0o600,
+            )?;
+            n.note(&format!(
+                "A restore into the directory of {} is running: replicate lets go of it until it ends",
+                opts.db.display()
+            ));
+            held = None;
+            db_file = rebase::wait_for_restore(&opts.db, db_file, stop)?;
+            told = true;
+        }
+        // A change that ends the chain: VACUUM, another page size, the database replaced.
+        // (the file itself changed: wait until it is settled before copying it).
+        let (why, settle) = match guard.check(&opts.db, &db_file, &tip)? {
+            Some(why) if told => (Some(format!("the database was restored by kfadmin ({why})")), true),
+            Some(why) => (Some(why), true),
+            None => {
+                backlog =
+                    poll(opts, &mut db_file, page_size, &mut tip, &mut held, &mut known_us, &mut report, n)?;
+                (tip.rebase.take().or_else(|| rebase::scheduled(opts.new_base_every, &tip)), false)
+            }
+        };
+        if let Some(why) = why.filter(|_| !stopping) {
+            let o = Observed { chain: tip.info.chain.clone(), txn: tip.txn, time_us: known_us };
+            fsutil::write_atomic(
+                &tip.dir.join("observed.json"),
+                &serde_json::to_vec(&o).unwrap_or_default(),
+                0o600,
+            )?;
+            watcher.after_read(&tip, held.as_ref().map(|h| &h.file), known_us, &report, true);
+            n.note(&format!(
+                "Chain {} ends at transaction {}: {why}; starting a new chain with a new base",
+                tip.info.chain, tip.txn
+            ));
+            if settle {
+                db_file = rebase::settled(&opts.db, Duration::from_secs(10), stop)?;
+            }
+            if !wal::db_is_wal(&db_file).ctx("cannot read", &opts.db)? {
+                return Err(Error::failed(format!(
+                    "{} left WAL mode (journal_mode was changed): its commits can no longer be followed",
+                    opts.db.display()
+                ))
+                .hint("the chain holds everything up to now; switch the database back to WAL and run replicate again"));
+            }
+            page_size = wal::db_page_size(&db_file).ctx("cannot read", &opts.db)?.ok_or_else(|| {
+                Error::failed(format!("{} is no longer a SQLite database", opts.db.display()))
+            })?;
+            held = None;
+            let old = tip.info.chain.clone();
+            tip = new_chain(opts, &db_file, page_size, &mut held, n)?;
+            report.new_bases.push(NewBase { ended: old, chain: tip.info.chain.clone(), reason: why });
+            report.chain = tip.info.chain.clone();
+            report.new_chain = true;
+            known_us = tip.last_time_us;
+            guard = rebase::Guard::new(&db_file);
+            watcher = Watcher::new(watch, &tip, n);
+            last_observed_write = Instant::now() - Duration::from_secs(10);
+            continue;
+        }
         if last_observed_write.elapsed() >= Duration::from_secs(1) || stopping {
             let o = Observed { chain: tip.info.chain.clone(), txn: tip.txn, time_us: known_us };
             fsutil::write_atomic(
@@ -897,6 +1027,9 @@ pub fn follow_watched(
         watcher.after_read(&tip, held.as_ref().map(|h| &h.file), known_us, &report, stopping);
         if stopping {
             break;
+        }
+        if let Some(b) = background.as_mut() {
+            b.tick(&tip.dir, n);
         }
         let spent = started.elapsed();
         // A read that stopped at MAX_READ with more committed after it reads on at once.
@@ -927,6 +1060,23 @@ fn poll(
     n: &dyn Notice,
 ) -> Result<bool> {
     let path = wal_path(&opts.db);
+    // Commits read while the base was archived: shipped first, the position after them.
+    for (seen, commits) in std::mem::take(&mut tip.pending) {
+        let Some(end) = commits.last().map(|c| c.end) else { continue };
+        let time_us = seen.max(tip.last_time_us);
+        let records = commits
+            .iter()
+            .map(|c| {
+                for (pgno, page) in &c.pages {
+                    tip.pages.set(*pgno, page);
+                }
+                tip.pages.resize(c.db_pages);
+                Record { time_us, db_pages: c.db_pages, checksum: tip.pages.sum(), pages: c.pages.clone() }
+            })
+            .collect::<Vec<_>>();
+        tip.pos = Some(end);
+        ship(tip, "wal", records, tip.pos, None, report)?;
+    }
     // Should the server close (and delete -wal/-shm) just as the read mark is taken, the
     // connection creates them: they go back to the database's owner.
     let owners = sqlite::SidecarOwners::record(&opts.db);
@@ -1084,6 +1234,7 @@ fn poll(
     }
     // 3. Commits copied: ship them.
     if !commits.is_empty() {
+        tip.rebase = tip.rebase.take().or_else(|| rebase::after_commits(&commits, page_size));
         let time_us = now_us().max(tip.last_time_us);
         let records = commits
             .iter()
@@ -1222,6 +1373,9 @@ fn ship(
         gap,
         compression: "none".into(),
         encryption: "none".into(),
+        seq_last: None,
+        end_hash: None,
+        txns: None,
     };
     let mut h = h;
     if tip.seq > 0 {
@@ -1306,6 +1460,9 @@ fn new_chain(
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
+        // The base is the snapshot the read mark pinned: its time is now, not after the copy
+        // (a commit made during a long copy is not in it, and is stamped when it is shipped).
+        let pinned_us = now_us();
         let out = fsutil::create_new(&copy, 0o600)?;
         let before =
             held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
@@ -1316,7 +1473,7 @@ fn new_chain(
         .ctx("cannot read", &opts.db)?;
         let after =
             held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
-        let time_us = now_us();
+        let time_us = pinned_us;
         drop(pinned);
         owners.restore()?;
         out.set_len(u64::from(live.db_pages) * u64::from(page_size)).ctx("cannot write", &copy)?;
@@ -1346,7 +1503,14 @@ fn new_chain(
         compression: opts.compression,
         nice: 0,
     };
-    let made = make::make(n, &spec, &Encryption::None, &staged)?;
+    // Archiving the base takes a while: meanwhile the commits after it are read as the
+    // follower would (a read mark for milliseconds, every interval), so that a checkpoint and
+    // WAL restart by the server in that time loses none of them. Shipped first in the chain.
+    let wal_file = held.as_ref().and_then(|h| h.file.try_clone().ok());
+    let (made, pending) = rebase::buffered(&opts.db, wal_file, page_size, live.pos, opts.interval, || {
+        make::make(n, &spec, &Encryption::None, &staged)
+    });
+    let made = made?;
     let base = made.written.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let info = ChainInfo {
         format: FORMAT.into(),
@@ -1380,6 +1544,8 @@ fn new_chain(
         last_time_us: time_us,
         info,
         lost: None,
+        rebase: None,
+        pending,
     })
 }
 
@@ -1396,6 +1562,8 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
     sweep_partials(&dir);
     let info = read_info(&dir)?;
     n.note(&format!("Resuming chain {}", info.chain));
+    // A compaction by prune waits until the chain is read back.
+    let _lease = read_lease(&dir);
     let staging = Staging::private(opts.tmp_dir.as_deref(), STAGING_PREFIX)?;
     let base = dir.join("base").join(&info.base);
     let ro = Options {
@@ -1423,8 +1591,8 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
         return Ok(None);
     }
     let mut verdict = new_verdict(&dir, &info);
-    let mut w = Walk { info: info.clone(), pages: Some(&mut pages) };
-    let last = walk_chain(&dir, &mut w, &mut verdict, |_, _, _| Ok(true))?;
+    let mut w = Walk { info: info.clone(), pages: Some(&mut pages), read_segments: 0, read_bytes: 0 };
+    let last = walk_chain(&dir, &mut w, &mut verdict, |_, _, _, _| Ok(true))?;
     drop(w);
     if !verdict.ok {
         n.note(&format!(
@@ -1439,11 +1607,25 @@ fn resume(opts: &FollowOptions, page_size: u32, n: &dyn Notice) -> Result<Option
             let p = seg_path(&dir, h.seq);
             let bytes = std::fs::read(&p).ctx("cannot read", &p)?;
             let hash = crate::fsutil::hex(&bytes[bytes.len() - 32..]);
-            (h.seq, hash, h.txn_last, h.wal, h.last_time_us, h.checksum_after.clone())
+            let hash = h.end_hash.clone().unwrap_or(hash);
+            (h.seq_last.unwrap_or(h.seq), hash, h.txn_last, h.wal, h.last_time_us, h.checksum_after.clone())
         }
         None => (0, info.base_sha256.clone(), 0, info.wal, info.base_time_us, info.base_checksum.clone()),
     };
-    Ok(Some(Tip { dir, info, seq, prev, txn, pages, pos, last_time_us, last_checksum, lost: None }))
+    Ok(Some(Tip {
+        dir,
+        info,
+        seq,
+        prev,
+        txn,
+        pages,
+        pos,
+        last_time_us,
+        last_checksum,
+        lost: None,
+        rebase: None,
+        pending: Vec::new(),
+    }))
 }
 
 /// A point rebuilt and written as an ordinary verified archive, for the restore path
@@ -1469,8 +1651,8 @@ pub fn point_archive(
     let rebuilt = Staging::private(tmp_dir, STAGING_PREFIX)?;
     let point = rebuild(&dir, at_us, rebuilt.dir(), n)?;
     n.note(&format!(
-        "Rebuilt chain {} at transaction {} (committed by {}), checksum and integrity_check verified",
-        point.chain, point.txn, point.time
+        "Rebuilt chain {} at transaction {} (committed by {}) from {} segment(s), {} byte(s) read; checksum and integrity_check verified",
+        point.chain, point.txn, point.time, point.segments_read, point.segment_bytes_read
     ));
     // The owner and mode the base recorded for the database.
     let base = dir.join("base").join(&info.base);

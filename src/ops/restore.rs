@@ -515,6 +515,8 @@ impl Rollback<'_> {
 }
 
 pub fn refuse_if_in_use(db: &Path) -> Result<()> {
+    // A running `replicate` of this database is told first, and lets go of its files.
+    crate::ops::replicate::tell_followers(db)?;
     if let Some(h) = sqlite::in_use(db)? {
         return Err(Error::usage(format!(
             "the database {} is open in process {} (it holds {} open); restoring under a running server would corrupt it",

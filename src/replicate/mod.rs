@@ -3,6 +3,7 @@
 //! chain (docs/archive-format.md, "Point-in-time chain"). The operations on chains (follow,
 //! rebuild at a time, verify) are in `ops::replicate`.
 
+pub mod compact;
 pub mod digest;
 pub mod fstype;
 pub mod segment;

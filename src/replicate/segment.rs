@@ -40,6 +40,15 @@ pub struct Header {
     pub gap: Option<Gap>,
     pub compression: String,
     pub encryption: String,
+    /// A merged segment (`kind` "merged", written by compaction): it replaces segments `seq`
+    /// to `seq_last`, whose last one's hash was `end_hash` (the next segment's `prev`), and
+    /// its records are the points kept, with these transaction counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_last: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txns: Option<Vec<u64>>,
 }
 
 /// One committed transaction.
@@ -157,6 +166,9 @@ mod tests {
             gap: None,
             compression: "none".into(),
             encryption: "none".into(),
+            seq_last: None,
+            end_hash: None,
+            txns: None,
         };
         let recs = vec![
             Record { time_us: 1, db_pages: 2, checksum: Sum::default(), pages: vec![(1, vec![1; 512])] },

@@ -32,6 +32,7 @@ mod recovery;
 mod replicate;
 mod replicate_choice;
 mod replicate_docker;
+mod replicate_long;
 mod replicate_stamps;
 mod replicate_watch;
 mod restore;

@@ -287,7 +287,11 @@ fn status_max_lag_counts_only_this_databases_own_current_chain() {
 
     // Running again, then a segment removed from the middle: broken, whatever the follower says.
     let rep = replicate(&env, &other, &repo, &[]);
-    wait_follower(&repo, |f| f["stopped"] == false && f["segments_written"].as_u64().unwrap_or(0) >= 3);
+    // This run's report (the one written above, with its old pid, satisfies the rest at once).
+    let pid = rep.id();
+    wait_follower(&repo, |f| {
+        f["pid"] == pid && f["stopped"] == false && f["segments_written"].as_u64().unwrap_or(0) >= 3
+    });
     status(&env, &other, &repo, "60s", &[]).ok();
     let seg = dir.join("seg");
     let sub = ls(&seg).into_iter().next().map(|n| seg.join(n)).unwrap();
