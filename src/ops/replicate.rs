@@ -1460,9 +1460,9 @@ fn new_chain(
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        // The base is the snapshot the read mark pinned: its time is now, not after the copy
-        // (a commit made during a long copy is not in it, and is stamped when it is shipped).
-        let pinned_us = now_us();
+        // The base holds what the database file and the WAL hold when they are read here (the
+        // read goes to the WAL's end at that moment, past the read mark's snapshot): it is
+        // stamped once the read is done, never before a commit it holds.
         let out = fsutil::create_new(&copy, 0o600)?;
         let before =
             held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
@@ -1473,7 +1473,7 @@ fn new_chain(
         .ctx("cannot read", &opts.db)?;
         let after =
             held.as_ref().map(|h| wal::header(&h.file)).transpose().ctx("cannot read", &opts.db)?.flatten();
-        let time_us = pinned_us;
+        let time_us = now_us();
         drop(pinned);
         owners.restore()?;
         out.set_len(u64::from(live.db_pages) * u64::from(page_size)).ctx("cannot write", &copy)?;

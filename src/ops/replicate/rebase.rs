@@ -213,13 +213,13 @@ pub(super) fn buffered<T>(
                 let last = done.load(std::sync::atomic::Ordering::SeqCst);
                 let owners = crate::sqlite::SidecarOwners::record(db);
                 let pinned = super::pin(db);
-                let seen = super::now_us();
                 if pinned.is_some() {
                     match wal::read_commits(&wal_file, &pos, page_size, super::MAX_READ) {
                         Ok(r) => {
                             pos = r.end;
                             if !r.commits.is_empty() {
-                                out.push((seen, r.commits));
+                                // Stamped once read: never earlier than the commit.
+                                out.push((super::now_us(), r.commits));
                             }
                         }
                         Err(_) => break,
